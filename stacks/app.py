@@ -1,0 +1,81 @@
+"""Builds every stack of one environment from its validated config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from typing import Any
+
+from aws_cdk import Annotations, App, Environment, RemovalPolicy, Stack, Tags
+
+from backup_constructs.nag import add_nag_packs
+from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
+from stacks.invoice_storage import InvoiceStorageStack
+from tavari_dr import outputs
+from tavari_dr.config import EnvironmentConfig
+
+
+@dataclass
+class TavariApp:
+    storage: InvoiceStorageStack
+    replica: InvoiceReplicaStack | None
+
+    @property
+    def stacks(self) -> list[Stack]:
+        return [s for s in (self.replica, self.storage) if s is not None]
+
+
+def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
+    removal = RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY
+    common = {"termination_protection": config.termination_protection}
+    primary_env = Environment(account=config.account, region=config.region)
+
+    replica_stack = None
+    replica_args: dict[str, Any] = {}
+    if config.replication.enabled:
+        alias = replica_key_alias(config.name)
+        dr_region, dr_account = config.replication.region, config.replica_account
+        replica_stack = InvoiceReplicaStack(
+            app, config.stack_name(outputs.INVOICE_REPLICA),
+            description=f"Tavari {config.name}: DR replica of the invoice bucket",
+            env=Environment(account=dr_account, region=dr_region),
+            settings=config.invoice_bucket, removal_policy=removal, key_alias=alias, **common,
+        )
+        if not config.cross_account_replication:
+            replica_args = {"replica_key_arn": f"arn:aws:kms:{dr_region}:{dr_account}:{alias}",
+                            "replica_key_alias": alias}
+        elif config.replication.replica_key_arn:
+            replica_args = {"replica_key_arn": config.replication.replica_key_arn,
+                            "replica_account": dr_account}
+        if replica_args:
+            replica_args.update(replica_bucket=replica_stack.replica.bucket,
+                                replication_time_control=config.replication.replication_time_control)
+        else:
+            replica_args = {"no_replication_reason": (
+                "Cross-account replication waits for replication.replica_key_arn: deploy the replica "
+                "stack first, then set its ReplicaKeyArn output in cdk.json (README, deploy order).")}
+            Annotations.of(app).add_warning_v2(
+                "tavari:replication-pending",
+                f"{config.stack_name(outputs.INVOICE_STORAGE)} does not replicate yet: set "
+                f"environments.{config.name}.replication.replica_key_arn after deploying "
+                f"{config.stack_name(outputs.INVOICE_REPLICA)}",
+            )
+
+    storage = InvoiceStorageStack(
+        app, config.stack_name(outputs.INVOICE_STORAGE),
+        description=f"Tavari {config.name}: versioned, encrypted invoice bucket",
+        env=primary_env, settings=config.invoice_bucket, removal_policy=removal,
+        **replica_args, **common,
+    )
+    if replica_stack is not None:
+        storage.add_dependency(replica_stack, "the replica must exist before replication points at it")
+        role = storage.invoices.replication_role
+        if config.cross_account_replication and role is not None:
+            replica_stack.accept_replication_from(role, config.account or "")
+
+    for stack in (storage, replica_stack):
+        if stack is not None:
+            Tags.of(stack).add("tavari:environment", config.name)
+            Tags.of(stack).add("tavari:component", "backup-recovery")
+    add_nag_packs(app)
+    return TavariApp(storage=storage, replica=replica_stack)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from backup_constructs.invoice_bucket import InvoiceBucket, ReplicaTarget
+from tavari_dr import outputs
+from tavari_dr.config import InvoiceBucketConfig
+
+STORAGE_CLASSES = {
+    "GLACIER_IR": s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+    "GLACIER": s3.StorageClass.GLACIER,
+    "DEEP_ARCHIVE": s3.StorageClass.DEEP_ARCHIVE,
+}
+
+
+def invoice_bucket_from(scope: Construct, construct_id: str, settings: InvoiceBucketConfig, *,
+                        removal_policy: RemovalPolicy, **kwargs: Any) -> InvoiceBucket:
+    """The InvoiceBucket that one config section describes (primary and replica alike)."""
+    return InvoiceBucket(
+        scope,
+        construct_id,
+        noncurrent_archive_after=Duration.days(settings.archive_after_days),
+        archive_storage_class=STORAGE_CLASSES[settings.archive_storage_class],
+        archive_small_objects=settings.small_objects == "archive",
+        noncurrent_expiration=(
+            Duration.days(settings.noncurrent_expiration_days)
+            if settings.noncurrent_expiration_days is not None else None
+        ),
+        abort_incomplete_multipart_after=Duration.days(settings.abort_incomplete_multipart_days),
+        access_log_retention=Duration.days(settings.access_log_retention_days),
+        removal_policy=removal_policy,
+        **kwargs,
+    )
+
+
+class InvoiceStorageStack(Stack):
+    """The invoice bucket in the primary region, optionally replicating to a DR replica."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: InvoiceBucketConfig,
+                 removal_policy: RemovalPolicy, replica_bucket: s3.IBucket | None = None,
+                 replica_key_arn: str | None = None, replica_key_alias: str | None = None,
+                 replica_account: str | None = None, replication_time_control: bool = True,
+                 no_replication_reason: str | None = None, **kwargs: Any) -> None:
+        """replica_bucket: the DR replica (default None: no replication).
+        replica_key_arn: the replica key's alias ARN (same account) or key ARN (cross-account).
+        replica_key_alias: the alias name when replica_key_arn is an alias ARN.
+        replica_account: the replica's account when it is not this stack's (owner override).
+        no_replication_reason: why there is no replica, for the nag acknowledgment."""
+        super().__init__(scope, construct_id, **kwargs)
+        replica = None
+        if replica_bucket is not None:
+            if replica_key_arn is None:
+                raise ValueError("replica_key_arn is required with replica_bucket")
+            replica = ReplicaTarget(
+                bucket=replica_bucket,
+                key=kms.Key.from_key_arn(self, "ReplicaKey", replica_key_arn),
+                key_alias=replica_key_alias,
+                replication_time_control=replication_time_control,
+                destination_account=replica_account,
+            )
+        extra = {"no_replication_reason": no_replication_reason} if no_replication_reason else {}
+        self.invoices = invoice_bucket_from(
+            self, "Invoices", settings, removal_policy=removal_policy, replica=replica,
+            bucket_name=settings.existing_bucket_name, **extra,
+        )
+        if settings.app_principal_arn:
+            app_role = iam.Role.from_role_arn(self, "AppPrincipal", settings.app_principal_arn)
+            self.invoices.grant_app_access(app_role)
+
+        CfnOutput(self, outputs.INVOICE_BUCKET_NAME, value=self.invoices.bucket.bucket_name,
+                  description="Invoice PDF bucket (versioned, SSE-KMS)")
+        CfnOutput(self, outputs.INVOICE_BUCKET_ARN, value=self.invoices.bucket.bucket_arn)
+        CfnOutput(self, outputs.INVOICE_KEY_ARN, value=self.invoices.key.key_arn,
+                  description="KMS key encrypting the invoice bucket")
+        CfnOutput(self, outputs.INVOICE_ACCESS_LOG_BUCKET_NAME, value=self.invoices.access_logs.bucket.bucket_name)
+        if self.invoices.replication_role is not None:
+            CfnOutput(self, outputs.REPLICATION_ROLE_ARN, value=self.invoices.replication_role.role_arn)

@@ -1,0 +1,324 @@
+"""The one configuration loader: cdk.json context -> frozen, validated config.
+
+Used by app.py (CDK) and by the tavari-dr CLI alike, so it must stay plain Python
+(no CDK imports). Every error names the key path, the offending value and what is
+allowed, e.g. ``environments.prod.replication.region: "eu-west-1" is the primary
+region; choose another``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ENV = "dev"
+ENV_CONTEXT_KEY = "env"
+ENVIRONMENTS_CONTEXT_KEY = "environments"
+
+ARCHIVE_STORAGE_CLASSES = ("GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
+# Only these classes accept objects under 128 KB when the bucket's
+# TransitionDefaultMinimumObjectSize is VARIES_BY_STORAGE_CLASS.
+SMALL_OBJECT_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+SMALL_OBJECT_POLICIES = ("stay-standard", "archive")
+# S3's own default boundary below which lifecycle never transitions an object.
+SMALL_OBJECT_BYTES = 128 * 1024
+REMOVAL_POLICIES = ("retain", "destroy")
+
+_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or not allowed."""
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class InvoiceBucketConfig:
+    """The invoice bucket (primary region).
+
+    existing_bucket_name: adopt this bucket with ``cdk import`` (default None: CDK names it).
+    archive_after_days: days before a noncurrent version moves to the archive class (90).
+    archive_storage_class: GLACIER_IR (default), GLACIER or DEEP_ARCHIVE.
+    small_objects: "stay-standard" (default; objects < 128 KB are never transitioned)
+        or "archive" (transition them too; GLACIER/DEEP_ARCHIVE only).
+    noncurrent_expiration_days: delete noncurrent versions after N days (default None: never).
+    abort_incomplete_multipart_days: clean up abandoned uploads after N days (7).
+    access_log_retention_days: days server access logs are kept (365).
+    app_principal_arn: IAM role of the Tavari application, granted upload/read (None).
+    """
+
+    existing_bucket_name: str | None = None
+    archive_after_days: int = 90
+    archive_storage_class: str = "GLACIER_IR"
+    small_objects: str = "stay-standard"
+    noncurrent_expiration_days: int | None = None
+    abort_incomplete_multipart_days: int = 7
+    access_log_retention_days: int = 365
+    app_principal_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicationConfig:
+    """Cross-region (optionally cross-account) replication of the invoice bucket.
+
+    enabled: replicate at all (default False).
+    region: the DR region; must differ from the primary region.
+    account: destination account (default None: the primary account). Another
+        account makes it a dedicated backup account (owner override, bucket policy).
+    replication_time_control: RTC (15-minute SLA) and replication metrics (default True).
+    replica_key_arn: cross-account only: the replica stack's ReplicaKeyArn output, set after
+        deploying that stack (default None: replication waits for it). S3 would resolve an
+        alias in the source account, so another account's key must be named by its ARN.
+    """
+
+    enabled: bool = False
+    region: str | None = None
+    account: str | None = None
+    replication_time_control: bool = True
+    replica_key_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """One deployment environment (one entry of cdk.json ``environments``)."""
+
+    name: str
+    region: str
+    account: str | None = None
+    removal_policy: str = "retain"
+    termination_protection: bool = True
+    invoice_bucket: InvoiceBucketConfig = field(default_factory=InvoiceBucketConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
+    alert_emails: tuple[str, ...] = ()
+
+    @property
+    def retain(self) -> bool:
+        return self.removal_policy == "retain"
+
+    @property
+    def display_name(self) -> str:
+        return self.name.capitalize()
+
+    @property
+    def replica_account(self) -> str | None:
+        return self.replication.account or self.account
+
+    @property
+    def cross_account_replication(self) -> bool:
+        return (
+            self.replication.enabled
+            and self.replication.account is not None
+            and self.replication.account != self.account
+        )
+
+    def stack_name(self, purpose: str) -> str:
+        return stack_name(self.name, purpose)
+
+
+def stack_name(env_name: str, purpose: str) -> str:
+    """The one stack-name pattern: ``Tavari-<Env>-<Purpose>``."""
+    return f"Tavari-{env_name.capitalize()}-{purpose}"
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Section:
+    """A mapping being read, which remembers its key path and refuses unknown keys."""
+
+    def __init__(self, path: str, raw: Any, allowed: tuple[str, ...]) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: {_show(raw)} is not an object; expected keys {', '.join(allowed)}")
+        unknown = sorted(set(raw) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"{path}.{unknown[0]}: unknown key; allowed keys are {', '.join(allowed)}"
+            )
+        self.path = path
+        self.raw = raw
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}"
+
+    def get(self, name: str, default: Any) -> Any:
+        return self.raw.get(name, default)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.get(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use true or false")
+        return value
+
+    def integer(self, name: str, default: int | None, *, minimum: int, optional: bool = False) -> int | None:
+        value = self.get(name, default)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            allowed = f"a whole number >= {minimum}" + (" or null" if optional else "")
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use {allowed}")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(name, default)
+        if value not in choices:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; choose one of {', '.join(choices)}")
+        return value
+
+    def pattern(self, name: str, default: str | None, regex: re.Pattern[str], what: str,
+                *, optional: bool = True) -> str | None:
+        value = self.get(name, default)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not regex.match(value):
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use {what}")
+        return value
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else f'"{value}"'
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(cls.__dataclass_fields__)
+
+
+def _parse_invoice_bucket(path: str, raw: Any) -> InvoiceBucketConfig:
+    s = _Section(path, raw if raw is not None else {}, _fields(InvoiceBucketConfig))
+    d = InvoiceBucketConfig()
+    storage_class = s.choice("archive_storage_class", d.archive_storage_class, ARCHIVE_STORAGE_CLASSES)
+    small_objects = s.choice("small_objects", d.small_objects, SMALL_OBJECT_POLICIES)
+    if small_objects == "archive" and storage_class not in SMALL_OBJECT_CLASSES:
+        raise ConfigError(
+            f'{s.key("small_objects")}: "archive" is not allowed with archive_storage_class '
+            f'"{storage_class}"; S3 transitions objects under 128 KB only to {", ".join(SMALL_OBJECT_CLASSES)} '
+            f'(use "stay-standard" or change the class)'
+        )
+    archive_after = s.integer("archive_after_days", d.archive_after_days, minimum=1)
+    expiration = s.integer("noncurrent_expiration_days", None, minimum=1, optional=True)
+    if expiration is not None and expiration <= archive_after:
+        raise ConfigError(
+            f"{s.key('noncurrent_expiration_days')}: {expiration} is not allowed; it must be greater "
+            f"than archive_after_days ({archive_after}) or null (never expire)"
+        )
+    return InvoiceBucketConfig(
+        existing_bucket_name=s.pattern("existing_bucket_name", None, _BUCKET_RE, "a valid S3 bucket name or null"),
+        archive_after_days=archive_after,
+        archive_storage_class=storage_class,
+        small_objects=small_objects,
+        noncurrent_expiration_days=expiration,
+        abort_incomplete_multipart_days=s.integer(
+            "abort_incomplete_multipart_days", d.abort_incomplete_multipart_days, minimum=1),
+        access_log_retention_days=s.integer("access_log_retention_days", d.access_log_retention_days, minimum=1),
+        app_principal_arn=s.pattern("app_principal_arn", None, _ROLE_ARN_RE,
+                                    "an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>) or null"),
+    )
+
+
+def _parse_replication(path: str, raw: Any, primary_region: str, primary_account: str | None) -> ReplicationConfig:
+    s = _Section(path, raw if raw is not None else {}, _fields(ReplicationConfig))
+    enabled = s.boolean("enabled", False)
+    region = s.pattern("region", None, _REGION_RE, "an AWS region such as eu-central-1", optional=not enabled)
+    if region is not None and region == primary_region:
+        raise ConfigError(f'{s.key("region")}: "{region}" is the primary region; choose another')
+    account = s.pattern("account", None, _ACCOUNT_RE, "a 12-digit AWS account ID or null")
+    if enabled and primary_account is None:
+        raise ConfigError(
+            f'{s.key("enabled")}: true needs {path.rsplit(".", 1)[0]}.account; a stack pair across '
+            f"regions must name its account so synth works offline (set the 12-digit account ID)"
+        )
+    key_arn = s.get("replica_key_arn", None)
+    if key_arn is not None:
+        expected = f"arn:aws:kms:{region}:{account}:key/"
+        if account is None or account == primary_account or not isinstance(key_arn, str) \
+                or not key_arn.startswith(expected) or len(key_arn) == len(expected):
+            raise ConfigError(
+                f"{s.key('replica_key_arn')}: {_show(key_arn)} is not allowed; it is only for cross-account "
+                f"replication and must be a key ARN in the DR region and account ({expected}<key-id>)"
+            )
+    return ReplicationConfig(
+        enabled=enabled,
+        region=region,
+        account=account,
+        replication_time_control=s.boolean("replication_time_control", True),
+        replica_key_arn=key_arn,
+    )
+
+
+def _parse_emails(path: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: {_show(raw)} is not allowed; use a list of email addresses")
+    for i, email in enumerate(raw):
+        if not isinstance(email, str) or not _EMAIL_RE.match(email):
+            raise ConfigError(f"{path}[{i}]: {_show(email)} is not a valid email address; use name@example.com")
+    return tuple(raw)
+
+
+def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
+    path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
+    if not _ENV_NAME_RE.match(name):
+        raise ConfigError(f"{path}: {_show(name)} is not a valid environment name; use lower-case letters and digits")
+    allowed = _fields(EnvironmentConfig)[1:]
+    s = _Section(path, raw, allowed)
+    region = s.pattern("region", None, _REGION_RE, "an AWS region such as eu-west-1", optional=False)
+    account = s.pattern("account", None, _ACCOUNT_RE, "a 12-digit AWS account ID or null")
+    return EnvironmentConfig(
+        name=name,
+        region=region,
+        account=account,
+        removal_policy=s.choice("removal_policy", "retain", REMOVAL_POLICIES),
+        termination_protection=s.boolean("termination_protection", True),
+        invoice_bucket=_parse_invoice_bucket(s.key("invoice_bucket"), s.get("invoice_bucket", None)),
+        replication=_parse_replication(s.key("replication"), s.get("replication", None), region, account),
+        alert_emails=_parse_emails(s.key("alert_emails"), s.get("alert_emails", None)),
+    )
+
+
+def load_environment(context: Mapping[str, Any], env_name: str | None = None) -> EnvironmentConfig:
+    """Pick one environment out of the CDK context and validate it.
+
+    env_name: the environment to load (default: context ``env``, else ``dev``).
+    """
+    environments = context.get(ENVIRONMENTS_CONTEXT_KEY)
+    if not isinstance(environments, Mapping) or not environments:
+        raise ConfigError(f"{ENVIRONMENTS_CONTEXT_KEY}: missing or empty; cdk.json must map environment names to settings")
+    name = env_name or context.get(ENV_CONTEXT_KEY) or DEFAULT_ENV
+    if name not in environments:
+        raise ConfigError(
+            f'{ENV_CONTEXT_KEY}: "{name}" is not a configured environment; choose one of {", ".join(sorted(environments))}'
+        )
+    return parse_environment(name, environments[name])
+
+
+def load_all(context: Mapping[str, Any]) -> dict[str, EnvironmentConfig]:
+    """Validate every environment (so a typo in prod fails a dev synth in CI too)."""
+    environments = context.get(ENVIRONMENTS_CONTEXT_KEY) or {}
+    return {name: parse_environment(name, raw) for name, raw in environments.items()}
+
+
+def read_cdk_context(cdk_json: str | Path = "cdk.json") -> dict[str, Any]:
+    """The ``context`` object of cdk.json, as ``cdk synth`` sees it."""
+    path = Path(cdk_json)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; run from the project root or pass --cdk-json") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    return document.get("context", {})
+
+
+def load_from_file(env_name: str | None, cdk_json: str | Path = "cdk.json") -> EnvironmentConfig:
+    return load_environment(read_cdk_context(cdk_json), env_name)

@@ -1,0 +1,17 @@
+"""Stack purposes and output keys: the contract between the stacks and the CLI.
+
+The stacks name their CfnOutputs with these keys; `tavari-dr` finds deployed resources
+by reading them back from CloudFormation, so neither side hard-codes a physical name.
+"""
+
+INVOICE_STORAGE = "InvoiceStorage"
+INVOICE_REPLICA = "InvoiceReplica"
+
+INVOICE_BUCKET_NAME = "InvoiceBucketName"
+INVOICE_BUCKET_ARN = "InvoiceBucketArn"
+INVOICE_KEY_ARN = "InvoiceKeyArn"
+INVOICE_ACCESS_LOG_BUCKET_NAME = "InvoiceAccessLogBucketName"
+REPLICATION_ROLE_ARN = "ReplicationRoleArn"
+REPLICA_BUCKET_NAME = "ReplicaBucketName"
+REPLICA_BUCKET_ARN = "ReplicaBucketArn"
+REPLICA_KEY_ARN = "ReplicaKeyArn"
