@@ -86,9 +86,7 @@ class InvoiceBucket(Construct):
         ),
     ) -> None:
         super().__init__(scope, construct_id)
-        if archive_small_objects and archive_storage_class not in (
-            s3.StorageClass.GLACIER, s3.StorageClass.DEEP_ARCHIVE
-        ):
+        if archive_small_objects and archive_storage_class.value not in ("GLACIER", "DEEP_ARCHIVE"):
             raise ValueError(
                 "archive_small_objects: S3 transitions objects under 128 KB only to GLACIER or DEEP_ARCHIVE"
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 from aws_cdk import Annotations, App, Environment, RemovalPolicy, Stack, Tags
@@ -54,21 +53,20 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             replica_args = {"no_replication_reason": (
                 "Cross-account replication waits for replication.replica_key_arn: deploy the replica "
                 "stack first, then set its ReplicaKeyArn output in cdk.json (README, deploy order).")}
-            Annotations.of(app).add_warning_v2(
-                "tavari:replication-pending",
-                f"{config.stack_name(outputs.INVOICE_STORAGE)} does not replicate yet: set "
-                f"environments.{config.name}.replication.replica_key_arn after deploying "
-                f"{config.stack_name(outputs.INVOICE_REPLICA)}",
-            )
-
     storage = InvoiceStorageStack(
         app, config.stack_name(outputs.INVOICE_STORAGE),
         description=f"Tavari {config.name}: versioned, encrypted invoice bucket",
         env=primary_env, settings=config.invoice_bucket, removal_policy=removal,
         **replica_args, **common,
     )
+    if "no_replication_reason" in replica_args:
+        Annotations.of(storage).add_warning_v2(
+            "tavari:replication-pending",
+            f"{storage.stack_name} does not replicate yet: set environments.{config.name}.replication."
+            f"replica_key_arn to the ReplicaKeyArn output of {config.stack_name(outputs.INVOICE_REPLICA)}",
+        )
     if replica_stack is not None:
-        storage.add_dependency(replica_stack, "the replica must exist before replication points at it")
+        storage.add_stack_dependency(replica_stack, "the replica must exist before replication points at it")
         role = storage.invoices.replication_role
         if config.cross_account_replication and role is not None:
             replica_stack.accept_replication_from(role, config.account or "")

@@ -44,6 +44,12 @@ class InvoiceReplicaStack(Stack):
     def accept_replication_from(self, role: iam.IRole, source_account: str) -> None:
         """Cross-account: let the source's replication role write replicas and use our key."""
         self.replica.bucket.add_replication_policy(role.role_arn, True, source_account)
+        # CDK's replication policy omits tags; without this, tagged invoices fail to replicate.
+        self.replica.bucket.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ArnPrincipal(role.role_arn)],
+            actions=["s3:ReplicateTags"],
+            resources=[self.replica.bucket.arn_for_objects("*")],
+        ))
         # A key policy statement (Resource "*" means this key); the source account's own
         # IAM policy pins the key through its alias.
         self.replica.key.add_to_resource_policy(iam.PolicyStatement(

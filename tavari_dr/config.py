@@ -293,11 +293,13 @@ def load_environment(context: Mapping[str, Any], env_name: str | None = None) ->
     """
     environments = context.get(ENVIRONMENTS_CONTEXT_KEY)
     if not isinstance(environments, Mapping) or not environments:
-        raise ConfigError(f"{ENVIRONMENTS_CONTEXT_KEY}: missing or empty; cdk.json must map environment names to settings")
+        raise ConfigError(
+            f"{ENVIRONMENTS_CONTEXT_KEY}: missing or empty; cdk.json must map environment names to settings")
     name = env_name or context.get(ENV_CONTEXT_KEY) or DEFAULT_ENV
     if name not in environments:
         raise ConfigError(
-            f'{ENV_CONTEXT_KEY}: "{name}" is not a configured environment; choose one of {", ".join(sorted(environments))}'
+            f'{ENV_CONTEXT_KEY}: "{name}" is not a configured environment; '
+            f'choose one of {", ".join(sorted(environments))}'
         )
     return parse_environment(name, environments[name])
 

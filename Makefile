@@ -1,0 +1,45 @@
+# Every quality gate in one place; README's two commands are `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CDK := node_modules/.bin/cdk
+ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
+export AWS_REGION ?= eu-west-1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install run synth test lint bench clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The main job (offline, no AWS account): synthesize every environment with the
+# pinned CDK CLI, nag-clean, and summarize what would be deployed.
+run: synth
+
+synth: install
+	rm -rf cdk.out
+	for env in $(ENVS); do $(CDK) synth -c env=$$env -o cdk.out/$$env -q || exit 1; done
+	$(PY) -m tavari_dr.synth_summary $(addprefix cdk.out/,$(ENVS))
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
+	$(VENV)/bin/pytest -q
+
+bench: install
+	bash benches/synth.sh
+
+clean:
+	rm -rf cdk.out .pytest_cache

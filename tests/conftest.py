@@ -1,0 +1,101 @@
+"""Shared fixtures. Dummy credentials first: no test may ever reach AWS."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "AWS_REGION": "eu-west-1",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+})
+os.environ.pop("AWS_PROFILE", None)
+
+ROOT = Path(__file__).resolve().parent.parent
+XACCT = "210987654321"
+XACCT_KEY_ARN = f"arn:aws:kms:eu-central-1:{XACCT}:key/0f0e0d0c-1111-2222-3333-444455556666"
+
+
+def cdk_context() -> dict:
+    """The context `cdk synth` sees: cdk.json's, feature flags included."""
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+@dataclass
+class Synthesized:
+    """One environment synthesized once for the whole session."""
+
+    name: str
+    outdir: Path
+    templates: dict[str, dict]  # stack name -> template JSON
+    warnings: list[str]
+
+    def template(self, purpose: str):
+        from aws_cdk.assertions import Template
+
+        return Template.from_json(self.templates[self.stack(purpose)])
+
+    def stack(self, purpose: str) -> str:
+        from tavari_dr.config import stack_name
+
+        return stack_name(self.name.split("-")[0], purpose)
+
+
+def _synth(name: str, context: dict, outdir: Path) -> Synthesized:
+    from aws_cdk import App
+
+    from stacks.app import build_app
+    from tavari_dr.config import load_environment
+
+    app = App(context=context, outdir=str(outdir))
+    build_app(app, load_environment(context))
+    assembly = app.synth()
+    warnings = [
+        str(m.entry.data)
+        for artifact in assembly.stacks
+        for m in artifact.messages
+        if str(m.level).lower().endswith("warning")
+    ]
+    templates = {s.stack_name: s.template for s in assembly.stacks}
+    return Synthesized(name, outdir, templates, warnings)
+
+
+def cross_account_context(with_key: bool) -> dict:
+    context = copy.deepcopy(cdk_context())
+    prod = context["environments"]["prod"]
+    prod["replication"]["account"] = XACCT
+    if with_key:
+        prod["replication"]["replica_key_arn"] = XACCT_KEY_ARN
+    context["env"] = "prod"
+    return context
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory) -> dict[str, Synthesized]:
+    """Every cdk.json environment plus two cross-account variants, synthesized once, nag on."""
+    results = {}
+    for name in cdk_context()["environments"]:
+        results[name] = _synth(name, {**cdk_context(), "env": name}, tmp_path_factory.mktemp(f"cdk-{name}"))
+    results["prod-xacct"] = _synth("prod-xacct", cross_account_context(True), tmp_path_factory.mktemp("xacct"))
+    results["prod-xacct-pending"] = _synth(
+        "prod-xacct-pending", cross_account_context(False), tmp_path_factory.mktemp("pending"))
+    return results
+
+
+@pytest.fixture(scope="session")
+def dev(synthesized):
+    return synthesized["dev"]
+
+
+@pytest.fixture(scope="session")
+def prod(synthesized):
+    return synthesized["prod"]

@@ -1,0 +1,165 @@
+"""The loader: every bad value fails naming the key path, the value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tavari_dr.config import ConfigError, EnvironmentConfig, load_all, load_environment, load_from_file, stack_name
+from tests.conftest import ROOT, cdk_context
+
+
+def with_prod(mutate) -> dict:
+    context = copy.deepcopy(cdk_context())
+    mutate(context["environments"]["prod"])
+    return context
+
+
+def test_every_cdk_json_environment_loads():
+    configs = load_all(cdk_context())
+    assert {"dev", "prod"} <= set(configs)
+    assert all(isinstance(c, EnvironmentConfig) for c in configs.values())
+
+
+def test_dev_and_prod_defaults_are_what_the_plan_asks():
+    dev = load_environment(cdk_context(), "dev")
+    prod = load_environment(cdk_context(), "prod")
+    assert not dev.replication.enabled and not dev.retain and not dev.termination_protection
+    assert prod.replication.enabled and prod.replication.replication_time_control
+    assert prod.retain and prod.termination_protection
+    assert prod.replication.region != prod.region
+    assert prod.invoice_bucket.archive_after_days == 90
+    assert prod.invoice_bucket.archive_storage_class == "GLACIER_IR"
+    assert prod.invoice_bucket.noncurrent_expiration_days is None  # never delete old backups early
+
+
+def test_default_environment_is_dev_and_context_env_selects():
+    context = cdk_context()
+    context.pop("env", None)
+    assert load_environment(context).name == "dev"
+    assert load_environment({**context, "env": "prod"}).name == "prod"
+
+
+def test_config_is_frozen():
+    config = load_environment(cdk_context(), "prod")
+    with pytest.raises(AttributeError):
+        config.region = "us-east-1"  # type: ignore[misc]
+
+
+def test_cli_reads_the_same_file_the_same_way():
+    assert load_from_file("prod", ROOT / "cdk.json") == load_environment(cdk_context(), "prod")
+
+
+def test_stack_names_follow_one_pattern():
+    assert stack_name("prod", "InvoiceStorage") == "Tavari-Prod-InvoiceStorage"
+    assert load_environment(cdk_context(), "dev").stack_name("InvoiceReplica") == "Tavari-Dev-InvoiceReplica"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda p: p["replication"].update(region="eu-west-1"),
+         'environments.prod.replication.region: "eu-west-1" is the primary region; choose another'),
+        (lambda p: p["invoice_bucket"].update(archive_after_days=0),
+         "environments.prod.invoice_bucket.archive_after_days: 0 is not allowed; use a whole number >= 1"),
+        (lambda p: p["invoice_bucket"].update(archive_after_days="90"),
+         'environments.prod.invoice_bucket.archive_after_days: "90" is not allowed'),
+        (lambda p: p["invoice_bucket"].update(archive_storage_class="STANDARD_IA"),
+         'environments.prod.invoice_bucket.archive_storage_class: "STANDARD_IA" is not allowed; '
+         "choose one of GLACIER_IR, GLACIER, DEEP_ARCHIVE"),
+        (lambda p: p.update(alert_emails=["oncall@tavari.example", "not-an-email"]),
+         'environments.prod.alert_emails[1]: "not-an-email" is not a valid email address'),
+        (lambda p: p.update(retention=7),
+         "environments.prod.retention: unknown key; allowed keys are"),
+        (lambda p: p["invoice_bucket"].update(archive_days=90),
+         "environments.prod.invoice_bucket.archive_days: unknown key"),
+        (lambda p: p["replication"].update(rtc=True),
+         "environments.prod.replication.rtc: unknown key"),
+        (lambda p: p["invoice_bucket"].update(small_objects="archive"),
+         'environments.prod.invoice_bucket.small_objects: "archive" is not allowed with archive_storage_class '
+         '"GLACIER_IR"'),
+        (lambda p: p["invoice_bucket"].update(small_objects="sometimes"),
+         'environments.prod.invoice_bucket.small_objects: "sometimes" is not allowed'),
+        (lambda p: p["invoice_bucket"].update(noncurrent_expiration_days=30),
+         "environments.prod.invoice_bucket.noncurrent_expiration_days: 30 is not allowed; it must be greater "
+         "than archive_after_days (90)"),
+        (lambda p: p.update(region="mars-1"),
+         'environments.prod.region: "mars-1" is not allowed; use an AWS region'),
+        (lambda p: p.update(account="12345"),
+         'environments.prod.account: "12345" is not allowed; use a 12-digit AWS account ID'),
+        (lambda p: p.update(account=None),
+         "environments.prod.replication.enabled: true needs environments.prod.account"),
+        (lambda p: p["replication"].update(region=None),
+         "environments.prod.replication.region: null is not allowed"),
+        (lambda p: p.update(removal_policy="snapshot"),
+         'environments.prod.removal_policy: "snapshot" is not allowed; choose one of retain, destroy'),
+        (lambda p: p.update(termination_protection="yes"),
+         'environments.prod.termination_protection: "yes" is not allowed; use true or false'),
+        (lambda p: p["invoice_bucket"].update(app_principal_arn="arn:aws:iam::123:user/x"),
+         "environments.prod.invoice_bucket.app_principal_arn:"),
+        (lambda p: p["replication"].update(replica_key_arn="arn:aws:kms:eu-central-1:123456789012:key/abc"),
+         "environments.prod.replication.replica_key_arn: \"arn:aws:kms:eu-central-1:123456789012:key/abc\" is "
+         "not allowed; it is only for cross-account replication"),
+        (lambda p: p.update(invoice_bucket=[]),
+         "environments.prod.invoice_bucket: [] is not an object"),
+    ],
+)
+def test_bad_values_fail_with_key_value_and_allowed(mutate, expected):
+    with pytest.raises(ConfigError) as err:
+        load_environment(with_prod(mutate), "prod")
+    assert expected in str(err.value)
+
+
+def test_unknown_environment_names_the_choices():
+    with pytest.raises(ConfigError, match=r'env: "staging" is not a configured environment; choose one of dev, prod'):
+        load_environment(cdk_context(), "staging")
+
+
+def test_missing_environments_block():
+    with pytest.raises(ConfigError, match="environments: missing or empty"):
+        load_environment({}, "dev")
+
+
+def test_load_all_catches_a_typo_in_another_environment():
+    context = with_prod(lambda p: p.update(regoin="eu-west-1"))
+    load_environment(context, "dev")  # dev alone is fine ...
+    with pytest.raises(ConfigError, match="environments.prod.regoin: unknown key"):
+        load_all(context)  # ... but app.py validates every environment
+
+
+def test_unreadable_cdk_json(tmp_path):
+    (tmp_path / "cdk.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_from_file("dev", tmp_path / "cdk.json")
+    with pytest.raises(ConfigError, match="file not found"):
+        load_from_file("dev", tmp_path / "missing.json")
+
+
+def test_small_objects_archive_allowed_with_glacier():
+    context = with_prod(lambda p: p["invoice_bucket"].update(small_objects="archive", archive_storage_class="GLACIER"))
+    assert load_environment(context, "prod").invoice_bucket.small_objects == "archive"
+
+
+def test_cross_account_key_arn_must_be_in_dr_region_and_account():
+    def mutate(p):
+        p["replication"].update(account="210987654321",
+                                replica_key_arn="arn:aws:kms:us-east-1:210987654321:key/abc")
+    with pytest.raises(ConfigError, match=r"arn:aws:kms:eu-central-1:210987654321:key/<key-id>"):
+        load_environment(with_prod(mutate), "prod")
+
+
+def test_app_py_reports_config_errors_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    context = with_prod(lambda p: p["replication"].update(region="eu-west-1"))
+    env = {"CDK_CONTEXT_JSON": json.dumps({**context, "env": "prod"}), "CDK_OUTDIR": str(tmp_path),
+           "PATH": "/usr/bin:/bin", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert 'configuration error: environments.prod.replication.region: "eu-west-1" is the primary region' \
+        in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,255 @@
+"""Fine-grained assertions on the invoice bucket, its logs, lifecycle, replica and outputs."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tavari_dr import outputs
+from tests.conftest import XACCT, XACCT_KEY_ARN
+
+STORAGE, REPLICA = outputs.INVOICE_STORAGE, outputs.INVOICE_REPLICA
+
+# Stateful resources: a changed logical ID means CloudFormation replaces (and loses) data.
+PINNED = {
+    STORAGE: {
+        "InvoicesBucketB61C805D": "AWS::S3::Bucket",
+        "InvoicesKeyD1C0D9EA": "AWS::KMS::Key",
+        "InvoicesAccessLogsBucket5E5701C3": "AWS::S3::Bucket",
+    },
+    REPLICA: {
+        "ReplicaBucket80C984FB": "AWS::S3::Bucket",
+        "ReplicaKey29E01B67": "AWS::KMS::Key",
+        "ReplicaAccessLogsBucket1A0ED3FA": "AWS::S3::Bucket",
+    },
+}
+
+
+def resources(template, kind):
+    return template.find_resources(kind)
+
+
+def invoice_bucket(env, purpose=STORAGE):
+    logical = "InvoicesBucketB61C805D" if purpose == STORAGE else "ReplicaBucket80C984FB"
+    return env.templates[env.stack(purpose)]["Resources"][logical]
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_stateful_logical_ids_are_pinned(synthesized, env_name):
+    env = synthesized[env_name]
+    purposes = [STORAGE, REPLICA] if env_name == "prod" else [STORAGE]
+    for purpose in purposes:
+        found = env.templates[env.stack(purpose)]["Resources"]
+        for logical_id, kind in PINNED[purpose].items():
+            assert found.get(logical_id, {}).get("Type") == kind, f"{purpose}: {logical_id} moved or changed type"
+
+
+def test_stack_names(dev, prod):
+    assert set(dev.templates) == {"Tavari-Dev-InvoiceStorage"}
+    assert set(prod.templates) == {"Tavari-Prod-InvoiceStorage", "Tavari-Prod-InvoiceReplica"}
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_invoice_bucket_is_versioned_kms_encrypted_private_and_logged(synthesized, env_name):
+    template = synthesized[env_name].template(STORAGE)
+    template.has_resource_properties("AWS::S3::Bucket", {
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [{
+            "BucketKeyEnabled": True,
+            "ServerSideEncryptionByDefault": {
+                "SSEAlgorithm": "aws:kms",
+                "KMSMasterKeyID": {"Fn::GetAtt": ["InvoicesKeyD1C0D9EA", "Arn"]},
+            },
+        }]},
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        },
+        "LoggingConfiguration": {
+            "DestinationBucketName": {"Ref": "InvoicesAccessLogsBucket5E5701C3"},
+            "LogFilePrefix": "invoice-bucket/",
+        },
+        "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    })
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_bucket_policy_denies_plain_http_and_old_tls(synthesized, env_name):
+    template = synthesized[env_name].template(STORAGE)
+    template.has_resource_properties("AWS::S3::BucketPolicy", {
+        "Bucket": {"Ref": "InvoicesBucketB61C805D"},
+        "PolicyDocument": {"Statement": Match.array_with([
+            Match.object_like({"Effect": "Deny", "Action": "s3:*",
+                               "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
+            Match.object_like({"Effect": "Deny", "Action": "s3:*",
+                               "Condition": {"NumericLessThan": {"s3:TlsVersion": 1.2}}}),
+        ])},
+    })
+
+
+@pytest.mark.parametrize(("env_name", "days"), [("dev", 30), ("prod", 365)])
+def test_access_log_bucket_is_locked_down_with_its_own_retention(synthesized, env_name, days):
+    log_bucket = synthesized[env_name].templates[synthesized[env_name].stack(STORAGE)]["Resources"][
+        "InvoicesAccessLogsBucket5E5701C3"]["Properties"]
+    assert log_bucket["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+    assert log_bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    rule = log_bucket["LifecycleConfiguration"]["Rules"][0]
+    assert rule["ExpirationInDays"] == days
+    synthesized[env_name].template(STORAGE).has_resource_properties("AWS::S3::BucketPolicy", {
+        "Bucket": {"Ref": "InvoicesAccessLogsBucket5E5701C3"},
+        "PolicyDocument": {"Statement": Match.array_with([
+            Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
+            Match.object_like({"Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+                               "Action": "s3:PutObject"}),
+        ])},
+    })
+
+
+def test_lifecycle_archives_noncurrent_versions_to_glacier_ir_after_90_days_never_small_ones(prod):
+    lifecycle = invoice_bucket(prod)["Properties"]["LifecycleConfiguration"]
+    archive, housekeeping = lifecycle["Rules"]
+    assert archive == {
+        "Id": "ArchiveNoncurrentVersions",
+        "NoncurrentVersionTransitions": [{"StorageClass": "GLACIER_IR", "TransitionInDays": 90}],
+        "ObjectSizeGreaterThan": "131071",
+        "Status": "Enabled",
+    }
+    assert lifecycle["TransitionDefaultMinimumObjectSize"] == "all_storage_classes_128K"
+    assert housekeeping == {"Id": "Housekeeping", "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+                            "Status": "Enabled"}
+
+
+def test_noncurrent_expiration_is_off_in_prod_and_explicit_in_dev(dev, prod):
+    prod_rules = invoice_bucket(prod)["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert not any("NoncurrentVersionExpiration" in r for r in prod_rules)
+    dev_rules = invoice_bucket(dev)["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert dev_rules[1]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 180}
+
+
+def test_replica_has_the_same_lifecycle(prod):
+    assert invoice_bucket(prod, REPLICA)["Properties"]["LifecycleConfiguration"] == \
+        invoice_bucket(prod)["Properties"]["LifecycleConfiguration"]
+
+
+def test_prod_retains_data_and_keys_dev_may_destroy(dev, prod):
+    for env, policy in ((prod, "Retain"), (dev, "Delete")):
+        for purpose in ([STORAGE, REPLICA] if env is prod else [STORAGE]):
+            for logical_id, resource in env.templates[env.stack(purpose)]["Resources"].items():
+                if resource["Type"] in ("AWS::S3::Bucket", "AWS::KMS::Key"):
+                    assert resource.get("DeletionPolicy") == policy, (env.name, logical_id)
+                    assert resource.get("UpdateReplacePolicy") == policy, (env.name, logical_id)
+
+
+def test_termination_protection_in_prod_only(dev, prod):
+    import json
+
+    def protected(env, purpose):
+        manifest = json.loads((env.outdir / "manifest.json").read_text())
+        return manifest["artifacts"][env.stack(purpose)]["properties"].get("terminationProtection", False)
+
+    assert protected(prod, STORAGE) and protected(prod, REPLICA)
+    assert not protected(dev, STORAGE)
+
+
+def test_outputs_name_everything_the_cli_needs(dev, prod):
+    for env in (dev, prod):
+        found = set(env.templates[env.stack(STORAGE)]["Outputs"])
+        assert {outputs.INVOICE_BUCKET_NAME, outputs.INVOICE_BUCKET_ARN, outputs.INVOICE_KEY_ARN,
+                outputs.INVOICE_ACCESS_LOG_BUCKET_NAME} <= found
+    assert outputs.REPLICATION_ROLE_ARN in prod.templates[prod.stack(STORAGE)]["Outputs"]
+    assert {outputs.REPLICA_BUCKET_NAME, outputs.REPLICA_BUCKET_ARN, outputs.REPLICA_KEY_ARN} <= set(
+        prod.templates[prod.stack(REPLICA)]["Outputs"])
+
+
+def test_dev_does_not_replicate(dev):
+    assert "ReplicationConfiguration" not in invoice_bucket(dev)["Properties"]
+    dev.template(STORAGE).resource_count_is("AWS::IAM::Role", 0)
+
+
+def test_prod_replicates_everything_with_delete_markers_rtc_and_replica_key(prod):
+    replication = invoice_bucket(prod)["Properties"]["ReplicationConfiguration"]
+    (rule,) = replication["Rules"]
+    assert rule["Status"] == "Enabled" and rule["Filter"] == {"Prefix": ""}
+    assert rule["DeleteMarkerReplication"] == {"Status": "Enabled"}
+    assert rule["SourceSelectionCriteria"] == {"SseKmsEncryptedObjects": {"Status": "Enabled"}}
+    destination = rule["Destination"]
+    replica_name = prod.templates[prod.stack(REPLICA)]["Resources"]["ReplicaBucket80C984FB"]["Properties"][
+        "BucketName"]
+    assert destination["Bucket"] == f"arn:aws:s3:::{replica_name}"
+    assert destination["EncryptionConfiguration"] == {
+        "ReplicaKmsKeyID": "arn:aws:kms:eu-central-1:123456789012:alias/tavari-prod-invoice-replica"}
+    assert destination["ReplicationTime"] == {"Status": "Enabled", "Time": {"Minutes": 15}}
+    assert destination["Metrics"] == {"Status": "Enabled", "EventThreshold": {"Minutes": 15}}
+    assert "AccessControlTranslation" not in destination  # same account: no owner override
+
+
+def test_replica_key_alias_is_what_the_source_names(prod):
+    prod.template(REPLICA).has_resource_properties("AWS::KMS::Alias", {
+        "AliasName": "alias/tavari-prod-invoice-replica",
+        "TargetKeyId": {"Fn::GetAtt": ["ReplicaKey29E01B67", "Arn"]},
+    })
+
+
+def test_replication_role_is_least_privilege(prod):
+    policies = resources(prod.template(STORAGE), "AWS::IAM::Policy")
+    (policy,) = policies.values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert all(s["Resource"] != "*" for s in statements), "no statement may reach every resource"
+    kms = [s for s in statements if s["Action"] == ["kms:Encrypt", "kms:GenerateDataKey"]]
+    assert kms == [{
+        "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+        "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/tavari-prod-invoice-replica"}},
+        "Effect": "Allow",
+        "Resource": "arn:aws:kms:eu-central-1:123456789012:key/*",
+    }]
+    actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert {"s3:ReplicateObject", "s3:ReplicateDelete", "s3:GetObjectVersionForReplication",
+            "kms:Decrypt"} <= actions
+    assert not any(a.endswith(":*") for a in actions)
+
+
+def test_cross_account_uses_owner_override_key_arn_and_destination_policies(synthesized):
+    env = synthesized["prod-xacct"]
+    rule = invoice_bucket(env)["Properties"]["ReplicationConfiguration"]["Rules"][0]
+    assert rule["Destination"]["Account"] == XACCT
+    assert rule["Destination"]["AccessControlTranslation"] == {"Owner": "Destination"}
+    assert rule["Destination"]["EncryptionConfiguration"] == {"ReplicaKmsKeyID": XACCT_KEY_ARN}
+    storage = env.templates[env.stack(STORAGE)]["Resources"]
+    role = next(r for r in storage.values() if r["Type"] == "AWS::IAM::Role")
+    role_name = role["Properties"]["RoleName"]
+    assert role_name.startswith("tavari-prod-invoicestorag")  # generated, so the other account can name it
+    role_arn = f"arn:aws:iam::123456789012:role/{role_name}"
+    replica = env.template(REPLICA)
+    replica.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Allow", "Principal": {"AWS": role_arn},
+                           "Action": ["s3:ReplicateDelete", "s3:ReplicateObject"]}),
+        Match.object_like({"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "s3:ReplicateTags"}),
+        Match.object_like({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                           "Action": "s3:ObjectOwnerOverrideToBucketOwner"}),
+    ])}})
+    replica.has_resource_properties("AWS::KMS::Key", {"KeyPolicy": {"Statement": Match.array_with([
+        Match.object_like({"Principal": {"AWS": role_arn}, "Action": ["kms:Encrypt", "kms:GenerateDataKey"]}),
+    ])}})
+
+
+def test_cross_account_without_key_arn_waits_and_says_so(synthesized):
+    env = synthesized["prod-xacct-pending"]
+    assert "ReplicationConfiguration" not in invoice_bucket(env)["Properties"]
+    assert any("replica_key_arn" in w for w in env.warnings), env.warnings
+    assert not synthesized["prod"].warnings
+
+
+def test_no_physical_names_except_cross_environment_ones(dev, prod):
+    for env in (dev, prod):
+        for stack, template in env.templates.items():
+            for logical_id, resource in template["Resources"].items():
+                named = {k for k in resource.get("Properties", {}) if k in ("BucketName", "RoleName", "KeyName")}
+                if named:
+                    assert stack.endswith(REPLICA) and logical_id == "ReplicaBucket80C984FB", (stack, logical_id)
+
+
+def test_tags_mark_environment(prod):
+    bucket = invoice_bucket(prod)["Properties"]
+    assert {"Key": "tavari:environment", "Value": "prod"} in bucket["Tags"]

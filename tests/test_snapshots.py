@@ -1,0 +1,36 @@
+"""One JSON snapshot per stack and environment; update on purpose with --snapshot-update."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from syrupy.extensions.json import JSONSnapshotExtension
+
+ASSET_HASH = re.compile(r"^[0-9a-f]{64}(\.(zip|json))?$")
+
+
+def mask_assets(value):
+    """Asset hashes change with any byte of bundled code; the snapshot is about the shape."""
+    if isinstance(value, dict):
+        return {k: ("<asset-hash>" if k == "S3Key" or (isinstance(v, str) and ASSET_HASH.match(v)) else mask_assets(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_assets(v) for v in value]
+    if isinstance(value, str) and ASSET_HASH.match(value):
+        return "<asset-hash>"
+    return value
+
+
+@pytest.fixture
+def snapshot_json(snapshot):
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+STACKS = [("dev", "Tavari-Dev-InvoiceStorage"), ("prod", "Tavari-Prod-InvoiceStorage"),
+          ("prod", "Tavari-Prod-InvoiceReplica")]
+
+
+@pytest.mark.parametrize(("env_name", "stack"), STACKS, ids=[s for _, s in STACKS])
+def test_template_snapshot(synthesized, snapshot_json, env_name, stack):
+    assert mask_assets(synthesized[env_name].templates[stack]) == snapshot_json
