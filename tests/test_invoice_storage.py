@@ -224,8 +224,7 @@ def test_cross_account_uses_owner_override_key_arn_and_destination_policies(synt
     replica = env.template(REPLICA)
     replica.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
         Match.object_like({"Effect": "Allow", "Principal": {"AWS": role_arn},
-                           "Action": ["s3:ReplicateDelete", "s3:ReplicateObject"]}),
-        Match.object_like({"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "s3:ReplicateTags"}),
+                           "Action": ["s3:ReplicateDelete", "s3:ReplicateObject", "s3:ReplicateTags"]}),
         Match.object_like({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
                            "Action": "s3:ObjectOwnerOverrideToBucketOwner"}),
     ])}})
