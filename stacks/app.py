@@ -10,6 +10,7 @@ from aws_cdk import Annotations, App, Environment, RemovalPolicy, Stack, Tags
 from backup_constructs.nag import add_nag_packs
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
+from stacks.secrets import SecretsReplicaKeyStack, SecretsStack, secrets_replica_key_alias
 from tavari_dr import outputs
 from tavari_dr.config import EnvironmentConfig
 
@@ -18,10 +19,12 @@ from tavari_dr.config import EnvironmentConfig
 class TavariApp:
     storage: InvoiceStorageStack
     replica: InvoiceReplicaStack | None
+    secrets: SecretsStack
+    secrets_replica_key: SecretsReplicaKeyStack | None
 
     @property
     def stacks(self) -> list[Stack]:
-        return [s for s in (self.replica, self.storage) if s is not None]
+        return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets) if s is not None]
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
@@ -71,9 +74,30 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         if config.cross_account_replication and role is not None:
             replica_stack.accept_replication_from(role, config.account or "")
 
-    for stack in (storage, replica_stack):
+    secrets_replica = None
+    if config.replication.enabled:
+        # Secrets Manager replicates within one account: the DR key lives in the primary
+        # account's DR region even when the invoice replica is in a backup account.
+        secrets_replica = SecretsReplicaKeyStack(
+            app, config.stack_name(outputs.SECRETS_REPLICA_KEY),
+            description=f"Tavari {config.name}: KMS key for secret replicas in the DR region",
+            env=Environment(account=config.account, region=config.replication.region),
+            alias=secrets_replica_key_alias(config.name), removal_policy=removal, **common,
+        )
+    secrets = SecretsStack(
+        app, config.stack_name(outputs.SECRETS),
+        description=f"Tavari {config.name}: configuration backups in Secrets Manager",
+        env=primary_env, entries=config.secrets.all_entries, removal_policy=RemovalPolicy.RETAIN,
+        replica_region=config.replication.region if secrets_replica else None,
+        replica_key_alias=secrets_replica_key_alias(config.name) if secrets_replica else None,
+        **common,
+    )
+    if secrets_replica is not None:
+        secrets.add_stack_dependency(secrets_replica, "secret replicas need their DR key")
+
+    for stack in (storage, replica_stack, secrets, secrets_replica):
         if stack is not None:
             Tags.of(stack).add("tavari:environment", config.name)
             Tags.of(stack).add("tavari:component", "backup-recovery")
     add_nag_packs(app)
-    return TavariApp(storage=storage, replica=replica_stack)
+    return TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica)

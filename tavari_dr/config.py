@@ -34,6 +34,7 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ConfigError(ValueError):
@@ -90,6 +91,44 @@ class ReplicationConfig:
 
 
 @dataclass(frozen=True)
+class SecretEntry:
+    """One configuration value kept in Secrets Manager; ``name`` is its env-file key."""
+
+    name: str
+    description: str
+    required: bool = True
+
+
+# What a rebuilt Tavari needs to run and to be backed up (README, "Configuration backups").
+DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
+    SecretEntry("SUPABASE_URL", "Supabase project URL (https://<ref>.supabase.co)"),
+    SecretEntry("SUPABASE_ANON_KEY", "Supabase anon (public) API key"),
+    SecretEntry("SUPABASE_SERVICE_ROLE_KEY", "Supabase service-role API key"),
+    SecretEntry("SUPABASE_ACCESS_TOKEN", "Supabase Management API token (backup monitoring)"),
+    SecretEntry("BACKUP_DATABASE_URL",
+                "PostgreSQL URL for backups: the Supabase session pooler, port 5432 (never 6543)"),
+    SecretEntry("ALERT_WEBHOOK_URL", "Slack-compatible webhook for backup alerts"),
+)
+
+
+@dataclass(frozen=True)
+class SecretsConfig:
+    """Secrets Manager entries of one environment.
+
+    entries: the core entries (default DEFAULT_SECRET_ENTRIES).
+    third_party_keys: the application's third-party keys, each a required entry (default none).
+    """
+
+    entries: tuple[SecretEntry, ...] = DEFAULT_SECRET_ENTRIES
+    third_party_keys: tuple[str, ...] = ()
+
+    @property
+    def all_entries(self) -> tuple[SecretEntry, ...]:
+        return self.entries + tuple(
+            SecretEntry(key, f"Third-party key {key}") for key in self.third_party_keys)
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
@@ -101,6 +140,7 @@ class EnvironmentConfig:
     invoice_bucket: InvoiceBucketConfig = field(default_factory=InvoiceBucketConfig)
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
     alert_emails: tuple[str, ...] = ()
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
 
     @property
     def retain(self) -> bool:
@@ -266,6 +306,36 @@ def _parse_emails(path: str, raw: Any) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _parse_secrets(path: str, raw: Any) -> SecretsConfig:
+    s = _Section(path, raw if raw is not None else {}, _fields(SecretsConfig))
+    entries = list(DEFAULT_SECRET_ENTRIES)
+    if "entries" in s.raw:
+        if not isinstance(s.raw["entries"], list) or not s.raw["entries"]:
+            raise ConfigError(f"{s.key('entries')}: {_show(s.raw['entries'])} is not allowed; "
+                              "use a non-empty list of {name, description, required}")
+        entries = []
+        for i, item in enumerate(s.raw["entries"]):
+            e = _Section(f"{s.key('entries')}[{i}]", item, _fields(SecretEntry))
+            entries.append(SecretEntry(
+                name=e.pattern("name", None, ENV_KEY_RE, "an env-file key such as SUPABASE_URL", optional=False),
+                description=e.get("description", ""),
+                required=e.boolean("required", True),
+            ))
+    keys = s.get("third_party_keys", [])
+    if not isinstance(keys, list):
+        raise ConfigError(f"{s.key('third_party_keys')}: {_show(keys)} is not allowed; use a list of env-file keys")
+    for i, key in enumerate(keys):
+        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+            raise ConfigError(f"{s.key('third_party_keys')}[{i}]: {_show(key)} is not allowed; "
+                              "use an env-file key such as STRIPE_SECRET_KEY")
+    seen: set[str] = set()
+    for name in [e.name for e in entries] + keys:
+        if name in seen:
+            raise ConfigError(f'{path}: "{name}" is declared twice; each entry needs its own name')
+        seen.add(name)
+    return SecretsConfig(entries=tuple(entries), third_party_keys=tuple(keys))
+
+
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
@@ -283,6 +353,7 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         invoice_bucket=_parse_invoice_bucket(s.key("invoice_bucket"), s.get("invoice_bucket", None)),
         replication=_parse_replication(s.key("replication"), s.get("replication", None), region, account),
         alert_emails=_parse_emails(s.key("alert_emails"), s.get("alert_emails", None)),
+        secrets=_parse_secrets(s.key("secrets"), s.get("secrets", None)),
     )
 
 

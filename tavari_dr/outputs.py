@@ -15,3 +15,13 @@ REPLICATION_ROLE_ARN = "ReplicationRoleArn"
 REPLICA_BUCKET_NAME = "ReplicaBucketName"
 REPLICA_BUCKET_ARN = "ReplicaBucketArn"
 REPLICA_KEY_ARN = "ReplicaKeyArn"
+
+SECRETS = "Secrets"
+SECRETS_REPLICA_KEY = "SecretsReplicaKey"
+SECRETS_KEY_ARN = "SecretsKeyArn"
+SECRETS_REPLICA_KEY_ARN = "SecretsReplicaKeyArn"
+
+
+def secret_output_key(entry_name: str) -> str:
+    """SUPABASE_URL -> SecretSupabaseUrlArn (the ARN output of that entry's secret)."""
+    return "Secret" + "".join(part.capitalize() for part in entry_name.split("_") if part) + "Arn"

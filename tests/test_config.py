@@ -104,6 +104,14 @@ def test_stack_names_follow_one_pattern():
          "not allowed; it is only for cross-account replication"),
         (lambda p: p.update(invoice_bucket=[]),
          "environments.prod.invoice_bucket: [] is not an object"),
+        (lambda p: p["secrets"].update(third_party_keys=["stripe-key"]),
+         'environments.prod.secrets.third_party_keys[0]: "stripe-key" is not allowed; use an env-file key'),
+        (lambda p: p["secrets"].update(third_party_keys=["SUPABASE_URL"]),
+         'environments.prod.secrets: "SUPABASE_URL" is declared twice'),
+        (lambda p: p["secrets"].update(entries=[{"name": "X", "descr": "typo"}]),
+         "environments.prod.secrets.entries[0].descr: unknown key"),
+        (lambda p: p["secrets"].update(entries=[]),
+         "environments.prod.secrets.entries: [] is not allowed"),
     ],
 )
 def test_bad_values_fail_with_key_value_and_allowed(mutate, expected):
@@ -135,6 +143,18 @@ def test_unreadable_cdk_json(tmp_path):
         load_from_file("dev", tmp_path / "cdk.json")
     with pytest.raises(ConfigError, match="file not found"):
         load_from_file("dev", tmp_path / "missing.json")
+
+
+def test_secret_entries_default_to_the_core_set_plus_third_party_keys():
+    prod = load_environment(cdk_context(), "prod")
+    names = [e.name for e in prod.secrets.all_entries]
+    assert names[:6] == ["SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ACCESS_TOKEN",
+                         "BACKUP_DATABASE_URL", "ALERT_WEBHOOK_URL"]
+    assert "OPENAI_API_KEY" in names and all(e.required for e in prod.secrets.all_entries)
+    custom = with_prod(lambda p: p["secrets"].update(
+        entries=[{"name": "ONLY_ONE", "description": "d", "required": False}], third_party_keys=[]))
+    (entry,) = load_environment(custom, "prod").secrets.all_entries
+    assert entry.name == "ONLY_ONE" and not entry.required
 
 
 def test_small_objects_archive_allowed_with_glacier():

@@ -27,8 +27,13 @@ def snapshot_json(snapshot):
     return snapshot.use_extension(JSONSnapshotExtension)
 
 
-STACKS = [("dev", "Tavari-Dev-InvoiceStorage"), ("prod", "Tavari-Prod-InvoiceStorage"),
-          ("prod", "Tavari-Prod-InvoiceReplica")]
+STACKS = [("dev", "Tavari-Dev-InvoiceStorage"), ("dev", "Tavari-Dev-Secrets"),
+          ("prod", "Tavari-Prod-InvoiceStorage"), ("prod", "Tavari-Prod-InvoiceReplica"),
+          ("prod", "Tavari-Prod-Secrets"), ("prod", "Tavari-Prod-SecretsReplicaKey")]
+
+
+def test_every_stack_has_a_snapshot(synthesized):
+    assert {s for e in ("dev", "prod") for s in synthesized[e].templates} == {s for _, s in STACKS}
 
 
 @pytest.mark.parametrize(("env_name", "stack"), STACKS, ids=[s for _, s in STACKS])

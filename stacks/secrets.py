@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from backup_constructs.config_secrets import ConfigSecrets, SecretSpec
+from tavari_dr import outputs
+from tavari_dr.config import SecretEntry
+from tavari_dr.secrets import PLACEHOLDER_TEMPLATE
+
+
+def secrets_replica_key_alias(env_name: str) -> str:
+    return f"alias/tavari-{env_name}-secrets-replica"
+
+
+class SecretsStack(Stack):
+    """Configuration backups: one secret per entry, outputs the CLI reads."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, entries: tuple[SecretEntry, ...],
+                 removal_policy: RemovalPolicy, replica_region: str | None = None,
+                 replica_key_alias: str | None = None, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config_secrets = ConfigSecrets(
+            self, "Config",
+            entries=[SecretSpec(e.name, e.description) for e in entries],
+            placeholder_template=PLACEHOLDER_TEMPLATE,
+            replica_region=replica_region, replica_key_alias=replica_key_alias,
+            removal_policy=removal_policy,
+        )
+        for name, secret in self.config_secrets.secrets.items():
+            CfnOutput(self, outputs.secret_output_key(name), value=secret.secret_arn,
+                      description=f"Secret holding {name}")
+        CfnOutput(self, outputs.SECRETS_KEY_ARN, value=self.config_secrets.key.key_arn)
+
+
+class SecretsReplicaKeyStack(Stack):
+    """The customer-managed key that secret replicas use in the DR region."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, alias: str,
+                 removal_policy: RemovalPolicy, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.key = kms.Key(self, "Key", description="Tavari configuration secrets (DR replicas)",
+                           enable_key_rotation=True, removal_policy=removal_policy,
+                           pending_window=Duration.days(30))
+        # Named so the primary region's secrets can point at it without a cross-region export.
+        kms.Alias(self, "Alias", alias_name=alias, target_key=self.key)
+        CfnOutput(self, outputs.SECRETS_REPLICA_KEY_ARN, value=self.key.key_arn)

@@ -1,0 +1,3 @@
+from tavari_dr.cli import run
+
+run()

@@ -1,0 +1,39 @@
+"""boto3 clients and CloudFormation-output discovery, shared by every CLI command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+
+class DiscoveryError(RuntimeError):
+    """A deployed resource could not be found; the message says what to deploy or pass."""
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    """Where the CLI talks to: real AWS, or a local emulator through endpoint_url."""
+
+    region: str
+    dr_region: str | None = None
+    endpoint_url: str | None = None
+
+    def client(self, service: str, *, dr: bool = False) -> Any:
+        region = self.dr_region if dr and self.dr_region else self.region
+        return boto3.client(service, region_name=region, endpoint_url=self.endpoint_url)
+
+
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ValidationError":
+            region = cloudformation.meta.region_name
+            raise DiscoveryError(
+                f"stack {stack_name} is not deployed in {region}; deploy it, or name the resource explicitly"
+            ) from None
+        raise
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

@@ -1,0 +1,197 @@
+"""`tavari-dr`: the operator CLI. Exit codes: 0 ok, 1 a check or operation failed, 2 usage error.
+
+Every command takes --env (config from cdk.json through tavari_dr.config, the loader app.py
+uses) and finds deployed resources through the stacks' CloudFormation outputs; each
+resource can also be named explicitly. --region, --dr-region and --endpoint-url are
+honoured everywhere (an emulator such as moto server, or real AWS).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tavari_dr import outputs
+from tavari_dr import secrets as secrets_lib
+from tavari_dr.aws import AwsTarget, DiscoveryError, stack_outputs
+from tavari_dr.config import ConfigError, EnvironmentConfig, load_from_file
+from tavari_dr.envfile import EnvFileError, dump, parse
+
+
+class Failed(click.ClickException):
+    """The operation ran and failed (exit 1), as opposed to a usage error (exit 2)."""
+
+    exit_code = 1
+
+
+def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One readable line instead of a traceback, with the right exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, EnvFileError) as err:
+            raise click.UsageError(str(err)) from None
+        except DiscoveryError as err:
+            raise Failed(str(err)) from None
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            raise Failed(f"AWS refused {err.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
+        except BotoCoreError as err:
+            raise Failed(f"AWS call failed: {err}") from None
+
+    return wrapper
+
+
+def aws_command(group: click.Group, name: str, help_text: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """A subcommand with the options every command shares."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        func = _reports_errors(func)
+        for option in reversed([
+            click.option("--env", "env_name", required=True, help="Environment in cdk.json (e.g. dev, prod)."),
+            click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
+                         show_default=True, help="The project's cdk.json."),
+            click.option("--region", help="Primary region (default: the environment's)."),
+            click.option("--dr-region", help="DR region (default: the environment's replication region)."),
+            click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL",
+                         help="AWS endpoint, e.g. a local emulator (env TAVARI_DR_ENDPOINT_URL)."),
+        ]):
+            func = option(func)
+        return group.command(name, help=help_text)(func)
+
+    return decorate
+
+
+def load(env_name: str, cdk_json: Path, region: str | None, dr_region: str | None,
+         endpoint_url: str | None) -> tuple[EnvironmentConfig, AwsTarget]:
+    config = load_from_file(env_name, cdk_json)
+    target = AwsTarget(region=region or config.region, dr_region=dr_region or config.replication.region,
+                       endpoint_url=endpoint_url)
+    return config, target
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Tavari backup and disaster-recovery operator tool."""
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Configuration backups in Secrets Manager: push, pull, check."""
+
+
+def _secret_arns(config: EnvironmentConfig, target: AwsTarget, explicit: tuple[str, ...]) -> dict[str, str]:
+    declared = {e.name for e in config.secrets.all_entries}
+    given: dict[str, str] = {}
+    for item in explicit:
+        name, sep, arn = item.partition("=")
+        if not sep or not arn:
+            raise click.UsageError(f"--secret-arn {item!r}: use NAME=ARN")
+        if name not in declared:
+            raise click.UsageError(f"--secret-arn {name}: not a declared entry of {config.name}")
+        given[name] = arn
+    if len(given) == len(declared):
+        return given
+    found = stack_outputs(target.client("cloudformation"), config.stack_name(outputs.SECRETS))
+    arns = {}
+    for entry in config.secrets.all_entries:
+        arn = given.get(entry.name) or found.get(outputs.secret_output_key(entry.name))
+        if arn is None:
+            raise DiscoveryError(
+                f"{config.stack_name(outputs.SECRETS)} has no output {outputs.secret_output_key(entry.name)}; "
+                f"deploy the current app, or pass --secret-arn {entry.name}=ARN"
+            )
+        arns[entry.name] = arn
+    return arns
+
+
+def _states(config: EnvironmentConfig, target: AwsTarget, explicit: tuple[str, ...]):
+    client = target.client("secretsmanager")
+    arns = _secret_arns(config, target, explicit)
+    return client, secrets_lib.read_states(client, config.secrets.all_entries, arns)
+
+
+secret_arn_option = click.option(
+    "--secret-arn", "secret_arns", multiple=True, metavar="NAME=ARN",
+    help="Use this secret for an entry instead of the stack output (repeatable).")
+
+
+@aws_command(secrets_group, "push", "Map an env file onto the declared entries; write only with --apply.")
+@click.option("--env-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--apply", is_flag=True, help="Write the added and changed values (default: show the diff only).")
+@click.option("--skip-unknown", is_flag=True, help="Ignore keys that are not declared entries.")
+@secret_arn_option
+def push(env_name, cdk_json, region, dr_region, endpoint_url, env_file, apply, skip_unknown, secret_arns):
+    config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
+    values = parse(env_file.read_text(), str(env_file))
+    client, states = _states(config, target, secret_arns)
+    plan = secrets_lib.plan_push(values, states)
+    for label, names in (("added", plan.added), ("changed", plan.changed), ("unchanged", plan.unchanged),
+                         ("unknown", plan.unknown), ("not in file", plan.not_in_file)):
+        for name in names:
+            click.echo(f"  {label:<11} {name}")
+    click.echo(f"{len(plan.added)} added, {len(plan.changed)} changed, {len(plan.unchanged)} unchanged, "
+               f"{len(plan.unknown)} unknown, {len(plan.not_in_file)} not in file")
+    if plan.unknown and not skip_unknown:
+        raise Failed(f"{len(plan.unknown)} key(s) in {env_file} are not declared entries of {config.name}: "
+                     f"{', '.join(plan.unknown)}; declare them in cdk.json or pass --skip-unknown")
+    if not apply:
+        click.echo("dry run: nothing written (pass --apply to write)")
+        return
+    secrets_lib.apply_push(client, plan, values, states)
+    click.echo(f"wrote {len(plan.writes)} secret(s)")
+
+
+@aws_command(secrets_group, "pull", "Rebuild an env file (mode 0600) from the secrets.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@secret_arn_option
+def pull(env_name, cdk_json, region, dr_region, endpoint_url, out, force, secret_arns):
+    config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
+    _, states = _states(config, target, secret_arns)
+    values, missing = secrets_lib.pulled_values(states)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
+    fd = os.open(out, flags, 0o600)
+    os.fchmod(fd, 0o600)  # an overwritten file keeps no looser mode
+    with os.fdopen(fd, "w") as handle:
+        handle.write(dump(values))
+    click.echo(f"wrote {len(values)} value(s) to {out} (mode 0600)")
+    if missing:
+        raise Failed(f"required entries without a value: {', '.join(missing)}")
+
+
+@aws_command(secrets_group, "check", "Every required entry exists, is not a placeholder, and is fresh enough.")
+@click.option("--max-age-days", type=click.IntRange(min=1), help="Fail entries not changed within N days.")
+@secret_arn_option
+def check(env_name, cdk_json, region, dr_region, endpoint_url, max_age_days, secret_arns):
+    config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
+    _, states = _states(config, target, secret_arns)
+    rows = secrets_lib.check(states, max_age_days=max_age_days)
+    width = max(len(r.name) for r in rows)
+    click.echo(f"{'ENTRY':<{width}}  REQUIRED  STATUS            LAST CHANGED")
+    for r in rows:
+        changed = r.last_changed.strftime("%Y-%m-%d %H:%M UTC") if r.last_changed else "-"
+        click.echo(f"{r.name:<{width}}  {'yes' if r.required else 'no':<8}  {r.status:<16}  {changed}")
+    failed = [r.name for r in rows if r.failed]
+    if failed:
+        raise Failed(f"{len(failed)} entr{'y' if len(failed) == 1 else 'ies'} failed: {', '.join(failed)}")
+    click.echo(f"all {len(rows)} entries ok")
+
+
+def run() -> None:
+    main(prog_name="tavari-dr")
+
+
+if __name__ == "__main__":
+    sys.exit(run())
