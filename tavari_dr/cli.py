@@ -114,10 +114,20 @@ def _secret_arns(config: EnvironmentConfig, target: AwsTarget, explicit: tuple[s
     return arns
 
 
-def _states(config: EnvironmentConfig, target: AwsTarget, explicit: tuple[str, ...]):
-    client = target.client("secretsmanager")
+def _states(config: EnvironmentConfig, target: AwsTarget, explicit: tuple[str, ...], from_replica: bool = False):
     arns = _secret_arns(config, target, explicit)
+    if from_replica:
+        if not target.dr_region:
+            raise click.UsageError(f"--from-replica: {config.name} has no DR region; pass --dr-region")
+        # A replica keeps the primary's name; only the region in its ARN differs.
+        arns = {name: secrets_lib.replica_arn(arn, target.dr_region) for name, arn in arns.items()}
+    client = target.client("secretsmanager", dr=from_replica)
     return client, secrets_lib.read_states(client, config.secrets.all_entries, arns)
+
+
+from_replica_option = click.option(
+    "--from-replica", is_flag=True,
+    help="Read the replicas in the DR region (the primary region is down); ARNs as given or discovered.")
 
 
 secret_arn_option = click.option(
@@ -155,11 +165,12 @@ def push(env_name, cdk_json, region, dr_region, endpoint_url, env_file, apply, s
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @secret_arn_option
-def pull(env_name, cdk_json, region, dr_region, endpoint_url, out, force, secret_arns):
+@from_replica_option
+def pull(env_name, cdk_json, region, dr_region, endpoint_url, out, force, secret_arns, from_replica):
     config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
-    _, states = _states(config, target, secret_arns)
+    _, states = _states(config, target, secret_arns, from_replica)
     values, missing = secrets_lib.pulled_values(states)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
     fd = os.open(out, flags, 0o600)
@@ -174,9 +185,10 @@ def pull(env_name, cdk_json, region, dr_region, endpoint_url, out, force, secret
 @aws_command(secrets_group, "check", "Every required entry exists, is not a placeholder, and is fresh enough.")
 @click.option("--max-age-days", type=click.IntRange(min=1), help="Fail entries not changed within N days.")
 @secret_arn_option
-def check(env_name, cdk_json, region, dr_region, endpoint_url, max_age_days, secret_arns):
+@from_replica_option
+def check(env_name, cdk_json, region, dr_region, endpoint_url, max_age_days, secret_arns, from_replica):
     config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
-    _, states = _states(config, target, secret_arns)
+    _, states = _states(config, target, secret_arns, from_replica)
     rows = secrets_lib.check(states, max_age_days=max_age_days)
     width = max(len(r.name) for r in rows)
     click.echo(f"{'ENTRY':<{width}}  REQUIRED  STATUS            LAST CHANGED")

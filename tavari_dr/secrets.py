@@ -30,6 +30,15 @@ def is_placeholder(value: str | None) -> bool:
     return isinstance(parsed, dict) and UNSET_MARKER in parsed
 
 
+def replica_arn(arn: str, region: str) -> str:
+    """arn:aws:secretsmanager:<region>:<account>:secret:<name> in another region."""
+    parts = arn.split(":")
+    if len(parts) < 7 or parts[2] != "secretsmanager":
+        raise ValueError(f"{arn!r} is not a Secrets Manager secret ARN")
+    parts[3] = region
+    return ":".join(parts)
+
+
 @dataclass(frozen=True)
 class SecretState:
     entry: SecretEntry

@@ -209,3 +209,20 @@ def test_module_entry_point_runs():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "push" in result.stdout and "pull" in result.stdout and "check" in result.stdout
+
+
+def test_pull_from_the_dr_replica_when_the_primary_region_is_down(monkeypatch, tmp_path):
+    """Replicas keep the primary's name; --from-replica reads them in --dr-region."""
+    monkeypatch.chdir(ROOT)
+    with mock_aws():
+        dr = boto3.client("secretsmanager", region_name="eu-central-1")
+        arns = {n: dr.create_secret(Name=f"Config{n}-x1", SecretString=FULL_ENV[n])["ARN"] for n in NAMES}
+        primary_arns = [f"--secret-arn={n}={secrets_lib.replica_arn(a, REGION)}" for n, a in arns.items()]
+        out_file = tmp_path / "from-dr.env"
+        code, out = run("secrets", "pull", "--env", "dev", "--out", str(out_file), "--from-replica",
+                        "--dr-region", "eu-central-1", *primary_arns)
+        assert code == 0, out
+        assert parse(out_file.read_text()) == FULL_ENV
+        code, out = run("secrets", "pull", "--env", "dev", "--out", str(tmp_path / "x.env"), "--from-replica",
+                        *primary_arns)
+        assert code == 2 and "has no DR region" in out
