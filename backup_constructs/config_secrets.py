@@ -3,12 +3,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
+from backup_constructs.keys import customer_managed_key
 from backup_constructs.nag import acknowledge
 
 
@@ -46,9 +47,8 @@ class ConfigSecrets(Construct):
         super().__init__(scope, construct_id)
         if (replica_region is None) != (replica_key_alias is None):
             raise ValueError("replica_region and replica_key_alias go together")
-        self.key = kms.Key(self, "Key", description="Tavari configuration secrets",
-                           enable_key_rotation=True, removal_policy=removal_policy,
-                           pending_window=Duration.days(30))
+        self.key = customer_managed_key(self, "Key", description="Tavari configuration secrets",
+                                        removal_policy=removal_policy)
         replica_regions = None
         if replica_region is not None:
             # The replica region's key, by alias: a customer-managed key there, never the

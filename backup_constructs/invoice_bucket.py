@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.access_log_bucket import AccessLogBucket
+from backup_constructs.keys import customer_managed_key
 from backup_constructs.nag import acknowledge, acknowledge_object_wildcards
 
 REPLICATION_RULE_ID = "ReplicateEverything"
@@ -90,14 +91,8 @@ class InvoiceBucket(Construct):
             raise ValueError(
                 "archive_small_objects: S3 transitions objects under 128 KB only to GLACIER or DEEP_ARCHIVE"
             )
-        self.key = kms.Key(
-            self,
-            "Key",
-            description="Invoice PDFs (SSE-KMS)",
-            enable_key_rotation=True,
-            removal_policy=removal_policy,
-            pending_window=Duration.days(30),
-        )
+        self.key = customer_managed_key(self, "Key", description="Invoice PDFs (SSE-KMS)",
+                                        removal_policy=removal_policy)
         self.access_logs = AccessLogBucket(
             self, "AccessLogs", retention=access_log_retention, removal_policy=removal_policy
         )

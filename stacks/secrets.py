@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from backup_constructs.config_secrets import ConfigSecrets, SecretSpec
+from backup_constructs.keys import customer_managed_key
 from tavari_dr import outputs
 from tavari_dr.config import SecretEntry
 from tavari_dr.secrets import PLACEHOLDER_TEMPLATE
@@ -42,9 +43,8 @@ class SecretsReplicaKeyStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, alias: str,
                  removal_policy: RemovalPolicy, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.key = kms.Key(self, "Key", description="Tavari configuration secrets (DR replicas)",
-                           enable_key_rotation=True, removal_policy=removal_policy,
-                           pending_window=Duration.days(30))
+        self.key = customer_managed_key(self, "Key", description="Tavari configuration secrets (DR replicas)",
+                                        removal_policy=removal_policy)
         # Named so the primary region's secrets can point at it without a cross-region export.
         kms.Alias(self, "Alias", alias_name=alias, target_key=self.key)
         CfnOutput(self, outputs.SECRETS_REPLICA_KEY_ARN, value=self.key.key_arn)

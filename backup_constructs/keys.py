@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+
+def customer_managed_key(scope: Construct, construct_id: str, *, description: str,
+                         removal_policy: RemovalPolicy) -> kms.Key:
+    """Every key of the project: customer-managed, yearly rotation, 30 days to undo a deletion."""
+    return kms.Key(scope, construct_id, description=description, enable_key_rotation=True,
+                   removal_policy=removal_policy, pending_window=Duration.days(30))
