@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 AWS_REGION=${AWS_REGION:-eu-west-1}
+export PATH="$PWD/.venv/bin:$PATH"  # cdk.json runs `python3 app.py`: the project venv
 PY=.venv/bin/python
 envs=$($PY -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 out=$(mktemp -d)
@@ -13,7 +14,7 @@ elapsed() { $PY -c "print(f'{$2 - $1:.2f}')"; }
 
 t0=$(now)
 for env in $envs; do
-  node_modules/.bin/cdk synth -c env="$env" -o "$out/$env" -q >/dev/null
+  node_modules/.bin/cdk synth -c env="$env" -o "$out/$env" -q >/dev/null 2>&1 || { echo "synth of $env failed"; exit 1; }
 done
 t1=$(now)
 .venv/bin/pytest -q -p no:cacheprovider >/dev/null
