@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Times what a developer waits for: synth of every environment with the pinned CDK CLI
-# (one process per environment, as `cdk synth -c env=NAME` runs), the same synth in one
-# shared-jsii process, and the unit/synth test suite. Prints figures; asserts nothing.
+# (one process per environment, as `cdk synth -c env=NAME` runs, nag on) and the
+# unit/synth test suite (which synthesizes once per session). Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 AWS_REGION=${AWS_REGION:-eu-west-1}
