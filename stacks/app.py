@@ -95,9 +95,9 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
     if secrets_replica is not None:
         secrets.add_stack_dependency(secrets_replica, "secret replicas need their DR key")
 
-    for stack in (storage, replica_stack, secrets, secrets_replica):
-        if stack is not None:
-            Tags.of(stack).add("tavari:environment", config.name)
-            Tags.of(stack).add("tavari:component", "backup-recovery")
+    built = TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica)
+    for stack in built.stacks:
+        Tags.of(stack).add("tavari:environment", config.name)
+        Tags.of(stack).add("tavari:component", "backup-recovery")
     add_nag_packs(app)
-    return TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica)
+    return built
