@@ -9,8 +9,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
-from backup_constructs.keys import customer_managed_key
+from backup_constructs.keys import alias_arn, customer_managed_key
 from backup_constructs.nag import acknowledge
+from tavari_dr.outputs import entry_id
 
 
 @dataclass(frozen=True)
@@ -19,11 +20,6 @@ class SecretSpec:
 
     name: str
     description: str
-
-
-def logical_id(name: str) -> str:
-    """SUPABASE_URL -> SupabaseUrl: stable per entry, independent of the entry's position."""
-    return "".join(part.capitalize() for part in name.split("_") if part)
 
 
 class ConfigSecrets(Construct):
@@ -54,14 +50,14 @@ class ConfigSecrets(Construct):
             # The replica region's key, by alias: a customer-managed key there, never the
             # AWS-managed fallback a replica without KmsKeyId gets.
             replica_key = kms.Key.from_key_arn(
-                self, "ReplicaKey",
-                f"arn:aws:kms:{replica_region}:{Stack.of(self).account}:{replica_key_alias}")
+                self, "ReplicaKey", alias_arn(replica_region, Stack.of(self).account, replica_key_alias))
             replica_regions = [sm.ReplicaRegion(region=replica_region, encryption_key=replica_key)]
         self.secrets: dict[str, sm.Secret] = {}
         account = Stack.of(self).account
         for entry in entries:
             secret = sm.Secret(
-                self, logical_id(entry.name),
+                # Keyed by name, never by position, so adding an entry moves no other secret.
+                self, entry_id(entry.name),
                 description=f"{entry.name}: {entry.description}",
                 encryption_key=self.key,
                 generate_secret_string=sm.SecretStringGenerator(

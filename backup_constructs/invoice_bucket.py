@@ -11,11 +11,11 @@ from constructs import Construct
 from backup_constructs.access_log_bucket import AccessLogBucket
 from backup_constructs.keys import customer_managed_key
 from backup_constructs.nag import acknowledge, acknowledge_object_wildcards
+from tavari_dr.config import SMALL_OBJECT_BYTES, SMALL_OBJECT_CLASSES
 
 REPLICATION_RULE_ID = "ReplicateEverything"
 ARCHIVE_RULE_ID = "ArchiveNoncurrentVersions"
 HOUSEKEEPING_RULE_ID = "Housekeeping"
-SMALL_OBJECT_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class InvoiceBucket(Construct):
         ),
     ) -> None:
         super().__init__(scope, construct_id)
-        if archive_small_objects and archive_storage_class.value not in ("GLACIER", "DEEP_ARCHIVE"):
+        if archive_small_objects and archive_storage_class.value not in SMALL_OBJECT_CLASSES:
             raise ValueError(
                 "archive_small_objects: S3 transitions objects under 128 KB only to GLACIER or DEEP_ARCHIVE"
             )

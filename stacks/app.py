@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk import Annotations, App, Environment, RemovalPolicy, Stack, Tags
 
+from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
@@ -44,7 +45,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             settings=config.invoice_bucket, removal_policy=removal, key_alias=alias, **common,
         )
         if not config.cross_account_replication:
-            replica_args = {"replica_key_arn": f"arn:aws:kms:{dr_region}:{dr_account}:{alias}",
+            replica_args = {"replica_key_arn": alias_arn(dr_region, dr_account, alias),
                             "replica_key_alias": alias}
         elif config.replication.replica_key_arn:
             replica_args = {"replica_key_arn": config.replication.replica_key_arn,

@@ -147,10 +147,6 @@ class EnvironmentConfig:
         return self.removal_policy == "retain"
 
     @property
-    def display_name(self) -> str:
-        return self.name.capitalize()
-
-    @property
     def replica_account(self) -> str | None:
         return self.replication.account or self.account
 

@@ -22,6 +22,11 @@ SECRETS_KEY_ARN = "SecretsKeyArn"
 SECRETS_REPLICA_KEY_ARN = "SecretsReplicaKeyArn"
 
 
+def entry_id(entry_name: str) -> str:
+    """SUPABASE_URL -> SupabaseUrl: names an entry's secret (logical ID) and its output alike."""
+    return "".join(part.capitalize() for part in entry_name.split("_") if part)
+
+
 def secret_output_key(entry_name: str) -> str:
     """SUPABASE_URL -> SecretSupabaseUrlArn (the ARN output of that entry's secret)."""
-    return "Secret" + "".join(part.capitalize() for part in entry_name.split("_") if part) + "Arn"
+    return f"Secret{entry_id(entry_name)}Arn"
