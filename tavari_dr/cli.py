@@ -52,10 +52,15 @@ def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def aws_command(group: click.Group, name: str, help_text: str) -> Callable[[Callable[..., Any]], click.Command]:
-    """A subcommand with the options every command shares."""
+    """A subcommand with the options every command shares, called as ``func(config, target, ...)``."""
 
     def decorate(func: Callable[..., Any]) -> click.Command:
-        func = _reports_errors(func)
+        @functools.wraps(func)
+        def with_config(env_name: str, cdk_json: Path, region: str | None, dr_region: str | None,
+                        endpoint_url: str | None, **kwargs: Any) -> Any:
+            return func(*load(env_name, cdk_json, region, dr_region, endpoint_url), **kwargs)
+
+        command = _reports_errors(with_config)
         for option in reversed([
             click.option("--env", "env_name", required=True, help="Environment in cdk.json (e.g. dev, prod)."),
             click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
@@ -65,8 +70,8 @@ def aws_command(group: click.Group, name: str, help_text: str) -> Callable[[Call
             click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL",
                          help="AWS endpoint, e.g. a local emulator (env TAVARI_DR_ENDPOINT_URL)."),
         ]):
-            func = option(func)
-        return group.command(name, help=help_text)(func)
+            command = option(command)
+        return group.command(name, help=help_text)(command)
 
     return decorate
 
@@ -140,8 +145,7 @@ secret_arn_option = click.option(
 @click.option("--apply", is_flag=True, help="Write the added and changed values (default: show the diff only).")
 @click.option("--skip-unknown", is_flag=True, help="Ignore keys that are not declared entries.")
 @secret_arn_option
-def push(env_name, cdk_json, region, dr_region, endpoint_url, env_file, apply, skip_unknown, secret_arns):
-    config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
+def push(config, target, env_file, apply, skip_unknown, secret_arns):
     values = parse(env_file.read_text(), str(env_file))
     client, states = _states(config, target, secret_arns)
     plan = secrets_lib.plan_push(values, states)
@@ -166,8 +170,7 @@ def push(env_name, cdk_json, region, dr_region, endpoint_url, env_file, apply, s
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @secret_arn_option
 @from_replica_option
-def pull(env_name, cdk_json, region, dr_region, endpoint_url, out, force, secret_arns, from_replica):
-    config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
+def pull(config, target, out, force, secret_arns, from_replica):
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
     _, states = _states(config, target, secret_arns, from_replica)
@@ -186,8 +189,7 @@ def pull(env_name, cdk_json, region, dr_region, endpoint_url, out, force, secret
 @click.option("--max-age-days", type=click.IntRange(min=1), help="Fail entries not changed within N days.")
 @secret_arn_option
 @from_replica_option
-def check(env_name, cdk_json, region, dr_region, endpoint_url, max_age_days, secret_arns, from_replica):
-    config, target = load(env_name, cdk_json, region, dr_region, endpoint_url)
+def check(config, target, max_age_days, secret_arns, from_replica):
     _, states = _states(config, target, secret_arns, from_replica)
     rows = secrets_lib.check(states, max_age_days=max_age_days)
     width = max(len(r.name) for r in rows)
