@@ -10,7 +10,7 @@ from constructs import Construct
 
 from backup_constructs.access_log_bucket import AccessLogBucket
 from backup_constructs.keys import customer_managed_key
-from backup_constructs.nag import acknowledge, acknowledge_object_wildcards
+from backup_constructs.nag import acknowledge, acknowledge_object_wildcards, grant_policy
 from tavari_dr.config import SMALL_OBJECT_BYTES, SMALL_OBJECT_CLASSES
 
 REPLICATION_RULE_ID = "ReplicateEverything"
@@ -96,6 +96,7 @@ class InvoiceBucket(Construct):
         self.access_logs = AccessLogBucket(
             self, "AccessLogs", retention=access_log_retention, removal_policy=removal_policy
         )
+        self.replica = replica
         self.replication_role: iam.Role | None = None
         replication_rules = None
         if replica is not None:
@@ -180,16 +181,10 @@ class InvoiceBucket(Construct):
             # Not replica.key.grant_encrypt(): for a key in another region, CDK grants
             # kms:* on Resource "*", which would reach every key that trusts the account.
             self.replication_role.add_to_principal_policy(replica.encrypt_statement())
-            policy = self.replication_role.node.find_child("DefaultPolicy")
             acknowledge_object_wildcards(
-                policy,
+                grant_policy(self.replication_role),
                 "S3's documented replication permissions act on every object version of exactly two "
                 "buckets (source/*, replica/*); object keys are unknown at deploy time.",
-            )
-            acknowledge(
-                policy,
-                "CDK's grant_* methods attach the role's DefaultPolicy; it is scoped to this role alone.",
-                "NIST.800.53.R5-IAMNoInlinePolicy",
             )
         else:
             acknowledge(self.bucket, no_replication_reason, "NIST.800.53.R5-S3BucketReplicationEnabled")

@@ -24,6 +24,14 @@ def acknowledge(construct: IConstruct, reason: str, *rule_ids: str) -> None:
     )
 
 
+def grant_policy(role: iam.Role) -> iam.Policy:
+    """The DefaultPolicy that grant_* attached to ``role``, acknowledged as the inline policy it is."""
+    policy = role.node.find_child("DefaultPolicy")
+    acknowledge(policy, "CDK's grant_* methods attach the role's DefaultPolicy; it is scoped to this role alone.",
+                "NIST.800.53.R5-IAMNoInlinePolicy")
+    return policy  # type: ignore[return-value]
+
+
 def _flatten(reference: Any) -> str:
     """The string cdk-nag prints for a policy resource (its flattenCfnReference)."""
     if isinstance(reference, str):

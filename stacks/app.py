@@ -7,10 +7,12 @@ from typing import Any
 
 from aws_cdk import Annotations, App, Environment, RemovalPolicy, Stack, Tags
 
+from backup_constructs.invoice_bucket import REPLICATION_RULE_ID
 from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
+from stacks.monitoring import MonitoringStack, ReplicationWatch
 from stacks.secrets import SecretsReplicaKeyStack, SecretsStack, secrets_replica_key_alias
 from tavari_dr import outputs
 from tavari_dr.config import EnvironmentConfig
@@ -22,10 +24,12 @@ class TavariApp:
     replica: InvoiceReplicaStack | None
     secrets: SecretsStack
     secrets_replica_key: SecretsReplicaKeyStack | None
+    monitoring: MonitoringStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets) if s is not None]
+        return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets, self.monitoring)
+                if s is not None]
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
@@ -96,7 +100,26 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
     if secrets_replica is not None:
         secrets.add_stack_dependency(secrets_replica, "secret replicas need their DR key")
 
-    built = TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica)
+    replication_watch = None
+    if storage.invoices.replica is not None:
+        replication_watch = ReplicationWatch(
+            source_bucket=storage.invoices.bucket.bucket_name,
+            destination_bucket=storage.invoices.replica.bucket.bucket_name,
+            rule_id=REPLICATION_RULE_ID,
+        )
+    config_secrets = secrets.config_secrets.secrets
+    monitoring = MonitoringStack(
+        app, config.stack_name(outputs.MONITORING),
+        description=f"Tavari {config.name}: alert topic, alert router, backup alarms, dashboard",
+        env=primary_env, environment=config.name, settings=config.monitoring, alert_emails=config.alert_emails,
+        invoice_bucket=storage.invoices.bucket, webhook_secret=config_secrets["ALERT_WEBHOOK_URL"],
+        sentry_secret=config_secrets.get("SENTRY_DSN"), secrets_key=secrets.config_secrets.key,
+        replication=replication_watch, removal_policy=removal,
+        **common,
+    )
+
+    built = TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica,
+                      monitoring=monitoring)
     for stack in built.stacks:
         Tags.of(stack).add("tavari:environment", config.name)
         Tags.of(stack).add("tavari:component", "backup-recovery")

@@ -108,6 +108,7 @@ DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
     SecretEntry("BACKUP_DATABASE_URL",
                 "PostgreSQL URL for backups: the Supabase session pooler, port 5432 (never 6543)"),
     SecretEntry("ALERT_WEBHOOK_URL", "Slack-compatible webhook for backup alerts"),
+    SecretEntry("SENTRY_DSN", "Sentry DSN; alerts are also reported to Sentry when set", required=False),
 )
 
 
@@ -128,6 +129,33 @@ class SecretsConfig:
             SecretEntry(key, f"Third-party key {key}") for key in self.third_party_keys)
 
 
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)
+_URL_RE = re.compile(r"^https://[^\s/]+(/\S*)?$")
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Alarm thresholds and where their runbooks live.
+
+    rpo_hours: backup age alarm threshold (default 24, the plan's RPO).
+    backup_size_floor_bytes: a backup smaller than this alarms (default 1 MiB).
+    backup_size_drop_percent: a backup this much smaller than the previous one alarms (default 50).
+    storage_growth_percent: invoice bucket size or object count growing this much in a day alarms (25).
+    replication_latency_seconds: replication slower than this alarms (default 900, the RTC threshold).
+    log_retention_days: retention of every function's logs (default 365; a CloudWatch Logs value).
+    runbook_url: base URL of docs/runbooks/alarms.md; alarm descriptions link its sections.
+    """
+
+    rpo_hours: int = 24
+    backup_size_floor_bytes: int = 1024 * 1024
+    backup_size_drop_percent: int = 50
+    storage_growth_percent: int = 25
+    replication_latency_seconds: int = 900
+    log_retention_days: int = 365
+    runbook_url: str = "https://github.com/tavari/backup-recovery/blob/main/docs/runbooks/alarms.md"
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
@@ -141,6 +169,7 @@ class EnvironmentConfig:
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
     alert_emails: tuple[str, ...] = ()
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     @property
     def retain(self) -> bool:
@@ -332,6 +361,28 @@ def _parse_secrets(path: str, raw: Any) -> SecretsConfig:
     return SecretsConfig(entries=tuple(entries), third_party_keys=tuple(keys))
 
 
+def _parse_monitoring(path: str, raw: Any) -> MonitoringConfig:
+    s = _Section(path, raw if raw is not None else {}, _fields(MonitoringConfig))
+    d = MonitoringConfig()
+    drop = s.integer("backup_size_drop_percent", d.backup_size_drop_percent, minimum=1)
+    if drop is not None and drop > 100:
+        raise ConfigError(f"{s.key('backup_size_drop_percent')}: {drop} is not allowed; use 1 to 100")
+    retention = s.get("log_retention_days", d.log_retention_days)
+    if retention not in LOG_RETENTION_DAYS or isinstance(retention, bool):
+        raise ConfigError(f"{s.key('log_retention_days')}: {_show(retention)} is not allowed; CloudWatch Logs "
+                          f"accepts {', '.join(map(str, LOG_RETENTION_DAYS))}")
+    return MonitoringConfig(
+        rpo_hours=s.integer("rpo_hours", d.rpo_hours, minimum=1),
+        backup_size_floor_bytes=s.integer("backup_size_floor_bytes", d.backup_size_floor_bytes, minimum=0),
+        backup_size_drop_percent=drop,
+        storage_growth_percent=s.integer("storage_growth_percent", d.storage_growth_percent, minimum=1),
+        replication_latency_seconds=s.integer("replication_latency_seconds", d.replication_latency_seconds,
+                                              minimum=60),
+        log_retention_days=retention,
+        runbook_url=s.pattern("runbook_url", d.runbook_url, _URL_RE, "an https:// URL", optional=False),
+    )
+
+
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
@@ -350,6 +401,7 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         replication=_parse_replication(s.key("replication"), s.get("replication", None), region, account),
         alert_emails=_parse_emails(s.key("alert_emails"), s.get("alert_emails", None)),
         secrets=_parse_secrets(s.key("secrets"), s.get("secrets", None)),
+        monitoring=_parse_monitoring(s.key("monitoring"), s.get("monitoring", None)),
     )
 
 

@@ -16,6 +16,11 @@ REPLICA_BUCKET_NAME = "ReplicaBucketName"
 REPLICA_BUCKET_ARN = "ReplicaBucketArn"
 REPLICA_KEY_ARN = "ReplicaKeyArn"
 
+MONITORING = "Monitoring"
+ALERT_TOPIC_ARN = "AlertTopicArn"
+ALERT_ROUTER_NAME = "AlertRouterName"
+DASHBOARD_NAME = "DashboardName"
+
 SECRETS = "Secrets"
 SECRETS_REPLICA_KEY = "SecretsReplicaKey"
 SECRETS_KEY_ARN = "SecretsKeyArn"

@@ -45,9 +45,9 @@ def test_stateful_logical_ids_are_pinned(synthesized, env_name):
 
 
 def test_stack_names(dev, prod):
-    assert set(dev.templates) == {"Tavari-Dev-InvoiceStorage", "Tavari-Dev-Secrets"}
+    assert set(dev.templates) == {"Tavari-Dev-InvoiceStorage", "Tavari-Dev-Secrets", "Tavari-Dev-Monitoring"}
     assert set(prod.templates) == {"Tavari-Prod-InvoiceStorage", "Tavari-Prod-InvoiceReplica",
-                                   "Tavari-Prod-Secrets", "Tavari-Prod-SecretsReplicaKey"}
+                                   "Tavari-Prod-Secrets", "Tavari-Prod-SecretsReplicaKey", "Tavari-Prod-Monitoring"}
 
 
 @pytest.mark.parametrize("env_name", ["dev", "prod"])

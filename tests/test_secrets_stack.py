@@ -90,7 +90,7 @@ def test_secret_properties_are_stable_across_synths_and_unrelated_config_changes
     """A redeploy must never regenerate (overwrite) a pushed value."""
     context = copy.deepcopy(cdk_context())
     prod_cfg = context["environments"]["prod"]
-    prod_cfg["secrets"]["third_party_keys"].append("SENTRY_DSN")
+    prod_cfg["secrets"]["third_party_keys"].append("MAPBOX_TOKEN")
     prod_cfg["invoice_bucket"]["archive_after_days"] = 120
     prod_cfg["alert_emails"].append("second@tavari.example")
     app = App(context={**context, "env": "prod"}, outdir=str(tmp_path))

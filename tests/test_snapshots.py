@@ -29,7 +29,8 @@ def snapshot_json(snapshot):
 
 STACKS = [("dev", "Tavari-Dev-InvoiceStorage"), ("dev", "Tavari-Dev-Secrets"),
           ("prod", "Tavari-Prod-InvoiceStorage"), ("prod", "Tavari-Prod-InvoiceReplica"),
-          ("prod", "Tavari-Prod-Secrets"), ("prod", "Tavari-Prod-SecretsReplicaKey")]
+          ("prod", "Tavari-Prod-Secrets"), ("prod", "Tavari-Prod-SecretsReplicaKey"),
+          ("dev", "Tavari-Dev-Monitoring"), ("prod", "Tavari-Prod-Monitoring")]
 
 
 def test_every_stack_has_a_snapshot(synthesized):

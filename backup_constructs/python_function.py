@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from backup_constructs.nag import acknowledge, grant_policy
+from tavari_dr.config import LOG_RETENTION_DAYS
+
+ROOT = Path(__file__).resolve().parent.parent
+_RETENTION = dict(zip(LOG_RETENTION_DAYS, [r for r in logs.RetentionDays if r is not logs.RetentionDays.INFINITE],
+                      strict=True))
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The RetentionDays member for a day count the config loader accepted."""
+    return _RETENTION[days]
+RUNTIME_PACKAGE = ROOT / "tavari_dr"
+
+
+@jsii.implements(ILocalBundling)
+class _CopySources:
+    """Local bundling: the handler folder plus the plain-Python runtime package, no Docker.
+
+    The bundle holds only our own code: the Lambda Python runtime already provides boto3,
+    and the project's Lambdas need nothing else (EMF metrics are plain JSON lines).
+    """
+
+    def __init__(self, handler_dir: Path) -> None:
+        self.handler_dir = handler_dir
+
+    def try_bundle(self, output_dir: str, *, image=None, **_: object) -> bool:  # noqa: ARG002
+        out = Path(output_dir)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(self.handler_dir, out, dirs_exist_ok=True, ignore=ignore)
+        shutil.copytree(RUNTIME_PACKAGE, out / "tavari_dr", dirs_exist_ok=True, ignore=ignore)
+        return True
+
+
+class PythonFunction(Construct):
+    """A project Lambda: ``lambdas/<name>/handler.py`` + ``tavari_dr``, bundled at synth.
+
+    name: folder under lambdas/.
+    description, timeout, memory_size, environment: as for lambda.Function.
+    log_retention: how long its log group keeps logs (required).
+    log_key: KMS key of its log group (required; see keys.log_group_key).
+    removal_policy: for the log group and dead-letter queue.
+    dead_letter_queue: give it an encrypted DLQ for failed asynchronous invocations (default True).
+
+    The role has no managed policy: it may write to its own log group, and callers grant the rest.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str, description: str,
+                 log_retention: logs.RetentionDays, log_key: kms.IKey, removal_policy: RemovalPolicy,
+                 timeout: Duration = Duration.minutes(1), memory_size: int = 256,
+                 environment: dict[str, str] | None = None, dead_letter_queue: bool = True) -> None:
+        super().__init__(scope, construct_id)
+        handler_dir = ROOT / "lambdas" / name
+        if not (handler_dir / "handler.py").is_file():
+            raise ValueError(f"lambdas/{name}/handler.py does not exist")
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
+                                       removal_policy=removal_policy)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description=f"Lambda {name}")
+        self.log_group.grant_write(self.role)
+        self.dead_letter_queue = None
+        if dead_letter_queue:
+            self.dead_letter_queue = sqs.Queue(
+                self, "DeadLetters", encryption=sqs.QueueEncryption.KMS_MANAGED, enforce_ssl=True,
+                retention_period=Duration.days(14), removal_policy=removal_policy)
+            acknowledge(self.dead_letter_queue, "This queue is itself the dead-letter queue of the function.",
+                        "AwsSolutions-SQS3")
+        self.function = lambda_.Function(
+            self, "Function",
+            # The newest Python runtime CDK knows (determine_latest_python_runtime lags behind it).
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(
+                str(handler_dir),
+                asset_hash_type=AssetHashType.OUTPUT,  # the bundle includes tavari_dr: hash what ships
+                bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"),
+                                         local=_CopySources(handler_dir)),
+            ),
+            description=description,
+            timeout=timeout,
+            memory_size=memory_size,
+            environment=environment,
+            role=self.role,
+            log_group=self.log_group,
+            dead_letter_queue=self.dead_letter_queue,
+            tracing=lambda_.Tracing.DISABLED,
+        )
+        grant_policy(self.role)
+        acknowledge(self.function,
+                    "No reserved concurrency: new accounts have too little to reserve, and every "
+                    "project job is idempotent so an overlapping run is harmless.",
+                    "NIST.800.53.R5-LambdaConcurrency")
+        acknowledge(self.function,
+                    "Talks only to AWS APIs and HTTPS webhooks; a VPC would need NAT or endpoints and "
+                    "protect nothing here.",
+                    "NIST.800.53.R5-LambdaInsideVPC")

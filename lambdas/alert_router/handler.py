@@ -1,0 +1,19 @@
+"""SNS alert topic -> webhook (and Sentry when its DSN is set). Logic: tavari_dr.alerts."""
+
+import os
+
+import boto3
+
+from tavari_dr import alerts, metrics
+
+ENVIRONMENT = os.environ["TAVARI_ENV"]
+WEBHOOK_SECRET = os.environ["ALERT_WEBHOOK_SECRET_ARN"]
+SENTRY_SECRET = os.environ.get("SENTRY_DSN_SECRET_ARN") or None
+SECRETS = alerts.SecretCache(boto3.client("secretsmanager"))
+
+
+def handler(event, context):
+    delivered = alerts.route(event, environment=ENVIRONMENT, secrets=SECRETS, webhook_secret=WEBHOOK_SECRET,
+                             sentry_secret=SENTRY_SECRET)
+    metrics.publish({metrics.ALERTS_DELIVERED: delivered})
+    return {"delivered": delivered}

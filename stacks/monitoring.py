@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as sm
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+
+from backup_constructs.keys import log_group_key
+from backup_constructs.monitoring import Monitoring, Runbook
+from backup_constructs.python_function import PythonFunction, retention
+from tavari_dr import metrics, outputs
+from tavari_dr.config import MonitoringConfig
+
+GT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
+LT = cw.ComparisonOperator.LESS_THAN_THRESHOLD
+DAY = Duration.days(1)
+ROUTER_TIMEOUT = Duration.seconds(60)
+
+
+@dataclass(frozen=True)
+class ReplicationWatch:
+    """What S3's replication metrics are keyed by."""
+
+    source_bucket: str
+    destination_bucket: str
+    rule_id: str
+
+
+class MonitoringStack(Stack):
+    """Alert topic, alert router, every backup alarm and the dashboard of one environment."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, environment: str, settings: MonitoringConfig,
+                 alert_emails: tuple[str, ...], invoice_bucket: s3.IBucket, webhook_secret: sm.ISecret,
+                 sentry_secret: sm.ISecret | None, secrets_key: kms.IKey, replication: ReplicationWatch | None,
+                 removal_policy: RemovalPolicy, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.monitoring = Monitoring(self, "Monitoring", environment=environment, runbook_url=settings.runbook_url,
+                                     alert_emails=alert_emails, removal_policy=removal_policy)
+        self.log_key = log_group_key(self, "LogsKey", removal_policy=removal_policy)
+        self.router = PythonFunction(
+            self, "AlertRouter", name="alert_router",
+            description="Formats alarm and job-failure notifications and posts them to the alert webhook",
+            timeout=ROUTER_TIMEOUT, log_retention=retention(settings.log_retention_days),
+            log_key=self.log_key, removal_policy=removal_policy,
+            environment={
+                "TAVARI_ENV": environment,
+                "ALERT_WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,
+                **({"SENTRY_DSN_SECRET_ARN": sentry_secret.secret_arn} if sentry_secret else {}),
+            },
+        )
+        # Granted through imports: Secret.grant_read on the owning stack's secret would also
+        # write this role into the secrets key policy, and the two stacks would depend on each other.
+        for secret_id, secret in (("WebhookSecret", webhook_secret), ("SentrySecret", sentry_secret)):
+            if secret is not None:
+                sm.Secret.from_secret_complete_arn(self, secret_id, secret.secret_arn).grant_read(self.router.role)
+        secrets_key.grant_decrypt(self.router.role)
+        self.monitoring.topic.add_subscription(subs.LambdaSubscription(self.router.function))
+        self.monitoring.watch_function("AlertRouter", self.router.function, timeout=ROUTER_TIMEOUT,
+                                       what="The alert router")
+        assert self.router.dead_letter_queue is not None
+        self.monitoring.watch_dead_letters("AlertDeadLetters", self.router.dead_letter_queue,
+                                           what="An alert notification")
+
+        self._backup_alarms(settings)
+        self._storage_alarms(settings, invoice_bucket)
+        if replication is not None:
+            self._replication_alarms(settings, replication)
+        self.dashboard = self._dashboard(environment, invoice_bucket, replication)
+
+        CfnOutput(self, outputs.ALERT_TOPIC_ARN, value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, outputs.ALERT_ROUTER_NAME, value=self.router.function.function_name)
+        CfnOutput(self, outputs.DASHBOARD_NAME, value=self.dashboard.dashboard_name)
+
+    def _backup_alarms(self, settings: MonitoringConfig) -> None:
+        m = self.monitoring
+        for source in ("supabase", "offsite"):
+            m.alarm(
+                f"BackupAge{source.capitalize()}", metric=_metric(metrics.BACKUP_AGE_HOURS, {"Source": source},
+                                                                  "Maximum", Duration.hours(1)),
+                threshold=settings.rpo_hours, comparison=GT,
+                # No age reported means the monitor did not run: as bad as an old backup.
+                treat_missing_data=cw.TreatMissingData.BREACHING, evaluation_periods=2,
+                runbook=Runbook(f"The newest {source} backup is older than the {settings.rpo_hours} h RPO "
+                                "(or no age was reported).",
+                                "Check the backup job and the daily monitor; take a manual backup.", "backup-age"))
+        size = _metric(metrics.BACKUP_SIZE_BYTES, {"Source": "offsite"}, "Minimum", DAY)
+        m.alarm("BackupSizeFloor", metric=size, threshold=settings.backup_size_floor_bytes, comparison=LT,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook(f"The newest off-site dump is smaller than {settings.backup_size_floor_bytes} bytes.",
+                                "Verify the dump (tavari-dr db verify) and the source database.", "backup-size"))
+        drop = cw.MathExpression(
+            expression="IF(s - DIFF(s) > 0, -100 * DIFF(s) / (s - DIFF(s)), 0)", using_metrics={"s": size},
+            period=DAY, label="Backup size change vs previous (%)")
+        m.alarm("BackupSizeDrop", metric=drop, threshold=settings.backup_size_drop_percent, comparison=GT,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook(f"The newest off-site dump shrank by more than {settings.backup_size_drop_percent} % "
+                                "against the previous one.",
+                                "Compare the manifests' row counts; look for deleted data.", "backup-size-drop"))
+        m.alarm("CheckFailed", metric=_metric(metrics.CHECK_FAILED, None, "Sum", Duration.hours(1)),
+                threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook("A backup verification check failed or could not run.",
+                                "Read the check's report in the reports bucket; run tavari-dr verify.",
+                                "check-failed"))
+
+    def _storage_alarms(self, settings: MonitoringConfig, bucket: s3.IBucket) -> None:
+        for name, metric_name, storage_type in (("Size", "BucketSizeBytes", "StandardStorage"),
+                                                ("ObjectCount", "NumberOfObjects", "AllStorageTypes")):
+            daily = cw.Metric(namespace="AWS/S3", metric_name=metric_name, statistic="Average", period=DAY,
+                              dimensions_map={"BucketName": bucket.bucket_name, "StorageType": storage_type})
+            growth = cw.MathExpression(
+                expression="IF(m - DIFF(m) > 0, 100 * DIFF(m) / (m - DIFF(m)), 0)", using_metrics={"m": daily},
+                period=DAY, label=f"Invoice bucket {metric_name} growth (%)")
+            self.monitoring.alarm(
+                f"InvoiceBucket{name}Growth", metric=growth, threshold=settings.storage_growth_percent,
+                comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING, notify_ok=False,
+                runbook=Runbook(f"The invoice bucket's {metric_name} grew by more than "
+                                f"{settings.storage_growth_percent} % in a day.",
+                                "Look for runaway writes or a mass overwrite (data breach scenario).",
+                                "storage-growth"))
+
+    def _replication_alarms(self, settings: MonitoringConfig, r: ReplicationWatch) -> None:
+        dims = {"SourceBucket": r.source_bucket, "DestinationBucket": r.destination_bucket, "RuleId": r.rule_id}
+        m = self.monitoring
+        m.alarm("ReplicationFailed",
+                metric=cw.Metric(namespace="AWS/S3", metric_name="OperationsFailedReplication", statistic="Sum",
+                                 period=Duration.minutes(5), dimensions_map=dims),
+                threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook("Objects failed to replicate to the DR replica.",
+                                "Check the replication role and the replica key policy; re-replicate with "
+                                "S3 Batch Replication.", "replication-failed"))
+        m.alarm("ReplicationLatency",
+                metric=cw.Metric(namespace="AWS/S3", metric_name="ReplicationLatency", statistic="Maximum",
+                                 period=Duration.minutes(5), dimensions_map=dims),
+                threshold=settings.replication_latency_seconds, comparison=GT, evaluation_periods=3,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook(f"Replication lags more than {settings.replication_latency_seconds} s.",
+                                "Check BytesPendingReplication and the AWS Health dashboard.",
+                                "replication-latency"))
+
+    def _dashboard(self, environment: str, bucket: s3.IBucket, replication: ReplicationWatch | None) -> cw.Dashboard:
+        def graph(title: str, *series: cw.IMetric, width: int = 8) -> cw.GraphWidget:
+            return cw.GraphWidget(title=title, left=list(series), width=width)
+
+        ages = [_metric(metrics.BACKUP_AGE_HOURS, {"Source": s}, "Maximum", Duration.hours(1))
+                for s in ("supabase", "offsite")]
+        s3_metric = {"namespace": "AWS/S3", "statistic": "Average", "period": DAY}
+        rows: list[list[cw.IWidget]] = [
+            [graph("Backup age (hours)", *ages),
+             graph("Off-site backup size", _metric(metrics.BACKUP_SIZE_BYTES, {"Source": "offsite"}, "Maximum", DAY)),
+             graph("Checks passed / failed", _metric(metrics.CHECK_PASSED, None, "Sum", Duration.hours(1)),
+                   _metric(metrics.CHECK_FAILED, None, "Sum", Duration.hours(1)))],
+            [graph("Restore test duration (s)",
+                   *(_metric(metrics.RESTORE_TEST_DURATION_SECONDS, {"Source": s}, "Maximum", DAY)
+                     for s in ("database", "bucket"))),
+             graph("Alert router: duration and errors", self.router.function.metric_duration(),
+                   self.router.function.metric_errors()),
+             graph("Alerts delivered", _metric(metrics.ALERTS_DELIVERED, None, "Sum", Duration.hours(1)))],
+            [graph("Invoice bucket size (bytes)",
+                   cw.Metric(metric_name="BucketSizeBytes", **s3_metric,
+                             dimensions_map={"BucketName": bucket.bucket_name, "StorageType": "StandardStorage"}),
+                   width=12),
+             graph("Invoice bucket objects",
+                   cw.Metric(metric_name="NumberOfObjects", **s3_metric,
+                             dimensions_map={"BucketName": bucket.bucket_name, "StorageType": "AllStorageTypes"}),
+                   width=12)],
+        ]
+        if replication is not None:
+            dims = {"SourceBucket": replication.source_bucket, "DestinationBucket": replication.destination_bucket,
+                    "RuleId": replication.rule_id}
+            rows.append([
+                graph("Replication latency (s)", cw.Metric(namespace="AWS/S3", metric_name="ReplicationLatency",
+                                                          statistic="Maximum", dimensions_map=dims), width=12),
+                graph("Replication failures", cw.Metric(namespace="AWS/S3", metric_name="OperationsFailedReplication",
+                                                       statistic="Sum", dimensions_map=dims), width=12),
+            ])
+        rows.append([cw.AlarmStatusWidget(title="Every alarm", alarms=self.monitoring.alarms, width=24)])
+        return cw.Dashboard(self, "Dashboard", widgets=rows,
+                            default_interval=Duration.days(14), period_override=cw.PeriodOverride.INHERIT)
+
+
+def _metric(name: str, dimensions: dict[str, str] | None, statistic: str, period: Duration) -> cw.Metric:
+    return cw.Metric(namespace=metrics.NAMESPACE, metric_name=name, dimensions_map=dimensions,
+                     statistic=statistic, period=period)
+

@@ -1,0 +1,238 @@
+"""Alert routing: SNS messages -> one readable message -> a Slack-compatible webhook.
+
+Three kinds of message reach the alert topic: CloudWatch alarm state changes, the project's
+own failure events (``{"source": "tavari", ...}``, published by jobs), and anything else.
+Nothing is dropped: an unknown or malformed message is forwarded raw (truncated).
+Delivery failures raise, so the Lambda runtime retries and finally parks the event in the
+dead-letter queue, which has its own alarm.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+RAW_LIMIT = 1500
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+_OPERATORS = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": ">=",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+    "LessThanLowerOrGreaterThanUpperThreshold": "outside band",
+}
+_ICONS = {"ALARM": ":red_circle:", "OK": ":large_green_circle:", "INSUFFICIENT_DATA": ":grey_question:",
+          "FAILURE": ":red_circle:", "UNKNOWN": ":warning:"}
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str            # alarm | failure | unknown
+    title: str
+    state: str           # ALARM | OK | INSUFFICIENT_DATA | FAILURE | UNKNOWN
+    environment: str
+    lines: tuple[str, ...]
+    runbook: str | None = None
+
+    def text(self) -> str:
+        head = f"{_ICONS.get(self.state, ':warning:')} *[{self.environment}] {self.title}* — {self.state}"
+        body = list(self.lines) + ([f"Runbook: {self.runbook}"] if self.runbook else [])
+        return "\n".join([head, *body])
+
+
+def _truncate(text: str, limit: int = RAW_LIMIT) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+
+
+def _runbook(description: str | None) -> str | None:
+    for word in (description or "").split():
+        if word.startswith(("https://", "http://")):
+            return word.rstrip(").,")
+    return None
+
+
+def parse_message(message: str, *, environment: str, subject: str | None = None) -> Alert:
+    """Turn one SNS message body into an Alert; never raises."""
+    try:
+        data = json.loads(message)
+    except (TypeError, ValueError):
+        data = None
+    if isinstance(data, dict) and "AlarmName" in data and "NewStateValue" in data:
+        return _alarm(data, environment)
+    if isinstance(data, dict) and data.get("source") == "tavari":
+        return _failure(data, environment)
+    raw = message if isinstance(message, str) else repr(message)
+    return Alert("unknown", subject or "Unrecognised message on the alert topic", "UNKNOWN", environment,
+                 (f"```{_truncate(raw)}```",))
+
+
+def _alarm(data: dict[str, Any], environment: str) -> Alert:
+    trigger = data.get("Trigger") or {}
+    lines = []
+    reason = data.get("NewStateReason")
+    if reason:
+        lines.append(_truncate(str(reason), 500))
+    metric = trigger.get("MetricName")
+    if metric:
+        dims = ", ".join(f"{d.get('name')}={d.get('value')}" for d in trigger.get("Dimensions") or [])
+        op = _OPERATORS.get(trigger.get("ComparisonOperator", ""), trigger.get("ComparisonOperator", "?"))
+        lines.append(f"Metric: {trigger.get('Namespace', '')}/{metric}" + (f" ({dims})" if dims else "")
+                     + f"; threshold {op} {trigger.get('Threshold')}")
+    since = data.get("StateChangeTime")
+    old = data.get("OldStateValue")
+    if since:
+        lines.append(f"Since: {since}" + (f" (was {old})" if old else ""))
+    description = data.get("AlarmDescription")
+    if description:
+        lines.append(_truncate(str(description).split("Runbook:")[0].strip(), 500))
+    if data.get("Region"):
+        lines.append(f"Region: {data['Region']}")
+    return Alert("alarm", str(data["AlarmName"]), str(data["NewStateValue"]), environment, tuple(lines),
+                 _runbook(description))
+
+
+def _failure(data: dict[str, Any], environment: str) -> Alert:
+    what = data.get("check") or data.get("job") or "job"
+    lines = [f"What failed: {what}"]
+    for key in ("detail", "value", "threshold", "time"):
+        if data.get(key) is not None:
+            lines.append(f"{key.capitalize()}: {_truncate(str(data[key]), 500)}")
+    return Alert("failure", f"{data.get('job', 'Tavari job')} failed", "FAILURE",
+                 str(data.get("environment") or environment), tuple(lines), data.get("runbook"))
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+class WebhookError(RuntimeError):
+    """Delivery failed; ``permanent`` when retrying cannot help (a 4xx other than 429)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), or None if absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def post_json(url: str, payload: dict[str, Any], *, headers: dict[str, str] | None = None,
+              timeout: float = 5.0, attempts: int = 4, backoff: float = 1.0,
+              sleep: Callable[[float], None] = time.sleep) -> int:
+    """POST JSON; retry timeouts, 429 and 5xx (honouring Retry-After); return the status."""
+    body = json.dumps(payload).encode()
+    last = "no attempt made"
+    for attempt in range(1, attempts + 1):
+        request = urllib.request.Request(  # noqa: S310 - URL comes from our own secret
+            url, data=body, method="POST", headers={"Content-Type": "application/json", **(headers or {})})
+        wait = backoff * 2 ** (attempt - 1)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return response.status
+        except urllib.error.HTTPError as err:
+            last = f"HTTP {err.code} from {urllib.parse.urlsplit(url).netloc}"
+            if err.code != 429 and err.code < 500:
+                raise WebhookError(f"{last}: {err.read(300).decode(errors='replace')}", permanent=True) from None
+            hinted = retry_after_seconds(err.headers.get("Retry-After"))
+            if hinted is not None:
+                wait = min(hinted, MAX_RETRY_AFTER_SECONDS)
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+        if attempt < attempts:
+            sleep(wait)
+    raise WebhookError(f"gave up after {attempts} attempts: {last}", permanent=False)
+
+
+def slack_payload(alert: Alert) -> dict[str, Any]:
+    return {"text": alert.text()}
+
+
+# --------------------------------------------------------------------------- Sentry
+
+
+def sentry_store_request(dsn: str, alert: Alert) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """URL, event and auth header of Sentry's store endpoint for one alert."""
+    parts = urllib.parse.urlsplit(dsn)
+    if not parts.username or not parts.path.strip("/"):
+        raise ValueError("SENTRY_DSN is not a DSN (https://<key>@<host>/<project>)")
+    project = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    prefix = parts.path.rstrip("/").rsplit("/", 1)[0]
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    url = f"{parts.scheme}://{host}{prefix}/api/{project}/store/"
+    event = {
+        "message": alert.text(),
+        "level": "error" if alert.state in ("ALARM", "FAILURE") else "info",
+        "environment": alert.environment,
+        "tags": {"kind": alert.kind, "state": alert.state},
+        "logger": "tavari.alert-router",
+        "platform": "python",
+    }
+    auth = f"Sentry sentry_version=7, sentry_client=tavari-dr/0.1, sentry_key={parts.username}"
+    return url, event, {"X-Sentry-Auth": auth}
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class SecretCache:
+    """Reads a secret at most once per ``ttl`` seconds (Lambda containers are reused)."""
+
+    def __init__(self, client: Any, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._client, self._ttl, self._clock = client, ttl, clock
+        self._values: dict[str, tuple[float, str]] = {}
+
+    def get(self, secret_id: str) -> str:
+        cached = self._values.get(secret_id)
+        if cached and self._clock() - cached[0] < self._ttl:
+            return cached[1]
+        value = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
+        self._values[secret_id] = (self._clock(), value)
+        return value
+
+
+def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webhook_secret: str,
+          sentry_secret: str | None = None, post: Callable[..., int] = post_json) -> int:
+    """Deliver every SNS record of one invocation; return how many were delivered."""
+    from tavari_dr.secrets import is_placeholder
+
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not records:
+        alerts = [parse_message(json.dumps(event, default=str), environment=environment,
+                                subject="Unexpected event shape at the alert router")]
+    else:
+        alerts = []
+        for record in records:
+            sns = record.get("Sns", {}) if isinstance(record, dict) else {}
+            alerts.append(parse_message(sns.get("Message", json.dumps(record, default=str)),
+                                        environment=environment, subject=sns.get("Subject")))
+    url = secrets.get(webhook_secret)
+    if is_placeholder(url):
+        raise WebhookError("ALERT_WEBHOOK_URL is still a placeholder: run tavari-dr secrets push", permanent=True)
+    dsn = secrets.get(sentry_secret) if sentry_secret else None
+    for alert in alerts:
+        post(url, slack_payload(alert))
+        if dsn and not is_placeholder(dsn):
+            sentry_url, sentry_event, headers = sentry_store_request(dsn, alert)
+            post(sentry_url, sentry_event, headers=headers)
+    return len(alerts)

@@ -1,0 +1,64 @@
+"""The project's own CloudWatch metrics, published as Embedded Metric Format (EMF) lines.
+
+A Lambda prints one JSON line per record; CloudWatch Logs turns it into metrics with no API
+call (and no Powertools dependency in the bundle: EMF is a documented log format, see
+README "Metrics"). Every name and dimension the alarms use is defined here once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from typing import TextIO
+
+NAMESPACE = "Tavari/Backup"
+
+# name -> (unit, meaning). Dimensions: Source (supabase|offsite|database|bucket), Check, Job.
+BACKUP_AGE_HOURS = "BackupAgeHours"
+BACKUP_SIZE_BYTES = "BackupSizeBytes"
+CHECK_PASSED = "CheckPassed"
+CHECK_FAILED = "CheckFailed"
+RESTORE_TEST_DURATION_SECONDS = "RestoreTestDurationSeconds"
+JOB_SUCCEEDED = "JobSucceeded"
+ALERTS_DELIVERED = "AlertsDelivered"
+
+METRICS: dict[str, tuple[str, str]] = {
+    BACKUP_AGE_HOURS: ("None", "Hours since the newest complete backup, per Source (supabase, offsite)."),
+    BACKUP_SIZE_BYTES: ("Bytes", "Size of the newest backup, per Source."),
+    CHECK_PASSED: ("Count", "1 per verification check that passed; per Check and in total (no dimension)."),
+    CHECK_FAILED: ("Count", "1 per check that failed or could not run (ERROR); per Check and in total."),
+    RESTORE_TEST_DURATION_SECONDS: ("Seconds", "Wall time of a restore test, per Source (database, bucket)."),
+    JOB_SUCCEEDED: ("Count", "1 each time a scheduled job finishes; per Job. Its absence is the missing-run alarm."),
+    ALERTS_DELIVERED: ("Count", "Alerts the router posted to the webhook."),
+}
+
+
+def emf_line(metrics: Mapping[str, float], dimensions: Mapping[str, str] | None = None, *,
+             aggregate: bool = False, timestamp_ms: int | None = None) -> str:
+    """One EMF record. ``aggregate`` also publishes the metrics without dimensions, so a
+    single alarm can watch every Check (alarms cannot use SEARCH)."""
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"undocumented metric(s) {unknown}; add them to tavari_dr.metrics.METRICS")
+    dims = dict(dimensions or {})
+    dimension_sets = [sorted(dims)] + ([[]] if aggregate and dims else [])
+    record: dict[str, object] = {
+        "_aws": {
+            "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": dimension_sets,
+                "Metrics": [{"Name": name, "Unit": METRICS[name][0]} for name in metrics],
+            }],
+        },
+        **dims,
+        **metrics,
+    }
+    return json.dumps(record, separators=(",", ":"), sort_keys=True)
+
+
+def publish(metrics: Mapping[str, float], dimensions: Mapping[str, str] | None = None, *,
+            aggregate: bool = False, stream: TextIO | None = None) -> None:
+    print(emf_line(metrics, dimensions, aggregate=aggregate), file=stream or sys.stdout, flush=True)
