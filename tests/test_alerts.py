@@ -1,0 +1,260 @@
+"""Alert router: formatting of every message kind, and delivery against a local webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tavari_dr import alerts, metrics
+from tavari_dr.secrets import PLACEHOLDER_TEMPLATE
+
+ALARM = {
+    "AlarmName": "Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B",
+    "AlarmDescription": "[prod] The newest offsite backup is older than the 24 h RPO. Do: take a manual backup. "
+                        "Runbook: https://example.org/alarms.md#backup-age",
+    "NewStateValue": "ALARM", "OldStateValue": "OK",
+    "NewStateReason": "Threshold Crossed: 2 datapoints [30.5, 29.5] were greater than the threshold (24.0).",
+    "StateChangeTime": "2026-11-25T06:00:00.000+0000", "Region": "EU (Ireland)",
+    "Trigger": {"MetricName": "BackupAgeHours", "Namespace": "Tavari/Backup", "Threshold": 24.0,
+                "ComparisonOperator": "GreaterThanThreshold", "Dimensions": [{"name": "Source", "value": "offsite"}]},
+}
+
+
+def sns_event(*messages, subject=None):
+    return {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": m, "Subject": subject}} for m in messages]}
+
+
+def test_alarm_message_says_what_where_value_since_and_runbook():
+    alert = alerts.parse_message(json.dumps(ALARM), environment="prod")
+    text = alert.text()
+    assert alert.kind == "alarm" and alert.state == "ALARM"
+    assert "[prod] Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B" in text
+    assert "Metric: Tavari/Backup/BackupAgeHours (Source=offsite); threshold > 24.0" in text
+    assert "[30.5, 29.5]" in text and "Since: 2026-11-25T06:00:00.000+0000 (was OK)" in text
+    assert "Runbook: https://example.org/alarms.md#backup-age" in text
+    assert ":red_circle:" in text
+
+
+def test_ok_transition_is_recovery_news():
+    alert = alerts.parse_message(json.dumps({**ALARM, "NewStateValue": "OK", "OldStateValue": "ALARM"}),
+                                 environment="prod")
+    assert alert.state == "OK" and ":large_green_circle:" in alert.text()
+
+
+def test_project_failure_event():
+    event = {"source": "tavari", "job": "daily_monitor", "check": "supabase_backups", "environment": "prod",
+             "detail": "newest COMPLETED backup is 30.1 h old", "value": 30.1, "threshold": 24,
+             "runbook": "https://example.org/alarms.md#check-failed"}
+    text = alerts.parse_message(json.dumps(event), environment="dev").text()
+    assert "[prod] daily_monitor failed" in text and "What failed: supabase_backups" in text
+    assert "Value: 30.1" in text and "Threshold: 24" in text and "#check-failed" in text
+
+
+@pytest.mark.parametrize("garbage", ["not json at all", "", "[1, 2, 3]", '{"AlarmName": "no state"}', "x" * 5000])
+def test_garbage_is_forwarded_raw_and_truncated(garbage):
+    alert = alerts.parse_message(garbage, environment="dev", subject="odd")
+    assert alert.kind == "unknown" and alert.state == "UNKNOWN"
+    assert garbage[:100] in alert.text()
+    assert len(alert.text()) < 1700
+
+
+def test_retry_after_parsing():
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    assert alerts.retry_after_seconds("7") == 7.0
+    assert alerts.retry_after_seconds("Wed, 25 Nov 2026 12:00:03 GMT", now) == 3.0
+    assert alerts.retry_after_seconds("soon") is None and alerts.retry_after_seconds(None) is None
+
+
+class Webhook:
+    """A local Slack-compatible webhook that answers from a script of responses."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append({"body": json.loads(body), "headers": dict(self.headers), "at": time.monotonic()})
+                status, headers, delay = outer.script.pop(0) if outer.script else (200, {}, 0)
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(b"ok" if status < 400 else b"error text")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T/B/X"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_factory():
+    made = []
+
+    def make(*script):
+        hook = Webhook(script)
+        made.append(hook)
+        return hook
+
+    yield make
+    for hook in made:
+        hook.close()
+
+
+def test_200_delivers_once(webhook_factory):
+    hook = webhook_factory((200, {}, 0))
+    assert alerts.post_json(hook.url, {"text": "hi"}) == 200
+    assert [r["body"] for r in hook.requests] == [{"text": "hi"}]
+
+
+def test_429_honours_retry_after(webhook_factory):
+    hook = webhook_factory((429, {"Retry-After": "1"}, 0), (200, {}, 0))
+    slept = []
+    assert alerts.post_json(hook.url, {"text": "x"}, sleep=slept.append, backoff=5.0) == 200
+    assert slept == [1.0] and len(hook.requests) == 2
+
+
+def test_500_then_200_retries_with_backoff(webhook_factory):
+    hook = webhook_factory((500, {}, 0), (503, {}, 0), (200, {}, 0))
+    slept = []
+    assert alerts.post_json(hook.url, {"text": "x"}, sleep=slept.append, backoff=0.5) == 200
+    assert slept == [0.5, 1.0]
+
+
+def test_timeout_is_retried_then_gives_up(webhook_factory):
+    hook = webhook_factory((200, {}, 1.0), (200, {}, 1.0))
+    with pytest.raises(alerts.WebhookError) as err:
+        alerts.post_json(hook.url, {"text": "x"}, timeout=0.2, attempts=2, sleep=lambda s: None)
+    assert not err.value.permanent and "gave up after 2 attempts" in str(err.value)
+
+
+def test_permanent_4xx_raises_at_once_for_the_dead_letter_queue(webhook_factory):
+    hook = webhook_factory((404, {}, 0), (200, {}, 0))
+    with pytest.raises(alerts.WebhookError) as err:
+        alerts.post_json(hook.url, {"text": "x"}, sleep=lambda s: None)
+    assert err.value.permanent and "HTTP 404" in str(err.value)
+    assert len(hook.requests) == 1
+
+
+def test_connection_refused_is_not_permanent():
+    with pytest.raises(alerts.WebhookError) as err:
+        alerts.post_json("http://127.0.0.1:9/x", {"text": "x"}, attempts=2, sleep=lambda s: None, timeout=0.5)
+    assert not err.value.permanent
+
+
+def test_sentry_store_request_from_dsn():
+    alert = alerts.parse_message(json.dumps(ALARM), environment="prod")
+    url, event, headers = alerts.sentry_store_request("https://pubkey@o1.ingest.sentry.io/42", alert)
+    assert url == "https://o1.ingest.sentry.io/api/42/store/"
+    assert event["level"] == "error" and event["environment"] == "prod"
+    assert "sentry_key=pubkey" in headers["X-Sentry-Auth"]
+    with pytest.raises(ValueError, match="not a DSN"):
+        alerts.sentry_store_request("https://o1.ingest.sentry.io/42", alert)
+
+
+def test_secret_cache_reads_once_per_ttl():
+    calls = []
+
+    class Client:
+        def get_secret_value(self, SecretId):  # noqa: N803
+            calls.append(SecretId)
+            return {"SecretString": f"value-{len(calls)}"}
+
+    now = [0.0]
+    cache = alerts.SecretCache(Client(), ttl=300, clock=lambda: now[0])
+    assert cache.get("a") == "value-1" and cache.get("a") == "value-1"
+    now[0] = 301
+    assert cache.get("a") == "value-2"
+    assert calls == ["a", "a"]
+
+
+@pytest.fixture
+def secrets_client():
+    with mock_aws():
+        yield boto3.client("secretsmanager", region_name="eu-west-1")
+
+
+def test_route_posts_every_record_to_the_webhook_and_sentry(webhook_factory, secrets_client):
+    hook, sentry = webhook_factory(), webhook_factory()
+    webhook_arn = secrets_client.create_secret(Name="hook", SecretString=hook.url)["ARN"]
+    dsn = f"http://key@127.0.0.1:{sentry.server.server_port}/7"
+    sentry_arn = secrets_client.create_secret(Name="dsn", SecretString=dsn)["ARN"]
+    event = sns_event(json.dumps(ALARM), "garbage")
+    delivered = alerts.route(event, environment="prod", secrets=alerts.SecretCache(secrets_client),
+                             webhook_secret=webhook_arn, sentry_secret=sentry_arn)
+    assert delivered == 2
+    assert [r["body"]["text"].splitlines()[0] for r in hook.requests] == [
+        ":red_circle: *[prod] Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B* — ALARM",
+        ":warning: *[prod] Unrecognised message on the alert topic* — UNKNOWN",
+    ]
+    assert len(sentry.requests) == 2 and "sentry_key=key" in sentry.requests[0]["headers"]["X-Sentry-Auth"]
+
+
+def test_route_without_sentry_dsn_set_skips_sentry(webhook_factory, secrets_client):
+    hook = webhook_factory()
+    webhook_arn = secrets_client.create_secret(Name="hook", SecretString=hook.url)["ARN"]
+    placeholder = secrets_client.create_secret(Name="dsn", SecretString=PLACEHOLDER_TEMPLATE)["ARN"]
+    assert alerts.route(sns_event(json.dumps(ALARM)), environment="prod", secrets=alerts.SecretCache(secrets_client),
+                        webhook_secret=webhook_arn, sentry_secret=placeholder) == 1
+
+
+def test_route_refuses_a_placeholder_webhook(secrets_client):
+    arn = secrets_client.create_secret(Name="hook", SecretString=PLACEHOLDER_TEMPLATE)["ARN"]
+    with pytest.raises(alerts.WebhookError, match="placeholder"):
+        alerts.route(sns_event("x"), environment="dev", secrets=alerts.SecretCache(secrets_client),
+                     webhook_secret=arn)
+
+
+def test_route_forwards_an_event_of_unexpected_shape(webhook_factory, secrets_client):
+    hook = webhook_factory()
+    arn = secrets_client.create_secret(Name="hook", SecretString=hook.url)["ARN"]
+    assert alerts.route({"weird": True}, environment="dev", secrets=alerts.SecretCache(secrets_client),
+                        webhook_secret=arn) == 1
+    assert "Unexpected event shape" in hook.requests[0]["body"]["text"]
+
+
+class FakeContext:
+    function_name = "alert-router"
+    aws_request_id = "req-1"
+    memory_limit_in_mb = 256
+
+    @staticmethod
+    def get_remaining_time_in_millis():
+        return 30000
+
+
+def test_handler_delivers_and_publishes_an_emf_metric(webhook_factory, secrets_client, monkeypatch, capsys):
+    import importlib
+    import sys
+
+    hook = webhook_factory()
+    arn = secrets_client.create_secret(Name="hook", SecretString=hook.url)["ARN"]
+    monkeypatch.setenv("TAVARI_ENV", "dev")
+    monkeypatch.setenv("ALERT_WEBHOOK_SECRET_ARN", arn)
+    monkeypatch.delenv("SENTRY_DSN_SECRET_ARN", raising=False)
+    monkeypatch.syspath_prepend(str(__import__("tests.conftest").conftest.ROOT / "lambdas" / "alert_router"))
+    sys.modules.pop("handler", None)
+    handler = importlib.import_module("handler")
+    assert handler.handler(sns_event(json.dumps(ALARM)), FakeContext()) == {"delivered": 1}
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf[metrics.ALERTS_DELIVERED] == 1
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == metrics.NAMESPACE
+    sys.modules.pop("handler", None)

@@ -1,0 +1,74 @@
+"""Import every handler from its *built* asset in a clean interpreter, as Lambda would.
+
+The interpreter sees only the asset and what the Lambda Python runtime ships (boto3 and its
+dependencies); the project's own editable install is out of reach, so a module missing from
+the bundle fails here, not in AWS.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime_site(tmp_path_factory) -> Path:
+    import importlib
+
+    site = tmp_path_factory.mktemp("lambda-runtime")
+    for name in RUNTIME_PROVIDED:
+        module = importlib.import_module(name)
+        source = Path(module.__file__)
+        source = source.parent if source.name == "__init__.py" else source
+        (site / source.name).symlink_to(source)
+    return site
+
+
+def functions(synthesized):
+    for env in synthesized.values():
+        for stack, template in env.templates.items():
+            for logical_id, resource in template["Resources"].items():
+                if resource["Type"] == "AWS::Lambda::Function":
+                    yield env, stack, logical_id, resource
+
+
+def asset_dir(env, resource) -> Path:
+    """cdk.out/asset.<hash>/ of a function whose Code.S3Key is <hash>.zip."""
+    key = resource["Properties"]["Code"]["S3Key"]
+    return env.outdir / f"asset.{key.removesuffix('.zip')}"
+
+
+def test_there_are_functions_to_check(synthesized):
+    assert len(list(functions(synthesized))) >= 2
+
+
+def test_every_handler_imports_from_its_built_asset(synthesized, lambda_runtime_site, tmp_path):
+    for env, stack, logical_id, resource in functions(synthesized):
+        asset = asset_dir(env, resource)
+        module, _, attribute = resource["Properties"]["Handler"].rpartition(".")
+        variables = {k: v if isinstance(v, str) else f"dummy-{k}"
+                     for k, v in resource["Properties"].get("Environment", {}).get("Variables", {}).items()}
+        code = (
+            "import sys, importlib;"
+            f"sys.path[:0] = [{str(asset)!r}, {str(lambda_runtime_site)!r}];"
+            f"m = importlib.import_module({module!r}); assert callable(getattr(m, {attribute!r}));"
+            "import tavari_dr; assert tavari_dr.__file__.startswith(sys.path[0]), tavari_dr.__file__"
+        )
+        env_vars = {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1", "PATH": "/usr/bin:/bin",
+                    **variables}
+        result = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code], env=env_vars, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{stack}/{logical_id}: {result.stderr}"
+
+
+def test_the_bundle_holds_our_code_and_nothing_else(synthesized):
+    for env, _stack, _logical_id, resource in functions(synthesized):
+        asset = asset_dir(env, resource)
+        top = sorted(p.name for p in asset.iterdir())
+        assert top == ["handler.py", "tavari_dr"], top
+        assert not list(asset.rglob("__pycache__"))
