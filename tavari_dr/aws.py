@@ -17,7 +17,7 @@ class DiscoveryError(RuntimeError):
 class AwsTarget:
     """Where the CLI talks to: real AWS, or a local emulator through endpoint_url."""
 
-    region: str
+    region: str | None  # None: boto3's own default (AWS_REGION, profile)
     dr_region: str | None = None
     endpoint_url: str | None = None
 

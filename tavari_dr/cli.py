@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tavari_dr import bucket_restore as restore_lib
 from tavari_dr import outputs
 from tavari_dr import secrets as secrets_lib
 from tavari_dr.aws import AwsTarget, DiscoveryError, stack_outputs
@@ -51,8 +53,10 @@ def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def aws_command(group: click.Group, name: str, help_text: str) -> Callable[[Callable[..., Any]], click.Command]:
-    """A subcommand with the options every command shares, called as ``func(config, target, ...)``."""
+def aws_command(group: click.Group, name: str, help_text: str, *,
+                env_required: bool = True) -> Callable[[Callable[..., Any]], click.Command]:
+    """A subcommand with the options every command shares, called as ``func(config, target, ...)``;
+    with ``env_required=False`` config is None when --env is not given."""
 
     def decorate(func: Callable[..., Any]) -> click.Command:
         @functools.wraps(func)
@@ -62,7 +66,8 @@ def aws_command(group: click.Group, name: str, help_text: str) -> Callable[[Call
 
         command = _reports_errors(with_config)
         for option in reversed([
-            click.option("--env", "env_name", required=True, help="Environment in cdk.json (e.g. dev, prod)."),
+            click.option("--env", "env_name", required=env_required,
+                         help="Environment in cdk.json (e.g. dev, prod)."),
             click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
                          show_default=True, help="The project's cdk.json."),
             click.option("--region", help="Primary region (default: the environment's)."),
@@ -76,8 +81,10 @@ def aws_command(group: click.Group, name: str, help_text: str) -> Callable[[Call
     return decorate
 
 
-def load(env_name: str, cdk_json: Path, region: str | None, dr_region: str | None,
-         endpoint_url: str | None) -> tuple[EnvironmentConfig, AwsTarget]:
+def load(env_name: str | None, cdk_json: Path, region: str | None, dr_region: str | None,
+         endpoint_url: str | None) -> tuple[EnvironmentConfig | None, AwsTarget]:
+    if env_name is None:
+        return None, AwsTarget(region=region, dr_region=dr_region, endpoint_url=endpoint_url)
     config = load_from_file(env_name, cdk_json)
     target = AwsTarget(region=region or config.region, dr_region=dr_region or config.replication.region,
                        endpoint_url=endpoint_url)
@@ -201,6 +208,96 @@ def check(config, target, max_age_days, secret_arns, from_replica):
     if failed:
         raise Failed(f"{len(failed)} entr{'y' if len(failed) == 1 else 'ies'} failed: {', '.join(failed)}")
     click.echo(f"all {len(rows)} entries ok")
+
+
+@main.group("bucket")
+def bucket_group() -> None:
+    """The invoice bucket: point-in-time restore."""
+
+
+def _format_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _invoice_bucket(config: EnvironmentConfig | None, target: AwsTarget, bucket: str | None) -> str:
+    if bucket:
+        return bucket
+    if config is None:
+        raise click.UsageError("name the bucket: --env ENV (stack output) or --bucket NAME")
+    found = stack_outputs(target.client("cloudformation"), config.stack_name(outputs.INVOICE_STORAGE))
+    if outputs.INVOICE_BUCKET_NAME not in found:
+        raise DiscoveryError(f"{config.stack_name(outputs.INVOICE_STORAGE)} has no output "
+                             f"{outputs.INVOICE_BUCKET_NAME}; deploy the current app or pass --bucket")
+    return found[outputs.INVOICE_BUCKET_NAME]
+
+
+@aws_command(bucket_group, "restore", "Bring a versioned bucket back to how it was at --to (dry run unless --apply).",
+             env_required=False)
+@click.option("--bucket", help="The bucket (default: the environment's invoice bucket).")
+@click.option("--to", "to_text", metavar="TIME", help="ISO 8601 with a zone, e.g. 2026-11-20T14:00:00Z.")
+@click.option("--prefix", default="", help="Only keys under this prefix.")
+@click.option("--target-bucket", help="Write the state at --to into this (versioned) bucket instead.")
+@click.option("--plan-out", type=click.Path(dir_okay=False, path_type=Path), help="Write the whole plan (JSON).")
+@click.option("--plan-in", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Apply a saved plan instead of planning again.")
+@click.option("--apply", is_flag=True, help="Write the new versions and delete markers (default: dry run).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tavari-restore"),
+              show_default=True, help="Where the journal (resume) and the per-key report go.")
+def bucket_restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, plan_in, apply, concurrency,
+                   state_dir):
+    client = target.client("s3")
+    if plan_in:
+        plan = restore_lib.Plan.from_json(plan_in.read_text())
+    else:
+        if not to_text:
+            raise click.UsageError("--to is required (or --plan-in a saved plan)")
+        try:
+            to = restore_lib.parse_time(to_text)
+            plan = restore_lib.plan_restore(client, _invoice_bucket(config, target, bucket), to, prefix=prefix,
+                                            target_bucket=target_bucket)
+        except restore_lib.PlanError as err:
+            raise click.UsageError(str(err)) from None
+    destination = f"s3://{plan.destination}/{plan.prefix}"
+    click.echo(f"restore {destination} to {plan.to} ({plan.keys_in_scope} keys in scope)")
+    for action, row in plan.summary().items():
+        click.echo(f"  {action:<22} {row['keys']:>8} keys  {_format_bytes(row['bytes']):>12}")
+    if plan_out:
+        plan_out.write_text(plan.to_json())
+        click.echo(f"plan written to {plan_out}")
+    if not apply:
+        click.echo("dry run: nothing written (pass --apply)")
+        return
+    if not plan.actions:
+        click.echo("nothing to do: the bucket already matches the state at that time")
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stem = state_dir / plan.fingerprint()
+    journal = restore_lib.Journal(stem.with_suffix(".journal.jsonl"))
+    started = time.monotonic()
+    with click.progressbar(length=len(plan.actions), label="restoring", file=sys.stderr, show_eta=True,
+                           show_pos=True, item_show_func=lambda rate: rate) as bar:
+        def progress(_result):
+            rate = (bar.pos + 1) / max(time.monotonic() - started, 1e-6)
+            bar.update(1, f"{rate:.1f} keys/s")
+
+        summary = restore_lib.apply_plan(client, plan, journal=journal,
+                                         report_path=stem.with_suffix(".report.jsonl"),
+                                         concurrency=concurrency, on_result=progress)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    click.echo(f"{counts} in {time.monotonic() - started:.1f} s; per-key report: {stem.with_suffix('.report.jsonl')}")
+    for result in summary.results:
+        if result.status in ("failed", "pending"):
+            click.echo(f"  {result.status:<8} {result.key}: {result.detail}")
+    if summary.counts.get("pending"):
+        click.echo("archived versions are being restored from Glacier; run the same command again when done")
+    if not summary.ok:
+        raise Failed(f"{summary.counts.get('failed', 0)} failed, {summary.counts.get('pending', 0)} pending; "
+                     "re-running resumes from the journal")
 
 
 def run() -> None:

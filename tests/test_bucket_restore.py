@@ -1,0 +1,403 @@
+"""Point-in-time restore against moto: generated histories, edge cases, resume, retries, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from click.testing import CliRunner
+from freezegun import freeze_time
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from tavari_dr import bucket_restore as r
+from tavari_dr.cli import main
+from tests.s3_history import BASE, History
+
+REGION = "eu-west-1"
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def make_bucket(client, name, *, versioned=True, kms_key=None):
+    client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if kms_key:
+        client.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [{
+            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key}}]})
+
+
+def restore(client, bucket, to, tmp_path, **kwargs):
+    plan = r.plan_restore(client, bucket, to, now=NOW, **kwargs)
+    journal = r.Journal(tmp_path / f"{plan.fingerprint()}.journal.jsonl")
+    summary = r.apply_plan(client, plan, journal=journal, report_path=tmp_path / "report.jsonl", concurrency=4,
+                           sleep=lambda s: None)
+    return plan, summary
+
+
+# --------------------------------------------------------------------------- generated histories
+
+KEYS = ["a.pdf", "b.pdf", "inv/c.pdf", "inv/d.pdf"]
+operation = st.one_of(
+    st.tuples(st.just("put"), st.sampled_from(KEYS), st.binary(min_size=0, max_size=24),
+              st.dictionaries(st.sampled_from(["customer", "invoice-no"]), st.text("abc123", max_size=5),
+                              max_size=2)),
+    st.tuples(st.just("delete"), st.sampled_from(KEYS), st.just(b""), st.just({})),
+)
+
+
+# TAVARI_HYPOTHESIS_EXAMPLES raises the count for a deeper search (e.g. 300 before a release).
+@settings(max_examples=int(os.environ.get("TAVARI_HYPOTHESIS_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before_versioning=st.lists(st.sampled_from(KEYS), max_size=2, unique=True),
+       ops=st.lists(operation, min_size=1, max_size=12), pick=st.integers(min_value=0), data=st.data())
+def test_restore_to_t_reproduces_the_state_at_t_exactly(tmp_path_factory, before_versioning, ops, pick, data):
+    tmp_path = tmp_path_factory.mktemp("gen")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        make_bucket(s3, "invoices", versioned=False)
+        history = History(s3, "invoices")
+        for key in before_versioning:  # these become "null" versions
+            history.put(key, f"pre-{key}".encode())
+        s3.put_bucket_versioning(Bucket="invoices", VersioningConfiguration={"Status": "Enabled"})
+        for kind, key, body, metadata in ops:
+            if kind == "put":
+                history.put(key, body, metadata)
+            else:
+                history.delete(key)
+        index = pick % len(history.snapshots)
+        to = history.time_after(index)
+        prefix = data.draw(st.sampled_from(["", "inv/"]))
+        try:
+            r.plan_restore(s3, "invoices", to, prefix=prefix, now=NOW)
+        except r.PlanError as err:
+            assert "nothing to restore" in str(err) or "before the oldest version" in str(err)
+            return
+        plan, summary = restore(s3, "invoices", to, tmp_path, prefix=prefix)
+        assert summary.ok, summary.results
+        assert r.visible_state(s3, "invoices", prefix) == history.state_after(index, prefix)
+        # Outside the prefix nothing moved.
+        outside = {k: v for k, v in history.visible.items() if not k.startswith(prefix)}
+        assert {k: v for k, v in r.visible_state(s3, "invoices").items() if not k.startswith(prefix)} == outside
+        # A second restore to the same T is a no-op.
+        again = r.plan_restore(s3, "invoices", to, prefix=prefix, now=NOW)
+        assert again.actions == []
+        # Into another bucket: the state at T, and again a no-op the second time.
+        make_bucket(s3, "rebuilt")
+        restore(s3, "invoices", to, tmp_path, prefix=prefix, target_bucket="rebuilt")
+        assert r.visible_state(s3, "rebuilt") == history.state_after(index, prefix)
+        assert r.plan_restore(s3, "invoices", to, prefix=prefix, target_bucket="rebuilt", now=NOW).actions == []
+
+
+# --------------------------------------------------------------------------- named cases
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name=REGION)
+        make_bucket(client, "invoices")
+        yield client
+
+
+def test_plan_classifies_every_case(s3, tmp_path):
+    h = History(s3, "invoices")
+    h.put("same.pdf", b"1")            # 0: unchanged since T
+    h.put("changed.pdf", b"old")       # 1
+    h.put("deleted.pdf", b"gone")      # 2
+    h.put("expired.pdf", b"x")         # 3
+    h.delete("expired.pdf")            # 4: ... and once lifecycle expires the version,
+    (version,) = [v for v in r.list_versions(s3, "invoices", "expired") if not v.delete_marker]
+    s3.delete_object(Bucket="invoices", Key="expired.pdf", VersionId=version.version_id)  # only a marker is left
+    to = h.time_after(4)
+    h.put("changed.pdf", b"new")       # changed after T
+    h.delete("deleted.pdf")            # deleted after T
+    h.put("created.pdf", b"late")      # created after T
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    actions = {a.key: a.action for a in plan.actions}
+    assert actions == {"changed.pdf": "copy", "deleted.pdf": "copy", "created.pdf": "delete-marker"}
+    assert plan.unchanged == 1 and plan.absent == 1 and plan.keys_in_scope == 5
+    summary = plan.summary()
+    assert summary["copy"] == {"keys": 2, "bytes": 7} and summary["delete-marker"]["keys"] == 1
+    plan_again = r.Plan.from_json(plan.to_json())
+    assert plan_again == plan
+
+
+def test_restore_never_deletes_a_version(s3, tmp_path):
+    h = History(s3, "invoices")
+    h.put("a.pdf", b"v1")
+    to = h.time_after(0)
+    h.put("a.pdf", b"v2")
+    h.put("b.pdf", b"new")
+    before = {(v.key, v.version_id) for v in r.list_versions(s3, "invoices")}
+    restore(s3, "invoices", to, tmp_path)
+    after = {(v.key, v.version_id) for v in r.list_versions(s3, "invoices")}
+    assert before < after  # every old version still there, plus new ones
+
+
+def test_metadata_tags_content_type_and_bucket_kms_key_are_kept(tmp_path):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        key_id = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["KeyId"]
+        make_bucket(s3, "invoices", kms_key=key_id)
+        h = History(s3, "invoices")
+        h.put("inv.pdf", b"%PDF-1", {"customer": "c-42"}, content_type="application/pdf",
+              Tagging="retention=long", ChecksumAlgorithm="SHA256")
+        to = h.time_after(0)
+        h.put("inv.pdf", b"tampered", {"customer": "evil"}, content_type="text/plain")
+        _, summary = restore(s3, "invoices", to, tmp_path)
+        assert summary.ok
+        head = s3.head_object(Bucket="invoices", Key="inv.pdf", ChecksumMode="ENABLED")
+        assert head["Metadata"] == {"customer": "c-42"} and head["ContentType"] == "application/pdf"
+        assert head["ServerSideEncryption"] == "aws:kms" and key_id in head["SSEKMSKeyId"]
+        assert head.get("ChecksumSHA256")
+        assert s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"] == [
+            {"Key": "retention", "Value": "long"}]
+
+
+def test_multipart_copy_above_the_threshold_keeps_bytes_metadata_and_tags(s3, tmp_path):
+    body = bytes(range(256)) * (6 * 4096 + 7)  # just over 6 MiB
+    h = History(s3, "invoices")
+    h.put("big.pdf", body, {"pages": "900"}, Tagging="kind=archive")
+    to = h.time_after(0)
+    h.delete("big.pdf")
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"), multipart_threshold=5 * 1024**2,
+                           part_size=5 * 1024**2)
+    assert summary.ok
+    # moto gives a multipart copy a whole-object checksum that does not match; real S3 marks it
+    # composite ("-N"), which botocore does not validate. Read without response validation.
+    from botocore.config import Config
+
+    reader = boto3.client("s3", region_name=REGION, config=Config(response_checksum_validation="when_required"))
+    got = reader.get_object(Bucket="invoices", Key="big.pdf")
+    assert got["Body"].read() == body and got["Metadata"] == {"pages": "900"}
+    assert s3.get_object_tagging(Bucket="invoices", Key="big.pdf")["TagSet"] == [{"Key": "kind", "Value": "archive"}]
+
+
+class VersionedRestore:
+    """moto's RestoreObject ignores VersionId (it restores the current version); S3 does not."""
+
+    def __init__(self, client):
+        self._client = client
+        self.requests = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def restore_object(self, *, Bucket, Key, VersionId, RestoreRequest):  # noqa: N803
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        self.requests.append((Key, VersionId, RestoreRequest))
+        s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_object(Bucket, Key, version_id=VersionId).restore(
+            RestoreRequest["Days"])
+        return {}
+
+
+def test_archived_version_is_restored_from_glacier_first_then_copied(s3, tmp_path):
+    h = History(s3, "invoices")
+    h.put("old.pdf", b"archived bytes", StorageClass="GLACIER")
+    to = h.time_after(0)
+    h.put("old.pdf", b"newer")
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    assert [(a.action, a.storage_class) for a in plan.actions] == [("restore-archived", "GLACIER")]
+    client = VersionedRestore(s3)
+    summary = r.apply_plan(client, plan, journal=r.Journal(tmp_path / "j.jsonl"))
+    assert summary.counts == {"pending": 1} and not summary.ok
+    assert "run the same command again" in summary.results[0].detail
+    assert client.requests == [("old.pdf", plan.actions[0].version_id,
+                                {"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}})]
+    # moto completes the restore at once; the next run copies.
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    assert [a.action for a in plan.actions] == ["copy"]
+    assert r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j2.jsonl")).ok
+    assert s3.get_object(Bucket="invoices", Key="old.pdf")["Body"].read() == b"archived bytes"
+
+
+class Flaky:
+    """A client that fails the way S3 does under load, or dies half-way."""
+
+    def __init__(self, client, *, slowdowns_per_key=0, die_after_copies=None):
+        self._client = client
+        self.slowdowns_left: dict[str, int] = {}
+        self.slowdowns_per_key = slowdowns_per_key
+        self.die_after = die_after_copies
+        self.copies = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def copy_object(self, **kwargs):
+        key = kwargs["Key"]
+        left = self.slowdowns_left.setdefault(key, self.slowdowns_per_key)
+        if left:
+            self.slowdowns_left[key] = left - 1
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                               "ResponseMetadata": {"HTTPStatusCode": 503}}, "CopyObject")
+        if self.die_after is not None and self.copies >= self.die_after:
+            raise KeyboardInterrupt("operator pressed Ctrl-C")
+        self.copies += 1
+        return self._client.copy_object(**kwargs)
+
+
+def changed_history(s3, n=12):
+    h = History(s3, "invoices")
+    for i in range(n):
+        h.put(f"k{i:02}.pdf", f"v1-{i}".encode())
+    to = h.time_after(n - 1)
+    for i in range(n):
+        h.put(f"k{i:02}.pdf", f"v2-{i}".encode())
+    return h, to
+
+
+def test_slowdown_is_retried_with_backoff(s3, tmp_path):
+    h, to = changed_history(s3)
+    flaky = Flaky(s3, slowdowns_per_key=2)
+    slept = []
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    summary = r.apply_plan(flaky, plan, journal=r.Journal(tmp_path / "j.jsonl"), sleep=slept.append, concurrency=3)
+    assert summary.counts == {"done": 12}
+    assert len(slept) == 24 and all(0 < s <= 20 for s in slept)
+    assert r.visible_state(s3, "invoices") == h.state_after(11)
+
+
+def test_slowdown_that_never_ends_fails_the_key_and_the_run(s3, tmp_path):
+    _, to = changed_history(s3, n=2)
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    summary = r.apply_plan(Flaky(s3, slowdowns_per_key=99), plan, journal=r.Journal(tmp_path / "j.jsonl"),
+                           sleep=lambda s: None, attempts=3)
+    assert summary.counts == {"failed": 2} and not summary.ok
+    assert "SlowDown" in summary.results[0].detail
+
+
+def test_interrupted_run_resumes_without_redoing_completed_keys(s3, tmp_path):
+    h, to = changed_history(s3)
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    journal_path = tmp_path / "j.jsonl"
+    dying = Flaky(s3, die_after_copies=5)
+    with pytest.raises(KeyboardInterrupt):
+        r.apply_plan(dying, plan, journal=r.Journal(journal_path), concurrency=1)
+    assert len(journal_path.read_text().splitlines()) == 5
+    resumed = Flaky(s3)
+    summary = r.apply_plan(resumed, plan, journal=r.Journal(journal_path), concurrency=2)
+    assert summary.counts == {"skipped": 5, "done": 7} and resumed.copies == 7
+    assert r.visible_state(s3, "invoices") == h.state_after(11)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("2026-11-20T14:00:00", "has no time zone"),
+    ("20/11/2026 2pm", "is not an ISO 8601 time"),
+])
+def test_bad_time_strings(text, message):
+    with pytest.raises(r.PlanError, match=message):
+        r.parse_time(text)
+
+
+def test_times_in_the_future_or_before_the_oldest_version_are_refused(s3):
+    h = History(s3, "invoices")
+    h.put("a.pdf", b"1")
+    with pytest.raises(r.PlanError, match="is in the future"):
+        r.plan_restore(s3, "invoices", NOW + timedelta(minutes=1), now=NOW)
+    with pytest.raises(r.PlanError, match="before the oldest version in scope"):
+        r.plan_restore(s3, "invoices", BASE - timedelta(days=1), now=NOW)
+
+
+def test_unversioned_or_suspended_buckets_are_refused(s3):
+    make_bucket(s3, "plain", versioned=False)
+    with freeze_time(BASE):
+        s3.put_object(Bucket="plain", Key="a", Body=b"1")
+    with pytest.raises(r.PlanError, match="versioning never enabled"):
+        r.plan_restore(s3, "plain", NOW, now=NOW)
+    s3.put_bucket_versioning(Bucket="invoices", VersioningConfiguration={"Status": "Suspended"})
+    with pytest.raises(r.PlanError, match="versioning Suspended"):
+        r.plan_restore(s3, "invoices", NOW, now=NOW)
+
+
+def test_unversioned_target_is_refused(s3):
+    History(s3, "invoices").put("a.pdf", b"1")
+    make_bucket(s3, "target", versioned=False)
+    with pytest.raises(r.PlanError, match="bucket target has versioning never enabled"):
+        r.plan_restore(s3, "invoices", NOW, target_bucket="target", now=NOW)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(main, ["bucket", "restore", *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_cli_dry_run_plan_file_apply_and_no_op(s3, tmp_path):
+    h, to = changed_history(s3, n=3)
+    h.put("new.pdf", b"x")
+    plan_file = tmp_path / "plan.json"
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(),
+                        "--plan-out", str(plan_file))
+    assert code == 0, out
+    assert "copy" in out and "delete-marker" in out and "dry run: nothing written" in out
+    assert len(json.loads(plan_file.read_text())["actions"]) == 4
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(plan_file), "--apply",
+                        "--state-dir", str(tmp_path / "state"))
+    assert code == 0, out
+    assert "4 done" in out
+    report = [json.loads(line) for line in next((tmp_path / "state").glob("*.report.jsonl")).read_text().splitlines()]
+    assert {row["status"] for row in report} == {"done"} and len(report) == 4
+    assert r.visible_state(s3, "invoices") == h.state_after(2)
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply")
+    assert code == 0 and "nothing to do" in out
+
+
+@pytest.mark.parametrize(("to", "message"), [
+    ("2026-11-20T14:00:00", "has no time zone"),
+    ("yesterday", "is not an ISO 8601 time"),
+    ("2099-01-01T00:00:00Z", "is in the future"),
+    ("2001-01-01T00:00:00Z", "before the oldest version in scope"),
+])
+def test_cli_bad_times_exit_2_with_one_line(s3, to, message):
+    History(s3, "invoices").put("a.pdf", b"1")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to)
+    assert code == 2 and message in out and "Traceback" not in out
+
+
+def test_cli_needs_a_bucket_and_a_time(s3):
+    assert run_cli("--region", REGION, "--to", "2026-11-20T14:00:00Z")[0] == 2
+    code, out = run_cli("--bucket", "invoices", "--region", REGION)
+    assert code == 2 and "--to is required" in out
+
+
+def test_cli_finds_the_invoice_bucket_through_the_stack_output(s3, tmp_path, monkeypatch):
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    History(s3, "invoices").put("a.pdf", b"1")
+    template = {"Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"InvoiceBucketName": {"Value": "invoices"}}}
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="Tavari-Dev-InvoiceStorage", TemplateBody=json.dumps(template))
+    code, out = run_cli("--env", "dev", "--to", datetime.now(UTC).isoformat())
+    assert code == 0, out
+    assert "restore s3://invoices/" in out
+
+
+def test_cli_exit_1_when_a_key_fails(s3, tmp_path, monkeypatch):
+    _, to = changed_history(s3, n=2)
+    real = r.copy_version
+
+    def broken(client, source_bucket, key, *args, **kwargs):
+        if key == "k01.pdf":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "CopyObject")
+        return real(client, source_bucket, key, *args, **kwargs)
+
+    monkeypatch.setattr(r, "copy_version", broken)
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+                        "--state-dir", str(tmp_path / "s"))
+    assert code == 1
+    assert "failed   k01.pdf" in out and "AccessDenied" in out and "1 failed" in out
+    assert Path(tmp_path / "s").exists()
