@@ -53,7 +53,8 @@ operation = st.one_of(
 
 
 # TAVARI_HYPOTHESIS_EXAMPLES raises the count for a deeper search (e.g. 300 before a release).
-@settings(max_examples=int(os.environ.get("TAVARI_HYPOTHESIS_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("TAVARI_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before_versioning=st.lists(st.sampled_from(KEYS), max_size=2, unique=True),
        ops=st.lists(operation, min_size=1, max_size=12), pick=st.integers(min_value=0), data=st.data())
 def test_restore_to_t_reproduces_the_state_at_t_exactly(tmp_path_factory, before_versioning, ops, pick, data):
