@@ -10,7 +10,13 @@ from constructs import Construct
 
 from backup_constructs.access_log_bucket import AccessLogBucket
 from backup_constructs.keys import customer_managed_key
-from backup_constructs.nag import acknowledge, acknowledge_object_wildcards, grant_policy
+from backup_constructs.nag import (
+    BUCKET_READ_PUT_ACTIONS,
+    acknowledge,
+    acknowledge_inline_policy,
+    acknowledge_wildcards,
+    grant_policy,
+)
 from tavari_dr.config import SMALL_OBJECT_BYTES, SMALL_OBJECT_CLASSES
 
 REPLICATION_RULE_ID = "ReplicateEverything"
@@ -181,7 +187,7 @@ class InvoiceBucket(Construct):
             # Not replica.key.grant_encrypt(): for a key in another region, CDK grants
             # kms:* on Resource "*", which would reach every key that trusts the account.
             self.replication_role.add_to_principal_policy(replica.encrypt_statement())
-            acknowledge_object_wildcards(
+            acknowledge_wildcards(
                 grant_policy(self.replication_role),
                 "S3's documented replication permissions act on every object version of exactly two "
                 "buckets (source/*, replica/*); object keys are unknown at deploy time.",
@@ -189,7 +195,15 @@ class InvoiceBucket(Construct):
         else:
             acknowledge(self.bucket, no_replication_reason, "NIST.800.53.R5-S3BucketReplicationEnabled")
 
-    def grant_app_access(self, principal: iam.IGrantable) -> None:
+    def grant_app_access(self, role: iam.IRole) -> None:
         """Upload, read and presign invoices (through the KMS key); never delete."""
-        self.bucket.grant_put(principal)
-        self.bucket.grant_read(principal)
+        self.bucket.grant_put(role)
+        self.bucket.grant_read(role)
+        # An imported role gets its grants as a Policy construct under it.
+        for policy in (c for c in role.node.children if isinstance(c, iam.Policy)):
+            acknowledge_wildcards(
+                acknowledge_inline_policy(policy),
+                "The application reads and writes any invoice object of this one bucket through its key "
+                "(CDK read/put grants); it cannot delete.",
+                actions=BUCKET_READ_PUT_ACTIONS,
+            )

@@ -24,12 +24,16 @@ def acknowledge(construct: IConstruct, reason: str, *rule_ids: str) -> None:
     )
 
 
+def acknowledge_inline_policy(policy: iam.Policy) -> iam.Policy:
+    """The policy CDK's grant_* methods attach: inline by design, scoped to one role."""
+    acknowledge(policy, "CDK's grant_* methods attach this policy; it is scoped to this one role.",
+                "NIST.800.53.R5-IAMNoInlinePolicy")
+    return policy
+
+
 def grant_policy(role: iam.Role) -> iam.Policy:
     """The DefaultPolicy that grant_* attached to ``role``, acknowledged as the inline policy it is."""
-    policy = role.node.find_child("DefaultPolicy")
-    acknowledge(policy, "CDK's grant_* methods attach the role's DefaultPolicy; it is scoped to this role alone.",
-                "NIST.800.53.R5-IAMNoInlinePolicy")
-    return policy  # type: ignore[return-value]
+    return acknowledge_inline_policy(role.node.find_child("DefaultPolicy"))  # type: ignore[arg-type]
 
 
 def _flatten(reference: Any) -> str:
@@ -52,19 +56,27 @@ def _flatten(reference: Any) -> str:
     return json.dumps(reference, separators=(",", ":"))
 
 
-def acknowledge_object_wildcards(policy: iam.Policy, reason: str) -> None:
-    """Acknowledge IAM5 for exactly the ``<bucket>/*`` resources the policy holds now.
+# The wildcard actions CDK's bucket grant_read/grant_put emit (with the bucket key's grants).
+BUCKET_READ_PUT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*", "kms:GenerateDataKey*",
+                           "kms:ReEncrypt*")
 
-    Object keys are data, unknown at deploy time; every other wildcard (actions,
-    ``Resource: *``, statements added later) still fails synthesis.
-    """
+
+def acknowledge_wildcards(policy: iam.Policy, reason: str, *, actions: tuple[str, ...] = ()) -> None:
+    """Acknowledge IAM5 for exactly the wildcards this policy holds now and that are data-shaped:
+    ``<bucket>/*`` object resources, ``<function>:*`` version resources, and the wildcard
+    ``actions`` named here (only those present). ``Resource: *``, other wildcard actions and
+    statements added later still fail synthesis."""
     cfn = policy.node.default_child
     document = Stack.of(policy).resolve(cfn.policy_document)  # type: ignore[union-attr]
-    wildcards = set()
+    findings = set()
     for statement in document["Statement"]:
         resources = statement.get("Resource", [])
         for resource in resources if isinstance(resources, list) else [resources]:
             flat = _flatten(resource)
-            if flat.endswith("/*") and flat != "*":
-                wildcards.add(flat)
-    acknowledge(policy, reason, *(f"AwsSolutions-IAM5[Resource::{w}]" for w in sorted(wildcards)))
+            if flat != "*" and (flat.endswith("/*") or flat.endswith(">:*")):
+                findings.add(f"Resource::{flat}")
+        granted = statement.get("Action", [])
+        for action in granted if isinstance(granted, list) else [granted]:
+            if action in actions:
+                findings.add(f"Action::{action}")
+    acknowledge(policy, reason, *(f"AwsSolutions-IAM5[{f}]" for f in sorted(findings)))

@@ -53,7 +53,8 @@ class PythonFunction(Construct):
     log_retention: how long its log group keeps logs (required).
     log_key: KMS key of its log group (required; see keys.log_group_key).
     removal_policy: for the log group and dead-letter queue.
-    dead_letter_queue: give it an encrypted DLQ for failed asynchronous invocations (default True).
+    synchronous_reason: for a function only ever invoked synchronously, why it has no dead-letter
+        queue (default None: it gets an encrypted DLQ for failed asynchronous invocations).
 
     The role has no managed policy: it may write to its own log group, and callers grant the rest.
     """
@@ -61,7 +62,7 @@ class PythonFunction(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, name: str, description: str,
                  log_retention: logs.RetentionDays, log_key: kms.IKey, removal_policy: RemovalPolicy,
                  timeout: Duration = Duration.minutes(1), memory_size: int = 256,
-                 environment: dict[str, str] | None = None, dead_letter_queue: bool = True) -> None:
+                 environment: dict[str, str] | None = None, synchronous_reason: str | None = None) -> None:
         super().__init__(scope, construct_id)
         handler_dir = ROOT / "lambdas" / name
         if not (handler_dir / "handler.py").is_file():
@@ -72,7 +73,7 @@ class PythonFunction(Construct):
                              description=f"Lambda {name}")
         self.log_group.grant_write(self.role)
         self.dead_letter_queue = None
-        if dead_letter_queue:
+        if synchronous_reason is None:
             self.dead_letter_queue = sqs.Queue(
                 self, "DeadLetters", encryption=sqs.QueueEncryption.KMS_MANAGED, enforce_ssl=True,
                 retention_period=Duration.days(14), removal_policy=removal_policy)
@@ -99,6 +100,8 @@ class PythonFunction(Construct):
             tracing=lambda_.Tracing.DISABLED,
         )
         grant_policy(self.role)
+        if synchronous_reason is not None:
+            acknowledge(self.function, synchronous_reason, "NIST.800.53.R5-LambdaDLQ")
         acknowledge(self.function,
                     "No reserved concurrency: new accounts have too little to reserve, and every "
                     "project job is idempotent so an overlapping run is harmless.",

@@ -65,7 +65,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         app, config.stack_name(outputs.INVOICE_STORAGE),
         description=f"Tavari {config.name}: versioned, encrypted invoice bucket",
         env=primary_env, settings=config.invoice_bucket, removal_policy=removal,
-        **replica_args, **common,
+        log_retention_days=config.monitoring.log_retention_days, **replica_args, **common,
     )
     if "no_replication_reason" in replica_args:
         Annotations.of(storage).add_warning_v2(

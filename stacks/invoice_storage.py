@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.invoice_bucket import InvoiceBucket, ReplicaTarget
+from backup_constructs.restore_ops import RestoreOps
 from tavari_dr import outputs
 from tavari_dr.config import InvoiceBucketConfig
 
@@ -46,7 +47,8 @@ class InvoiceStorageStack(Stack):
                  removal_policy: RemovalPolicy, replica_bucket: s3.IBucket | None = None,
                  replica_key_arn: str | None = None, replica_key_alias: str | None = None,
                  replica_account: str | None = None, replication_time_control: bool = True,
-                 no_replication_reason: str | None = None, **kwargs: Any) -> None:
+                 no_replication_reason: str | None = None, log_retention_days: int = 365,
+                 **kwargs: Any) -> None:
         """replica_bucket: the DR replica (default None: no replication).
         replica_key_arn: the replica key's alias ARN (same account) or key ARN (cross-account).
         replica_key_alias: the alias name when replica_key_arn is an alias ARN.
@@ -69,6 +71,8 @@ class InvoiceStorageStack(Stack):
             self, "Invoices", settings, removal_policy=removal_policy, replica=replica,
             bucket_name=settings.existing_bucket_name, **extra,
         )
+        self.restore_ops = RestoreOps(self, "RestoreOps", bucket=self.invoices.bucket,
+                                      log_retention_days=log_retention_days, removal_policy=removal_policy)
         if settings.app_principal_arn:
             app_role = iam.Role.from_role_arn(self, "AppPrincipal", settings.app_principal_arn)
             self.invoices.grant_app_access(app_role)
@@ -79,5 +83,9 @@ class InvoiceStorageStack(Stack):
         CfnOutput(self, outputs.INVOICE_KEY_ARN, value=self.invoices.key.key_arn,
                   description="KMS key encrypting the invoice bucket")
         CfnOutput(self, outputs.INVOICE_ACCESS_LOG_BUCKET_NAME, value=self.invoices.access_logs.bucket.bucket_name)
+        CfnOutput(self, outputs.RESTORE_OPS_BUCKET_NAME, value=self.restore_ops.work.bucket.bucket_name)
+        CfnOutput(self, outputs.BATCH_OPERATIONS_ROLE_ARN, value=self.restore_ops.batch_role.role_arn)
+        CfnOutput(self, outputs.DELETE_MARKER_FUNCTION_ARN,
+                  value=self.restore_ops.delete_marker.function.function_arn)
         if self.invoices.replication_role is not None:
             CfnOutput(self, outputs.REPLICATION_ROLE_ARN, value=self.invoices.replication_role.role_arn)

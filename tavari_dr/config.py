@@ -405,15 +405,20 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     )
 
 
+def _environments(context: Mapping[str, Any]) -> Mapping[str, Any]:
+    environments = context.get(ENVIRONMENTS_CONTEXT_KEY)
+    if not isinstance(environments, Mapping) or not environments:
+        raise ConfigError(f"{ENVIRONMENTS_CONTEXT_KEY}: {_show(environments)} is not allowed; cdk.json must map "
+                          "environment names to settings (a non-empty object)")
+    return environments
+
+
 def load_environment(context: Mapping[str, Any], env_name: str | None = None) -> EnvironmentConfig:
     """Pick one environment out of the CDK context and validate it.
 
     env_name: the environment to load (default: context ``env``, else ``dev``).
     """
-    environments = context.get(ENVIRONMENTS_CONTEXT_KEY)
-    if not isinstance(environments, Mapping) or not environments:
-        raise ConfigError(
-            f"{ENVIRONMENTS_CONTEXT_KEY}: missing or empty; cdk.json must map environment names to settings")
+    environments = _environments(context)
     name = env_name or context.get(ENV_CONTEXT_KEY) or DEFAULT_ENV
     if name not in environments:
         raise ConfigError(
@@ -425,8 +430,7 @@ def load_environment(context: Mapping[str, Any], env_name: str | None = None) ->
 
 def load_all(context: Mapping[str, Any]) -> dict[str, EnvironmentConfig]:
     """Validate every environment (so a typo in prod fails a dev synth in CI too)."""
-    environments = context.get(ENVIRONMENTS_CONTEXT_KEY) or {}
-    return {name: parse_environment(name, raw) for name, raw in environments.items()}
+    return {name: parse_environment(name, raw) for name, raw in _environments(context).items()}
 
 
 def read_cdk_context(cdk_json: str | Path = "cdk.json") -> dict[str, Any]:

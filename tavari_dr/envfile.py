@@ -13,7 +13,7 @@ import re
 from tavari_dr.config import ENV_KEY_RE
 
 _DQ_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$"}
-_SAFE_UNQUOTED = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
+_SAFE_UNQUOTED = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
 
 
 class EnvFileError(ValueError):
@@ -70,7 +70,7 @@ def dump(values: dict[str, str]) -> str:
     """An env file that `parse` reads back to exactly ``values``."""
     lines = []
     for key, value in values.items():
-        if value and _SAFE_UNQUOTED.match(value):
+        if value and _SAFE_UNQUOTED.fullmatch(value):  # match() would accept a trailing newline
             lines.append(f"{key}={value}")
         else:
             escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -16,6 +16,10 @@ REPLICA_BUCKET_NAME = "ReplicaBucketName"
 REPLICA_BUCKET_ARN = "ReplicaBucketArn"
 REPLICA_KEY_ARN = "ReplicaKeyArn"
 
+RESTORE_OPS_BUCKET_NAME = "RestoreOpsBucketName"
+BATCH_OPERATIONS_ROLE_ARN = "BatchOperationsRoleArn"
+DELETE_MARKER_FUNCTION_ARN = "DeleteMarkerFunctionArn"
+
 MONITORING = "Monitoring"
 ALERT_TOPIC_ARN = "AlertTopicArn"
 ALERT_ROUTER_NAME = "AlertRouterName"

@@ -79,6 +79,16 @@ def cross_account_context(with_key: bool) -> dict:
     return context
 
 
+APP_ROLE_ARN = "arn:aws:iam::123456789012:role/tavari-app"
+
+
+def app_principal_context() -> dict:
+    context = copy.deepcopy(cdk_context())
+    context["environments"]["prod"]["invoice_bucket"]["app_principal_arn"] = APP_ROLE_ARN
+    context["env"] = "prod"
+    return context
+
+
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory) -> dict[str, Synthesized]:
     """Every cdk.json environment plus two cross-account variants, synthesized once, nag on."""
@@ -88,6 +98,7 @@ def synthesized(tmp_path_factory) -> dict[str, Synthesized]:
     results["prod-xacct"] = _synth("prod-xacct", cross_account_context(True), tmp_path_factory.mktemp("xacct"))
     results["prod-xacct-pending"] = _synth(
         "prod-xacct-pending", cross_account_context(False), tmp_path_factory.mktemp("pending"))
+    results["prod-app"] = _synth("prod-app", app_principal_context(), tmp_path_factory.mktemp("app"))
     return results
 
 

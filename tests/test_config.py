@@ -125,9 +125,11 @@ def test_unknown_environment_names_the_choices():
         load_environment(cdk_context(), "staging")
 
 
-def test_missing_environments_block():
-    with pytest.raises(ConfigError, match="environments: missing or empty"):
-        load_environment({}, "dev")
+@pytest.mark.parametrize("value", [None, {}, "a JSON string from -c", ["dev"]])
+def test_missing_or_malformed_environments_block(value):
+    for load in (lambda c: load_environment(c, "dev"), load_all):
+        with pytest.raises(ConfigError, match="environments: .* is not allowed; cdk.json must map"):
+            load({"environments": value})
 
 
 def test_load_all_catches_a_typo_in_another_environment():

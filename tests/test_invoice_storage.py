@@ -166,7 +166,10 @@ def test_outputs_name_everything_the_cli_needs(dev, prod):
 
 def test_dev_does_not_replicate(dev):
     assert "ReplicationConfiguration" not in invoice_bucket(dev)["Properties"]
-    dev.template(STORAGE).resource_count_is("AWS::IAM::Role", 0)
+    roles = dev.templates[dev.stack(STORAGE)]["Resources"].values()
+    principals = [s["Principal"] for r in roles if r["Type"] == "AWS::IAM::Role"
+                  for s in r["Properties"]["AssumeRolePolicyDocument"]["Statement"]]
+    assert {"Service": "s3.amazonaws.com"} not in principals  # no replication role
 
 
 def test_prod_replicates_everything_with_delete_markers_rtc_and_replica_key(prod):
@@ -194,8 +197,8 @@ def test_replica_key_alias_is_what_the_source_names(prod):
 
 
 def test_replication_role_is_least_privilege(prod):
-    policies = resources(prod.template(STORAGE), "AWS::IAM::Policy")
-    (policy,) = policies.values()
+    (policy,) = [p for p in resources(prod.template(STORAGE), "AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": "InvoicesReplicationRoleE8F9BF09"}]]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert all(s["Resource"] != "*" for s in statements), "no statement may reach every resource"
     kms = [s for s in statements if s["Action"] == ["kms:Encrypt", "kms:GenerateDataKey"]]
@@ -253,3 +256,14 @@ def test_no_physical_names_except_cross_environment_ones(dev, prod):
 def test_tags_mark_environment(prod):
     bucket = invoice_bucket(prod)["Properties"]
     assert {"Key": "tavari:environment", "Value": "prod"} in bucket["Tags"]
+
+
+def test_app_principal_gets_upload_read_presign_but_no_delete(synthesized):
+    env = synthesized["prod-app"]
+    policies = [p for p in env.templates[env.stack(STORAGE)]["Resources"].values()
+                if p["Type"] == "AWS::IAM::Policy" and p["Properties"].get("Roles") == ["tavari-app"]]
+    (policy,) = policies
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"]
+               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert {"s3:PutObject", "s3:GetObject*", "kms:GenerateDataKey*", "kms:Decrypt"} <= actions
+    assert not any("Delete" in a for a in actions)

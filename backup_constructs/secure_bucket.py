@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from backup_constructs.access_log_bucket import AccessLogBucket
+from backup_constructs.keys import customer_managed_key
+from backup_constructs.nag import acknowledge
+
+
+class SecureBucket(Construct):
+    """A private working bucket (manifests, reports, exports): versioned, SSE-KMS with its own
+    key, TLS 1.2+ only, access-logged, and expiring its objects.
+
+    purpose: says what the bucket holds (key description, log prefix).
+    expire_after: objects (and their old versions) are deleted after this long (required).
+    removal_policy: RETAIN by default.
+    access_log_retention: how long access logs are kept (default 365 days).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, purpose: str, expire_after: Duration,
+                 removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+                 access_log_retention: Duration = Duration.days(365)) -> None:
+        super().__init__(scope, construct_id)
+        self.key = customer_managed_key(self, "Key", description=purpose, removal_policy=removal_policy)
+        self.access_logs = AccessLogBucket(self, "AccessLogs", retention=access_log_retention,
+                                           removal_policy=removal_policy)
+        self.bucket = s3.Bucket(
+            self, "Bucket",
+            versioned=True,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs.bucket,
+            server_access_logs_prefix="bucket/",
+            lifecycle_rules=[s3.LifecycleRule(
+                id="Expire", expiration=expire_after, noncurrent_version_expiration=Duration.days(1),
+                abort_incomplete_multipart_upload_after=Duration.days(1))],
+            removal_policy=removal_policy,
+        )
+        acknowledge(self.bucket, f"Working copies ({purpose}) that expire after "
+                                 f"{expire_after.to_days()} days; they are re-creatable and not a backup.",
+                    "NIST.800.53.R5-S3BucketReplicationEnabled")
