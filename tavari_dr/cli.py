@@ -248,8 +248,11 @@ def _invoice_bucket(config: EnvironmentConfig | None, target: AwsTarget, bucket:
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tavari-restore"),
               show_default=True, help="Where the journal (resume) and the per-key report go.")
+@click.option("--batch-operations", is_flag=True,
+              help="Create S3 Batch Operations jobs instead of copying from this machine (needs --env).")
+@click.option("--confirm", is_flag=True, help="With --batch-operations: start the jobs without a confirmation step.")
 def bucket_restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, plan_in, apply, concurrency,
-                   state_dir):
+                   state_dir, batch_operations, confirm):
     client = target.client("s3")
     if plan_in:
         plan = restore_lib.Plan.from_json(plan_in.read_text())
@@ -275,6 +278,9 @@ def bucket_restore(config, target, bucket, to_text, prefix, target_bucket, plan_
     if not plan.actions:
         click.echo("nothing to do: the bucket already matches the state at that time")
         return
+    if batch_operations:
+        _batch_restore(config, target, plan, confirm)
+        return
     state_dir.mkdir(parents=True, exist_ok=True)
     stem = state_dir / plan.fingerprint()
     journal = restore_lib.Journal(stem.with_suffix(".journal.jsonl"))
@@ -298,6 +304,35 @@ def bucket_restore(config, target, bucket, to_text, prefix, target_bucket, plan_
     if not summary.ok:
         raise Failed(f"{summary.counts.get('failed', 0)} failed, {summary.counts.get('pending', 0)} pending; "
                      "re-running resumes from the journal")
+
+
+def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: restore_lib.Plan, confirm: bool) -> None:
+    from tavari_dr import batch_restore
+
+    if config is None:
+        raise click.UsageError("--batch-operations needs --env: the job role, function and manifest bucket "
+                               "are stack outputs")
+    found = stack_outputs(target.client("cloudformation"), config.stack_name(outputs.INVOICE_STORAGE))
+    if plan.destination != found.get(outputs.INVOICE_BUCKET_NAME):
+        raise click.UsageError("--batch-operations restores the invoice bucket in place; its role may write "
+                               "nowhere else (use the CLI path for --target-bucket)")
+    account = target.client("sts").get_caller_identity()["Account"]
+    jobs = batch_restore.create_jobs(
+        target.client("s3"), target.client("s3control"), plan, account_id=account,
+        role_arn=found[outputs.BATCH_OPERATIONS_ROLE_ARN],
+        delete_marker_function_arn=found[outputs.DELETE_MARKER_FUNCTION_ARN],
+        manifest_bucket=found[outputs.RESTORE_OPS_BUCKET_NAME], confirm=confirm)
+    for label, job in (("copy job", jobs.copy_job_id), ("delete-marker job", jobs.delete_marker_job_id)):
+        if job:
+            click.echo(f"{label}: {job}")
+    for manifest in jobs.manifests:
+        click.echo(f"manifest: {manifest}")
+    if jobs.confirmation_required:
+        click.echo("jobs await confirmation: aws s3control update-job-status --account-id "
+                   f"{account} --job-id JOB --requested-job-status Ready")
+    if jobs.cli_path:
+        click.echo(f"{len(jobs.cli_path)} key(s) are over 5 GB or archived and stay on the CLI path: "
+                   "re-run without --batch-operations once the jobs are done")
 
 
 def run() -> None:

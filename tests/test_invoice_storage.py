@@ -267,3 +267,24 @@ def test_app_principal_gets_upload_read_presign_but_no_delete(synthesized):
                for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert {"s3:PutObject", "s3:GetObject*", "kms:GenerateDataKey*", "kms:Decrypt"} <= actions
     assert not any("Delete" in a for a in actions)
+
+
+def test_restore_ops_batch_role_and_delete_marker_function_are_least_privilege(prod):
+    resources_ = prod.templates[prod.stack(STORAGE)]["Resources"]
+    roles = {k: v for k, v in resources_.items() if v["Type"] == "AWS::IAM::Role"}
+    (batch_role_id,) = [k for k, v in roles.items() if {"Service": "batchoperations.s3.amazonaws.com"} in
+                        [s["Principal"] for s in v["Properties"]["AssumeRolePolicyDocument"]["Statement"]]]
+    policies = {p["Properties"]["Roles"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+                for p in resources_.values() if p["Type"] == "AWS::IAM::Policy"}
+    batch_actions = {a for s in policies[batch_role_id] for a in (s["Action"] if isinstance(s["Action"], list)
+                                                                  else [s["Action"]])}
+    assert {"s3:PutObject", "s3:GetObject*", "lambda:InvokeFunction"} <= batch_actions
+    assert not any("Delete" in a for a in batch_actions)
+    (function,) = [v for v in resources_.values() if v["Type"] == "AWS::Lambda::Function"]
+    fn_role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    fn_actions = {a for s in policies[fn_role] for a in (s["Action"] if isinstance(s["Action"], list)
+                                                         else [s["Action"]])}
+    assert "s3:DeleteObject" in fn_actions and "s3:DeleteObjectVersion" not in fn_actions
+    assert not any(a.startswith("s3:DeleteObject") and a != "s3:DeleteObject" for a in fn_actions)
+    assert {outputs.RESTORE_OPS_BUCKET_NAME, outputs.BATCH_OPERATIONS_ROLE_ARN,
+            outputs.DELETE_MARKER_FUNCTION_ARN} <= set(prod.templates[prod.stack(STORAGE)]["Outputs"])
