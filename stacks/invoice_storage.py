@@ -8,6 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from backup_constructs.invoice_backup import InvoiceBackupPlan
 from backup_constructs.invoice_bucket import InvoiceBucket, ReplicaTarget
 from backup_constructs.restore_ops import RestoreOps
 from tavari_dr import outputs
@@ -71,6 +72,12 @@ class InvoiceStorageStack(Stack):
             self, "Invoices", settings, removal_policy=removal_policy, replica=replica,
             bucket_name=settings.existing_bucket_name, **extra,
         )
+        self.backup_plan = None
+        if settings.aws_backup_enabled:
+            self.backup_plan = InvoiceBackupPlan(
+                self, "AwsBackup", bucket=self.invoices.bucket,
+                retention=Duration.days(settings.aws_backup_retention_days),
+                copy_vault_arn=settings.aws_backup_copy_vault_arn, removal_policy=removal_policy)
         self.restore_ops = RestoreOps(self, "RestoreOps", bucket=self.invoices.bucket,
                                       log_retention_days=log_retention_days, removal_policy=removal_policy)
         if settings.app_principal_arn:

@@ -31,6 +31,7 @@ REMOVAL_POLICIES = ("retain", "destroy")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_VAULT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:backup:[a-z0-9-]+:\d{12}:backup-vault:[A-Za-z0-9_.-]{2,50}$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
@@ -57,6 +58,9 @@ class InvoiceBucketConfig:
     abort_incomplete_multipart_days: clean up abandoned uploads after N days (7).
     access_log_retention_days: days server access logs are kept (365).
     app_principal_arn: IAM role of the Tavari application, granted upload/read (None).
+    aws_backup_enabled: also protect the bucket with AWS Backup continuous backups (default False).
+    aws_backup_retention_days: 1-35; point-in-time window of those backups and vault-lock minimum (35).
+    aws_backup_copy_vault_arn: copy recovery points to this vault, e.g. in the backup account (None).
     """
 
     existing_bucket_name: str | None = None
@@ -67,6 +71,9 @@ class InvoiceBucketConfig:
     abort_incomplete_multipart_days: int = 7
     access_log_retention_days: int = 365
     app_principal_arn: str | None = None
+    aws_backup_enabled: bool = False
+    aws_backup_retention_days: int = 35
+    aws_backup_copy_vault_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -287,7 +294,21 @@ def _parse_invoice_bucket(path: str, raw: Any) -> InvoiceBucketConfig:
         access_log_retention_days=s.integer("access_log_retention_days", d.access_log_retention_days, minimum=1),
         app_principal_arn=s.pattern("app_principal_arn", None, _ROLE_ARN_RE,
                                     "an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>) or null"),
+        aws_backup_enabled=s.boolean("aws_backup_enabled", False),
+        aws_backup_retention_days=_at_most(s, "aws_backup_retention_days", 35, 35),
+        aws_backup_copy_vault_arn=s.pattern("aws_backup_copy_vault_arn", None, _VAULT_ARN_RE,
+                                            "a backup vault ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>)"
+                                            " or null"),
     )
+
+
+def _at_most(s: _Section, name: str, default: int, maximum: int) -> int:
+    value = s.integer(name, default, minimum=1)
+    assert value is not None
+    if value > maximum:
+        raise ConfigError(f"{s.key(name)}: {value} is not allowed; use 1 to {maximum} "
+                          "(AWS Backup keeps continuous backups at most 35 days)")
+    return value
 
 
 def _parse_replication(path: str, raw: Any, primary_region: str, primary_account: str | None) -> ReplicationConfig:

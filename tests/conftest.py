@@ -80,11 +80,16 @@ def cross_account_context(with_key: bool) -> dict:
 
 
 APP_ROLE_ARN = "arn:aws:iam::123456789012:role/tavari-app"
+COPY_VAULT_ARN = "arn:aws:backup:eu-central-1:210987654321:backup-vault:tavari-invoices"
 
 
 def app_principal_context() -> dict:
+    """prod with the optional features on: application role grants and AWS Backup."""
     context = copy.deepcopy(cdk_context())
-    context["environments"]["prod"]["invoice_bucket"]["app_principal_arn"] = APP_ROLE_ARN
+    bucket = context["environments"]["prod"]["invoice_bucket"]
+    bucket["app_principal_arn"] = APP_ROLE_ARN
+    bucket["aws_backup_enabled"] = True
+    bucket["aws_backup_copy_vault_arn"] = COPY_VAULT_ARN
     context["env"] = "prod"
     return context
 

@@ -288,3 +288,22 @@ def test_restore_ops_batch_role_and_delete_marker_function_are_least_privilege(p
     assert not any(a.startswith("s3:DeleteObject") and a != "s3:DeleteObject" for a in fn_actions)
     assert {outputs.RESTORE_OPS_BUCKET_NAME, outputs.BATCH_OPERATIONS_ROLE_ARN,
             outputs.DELETE_MARKER_FUNCTION_ARN} <= set(prod.templates[prod.stack(STORAGE)]["Outputs"])
+
+
+def test_optional_aws_backup_layer(synthesized, prod):
+    env = synthesized["prod-app"]
+    resources_ = env.templates[env.stack(STORAGE)]["Resources"]
+    (vault,) = [v for v in resources_.values() if v["Type"] == "AWS::Backup::BackupVault"]
+    assert vault["Properties"]["LockConfiguration"] == {"MinRetentionDays": 35}
+    assert vault["DeletionPolicy"] == "Retain"
+    (plan,) = [v for v in resources_.values() if v["Type"] == "AWS::Backup::BackupPlan"]
+    (rule,) = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+    assert rule["EnableContinuousBackup"] is True and rule["Lifecycle"] == {"DeleteAfterDays": 35}
+    assert rule["CopyActions"][0]["DestinationBackupVaultArn"].endswith(":210987654321:backup-vault:tavari-invoices")
+    (selection,) = [v for v in resources_.values() if v["Type"] == "AWS::Backup::BackupSelection"]
+    assert selection["Properties"]["BackupSelection"]["Resources"] == [{"Fn::GetAtt": ["InvoicesBucketB61C805D", "Arn"]}]
+    bucket = resources_["InvoicesBucketB61C805D"]["Properties"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    # Off by default: plain prod has none of it.
+    assert not [v for v in prod.templates[prod.stack(STORAGE)]["Resources"].values()
+                if v["Type"].startswith("AWS::Backup::")]
