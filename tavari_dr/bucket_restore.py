@@ -128,7 +128,8 @@ def parse_time(text: str) -> datetime:
 def list_versions(client: Any, bucket: str, prefix: str = "") -> Iterator[Version]:
     """Every version and delete marker under ``prefix`` (ListObjectVersions, 1,000 a page)."""
     paginator = client.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    # S3's maximum and default page; said explicitly because emulators default lower (moto: 100).
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
         for v in page.get("Versions", []):
             yield Version(v["Key"], v["VersionId"], v["LastModified"], v["IsLatest"], False,
                           v.get("Size", 0), v.get("ETag"), v.get("StorageClass", "STANDARD"))
