@@ -79,7 +79,8 @@ class MotoServer:
 
 def client(url: str):
     return boto3.client("s3", region_name=REGION, endpoint_url=url, aws_access_key_id="bench",
-                        aws_secret_access_key="bench", config=Config(max_pool_connections=32))
+                        aws_secret_access_key="bench",  # noqa: S106 - a local emulator's dummy credentials
+                        config=Config(max_pool_connections=32))
 
 
 def seed(url: str, keys: int, changed_share: float, rng_seed: int) -> tuple[datetime, dict[str, str], int]:

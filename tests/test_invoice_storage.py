@@ -301,7 +301,8 @@ def test_optional_aws_backup_layer(synthesized, prod):
     assert rule["EnableContinuousBackup"] is True and rule["Lifecycle"] == {"DeleteAfterDays": 35}
     assert rule["CopyActions"][0]["DestinationBackupVaultArn"].endswith(":210987654321:backup-vault:tavari-invoices")
     (selection,) = [v for v in resources_.values() if v["Type"] == "AWS::Backup::BackupSelection"]
-    assert selection["Properties"]["BackupSelection"]["Resources"] == [{"Fn::GetAtt": ["InvoicesBucketB61C805D", "Arn"]}]
+    assert selection["Properties"]["BackupSelection"]["Resources"] == [
+        {"Fn::GetAtt": ["InvoicesBucketB61C805D", "Arn"]}]
     bucket = resources_["InvoicesBucketB61C805D"]["Properties"]
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     # Off by default: plain prod has none of it.
