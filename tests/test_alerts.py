@@ -15,6 +15,8 @@ from moto import mock_aws
 from tavari_dr import alerts, metrics
 from tavari_dr.secrets import PLACEHOLDER_TEMPLATE
 
+pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
+
 ALARM = {
     "AlarmName": "Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B",
     "AlarmDescription": "[prod] The newest offsite backup is older than the 24 h RPO. Do: take a manual backup. "

@@ -17,6 +17,8 @@ from tavari_dr import batch_restore as b
 from tavari_dr.bucket_restore import COPY, DELETE_MARKER, RESTORE_ARCHIVED, Action, Plan
 from tavari_dr.cli import main
 
+pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
+
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 

@@ -20,6 +20,8 @@ from tavari_dr import bucket_restore as r
 from tavari_dr.cli import main
 from tests.s3_history import BASE, History
 
+pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
+
 REGION = "eu-west-1"
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 

@@ -20,6 +20,8 @@ from tavari_dr.config import load_environment
 from tavari_dr.envfile import parse
 from tests.conftest import ROOT, cdk_context
 
+pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
+
 REGION = "eu-west-1"
 CONFIG = load_environment(cdk_context(), "dev")
 NAMES = [e.name for e in CONFIG.secrets.all_entries]
