@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
+
+# Local emulators (moto) give multipart objects a whole-object checksum that does not match;
+# S3 marks them composite ("-N"), which botocore never validates. Against an emulator the
+# automatic response check is therefore off; the project verifies its own sha256 end to end.
+EMULATOR_CONFIG = Config(response_checksum_validation="when_required")
 
 
 class DiscoveryError(RuntimeError):
@@ -23,7 +29,8 @@ class AwsTarget:
 
     def client(self, service: str, *, dr: bool = False) -> Any:
         region = self.dr_region if dr and self.dr_region else self.region
-        return boto3.client(service, region_name=region, endpoint_url=self.endpoint_url)
+        config = EMULATOR_CONFIG if self.endpoint_url else None
+        return boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
 
 
 def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:

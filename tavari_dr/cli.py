@@ -20,7 +20,8 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr import bucket_restore as restore_lib
-from tavari_dr import outputs
+from tavari_dr import db_backup as db_lib
+from tavari_dr import metrics, outputs
 from tavari_dr import secrets as secrets_lib
 from tavari_dr.aws import AwsTarget, DiscoveryError, stack_outputs
 from tavari_dr.config import ConfigError, EnvironmentConfig, load_from_file
@@ -333,6 +334,158 @@ def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: re
     if jobs.cli_path:
         click.echo(f"{len(jobs.cli_path)} key(s) are over 5 GB or archived and stay on the CLI path: "
                    "re-run without --batch-operations once the jobs are done")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Off-site database backups: backup, list, restore, verify."""
+
+
+def _backup_bucket(config: EnvironmentConfig | None, target: AwsTarget, bucket: str | None) -> str:
+    if bucket:
+        return bucket
+    if config is None:
+        raise click.UsageError("name the backup bucket: --env ENV (stack output) or --bucket NAME")
+    stack = config.stack_name(outputs.DATABASE_BACKUPS)
+    found = stack_outputs(target.client("cloudformation"), stack)
+    if outputs.BACKUP_BUCKET_NAME not in found:
+        raise DiscoveryError(f"{stack} has no output {outputs.BACKUP_BUCKET_NAME}; deploy it or pass --bucket")
+    return found[outputs.BACKUP_BUCKET_NAME]
+
+
+def _database_url(config: EnvironmentConfig | None, target: AwsTarget, url: str | None) -> str:
+    if url:
+        return url
+    if config is None:
+        raise click.UsageError("name the database: --env ENV (secret BACKUP_DATABASE_URL) or --database-url URL")
+    arns = _secret_arns(config, target, ())
+    value = target.client("secretsmanager").get_secret_value(SecretId=arns["BACKUP_DATABASE_URL"])["SecretString"]
+    if secrets_lib.is_placeholder(value):
+        raise Failed("BACKUP_DATABASE_URL is still a placeholder: run tavari-dr secrets push")
+    return value
+
+
+def _db_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except db_lib.BackupError as err:
+            raise Failed(str(err)) from None
+
+    return wrapper
+
+
+bucket_option = click.option("--bucket", help="Backup bucket (default: the DatabaseBackups stack output).")
+pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+                             help="Directory of pg_dump/pg_restore (default: PATH).")
+
+
+@aws_command(db_group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
+@click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
+@click.option("--database-url", help="Instead of the BACKUP_DATABASE_URL secret.")
+@bucket_option
+@pg_bin_option
+@click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")
+@_db_errors
+def db_backup_cmd(config, target, reason, database_url, bucket, pg_bin, publish_metrics):
+    url = _database_url(config, target, database_url)
+    bucket = _backup_bucket(config, target, bucket)
+    settings = config.database_backups if config else None
+    tiers = (db_lib.DEFAULT_TIERS if settings is None else (
+        db_lib.Tier("daily", settings.daily_retention_days), db_lib.Tier("weekly", settings.weekly_retention_days),
+        db_lib.Tier("monthly", settings.monthly_retention_days)))
+    started = time.monotonic()
+    cloudwatch = target.client("cloudwatch") if publish_metrics else None
+    try:
+        manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, tiers=tiers,
+                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
+    except Exception:
+        if cloudwatch:
+            metrics.put(cloudwatch, {metrics.JOB_FAILED: 1}, {"Job": "db_backup"})
+        raise
+    duration = time.monotonic() - started
+    if cloudwatch:
+        metrics.put(cloudwatch, {metrics.BACKUP_SIZE_BYTES: manifest.total_bytes,
+                                 metrics.BACKUP_DURATION_SECONDS: duration}, {"Source": "offsite"})
+        metrics.put(cloudwatch, {metrics.JOB_SUCCEEDED: 1}, {"Job": "db_backup"})
+    click.echo(f"backup {manifest.backup_id} ({manifest.tier}, retained until {manifest.retain_until}, "
+               f"{manifest.lock_mode} lock): {_format_bytes(manifest.total_bytes)} in {duration:.1f} s, "
+               f"{len(manifest.tables)} tables, {sum(manifest.tables.values())} rows")
+
+
+@aws_command(db_group, "list", "Backups, newest first: tier, size, complete or not.", env_required=False)
+@bucket_option
+@_db_errors
+def db_list_cmd(config, target, bucket):
+    backups = db_lib.list_backups(target.client("s3"), _backup_bucket(config, target, bucket))
+    if not backups:
+        raise Failed("no backups yet")
+    click.echo(f"{'BACKUP':<44} {'TIER':<8} {'SIZE':>10}  STATE")
+    for b in backups:
+        state = "complete" if b.complete else "INCOMPLETE (no manifest; never used)"
+        click.echo(f"{b.backup_id:<44} {b.tier:<8} {_format_bytes(b.bytes):>10}  {state}")
+
+
+def _print_counts(result: db_lib.VerifyResult) -> None:
+    for name, passed, detail in result.checks:
+        click.echo(f"  {'ok ' if passed else 'FAIL'} {name}: {detail}")
+    if result.table_counts:
+        width = max(len(t) for t in result.table_counts)
+        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'RESTORED':>10}")
+        for table, (expected, found) in sorted(result.table_counts.items()):
+            mark = "" if expected == found else "   <-- MISMATCH"
+            click.echo(f"  {table:<{width}}  {expected:>10}  {found if found is not None else '-':>10}{mark}")
+
+
+@aws_command(db_group, "restore", "Verify, then restore roles, schema and data into --target-url.", env_required=False)
+@click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
+@click.option("--target-url", required=True, help="The database to restore into (Supabase or plain PostgreSQL).")
+@click.option("--force", is_flag=True, help="Replace user tables the target already holds.")
+@bucket_option
+@pg_bin_option
+@_db_errors
+def db_restore_cmd(config, target, which, target_url, force, bucket, pg_bin):
+    result = db_lib.restore(target.client("s3"), _backup_bucket(config, target, bucket), which, target_url,
+                            force=force, pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"))
+    _print_counts(result)
+    if not result.ok:
+        raise Failed(f"restored {result.backup_id}, but row counts differ from the manifest")
+    click.echo(f"restored {result.backup_id} in {result.duration_seconds:.1f} s; every row count matches")
+
+
+@aws_command(db_group, "verify", "Check a backup: --quick (sha256 + table of contents) or a full restore test.",
+             env_required=False)
+@click.option("--backup", "which", default="latest", show_default=True)
+@click.option("--scratch-url", help="Empty database for the full test (required without --quick).")
+@click.option("--quick", is_flag=True)
+@bucket_option
+@pg_bin_option
+@click.option("--publish-metrics", is_flag=True, help="Publish RestoreTestDurationSeconds and CheckPassed/Failed.")
+@_db_errors
+def db_verify_cmd(config, target, which, scratch_url, quick, bucket, pg_bin, publish_metrics):
+    if not quick and not scratch_url:
+        raise click.UsageError("the full verify restores into --scratch-url (or pass --quick)")
+    s3 = target.client("s3")
+    bucket = _backup_bucket(config, target, bucket)
+    if quick:
+        result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin)
+    else:
+        result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"))
+    _print_counts(result)
+    check = "db_verify_quick" if quick else "db_restore_test"
+    if publish_metrics:
+        cloudwatch = target.client("cloudwatch")
+        metrics.put(cloudwatch, {metrics.CHECK_PASSED if result.ok else metrics.CHECK_FAILED: 1}, {"Check": check})
+        metrics.put(cloudwatch, {metrics.CHECK_PASSED if result.ok else metrics.CHECK_FAILED: 1})
+        if not quick:
+            metrics.put(cloudwatch, {metrics.RESTORE_TEST_DURATION_SECONDS: result.duration_seconds},
+                        {"Source": "database"})
+        metrics.put(cloudwatch, {metrics.JOB_SUCCEEDED: 1}, {"Job": check})
+    if not result.ok:
+        raise Failed(f"{result.backup_id}: verification failed")
+    click.echo(f"{result.backup_id}: {'quick check' if quick else 'restore test'} passed "
+               f"in {result.duration_seconds:.1f} s")
 
 
 def run() -> None:

@@ -164,6 +164,33 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseBackupsConfig:
+    """Off-site pg_dump backups of the Supabase database.
+
+    schedule: EventBridge Scheduler expression of the nightly dump (default cron(0 2 * * ? *)).
+    weekly_verify_schedule / monthly_verify_schedule: the quick and the full restore test.
+    timezone: IANA zone the schedules run in (default UTC).
+    daily_retention_days / weekly_retention_days / monthly_retention_days: Object Lock retention
+        and expiry of each grandfather-father-son tier (35 / 91 / 396; the plan's minimum is 7).
+    lock_mode: GOVERNANCE (default) or COMPLIANCE (refused where removal_policy is destroy).
+    pg_major: PostgreSQL client major version in the job image (default 17; dumps 15 too).
+    scratch_image: image of the monthly test's scratch database (the supabase/postgres of the
+        project's major version, which has Supabase's roles, auth schema and extensions).
+    """
+
+    schedule: str = "cron(0 2 * * ? *)"
+    weekly_verify_schedule: str = "cron(0 4 ? * SUN *)"
+    monthly_verify_schedule: str = "cron(0 5 1 * ? *)"
+    timezone: str = "UTC"
+    daily_retention_days: int = 35
+    weekly_retention_days: int = 91
+    monthly_retention_days: int = 396
+    lock_mode: str = "GOVERNANCE"
+    pg_major: int = 17
+    scratch_image: str = "supabase/postgres:15.8.1.085"
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
@@ -177,6 +204,7 @@ class EnvironmentConfig:
     alert_emails: tuple[str, ...] = ()
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    database_backups: DatabaseBackupsConfig = field(default_factory=DatabaseBackupsConfig)
 
     @property
     def retain(self) -> bool:
@@ -404,6 +432,40 @@ def _parse_monitoring(path: str, raw: Any) -> MonitoringConfig:
     )
 
 
+_SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")
+_IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
+
+
+def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> DatabaseBackupsConfig:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    s = _Section(path, raw if raw is not None else {}, _fields(DatabaseBackupsConfig))
+    d = DatabaseBackupsConfig()
+    schedules = {name: s.pattern(name, getattr(d, name), _SCHEDULE_RE,
+                                 "an EventBridge Scheduler expression such as cron(0 2 * * ? *)", optional=False)
+                 for name in ("schedule", "weekly_verify_schedule", "monthly_verify_schedule")}
+    timezone = s.get("timezone", d.timezone)
+    try:
+        ZoneInfo(str(timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{s.key('timezone')}: {_show(timezone)} is not allowed; use an IANA zone such as "
+                          "Europe/Warsaw or UTC") from None
+    days = {name: s.integer(name, getattr(d, name), minimum=7)
+            for name in ("daily_retention_days", "weekly_retention_days", "monthly_retention_days")}
+    lock_mode = s.choice("lock_mode", d.lock_mode, ("GOVERNANCE", "COMPLIANCE"))
+    if lock_mode == "COMPLIANCE" and removal_policy == "destroy":
+        raise ConfigError(f'{s.key("lock_mode")}: "COMPLIANCE" is not allowed where removal_policy is "destroy": '
+                          "nobody, not even the account root, could empty that bucket before the lock expires")
+    pg_major = s.integer("pg_major", d.pg_major, minimum=15)
+    if pg_major is not None and pg_major > 18:
+        raise ConfigError(f"{s.key('pg_major')}: {pg_major} is not allowed; use 15 to 18")
+    return DatabaseBackupsConfig(
+        **schedules, timezone=str(timezone), **days, lock_mode=lock_mode, pg_major=pg_major,
+        scratch_image=s.pattern("scratch_image", d.scratch_image, _IMAGE_RE, "a container image reference",
+                                optional=False),
+    )
+
+
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
@@ -423,6 +485,8 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         alert_emails=_parse_emails(s.key("alert_emails"), s.get("alert_emails", None)),
         secrets=_parse_secrets(s.key("secrets"), s.get("secrets", None)),
         monitoring=_parse_monitoring(s.key("monitoring"), s.get("monitoring", None)),
+        database_backups=_parse_database_backups(
+            s.key("database_backups"), s.get("database_backups", None), s.raw.get("removal_policy", "retain")),
     )
 
 

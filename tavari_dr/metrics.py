@@ -22,6 +22,8 @@ CHECK_PASSED = "CheckPassed"
 CHECK_FAILED = "CheckFailed"
 RESTORE_TEST_DURATION_SECONDS = "RestoreTestDurationSeconds"
 JOB_SUCCEEDED = "JobSucceeded"
+JOB_FAILED = "JobFailed"
+BACKUP_DURATION_SECONDS = "BackupDurationSeconds"
 ALERTS_DELIVERED = "AlertsDelivered"
 
 METRICS: dict[str, tuple[str, str]] = {
@@ -32,7 +34,22 @@ METRICS: dict[str, tuple[str, str]] = {
     RESTORE_TEST_DURATION_SECONDS: ("Seconds", "Wall time of a restore test, per Source (database, bucket)."),
     JOB_SUCCEEDED: ("Count", "1 each time a scheduled job finishes; per Job. Its absence is the missing-run alarm."),
     ALERTS_DELIVERED: ("Count", "Alerts the router posted to the webhook."),
+    JOB_FAILED: ("Count", "1 each time a scheduled job fails; per Job."),
+    BACKUP_DURATION_SECONDS: ("Seconds", "Wall time of a database dump and upload, per Source."),
 }
+
+
+def put(cloudwatch: object, metrics: Mapping[str, float], dimensions: Mapping[str, str] | None = None) -> None:
+    """The same metrics through PutMetricData, for jobs outside Lambda (ECS tasks, the CLI):
+    EMF lines are only turned into metrics for Lambda and the CloudWatch agent."""
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"undocumented metric(s) {unknown}; add them to tavari_dr.metrics.METRICS")
+    dims = [{"Name": k, "Value": v} for k, v in (dimensions or {}).items()]
+    cloudwatch.put_metric_data(  # type: ignore[attr-defined]
+        Namespace=NAMESPACE,
+        MetricData=[{"MetricName": name, "Value": value, "Unit": METRICS[name][0], "Dimensions": dims}
+                    for name, value in metrics.items()])
 
 
 def emf_line(metrics: Mapping[str, float], dimensions: Mapping[str, str] | None = None, *,

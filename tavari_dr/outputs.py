@@ -20,6 +20,11 @@ RESTORE_OPS_BUCKET_NAME = "RestoreOpsBucketName"
 BATCH_OPERATIONS_ROLE_ARN = "BatchOperationsRoleArn"
 DELETE_MARKER_FUNCTION_ARN = "DeleteMarkerFunctionArn"
 
+DATABASE_BACKUPS = "DatabaseBackups"
+BACKUP_BUCKET_NAME = "BackupBucketName"
+BACKUP_CLUSTER_ARN = "BackupClusterArn"
+BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
+
 MONITORING = "Monitoring"
 ALERT_TOPIC_ARN = "AlertTopicArn"
 ALERT_ROUTER_NAME = "AlertRouterName"
