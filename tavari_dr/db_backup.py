@@ -122,7 +122,7 @@ class MultipartSink:
 
     def __init__(self, s3: Any, bucket: str, key: str, *, lock: dict[str, Any], part_size: int = PART_SIZE,
                  content_type: str = "application/octet-stream") -> None:
-        self.s3, self.bucket, self.key, self.part_size = s3, bucket, key, part_size
+        self.s3, self.bucket, self.key, self.part_size, self.lock = s3, bucket, key, part_size, lock
         self.sha256 = hashlib.sha256()
         self.size = 0
         self._buffer = bytearray()
@@ -148,8 +148,15 @@ class MultipartSink:
         if self._buffer or not self._parts:
             self._flush(bytes(self._buffer))
             self._buffer.clear()
-        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                          MultipartUpload={"Parts": self._parts})
+        done = self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                                                 MultipartUpload={"Parts": self._parts})
+        if self.lock:
+            # Stated again on the finished version: the lock must not depend on an implementation
+            # carrying it over from CreateMultipartUpload (moto, for one, does not).
+            self.s3.put_object_retention(
+                Bucket=self.bucket, Key=self.key, VersionId=done.get("VersionId"),
+                Retention={"Mode": self.lock["ObjectLockMode"],
+                           "RetainUntilDate": self.lock["ObjectLockRetainUntilDate"]})
         return {"key": self.key, "bytes": self.size, "sha256": self.sha256.hexdigest()}
 
     def abort(self) -> None:
@@ -226,6 +233,16 @@ class Manifest:
 
 def _slug(reason: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", reason.lower()).strip("-")[:40] or "backup"
+
+
+def shutil_which(tool: str) -> str:
+    import shutil
+
+    found = shutil.which(tool)
+    if not found:
+        raise BackupError(f"{tool} is not on PATH; install the PostgreSQL client (e.g. apt-get install "
+                          "postgresql-client) or pass --pg-bin")
+    return found
 
 
 def _tool_version(tool: str) -> str:
@@ -454,11 +471,11 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, force: bool = 
         if kind == "plain":
             _run_restore([tool("pg_restore"), *base, "--schema-only", str(paths["internal_schema.dump"])], target)
             log("auth and storage schemas restored (plain target)")
-        clean = ["--clean", "--if-exists"] if force else []
-        _run_restore([tool("pg_restore"), *base, *clean, "--schema-only", str(paths["schema.dump"])], target)
-        log("schema restored")
         if force:
-            _truncate(target, list(manifest.tables))
+            _clear_for_restore(target, manifest, existing)
+            log("--force: user schemas dropped and recreated, auth/storage rows truncated")
+        _run_restore([tool("pg_restore"), *base, "--schema-only", str(paths["schema.dump"])], target)
+        log("schema restored")
         _run_restore([tool("pg_restore"), *base, "--data-only", str(paths["data.dump"])], target)
         log("data restored")
     with _connect(target) as conn, conn.cursor() as cur:
@@ -482,9 +499,27 @@ def _apply_roles(conn: Any, roles_sql: str) -> None:
             continue  # already there (a fresh Supabase project has its own), or the platform's to manage
 
 
-def _truncate(target: Connection, tables: list[str]) -> None:
+def _schema_of(table: str) -> str:
+    return table.split(".")[0].strip('"')
+
+
+def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[str]) -> None:
+    """--force: drop the user schemas (the dump recreates them whole) and empty the platform's
+    tables the dump refills. Not pg_restore --clean: that would also drop shared extensions
+    other schemas depend on."""
+    from psycopg import sql
+
+    user = {_schema_of(t) for t in [*manifest.tables, *existing]} - set(INTERNAL_SCHEMAS)
+    kept = [t for t in manifest.tables if _schema_of(t) in DATA_KEPT_SCHEMAS]
     with _connect(target, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+        for schema in sorted(user):
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            if schema != "public":  # pg_dump never creates public; every other schema is in the dump
+                continue
+            conn.execute("CREATE SCHEMA public")
+        present = [t for t in kept if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+        if present:
+            conn.execute(f"TRUNCATE {', '.join(present)} CASCADE")
 
 
 def _run_restore(command: list[str], target: Connection) -> None:
