@@ -62,8 +62,8 @@ def fingerprint(url: str, tables) -> dict[str, str]:
     out = {}
     with psycopg.connect(url) as conn:
         for table in tables:
-            out[table] = conn.execute(  # noqa: S608 - names from our own manifest
-                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t").fetchone()[0]
+            query = f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"  # noqa: S608
+            out[table] = conn.execute(query).fetchone()[0]
     return out
 
 
