@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from aws_cdk import Duration, PhysicalName, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -15,45 +12,12 @@ from backup_constructs.nag import (
     acknowledge,
     acknowledge_inline_policy,
     acknowledge_wildcards,
-    grant_policy,
 )
+from backup_constructs.replication import ReplicaTarget, Replication
 from tavari_dr.config import SMALL_OBJECT_BYTES, SMALL_OBJECT_CLASSES
 
-REPLICATION_RULE_ID = "ReplicateEverything"
 ARCHIVE_RULE_ID = "ArchiveNoncurrentVersions"
 HOUSEKEEPING_RULE_ID = "Housekeeping"
-
-
-@dataclass(frozen=True)
-class ReplicaTarget:
-    """Where the invoice bucket replicates to.
-
-    bucket: the replica bucket (in the DR region, possibly another account).
-    key: the replica's KMS key, imported by ``key_arn``; replicas are re-encrypted with it.
-    key_alias: the alias that names the key (same account), or None when ``key`` carries
-        the key's own ARN (cross-account: S3 would resolve an alias in the source account).
-    replication_time_control: RTC (15-minute SLA) plus replication metrics.
-    destination_account: set when the replica lives in another account; replicas are
-        then owned by that account (owner override).
-    """
-
-    bucket: s3.IBucket
-    key: kms.IKey
-    key_alias: str | None = None
-    replication_time_control: bool = True
-    destination_account: str | None = None
-
-    def encrypt_statement(self) -> iam.PolicyStatement:
-        """What S3 needs of the replica key to write replicas, and nothing else."""
-        actions = ["kms:Encrypt", "kms:GenerateDataKey"]
-        if self.key_alias is None:
-            return iam.PolicyStatement(actions=actions, resources=[self.key.key_arn])
-        # IAM cannot match an alias ARN as a resource; the alias condition pins the key.
-        return iam.PolicyStatement(
-            actions=actions,
-            resources=[f"arn:aws:kms:{self.key.env.region}:{self.key.env.account}:key/*"],
-            conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": self.key_alias}},
-        )
 
 
 class InvoiceBucket(Construct):
@@ -103,32 +67,9 @@ class InvoiceBucket(Construct):
             self, "AccessLogs", retention=access_log_retention, removal_policy=removal_policy
         )
         self.replica = replica
-        self.replication_role: iam.Role | None = None
-        replication_rules = None
-        if replica is not None:
-            self.replication_role = iam.Role(
-                self,
-                "ReplicationRole",
-                assumed_by=iam.ServicePrincipal("s3.amazonaws.com"),
-                # Generated only when the destination account's stack must name this role.
-                role_name=PhysicalName.GENERATE_IF_NEEDED,
-                description="S3 replication of the invoice bucket to its DR replica",
-            )
-            rtc = s3.ReplicationTimeValue.FIFTEEN_MINUTES if replica.replication_time_control else None
-            replication_rules = [
-                s3.ReplicationRule(
-                    id=REPLICATION_RULE_ID,
-                    destination=replica.bucket,
-                    kms_key=replica.key,
-                    sse_kms_encrypted_objects=True,
-                    delete_marker_replication=True,
-                    replication_time_control=rtc,
-                    metrics=rtc,
-                    access_control_transition=True if replica.destination_account else None,
-                    priority=0,
-                    filter=s3.Filter(prefix=""),
-                )
-            ]
+        replication = Replication(self, replica, description="S3 replication of the invoice bucket to its DR replica") \
+            if replica is not None else None
+        self.replication_role = replication.role if replication else None
 
         lifecycle_rules = [
             s3.LifecycleRule(
@@ -171,27 +112,15 @@ class InvoiceBucket(Construct):
             ),
             removal_policy=removal_policy,
             replication_role=self.replication_role,
-            replication_rules=replication_rules,
+            replication_rules=replication.rules if replication else None,
         )
         if not archive_small_objects:
             # CloudFormation types ObjectSizeGreaterThan as a string; CDK writes a number.
             cfn_bucket = self.bucket.node.default_child
             cfn_bucket.add_property_override(  # type: ignore[union-attr]
                 "LifecycleConfiguration.Rules.0.ObjectSizeGreaterThan", str(SMALL_OBJECT_BYTES - 1))
-        if replica is not None and self.replication_role is not None:
-            self.bucket.grant_replication_permission(
-                self.replication_role,
-                source_decryption_key=self.key,
-                destinations=[s3.GrantReplicationPermissionDestinationProps(bucket=replica.bucket)],
-            )
-            # Not replica.key.grant_encrypt(): for a key in another region, CDK grants
-            # kms:* on Resource "*", which would reach every key that trusts the account.
-            self.replication_role.add_to_principal_policy(replica.encrypt_statement())
-            acknowledge_wildcards(
-                grant_policy(self.replication_role),
-                "S3's documented replication permissions act on every object version of exactly two "
-                "buckets (source/*, replica/*); object keys are unknown at deploy time.",
-            )
+        if replication is not None:
+            replication.finish(self.bucket, self.key)
         else:
             acknowledge(self.bucket, no_replication_reason, "NIST.800.53.R5-S3BucketReplicationEnabled")
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from aws_cdk import Annotations, App, Environment, RemovalPolicy, Stack, Tags
 
-from backup_constructs.invoice_bucket import REPLICATION_RULE_ID
 from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
+from backup_constructs.replication import REPLICATION_RULE_ID
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch

@@ -9,7 +9,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.invoice_backup import InvoiceBackupPlan
-from backup_constructs.invoice_bucket import InvoiceBucket, ReplicaTarget
+from backup_constructs.invoice_bucket import InvoiceBucket
+from backup_constructs.replication import ReplicaTarget
 from backup_constructs.restore_ops import RestoreOps
 from tavari_dr import outputs
 from tavari_dr.config import InvoiceBucketConfig

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, PhysicalName, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from backup_constructs.access_log_bucket import AccessLogBucket
+from backup_constructs.keys import customer_managed_key
+
+
+@dataclass(frozen=True)
+class RetentionTier:
+    """Objects under ``dumps/<name>/`` are locked for ``days`` and expire right after."""
+
+    name: str
+    days: int
+
+
+class BackupBucket(Construct):
+    """Where database dumps live: separate from everything else, versioned, SSE-KMS with its own
+    key, TLS-only, access-logged, and Object Lock enabled. Each object gets its retain-until date
+    at upload (from its tier); lifecycle expires a tier's objects the day after their lock ends.
+
+    tiers: the grandfather-father-son tiers (required).
+    removal_policy: RETAIN by default.
+    access_log_retention: how long access logs are kept (default 365 days).
+    name_for_other_environments: give the bucket a generated name, for a replica another
+        environment's replication rule must name (default False).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, tiers: Sequence[RetentionTier],
+                 removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+                 access_log_retention: Duration = Duration.days(365),
+                 name_for_other_environments: bool = False) -> None:
+        super().__init__(scope, construct_id)
+        self.key = customer_managed_key(self, "Key", description="Database backups (SSE-KMS)",
+                                        removal_policy=removal_policy)
+        self.access_logs = AccessLogBucket(self, "AccessLogs", retention=access_log_retention,
+                                           removal_policy=removal_policy)
+        rules = [s3.LifecycleRule(id=f"Expire{t.name.capitalize()}", prefix=f"dumps/{t.name}/",
+                                  expiration=Duration.days(t.days + 1),
+                                  noncurrent_version_expiration=Duration.days(1))
+                 for t in tiers]
+        rules.append(s3.LifecycleRule(id="AbortUploads", abort_incomplete_multipart_upload_after=Duration.days(1)))
+        self.bucket = s3.Bucket(
+            self, "Bucket",
+            bucket_name=PhysicalName.GENERATE_IF_NEEDED if name_for_other_environments else None,
+            versioned=True,
+            object_lock_enabled=True,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs.bucket,
+            server_access_logs_prefix="backup-bucket/",
+            lifecycle_rules=rules,
+            removal_policy=removal_policy,
+        )
