@@ -9,6 +9,7 @@ from constructs import Construct
 
 from backup_constructs.access_log_bucket import AccessLogBucket
 from backup_constructs.keys import customer_managed_key
+from backup_constructs.replication import ReplicaTarget, Replication
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,16 @@ class BackupBucket(Construct):
     access_log_retention: how long access logs are kept (default 365 days).
     name_for_other_environments: give the bucket a generated name, for a replica another
         environment's replication rule must name (default False).
+    replica: replicate everything to this bucket, which must have Object Lock too (default None).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, tiers: Sequence[RetentionTier],
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
                  access_log_retention: Duration = Duration.days(365),
-                 name_for_other_environments: bool = False) -> None:
+                 name_for_other_environments: bool = False, replica: ReplicaTarget | None = None) -> None:
         super().__init__(scope, construct_id)
+        replication = Replication(self, replica, description="S3 replication of the database backups") \
+            if replica is not None else None
         self.key = customer_managed_key(self, "Key", description="Database backups (SSE-KMS)",
                                         removal_policy=removal_policy)
         self.access_logs = AccessLogBucket(self, "AccessLogs", retention=access_log_retention,
@@ -61,4 +65,10 @@ class BackupBucket(Construct):
             server_access_logs_prefix="backup-bucket/",
             lifecycle_rules=rules,
             removal_policy=removal_policy,
+            replication_role=replication.role if replication else None,
+            replication_rules=replication.rules if replication else None,
         )
+        if replication is not None:
+            # S3 reads the source's Object Lock settings to replicate them.
+            replication.finish(self.bucket, self.key,
+                               extra_source_actions=("s3:GetObjectRetention", "s3:GetObjectLegalHold"))

@@ -106,15 +106,33 @@ class Monitoring(Construct):
         """The function alarms plus a missing-run alarm: no ``JobSucceeded{Job=job}`` within
         one schedule period plus grace is ALARM, and missing data counts as breaching."""
         window = Duration.seconds(every.to_seconds() + grace.to_seconds())
+        missing = self._missing_run(construct_id, job, window)
+        return [*self.watch_function(construct_id, function, timeout=timeout, what=f"Job {job}"), missing]
+
+    def watch_task_job(self, construct_id: str, *, job: str, every: Duration, grace: Duration) -> list[cw.Alarm]:
+        """A job outside Lambda (ECS task): JobFailed > 0, and the missing-run alarm on JobSucceeded."""
+        window = Duration.seconds(every.to_seconds() + grace.to_seconds())
+        dims = {"Job": job}
+        return [
+            self.alarm(f"{construct_id}Failed",
+                       metric=cw.Metric(namespace=metrics.NAMESPACE, metric_name=metrics.JOB_FAILED,
+                                        dimensions_map=dims, statistic="Sum", period=Duration.hours(1)),
+                       threshold=0, comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                       treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                       runbook=Runbook(f"Job {job} failed.", "Read the task's log group; re-run it by hand.",
+                                       "job-errors")),
+            self._missing_run(construct_id, job, window),
+        ]
+
+    def _missing_run(self, construct_id: str, job: str, window: Duration) -> cw.Alarm:
         succeeded = cw.Metric(namespace=metrics.NAMESPACE, metric_name=metrics.JOB_SUCCEEDED,
                               dimensions_map={"Job": job}, statistic="Sum", period=window)
-        missing = self.alarm(
+        return self.alarm(
             f"{construct_id}MissingRun", metric=succeeded, threshold=1,
             comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.BREACHING,
             runbook=Runbook(f"Scheduled job {job} has not finished successfully within its schedule plus grace.",
                             "Check the schedule is enabled and the job's log group; run it by hand.", "missing-run"))
-        return [*self.watch_function(construct_id, function, timeout=timeout, what=f"Job {job}"), missing]
 
     def watch_dead_letters(self, construct_id: str, queue: sqs.IQueue, *, what: str) -> cw.Alarm:
         return self.alarm(

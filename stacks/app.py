@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Annotations, App, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import Annotations, App, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_kms as kms
 
 from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
-from backup_constructs.replication import REPLICATION_RULE_ID
+from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
+from stacks.database_backups import DatabaseBackupsReplicaStack, DatabaseBackupsStack
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
@@ -25,11 +27,13 @@ class TavariApp:
     secrets: SecretsStack
     secrets_replica_key: SecretsReplicaKeyStack | None
     monitoring: MonitoringStack
+    backups: DatabaseBackupsStack
+    backups_replica: DatabaseBackupsReplicaStack | None
 
     @property
     def stacks(self) -> list[Stack]:
-        return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets, self.monitoring)
-                if s is not None]
+        return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets, self.monitoring,
+                            self.backups_replica, self.backups) if s is not None]
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
@@ -118,8 +122,36 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         **common,
     )
 
+    backups_replica = None
+    backup_replica_target = None
+    if config.replication.enabled and not config.cross_account_replication:
+        alias = f"alias/tavari-{config.name}-backups-replica"
+        backups_replica = DatabaseBackupsReplicaStack(
+            app, config.stack_name(outputs.DATABASE_BACKUPS + "Replica"),
+            description=f"Tavari {config.name}: DR copy of the database backups (Object Lock)",
+            env=Environment(account=config.account, region=config.replication.region),
+            settings=config.database_backups, key_alias=alias, removal_policy=removal, **common)
+        backup_replica_target = ReplicaTarget(
+            bucket=backups_replica.backups.bucket,
+            key=kms.Key.from_key_arn(backups_replica, "AliasRef",
+                                     alias_arn(config.replication.region, config.account or "", alias)),
+            key_alias=alias, replication_time_control=False)
+    backups = DatabaseBackupsStack(
+        app, config.stack_name(outputs.DATABASE_BACKUPS),
+        description=f"Tavari {config.name}: off-site database backups (Object Lock bucket, Fargate jobs)",
+        env=primary_env, environment=config.name, settings=config.database_backups,
+        database_url_secret=config_secrets["BACKUP_DATABASE_URL"], secrets_key=secrets.config_secrets.key,
+        log_retention_days=config.monitoring.log_retention_days, removal_policy=removal,
+        replica=backup_replica_target, **common)
+    if backups_replica is not None:
+        backups.add_stack_dependency(backups_replica, "the replica must exist before replication points at it")
+    day, week, month = Duration.days(1), Duration.days(7), Duration.days(31)
+    for job, every in (("db_backup", day), ("db_verify_quick", week), ("db_restore_test", month)):
+        monitoring.monitoring.watch_task_job("".join(p.capitalize() for p in job.split("_")), job=job, every=every,
+                                             grace=Duration.hours(3))
+
     built = TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica,
-                      monitoring=monitoring)
+                      monitoring=monitoring, backups=backups, backups_replica=backups_replica)
     for stack in built.stacks:
         Tags.of(stack).add("tavari:environment", config.name)
         Tags.of(stack).add("tavari:component", "backup-recovery")

@@ -383,7 +383,8 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
 
 @aws_command(db_group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
 @click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
-@click.option("--database-url", help="Instead of the BACKUP_DATABASE_URL secret.")
+@click.option("--database-url", envvar="TAVARI_DATABASE_URL",
+              help="Instead of the BACKUP_DATABASE_URL secret (env TAVARI_DATABASE_URL; the ECS task's way).")
 @bucket_option
 @pg_bin_option
 @click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")

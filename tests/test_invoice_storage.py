@@ -45,9 +45,11 @@ def test_stateful_logical_ids_are_pinned(synthesized, env_name):
 
 
 def test_stack_names(dev, prod):
-    assert set(dev.templates) == {"Tavari-Dev-InvoiceStorage", "Tavari-Dev-Secrets", "Tavari-Dev-Monitoring"}
+    assert set(dev.templates) == {"Tavari-Dev-InvoiceStorage", "Tavari-Dev-Secrets", "Tavari-Dev-Monitoring",
+                                  "Tavari-Dev-DatabaseBackups"}
     assert set(prod.templates) == {"Tavari-Prod-InvoiceStorage", "Tavari-Prod-InvoiceReplica",
-                                   "Tavari-Prod-Secrets", "Tavari-Prod-SecretsReplicaKey", "Tavari-Prod-Monitoring"}
+                                   "Tavari-Prod-Secrets", "Tavari-Prod-SecretsReplicaKey", "Tavari-Prod-Monitoring",
+                                   "Tavari-Prod-DatabaseBackups", "Tavari-Prod-DatabaseBackupsReplica"}
 
 
 @pytest.mark.parametrize("env_name", ["dev", "prod"])
@@ -250,7 +252,10 @@ def test_no_physical_names_except_cross_environment_ones(dev, prod):
             for logical_id, resource in template["Resources"].items():
                 named = {k for k in resource.get("Properties", {}) if k in ("BucketName", "RoleName", "KeyName")}
                 if named:
-                    assert stack.endswith(REPLICA) and logical_id == "ReplicaBucket80C984FB", (stack, logical_id)
+                    assert (stack, logical_id) in {
+                        ("Tavari-Prod-InvoiceReplica", "ReplicaBucket80C984FB"),
+                        ("Tavari-Prod-DatabaseBackupsReplica", "BackupsBucket2936A3AA"),
+                    }, (stack, logical_id)
 
 
 def test_tags_mark_environment(prod):

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as sm
+from constructs import Construct
+
+from backup_constructs.backup_bucket import BackupBucket, RetentionTier
+from backup_constructs.keys import customer_managed_key, log_group_key
+from backup_constructs.nag import acknowledge, acknowledge_inline_policy
+from backup_constructs.python_function import retention
+from backup_constructs.replication import ReplicaTarget
+from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
+from tavari_dr import outputs
+from tavari_dr.config import DatabaseBackupsConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+# The job image's build context: only what docker/backup/Dockerfile copies (so the asset hash
+# changes with those files alone).
+IMAGE_EXCLUDES = ["*", "!pyproject.toml", "!cdk.json", "!tavari_dr", "!docker", "**/__pycache__"]
+
+
+def tiers_of(settings: DatabaseBackupsConfig) -> list[RetentionTier]:
+    return [RetentionTier("daily", settings.daily_retention_days),
+            RetentionTier("weekly", settings.weekly_retention_days),
+            RetentionTier("monthly", settings.monthly_retention_days)]
+
+
+class DatabaseBackupsReplicaStack(Stack):
+    """The DR copy of the backup bucket: Object Lock too, its own key named by an alias."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DatabaseBackupsConfig, key_alias: str,
+                 removal_policy: RemovalPolicy, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.backups = BackupBucket(self, "Backups", tiers=tiers_of(settings), removal_policy=removal_policy,
+                                    name_for_other_environments=True)
+        kms.Alias(self, "KeyAlias", alias_name=key_alias, target_key=self.backups.key)
+        acknowledge(self.backups.bucket, "This bucket is itself the DR replica of the backup bucket.",
+                    "NIST.800.53.R5-S3BucketReplicationEnabled")
+        CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
+
+
+class DatabaseBackupsStack(Stack):
+    """Off-site database backups: the Object-Lock bucket, and the nightly dump, weekly quick check
+    and monthly restore test as Fargate tasks on EventBridge Scheduler schedules."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, environment: str, settings: DatabaseBackupsConfig,
+                 database_url_secret: sm.ISecret, secrets_key: kms.IKey, log_retention_days: int,
+                 removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        zones = [f"{self.region}a", f"{self.region}b"]
+        # Pinned so synth never looks availability zones up in the account (it must work offline).
+        self.node.set_context(f"availability-zones:account={self.account}:region={self.region}", zones)
+        self.backups = BackupBucket(self, "Backups", tiers=tiers_of(settings), removal_policy=removal_policy,
+                                    replica=replica)
+        if replica is None:
+            acknowledge(self.backups.bucket, "Replication is off in this environment by configuration.",
+                        "NIST.800.53.R5-S3BucketReplicationEnabled")
+
+        # Public subnets and a public IP instead of NAT gateways: the jobs only call AWS APIs and the
+        # Supabase pooler over TLS, and a NAT gateway costs ~$33/month per AZ for a nightly task.
+        self.vpc = ec2.Vpc(self, "Vpc", availability_zones=zones, nat_gateways=0,
+                           restrict_default_security_group=False,
+                           subnet_configuration=[ec2.SubnetConfiguration(name="Public",
+                                                                         subnet_type=ec2.SubnetType.PUBLIC)])
+        self.log_key = log_group_key(self, "LogsKey", removal_policy=removal_policy)
+        flow_logs = logs.LogGroup(self, "FlowLogs", retention=retention(log_retention_days),
+                                  encryption_key=self.log_key, removal_policy=removal_policy)
+        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+        for subnet in self.vpc.public_subnets:
+            acknowledge(subnet, "Tasks need a public IP and a route to the internet gateway to reach AWS APIs and "
+                                "Supabase without a NAT gateway; their security group allows no inbound traffic.",
+                        "NIST.800.53.R5-VPCSubnetAutoAssignPublicIpDisabled",
+                        "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW")
+        acknowledge_inline_policy(self.vpc.node.find_child("FlowLog").node.find_child("IAMRole")
+                                  .node.find_child("DefaultPolicy"))
+        acknowledge(self.vpc, "The default security group is unused (tasks get their own egress-only group); "
+                              "closing it needs a custom-resource Lambda for no gain.",
+                    "NIST.800.53.R5-VPCDefaultSecurityGroupClosed")
+        self.security_group = ec2.SecurityGroup(self, "JobsSecurityGroup", vpc=self.vpc, allow_all_outbound=True,
+                                                description="Backup jobs: no inbound, HTTPS/PostgreSQL out")
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc,
+                                   container_insights_v2=ecs.ContainerInsights.ENABLED)
+        image = ecs.ContainerImage.from_asset(str(ROOT), file="docker/backup/Dockerfile", exclude=IMAGE_EXCLUDES,
+                                              build_args={"PG_MAJOR": str(settings.pg_major)})
+        common = {"cluster": self.cluster, "security_group": self.security_group, "image": image,
+                  "time_zone": settings.timezone, "log_key": self.log_key,
+                  "log_retention": retention(log_retention_days), "removal_policy": removal_policy}
+        bucket_args = ["--env", environment, "--bucket", self.backups.bucket.bucket_name,
+                       "--region", self.region, "--publish-metrics"]
+        self.nightly = ScheduledFargateJob(
+            self, "NightlyBackup", **common, schedule=settings.schedule,
+            description="Nightly off-site pg_dump of the Supabase database",
+            command=["db", "backup", "--reason", "nightly", *bucket_args],
+            # Imported by ARN: ecs.Secret on the owning stack's secret would write this task's role into
+            # the secrets key policy, and the two stacks would depend on each other.
+            secrets={"TAVARI_DATABASE_URL": ecs.Secret.from_secrets_manager(
+                sm.Secret.from_secret_complete_arn(self, "DatabaseUrlSecret", database_url_secret.secret_arn))})
+        self.weekly = ScheduledFargateJob(
+            self, "WeeklyVerify", **common, schedule=settings.weekly_verify_schedule, cpu=512, memory_mib=1024,
+            description="Weekly check of the newest dump: sha256 and table of contents",
+            command=["db", "verify", "--quick", *bucket_args])
+        scratch_password = sm.Secret(self, "ScratchPassword", description="Password of the monthly scratch database",
+                                     encryption_key=customer_managed_key(self, "ScratchKey",
+                                                                         description="Scratch database password",
+                                                                         removal_policy=RemovalPolicy.DESTROY),
+                                     generate_secret_string=sm.SecretStringGenerator(exclude_punctuation=True),
+                                     removal_policy=RemovalPolicy.DESTROY)
+        acknowledge(scratch_password, "A throwaway scratch database's password, regenerated by redeploying.",
+                    "AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled")
+        self.monthly = ScheduledFargateJob(
+            self, "MonthlyRestoreTest", **common, schedule=settings.monthly_verify_schedule, cpu=2048,
+            memory_mib=8192, description="Monthly restore test into a scratch supabase/postgres database",
+            command=["db", "verify", "--scratch-url",
+                     "postgresql://postgres@localhost:5432/postgres", *bucket_args],
+            secrets={"PGPASSWORD": ecs.Secret.from_secrets_manager(scratch_password)},
+            sidecar=Sidecar(name="ScratchDatabase", image=ecs.ContainerImage.from_registry(settings.scratch_image),
+                            health_command="pg_isready -U postgres -h localhost", environment={},
+                            secrets={"POSTGRES_PASSWORD": ecs.Secret.from_secrets_manager(scratch_password)}))
+
+        for job in (self.nightly, self.weekly, self.monthly):
+            role = job.task_definition.task_role
+            self.backups.bucket.grant_read(role)
+            role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"], resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": "Tavari/Backup"}}))
+        self.backups.bucket.grant_put(self.nightly.task_definition.task_role)
+        self.nightly.task_definition.task_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:PutObjectRetention"], resources=[self.backups.bucket.arn_for_objects("dumps/*")]))
+        secrets_key.grant_decrypt(self.nightly.task_definition.obtain_execution_role())
+        for job in (self.nightly, self.weekly, self.monthly):
+            _acknowledge_task_role(job)
+        for child in self.node.children:  # the role aws-scheduler-targets shares between schedules
+            if child.node.id.startswith("SchedulerRoleForTarget"):
+                acknowledge_inline_policy(child.node.find_child("DefaultPolicy"))
+
+        CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
+        CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
+        CfnOutput(self, outputs.BACKUP_TASK_DEFINITION_ARN, value=self.nightly.task_definition.task_definition_arn)
+
+
+def _acknowledge_task_role(job: ScheduledFargateJob) -> None:
+    from backup_constructs.nag import BUCKET_READ_PUT_ACTIONS, acknowledge_wildcards, grant_policy
+
+    role = job.task_definition.task_role
+    if isinstance(role, iam.Role):
+        policy = grant_policy(role)
+        acknowledge_wildcards(policy, "The job reads and writes dump objects of the one backup bucket "
+                                      "(keys are backup IDs) through its key.", actions=BUCKET_READ_PUT_ACTIONS)
+        acknowledge(policy, "PutMetricData has no resource-level form; the namespace condition pins it.",
+                    "AwsSolutions-IAM5[Resource::*]")
