@@ -114,6 +114,18 @@ def test_stack_names_follow_one_pattern():
          "environments.prod.monitoring.backup_size_drop_percent: 120 is not allowed; use 1 to 100"),
         (lambda p: p["monitoring"].update(runbook_url="http://insecure"),
          'environments.prod.monitoring.runbook_url: "http://insecure" is not allowed; use an https:// URL'),
+        (lambda p: p["database_backups"].update(timezone="Mars/Olympus"),
+         'environments.prod.database_backups.timezone: "Mars/Olympus" is not allowed; use an IANA zone'),
+        (lambda p: p["database_backups"].update(daily_retention_days=3),
+         "environments.prod.database_backups.daily_retention_days: 3 is not allowed; use a whole number >= 7"),
+        (lambda p: p["database_backups"].update(schedule="every night"),
+         'environments.prod.database_backups.schedule: "every night" is not allowed; use an EventBridge Scheduler'),
+        (lambda p: p["database_backups"].update(lock_mode="LEGAL_HOLD"),
+         'environments.prod.database_backups.lock_mode: "LEGAL_HOLD" is not allowed; choose one of GOVERNANCE, '
+         "COMPLIANCE"),
+        (lambda p: p.update(removal_policy="destroy") or p["database_backups"].update(lock_mode="COMPLIANCE"),
+         'environments.prod.database_backups.lock_mode: "COMPLIANCE" is not allowed where removal_policy is '
+         '"destroy"'),
         (lambda p: p["secrets"].update(third_party_keys=["stripe-key"]),
          'environments.prod.secrets.third_party_keys[0]: "stripe-key" is not allowed; use an env-file key'),
         (lambda p: p["secrets"].update(third_party_keys=["SUPABASE_URL"]),

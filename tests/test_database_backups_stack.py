@@ -1,0 +1,115 @@
+"""The DatabaseBackups stack: the Object-Lock bucket, the scheduled Fargate jobs and their alarms."""
+
+from __future__ import annotations
+
+import json
+
+from tavari_dr import outputs
+
+BACKUPS = outputs.DATABASE_BACKUPS
+
+
+def resources(env, kind, stack=BACKUPS):
+    template = env.templates[env.stack(stack)]["Resources"]
+    return {k: v for k, v in template.items() if v["Type"] == kind}
+
+
+def backup_bucket(env, stack=BACKUPS):
+    buckets = resources(env, "AWS::S3::Bucket", stack)
+    (bucket,) = [b for b in buckets.values() if b["Properties"].get("ObjectLockEnabled")]
+    return bucket
+
+
+def test_backup_bucket_is_separate_locked_encrypted_private_and_logged(dev, prod):
+    for env in (dev, prod):
+        bucket = backup_bucket(env)["Properties"]
+        assert bucket["ObjectLockEnabled"] is True and bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+        assert bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
+        assert "LoggingConfiguration" in bucket
+        assert backup_bucket(env)["DeletionPolicy"] == ("Retain" if env is prod else "Delete")
+
+
+def test_each_tier_expires_the_day_after_its_lock(dev, prod):
+    for env, days in ((prod, {"daily": 35, "weekly": 91, "monthly": 396}),
+                      (dev, {"daily": 7, "weekly": 14, "monthly": 31})):
+        rules = {r["Id"]: r for r in backup_bucket(env)["Properties"]["LifecycleConfiguration"]["Rules"]}
+        for tier, retention in days.items():
+            rule = rules[f"Expire{tier.capitalize()}"]
+            assert rule["Prefix"] == f"dumps/{tier}/" and rule["ExpirationInDays"] == retention + 1
+
+
+def test_backups_replicate_to_a_locked_replica_with_retention_permissions(dev, prod):
+    assert "ReplicationConfiguration" not in backup_bucket(dev)["Properties"]
+    replica = backup_bucket(prod, "DatabaseBackupsReplica")
+    assert replica["Properties"]["ObjectLockEnabled"] is True
+    (rule,) = backup_bucket(prod)["Properties"]["ReplicationConfiguration"]["Rules"]
+    assert rule["Destination"]["Bucket"] == f"arn:aws:s3:::{replica['Properties']['BucketName']}"
+    assert rule["DeleteMarkerReplication"] == {"Status": "Enabled"}
+    policies = json.dumps([p["Properties"]["PolicyDocument"] for p in resources(prod, "AWS::IAM::Policy").values()])
+    assert "s3:GetObjectRetention" in policies and "s3:GetObjectLegalHold" in policies
+
+
+def test_jobs_run_on_fargate_in_public_subnets_without_nat(prod):
+    assert not resources(prod, "AWS::EC2::NatGateway")
+    schedules = resources(prod, "AWS::Scheduler::Schedule")
+    assert len(schedules) == 3
+    by_expression = {s["Properties"]["ScheduleExpression"]: s["Properties"] for s in schedules.values()}
+    assert set(by_expression) == {"cron(0 2 * * ? *)", "cron(0 4 ? * SUN *)", "cron(0 5 1 * ? *)"}
+    for props in by_expression.values():
+        assert props["ScheduleExpressionTimezone"] == "Europe/Warsaw"
+        target = props["Target"]
+        network = target["EcsParameters"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert network["AssignPublicIp"] == "ENABLED" and target["EcsParameters"]["LaunchType"] == "FARGATE"
+        assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 3
+    (group,) = resources(prod, "AWS::EC2::SecurityGroup").values()
+    assert "SecurityGroupIngress" not in group["Properties"]
+    assert resources(prod, "AWS::EC2::FlowLog")
+
+
+def container(env, command_word):
+    for task in resources(env, "AWS::ECS::TaskDefinition").values():
+        for c in task["Properties"]["ContainerDefinitions"]:
+            if command_word in (c.get("Command") or []):
+                return task, c
+    raise AssertionError(command_word)
+
+
+def test_nightly_job_command_secret_and_grants(prod):
+    task, job = container(prod, "backup")
+    assert job["Command"][:4] == ["db", "backup", "--reason", "nightly"]
+    assert "--publish-metrics" in job["Command"] and "--env" in job["Command"]
+    assert [s["Name"] for s in job["Secrets"]] == ["TAVARI_DATABASE_URL"]
+    assert job["LogConfiguration"]["LogDriver"] == "awslogs"
+    role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    (policy,) = [p for p in resources(prod, "AWS::IAM::Policy").values()
+                 if {"Ref": role_id} in p["Properties"]["Roles"]]
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"]
+               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert {"s3:PutObject", "s3:PutObjectRetention", "cloudwatch:PutMetricData"} <= actions
+    assert not any("Delete" in a or "BypassGovernance" in a for a in actions)
+
+
+def test_monthly_restore_test_waits_for_a_healthy_scratch_database(prod):
+    task, job = container(prod, "verify")
+    if "--quick" in job["Command"]:  # the weekly one: find the other
+        tasks = [t for t in resources(prod, "AWS::ECS::TaskDefinition").values()
+                 if len(t["Properties"]["ContainerDefinitions"]) == 2]
+        (task,) = tasks
+        job = next(c for c in task["Properties"]["ContainerDefinitions"] if c.get("Command"))
+    scratch = next(c for c in task["Properties"]["ContainerDefinitions"] if not c.get("Command"))
+    assert scratch["Image"] == "supabase/postgres:15.8.1.085" and scratch["Essential"] is False
+    assert "pg_isready" in scratch["HealthCheck"]["Command"][1]
+    assert job["DependsOn"] == [{"Condition": "HEALTHY", "ContainerName": scratch["Name"]}]
+    assert "--scratch-url" in job["Command"] and "--quick" not in job["Command"]
+
+
+def test_every_job_has_failure_and_missing_run_alarms(prod):
+    alarms = [a["Properties"] for a in prod.templates[prod.stack(outputs.MONITORING)]["Resources"].values()
+              if a["Type"] == "AWS::CloudWatch::Alarm"]
+    for job in ("db_backup", "db_verify_quick", "db_restore_test"):
+        mine = [a for a in alarms if a.get("Dimensions") == [{"Name": "Job", "Value": job}]]
+        assert {a["MetricName"] for a in mine} == {"JobFailed", "JobSucceeded"}, job
+        missing = next(a for a in mine if a["MetricName"] == "JobSucceeded")
+        assert missing["TreatMissingData"] == "breaching"
