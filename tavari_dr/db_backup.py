@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -118,38 +120,70 @@ def _connect(conn: Connection, **kwargs: Any):
 
 
 class MultipartSink:
-    """Writes a stream to S3 as a multipart upload, hashing it; aborts on failure (no object)."""
+    """Writes a stream to S3 as a multipart upload, hashing it; aborts on failure (no object).
+
+    Parts upload on a background thread while the next one fills, so pg_dump is not held up by
+    the network; at most ``queue_parts`` parts wait, which bounds memory to (queue_parts + 2) parts.
+    """
 
     def __init__(self, s3: Any, bucket: str, key: str, *, lock: dict[str, Any], part_size: int = PART_SIZE,
-                 content_type: str = "application/octet-stream") -> None:
+                 content_type: str = "application/octet-stream", queue_parts: int = 2) -> None:
         self.s3, self.bucket, self.key, self.part_size, self.lock = s3, bucket, key, part_size, lock
         self.sha256 = hashlib.sha256()
         self.size = 0
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
+        self._count = 0
         self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type,
                                                      ChecksumAlgorithm="SHA256", **lock)["UploadId"]
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=queue_parts)
+        self._error: BaseException | None = None
+        self._uploader = threading.Thread(target=self._upload_loop, name=f"upload {key}", daemon=True)
+        self._uploader.start()
+
+    def _upload_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the writer will see the error and abort
+            number, data = item
+            try:
+                part = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                                           PartNumber=number, Body=data, ChecksumAlgorithm="SHA256")
+                self._parts.append({"PartNumber": number, "ETag": part["ETag"],
+                                    "ChecksumSHA256": part["ChecksumSHA256"]})
+            except BaseException as err:  # surfaced to the writer thread
+                self._error = err
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise BackupError(f"upload of {self.key} failed: {self._error}") from self._error
 
     def write(self, chunk: bytes) -> None:
+        self._raise_if_failed()
         self.sha256.update(chunk)
         self.size += len(chunk)
         self._buffer += chunk
         while len(self._buffer) >= self.part_size:
-            self._flush(bytes(self._buffer[: self.part_size]))
+            self._enqueue(bytes(self._buffer[: self.part_size]))
             del self._buffer[: self.part_size]
 
-    def _flush(self, data: bytes) -> None:
-        number = len(self._parts) + 1
-        part = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number,
-                                   Body=data, ChecksumAlgorithm="SHA256")
-        self._parts.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": part["ChecksumSHA256"]})
+    def _enqueue(self, data: bytes) -> None:
+        self._count += 1
+        self._queue.put((self._count, data))
+
+    def _finish_uploads(self) -> None:
+        self._queue.put(None)
+        self._uploader.join()
 
     def close(self) -> dict[str, Any]:
-        if self._buffer or not self._parts:
-            self._flush(bytes(self._buffer))
+        if self._buffer or not self._count:
+            self._enqueue(bytes(self._buffer))
             self._buffer.clear()
+        self._finish_uploads()
+        self._raise_if_failed()
         done = self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                                 MultipartUpload={"Parts": self._parts})
+                                                 MultipartUpload={"Parts": sorted(self._parts,
+                                                                                  key=lambda p: p["PartNumber"])})
         if self.lock:
             # Stated again on the finished version: the lock must not depend on an implementation
             # carrying it over from CreateMultipartUpload (moto, for one, does not).
@@ -160,6 +194,9 @@ class MultipartSink:
         return {"key": self.key, "bytes": self.size, "sha256": self.sha256.hexdigest()}
 
     def abort(self) -> None:
+        if self._uploader.is_alive():
+            self._error = self._error or BackupError("aborted")
+            self._finish_uploads()
         self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
 
 

@@ -241,3 +241,36 @@ def test_cli_backup_list_verify_restore(s3, source, empty_db, monkeypatch):
     code, out = run("backup", "--reason", "x", "--bucket", BUCKET,
                     "--database-url", "postgresql://u:p@h.example:6543/postgres")
     assert code == 1 and "port 6543" in out
+
+
+def test_multipart_sink_streams_parts_in_order_with_bounded_queue(s3):
+    import hashlib
+    import os
+
+    data = os.urandom(12 * 1024 * 1024 + 123)
+    sink = d.MultipartSink(s3, BUCKET, "dumps/daily/x/data.dump", lock={}, part_size=5 * 1024 * 1024)
+    for i in range(0, len(data), 700_000):
+        sink.write(data[i:i + 700_000])
+    result = sink.close()
+    assert result == {"key": "dumps/daily/x/data.dump", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert s3.get_object(Bucket=BUCKET, Key="dumps/daily/x/data.dump")["Body"].read() == data
+
+
+def test_multipart_sink_upload_failure_aborts_and_says_so(s3):
+    class Failing:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def upload_part(self, **kwargs):
+            raise RuntimeError("network down")
+
+    sink = d.MultipartSink(Failing(s3), BUCKET, "dumps/daily/y/data.dump", lock={}, part_size=5 * 1024 * 1024)
+    with pytest.raises(d.BackupError, match="upload of dumps/daily/y/data.dump failed: network down"):
+        for _ in range(4):
+            sink.write(b"x" * 5 * 1024 * 1024)
+        sink.close()
+    sink.abort()
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
