@@ -40,6 +40,7 @@ class BackupBucket(Construct):
         super().__init__(scope, construct_id)
         replication = Replication(self, replica, description="S3 replication of the database backups") \
             if replica is not None else None
+        self.replication_role = replication.role if replication else None
         self.key = customer_managed_key(self, "Key", description="Database backups (SSE-KMS)",
                                         removal_policy=removal_policy)
         self.access_logs = AccessLogBucket(self, "AccessLogs", retention=access_log_retention,

@@ -93,3 +93,18 @@ class Replication:
             "S3's documented replication permissions act on every object version of exactly two "
             "buckets (source/*, replica/*); object keys are unknown at deploy time.",
         )
+
+
+def accept_cross_account_replication(bucket: s3.Bucket, key: kms.Key, role: iam.IRole, source_account: str) -> None:
+    """On a replica in another account: let the source's replication role write replicas (owner
+    override included) and encrypt them with this bucket's key."""
+    bucket.add_replication_policy(role.role_arn, True, source_account)
+    # CDK's replication policy omits tags; without this, tagged objects fail to replicate.
+    bucket.add_to_resource_policy(iam.PolicyStatement(
+        principals=[iam.ArnPrincipal(role.role_arn)], actions=["s3:ReplicateTags"],
+        resources=[bucket.arn_for_objects("*")]))
+    # A key policy statement (Resource "*" means this key); the source account's own IAM
+    # policy names the key by its ARN.
+    key.add_to_resource_policy(iam.PolicyStatement(
+        principals=[iam.ArnPrincipal(role.role_arn)], actions=["kms:Encrypt", "kms:GenerateDataKey"],
+        resources=["*"]))

@@ -124,27 +124,40 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
 
     backups_replica = None
     backup_replica_target = None
-    if config.replication.enabled and not config.cross_account_replication:
+    backups_pending = None
+    if config.replication.enabled:
         alias = f"alias/tavari-{config.name}-backups-replica"
+        dr_region, dr_account = config.replication.region, config.replica_account
         backups_replica = DatabaseBackupsReplicaStack(
             app, config.stack_name(outputs.DATABASE_BACKUPS + "Replica"),
             description=f"Tavari {config.name}: DR copy of the database backups (Object Lock)",
-            env=Environment(account=config.account, region=config.replication.region),
+            env=Environment(account=dr_account, region=dr_region),
             settings=config.database_backups, key_alias=alias, removal_policy=removal, **common)
-        backup_replica_target = ReplicaTarget(
-            bucket=backups_replica.backups.bucket,
-            key=kms.Key.from_key_arn(backups_replica, "AliasRef",
-                                     alias_arn(config.replication.region, config.account or "", alias)),
-            key_alias=alias, replication_time_control=False)
+        cross = config.cross_account_replication
+        key_ref = config.replication.backup_replica_key_arn if cross else alias_arn(dr_region, dr_account or "", alias)
+        if key_ref:
+            backup_replica_target = ReplicaTarget(
+                bucket=backups_replica.backups.bucket, key=kms.Key.from_key_arn(backups_replica, "KeyRef", key_ref),
+                key_alias=None if cross else alias, replication_time_control=False,
+                destination_account=dr_account if cross else None)
+        else:
+            backups_pending = ("Cross-account replication waits for replication.backup_replica_key_arn: deploy the "
+                               "backups replica stack first, then set its BackupKeyArn output in cdk.json.")
     backups = DatabaseBackupsStack(
         app, config.stack_name(outputs.DATABASE_BACKUPS),
         description=f"Tavari {config.name}: off-site database backups (Object Lock bucket, Fargate jobs)",
         env=primary_env, environment=config.name, settings=config.database_backups,
         database_url_secret=config_secrets["BACKUP_DATABASE_URL"], secrets_key=secrets.config_secrets.key,
         log_retention_days=config.monitoring.log_retention_days, removal_policy=removal,
-        replica=backup_replica_target, **common)
+        replica=backup_replica_target, **({"no_replication_reason": backups_pending} if backups_pending else {}),
+        **common)
+    if backups_pending:
+        Annotations.of(backups).add_warning_v2("tavari:backup-replication-pending", backups_pending)
     if backups_replica is not None:
         backups.add_stack_dependency(backups_replica, "the replica must exist before replication points at it")
+        role = backups.backups.replication_role
+        if config.cross_account_replication and role is not None:
+            backups_replica.accept_replication_from(role, config.account or "")
     day, week, month = Duration.days(1), Duration.days(7), Duration.days(31)
     for job, every in (("db_backup", day), ("db_verify_quick", week), ("db_restore_test", month)):
         monitoring.monitoring.watch_task_job("".join(p.capitalize() for p in job.split("_")), job=job, every=every,

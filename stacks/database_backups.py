@@ -16,7 +16,7 @@ from backup_constructs.backup_bucket import BackupBucket, RetentionTier
 from backup_constructs.keys import customer_managed_key, log_group_key
 from backup_constructs.nag import acknowledge, acknowledge_inline_policy
 from backup_constructs.python_function import retention
-from backup_constructs.replication import ReplicaTarget
+from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from tavari_dr import outputs
 from tavari_dr.config import DatabaseBackupsConfig
@@ -45,6 +45,10 @@ class DatabaseBackupsReplicaStack(Stack):
         acknowledge(self.backups.bucket, "This bucket is itself the DR replica of the backup bucket.",
                     "NIST.800.53.R5-S3BucketReplicationEnabled")
         CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
+        CfnOutput(self, outputs.BACKUP_KEY_ARN, value=self.backups.key.key_arn)
+
+    def accept_replication_from(self, role: iam.IRole, source_account: str) -> None:
+        accept_cross_account_replication(self.backups.bucket, self.backups.key, role, source_account)
 
 
 class DatabaseBackupsStack(Stack):
@@ -53,7 +57,9 @@ class DatabaseBackupsStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, environment: str, settings: DatabaseBackupsConfig,
                  database_url_secret: sm.ISecret, secrets_key: kms.IKey, log_retention_days: int,
-                 removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None, **kwargs: Any) -> None:
+                 removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None,
+                 no_replication_reason: str = "Replication is off in this environment by configuration.",
+                 **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         zones = [f"{self.region}a", f"{self.region}b"]
         # Pinned so synth never looks availability zones up in the account (it must work offline).
@@ -61,8 +67,7 @@ class DatabaseBackupsStack(Stack):
         self.backups = BackupBucket(self, "Backups", tiers=tiers_of(settings), removal_policy=removal_policy,
                                     replica=replica)
         if replica is None:
-            acknowledge(self.backups.bucket, "Replication is off in this environment by configuration.",
-                        "NIST.800.53.R5-S3BucketReplicationEnabled")
+            acknowledge(self.backups.bucket, no_replication_reason, "NIST.800.53.R5-S3BucketReplicationEnabled")
 
         # Public subnets and a public IP instead of NAT gateways: the jobs only call AWS APIs and the
         # Supabase pooler over TLS, and a NAT gateway costs ~$33/month per AZ for a nightly task.

@@ -7,6 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from backup_constructs.replication import accept_cross_account_replication
 from stacks.invoice_storage import invoice_bucket_from
 from tavari_dr import outputs
 from tavari_dr.config import InvoiceBucketConfig
@@ -43,17 +44,4 @@ class InvoiceReplicaStack(Stack):
 
     def accept_replication_from(self, role: iam.IRole, source_account: str) -> None:
         """Cross-account: let the source's replication role write replicas and use our key."""
-        self.replica.bucket.add_replication_policy(role.role_arn, True, source_account)
-        # CDK's replication policy omits tags; without this, tagged invoices fail to replicate.
-        self.replica.bucket.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ArnPrincipal(role.role_arn)],
-            actions=["s3:ReplicateTags"],
-            resources=[self.replica.bucket.arn_for_objects("*")],
-        ))
-        # A key policy statement (Resource "*" means this key); the source account's own
-        # IAM policy pins the key through its alias.
-        self.replica.key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ArnPrincipal(role.role_arn)],
-            actions=["kms:Encrypt", "kms:GenerateDataKey"],
-            resources=["*"],
-        ))
+        accept_cross_account_replication(self.replica.bucket, self.replica.key, role, source_account)

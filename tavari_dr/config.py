@@ -88,6 +88,7 @@ class ReplicationConfig:
     replica_key_arn: cross-account only: the replica stack's ReplicaKeyArn output, set after
         deploying that stack (default None: replication waits for it). S3 would resolve an
         alias in the source account, so another account's key must be named by its ARN.
+    backup_replica_key_arn: the same for the database backups' replica (its stack's BackupKeyArn).
     """
 
     enabled: bool = False
@@ -95,6 +96,7 @@ class ReplicationConfig:
     account: str | None = None
     replication_time_control: bool = True
     replica_key_arn: str | None = None
+    backup_replica_key_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -351,22 +353,29 @@ def _parse_replication(path: str, raw: Any, primary_region: str, primary_account
             f'{s.key("enabled")}: true needs {path.rsplit(".", 1)[0]}.account; a stack pair across '
             f"regions must name its account so synth works offline (set the 12-digit account ID)"
         )
-    key_arn = s.get("replica_key_arn", None)
-    if key_arn is not None:
-        expected = f"arn:aws:kms:{region}:{account}:key/"
-        if account is None or account == primary_account or not isinstance(key_arn, str) \
-                or not key_arn.startswith(expected) or len(key_arn) == len(expected):
-            raise ConfigError(
-                f"{s.key('replica_key_arn')}: {_show(key_arn)} is not allowed; it is only for cross-account "
-                f"replication and must be a key ARN in the DR region and account ({expected}<key-id>)"
-            )
     return ReplicationConfig(
         enabled=enabled,
         region=region,
         account=account,
         replication_time_control=s.boolean("replication_time_control", True),
-        replica_key_arn=key_arn,
+        replica_key_arn=_cross_account_key(s, "replica_key_arn", region, account, primary_account),
+        backup_replica_key_arn=_cross_account_key(s, "backup_replica_key_arn", region, account, primary_account),
     )
+
+
+def _cross_account_key(s: _Section, name: str, region: str | None, account: str | None,
+                       primary_account: str | None) -> str | None:
+    key_arn = s.get(name, None)
+    if key_arn is None:
+        return None
+    expected = f"arn:aws:kms:{region}:{account}:key/"
+    if account is None or account == primary_account or not isinstance(key_arn, str) \
+            or not key_arn.startswith(expected) or len(key_arn) == len(expected):
+        raise ConfigError(
+            f"{s.key(name)}: {_show(key_arn)} is not allowed; it is only for cross-account "
+            f"replication and must be a key ARN in the DR region and account ({expected}<key-id>)"
+        )
+    return key_arn
 
 
 def _parse_emails(path: str, raw: Any) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ DELETE_MARKER_FUNCTION_ARN = "DeleteMarkerFunctionArn"
 
 DATABASE_BACKUPS = "DatabaseBackups"
 BACKUP_BUCKET_NAME = "BackupBucketName"
+BACKUP_KEY_ARN = "BackupKeyArn"
 BACKUP_CLUSTER_ARN = "BackupClusterArn"
 BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
 

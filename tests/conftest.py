@@ -23,6 +23,7 @@ os.environ.pop("AWS_PROFILE", None)
 ROOT = Path(__file__).resolve().parent.parent
 XACCT = "210987654321"
 XACCT_KEY_ARN = f"arn:aws:kms:eu-central-1:{XACCT}:key/0f0e0d0c-1111-2222-3333-444455556666"
+XACCT_BACKUP_KEY_ARN = f"arn:aws:kms:eu-central-1:{XACCT}:key/0b0b0b0b-1111-2222-3333-444455556666"
 
 
 def cdk_context() -> dict:
@@ -75,6 +76,7 @@ def cross_account_context(with_key: bool) -> dict:
     prod["replication"]["account"] = XACCT
     if with_key:
         prod["replication"]["replica_key_arn"] = XACCT_KEY_ARN
+        prod["replication"]["backup_replica_key_arn"] = XACCT_BACKUP_KEY_ARN
     context["env"] = "prod"
     return context
 

@@ -113,3 +113,24 @@ def test_every_job_has_failure_and_missing_run_alarms(prod):
         assert {a["MetricName"] for a in mine} == {"JobFailed", "JobSucceeded"}, job
         missing = next(a for a in mine if a["MetricName"] == "JobSucceeded")
         assert missing["TreatMissingData"] == "breaching"
+
+
+def test_cross_account_backup_replica_gets_owner_override_and_its_policies(synthesized):
+    from tests.conftest import XACCT, XACCT_BACKUP_KEY_ARN
+
+    env = synthesized["prod-xacct"]
+    (rule,) = backup_bucket(env)["Properties"]["ReplicationConfiguration"]["Rules"]
+    assert rule["Destination"]["Account"] == XACCT
+    assert rule["Destination"]["AccessControlTranslation"] == {"Owner": "Destination"}
+    assert rule["Destination"]["EncryptionConfiguration"] == {"ReplicaKmsKeyID": XACCT_BACKUP_KEY_ARN}
+    replica = env.templates[env.stack("DatabaseBackupsReplica")]["Resources"]
+    policy = json.dumps([r["Properties"] for r in replica.values() if r["Type"] == "AWS::S3::BucketPolicy"])
+    assert "s3:ReplicateObject" in policy and "s3:ObjectOwnerOverrideToBucketOwner" in policy
+    key_policy = json.dumps([r["Properties"]["KeyPolicy"] for r in replica.values() if r["Type"] == "AWS::KMS::Key"])
+    assert "kms:GenerateDataKey" in key_policy and ":role/tavari-prod-databaseback" in key_policy
+
+
+def test_cross_account_backups_wait_for_the_key_arn_and_say_so(synthesized):
+    env = synthesized["prod-xacct-pending"]
+    assert "ReplicationConfiguration" not in backup_bucket(env)["Properties"]
+    assert any("backup_replica_key_arn" in w for w in env.warnings), env.warnings
