@@ -18,6 +18,7 @@ from backup_constructs.nag import acknowledge, acknowledge_inline_policy
 from backup_constructs.python_function import retention
 from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
+from backup_constructs.secure_bucket import SecureBucket
 from tavari_dr import outputs
 from tavari_dr.config import DatabaseBackupsConfig
 
@@ -98,8 +99,12 @@ class DatabaseBackupsStack(Stack):
         common = {"cluster": self.cluster, "security_group": self.security_group, "image": image,
                   "time_zone": settings.timezone, "log_key": self.log_key,
                   "log_retention": retention(log_retention_days), "removal_policy": removal_policy}
+        # Evidence of every verification run; the verification jobs of other checks write here too.
+        self.reports = SecureBucket(self, "Reports", purpose="Verification reports (evidence)",
+                                    expire_after=Duration.days(400), removal_policy=removal_policy)
         bucket_args = ["--env", environment, "--bucket", self.backups.bucket.bucket_name,
                        "--region", self.region, "--publish-metrics"]
+        report_args = ["--report-bucket", self.reports.bucket.bucket_name]
         self.nightly = ScheduledFargateJob(
             self, "NightlyBackup", **common, schedule=settings.schedule,
             description="Nightly off-site pg_dump of the Supabase database",
@@ -111,7 +116,7 @@ class DatabaseBackupsStack(Stack):
         self.weekly = ScheduledFargateJob(
             self, "WeeklyVerify", **common, schedule=settings.weekly_verify_schedule, cpu=512, memory_mib=1024,
             description="Weekly check of the newest dump: sha256 and table of contents",
-            command=["db", "verify", "--quick", *bucket_args])
+            command=["db", "verify", "--quick", *bucket_args, *report_args])
         scratch_password = sm.Secret(self, "ScratchPassword", description="Password of the monthly scratch database",
                                      encryption_key=customer_managed_key(self, "ScratchKey",
                                                                          description="Scratch database password",
@@ -124,7 +129,7 @@ class DatabaseBackupsStack(Stack):
             self, "MonthlyRestoreTest", **common, schedule=settings.monthly_verify_schedule, cpu=2048,
             memory_mib=8192, description="Monthly restore test into a scratch supabase/postgres database",
             command=["db", "verify", "--scratch-url",
-                     "postgresql://postgres@localhost:5432/postgres", *bucket_args],
+                     "postgresql://postgres@localhost:5432/postgres", *bucket_args, *report_args],
             secrets={"PGPASSWORD": ecs.Secret.from_secrets_manager(scratch_password)},
             sidecar=Sidecar(name="ScratchDatabase", image=ecs.ContainerImage.from_registry(settings.scratch_image),
                             health_command="pg_isready -U postgres -h localhost", environment={},
@@ -137,6 +142,8 @@ class DatabaseBackupsStack(Stack):
                 actions=["cloudwatch:PutMetricData"], resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": "Tavari/Backup"}}))
         self.backups.bucket.grant_put(self.nightly.task_definition.task_role)
+        for job in (self.weekly, self.monthly):
+            self.reports.bucket.grant_put(job.task_definition.task_role)
         self.nightly.task_definition.task_role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:PutObjectRetention"], resources=[self.backups.bucket.arn_for_objects("dumps/*")]))
         secrets_key.grant_decrypt(self.nightly.task_definition.obtain_execution_role())
@@ -147,6 +154,7 @@ class DatabaseBackupsStack(Stack):
                 acknowledge_inline_policy(child.node.find_child("DefaultPolicy"))
 
         CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
+        CfnOutput(self, outputs.REPORTS_BUCKET_NAME, value=self.reports.bucket.bucket_name)
         CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.BACKUP_TASK_DEFINITION_ARN, value=self.nightly.task_definition.task_definition_arn)
 

@@ -463,8 +463,9 @@ def db_restore_cmd(config, target, which, target_url, force, bucket, pg_bin):
 @bucket_option
 @pg_bin_option
 @click.option("--publish-metrics", is_flag=True, help="Publish RestoreTestDurationSeconds and CheckPassed/Failed.")
+@click.option("--report-bucket", help="Also write the JSON report to reports/<check>/<date>.json in this bucket.")
 @_db_errors
-def db_verify_cmd(config, target, which, scratch_url, quick, bucket, pg_bin, publish_metrics):
+def db_verify_cmd(config, target, which, scratch_url, quick, bucket, pg_bin, publish_metrics, report_bucket):
     if not quick and not scratch_url:
         raise click.UsageError("the full verify restores into --scratch-url (or pass --quick)")
     s3 = target.client("s3")
@@ -475,6 +476,13 @@ def db_verify_cmd(config, target, which, scratch_url, quick, bucket, pg_bin, pub
         result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"))
     _print_counts(result)
     check = "db_verify_quick" if quick else "db_restore_test"
+    if report_bucket:
+        key = reports.write_report(s3, report_bucket, check, {
+            "status": "PASS" if result.ok else "FAIL", "backup_id": result.backup_id,
+            "duration_seconds": round(result.duration_seconds, 3),
+            "checks": [{"name": n, "passed": p, "detail": d} for n, p, d in result.checks],
+            "table_counts": {t: {"manifest": e, "restored": f} for t, (e, f) in result.table_counts.items()}})
+        click.echo(f"report: s3://{report_bucket}/{key}")
     if publish_metrics:
         cloudwatch = target.client("cloudwatch")
         metrics.put(cloudwatch, {metrics.CHECK_PASSED if result.ok else metrics.CHECK_FAILED: 1}, {"Check": check})

@@ -23,6 +23,7 @@ DELETE_MARKER_FUNCTION_ARN = "DeleteMarkerFunctionArn"
 DATABASE_BACKUPS = "DatabaseBackups"
 BACKUP_BUCKET_NAME = "BackupBucketName"
 BACKUP_KEY_ARN = "BackupKeyArn"
+REPORTS_BUCKET_NAME = "ReportsBucketName"
 BACKUP_CLUSTER_ARN = "BackupClusterArn"
 BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
 

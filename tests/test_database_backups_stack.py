@@ -103,6 +103,7 @@ def test_monthly_restore_test_waits_for_a_healthy_scratch_database(prod):
     assert "pg_isready" in scratch["HealthCheck"]["Command"][1]
     assert job["DependsOn"] == [{"Condition": "HEALTHY", "ContainerName": scratch["Name"]}]
     assert "--scratch-url" in job["Command"] and "--quick" not in job["Command"]
+    assert "--report-bucket" in job["Command"]
 
 
 def test_every_job_has_failure_and_missing_run_alarms(prod):

@@ -227,8 +227,15 @@ def test_cli_backup_list_verify_restore(s3, source, empty_db, monkeypatch):
     assert "before-migration-0042" in out and "GOVERNANCE lock" in out
     code, out = run("list", "--bucket", BUCKET)
     assert code == 0 and "complete" in out and "daily" in out
-    code, out = run("verify", "--quick", "--bucket", BUCKET)
+    s3.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
+    code, out = run("verify", "--quick", "--bucket", BUCKET, "--report-bucket", "reports")
     assert code == 0 and "quick check passed" in out and "table of contents" in out
+    (report_obj,) = s3.list_objects_v2(Bucket="reports")["Contents"]
+    assert report_obj["Key"].startswith("reports/db_verify_quick/") and report_obj["Key"].endswith(".json")
+    import json
+
+    report = json.loads(s3.get_object(Bucket="reports", Key=report_obj["Key"])["Body"].read())
+    assert report["status"] == "PASS" and report["check"] == "db_verify_quick" and len(report["checks"]) == 7
     code, out = run("verify", "--bucket", BUCKET, "--scratch-url", empty_db())
     assert code == 0 and "restore test passed" in out and "public.messages" in out
     target = empty_db()
