@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr import bucket_restore as restore_lib
 from tavari_dr import db_backup as db_lib
-from tavari_dr import metrics, outputs
+from tavari_dr import metrics, outputs, reports
 from tavari_dr import secrets as secrets_lib
 from tavari_dr.aws import AwsTarget, DiscoveryError, stack_outputs
 from tavari_dr.config import ConfigError, EnvironmentConfig, load_from_file
