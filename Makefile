@@ -8,9 +8,15 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth test lint bench clean
+.PHONY: install run synth test lint bench clean postgres-binaries
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed postgres-binaries
+
+# The database tests start a throwaway PostgreSQL cluster: they need the server binaries.
+postgres-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL server binaries missing: sudo apt-get install postgresql" >&2; exit 1; fi; }
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
