@@ -281,3 +281,18 @@ def test_multipart_sink_upload_failure_aborts_and_says_so(s3):
         sink.close()
     sink.abort()
     assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_restore_into_a_fresh_supabase_project_keeps_its_auth_schema(s3, source, empty_db):
+    """A fresh project already has roles and the auth/storage schemas: only roles, public schema and data go in."""
+    manifest = d.run_backup(s3, BUCKET, source, reason="to supabase", now=TUESDAY)
+    target = empty_db()
+    with psycopg.connect(target, autocommit=True) as conn:  # what a new Supabase project starts with
+        conn.execute(demo_data.sql("supabase_platform.sql"))
+        conn.execute(demo_data.sql("supabase_auth_storage.sql"))
+    messages = []
+    result = d.restore(s3, BUCKET, "latest", target, log=messages.append)
+    assert "target: a Supabase project" in messages
+    assert not any("plain target" in m for m in messages)
+    assert result.ok
+    assert fingerprint(target, manifest.tables) == fingerprint(source, manifest.tables)
