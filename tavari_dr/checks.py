@@ -1,0 +1,430 @@
+"""Backup verification checks, as plain functions returning structured results.
+
+Each check returns a CheckResult: PASS, FAIL, or ERROR when it could not run at all (API down,
+permission denied, malformed answer) — ERROR counts as a failure everywhere. Nothing is swallowed:
+the exception text lands in ``details``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
+ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str
+    measured: dict[str, Any] = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_check(name: str, check: Callable[[CheckResult], None]) -> CheckResult:
+    """Run ``check`` on a fresh result; an exception makes it ERROR (never a silent PASS)."""
+    result = CheckResult(name, PASS)
+    started = time.monotonic()
+    try:
+        check(result)
+    except (ClientError, BotoCoreError, OSError, ValueError, KeyError, TypeError) as err:
+        result.status = ERROR
+        result.details.append(f"could not run: {type(err).__name__}: {err}")
+    result.duration_seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def fail(result: CheckResult, message: str) -> None:
+    result.status = FAIL if result.status != ERROR else ERROR
+    result.details.append(message)
+
+
+# --------------------------------------------------------------------------- Supabase backups
+
+
+class SupabaseApiError(OSError):
+    """The Management API did not give a usable answer."""
+
+
+def supabase_get(url: str, token: str, *, timeout: float = 10.0, attempts: int = 4,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> Any:
+    """GET a Management API resource: Bearer auth, 429 honours X-RateLimit-Reset, 5xx retried."""
+    last = ""
+    for attempt in range(1, attempts + 1):
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}",  # noqa: S310
+                                                       "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - https API URL
+                body = response.read()
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise SupabaseApiError(f"malformed JSON from {url}: {body[:120]!r}") from None
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                raise SupabaseApiError(f"HTTP {err.code}: the Management API token was refused "
+                                       "(SUPABASE_ACCESS_TOKEN)") from None
+            if err.code != 429 and err.code < 500:
+                raise SupabaseApiError(f"HTTP {err.code} from {url}") from None
+            last = f"HTTP {err.code}"
+            wait = 2.0 ** attempt
+            reset = err.headers.get("X-RateLimit-Reset")
+            if err.code == 429 and reset and reset.strip().isdigit():
+                value = float(reset)
+                # Seconds until the window resets, or (if large) the reset time as a Unix timestamp.
+                wait = max(0.0, value - clock()) if value > 10**9 else value
+            if attempt < attempts:
+                sleep(min(wait, 60.0))
+        except (urllib.error.URLError, TimeoutError) as err:
+            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+            if attempt < attempts:
+                sleep(2.0 ** attempt)
+    raise SupabaseApiError(f"gave up on {url} after {attempts} attempts: {last}")
+
+
+def supabase_backups(result: CheckResult, *, api_url: str, project_ref: str, token: str, rpo_hours: float,
+                     expect_pitr: bool, now: datetime, get: Callable[..., Any] = supabase_get) -> None:
+    data = get(f"{api_url.rstrip('/')}/v1/projects/{project_ref}/database/backups", token)
+    if not isinstance(data, dict) or not isinstance(data.get("backups"), list):
+        raise ValueError(f"unexpected response shape: {str(data)[:120]}")
+    pitr = bool(data.get("pitr_enabled"))
+    result.measured["pitr_enabled"] = pitr
+    if pitr != expect_pitr:
+        fail(result, f"PITR is {'on' if pitr else 'off'} but config expects it {'on' if expect_pitr else 'off'}")
+    newest = None
+    if pitr:
+        latest = (data.get("physical_backup_data") or {}).get("latest_physical_backup_date_unix")
+        if latest:
+            newest = datetime.fromtimestamp(int(latest), UTC)
+    completed = [b for b in data["backups"] if b.get("status") == "COMPLETED"]
+    if newest is None and completed:
+        newest = max(_parse_time(b["inserted_at"]) for b in completed)
+    failed = [b for b in data["backups"] if b.get("status") == "FAILED"
+              and _parse_time(b["inserted_at"]) > now - timedelta(days=7)]
+    result.measured["failed_backups_7d"] = len(failed)
+    for b in failed:
+        result.details.append(f"backup {b.get('id')} FAILED at {b.get('inserted_at')}")
+    if newest is None:
+        fail(result, "no COMPLETED backup and no physical backup time")
+        return
+    age = (now - newest).total_seconds() / 3600
+    result.measured["backup_age_hours"] = round(age, 2)
+    if age > rpo_hours:
+        fail(result, f"newest backup is {age:.1f} h old (RPO {rpo_hours} h)")
+    if failed and max(_parse_time(b["inserted_at"]) for b in failed) > newest:
+        fail(result, "the most recent backup attempt FAILED")
+
+
+def _parse_time(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def project_ref_from_url(supabase_url: str) -> str:
+    """https://abcd.supabase.co -> abcd"""
+    host = supabase_url.split("://", 1)[-1].split("/", 1)[0]
+    if not host.endswith(".supabase.co"):
+        raise ValueError(f"SUPABASE_URL {supabase_url!r} is not https://<ref>.supabase.co")
+    return host.split(".", 1)[0]
+
+
+# --------------------------------------------------------------------------- bucket drift
+
+
+@dataclass(frozen=True)
+class BucketExpectation:
+    bucket: str
+    archive_after_days: int
+    archive_storage_class: str
+    key_arn: str | None = None
+    replica_bucket_arn: str | None = None
+
+
+def bucket_drift(result: CheckResult, *, s3: Any, expect: BucketExpectation) -> None:
+    b = expect.bucket
+    versioning = s3.get_bucket_versioning(Bucket=b).get("Status")
+    result.measured["versioning"] = versioning or "never enabled"
+    if versioning != "Enabled":
+        fail(result, f"versioning is {versioning or 'never enabled'}, not Enabled")
+    rules = _client_get(s3.get_bucket_lifecycle_configuration, "NoSuchLifecycleConfiguration", Bucket=b).get(
+        "Rules", [])
+    archive = [t for r in rules if r.get("Status") == "Enabled" for t in r.get("NoncurrentVersionTransitions", [])]
+    if not any(t.get("NoncurrentDays") == expect.archive_after_days
+               and t.get("StorageClass") == expect.archive_storage_class for t in archive):
+        fail(result, f"no enabled rule moves noncurrent versions to {expect.archive_storage_class} after "
+                     f"{expect.archive_after_days} days (found {archive or 'none'})")
+    block = _client_get(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration", Bucket=b).get(
+        "PublicAccessBlockConfiguration", {})
+    missing = [k for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+               if not block.get(k)]
+    if missing:
+        fail(result, f"public access block incomplete: {', '.join(missing)} off")
+    encryption = _client_get(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError",
+                             Bucket=b).get("ServerSideEncryptionConfiguration", {}).get("Rules", [{}])
+    default = encryption[0].get("ApplyServerSideEncryptionByDefault", {}) if encryption else {}
+    result.measured["encryption"] = default.get("SSEAlgorithm")
+    if default.get("SSEAlgorithm") != "aws:kms" or (expect.key_arn and default.get("KMSMasterKeyID") != expect.key_arn):
+        fail(result, f"default encryption is {default or 'none'}, expected aws:kms with {expect.key_arn}")
+    if expect.replica_bucket_arn:
+        replication = _client_get(s3.get_bucket_replication, "ReplicationConfigurationNotFoundError", Bucket=b).get(
+            "ReplicationConfiguration", {})
+        enabled = [r for r in replication.get("Rules", []) if r.get("Status") == "Enabled"
+                   and r.get("Destination", {}).get("Bucket") == expect.replica_bucket_arn]
+        if not enabled:
+            fail(result, f"no enabled replication rule to {expect.replica_bucket_arn}")
+
+
+def _client_get(call: Callable[..., dict[str, Any]], missing_code: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return call(**kwargs)
+    except ClientError as err:
+        if err.response["Error"]["Code"] == missing_code:
+            return {}
+        raise
+
+
+# --------------------------------------------------------------------------- sampling and integrity
+
+
+@dataclass(frozen=True)
+class Sampled:
+    key: str
+    version_id: str
+    size: int
+    storage_class: str
+    last_modified: datetime
+    is_latest: bool
+
+
+def sample_versions(s3: Any, bucket: str, n: int, *, max_pages: int, rng: random.Random) -> tuple[list[Sampled], int]:
+    """Reservoir-sample n versions from at most max_pages listing pages (1,000 versions each), so a
+    Lambda's time stays bounded whatever the bucket's size; returns (sample, versions seen)."""
+    sample: list[Sampled] = []
+    seen = 0
+    pages = s3.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, PaginationConfig={"PageSize": 1000, "MaxItems": max_pages * 1000})
+    for page in pages:
+        for v in page.get("Versions", []):
+            item = Sampled(v["Key"], v["VersionId"], v.get("Size", 0), v.get("StorageClass", "STANDARD"),
+                           v["LastModified"], v["IsLatest"])
+            seen += 1
+            if len(sample) < n:
+                sample.append(item)
+            else:
+                j = rng.randrange(seen)
+                if j < n:
+                    sample[j] = item
+    return sample, seen
+
+
+def _sha256_of(s3: Any, bucket: str, key: str, version_id: str) -> tuple[str, dict[str, Any]]:
+    # ChecksumMode: botocore validates S3's stored checksum on the way; we hash the bytes ourselves too.
+    response = s3.get_object(Bucket=bucket, Key=key, VersionId=version_id, ChecksumMode="ENABLED")
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: response["Body"].read(1024 * 1024), b""):
+        digest.update(chunk)
+    return digest.hexdigest(), response
+
+
+class BaselineStore:
+    """sha256 of each version the first time it is read, kept as one JSON object per bucket."""
+
+    def __init__(self, s3: Any, bucket: str, subject: str) -> None:
+        self.s3, self.bucket, self.key = s3, bucket, f"baselines/{subject}.json"
+        try:
+            self.values: dict[str, str] = json.loads(s3.get_object(Bucket=bucket, Key=self.key)["Body"].read())
+        except ClientError as err:
+            if err.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            self.values = {}
+        self.changed = False
+
+    def get(self, key: str, version_id: str) -> str | None:
+        return self.values.get(f"{version_id}/{key}")
+
+    def put(self, key: str, version_id: str, sha256: str) -> None:
+        self.values[f"{version_id}/{key}"] = sha256
+        self.changed = True
+
+    def save(self) -> None:
+        if self.changed:
+            self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(self.values).encode(),
+                               ContentType="application/json")
+
+
+def integrity_sample(result: CheckResult, *, s3: Any, bucket: str, n: int, baselines: BaselineStore,
+                     max_pages: int = 50, rng: random.Random | None = None) -> None:
+    sample, seen = sample_versions(s3, bucket, n, max_pages=max_pages, rng=rng or random.Random())  # noqa: S311
+    result.measured.update(versions_listed=seen, sampled=len(sample), archived=0, read=0, new_baselines=0)
+    for v in sample:
+        if v.storage_class in ARCHIVED_CLASSES:
+            result.measured["archived"] += 1  # counted, not read: a Glacier restore costs hours and money
+            continue
+        try:
+            sha, response = _sha256_of(s3, bucket, v.key, v.version_id)
+        except BotoCoreError as err:  # botocore's own checksum validation failed: S3's bytes are corrupt
+            fail(result, f"{v.key}@{v.version_id}: {err}")
+            continue
+        result.measured["read"] += 1
+        stored = response.get("ChecksumSHA256")
+        if stored:
+            if base64.b64encode(bytes.fromhex(sha)).decode() != stored:
+                fail(result, f"{v.key}@{v.version_id}: sha256 differs from S3's stored checksum")
+            continue
+        known = baselines.get(v.key, v.version_id)
+        if known is None:
+            baselines.put(v.key, v.version_id, sha)
+            result.measured["new_baselines"] += 1
+        elif known != sha:
+            fail(result, f"{v.key}@{v.version_id}: bytes changed since first seen (sha256 {known[:12]}… → {sha[:12]}…)")
+    baselines.save()
+
+
+# --------------------------------------------------------------------------- replication health
+
+
+def replication_health(result: CheckResult, *, s3: Any, replica_s3: Any, bucket: str, replica_bucket: str,
+                       n: int, max_pages: int, pending_threshold: timedelta, now: datetime) -> None:
+    newest: list[dict[str, Any]] = []
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, PaginationConfig={"PageSize": 1000, "MaxItems": max_pages * 1000})
+    for page in pages:
+        newest.extend(page.get("Contents", []))
+        newest = sorted(newest, key=lambda o: o["LastModified"], reverse=True)[:n]
+    result.measured.update(sampled=len(newest), completed=0, pending=0, failed=0)
+    for obj in newest:
+        head = s3.head_object(Bucket=bucket, Key=obj["Key"], ChecksumMode="ENABLED")
+        status = head.get("ReplicationStatus")
+        if status == "FAILED":
+            result.measured["failed"] += 1
+            fail(result, f"{obj['Key']}: replication FAILED")
+        elif status in ("PENDING", None):
+            result.measured["pending"] += 1
+            if now - obj["LastModified"] > pending_threshold:
+                fail(result, f"{obj['Key']}: replication {status or 'not started'} for more than {pending_threshold}")
+        else:
+            result.measured["completed"] += 1
+            replica = replica_s3.head_object(Bucket=replica_bucket, Key=obj["Key"], ChecksumMode="ENABLED")
+            if replica.get("ContentLength") != head.get("ContentLength"):
+                fail(result, f"{obj['Key']}: replica is {replica.get('ContentLength')} bytes, source "
+                             f"{head.get('ContentLength')}")
+            mismatch = [a for a in ("CRC64NVME", "CRC32", "CRC32C", "SHA1", "SHA256")
+                        if head.get(f"Checksum{a}") and replica.get(f"Checksum{a}")
+                        and head[f"Checksum{a}"] != replica[f"Checksum{a}"]]
+            if mismatch:
+                fail(result, f"{obj['Key']}: replica checksum differs ({mismatch[0]})")
+
+
+# --------------------------------------------------------------------------- off-site dumps
+
+
+def offsite_freshness(result: CheckResult, *, s3: Any, bucket: str, rpo_hours: float, now: datetime,
+                      verify_sha256: bool = False) -> None:
+    from tavari_dr.db_backup import BackupError, fetch_verified, find_backup
+
+    try:
+        entry, manifest = find_backup(s3, bucket, "latest")
+    except BackupError as err:
+        fail(result, str(err))
+        return
+    finished = _parse_time(manifest.finished_at)
+    age = (now - finished).total_seconds() / 3600
+    result.measured.update(backup_id=manifest.backup_id, backup_age_hours=round(age, 2),
+                           backup_size_bytes=manifest.total_bytes)
+    if age > rpo_hours:
+        fail(result, f"newest complete dump {manifest.backup_id} is {age:.1f} h old (RPO {rpo_hours} h)")
+    if verify_sha256:
+        for name in manifest.artifacts:
+            try:
+                fetch_verified(s3, bucket, manifest, name, _NullWriter())
+            except BackupError as err:
+                fail(result, str(err))
+        result.measured["sha256_verified"] = result.status == PASS
+
+
+class _NullWriter:
+    def write(self, _data: bytes) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def sizes(result: CheckResult, *, cloudwatch: Any, bucket: str, previous: dict[str, Any] | None,
+          max_shrink_percent: float, now: datetime) -> None:
+    """Bucket bytes and object count from S3's daily storage metrics (no listing), against the last run."""
+    values = {}
+    for metric, storage in (("BucketSizeBytes", "StandardStorage"), ("NumberOfObjects", "AllStorageTypes")):
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="AWS/S3", MetricName=metric, StartTime=now - timedelta(days=3), EndTime=now, Period=86400,
+            Statistics=["Average"], Dimensions=[{"Name": "BucketName", "Value": bucket},
+                                                {"Name": "StorageType", "Value": storage}])
+        points = sorted(stats.get("Datapoints", []), key=lambda p: p["Timestamp"])
+        if not points:
+            fail(result, f"no {metric} datapoint in the last 3 days (S3 storage metrics are daily)")
+            continue
+        values[metric] = points[-1]["Average"]
+    result.measured.update(values)
+    for metric, value in values.items():
+        before = (previous or {}).get(metric)
+        if before:
+            change = 100 * (value - before) / before
+            result.measured[f"{metric}_change_percent"] = round(change, 2)
+            if change < -max_shrink_percent:
+                fail(result, f"{metric} shrank {-change:.1f} % since the last run ({before:.0f} → {value:.0f})")
+
+
+# --------------------------------------------------------------------------- restore test
+
+
+def s3_restore_test(result: CheckResult, *, s3: Any, bucket: str, scratch_bucket: str, n: int, rto_seconds: float,
+                    run_id: str, max_pages: int = 20, rng: random.Random | None = None) -> None:
+    """Restore a sample of noncurrent versions into a scratch prefix, check the bytes, time it, clean up."""
+    rng = rng or random.Random()  # noqa: S311 - sampling, not secrets
+    sample, _ = sample_versions(s3, bucket, n * 4, max_pages=max_pages, rng=rng)
+    chosen = [v for v in sample if not v.is_latest and v.storage_class not in ARCHIVED_CLASSES][:n]
+    if not chosen:
+        fail(result, "no readable noncurrent version to restore")
+        return
+    prefix = f"restore-test/{run_id}/"
+    started = time.monotonic()
+    written = []
+    try:
+        for v in chosen:
+            target = prefix + v.key
+            s3.copy_object(Bucket=scratch_bucket, Key=target, MetadataDirective="COPY",
+                           CopySource={"Bucket": bucket, "Key": v.key, "VersionId": v.version_id})
+            written.append(target)
+            original, _ = _sha256_of(s3, bucket, v.key, v.version_id)
+            restored = hashlib.sha256(s3.get_object(Bucket=scratch_bucket, Key=target)["Body"].read()).hexdigest()
+            if original != restored:
+                fail(result, f"{v.key}@{v.version_id}: restored bytes differ")
+        duration = time.monotonic() - started
+    finally:
+        for key in written:
+            for version in s3.list_object_versions(Bucket=scratch_bucket, Prefix=key).get("Versions", []):
+                s3.delete_object(Bucket=scratch_bucket, Key=key, VersionId=version["VersionId"])
+    result.measured.update(restored=len(chosen), seconds=round(duration, 3),
+                           bytes=sum(v.size for v in chosen), rto_seconds=rto_seconds)
+    if duration > rto_seconds:
+        fail(result, f"restoring {len(chosen)} versions took {duration:.0f} s, over the RTO of {rto_seconds:.0f} s")

@@ -1,0 +1,377 @@
+"""Every verification check, against moto and a local HTTP server speaking the Supabase Management API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tavari_dr import checks as c
+from tavari_dr.aws import EMULATOR_CONFIG
+from tavari_dr.db_backup import Manifest
+
+pytestmark = pytest.mark.moto
+REGION = "eu-west-1"
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- Supabase API
+
+
+class SupabaseApi:
+    """Answers /v1/projects/<ref>/database/backups from a script of (status, headers, body, delay)."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.requests = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                outer.requests.append((self.path, self.headers.get("Authorization")))
+                status, headers, body, delay = outer.script.pop(0)
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body if isinstance(body, bytes) else json.dumps(body).encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def backups_body(*, pitr=False, hours_old=3.0, extra=(), physical_hours_old=None):
+    newest = NOW - timedelta(hours=hours_old)
+    body = {"region": "eu-west-1", "pitr_enabled": pitr, "walg_enabled": True,
+            "backups": [{"id": 1, "is_physical_backup": True, "status": "COMPLETED",
+                         "inserted_at": (newest - timedelta(days=1)).isoformat()},
+                        {"id": 2, "is_physical_backup": True, "status": "COMPLETED", "inserted_at": newest.isoformat()},
+                        *extra],
+            "physical_backup_data": {}}
+    if physical_hours_old is not None:
+        body["physical_backup_data"] = {
+            "earliest_physical_backup_date_unix": int((NOW - timedelta(days=7)).timestamp()),
+            "latest_physical_backup_date_unix": int((NOW - timedelta(hours=physical_hours_old)).timestamp())}
+    return body
+
+
+def run_supabase(api, *, expect_pitr=False, timeout=2.0):
+    slept = []
+
+    def get(url, token):
+        return c.supabase_get(url, token, timeout=timeout, sleep=slept.append, clock=lambda: NOW.timestamp())
+
+    result = c.run_check("supabase_backups", lambda r: c.supabase_backups(
+        r, api_url=api.url, project_ref="abcd", token="sbp_token", rpo_hours=24, expect_pitr=expect_pitr, now=NOW,
+        get=get))
+    return result, slept
+
+
+@pytest.fixture
+def api_factory():
+    made = []
+
+    def make(*script):
+        api = SupabaseApi(*script)
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        api.close()
+
+
+def test_fresh_backup_passes_and_sends_the_bearer_token(api_factory):
+    api = api_factory((200, {}, backups_body(hours_old=3), 0))
+    result, _ = run_supabase(api)
+    assert result.status == "PASS" and result.measured["backup_age_hours"] == 3.0
+    assert api.requests == [("/v1/projects/abcd/database/backups", "Bearer sbp_token")]
+
+
+def test_stale_backup_fails(api_factory):
+    result, _ = run_supabase(api_factory((200, {}, backups_body(hours_old=30), 0)))
+    assert result.status == "FAIL" and "30.0 h old (RPO 24 h)" in result.details[0]
+
+
+def test_a_failed_latest_attempt_is_reported_and_fails(api_factory):
+    failed = {"id": 3, "is_physical_backup": True, "status": "FAILED",
+              "inserted_at": (NOW - timedelta(hours=1)).isoformat()}
+    result, _ = run_supabase(api_factory((200, {}, backups_body(hours_old=3, extra=[failed]), 0)))
+    assert result.status == "FAIL" and result.measured["failed_backups_7d"] == 1
+    assert any("FAILED" in d for d in result.details)
+
+
+def test_pitr_uses_the_latest_physical_backup_time_and_must_match_config(api_factory):
+    api = api_factory((200, {}, backups_body(pitr=True, hours_old=40, physical_hours_old=0.2), 0),
+                      (200, {}, backups_body(pitr=False), 0))
+    result, _ = run_supabase(api, expect_pitr=True)
+    assert result.status == "PASS" and result.measured["backup_age_hours"] == 0.2
+    result, _ = run_supabase(api, expect_pitr=True)
+    assert result.status == "FAIL" and "PITR is off but config expects it on" in result.details[0]
+
+
+def test_401_is_an_error_not_a_pass(api_factory):
+    result, _ = run_supabase(api_factory((401, {}, {"message": "Unauthorized"}, 0)))
+    assert result.status == "ERROR" and "token was refused" in result.details[0]
+
+
+def test_429_waits_for_the_rate_limit_reset(api_factory):
+    api = api_factory((429, {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "7"},
+                       {"message": "Too many requests"}, 0), (200, {}, backups_body(), 0))
+    result, slept = run_supabase(api)
+    assert result.status == "PASS" and slept == [7.0]
+
+
+def test_500_then_200_is_retried(api_factory):
+    result, slept = run_supabase(api_factory((500, {}, b"oops", 0), (503, {}, b"oops", 0),
+                                             (200, {}, backups_body(), 0)))
+    assert result.status == "PASS" and slept == [2.0, 4.0]
+
+
+def test_timeout_and_malformed_json_are_errors(api_factory):
+    api = api_factory(*[(200, {}, backups_body(), 1.5)] * 4)
+    result, _ = run_supabase(api, timeout=0.3)
+    assert result.status == "ERROR" and "gave up" in result.details[0]
+    result, _ = run_supabase(api_factory((200, {}, b"<html>maintenance</html>", 0)))
+    assert result.status == "ERROR" and "malformed JSON" in result.details[0]
+
+
+def test_project_ref_from_url():
+    assert c.project_ref_from_url("https://abcd1234.supabase.co") == "abcd1234"
+    with pytest.raises(ValueError):
+        c.project_ref_from_url("https://example.com")
+
+
+# --------------------------------------------------------------------------- S3 checks
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name=REGION, config=EMULATOR_CONFIG)
+        for name in ("invoices", "replica", "reports", "scratch"):
+            client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+
+
+def configure_like_the_stack(s3):
+    s3.put_bucket_lifecycle_configuration(Bucket="invoices", LifecycleConfiguration={"Rules": [{
+        "ID": "ArchiveNoncurrentVersions", "Status": "Enabled", "Filter": {"ObjectSizeGreaterThan": 131071},
+        "NoncurrentVersionTransitions": [{"NoncurrentDays": 90, "StorageClass": "GLACIER_IR"}]}]})
+    s3.put_public_access_block(Bucket="invoices", PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    s3.put_bucket_encryption(Bucket="invoices", ServerSideEncryptionConfiguration={"Rules": [{
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:key/1"}}]})
+    s3.put_bucket_replication(Bucket="invoices", ReplicationConfiguration={
+        "Role": "arn:aws:iam::123456789012:role/r", "Rules": [{
+            "ID": "ReplicateEverything", "Status": "Enabled", "Priority": 0, "Filter": {"Prefix": ""},
+            "DeleteMarkerReplication": {"Status": "Enabled"},
+            "Destination": {"Bucket": "arn:aws:s3:::replica"}}]})
+
+
+EXPECT = c.BucketExpectation("invoices", 90, "GLACIER_IR", "arn:aws:kms:key/1", "arn:aws:s3:::replica")
+
+
+def drift(s3):
+    return c.run_check("bucket_drift", lambda r: c.bucket_drift(r, s3=s3, expect=EXPECT))
+
+
+def test_drift_passes_on_the_declared_configuration(s3):
+    configure_like_the_stack(s3)
+    assert drift(s3).status == "PASS"
+
+
+@pytest.mark.parametrize(("break_it", "message"), [
+    (lambda s3: s3.put_bucket_versioning(Bucket="invoices", VersioningConfiguration={"Status": "Suspended"}),
+     "versioning is Suspended"),
+    (lambda s3: s3.delete_bucket_lifecycle(Bucket="invoices"), "no enabled rule moves noncurrent versions"),
+    (lambda s3: s3.put_bucket_lifecycle_configuration(Bucket="invoices", LifecycleConfiguration={"Rules": [{
+        "ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""},
+        "NoncurrentVersionTransitions": [{"NoncurrentDays": 90, "StorageClass": "STANDARD_IA"}]}]}),
+     "no enabled rule moves noncurrent versions to GLACIER_IR"),
+    (lambda s3: s3.delete_bucket_replication(Bucket="invoices"), "no enabled replication rule"),
+    (lambda s3: s3.put_public_access_block(Bucket="invoices", PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": False,
+        "RestrictPublicBuckets": True}), "BlockPublicPolicy off"),
+    (lambda s3: s3.delete_bucket_encryption(Bucket="invoices"), "default encryption is"),
+])
+def test_drift_catches_each_change(s3, break_it, message):
+    configure_like_the_stack(s3)
+    break_it(s3)
+    result = drift(s3)
+    assert result.status == "FAIL" and any(message in d for d in result.details), result.details
+
+
+def test_integrity_sample_records_baselines_then_catches_a_corrupted_version(s3):
+    from botocore.config import Config
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    # Objects written before S3 added default checksums carry none: the baseline path covers them.
+    legacy = boto3.client("s3", region_name=REGION, config=Config(request_checksum_calculation="when_required"))
+    for i in range(8):
+        writer = legacy if i == 3 else s3
+        writer.put_object(Bucket="invoices", Key=f"inv/{i}.pdf", Body=f"%PDF v1 {i}".encode())
+        writer.put_object(Bucket="invoices", Key=f"inv/{i}.pdf", Body=f"%PDF v2 {i}".encode())
+    s3.put_object(Bucket="invoices", Key="inv/old.pdf", Body=b"cold", StorageClass="GLACIER")
+    s3.put_object(Bucket="invoices", Key="inv/signed.pdf", Body=b"with checksum", ChecksumAlgorithm="SHA256")
+
+    def run():
+        store = c.BaselineStore(s3, "reports", "invoices")
+        return c.run_check("integrity", lambda r: c.integrity_sample(r, s3=s3, bucket="invoices", n=100,
+                                                                      baselines=store, rng=random.Random(1)))
+
+    first = run()
+    assert first.status == "PASS", first.details
+    assert first.measured["sampled"] == 18 and first.measured["archived"] == 1 and first.measured["read"] == 17
+    assert first.measured["new_baselines"] >= 16
+    assert run().measured["new_baselines"] == 0  # baselines persist in the reports bucket
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+    for name in ("inv/3.pdf", "inv/5.pdf"):  # bit rot in storage, same length
+        version = s3.list_object_versions(Bucket="invoices", Prefix=name)["Versions"][-1]["VersionId"]
+        key = backend.get_object("invoices", name, version_id=version)
+        key._value_buffer.seek(0)
+        key._value_buffer.write(b"%PDF XX")
+    broken = run()
+    assert broken.status == "FAIL"
+    # No S3 checksum: our baseline sees it. With one: S3's checksum (validated on read) sees it.
+    assert any("inv/3.pdf" in d and "changed since first seen" in d for d in broken.details), broken.details
+    assert any("inv/5.pdf" in d and "did not match" in d for d in broken.details), broken.details
+
+
+def test_replication_health_compares_replicas_by_size_and_checksum_never_etag(s3):
+    s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"same", ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket="replica", Key="a.pdf", Body=b"same", ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket="invoices", Key="b.pdf", Body=b"12345", ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket="replica", Key="b.pdf", Body=b"54321", ChecksumAlgorithm="SHA256")
+
+    class WithStatus:
+        """moto never replicates; S3 reports each object's ReplicationStatus on HEAD."""
+
+        def __init__(self, real, statuses):
+            self.real, self.statuses = real, statuses
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def head_object(self, **kwargs):
+            head = self.real.head_object(**kwargs)
+            return {**head, "ReplicationStatus": self.statuses[kwargs["Key"]]}
+
+    def run(statuses, now=datetime.now(UTC)):
+        return c.run_check("replication", lambda r: c.replication_health(
+            r, s3=WithStatus(s3, statuses), replica_s3=s3, bucket="invoices", replica_bucket="replica", n=10,
+            max_pages=2, pending_threshold=timedelta(minutes=15), now=now))
+
+    result = run({"a.pdf": "COMPLETED", "b.pdf": "COMPLETED"})
+    assert result.status == "FAIL" and any("b.pdf: replica checksum differs" in d for d in result.details)
+    result = run({"a.pdf": "COMPLETED", "b.pdf": "FAILED"})
+    assert result.status == "FAIL" and result.measured["failed"] == 1
+    result = run({"a.pdf": "COMPLETED", "b.pdf": "PENDING"})
+    assert result.status == "PASS" and result.measured["pending"] == 1  # recent: within the RTC window
+    result = run({"a.pdf": "COMPLETED", "b.pdf": "PENDING"}, now=datetime.now(UTC) + timedelta(hours=1))
+    assert result.status == "FAIL" and "PENDING for more than" in result.details[0]
+
+
+def put_manifest(s3, *, finished, data=b"PGDMP data", corrupt=False):
+    backup_id = finished.strftime("%Y%m%dT%H%M%SZ") + "-nightly"
+    prefix = f"dumps/daily/{backup_id}"
+    s3.put_object(Bucket="scratch", Key=f"{prefix}/data.dump", Body=b"PGDMP tampered" if corrupt else data)
+    manifest = Manifest(
+        backup_id=backup_id, reason="nightly", tier="daily", database="postgres", started_at=finished.isoformat(),
+        finished_at=finished.isoformat(), server_version="15.8", pg_dump_version="17", snapshot="x",
+        data_schemas=["public"], excluded_schemas=[], tables={"public.t": 1},
+        artifacts={"data.dump": {"key": f"{prefix}/data.dump", "bytes": len(data),
+                                 "sha256": hashlib.sha256(data).hexdigest()}},
+        retain_until=(finished + timedelta(days=35)).isoformat(), lock_mode="GOVERNANCE")
+    s3.put_object(Bucket="scratch", Key=f"{prefix}/manifest.json", Body=manifest.to_json().encode())
+
+
+def freshness(s3, verify=False):
+    return c.run_check("offsite", lambda r: c.offsite_freshness(r, s3=s3, bucket="scratch", rpo_hours=24, now=NOW,
+                                                                verify_sha256=verify))
+
+
+def test_offsite_freshness_uses_only_complete_dumps(s3):
+    assert freshness(s3).status == "FAIL"  # nothing yet
+    put_manifest(s3, finished=NOW - timedelta(hours=30))
+    s3.put_object(Bucket="scratch", Key="dumps/daily/20261125T110000Z-nightly/data.dump", Body=b"no manifest")
+    result = freshness(s3)
+    assert result.status == "FAIL" and result.measured["backup_age_hours"] == 30.0  # the incomplete one is ignored
+    put_manifest(s3, finished=NOW - timedelta(hours=2))
+    assert freshness(s3, verify=True).status == "PASS"
+
+
+def test_weekly_sha256_reverification_catches_a_replaced_dump(s3):
+    put_manifest(s3, finished=NOW - timedelta(hours=2), corrupt=True)
+    result = freshness(s3, verify=True)
+    assert result.status == "FAIL" and "does not match the manifest" in result.details[0]
+
+
+def put_storage_metrics(cw, bucket, size, count):
+    for name, storage, value in (("BucketSizeBytes", "StandardStorage", size),
+                                 ("NumberOfObjects", "AllStorageTypes", count)):
+        cw.put_metric_data(Namespace="AWS/S3", MetricData=[{
+            "MetricName": name, "Value": value, "Timestamp": NOW - timedelta(hours=6),
+            "Dimensions": [{"Name": "BucketName", "Value": bucket}, {"Name": "StorageType", "Value": storage}]}])
+
+
+def test_sizes_from_storage_metrics_and_a_shrunk_bucket_fails(s3):
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    put_storage_metrics(cw, "sized", 800_000, 8_000)  # moto keeps metrics across tests: a name of its own
+
+    def run(previous):
+        return c.run_check("sizes", lambda r: c.sizes(r, cloudwatch=cw, bucket="sized", previous=previous,
+                                                      max_shrink_percent=10, now=NOW))
+
+    first = run(None)
+    assert first.status == "PASS" and first.measured["BucketSizeBytes"] == 800_000
+    assert run({"BucketSizeBytes": 820_000, "NumberOfObjects": 8_100}).status == "PASS"
+    shrunk = run({"BucketSizeBytes": 1_000_000, "NumberOfObjects": 8_000})
+    assert shrunk.status == "FAIL" and "BucketSizeBytes shrank 20.0 %" in shrunk.details[0]
+
+
+def test_sizes_without_metrics_fails_rather_than_passing(s3):
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    result = c.run_check("sizes", lambda r: c.sizes(r, cloudwatch=cw, bucket="never-measured", previous=None,
+                                                    max_shrink_percent=10, now=NOW))
+    assert result.status == "FAIL" and "no BucketSizeBytes datapoint" in result.details[0]
+
+
+def test_monthly_s3_restore_test_restores_checks_times_and_cleans_up(s3):
+    for i in range(5):
+        for v in range(3):
+            s3.put_object(Bucket="invoices", Key=f"inv/{i}.pdf", Body=f"v{v} of {i}".encode())
+    result = c.run_check("s3_restore_test", lambda r: c.s3_restore_test(
+        r, s3=s3, bucket="invoices", scratch_bucket="scratch", n=4, rto_seconds=3600, run_id="2026-11",
+        rng=random.Random(3)))
+    assert result.status == "PASS", result.details
+    assert result.measured["restored"] == 4 and result.measured["seconds"] < 3600
+    assert "Versions" not in s3.list_object_versions(Bucket="scratch", Prefix="restore-test/")
+
+
+def test_a_check_that_raises_is_error_with_the_reason():
+    def broken(result):
+        raise KeyError("AccessDenied on s3:GetBucketVersioning")
+
+    result = c.run_check("drift", broken)
+    assert result.status == "ERROR" and "AccessDenied" in result.details[0] and not result.ok
