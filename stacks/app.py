@@ -11,7 +11,12 @@ from aws_cdk import aws_kms as kms
 from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
 from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
-from stacks.database_backups import DatabaseBackupsReplicaStack, DatabaseBackupsStack
+from stacks.database_backups import (
+    JOB_TIMEOUTS,
+    DatabaseBackupsReplicaStack,
+    DatabaseBackupsStack,
+    VerificationInputs,
+)
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
@@ -150,6 +155,17 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         database_url_secret=config_secrets["BACKUP_DATABASE_URL"], secrets_key=secrets.config_secrets.key,
         log_retention_days=config.monitoring.log_retention_days, removal_policy=removal,
         replica=backup_replica_target, **({"no_replication_reason": backups_pending} if backups_pending else {}),
+        verification=VerificationInputs(
+            settings=config.verification, rpo_hours=config.monitoring.rpo_hours,
+            invoice_bucket=storage.invoices.bucket, invoice_key=storage.invoices.key,
+            invoice_access=storage.verifier_access,
+            archive_after_days=config.invoice_bucket.archive_after_days,
+            archive_storage_class=config.invoice_bucket.archive_storage_class,
+            supabase_url_secret=config_secrets["SUPABASE_URL"],
+            supabase_token_secret=config_secrets["SUPABASE_ACCESS_TOKEN"],
+            secrets_key=secrets.config_secrets.key,
+            replica_bucket_name=replica_stack.replica.bucket.bucket_name if replica_stack else None,
+            dr_region=config.replication.region),
         **common)
     if backups_pending:
         Annotations.of(backups).add_warning_v2("tavari:backup-replication-pending", backups_pending)
@@ -159,6 +175,12 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         if config.cross_account_replication and role is not None:
             backups_replica.accept_replication_from(role, config.account or "")
     day, week, month = Duration.days(1), Duration.days(7), Duration.days(31)
+    for job, every in (("daily_monitor", day), ("weekly_integrity", week), ("monthly_restore_test", month)):
+        fn = backups.verification[job].function
+        monitoring.monitoring.watch_scheduled_job("Verify" + "".join(p.capitalize() for p in job.split("_")), fn,
+                                                  job=job,
+                                                  every=every, grace=Duration.hours(3),
+                                                  timeout=JOB_TIMEOUTS[job])
     for job, every in (("db_backup", day), ("db_verify_quick", week), ("db_restore_test", month)):
         monitoring.monitoring.watch_task_job("".join(p.capitalize() for p in job.split("_")), job=job, every=every,
                                              grace=Duration.hours(3))

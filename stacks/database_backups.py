@@ -1,26 +1,37 @@
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, TimeZone
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as targets_lib
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from backup_constructs.backup_bucket import BackupBucket, RetentionTier
 from backup_constructs.keys import customer_managed_key, log_group_key
-from backup_constructs.nag import acknowledge, acknowledge_inline_policy
-from backup_constructs.python_function import retention
+from backup_constructs.nag import (
+    BUCKET_READ_PUT_ACTIONS,
+    acknowledge,
+    acknowledge_inline_policy,
+    acknowledge_wildcards,
+    grant_policy,
+)
+from backup_constructs.python_function import PythonFunction, retention
 from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
 from tavari_dr import outputs
-from tavari_dr.config import DatabaseBackupsConfig
+from tavari_dr.config import DatabaseBackupsConfig, VerificationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 # The job image's build context: only what docker/backup/Dockerfile copies (so the asset hash
@@ -52,6 +63,10 @@ class DatabaseBackupsReplicaStack(Stack):
         accept_cross_account_replication(self.backups.bucket, self.backups.key, role, source_account)
 
 
+JOB_TIMEOUTS = {"daily_monitor": Duration.minutes(5), "weekly_integrity": Duration.minutes(15),
+                "monthly_restore_test": Duration.minutes(15)}
+
+
 class DatabaseBackupsStack(Stack):
     """Off-site database backups: the Object-Lock bucket, and the nightly dump, weekly quick check
     and monthly restore test as Fargate tasks on EventBridge Scheduler schedules."""
@@ -60,7 +75,7 @@ class DatabaseBackupsStack(Stack):
                  database_url_secret: sm.ISecret, secrets_key: kms.IKey, log_retention_days: int,
                  removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None,
                  no_replication_reason: str = "Replication is off in this environment by configuration.",
-                 **kwargs: Any) -> None:
+                 verification: VerificationInputs | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         zones = [f"{self.region}a", f"{self.region}b"]
         # Pinned so synth never looks availability zones up in the account (it must work offline).
@@ -77,6 +92,7 @@ class DatabaseBackupsStack(Stack):
                            subnet_configuration=[ec2.SubnetConfiguration(name="Public",
                                                                          subnet_type=ec2.SubnetType.PUBLIC)])
         self.log_key = log_group_key(self, "LogsKey", removal_policy=removal_policy)
+        self._log_retention, self._removal = retention(log_retention_days), removal_policy
         flow_logs = logs.LogGroup(self, "FlowLogs", retention=retention(log_retention_days),
                                   encryption_key=self.log_key, removal_policy=removal_policy)
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
@@ -149,19 +165,95 @@ class DatabaseBackupsStack(Stack):
         secrets_key.grant_decrypt(self.nightly.task_definition.obtain_execution_role())
         for job in (self.nightly, self.weekly, self.monthly):
             _acknowledge_task_role(job)
-        for child in self.node.children:  # the role aws-scheduler-targets shares between schedules
+        self.restore_test = SecureBucket(self, "RestoreTest", purpose="Scratch copies of the monthly S3 restore test",
+                                         expire_after=Duration.days(1), removal_policy=RemovalPolicy.DESTROY)
+        self.verification = self._verification_jobs(verification)
+        for child in self.node.children:  # the roles aws-scheduler-targets creates per target
             if child.node.id.startswith("SchedulerRoleForTarget"):
-                acknowledge_inline_policy(child.node.find_child("DefaultPolicy"))
+                acknowledge_wildcards(acknowledge_inline_policy(child.node.find_child("DefaultPolicy")),
+                                      "The scheduler may invoke its one target function (any version).")
 
         CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
+        CfnOutput(self, outputs.RESTORE_TEST_BUCKET_NAME, value=self.restore_test.bucket.bucket_name)
         CfnOutput(self, outputs.REPORTS_BUCKET_NAME, value=self.reports.bucket.bucket_name)
         CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.BACKUP_TASK_DEFINITION_ARN, value=self.nightly.task_definition.task_definition_arn)
 
 
-def _acknowledge_task_role(job: ScheduledFargateJob) -> None:
-    from backup_constructs.nag import BUCKET_READ_PUT_ACTIONS, acknowledge_wildcards, grant_policy
+    def _verification_jobs(self, inputs: VerificationInputs | None) -> dict[str, PythonFunction]:
+        """The scheduled verification Lambdas; they live beside the reports bucket they write."""
+        if inputs is None:
+            return {}
+        settings = inputs.settings
+        targets = self.to_json_string({
+            "invoice_bucket": inputs.invoice_bucket.bucket_name, "invoice_key_arn": inputs.invoice_key.key_arn,
+            "archive_after_days": inputs.archive_after_days, "archive_storage_class": inputs.archive_storage_class,
+            "backup_bucket": self.backups.bucket.bucket_name, "reports_bucket": self.reports.bucket.bucket_name,
+            "scratch_bucket": self.restore_test.bucket.bucket_name, "replica_bucket": inputs.replica_bucket_name,
+            "supabase_url_secret": inputs.supabase_url_secret.secret_arn,
+            "supabase_token_secret": inputs.supabase_token_secret.secret_arn})
+        environment = {"TAVARI_VERIFICATION": json.dumps(asdict(settings)), "TAVARI_TARGETS": targets,
+                       "TAVARI_RPO_HOURS": str(inputs.rpo_hours), "TAVARI_DR_REGION": inputs.dr_region or ""}
+        schedules = {"daily_monitor": settings.daily_schedule, "weekly_integrity": settings.weekly_schedule,
+                     "monthly_restore_test": settings.monthly_schedule}
+        functions = {}
+        for job, expression in schedules.items():
+            name = "Verify" + "".join(p.capitalize() for p in job.split("_"))
+            fn = PythonFunction(self, name, name=job, description=f"Backup verification: {job}",
+                                timeout=JOB_TIMEOUTS[job], memory_size=512, log_retention=self._log_retention,
+                                log_key=self.log_key, removal_policy=self._removal, environment=environment)
+            fn.role.add_managed_policy(inputs.invoice_access)
+            self.reports.bucket.grant_read_write(fn.role)
+            scheduler.Schedule(self, f"{name}Schedule", description=f"Backup verification: {job}",
+                               schedule=scheduler.ScheduleExpression.expression(expression,
+                                                                                TimeZone.of(settings.timezone)),
+                               target=targets_lib.LambdaInvoke(fn.function, dead_letter_queue=fn.dead_letter_queue,
+                                                               retry_attempts=2, max_event_age=Duration.hours(2)))
+            functions[job] = fn
+        daily, weekly, monthly = functions["daily_monitor"], functions["weekly_integrity"], \
+            functions["monthly_restore_test"]
+        for secret_id, secret in (("SupabaseUrl", inputs.supabase_url_secret),
+                                  ("SupabaseToken", inputs.supabase_token_secret)):
+            sm.Secret.from_secret_complete_arn(self, f"{secret_id}Secret", secret.secret_arn).grant_read(daily.role)
+        inputs.secrets_key.grant_decrypt(daily.role)
+        for fn in (daily, weekly):
+            self.backups.bucket.grant_read(fn.role)
+        weekly.role.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"],
+                                                                 resources=["*"]))
+        self.restore_test.bucket.grant_read_write(monthly.role)
+        self.restore_test.bucket.grant_delete(monthly.role)  # scratch copies are removed after each test
+        for fn in functions.values():
+            policy = grant_policy(fn.role)
+            acknowledge_wildcards(policy, "Verification reads every object version of the buckets it checks and "
+                                          "writes its reports; keys are data.", actions=BUCKET_READ_PUT_ACTIONS
+                                  + ("s3:DeleteObject*",))
+            if fn is weekly:
+                acknowledge(policy, "cloudwatch:GetMetricStatistics has no resource-level form.",
+                            "AwsSolutions-IAM5[Resource::*]")
+            acknowledge(fn.role, "The managed policy is the invoice stack's own, scoped to its bucket and key.",
+                        "AwsSolutions-IAM4[Policy::<InvoicesVerifierAccess>]")
+        return functions
 
+
+@dataclass(frozen=True)
+class VerificationInputs:
+    """What the verification Lambdas check and how (see tavari_dr.verification)."""
+
+    settings: VerificationConfig
+    rpo_hours: int
+    invoice_bucket: s3.IBucket
+    invoice_key: kms.IKey
+    invoice_access: iam.IManagedPolicy
+    archive_after_days: int
+    archive_storage_class: str
+    supabase_url_secret: sm.ISecret
+    supabase_token_secret: sm.ISecret
+    secrets_key: kms.IKey
+    replica_bucket_name: str | None
+    dr_region: str | None
+
+
+def _acknowledge_task_role(job: ScheduledFargateJob) -> None:
     role = job.task_definition.task_role
     if isinstance(role, iam.Role):
         policy = grant_policy(role)

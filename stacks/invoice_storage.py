@@ -10,6 +10,7 @@ from constructs import Construct
 
 from backup_constructs.invoice_backup import InvoiceBackupPlan
 from backup_constructs.invoice_bucket import InvoiceBucket
+from backup_constructs.nag import acknowledge_wildcards
 from backup_constructs.replication import ReplicaTarget
 from backup_constructs.restore_ops import RestoreOps
 from tavari_dr import outputs
@@ -81,6 +82,7 @@ class InvoiceStorageStack(Stack):
                 copy_vault_arn=settings.aws_backup_copy_vault_arn, removal_policy=removal_policy)
         self.restore_ops = RestoreOps(self, "RestoreOps", bucket=self.invoices.bucket,
                                       log_retention_days=log_retention_days, removal_policy=removal_policy)
+        self.verifier_access = self._verifier_access()
         if settings.app_principal_arn:
             app_role = iam.Role.from_role_arn(self, "AppPrincipal", settings.app_principal_arn)
             self.invoices.grant_app_access(app_role)
@@ -97,3 +99,25 @@ class InvoiceStorageStack(Stack):
                   value=self.restore_ops.delete_marker.function.function_arn)
         if self.invoices.replication_role is not None:
             CfnOutput(self, outputs.REPLICATION_ROLE_ARN, value=self.invoices.replication_role.role_arn)
+
+    def _verifier_access(self) -> iam.ManagedPolicy:
+        """What the verification jobs read here, as a managed policy their roles (in another stack)
+        attach: grants made from that stack would name this bucket through cross-stack outputs."""
+        bucket, replica = self.invoices.bucket, self.invoices.replica
+        statements = [
+            iam.PolicyStatement(actions=["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning",
+                                         "s3:GetLifecycleConfiguration", "s3:GetBucketPublicAccessBlock",
+                                         "s3:GetEncryptionConfiguration", "s3:GetReplicationConfiguration"],
+                                resources=[bucket.bucket_arn]),
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"],
+                                resources=[bucket.arn_for_objects("*")]),
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.invoices.key.key_arn]),
+        ]
+        if replica is not None:
+            statements.append(iam.PolicyStatement(actions=["s3:GetObject"],
+                                                  resources=[replica.bucket.arn_for_objects("*")]))
+        policy = iam.ManagedPolicy(self, "VerifierAccess", statements=statements,
+                                   description="Read access for the backup verification jobs")
+        acknowledge_wildcards(policy, "Verification samples any object version of the invoice bucket (and reads "
+                                      "replicas by key); the keys are data, unknown at deploy time.")
+        return policy

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr import bucket_restore as restore_lib
 from tavari_dr import db_backup as db_lib
-from tavari_dr import metrics, outputs, reports
+from tavari_dr import metrics, outputs, reports, verification
 from tavari_dr import secrets as secrets_lib
 from tavari_dr.aws import AwsTarget, DiscoveryError, stack_outputs
 from tavari_dr.config import ConfigError, EnvironmentConfig, load_from_file
@@ -495,6 +495,48 @@ def db_verify_cmd(config, target, which, scratch_url, quick, bucket, pg_bin, pub
         raise Failed(f"{result.backup_id}: verification failed")
     click.echo(f"{result.backup_id}: {'quick check' if quick else 'restore test'} passed "
                f"in {result.duration_seconds:.1f} s")
+
+
+@aws_command(main, "verify", "Run the scheduled verification checks now and print a table; exit 1 if any fails.")
+@click.option("--check", "names", multiple=True, type=click.Choice(verification.CHECKS),
+              help="Only this check (repeatable; default: all of them).")
+@click.option("--invoice-bucket", help="Instead of the InvoiceStorage stack output.")
+@click.option("--backup-bucket", help="Instead of the DatabaseBackups stack output.")
+@click.option("--reports-bucket", help="Instead of the DatabaseBackups stack output.")
+def verify_cmd(config, target, names, invoice_bucket, backup_bucket, reports_bucket):
+    cfn = target.client("cloudformation")
+    storage = stack_outputs(cfn, config.stack_name(outputs.INVOICE_STORAGE))
+    backups = stack_outputs(cfn, config.stack_name(outputs.DATABASE_BACKUPS))
+    replica = None
+    if config.replication.enabled:
+        replica = stack_outputs(target.client("cloudformation", dr=True),
+                                config.stack_name(outputs.INVOICE_REPLICA)).get(outputs.REPLICA_BUCKET_NAME)
+    arns = _secret_arns(config, target, ())
+    targets = verification.Targets(
+        invoice_bucket=invoice_bucket or storage[outputs.INVOICE_BUCKET_NAME],
+        invoice_key_arn=storage.get(outputs.INVOICE_KEY_ARN),
+        archive_after_days=config.invoice_bucket.archive_after_days,
+        archive_storage_class=config.invoice_bucket.archive_storage_class,
+        backup_bucket=backup_bucket or backups[outputs.BACKUP_BUCKET_NAME],
+        reports_bucket=reports_bucket or backups[outputs.REPORTS_BUCKET_NAME],
+        scratch_bucket=backups[outputs.RESTORE_TEST_BUCKET_NAME],
+        replica_bucket=replica,
+        supabase_url_secret=arns["SUPABASE_URL"], supabase_token_secret=arns["SUPABASE_ACCESS_TOKEN"])
+    clients = verification.Clients(s3=target.client("s3"), replica_s3=target.client("s3", dr=True),
+                                   cloudwatch=target.client("cloudwatch"),
+                                   secretsmanager=target.client("secretsmanager"))
+    results = verification.run_checks(names or verification.CHECKS, clients=clients, targets=targets,
+                                      settings=config.verification, rpo_hours=config.monitoring.rpo_hours,
+                                      now=verification.now_utc())
+    width = max(len(r.name) for r in results)
+    click.echo(f"{'CHECK':<{width}}  STATUS  SECONDS  DETAILS")
+    for r in results:
+        detail = "; ".join(r.details) or ", ".join(f"{k}={v}" for k, v in r.measured.items())
+        click.echo(f"{r.name:<{width}}  {r.status:<6}  {r.duration_seconds:7.2f}  {detail[:200]}")
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        raise Failed(f"{len(failed)} check(s) did not pass: {', '.join(failed)}")
+    click.echo(f"all {len(results)} checks passed")
 
 
 def run() -> None:

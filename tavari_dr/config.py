@@ -193,6 +193,34 @@ class DatabaseBackupsConfig:
 
 
 @dataclass(frozen=True)
+class VerificationConfig:
+    """Scheduled verification (daily monitor, weekly integrity, monthly S3 restore test).
+
+    daily_schedule / weekly_schedule / monthly_schedule: EventBridge Scheduler expressions.
+    timezone: IANA zone of the schedules (default UTC).
+    expect_pitr: whether the Supabase project should have PITR on (default False).
+    integrity_sample_size / replication_sample_size / restore_test_sample_size: versions per run.
+    max_list_pages: listing pages (1,000 versions each) a Lambda may read (default 50).
+    size_shrink_percent: a bucket shrinking more than this since the last run fails (default 10).
+    rto_minutes: the restore test fails when slower than this (default 60, the plan's RTO).
+    supabase_api_url: the Management API (default https://api.supabase.com).
+    """
+
+    daily_schedule: str = "cron(0 6 * * ? *)"
+    weekly_schedule: str = "cron(0 7 ? * MON *)"
+    monthly_schedule: str = "cron(0 8 2 * ? *)"
+    timezone: str = "UTC"
+    expect_pitr: bool = False
+    integrity_sample_size: int = 50
+    replication_sample_size: int = 20
+    restore_test_sample_size: int = 10
+    max_list_pages: int = 50
+    size_shrink_percent: int = 10
+    rto_minutes: int = 60
+    supabase_api_url: str = "https://api.supabase.com"
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
@@ -207,6 +235,7 @@ class EnvironmentConfig:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     database_backups: DatabaseBackupsConfig = field(default_factory=DatabaseBackupsConfig)
+    verification: VerificationConfig = field(default_factory=VerificationConfig)
 
     @property
     def retain(self) -> bool:
@@ -475,6 +504,31 @@ def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> Databas
     )
 
 
+def _parse_verification(path: str, raw: Any) -> VerificationConfig:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    s = _Section(path, raw if raw is not None else {}, _fields(VerificationConfig))
+    d = VerificationConfig()
+    timezone = s.get("timezone", d.timezone)
+    try:
+        ZoneInfo(str(timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{s.key('timezone')}: {_show(timezone)} is not allowed; use an IANA zone such as "
+                          "Europe/Warsaw or UTC") from None
+    return VerificationConfig(
+        **{name: s.pattern(name, getattr(d, name), _SCHEDULE_RE,
+                           "an EventBridge Scheduler expression such as cron(0 6 * * ? *)", optional=False)
+           for name in ("daily_schedule", "weekly_schedule", "monthly_schedule")},
+        timezone=str(timezone),
+        expect_pitr=s.boolean("expect_pitr", d.expect_pitr),
+        **{name: s.integer(name, getattr(d, name), minimum=1)
+           for name in ("integrity_sample_size", "replication_sample_size", "restore_test_sample_size",
+                        "max_list_pages", "size_shrink_percent", "rto_minutes")},
+        supabase_api_url=s.pattern("supabase_api_url", d.supabase_api_url, _URL_RE, "an https:// URL",
+                                   optional=False),
+    )
+
+
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
@@ -494,6 +548,7 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         alert_emails=_parse_emails(s.key("alert_emails"), s.get("alert_emails", None)),
         secrets=_parse_secrets(s.key("secrets"), s.get("secrets", None)),
         monitoring=_parse_monitoring(s.key("monitoring"), s.get("monitoring", None)),
+        verification=_parse_verification(s.key("verification"), s.get("verification", None)),
         database_backups=_parse_database_backups(
             s.key("database_backups"), s.get("database_backups", None), s.raw.get("removal_policy", "retain")),
     )

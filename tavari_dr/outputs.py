@@ -24,6 +24,7 @@ DATABASE_BACKUPS = "DatabaseBackups"
 BACKUP_BUCKET_NAME = "BackupBucketName"
 BACKUP_KEY_ARN = "BackupKeyArn"
 REPORTS_BUCKET_NAME = "ReportsBucketName"
+RESTORE_TEST_BUCKET_NAME = "RestoreTestBucketName"
 BACKUP_CLUSTER_ARN = "BackupClusterArn"
 BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
 

@@ -1,0 +1,7 @@
+"""Scheduled verification: weekly_integrity. Logic: tavari_dr.verification (checks in tavari_dr.checks)."""
+
+from tavari_dr.verification import handle
+
+
+def handler(event, context):
+    return handle("weekly_integrity")

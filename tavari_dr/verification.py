@@ -1,0 +1,164 @@
+"""The three scheduled verification jobs, shared by their Lambdas and `tavari-dr verify`.
+
+daily_monitor:        Supabase backups, invoice bucket drift, replication health, off-site freshness
+weekly_integrity:     integrity sample, sizes and growth, newest dump's sha256
+monthly_restore_test: restore a sample of noncurrent invoice versions into a scratch prefix
+
+Each run leaves evidence: one JSON report per check (reports/<check>/<date>.json) and metrics
+(CheckPassed/CheckFailed per check and in total, BackupAgeHours, RestoreTestDurationSeconds,
+JobSucceeded). Runs are idempotent: a second run the same day overwrites the day's report with
+a new version and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tavari_dr import checks, metrics, reports
+from tavari_dr.config import VerificationConfig
+from tavari_dr.secrets import is_placeholder
+
+JOBS = {
+    "daily_monitor": ("supabase_backups", "bucket_drift", "replication_health", "offsite_freshness"),
+    "weekly_integrity": ("integrity_sample", "sizes", "offsite_sha256"),
+    "monthly_restore_test": ("s3_restore_test",),
+}
+CHECKS = tuple(name for names in JOBS.values() for name in names)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the checks look at (stack outputs, or given explicitly)."""
+
+    invoice_bucket: str
+    invoice_key_arn: str | None
+    archive_after_days: int
+    archive_storage_class: str
+    backup_bucket: str
+    reports_bucket: str
+    scratch_bucket: str
+    replica_bucket: str | None = None
+    supabase_url_secret: str | None = None
+    supabase_token_secret: str | None = None
+
+
+@dataclass
+class Clients:
+    s3: Any
+    replica_s3: Any
+    cloudwatch: Any
+    secretsmanager: Any
+
+
+def _secret(clients: Clients, secret_id: str | None, name: str) -> str:
+    if not secret_id:
+        raise ValueError(f"{name} is not configured")
+    value = clients.secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
+    if is_placeholder(value):
+        raise ValueError(f"{name} is still a placeholder: run tavari-dr secrets push")
+    return value
+
+
+def _previous_report(s3: Any, bucket: str, check: str, now: datetime) -> dict[str, Any] | None:
+    """The newest report of ``check`` from before today (for growth comparisons)."""
+    today = reports.report_key(check, now)
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                           Prefix=f"reports/{check}/")
+            for o in page.get("Contents", []) if o["Key"] < today]
+    if not keys:
+        return None
+    return json.loads(s3.get_object(Bucket=bucket, Key=max(keys))["Body"].read()).get("measured")
+
+
+def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, settings: VerificationConfig,
+               rpo_hours: float, now: datetime, rng: random.Random | None = None,
+               supabase_get: Callable[..., Any] = checks.supabase_get) -> list[checks.CheckResult]:
+    rng = rng or random.Random()  # noqa: S311 - sampling, not secrets
+    s3 = clients.s3
+    plans: dict[str, Callable[[checks.CheckResult], None]] = {
+        "supabase_backups": lambda r: checks.supabase_backups(
+            r, api_url=settings.supabase_api_url,
+            project_ref=checks.project_ref_from_url(_secret(clients, targets.supabase_url_secret, "SUPABASE_URL")),
+            token=_secret(clients, targets.supabase_token_secret, "SUPABASE_ACCESS_TOKEN"),
+            rpo_hours=rpo_hours, expect_pitr=settings.expect_pitr, now=now, get=supabase_get),
+        "bucket_drift": lambda r: checks.bucket_drift(r, s3=s3, expect=checks.BucketExpectation(
+            targets.invoice_bucket, targets.archive_after_days, targets.archive_storage_class, targets.invoice_key_arn,
+            f"arn:aws:s3:::{targets.replica_bucket}" if targets.replica_bucket else None)),
+        "replication_health": lambda r: _replication(r, clients, targets, settings, now),
+        "offsite_freshness": lambda r: checks.offsite_freshness(r, s3=s3, bucket=targets.backup_bucket,
+                                                                rpo_hours=rpo_hours, now=now),
+        "integrity_sample": lambda r: checks.integrity_sample(
+            r, s3=s3, bucket=targets.invoice_bucket, n=settings.integrity_sample_size,
+            baselines=checks.BaselineStore(s3, targets.reports_bucket, targets.invoice_bucket),
+            max_pages=settings.max_list_pages, rng=rng),
+        "sizes": lambda r: checks.sizes(r, cloudwatch=clients.cloudwatch, bucket=targets.invoice_bucket,
+                                        previous=_previous_report(s3, targets.reports_bucket, "sizes", now),
+                                        max_shrink_percent=settings.size_shrink_percent, now=now),
+        "offsite_sha256": lambda r: checks.offsite_freshness(r, s3=s3, bucket=targets.backup_bucket,
+                                                             rpo_hours=rpo_hours, now=now, verify_sha256=True),
+        "s3_restore_test": lambda r: checks.s3_restore_test(
+            r, s3=s3, bucket=targets.invoice_bucket, scratch_bucket=targets.scratch_bucket,
+            n=settings.restore_test_sample_size, rto_seconds=settings.rto_minutes * 60,
+            run_id=now.strftime("%Y%m%dT%H%M%SZ"), max_pages=settings.max_list_pages, rng=rng),
+    }
+    unknown = [n for n in names if n not in plans]
+    if unknown:
+        raise ValueError(f"unknown check(s) {unknown}; choose from {', '.join(CHECKS)}")
+    return [checks.run_check(name, plans[name]) for name in names]
+
+
+def _replication(result: checks.CheckResult, clients: Clients, targets: Targets, settings: VerificationConfig,
+                 now: datetime) -> None:
+    if not targets.replica_bucket:
+        result.details.append("replication is off in this environment: nothing to check")
+        return
+    checks.replication_health(result, s3=clients.s3, replica_s3=clients.replica_s3, bucket=targets.invoice_bucket,
+                              replica_bucket=targets.replica_bucket, n=settings.replication_sample_size,
+                              max_pages=settings.max_list_pages, pending_threshold=timedelta(minutes=15), now=now)
+
+
+def record(results: list[checks.CheckResult], *, job: str, s3: Any, reports_bucket: str, now: datetime,
+           emit: Callable[..., None] = metrics.publish) -> list[str]:
+    """Leave the evidence: a report per check, metrics per check and in total, and JobSucceeded."""
+    keys = []
+    for result in results:
+        keys.append(reports.write_report(s3, reports_bucket, result.name,
+                                         {"job": job, **result.to_dict()}, now=now))
+        emit({metrics.CHECK_PASSED if result.ok else metrics.CHECK_FAILED: 1}, {"Check": result.name},
+             aggregate=True)
+        age = result.measured.get("backup_age_hours")
+        if age is not None:
+            source = "supabase" if result.name == "supabase_backups" else "offsite"
+            emit({metrics.BACKUP_AGE_HOURS: age}, {"Source": source})
+        if result.name == "s3_restore_test" and "seconds" in result.measured:
+            emit({metrics.RESTORE_TEST_DURATION_SECONDS: result.measured["seconds"]}, {"Source": "bucket"})
+    emit({metrics.JOB_SUCCEEDED: 1}, {"Job": job})
+    return keys
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def handle(job: str, environ: Any = None) -> dict[str, Any]:
+    """The Lambda entry: settings and targets come from the function's environment (set by CDK)."""
+    import os
+
+    import boto3
+
+    environ = environ if environ is not None else os.environ
+    settings = VerificationConfig(**json.loads(environ["TAVARI_VERIFICATION"]))
+    targets = Targets(**json.loads(environ["TAVARI_TARGETS"]))
+    clients = Clients(s3=boto3.client("s3"), replica_s3=boto3.client("s3", region_name=environ.get("TAVARI_DR_REGION")
+                                                                      or None),
+                      cloudwatch=boto3.client("cloudwatch"), secretsmanager=boto3.client("secretsmanager"))
+    now = now_utc()
+    results = run_checks(JOBS[job], clients=clients, targets=targets, settings=settings,
+                         rpo_hours=float(environ["TAVARI_RPO_HOURS"]), now=now)
+    record(results, job=job, s3=clients.s3, reports_bucket=targets.reports_bucket, now=now)
+    return {"job": job, "results": {r.name: r.status for r in results}}
