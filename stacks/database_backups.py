@@ -203,7 +203,9 @@ class DatabaseBackupsStack(Stack):
                                 timeout=JOB_TIMEOUTS[job], memory_size=512, log_retention=self._log_retention,
                                 log_key=self.log_key, removal_policy=self._removal, environment=environment)
             fn.role.add_managed_policy(inputs.invoice_access)
-            self.reports.bucket.grant_read_write(fn.role)
+            # Read and write, never delete: reports are the evidence that checks ran.
+            self.reports.bucket.grant_read(fn.role)
+            self.reports.bucket.grant_put(fn.role)
             scheduler.Schedule(self, f"{name}Schedule", description=f"Backup verification: {job}",
                                schedule=scheduler.ScheduleExpression.expression(expression,
                                                                                 TimeZone.of(settings.timezone)),
@@ -220,7 +222,8 @@ class DatabaseBackupsStack(Stack):
             self.backups.bucket.grant_read(fn.role)
         weekly.role.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"],
                                                                  resources=["*"]))
-        self.restore_test.bucket.grant_read_write(monthly.role)
+        self.restore_test.bucket.grant_read(monthly.role)
+        self.restore_test.bucket.grant_put(monthly.role)
         self.restore_test.bucket.grant_delete(monthly.role)  # scratch copies are removed after each test
         for fn in functions.values():
             policy = grant_policy(fn.role)

@@ -78,6 +78,9 @@ def _previous_report(s3: Any, bucket: str, check: str, now: datetime) -> dict[st
 def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, settings: VerificationConfig,
                rpo_hours: float, now: datetime, rng: random.Random | None = None,
                supabase_get: Callable[..., Any] = checks.supabase_get) -> list[checks.CheckResult]:
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise ValueError(f"unknown check(s) {unknown}; choose from {', '.join(CHECKS)}")
     rng = rng or random.Random()  # noqa: S311 - sampling, not secrets
     s3 = clients.s3
     plans: dict[str, Callable[[checks.CheckResult], None]] = {
@@ -106,9 +109,6 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
             n=settings.restore_test_sample_size, rto_seconds=settings.rto_minutes * 60,
             run_id=now.strftime("%Y%m%dT%H%M%SZ"), max_pages=settings.max_list_pages, rng=rng),
     }
-    unknown = [n for n in names if n not in plans]
-    if unknown:
-        raise ValueError(f"unknown check(s) {unknown}; choose from {', '.join(CHECKS)}")
     return [checks.run_check(name, plans[name]) for name in names]
 
 

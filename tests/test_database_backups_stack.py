@@ -53,7 +53,8 @@ def test_backups_replicate_to_a_locked_replica_with_retention_permissions(dev, p
 
 def test_jobs_run_on_fargate_in_public_subnets_without_nat(prod):
     assert not resources(prod, "AWS::EC2::NatGateway")
-    schedules = resources(prod, "AWS::Scheduler::Schedule")
+    schedules = {k: v for k, v in resources(prod, "AWS::Scheduler::Schedule").items()
+                 if "EcsParameters" in v["Properties"]["Target"]}
     assert len(schedules) == 3
     by_expression = {s["Properties"]["ScheduleExpression"]: s["Properties"] for s in schedules.values()}
     assert set(by_expression) == {"cron(0 2 * * ? *)", "cron(0 4 ? * SUN *)", "cron(0 5 1 * ? *)"}
@@ -135,3 +136,51 @@ def test_cross_account_backups_wait_for_the_key_arn_and_say_so(synthesized):
     env = synthesized["prod-xacct-pending"]
     assert "ReplicationConfiguration" not in backup_bucket(env)["Properties"]
     assert any("backup_replica_key_arn" in w for w in env.warnings), env.warnings
+
+
+def test_verification_lambdas_run_on_schedules_with_dlqs_and_least_privilege(prod):
+    functions = {k: v for k, v in resources(prod, "AWS::Lambda::Function").items() if k.startswith("Verify")}
+    assert len(functions) == 3
+    for fn in functions.values():
+        props = fn["Properties"]
+        assert props["Runtime"] == "python3.14" and "DeadLetterConfig" in props
+        env = props["Environment"]["Variables"]
+        assert {"TAVARI_VERIFICATION", "TAVARI_TARGETS", "TAVARI_RPO_HOURS"} <= set(env)
+        assert json.loads(env["TAVARI_VERIFICATION"])["rto_minutes"] == 60
+    lambda_schedules = [s["Properties"] for s in resources(prod, "AWS::Scheduler::Schedule").values()
+                        if "EcsParameters" not in s["Properties"]["Target"]]
+    assert sorted(s["ScheduleExpression"] for s in lambda_schedules) == [
+        "cron(0 6 * * ? *)", "cron(0 7 ? * MON *)", "cron(0 8 2 * ? *)"]
+    assert all(s["ScheduleExpressionTimezone"] == "UTC" and "DeadLetterConfig" in s["Target"] for s in lambda_schedules)
+    roles = resources(prod, "AWS::IAM::Role")
+    for fn in functions.values():
+        role = roles[fn["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+        assert len(role["ManagedPolicyArns"]) == 1  # the invoice stack's read-only VerifierAccess
+    role_ids = {fn["Properties"]["Role"]["Fn::GetAtt"][0] for fn in functions.values()}
+    for policy in resources(prod, "AWS::IAM::Policy").values():
+        if {r["Ref"] for r in policy["Properties"]["Roles"]} & role_ids:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(a.startswith("s3:Delete") for a in actions):  # only the restore test's scratch bucket
+                    assert "RestoreTest" in json.dumps(statement["Resource"]), statement
+    policies = json.dumps([p["Properties"] for p in resources(prod, "AWS::IAM::Policy").values()])
+    assert "cloudwatch:GetMetricStatistics" in policies
+
+
+def test_invoice_verifier_access_is_read_only(prod):
+    template = prod.templates[prod.stack(outputs.INVOICE_STORAGE)]["Resources"]
+    (policy,) = [v for v in template.values() if v["Type"] == "AWS::IAM::ManagedPolicy"]
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"]
+               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert "s3:GetObjectVersion" in actions and "kms:Decrypt" in actions
+    assert not [a for a in actions if a.startswith(("s3:Put", "s3:Delete", "kms:Encrypt"))]
+
+
+def test_verification_jobs_have_the_standard_job_alarms(prod):
+    alarms = [a["Properties"] for a in prod.templates[prod.stack(outputs.MONITORING)]["Resources"].values()
+              if a["Type"] == "AWS::CloudWatch::Alarm"]
+    for job in ("daily_monitor", "weekly_integrity", "monthly_restore_test"):
+        missing = [a for a in alarms if a.get("MetricName") == "JobSucceeded"
+                   and a.get("Dimensions") == [{"Name": "Job", "Value": job}]]
+        assert len(missing) == 1 and missing[0]["TreatMissingData"] == "breaching", job
+    assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 4  # router + three jobs

@@ -1,0 +1,127 @@
+"""The verification jobs end to end on moto: handlers with a fake context, reports and metrics as evidence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tavari_dr import verification as v
+from tavari_dr.aws import EMULATOR_CONFIG
+from tavari_dr.config import VerificationConfig
+from tests.test_alerts import FakeContext
+from tests.test_checks import SupabaseApi, backups_body, configure_like_the_stack, put_manifest
+
+pytestmark = pytest.mark.moto
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def world(monkeypatch):
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION, config=EMULATOR_CONFIG)
+        for name in ("invoices", "replica", "reports", "scratch"):
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        configure_like_the_stack(s3)
+        for i in range(6):
+            for version in range(2):
+                s3.put_object(Bucket="invoices", Key=f"inv/{i}.pdf", Body=f"v{version} {i}".encode())
+        put_manifest(s3, finished=datetime.now(UTC) - timedelta(hours=2))
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        url = sm.create_secret(Name="url", SecretString="https://abcd.supabase.co")["ARN"]
+        token = sm.create_secret(Name="token", SecretString="sbp_token")["ARN"]
+        api = SupabaseApi(*[(200, {}, backups_body(hours_old=-(datetime.now(UTC) - datetime(2026, 11, 25, 12,
+                                                                                              tzinfo=UTC)).total_seconds()
+                                                   / 3600 + 2), 0)] * 4)
+        targets = {"invoice_bucket": "invoices", "invoice_key_arn": "arn:aws:kms:key/1", "archive_after_days": 90,
+                   "archive_storage_class": "GLACIER_IR", "backup_bucket": "scratch", "reports_bucket": "reports",
+                   "scratch_bucket": "scratch", "replica_bucket": None, "supabase_url_secret": url,
+                   "supabase_token_secret": token}
+        settings = VerificationConfig(supabase_api_url=api.url, integrity_sample_size=5, restore_test_sample_size=3)
+        monkeypatch.setenv("TAVARI_VERIFICATION", json.dumps(asdict(settings)))
+        monkeypatch.setenv("TAVARI_TARGETS", json.dumps(targets))
+        monkeypatch.setenv("TAVARI_RPO_HOURS", "24")
+        monkeypatch.setenv("TAVARI_DR_REGION", "")
+        try:
+            yield s3
+        finally:
+            api.close()
+
+
+def run_handler(job, monkeypatch):
+    import importlib
+    import sys
+
+    from tests.conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "lambdas" / job))
+    sys.modules.pop("handler", None)
+    try:
+        return importlib.import_module("handler").handler({"source": "aws.scheduler"}, FakeContext())
+    finally:
+        sys.modules.pop("handler", None)
+
+
+def emf_lines(capsys):
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return [line for line in lines if "_aws" in line]
+
+
+def test_daily_monitor_leaves_reports_and_metrics(world, monkeypatch, capsys):
+    summary = run_handler("daily_monitor", monkeypatch)
+    assert summary["job"] == "daily_monitor"
+    assert summary["results"] == {"supabase_backups": "PASS", "bucket_drift": "PASS", "replication_health": "PASS",
+                                  "offsite_freshness": "PASS"}
+    keys = sorted(o["Key"] for o in world.list_objects_v2(Bucket="reports")["Contents"])
+    assert [k.split("/")[1] for k in keys] == sorted(summary["results"])
+    report = json.loads(world.get_object(Bucket="reports", Key=keys[0])["Body"].read())
+    assert {"check", "at", "job", "status", "measured", "details", "duration_seconds"} <= set(report)
+    metrics = emf_lines(capsys)
+    passed = [m for m in metrics if "CheckPassed" in m]
+    assert len(passed) == 4 and all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Check"], []]
+                                    for m in passed)
+    ages = {m["Source"]: m["BackupAgeHours"] for m in metrics if "BackupAgeHours" in m}
+    assert set(ages) == {"supabase", "offsite"} and ages["offsite"] < 3
+    assert any(m.get("JobSucceeded") == 1 and m.get("Job") == "daily_monitor" for m in metrics)
+
+
+def test_a_failing_check_is_reported_and_counted_not_raised(world, monkeypatch, capsys):
+    world.put_bucket_versioning(Bucket="invoices", VersioningConfiguration={"Status": "Suspended"})
+    summary = run_handler("daily_monitor", monkeypatch)
+    assert summary["results"]["bucket_drift"] == "FAIL"
+    failed = [m for m in emf_lines(capsys) if "CheckFailed" in m]
+    assert [m["Check"] for m in failed] == ["bucket_drift"]
+
+
+def test_weekly_and_monthly_jobs(world, monkeypatch, capsys):
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    for name, storage in (("BucketSizeBytes", "StandardStorage"), ("NumberOfObjects", "AllStorageTypes")):
+        cw.put_metric_data(Namespace="AWS/S3", MetricData=[{
+            "MetricName": name, "Value": 1000, "Timestamp": datetime.now(UTC) - timedelta(hours=3),
+            "Dimensions": [{"Name": "BucketName", "Value": "invoices"}, {"Name": "StorageType", "Value": storage}]}])
+    weekly = run_handler("weekly_integrity", monkeypatch)
+    assert weekly["results"] == {"integrity_sample": "PASS", "sizes": "PASS", "offsite_sha256": "PASS"}
+    assert world.get_object(Bucket="reports", Key="baselines/invoices.json")  # baselines kept as evidence too
+    monthly = run_handler("monthly_restore_test", monkeypatch)
+    assert monthly["results"] == {"s3_restore_test": "PASS"}
+    durations = [m for m in emf_lines(capsys) if "RestoreTestDurationSeconds" in m]
+    assert durations and durations[-1]["Source"] == "bucket"
+
+
+def test_a_second_run_the_same_day_is_harmless(world, monkeypatch):
+    run_handler("daily_monitor", monkeypatch)
+    run_handler("daily_monitor", monkeypatch)
+    keys = [o["Key"] for o in world.list_objects_v2(Bucket="reports")["Contents"]]
+    assert len(keys) == 4  # same keys, new versions
+
+
+def test_unknown_check_names_are_refused():
+    with pytest.raises(ValueError, match="unknown check"):
+        v.run_checks(("nope",), clients=None, targets=None, settings=VerificationConfig(), rpo_hours=24,
+                     now=datetime.now(UTC))
