@@ -125,3 +125,37 @@ def test_unknown_check_names_are_refused():
     with pytest.raises(ValueError, match="unknown check"):
         v.run_checks(("nope",), clients=None, targets=None, settings=VerificationConfig(), rpo_hours=24,
                      now=datetime.now(UTC))
+
+
+def test_cli_verify_runs_the_same_checks_and_exits_1_on_failure(world, monkeypatch):
+    from click.testing import CliRunner
+
+    from tavari_dr import outputs
+    from tavari_dr.cli import main
+    from tavari_dr.config import load_environment
+    from tests.conftest import ROOT, cdk_context
+
+    monkeypatch.chdir(ROOT)
+    config = load_environment(cdk_context(), "dev")
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    secret_outputs = {outputs.secret_output_key(e.name): sm.create_secret(Name=f"dev-{e.name}", SecretString="x")["ARN"]
+                      for e in config.secrets.all_entries}
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    for purpose, values in (
+            (outputs.INVOICE_STORAGE, {outputs.INVOICE_BUCKET_NAME: "invoices",
+                                       outputs.INVOICE_KEY_ARN: "arn:aws:kms:key/1"}),
+            (outputs.DATABASE_BACKUPS, {outputs.BACKUP_BUCKET_NAME: "scratch", outputs.REPORTS_BUCKET_NAME: "reports",
+                                        outputs.RESTORE_TEST_BUCKET_NAME: "scratch"}),
+            (outputs.SECRETS, secret_outputs)):
+        cfn.create_stack(StackName=config.stack_name(purpose), TemplateBody=json.dumps({
+            "Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {k: {"Value": val} for k, val in values.items()}}))
+    runner = CliRunner()
+    result = runner.invoke(main, ["verify", "--env", "dev", "--check", "bucket_drift", "--check", "offsite_freshness",
+                                  "--check", "integrity_sample"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "all 3 checks passed" in result.output and "bucket_drift" in result.output
+    world.delete_bucket_lifecycle(Bucket="invoices")
+    result = runner.invoke(main, ["verify", "--env", "dev", "--check", "bucket_drift"], catch_exceptions=False)
+    assert result.exit_code == 1 and "FAIL" in result.output and "bucket_drift" in result.output
+    assert runner.invoke(main, ["verify", "--env", "dev", "--check", "nope"]).exit_code == 2
