@@ -10,6 +10,7 @@ from constructs import Construct
 from backup_constructs.access_log_bucket import AccessLogBucket
 from backup_constructs.keys import customer_managed_key
 from backup_constructs.replication import ReplicaTarget, Replication
+from backup_constructs.secure_bucket import locked_down
 
 
 @dataclass(frozen=True)
@@ -53,17 +54,8 @@ class BackupBucket(Construct):
         self.bucket = s3.Bucket(
             self, "Bucket",
             bucket_name=PhysicalName.GENERATE_IF_NEEDED if name_for_other_environments else None,
-            versioned=True,
+            **locked_down(self.key, self.access_logs.bucket, "backup-bucket/"),
             object_lock_enabled=True,
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs.bucket,
-            server_access_logs_prefix="backup-bucket/",
             lifecycle_rules=rules,
             removal_policy=removal_policy,
             replication_role=replication.role if replication else None,

@@ -14,6 +14,7 @@ from backup_constructs.nag import (
     acknowledge_wildcards,
 )
 from backup_constructs.replication import ReplicaTarget, Replication
+from backup_constructs.secure_bucket import locked_down
 from tavari_dr.config import SMALL_OBJECT_BYTES, SMALL_OBJECT_CLASSES
 
 ARCHIVE_RULE_ID = "ArchiveNoncurrentVersions"
@@ -94,16 +95,7 @@ class InvoiceBucket(Construct):
             self,
             "Bucket",
             bucket_name=bucket_name,
-            versioned=True,
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs.bucket,
-            server_access_logs_prefix="invoice-bucket/",
+            **locked_down(self.key, self.access_logs.bucket, "invoice-bucket/"),
             lifecycle_rules=lifecycle_rules,
             transition_default_minimum_object_size=(
                 s3.TransitionDefaultMinimumObjectSize.VARIES_BY_STORAGE_CLASS

@@ -1,12 +1,32 @@
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.access_log_bucket import AccessLogBucket
 from backup_constructs.keys import customer_managed_key
 from backup_constructs.nag import acknowledge
+
+
+def locked_down(key: kms.IKey, access_logs: s3.IBucket, log_prefix: str) -> dict[str, Any]:
+    """The s3.Bucket properties every bucket of the project holds: versioned, SSE-KMS with its own
+    key (bucket key on), no public access, TLS 1.2+ only, owner-enforced, access-logged."""
+    return {
+        "versioned": True,
+        "encryption": s3.BucketEncryption.KMS,
+        "encryption_key": key,
+        "bucket_key_enabled": True,
+        "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+        "enforce_ssl": True,
+        "minimum_tls_version": 1.2,
+        "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        "server_access_logs_bucket": access_logs,
+        "server_access_logs_prefix": log_prefix,
+    }
 
 
 class SecureBucket(Construct):
@@ -28,16 +48,7 @@ class SecureBucket(Construct):
                                            removal_policy=removal_policy)
         self.bucket = s3.Bucket(
             self, "Bucket",
-            versioned=True,
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs.bucket,
-            server_access_logs_prefix="bucket/",
+            **locked_down(self.key, self.access_logs.bucket, "bucket/"),
             lifecycle_rules=[s3.LifecycleRule(
                 id="Expire", expiration=expire_after, noncurrent_version_expiration=Duration.days(1),
                 abort_incomplete_multipart_upload_after=Duration.days(1))],

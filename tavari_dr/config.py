@@ -474,20 +474,25 @@ _SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")
 _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
 
 
-def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> DatabaseBackupsConfig:
+def _timezone(s: _Section, default: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    s = _Section(path, raw if raw is not None else {}, _fields(DatabaseBackupsConfig))
-    d = DatabaseBackupsConfig()
-    schedules = {name: s.pattern(name, getattr(d, name), _SCHEDULE_RE,
-                                 "an EventBridge Scheduler expression such as cron(0 2 * * ? *)", optional=False)
-                 for name in ("schedule", "weekly_verify_schedule", "monthly_verify_schedule")}
-    timezone = s.get("timezone", d.timezone)
+    timezone = s.get("timezone", default)
     try:
         ZoneInfo(str(timezone))
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{s.key('timezone')}: {_show(timezone)} is not allowed; use an IANA zone such as "
                           "Europe/Warsaw or UTC") from None
+    return str(timezone)
+
+
+def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> DatabaseBackupsConfig:
+    s = _Section(path, raw if raw is not None else {}, _fields(DatabaseBackupsConfig))
+    d = DatabaseBackupsConfig()
+    schedules = {name: s.pattern(name, getattr(d, name), _SCHEDULE_RE,
+                                 "an EventBridge Scheduler expression such as cron(0 2 * * ? *)", optional=False)
+                 for name in ("schedule", "weekly_verify_schedule", "monthly_verify_schedule")}
+    timezone = _timezone(s, d.timezone)
     days = {name: s.integer(name, getattr(d, name), minimum=7)
             for name in ("daily_retention_days", "weekly_retention_days", "monthly_retention_days")}
     lock_mode = s.choice("lock_mode", d.lock_mode, ("GOVERNANCE", "COMPLIANCE"))
@@ -498,28 +503,21 @@ def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> Databas
     if pg_major is not None and pg_major > 18:
         raise ConfigError(f"{s.key('pg_major')}: {pg_major} is not allowed; use 15 to 18")
     return DatabaseBackupsConfig(
-        **schedules, timezone=str(timezone), **days, lock_mode=lock_mode, pg_major=pg_major,
+        **schedules, timezone=timezone, **days, lock_mode=lock_mode, pg_major=pg_major,
         scratch_image=s.pattern("scratch_image", d.scratch_image, _IMAGE_RE, "a container image reference",
                                 optional=False),
     )
 
 
 def _parse_verification(path: str, raw: Any) -> VerificationConfig:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     s = _Section(path, raw if raw is not None else {}, _fields(VerificationConfig))
     d = VerificationConfig()
-    timezone = s.get("timezone", d.timezone)
-    try:
-        ZoneInfo(str(timezone))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{s.key('timezone')}: {_show(timezone)} is not allowed; use an IANA zone such as "
-                          "Europe/Warsaw or UTC") from None
+    timezone = _timezone(s, d.timezone)
     return VerificationConfig(
         **{name: s.pattern(name, getattr(d, name), _SCHEDULE_RE,
                            "an EventBridge Scheduler expression such as cron(0 6 * * ? *)", optional=False)
            for name in ("daily_schedule", "weekly_schedule", "monthly_schedule")},
-        timezone=str(timezone),
+        timezone=timezone,
         expect_pitr=s.boolean("expect_pitr", d.expect_pitr),
         **{name: s.integer(name, getattr(d, name), minimum=1)
            for name in ("integrity_sample_size", "replication_sample_size", "restore_test_sample_size",
