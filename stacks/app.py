@@ -166,7 +166,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             secrets_key=secrets.config_secrets.key,
             replica_bucket_name=replica_stack.replica.bucket.bucket_name if replica_stack else None,
             dr_region=config.replication.region),
-        **common)
+        report_retention_days=config.verification.report_retention_days, **common)
     if backups_pending:
         Annotations.of(backups).add_warning_v2("tavari:backup-replication-pending", backups_pending)
     if backups_replica is not None:

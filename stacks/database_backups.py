@@ -75,7 +75,8 @@ class DatabaseBackupsStack(Stack):
                  database_url_secret: sm.ISecret, secrets_key: kms.IKey, log_retention_days: int,
                  removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None,
                  no_replication_reason: str = "Replication is off in this environment by configuration.",
-                 verification: VerificationInputs | None = None, **kwargs: Any) -> None:
+                 verification: VerificationInputs | None = None, report_retention_days: int = 400,
+                 **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         zones = [f"{self.region}a", f"{self.region}b"]
         # Pinned so synth never looks availability zones up in the account (it must work offline).
@@ -117,7 +118,8 @@ class DatabaseBackupsStack(Stack):
                   "log_retention": retention(log_retention_days), "removal_policy": removal_policy}
         # Evidence of every verification run; the verification jobs of other checks write here too.
         self.reports = SecureBucket(self, "Reports", purpose="Verification reports (evidence)",
-                                    expire_after=Duration.days(400), removal_policy=removal_policy)
+                                    expire_after=Duration.days(report_retention_days),
+                                    removal_policy=removal_policy)
         bucket_args = ["--env", environment, "--bucket", self.backups.bucket.bucket_name,
                        "--region", self.region, "--publish-metrics"]
         report_args = ["--report-bucket", self.reports.bucket.bucket_name]

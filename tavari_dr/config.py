@@ -204,6 +204,7 @@ class VerificationConfig:
     size_shrink_percent: a bucket shrinking more than this since the last run fails (default 10).
     rto_minutes: the restore test fails when slower than this (default 60, the plan's RTO).
     supabase_api_url: the Management API (default https://api.supabase.com).
+    report_retention_days: how long verification reports are kept (default 400).
     """
 
     daily_schedule: str = "cron(0 6 * * ? *)"
@@ -218,6 +219,7 @@ class VerificationConfig:
     size_shrink_percent: int = 10
     rto_minutes: int = 60
     supabase_api_url: str = "https://api.supabase.com"
+    report_retention_days: int = 400
 
 
 @dataclass(frozen=True)
@@ -521,7 +523,7 @@ def _parse_verification(path: str, raw: Any) -> VerificationConfig:
         expect_pitr=s.boolean("expect_pitr", d.expect_pitr),
         **{name: s.integer(name, getattr(d, name), minimum=1)
            for name in ("integrity_sample_size", "replication_sample_size", "restore_test_sample_size",
-                        "max_list_pages", "size_shrink_percent", "rto_minutes")},
+                        "max_list_pages", "size_shrink_percent", "rto_minutes", "report_retention_days")},
         supabase_api_url=s.pattern("supabase_api_url", d.supabase_api_url, _URL_RE, "an https:// URL",
                                    optional=False),
     )
