@@ -81,11 +81,12 @@ class MonitoringStack(Stack):
         m = self.monitoring
         for source in ("supabase", "offsite"):
             m.alarm(
+                # The daily monitor reports once a day: a one-day period, so a day without a report
+                # (the monitor did not run) breaches, and any day with a report judges its value.
                 f"BackupAge{source.capitalize()}", metric=_metric(metrics.BACKUP_AGE_HOURS, {"Source": source},
-                                                                  "Maximum", Duration.hours(1)),
+                                                                  "Maximum", DAY),
                 threshold=settings.rpo_hours, comparison=GT,
-                # No age reported means the monitor did not run: as bad as an old backup.
-                treat_missing_data=cw.TreatMissingData.BREACHING, evaluation_periods=2,
+                treat_missing_data=cw.TreatMissingData.BREACHING, evaluation_periods=1,
                 runbook=Runbook(f"The newest {source} backup is older than the {settings.rpo_hours} h RPO "
                                 "(or no age was reported).",
                                 "Check the backup job and the daily monitor; take a manual backup.", "backup-age"))

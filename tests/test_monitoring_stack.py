@@ -60,6 +60,8 @@ def test_alarm_inventory_prod(prod):
     ages = by_metric[metrics.BACKUP_AGE_HOURS]
     assert {tuple(d["Value"] for d in a["Dimensions"]) for a in ages} == {("supabase",), ("offsite",)}
     assert all(a["Threshold"] == 24 and a["TreatMissingData"] == "breaching" for a in ages)
+    # The monitor reports daily: a one-day period, or every hour without a report would breach.
+    assert all(a["Period"] == 86400 and a["EvaluationPeriods"] == 1 for a in ages)
     sizes = by_metric[metrics.BACKUP_SIZE_BYTES]
     assert {a.get("Threshold") for a in sizes} == {10485760, 50}  # floor, and drop % (math)
     assert by_metric[metrics.CHECK_FAILED][0]["Threshold"] == 0
