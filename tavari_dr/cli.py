@@ -470,12 +470,21 @@ def db_verify_cmd(config, target, which, scratch_url, quick, bucket, pg_bin, pub
         raise click.UsageError("the full verify restores into --scratch-url (or pass --quick)")
     s3 = target.client("s3")
     bucket = _backup_bucket(config, target, bucket)
-    if quick:
-        result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin)
-    else:
-        result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"))
-    _print_counts(result)
     check = "db_verify_quick" if quick else "db_restore_test"
+    try:
+        if quick:
+            result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin)
+        else:
+            result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin,
+                                    log=lambda m: click.echo(f"  {m}"))
+    except db_lib.BackupError:
+        if publish_metrics:  # could not even run: a failed check and a failed job, never silence
+            cloudwatch = target.client("cloudwatch")
+            metrics.put(cloudwatch, {metrics.CHECK_FAILED: 1}, {"Check": check})
+            metrics.put(cloudwatch, {metrics.CHECK_FAILED: 1})
+            metrics.put(cloudwatch, {metrics.JOB_FAILED: 1}, {"Job": check})
+        raise
+    _print_counts(result)
     if report_bucket:
         key = reports.write_report(s3, report_bucket, check, {
             "status": "PASS" if result.ok else "FAIL", "backup_id": result.backup_id,

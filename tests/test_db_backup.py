@@ -296,3 +296,16 @@ def test_restore_into_a_fresh_supabase_project_keeps_its_auth_schema(s3, source,
     assert not any("plain target" in m for m in messages)
     assert result.ok
     assert fingerprint(target, manifest.tables) == fingerprint(source, manifest.tables)
+
+
+def test_verify_that_cannot_run_publishes_failure_metrics(s3, monkeypatch):
+    from tavari_dr import metrics as m
+
+    published = []
+    monkeypatch.setattr(m, "put", lambda cw, values, dims=None: published.append((values, dims)))
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+    result = CliRunner().invoke(main, ["db", "verify", "--quick", "--bucket", BUCKET, "--region", REGION,
+                                       "--publish-metrics"], catch_exceptions=False)
+    assert result.exit_code == 1 and "no complete backup" in result.output
+    assert ({"CheckFailed": 1}, {"Check": "db_verify_quick"}) in published
+    assert ({"JobFailed": 1}, {"Job": "db_verify_quick"}) in published
