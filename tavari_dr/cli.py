@@ -9,6 +9,7 @@ honoured everywhere (an emulator such as moto server, or real AWS).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -546,6 +547,77 @@ def verify_cmd(config, target, names, invoice_bucket, backup_bucket, reports_buc
     if failed:
         raise Failed(f"{len(failed)} check(s) did not pass: {', '.join(failed)}")
     click.echo(f"all {len(results)} checks passed")
+
+
+@main.group("export")
+def export_group() -> None:
+    """Data exports: one account (GDPR/CCPA ZIP) or whole tables (CSV)."""
+
+
+@export_group.command("account", help="Export every row of one user's data as a ZIP of JSON Lines.")
+@click.option("--user-id", required=True, help="The Supabase auth user ID (a UUID).")
+@click.option("--database-url", required=True, envvar="TAVARI_DATABASE_URL")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@_reports_errors
+def export_account_cmd(user_id, database_url, out, force):
+    import uuid
+
+    try:
+        uuid.UUID(user_id)
+    except ValueError:
+        raise click.UsageError(f"--user-id {user_id!r} is not a UUID") from None
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
+    from tavari_dr import export as export_lib
+
+    with open(out, "wb") as handle:
+        metadata = export_lib.export_account(database_url, user_id, handle)
+    rows = sum(f.get("rows", 0) for f in metadata["files"].values())
+    click.echo(f"wrote {out}: {len(metadata['business_ids'])} business(es), {rows} rows in "
+               f"{len(metadata['files'])} files")
+
+
+@export_group.command("tables", help="COPY tables to CSV (header, one file per table) plus manifest.json.")
+@click.option("--tables", default=None, help="Comma-separated schema.table names (default: the Tavari tables).")
+@click.option("--database-url", required=True, envvar="TAVARI_DATABASE_URL")
+@click.option("--out", required=True, help="A directory, or s3://bucket/prefix.")
+@click.option("--region")
+@click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL")
+@_reports_errors
+def export_tables_cmd(tables, database_url, out, region, endpoint_url):
+    import contextlib
+
+    from tavari_dr import export as export_lib
+
+    names = [t.strip() for t in tables.split(",")] if tables else list(export_lib.DEFAULT_TABLES)
+    if out.startswith("s3://"):
+        bucket, _, prefix = out[5:].partition("/")
+        s3 = AwsTarget(region=region, endpoint_url=endpoint_url).client("s3")
+
+        @contextlib.contextmanager
+        def write(name):
+            sink = db_lib.MultipartSink(s3, bucket, f"{prefix.rstrip('/')}/{name}".lstrip("/"), lock={},
+                                        content_type="text/csv")
+            try:
+                yield sink
+            except BaseException:
+                sink.abort()
+                raise
+            sink.close()
+
+        manifest = export_lib.export_tables(database_url, names, write)
+        s3.put_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/manifest.json".lstrip("/"),
+                      Body=json.dumps(manifest, indent=1).encode())
+    else:
+        directory = Path(out)
+        directory.mkdir(parents=True, exist_ok=True)
+        # export_tables enters (and so closes) each file it is handed.
+        manifest = export_lib.export_tables(database_url, names,
+                                            lambda name: open(directory / name, "wb"))  # noqa: SIM115
+        (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    for table, info in manifest["tables"].items():
+        click.echo(f"  {table:<28} {info['rows']:>10} rows  {info['file']}")
 
 
 def run() -> None:
