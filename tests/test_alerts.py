@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -14,6 +11,7 @@ from moto import mock_aws
 
 from tavari_dr import alerts, metrics
 from tavari_dr.secrets import PLACEHOLDER_TEMPLATE
+from tests.http_stub import ScriptedServer, server_factory
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
 
@@ -74,51 +72,15 @@ def test_retry_after_parsing():
     assert alerts.retry_after_seconds("soon") is None and alerts.retry_after_seconds(None) is None
 
 
-class Webhook:
-    """A local Slack-compatible webhook that answers from a script of responses."""
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append({"body": json.loads(body), "headers": dict(self.headers), "at": time.monotonic()})
-                status, headers, delay = outer.script.pop(0) if outer.script else (200, {}, 0)
-                if delay:
-                    time.sleep(delay)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(b"ok" if status < 400 else b"error text")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T/B/X"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def Webhook(script):  # noqa: N802 - reads like the class it stands for
+    """A Slack-compatible webhook: (status, headers, delay) per request, "ok" or an error text."""
+    return ScriptedServer([(status, headers, b"ok" if status < 400 else b"error text", delay)
+                           for status, headers, delay in script], path="/services/T/B/X")
 
 
 @pytest.fixture
 def webhook_factory():
-    made = []
-
-    def make(*script):
-        hook = Webhook(script)
-        made.append(hook)
-        return hook
-
-    yield make
-    for hook in made:
-        hook.close()
+    yield from server_factory(lambda *script: Webhook(script))
 
 
 def test_200_delivers_once(webhook_factory):
@@ -197,7 +159,7 @@ def secrets_client():
 def test_route_posts_every_record_to_the_webhook_and_sentry(webhook_factory, secrets_client):
     hook, sentry = webhook_factory(), webhook_factory()
     webhook_arn = secrets_client.create_secret(Name="hook", SecretString=hook.url)["ARN"]
-    dsn = f"http://key@127.0.0.1:{sentry.server.server_port}/7"
+    dsn = f"http://key@127.0.0.1:{sentry.port}/7"
     sentry_arn = secrets_client.create_secret(Name="dsn", SecretString=dsn)["ARN"]
     event = sns_event(json.dumps(ALARM), "garbage")
     delivered = alerts.route(event, environment="prod", secrets=alerts.SecretCache(secrets_client),

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-import threading
-import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -17,6 +13,7 @@ from moto import mock_aws
 from tavari_dr import checks as c
 from tavari_dr.aws import EMULATOR_CONFIG
 from tavari_dr.db_backup import Manifest
+from tests.http_stub import ScriptedServer, server_factory
 
 pytestmark = pytest.mark.moto
 REGION = "eu-west-1"
@@ -26,36 +23,9 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 # --------------------------------------------------------------------------- Supabase API
 
 
-class SupabaseApi:
-    """Answers /v1/projects/<ref>/database/backups from a script of (status, headers, body, delay)."""
-
-    def __init__(self, *script):
-        self.script = list(script)
-        self.requests = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                outer.requests.append((self.path, self.headers.get("Authorization")))
-                status, headers, body, delay = outer.script.pop(0)
-                if delay:
-                    time.sleep(delay)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body if isinstance(body, bytes) else json.dumps(body).encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def SupabaseApi(*script):  # noqa: N802 - reads like the class it stands for
+    """The Management API's backups endpoint, answering from (status, headers, body, delay)."""
+    return ScriptedServer(list(script))
 
 
 def backups_body(*, pitr=False, hours_old=3.0, extra=(), physical_hours_old=None):
@@ -87,23 +57,15 @@ def run_supabase(api, *, expect_pitr=False, timeout=2.0):
 
 @pytest.fixture
 def api_factory():
-    made = []
-
-    def make(*script):
-        api = SupabaseApi(*script)
-        made.append(api)
-        return api
-
-    yield make
-    for api in made:
-        api.close()
+    yield from server_factory(SupabaseApi)
 
 
 def test_fresh_backup_passes_and_sends_the_bearer_token(api_factory):
     api = api_factory((200, {}, backups_body(hours_old=3), 0))
     result, _ = run_supabase(api)
     assert result.status == "PASS" and result.measured["backup_age_hours"] == 3.0
-    assert api.requests == [("/v1/projects/abcd/database/backups", "Bearer sbp_token")]
+    assert [(r["path"], r["headers"]["Authorization"]) for r in api.requests] == [
+        ("/v1/projects/abcd/database/backups", "Bearer sbp_token")]
 
 
 def test_stale_backup_fails(api_factory):
