@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
+# Third-party packages for the Lambda platform; bundled at synth by the functions that need them.
+LAMBDA_DEPS := build/lambda-deps
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
@@ -10,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install run synth test lint bench clean postgres-binaries
 
-install: $(VENV)/.installed node_modules/.installed postgres-binaries
+install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries
 
 # The database tests start a throwaway PostgreSQL cluster: they need the server binaries.
 postgres-binaries:
@@ -23,6 +25,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
+	rm -rf $(LAMBDA_DEPS)
+	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS) --implementation cp --python-version 3.14 \
+	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile -r requirements-lambda.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

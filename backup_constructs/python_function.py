@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy, Size
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -24,24 +24,29 @@ def retention(days: int) -> logs.RetentionDays:
     """The RetentionDays member for a day count the config loader accepted."""
     return _RETENTION[days]
 RUNTIME_PACKAGE = ROOT / "tavari_dr"
+# requirements-lambda.txt installed for the Lambda platform by `make install` (synth needs no network).
+LAMBDA_DEPS = ROOT / "build" / "lambda-deps"
 
 
 @jsii.implements(ILocalBundling)
 class _CopySources:
     """Local bundling: the handler folder plus the plain-Python runtime package, no Docker.
 
-    The bundle holds only our own code: the Lambda Python runtime already provides boto3,
-    and the project's Lambdas need nothing else (EMF metrics are plain JSON lines).
+    The bundle holds our own code: the Lambda Python runtime already provides boto3, and EMF
+    metrics are plain JSON lines. A function that reads PostgreSQL also gets the packages of
+    requirements-lambda.txt, installed for the Lambda platform by ``make install``.
     """
 
-    def __init__(self, handler_dir: Path) -> None:
-        self.handler_dir = handler_dir
+    def __init__(self, handler_dir: Path, third_party: bool) -> None:
+        self.handler_dir, self.third_party = handler_dir, third_party
 
     def try_bundle(self, output_dir: str, *, image=None, **_: object) -> bool:  # noqa: ARG002
         out = Path(output_dir)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
         shutil.copytree(self.handler_dir, out, dirs_exist_ok=True, ignore=ignore)
         shutil.copytree(RUNTIME_PACKAGE, out / "tavari_dr", dirs_exist_ok=True, ignore=ignore)
+        if self.third_party:
+            shutil.copytree(LAMBDA_DEPS, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".installed", "bin"))
         return True
 
 
@@ -55,6 +60,8 @@ class PythonFunction(Construct):
     removal_policy: for the log group and dead-letter queue.
     synchronous_reason: for a function only ever invoked synchronously, why it has no dead-letter
         queue (default None: it gets an encrypted DLQ for failed asynchronous invocations).
+    third_party: bundle requirements-lambda.txt too (the PostgreSQL driver; default False).
+    ephemeral_storage_mib: /tmp size (default: Lambda's 512 MiB).
 
     The role has no managed policy: it may write to its own log group, and callers grant the rest.
     """
@@ -62,11 +69,15 @@ class PythonFunction(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, name: str, description: str,
                  log_retention: logs.RetentionDays, log_key: kms.IKey, removal_policy: RemovalPolicy,
                  timeout: Duration = Duration.minutes(1), memory_size: int = 256,
-                 environment: dict[str, str] | None = None, synchronous_reason: str | None = None) -> None:
+                 environment: dict[str, str] | None = None, synchronous_reason: str | None = None,
+                 third_party: bool = False, ephemeral_storage_mib: int | None = None) -> None:
         super().__init__(scope, construct_id)
         handler_dir = ROOT / "lambdas" / name
         if not (handler_dir / "handler.py").is_file():
             raise ValueError(f"lambdas/{name}/handler.py does not exist")
+        if third_party and not (LAMBDA_DEPS / ".installed").is_file():
+            raise ValueError(f"lambdas/{name} bundles requirements-lambda.txt, but {LAMBDA_DEPS} is not "
+                             "installed: run `make install`")
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
                                        removal_policy=removal_policy)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -88,11 +99,12 @@ class PythonFunction(Construct):
                 str(handler_dir),
                 asset_hash_type=AssetHashType.OUTPUT,  # the bundle includes tavari_dr: hash what ships
                 bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"),
-                                         local=_CopySources(handler_dir)),
+                                         local=_CopySources(handler_dir, third_party)),
             ),
             description=description,
             timeout=timeout,
             memory_size=memory_size,
+            ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mib) if ephemeral_storage_mib else None,
             environment=environment,
             role=self.role,
             log_group=self.log_group,

@@ -11,6 +11,7 @@ from aws_cdk import aws_kms as kms
 from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
 from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
+from stacks.data_export import API_TIMEOUT, WORKER_TIMEOUT, DataExportStack
 from stacks.database_backups import (
     JOB_TIMEOUTS,
     DatabaseBackupsReplicaStack,
@@ -34,11 +35,12 @@ class TavariApp:
     monitoring: MonitoringStack
     backups: DatabaseBackupsStack
     backups_replica: DatabaseBackupsReplicaStack | None
+    data_export: DataExportStack
 
     @property
     def stacks(self) -> list[Stack]:
         return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets, self.monitoring,
-                            self.backups_replica, self.backups) if s is not None]
+                            self.backups_replica, self.backups, self.data_export) if s is not None]
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
@@ -185,8 +187,24 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         monitoring.monitoring.watch_task_job("".join(p.capitalize() for p in job.split("_")), job=job, every=every,
                                              grace=Duration.hours(3))
 
+    data_export = DataExportStack(
+        app, config.stack_name(outputs.DATA_EXPORT),
+        description=f"Tavari {config.name}: GDPR/CCPA account export API (GET /api/account/export)",
+        env=primary_env, settings=config.data_export,
+        supabase_url_secret_arn=config_secrets["SUPABASE_URL"].secret_arn,
+        jwt_secret_arn=config_secrets["SUPABASE_JWT_SECRET"].secret_arn if "SUPABASE_JWT_SECRET" in config_secrets
+        else None,
+        database_url_secret_arn=config_secrets["BACKUP_DATABASE_URL"].secret_arn,
+        secrets_key=secrets.config_secrets.key, invoice_bucket=storage.invoices.bucket,
+        invoice_access=storage.verifier_access, log_retention_days=config.monitoring.log_retention_days,
+        removal_policy=removal, **common)
+    monitoring.watch_exports(api=data_export.api_function.function, api_timeout=API_TIMEOUT,
+                             worker=data_export.worker.function, worker_timeout=WORKER_TIMEOUT,
+                             worker_dead_letters=data_export.worker.dead_letter_queue)
+
     built = TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica,
-                      monitoring=monitoring, backups=backups, backups_replica=backups_replica)
+                      monitoring=monitoring, backups=backups, backups_replica=backups_replica,
+                      data_export=data_export)
     for stack in built.stacks:
         Tags.of(stack).add("tavari:environment", config.name)
         Tags.of(stack).add("tavari:component", "backup-recovery")

@@ -6,9 +6,11 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as sm
 from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from backup_constructs.keys import log_group_key
@@ -76,6 +78,21 @@ class MonitoringStack(Stack):
         CfnOutput(self, outputs.ALERT_TOPIC_ARN, value=self.monitoring.topic.topic_arn)
         CfnOutput(self, outputs.ALERT_ROUTER_NAME, value=self.router.function.function_name)
         CfnOutput(self, outputs.DASHBOARD_NAME, value=self.dashboard.dashboard_name)
+
+    def watch_exports(self, *, api: lambda_.IFunction, api_timeout: Duration, worker: lambda_.IFunction,
+                      worker_timeout: Duration, worker_dead_letters: sqs.IQueue | None) -> None:
+        """The account export API: both functions, the worker's DLQ, and every failed export."""
+        self.monitoring.watch_function("ExportApi", api, timeout=api_timeout, what="The export API")
+        self.monitoring.watch_function("ExportWorker", worker, timeout=worker_timeout, what="The export worker")
+        if worker_dead_letters is not None:
+            self.monitoring.watch_dead_letters("ExportDeadLetters", worker_dead_letters, what="An export job")
+        self.monitoring.alarm(
+            "ExportFailed", metric=_metric(metrics.EXPORT_FAILED, None, "Sum", Duration.hours(1)), threshold=0,
+            comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            runbook=Runbook("An account export (GDPR/CCPA request) failed; the user was told to retry.",
+                            "Read the export functions' logs by export ID; export by hand with tavari-dr export "
+                            "account if the user cannot wait.", "export-failed"))
 
     def _backup_alarms(self, settings: MonitoringConfig) -> None:
         m = self.monitoring

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tavari_dr.export import DEFAULT_DATASETS, Dataset
+
 DEFAULT_ENV = "dev"
 ENV_CONTEXT_KEY = "env"
 ENVIRONMENTS_CONTEXT_KEY = "environments"
@@ -118,6 +120,8 @@ DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
                 "PostgreSQL URL for backups: the Supabase session pooler, port 5432 (never 6543)"),
     SecretEntry("ALERT_WEBHOOK_URL", "Slack-compatible webhook for backup alerts"),
     SecretEntry("SENTRY_DSN", "Sentry DSN; alerts are also reported to Sentry when set", required=False),
+    SecretEntry("SUPABASE_JWT_SECRET", "Supabase legacy JWT secret; only where the project still signs "
+                                       "access tokens with HS256 (the export API verifies them)", required=False),
 )
 
 
@@ -223,6 +227,28 @@ class VerificationConfig:
 
 
 @dataclass(frozen=True)
+class DataExportConfig:
+    """The GDPR/CCPA account export API (GET /api/account/export).
+
+    exports_per_day: exports one user may start per UTC day (default 3); one at a time always.
+    sync_row_limit: exports of at most this many rows answer at once (200); larger ones run in
+        the background (202 + status URL), so nothing hits API Gateway's 30 s limit (default 20000).
+    url_expiry_seconds: lifetime of the presigned download URL (default 900; 60 to 3600).
+    retention_days: exports are deleted from the exports bucket after this many days (default 7).
+    include_pdfs: put the invoice PDFs into the ZIP (default true; otherwise referenced by key).
+    datasets: which tables are exported and which column ties a row to the user
+        (default tavari_dr.export.DEFAULT_DATASETS).
+    """
+
+    exports_per_day: int = 3
+    sync_row_limit: int = 20000
+    url_expiry_seconds: int = 900
+    retention_days: int = 7
+    include_pdfs: bool = True
+    datasets: tuple[Dataset, ...] = DEFAULT_DATASETS
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
@@ -238,6 +264,7 @@ class EnvironmentConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     database_backups: DatabaseBackupsConfig = field(default_factory=DatabaseBackupsConfig)
     verification: VerificationConfig = field(default_factory=VerificationConfig)
+    data_export: DataExportConfig = field(default_factory=DataExportConfig)
 
     @property
     def retain(self) -> bool:
@@ -529,6 +556,46 @@ def _parse_verification(path: str, raw: Any) -> VerificationConfig:
     )
 
 
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
+
+
+def _parse_data_export(path: str, raw: Any) -> DataExportConfig:
+    s = _Section(path, raw if raw is not None else {}, _fields(DataExportConfig))
+    d = DataExportConfig()
+    expiry = s.integer("url_expiry_seconds", d.url_expiry_seconds, minimum=60)
+    if expiry > 3600:
+        raise ConfigError(f"{s.key('url_expiry_seconds')}: {expiry} is not allowed; use 60 to 3600 (a URL signed "
+                          "with a Lambda role's session stops working when the session does)")
+    raw_datasets = s.get("datasets", None)
+    datasets = d.datasets
+    if raw_datasets is not None:
+        if not isinstance(raw_datasets, list) or not raw_datasets:
+            raise ConfigError(f"{s.key('datasets')}: {_show(raw_datasets)} is not allowed; use a non-empty list of "
+                              "{name, table, owner, column}")
+        parsed = []
+        for i, item in enumerate(raw_datasets):
+            ds = _Section(f"{s.key('datasets')}[{i}]", item, _fields(Dataset))
+            parsed.append(Dataset(
+                name=ds.pattern("name", None, _IDENT_RE, "a lower-case file name such as messages", optional=False),
+                table=ds.pattern("table", None, _TABLE_RE, "a schema-qualified table such as public.messages",
+                                 optional=False),
+                owner=ds.choice("owner", None, ("user", "business")),
+                column=ds.pattern("column", None, _IDENT_RE, "a column name such as business_id", optional=False)))
+        names = [x.name for x in parsed]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{s.key('datasets')}: names {names} are not allowed; each name must be unique")
+        datasets = tuple(parsed)
+    return DataExportConfig(
+        exports_per_day=s.integer("exports_per_day", d.exports_per_day, minimum=1),
+        sync_row_limit=s.integer("sync_row_limit", d.sync_row_limit, minimum=0),
+        url_expiry_seconds=expiry,
+        retention_days=s.integer("retention_days", d.retention_days, minimum=1),
+        include_pdfs=s.boolean("include_pdfs", d.include_pdfs),
+        datasets=datasets,
+    )
+
+
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
@@ -549,6 +616,7 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         secrets=_parse_secrets(s.key("secrets"), s.get("secrets", None)),
         monitoring=_parse_monitoring(s.key("monitoring"), s.get("monitoring", None)),
         verification=_parse_verification(s.key("verification"), s.get("verification", None)),
+        data_export=_parse_data_export(s.key("data_export"), s.get("data_export", None)),
         database_backups=_parse_database_backups(
             s.key("database_backups"), s.get("database_backups", None), s.raw.get("removal_policy", "retain")),
     )

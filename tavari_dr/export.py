@@ -82,18 +82,48 @@ def _ident(table: str) -> Any:
     return sql.Identifier(schema, name) if name else sql.Identifier(schema)
 
 
+def _owner_filter(dataset: Dataset, user_id: str, business_ids: list[Any]) -> tuple[Any, Any]:
+    """``WHERE`` clause tying the dataset's rows to the user, and its parameter."""
+    from psycopg import sql
+
+    if dataset.owner == "user":
+        return sql.SQL("{} = %s").format(sql.Identifier(dataset.column)), user_id
+    return sql.SQL("{} = ANY(%s)").format(sql.Identifier(dataset.column)), business_ids
+
+
 def _rows(conn: Any, dataset: Dataset, user_id: str, business_ids: list[Any]) -> Iterator[dict[str, Any]]:
     from psycopg import sql
     from psycopg.rows import dict_row
 
-    value = user_id if dataset.owner == "user" else business_ids
-    operator = sql.SQL("= %s") if dataset.owner == "user" else sql.SQL("= ANY(%s)")
-    query = sql.SQL("SELECT * FROM {} WHERE {} {} ORDER BY 1").format(
-        _ident(dataset.table), sql.Identifier(dataset.column), operator)
+    where, value = _owner_filter(dataset, user_id, business_ids)
+    query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY 1").format(_ident(dataset.table), where)
     with conn.cursor(name=f"export_{dataset.name}", row_factory=dict_row) as cur:  # server-side cursor
         cur.itersize = 2000
         cur.execute(query, (value,))
         yield from cur
+
+
+def _business_ids(conn: Any, user_id: str) -> list[Any]:
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM public.businesses WHERE owner_id = %s ORDER BY id", (user_id,)).fetchall()]
+
+
+def count_rows(database_url: str, user_id: str, datasets: Sequence[Dataset] = DEFAULT_DATASETS) -> int:
+    """How many rows an account export would hold (decides between answering at once and the background)."""
+    import psycopg
+    from psycopg import sql
+
+    uuid.UUID(str(user_id))
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET TRANSACTION READ ONLY")
+        business_ids = _business_ids(conn, user_id)
+        total = 0
+        for dataset in datasets:
+            where, value = _owner_filter(dataset, user_id, business_ids)
+            total += conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(_ident(dataset.table), where),
+                                  (value,)).fetchone()[0]
+        conn.rollback()
+    return total
 
 
 def export_account(database_url: str, user_id: str, out: IO[bytes] | Path, *,
@@ -106,8 +136,7 @@ def export_account(database_url: str, user_id: str, out: IO[bytes] | Path, *,
     files: dict[str, dict[str, Any]] = {}
     with psycopg.connect(database_url) as conn, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one consistent view
-        business_ids = [r[0] for r in conn.execute(
-            "SELECT id FROM public.businesses WHERE owner_id = %s ORDER BY id", (user_id,)).fetchall()]
+        business_ids = _business_ids(conn, user_id)
         pdf_keys: list[str] = []
         for dataset in datasets:
             digest, rows = hashlib.sha256(), 0

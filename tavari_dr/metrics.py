@@ -25,6 +25,9 @@ JOB_SUCCEEDED = "JobSucceeded"
 JOB_FAILED = "JobFailed"
 BACKUP_DURATION_SECONDS = "BackupDurationSeconds"
 ALERTS_DELIVERED = "AlertsDelivered"
+EXPORT_SUCCEEDED = "ExportSucceeded"
+EXPORT_FAILED = "ExportFailed"
+EXPORT_REFUSED = "ExportRefused"
 
 METRICS: dict[str, tuple[str, str]] = {
     BACKUP_AGE_HOURS: ("None", "Hours since the newest complete backup, per Source (supabase, offsite)."),
@@ -36,6 +39,9 @@ METRICS: dict[str, tuple[str, str]] = {
     ALERTS_DELIVERED: ("Count", "Alerts the router posted to the webhook."),
     JOB_FAILED: ("Count", "1 each time a scheduled job fails; per Job."),
     BACKUP_DURATION_SECONDS: ("Seconds", "Wall time of a database dump and upload, per Source."),
+    EXPORT_SUCCEEDED: ("Count", "1 per account export delivered."),
+    EXPORT_FAILED: ("Count", "1 per account export that failed (alarmed)."),
+    EXPORT_REFUSED: ("Count", "1 per export request refused by the per-user limits."),
 }
 
 

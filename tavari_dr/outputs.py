@@ -33,6 +33,11 @@ ALERT_TOPIC_ARN = "AlertTopicArn"
 ALERT_ROUTER_NAME = "AlertRouterName"
 DASHBOARD_NAME = "DashboardName"
 
+DATA_EXPORT = "DataExport"
+EXPORT_API_URL = "ExportApiUrl"
+EXPORTS_BUCKET_NAME = "ExportsBucketName"
+EXPORT_TABLE_NAME = "ExportTableName"
+
 SECRETS = "Secrets"
 SECRETS_REPLICA_KEY = "SecretsReplicaKey"
 SECRETS_KEY_ARN = "SecretsKeyArn"

@@ -46,10 +46,11 @@ def test_stateful_logical_ids_are_pinned(synthesized, env_name):
 
 def test_stack_names(dev, prod):
     assert set(dev.templates) == {"Tavari-Dev-InvoiceStorage", "Tavari-Dev-Secrets", "Tavari-Dev-Monitoring",
-                                  "Tavari-Dev-DatabaseBackups"}
+                                  "Tavari-Dev-DatabaseBackups", "Tavari-Dev-DataExport"}
     assert set(prod.templates) == {"Tavari-Prod-InvoiceStorage", "Tavari-Prod-InvoiceReplica",
                                    "Tavari-Prod-Secrets", "Tavari-Prod-SecretsReplicaKey", "Tavari-Prod-Monitoring",
-                                   "Tavari-Prod-DatabaseBackups", "Tavari-Prod-DatabaseBackupsReplica"}
+                                   "Tavari-Prod-DatabaseBackups", "Tavari-Prod-DatabaseBackupsReplica",
+                                   "Tavari-Prod-DataExport"}
 
 
 @pytest.mark.parametrize("env_name", ["dev", "prod"])

@@ -43,6 +43,17 @@ def asset_dir(env, resource) -> Path:
     return env.outdir / f"asset.{key.removesuffix('.zip')}"
 
 
+def rendered(value) -> str:
+    """An environment value as Lambda would see it: intrinsic functions become placeholder strings
+    (Fn::Join keeps its literal parts, so JSON built with Stack.to_json_string stays JSON)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(rendered(p) for p in parts)
+    return "dummy"
+
+
 def test_there_are_functions_to_check(synthesized):
     assert len(list(functions(synthesized))) >= 2
 
@@ -51,8 +62,8 @@ def test_every_handler_imports_from_its_built_asset(synthesized, lambda_runtime_
     for env, stack, logical_id, resource in functions(synthesized):
         asset = asset_dir(env, resource)
         module, _, attribute = resource["Properties"]["Handler"].rpartition(".")
-        variables = {k: v if isinstance(v, str) else f"dummy-{k}"
-                     for k, v in resource["Properties"].get("Environment", {}).get("Variables", {}).items()}
+        declared = resource["Properties"].get("Environment", {}).get("Variables", {})
+        variables = {k: rendered(v) for k, v in declared.items()}
         code = (
             "import sys, importlib;"
             f"sys.path[:0] = [{str(asset)!r}, {str(lambda_runtime_site)!r}];"
@@ -66,9 +77,35 @@ def test_every_handler_imports_from_its_built_asset(synthesized, lambda_runtime_
         assert result.returncode == 0, f"{stack}/{logical_id}: {result.stderr}"
 
 
+THIRD_PARTY = ["psycopg", "psycopg-3.2.13.dist-info", "psycopg_binary", "psycopg_binary-3.2.13.dist-info",
+               "psycopg_binary.libs", "typing_extensions-4.16.0.dist-info", "typing_extensions.py"]
+# The functions that read PostgreSQL, and only they, carry requirements-lambda.txt.
+WITH_DRIVER = {"Export API: GET /api/account/export[/{export_id}]",
+               "Export API: large account exports in the background"}
+
+
 def test_the_bundle_holds_our_code_and_nothing_else(synthesized):
     for env, _stack, _logical_id, resource in functions(synthesized):
         asset = asset_dir(env, resource)
         top = sorted(p.name for p in asset.iterdir())
-        assert top == ["handler.py", "tavari_dr"], top
+        driver = resource["Properties"]["Description"] in WITH_DRIVER
+        assert top == sorted(["handler.py", "tavari_dr", *(THIRD_PARTY if driver else [])]), top
         assert not list(asset.rglob("__pycache__"))
+
+
+def test_the_postgresql_driver_is_built_for_the_lambda_runtime(synthesized):
+    """The driver's compiled half must match the functions' runtime and architecture, or the
+    import fails in AWS only (this machine's interpreter cannot load a cp314 extension)."""
+    seen = 0
+    for env, _stack, _logical_id, resource in functions(synthesized):
+        wheel = asset_dir(env, resource) / "psycopg_binary-3.2.13.dist-info" / "WHEEL"
+        if not wheel.exists():
+            continue
+        seen += 1
+        tags = [line.split(": ", 1)[1] for line in wheel.read_text().splitlines() if line.startswith("Tag: ")]
+        runtime = resource["Properties"]["Runtime"]  # python3.14
+        assert any(t.startswith(f"cp{runtime.removeprefix('python').replace('.', '')}-") and t.endswith("_x86_64")
+                   for t in tags), tags
+        assert resource["Properties"].get("Architectures", ["x86_64"]) == ["x86_64"]
+        assert list((asset_dir(env, resource) / "psycopg_binary").glob("_psycopg.cpython-314-x86_64-linux-gnu.so"))
+    assert seen == len(synthesized) * len(WITH_DRIVER)  # every synthesized environment

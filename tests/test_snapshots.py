@@ -32,7 +32,8 @@ STACKS = [("dev", "Tavari-Dev-InvoiceStorage"), ("dev", "Tavari-Dev-Secrets"),
           ("prod", "Tavari-Prod-Secrets"), ("prod", "Tavari-Prod-SecretsReplicaKey"),
           ("dev", "Tavari-Dev-Monitoring"), ("prod", "Tavari-Prod-Monitoring"),
           ("dev", "Tavari-Dev-DatabaseBackups"), ("prod", "Tavari-Prod-DatabaseBackups"),
-          ("prod", "Tavari-Prod-DatabaseBackupsReplica")]
+          ("prod", "Tavari-Prod-DatabaseBackupsReplica"), ("dev", "Tavari-Dev-DataExport"),
+          ("prod", "Tavari-Prod-DataExport")]
 
 
 def test_every_stack_has_a_snapshot(synthesized):

@@ -1,0 +1,23 @@
+"""HTTP API Lambda authorizer: Supabase access token -> user ID. Logic: tavari_dr.export_api / jwt_auth."""
+
+import logging
+import os
+
+import boto3
+
+from tavari_dr import export_api
+from tavari_dr.alerts import SecretCache
+
+logging.getLogger("tavari").setLevel(logging.INFO)
+SUPABASE_URL_SECRET = os.environ["SUPABASE_URL_SECRET_ARN"]
+JWT_SECRET = os.environ.get("SUPABASE_JWT_SECRET_ARN") or None
+SECRETS = SecretCache(boto3.client("secretsmanager"))
+_verifiers = {}  # (project URL, HS256 secret) -> Verifier, so the JWKS cache outlives one invocation
+
+
+def handler(event, context):
+    key = (SECRETS.get(SUPABASE_URL_SECRET), SECRETS.get(JWT_SECRET) if JWT_SECRET else None)
+    if key not in _verifiers:
+        _verifiers.clear()
+        _verifiers[key] = export_api.verifier_for(*key)
+    return export_api.authorize(event, _verifiers[key])
