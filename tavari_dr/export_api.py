@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
+
 from tavari_dr.export import DEFAULT_DATASETS, Dataset, count_rows, export_account
 from tavari_dr.jwt_auth import Jwks, TokenRejected, Verifier
 from tavari_dr.metrics import EXPORT_FAILED, EXPORT_REFUSED, EXPORT_SUCCEEDED, publish
@@ -36,6 +38,8 @@ from tavari_dr.secrets import is_placeholder
 log = logging.getLogger("tavari.export")
 # A worker that dies leaves its lock behind; the lock lapses after the longest an export may run.
 LOCK_SECONDS = 16 * 60
+# Presigned URLs must be SigV4: KMS-encrypted objects refuse anything else.
+S3_CONFIG = Config(signature_version="s3v4")
 STATUS_PATH = "/api/account/export/{export_id}"
 
 

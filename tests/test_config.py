@@ -208,3 +208,33 @@ def test_app_py_reports_config_errors_without_a_traceback(tmp_path):
     assert 'configuration error: environments.prod.replication.region: "eu-west-1" is the primary region' \
         in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("data_export", "message"), [
+    ({"exports_per_day": 0}, r"environments.prod.data_export.exports_per_day: 0 is not allowed; use a whole number"),
+    ({"url_expiry_seconds": 7200}, r"data_export.url_expiry_seconds: 7200 is not allowed; use 60 to 3600"),
+    ({"include_pdfs": "yes"}, r'data_export.include_pdfs: "yes" is not allowed; use true or false'),
+    ({"datasets": []}, r"data_export.datasets: \[\] is not allowed; use a non-empty list"),
+    ({"datasets": [{"name": "m", "table": "messages", "owner": "business", "column": "business_id"}]},
+     r'data_export.datasets\[0\].table: "messages" is not allowed; use a schema-qualified table'),
+    ({"datasets": [{"name": "m", "table": "public.m", "owner": "tenant", "column": "business_id"}]},
+     r'data_export.datasets\[0\].owner: "tenant" is not allowed; choose one of user, business'),
+    ({"datasets": [{"name": "m", "table": "public.m", "owner": "user", "column": "x; DROP"}]},
+     r'data_export.datasets\[0\].column: "x; DROP" is not allowed'),
+    ({"datasets": [{"name": "m", "table": "public.m", "owner": "user", "column": "c"}] * 2},
+     r"each name must be unique"),
+    ({"datasets": [{"name": "m", "table": "public.m", "owner": "user", "column": "c", "extra": 1}]},
+     r"data_export.datasets\[0\].extra: unknown key"),
+])
+def test_data_export_settings_are_validated(data_export, message):
+    with pytest.raises(ConfigError, match=message):
+        load_environment(with_prod(lambda p: p.update(data_export=data_export)), "prod")
+
+
+def test_data_export_datasets_are_configuration():
+    from tavari_dr.export import DEFAULT_DATASETS, Dataset
+
+    assert load_environment(cdk_context(), "prod").data_export.datasets == DEFAULT_DATASETS
+    custom = load_environment(with_prod(lambda p: p.update(data_export={"datasets": [
+        {"name": "notes", "table": "public.notes", "owner": "user", "column": "author_id"}]})), "prod")
+    assert custom.data_export.datasets == (Dataset("notes", "public.notes", "user", "author_id"),)

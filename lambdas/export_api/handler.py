@@ -17,7 +17,7 @@ def _dispatch(job):
     _lambda.invoke(FunctionName=SETTINGS.worker, InvocationType="Event", Payload=json.dumps(job).encode())
 
 
-CLIENTS = export_api.Clients(dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3"),
+CLIENTS = export_api.Clients(dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3", config=export_api.S3_CONFIG),
                              secretsmanager=boto3.client("secretsmanager"), dispatch=_dispatch)
 
 

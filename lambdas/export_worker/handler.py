@@ -9,7 +9,7 @@ from tavari_dr import export_api
 
 logging.getLogger("tavari").setLevel(logging.INFO)
 SETTINGS = export_api.ExportSettings.from_json(os.environ["TAVARI_EXPORT"])
-CLIENTS = export_api.Clients(dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3"),
+CLIENTS = export_api.Clients(dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3", config=export_api.S3_CONFIG),
                              secretsmanager=boto3.client("secretsmanager"))
 
 
