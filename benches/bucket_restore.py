@@ -19,7 +19,6 @@ import hashlib
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,9 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tavari_dr.emulator import MotoServer as _Emulator  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
 S3PIT_VENV = BENCH_DIR / "s3pit-venv"
@@ -39,42 +41,14 @@ REGION = "us-east-1"
 WRITE_RE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(PUT|POST|DELETE) /')  # werkzeug may colour the method
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MotoServer:
+class MotoServer(_Emulator):
     def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._handle = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._handle, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("moto server did not start")
+        super().__init__(log)
+        self.start()
 
     def writes_since(self, offset: int) -> int:
         time.sleep(1.0)  # the server logs a request after answering it
         return len(WRITE_RE.findall(self.log.read_text()[offset:]))
-
-    def log_size(self) -> int:
-        self._handle.flush()
-        return len(self.log.read_text())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._handle.close()
 
 
 def client(url: str):

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tavari_dr.emulator import free_port
+
 
 class PostgresUnavailable(RuntimeError):
     """No PostgreSQL server binaries here; the message says how to install them."""
@@ -31,18 +33,12 @@ def server_bin_dir() -> Path:
                               "apt-get install postgresql")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LocalPostgres:
     """``with LocalPostgres() as pg: pg.url("postgres")`` — stopped and removed on exit, whatever happens."""
 
     def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.bin = server_bin_dir()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                          "max_connections": "50", **(settings or {})}
         self.root = Path(tempfile.mkdtemp(prefix="tavari-pg-"))
