@@ -249,6 +249,28 @@ class DataExportConfig:
 
 
 @dataclass(frozen=True)
+class DrillConfig:
+    """Disaster-recovery drills: the local one (`tavari-dr drill --local`) and the quarterly one in AWS.
+
+    rto_critical_minutes / rto_non_critical_minutes: the plan's objectives (60 / 240). Critical:
+        the database and configuration; non-critical: the invoice files.
+    database_gb / invoice_count / invoice_gb: production sizes; the drill projects each step's
+        measured throughput onto them and judges the projected RTO.
+    health_endpoints: URLs that must answer 200 after a recovery ("verify all services").
+    quarterly_schedule / timezone: when the Step Functions drill runs in AWS.
+    """
+
+    rto_critical_minutes: int = 60
+    rto_non_critical_minutes: int = 240
+    database_gb: float = 1.0
+    invoice_count: int = 10000
+    invoice_gb: float = 2.0
+    health_endpoints: tuple[str, ...] = ()
+    quarterly_schedule: str = "cron(0 9 ? 1,4,7,10 MON#1 *)"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
@@ -265,6 +287,7 @@ class EnvironmentConfig:
     database_backups: DatabaseBackupsConfig = field(default_factory=DatabaseBackupsConfig)
     verification: VerificationConfig = field(default_factory=VerificationConfig)
     data_export: DataExportConfig = field(default_factory=DataExportConfig)
+    drill: DrillConfig = field(default_factory=DrillConfig)
 
     @property
     def retain(self) -> bool:
@@ -596,6 +619,40 @@ def _parse_data_export(path: str, raw: Any) -> DataExportConfig:
     )
 
 
+def _positive_number(s: _Section, name: str, default: float) -> float:
+    value = s.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{s.key(name)}: {_show(value)} is not allowed; use a number > 0")
+    return float(value)
+
+
+def _parse_drill(path: str, raw: Any) -> DrillConfig:
+    s = _Section(path, raw if raw is not None else {}, _fields(DrillConfig))
+    d = DrillConfig()
+    endpoints = s.get("health_endpoints", [])
+    if not isinstance(endpoints, list):
+        raise ConfigError(f"{s.key('health_endpoints')}: {_show(endpoints)} is not allowed; use a list of https URLs")
+    for i, url in enumerate(endpoints):
+        if not isinstance(url, str) or not _URL_RE.match(url):
+            raise ConfigError(f"{s.key('health_endpoints')}[{i}]: {_show(url)} is not allowed; use an https:// URL")
+    critical = s.integer("rto_critical_minutes", d.rto_critical_minutes, minimum=1)
+    non_critical = s.integer("rto_non_critical_minutes", d.rto_non_critical_minutes, minimum=1)
+    if non_critical < critical:
+        raise ConfigError(f"{s.key('rto_non_critical_minutes')}: {non_critical} is not allowed; it must be at least "
+                          f"rto_critical_minutes ({critical})")
+    return DrillConfig(
+        rto_critical_minutes=critical, rto_non_critical_minutes=non_critical,
+        database_gb=_positive_number(s, "database_gb", d.database_gb),
+        invoice_count=s.integer("invoice_count", d.invoice_count, minimum=1),
+        invoice_gb=_positive_number(s, "invoice_gb", d.invoice_gb),
+        health_endpoints=tuple(endpoints),
+        quarterly_schedule=s.pattern("quarterly_schedule", d.quarterly_schedule, _SCHEDULE_RE,
+                                     "an EventBridge Scheduler expression such as cron(0 9 ? 1,4,7,10 MON#1 *)",
+                                     optional=False),
+        timezone=_timezone(s, d.timezone),
+    )
+
+
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
@@ -617,6 +674,7 @@ def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
         monitoring=_parse_monitoring(s.key("monitoring"), s.get("monitoring", None)),
         verification=_parse_verification(s.key("verification"), s.get("verification", None)),
         data_export=_parse_data_export(s.key("data_export"), s.get("data_export", None)),
+        drill=_parse_drill(s.key("drill"), s.get("drill", None)),
         database_backups=_parse_database_backups(
             s.key("database_backups"), s.get("database_backups", None), s.raw.get("removal_policy", "retain")),
     )

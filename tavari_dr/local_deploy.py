@@ -146,6 +146,8 @@ class StackReport:
     moto_would_ignore: list[str] = field(default_factory=list)  # "Type" or "Type.Property" per resource
     errors: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    # Lambda description -> its resolved environment: the drill runs handlers in-process with it.
+    functions: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -348,6 +350,10 @@ class LocalDeployer:
                                                   "not handled by the local deployer")
                 stack.report.not_applied.append({"logical_id": logical, "type": kind, "reason": reason})
                 _placeholder(stack, logical, kind)
+                if kind == "AWS::Lambda::Function":
+                    properties = stack.resolve(resource.get("Properties", {}))
+                    stack.report.functions[str(properties.get("Description", logical))] = {
+                        k: str(v) for k, v in properties.get("Environment", {}).get("Variables", {}).items()}
                 continue
             try:
                 properties = stack.resolve(resource.get("Properties", {}))
@@ -501,8 +507,8 @@ def _bucket(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], su
         "OwnershipControls": lambda v: s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=v),
         "LifecycleConfiguration": lambda v: s3.put_bucket_lifecycle_configuration(
             Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in v["Rules"]]}),
-        "LoggingConfiguration": lambda v: s3.put_bucket_logging(Bucket=name, BucketLoggingStatus={
-            "LoggingEnabled": {"TargetBucket": v["DestinationBucketName"], "TargetPrefix": v.get("LogFilePrefix", "")}}),
+        "LoggingConfiguration": lambda v: s3.put_bucket_logging(Bucket=name, BucketLoggingStatus={"LoggingEnabled": {
+            "TargetBucket": v["DestinationBucketName"], "TargetPrefix": v.get("LogFilePrefix", "")}}),
         "ReplicationConfiguration": lambda v: s3.put_bucket_replication(
             Bucket=name, ReplicationConfiguration=_replication(v)),
         "ObjectLockConfiguration": lambda v: s3.put_object_lock_configuration(
@@ -536,7 +542,19 @@ def _bucket(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], su
 
 
 def _bucket_policy(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
-    d.client("s3", stack.region).put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
+    """moto enforces a bucket policy's Deny statements but ignores their conditions, so a
+    conditional Deny (TLS only, TLS >= 1.2) would refuse every request: those are left out, and reported."""
+    document = dict(p["PolicyDocument"])
+    kept, dropped = [], []
+    for statement in document["Statement"]:
+        (dropped if statement.get("Effect") == "Deny" and statement.get("Condition") else kept).append(statement)
+    for statement in dropped:
+        stack.report.not_applied.append({
+            "logical_id": logical, "type": "AWS::S3::BucketPolicy.Statement",
+            "reason": f"Deny {statement.get('Action')} when {json.dumps(statement['Condition'])}: moto ignores "
+                      "conditions and would deny every request"})
+    document["Statement"] = kept
+    d.client("s3", stack.region).put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
     stack.physical[logical] = f"{p['Bucket']}-policy"
 
 

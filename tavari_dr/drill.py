@@ -1,0 +1,764 @@
+"""`tavari-dr drill --local`: the plan's disaster scenarios, played end to end on this machine.
+
+A moto server stands in for AWS, a throwaway PostgreSQL cluster for Supabase's database, and a
+small HTTP server for the Supabase Management API and the application's health endpoints. The
+app's synthesized templates are deployed into the emulator (tavari_dr.local_deploy), data is
+seeded, the real jobs run, and then the three scenarios are played with the same `tavari-dr`
+commands the runbooks give (run as separate processes, exactly as an operator types them).
+
+Every step is timed. Toy data always meets a 1-hour RTO, so each data-moving step's measured
+throughput is also projected onto the production sizes in cdk.json (``drill``): the database by
+bytes, the invoice bucket by objects (a server-side copy costs per request, not per byte), and
+the projected RTO is what is judged. Projection is linear in size — fixed costs are scaled too,
+so it errs on the slow side — and the emulator is slower than S3, another margin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tavari_dr import outputs
+from tavari_dr.config import EnvironmentConfig
+
+CRITICAL, NON_CRITICAL = "critical", "non-critical"
+FAULTS = ("corrupt-backup",)
+
+
+@dataclass
+class Step:
+    scenario: str
+    name: str
+    seconds: float = 0.0
+    ok: bool = True
+    detail: str = ""
+    command: str | None = None
+    recovery: str | None = None  # CRITICAL / NON_CRITICAL: counts towards that RTO
+    scales_with: str | None = None  # "database" (bytes) or "bucket" (objects): how it grows in production
+    volume: float = 0.0  # bytes or objects this step moved or read
+    fixed_seconds: float = 0.0  # measured cost that does not grow with data (calibrated)
+    projected_seconds: float | None = None
+
+
+@dataclass
+class Sizes:
+    """Toy data seeded by the drill."""
+
+    businesses: int = 12
+    calls: int = 200
+    messages: int = 4000
+    invoice_versions: int = 3
+    pdf_bytes: int = 40_000
+
+
+class DrillFailed(Exception):
+    pass
+
+
+def fingerprints(url: str) -> dict[str, dict[str, Any]]:
+    """Row count and an order-independent content hash of every user table."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url) as conn:
+        tables = [f"{s}.{t}" for s, t in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "AND table_schema = 'public' ORDER BY 1, 2")]
+        result = {}
+        for table in tables:
+            schema, name = table.split(".")
+            rows, digest = conn.execute(sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) "
+                "FROM {} t").format(sql.Identifier(schema, name))).fetchone()
+            result[table] = {"rows": rows, "md5": digest}
+    return result
+
+
+def bucket_state(s3: Any, bucket: str) -> dict[str, str]:
+    """Visible keys -> sha256 of their bytes."""
+    state = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            state[item["Key"]] = hashlib.sha256(body).hexdigest()
+    return state
+
+
+def state_difference(state: dict[str, str], expected: dict[str, str]) -> str:
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    changed = sorted(k for k in set(state) & set(expected) if state[k] != expected[k])
+    return (f"{len(missing)} missing {missing[:3]}, {len(extra)} unexpected {extra[:3]}, "
+            f"{len(changed)} with other bytes {changed[:3]}")
+
+
+def emulate_crr(s3: Any, source: str, destination: str, done: set[tuple[str, str]]) -> int:
+    """Copy every version and delete marker not yet in ``done``, oldest first, as CRR would have
+    (moto never replicates). Called right after each round of writes, so replicas lag by seconds."""
+    events = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=source):
+        # Listed newest first per key; S3 times have one-second resolution, so the listing order
+        # (not the time) orders versions written within the same second.
+        for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            events.append((version["LastModified"], version["Key"], -len(events), version["VersionId"],
+                           "Size" not in version))
+    copied = 0
+    for _, key, _, version_id, is_marker in sorted(events):
+        if (key, version_id) in done:
+            continue
+        done.add((key, version_id))
+        if is_marker:
+            s3.delete_object(Bucket=destination, Key=key)
+        else:
+            s3.copy_object(Bucket=destination, Key=key, CopySource={"Bucket": source, "Key": key,
+                                                                    "VersionId": version_id})
+        copied += 1
+    return copied
+
+
+class LocalDrill:
+    def __init__(self, config: EnvironmentConfig, cdk_out: Path, report_dir: Path, *, sizes: Sizes | None = None,
+                 fault: str | None = None, progress: Callable[[str], None] = print) -> None:
+        self.config, self.cdk_out, self.report_dir = config, cdk_out, report_dir
+        self.sizes, self.fault, self.say = sizes or Sizes(), fault, progress
+        self.steps: list[Step] = []
+        self.facts: dict[str, Any] = {}
+        self.env: dict[str, str] = {}
+        self.work = Path(tempfile.mkdtemp(prefix="tavari-drill-"))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def step(self, scenario: str, name: str, action: Callable[[Step], None], *, recovery: str | None = None,
+             scales_with: str | None = None) -> Step:
+        step = Step(scenario, name, recovery=recovery, scales_with=scales_with)
+        self.say(f"[{scenario}] {name} ...")
+        started = time.monotonic()
+        try:
+            action(step)
+        except Exception as error:
+            step.ok = False
+            step.detail = (step.detail + "; " if step.detail else "") + f"{type(error).__name__}: {error}"
+        step.seconds = round(time.monotonic() - started, 3)
+        self.steps.append(step)
+        self.say(f"[{scenario}] {name}: {'ok' if step.ok else 'FAILED'} in {step.seconds:.1f} s"
+                 + (f" — {step.detail}" if step.detail and not step.ok else ""))
+        if not step.ok:
+            raise DrillFailed(f"{scenario}: {name}: {step.detail}")
+        return step
+
+    def cli(self, step: Step, *args: str) -> str:
+        """Run `tavari-dr ARGS` as its own process against the emulator, as an operator would."""
+        step.command = "tavari-dr " + " ".join(shlex.quote(a) for a in args)
+        result = subprocess.run([sys.executable, "-m", "tavari_dr", *args], env={**os.environ, **self.env},
+                                capture_output=True, text=True, timeout=600, cwd=self.config_dir)
+        output = (result.stdout + result.stderr).strip()
+        if result.returncode != 0:
+            raise DrillFailed(f"`{step.command}` exited {result.returncode}: {output[-600:]}")
+        return output
+
+    def s3(self, dr: bool = False) -> Any:
+        return self.deployer.client("s3", self.config.replication.region if dr else self.config.region)
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> dict[str, Any]:
+        from tavari_dr.emulator import MotoServer
+        from tavari_dr.local_deploy import LocalDeployer
+        from tavari_dr.pgcluster import LocalPostgres
+
+        self.started = datetime.now(UTC)
+        self.config_dir = Path.cwd()
+        error = None
+        self.say(f"drill of {self.config.name}: emulator, PostgreSQL and Supabase stand-ins starting")
+        try:
+            with MotoServer(self.work / "moto.log") as moto, LocalPostgres() as primary:
+                self.moto, self.primary = moto, primary
+                self.env = {"TAVARI_DR_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "drill",
+                            "AWS_SECRET_ACCESS_KEY": "drill", "AWS_SESSION_TOKEN": "drill",
+                            "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+                os.environ.pop("AWS_PROFILE", None)
+                self.deployer = LocalDeployer(moto.url)
+                self.secondary: LocalPostgres | None = None
+                try:
+                    self._play()
+                finally:
+                    if self.secondary is not None:
+                        self.secondary.stop()
+                    if getattr(self, "standin", None) is not None:
+                        self.standin.__exit__()
+        except DrillFailed as failed:
+            error = str(failed)
+        report = self._report(error)
+        return report
+
+    def _play(self) -> None:
+        from tavari_dr.local_deploy import DeployError
+
+        def deploy(step: Step) -> None:
+            self.deployment = self.deployer.deploy(self.cdk_out, progress=lambda m: self.say(f"  {m}"))
+            errors = [e for r in self.deployment.stacks.values() for e in r.errors]
+            step.detail = (f"{sum(len(r.applied) for r in self.deployment.stacks.values())} resources applied; "
+                           f"moto's CloudFormation alone would have ignored: "
+                           f"{', '.join(self.deployment.ignored_by_moto())}")
+            if errors:
+                raise DeployError("; ".join(errors))
+
+        self.step("setup", "deploy the synthesized templates into the emulator", deploy)
+        self._outputs()
+        self.step("setup", "start the Supabase stand-ins (Management API, health endpoints)", self._start_standin)
+        self.step("setup", "seed the database (Supabase-like schema, Tavari rows)", self._seed_database)
+        self.step("setup", "seed invoice PDFs (several versions each)", self._seed_invoices)
+        self.step("setup", "push configuration to Secrets Manager", self._push_secrets)
+        self.step("jobs", "secrets check", lambda s: self._log(s, self.cli(s, "secrets", "check", "--env",
+                                                                              self.config.name)))
+        self.step("jobs", "calibrate: back up and restore an empty Tavari schema (fixed costs)", self._calibrate)
+        self.step("jobs", "nightly off-site database backup", self._backup)
+        self.step("jobs", "daily, weekly and monthly verification checks", self._verify)
+        self.step("jobs", "weekly backup check (sha256 + table of contents)",
+                  lambda s: self._log(s, self.cli(s, "db", "verify", "--env", self.config.name, "--quick")))
+        if self.fault == "corrupt-backup":
+            self._corrupt_newest_backup()
+        self._scenario_corruption()
+        self._scenario_breach()
+        self._scenario_total_failure()
+
+    @staticmethod
+    def _log(step: Step, output: str) -> None:
+        """The command's summary line (its last line that is not a progress bar)."""
+        lines = [line for line in output.splitlines() if line.strip() and "\r" not in line
+                 and not line.lstrip().startswith(("restoring", "["))]
+        step.detail = lines[-1].strip() if lines else ""
+
+    def _outputs(self) -> None:
+        out = self.deployment.outputs
+        storage = out(self.config.stack_name(outputs.INVOICE_STORAGE))
+        backups = out(self.config.stack_name(outputs.DATABASE_BACKUPS))
+        self.invoice_bucket = storage[outputs.INVOICE_BUCKET_NAME]
+        self.backup_bucket = backups[outputs.BACKUP_BUCKET_NAME]
+        self.reports_bucket = backups[outputs.REPORTS_BUCKET_NAME]
+        replica = self.config.stack_name(outputs.INVOICE_REPLICA)
+        self.replica_bucket = out(replica)[outputs.REPLICA_BUCKET_NAME] if replica in self.deployment.stacks else None
+        self.replicated: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------ setup
+
+    def _start_standin(self, step: Step) -> None:
+        from tavari_dr.standin import StandIn, health_path
+
+        self.app_database_url = None  # what the "application" was (re)started with
+
+        def database_check() -> bool:
+            import psycopg
+
+            with psycopg.connect(self.app_database_url, connect_timeout=3) as conn:
+                return conn.execute("SELECT count(*) FROM public.businesses").fetchone()[0] > 0
+
+        self.supabase_token = "sbp_drill_" + hashlib.sha256(os.urandom(8)).hexdigest()[:24]
+        self.standin = StandIn(project_ref="drill", token=self.supabase_token,
+                               pitr_enabled=self.config.verification.expect_pitr,
+                               health_paths=[health_path(u) for u in self.config.drill.health_endpoints],
+                               database_check=database_check).__enter__()
+        step.detail = self.standin.url
+
+    def _seed_database(self, step: Step) -> None:
+        from tavari_dr import demo_data
+
+        self.database_url = self.primary.create_database("postgres_tavari")
+        demo_data.create_supabase_like(self.database_url)
+        demo_data.seed(self.database_url, businesses=self.sizes.businesses, calls=self.sizes.calls,
+                       messages=self.sizes.messages)
+        self.app_database_url = self.database_url
+        self.baseline = fingerprints(self.database_url)
+        step.detail = ", ".join(f"{t} {v['rows']}" for t, v in self.baseline.items())
+
+    def _seed_invoices(self, step: Step) -> None:
+        import psycopg
+
+        with psycopg.connect(self.database_url) as conn:
+            self.pdf_keys = [r[0] for r in conn.execute("SELECT pdf_key FROM public.invoices ORDER BY 1")]
+        s3 = self.s3()
+        puts = 0
+        for version in range(1, self.sizes.invoice_versions + 1):
+            for key in self.pdf_keys:
+                body = (f"%PDF-1.7 {key} v{version}\n".encode() + os.urandom(self.sizes.pdf_bytes))
+                s3.put_object(Bucket=self.invoice_bucket, Key=key, Body=body, ContentType="application/pdf")
+                puts += 1
+        if self.replica_bucket:
+            self._replicate()
+        time.sleep(1.1)  # S3 times have a resolution of one second: T must fall after the last write
+        self.bucket_t0 = datetime.now(UTC)
+        self.bucket_baseline = bucket_state(s3, self.invoice_bucket)
+        step.volume = puts
+        step.detail = f"{len(self.pdf_keys)} invoices x {self.sizes.invoice_versions} versions" + (
+            f"; replicated to {self.replica_bucket} by the drill, the way CRR would (moto never replicates)"
+            if self.replica_bucket else "")
+
+    def _env_values(self, rotated: bool = False) -> dict[str, str]:
+        tag = "rotated" if rotated else "initial"
+        values = {
+            "SUPABASE_URL": "https://drill.supabase.co",
+            "SUPABASE_ANON_KEY": f"anon-{tag}-{os.urandom(6).hex()}",
+            "SUPABASE_SERVICE_ROLE_KEY": f"service-{tag}-{os.urandom(6).hex()}",
+            "SUPABASE_ACCESS_TOKEN": self.supabase_token,
+            "BACKUP_DATABASE_URL": self.app_database_url,
+            "ALERT_WEBHOOK_URL": f"{self.standin.url}/webhook",
+            "SUPABASE_JWT_SECRET": f"jwt-{tag}-{os.urandom(16).hex()}",
+        }
+        for key in self.config.secrets.third_party_keys:
+            values[key] = f"{key.lower()}-{tag}-{os.urandom(6).hex()}"
+        declared = {e.name for e in self.config.secrets.all_entries}
+        return {k: v for k, v in values.items() if k in declared}
+
+    def _write_env(self, values: dict[str, str], name: str) -> Path:
+        from tavari_dr.envfile import dump
+
+        path = self.work / name
+        path.write_text(dump(values))
+        path.chmod(0o600)
+        return path
+
+    def _push_secrets(self, step: Step) -> None:
+        self.env_values = self._env_values()
+        path = self._write_env(self.env_values, "tavari.env")
+        self._log(step, self.cli(step, "secrets", "push", "--env", self.config.name, "--env-file", str(path),
+                                 "--apply"))
+
+    # ------------------------------------------------------------------ jobs
+
+    def _backup(self, step: Step) -> None:
+        self._log(step, self.cli(step, "db", "backup", "--env", self.config.name, "--reason", "nightly",
+                                 "--publish-metrics"))
+        entry, manifest = self._latest_backup()
+        self.backup_manifest = manifest
+        self.backup_bytes = float(entry.bytes)
+        step.volume = self.backup_bytes
+
+    def _calibrate(self, step: Step) -> None:
+        """A restore costs a fixed part (processes, connections, roles, schema) plus a part that grows
+        with the data; timing the same commands on an empty schema measures the fixed part, so the
+        projection scales only what grows."""
+        from tavari_dr import demo_data
+
+        empty = self.primary.create_database("calibration_source")
+        demo_data.create_supabase_like(empty)
+        self.cli(step, "db", "backup", "--env", self.config.name, "--reason", "calibration", "--database-url", empty)
+        entry, _ = self._latest_backup()
+        target = self.primary.create_database("calibration_target")
+        started = time.monotonic()
+        self.cli(step, "db", "restore", "--env", self.config.name, "--backup", entry.backup_id, "--target-url",
+                 target)
+        self.fixed_restore_seconds = round(time.monotonic() - started, 3)
+        step.detail = f"restore of an empty schema: {self.fixed_restore_seconds:.1f} s"
+        step.command = None
+
+    def _latest_backup(self):
+        from tavari_dr import db_backup
+
+        return db_backup.find_backup(self.s3(), self.backup_bucket, "latest")
+
+    def _replicate(self) -> None:
+        if self.replica_bucket:
+            emulate_crr(self.s3(), self.invoice_bucket, self.replica_bucket, self.replicated)
+
+    def _verify(self, step: Step) -> None:
+        from tavari_dr import verification
+
+        stack = self.deployment.stacks[self.config.stack_name(outputs.DATABASE_BACKUPS)]
+        results = {}
+        for job in verification.JOBS:
+            environment = dict(next(v for description, v in stack.functions.items()
+                                    if description.endswith(f": {job}")))
+            # The scheduled Lambda's own environment, as deployed; only the Management API is the stand-in.
+            settings = json.loads(environment["TAVARI_VERIFICATION"])
+            settings["supabase_api_url"] = self.standin.url
+            environment["TAVARI_VERIFICATION"] = json.dumps(settings)
+            metrics_lines = io.StringIO()  # the handlers' EMF lines, which Lambda would send to CloudWatch
+            with _environ({**self.env, "AWS_ENDPOINT_URL": self.moto.url, "AWS_REGION": self.config.region,
+                           "AWS_DEFAULT_REGION": self.config.region}), contextlib.redirect_stdout(metrics_lines):
+                results.update(verification.handle(job, environment)["results"])
+        failed = {name: status for name, status in results.items() if status != "PASS"}
+        step.detail = ", ".join(f"{n} {s}" for n, s in results.items())
+        self.facts["checks"] = results
+        if failed:
+            raise DrillFailed(f"checks failed: {failed}")
+
+    def _corrupt_newest_backup(self) -> None:
+        _, manifest = self._latest_backup()
+        name = next(n for n in manifest.artifacts if n.startswith("data"))
+        key = manifest.artifacts[name]["key"]
+        self.s3().put_object(Bucket=self.backup_bucket, Key=key, Body=b"not a dump")
+        self.say(f"[fault] corrupted {key} in the backup bucket")
+
+    # ------------------------------------------------------------------ scenario 1
+
+    def _scenario_corruption(self) -> None:
+        scenario = "1 database corruption"
+        import psycopg
+
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute("UPDATE public.messages SET body = 'CORRUPTED' WHERE id % 5 = 0")
+            conn.execute("DELETE FROM public.invoices WHERE number LIKE '%-1'")
+        incident = datetime.now(UTC)
+
+        def identify(step: Step) -> None:
+            now = fingerprints(self.database_url)
+            damaged = sorted(t for t in self.baseline if now.get(t) != self.baseline[t])
+            if not damaged:
+                raise DrillFailed("the damage was not detected")
+            step.detail = f"damaged tables: {', '.join(damaged)}"
+
+        self.step(scenario, "identify the corruption (content hashes against the last verified state)", identify)
+
+        def last_good(step: Step) -> None:
+            output = self.cli(step, "db", "list", "--env", self.config.name)
+            complete = [line.split()[0] for line in output.splitlines()[1:] if "complete" in line
+                        and "INCOMPLETE" not in line]
+            if not complete:
+                raise DrillFailed("no complete backup")
+            self.chosen_backup = complete[0]
+            step.detail = f"newest complete backup: {self.chosen_backup}"
+
+        self.step(scenario, "identify the last good backup", last_good, recovery=CRITICAL)
+        target = self.primary.create_database("restored_s1")
+        self._restore_database(scenario, target, self.chosen_backup)
+        self._verify_database(scenario, target)
+        self._record_rpo(scenario, incident)
+
+    def _restore_database(self, scenario: str, target_url: str, backup: str) -> None:
+        def restore(step: Step) -> None:
+            self._log(step, self.cli(step, "db", "restore", "--env", self.config.name, "--backup", backup,
+                                     "--target-url", target_url))
+            step.volume = self.backup_bytes
+            step.fixed_seconds = self.fixed_restore_seconds
+
+        self.step(scenario, "restore the database from the off-site backup", restore, recovery=CRITICAL,
+                  scales_with="database")
+
+    def _verify_database(self, scenario: str, url: str) -> None:
+        def verify(step: Step) -> None:
+            restored = fingerprints(url)
+            differ = sorted(t for t in self.baseline if restored.get(t) != self.baseline[t])
+            if differ:
+                raise DrillFailed(f"restored tables differ from the state at the backup: {differ}")
+            step.detail = f"{len(restored)} tables: row counts and content hashes equal the backed-up state"
+            step.volume = self.backup_bytes
+
+        self.step(scenario, "verify integrity (row counts and content hashes)", verify, recovery=CRITICAL,
+                  scales_with="database")
+
+    def _record_rpo(self, scenario: str, incident: datetime) -> None:
+        backed_up = datetime.fromisoformat(self.backup_manifest.started_at)
+        self.facts.setdefault("rpo", {})[scenario] = {
+            "incident": incident.isoformat(timespec="seconds"), "restore_point": backed_up.isoformat(
+                timespec="seconds"), "data_loss_window_seconds": round((incident - backed_up).total_seconds(), 1)}
+
+    # ------------------------------------------------------------------ scenario 3
+
+    def _scenario_breach(self) -> None:
+        scenario = "3 data breach"
+        import psycopg
+
+        s3 = self.s3()
+        breach = datetime.now(UTC)
+        time.sleep(1.1)
+        for i, key in enumerate(self.pdf_keys):
+            if i % 4 == 0:
+                s3.put_object(Bucket=self.invoice_bucket, Key=key, Body=b"ransom note")
+            elif i % 4 == 1:
+                s3.delete_object(Bucket=self.invoice_bucket, Key=key)
+        s3.put_object(Bucket=self.invoice_bucket, Key="invoices/planted.pdf", Body=b"malware")
+        self._replicate()  # CRR copies the attacker's writes and deletes too
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute("DELETE FROM public.messages WHERE id % 2 = 0")
+            conn.execute("UPDATE public.businesses SET name = 'pwned'")
+
+        def restore_bucket(step: Step) -> None:
+            to = self.bucket_t0.isoformat(timespec="seconds").replace("+00:00", "Z")
+            self._log(step, self.cli(step, "bucket", "restore", "--env", self.config.name, "--to", to, "--apply",
+                                     "--state-dir", str(self.work / "restore-s3")))
+            step.volume = len(self.pdf_keys) + 1
+            self._replicate()
+
+        self.step(scenario, "restore the invoice bucket to before the breach", restore_bucket, recovery=NON_CRITICAL,
+                  scales_with="bucket")
+
+        def verify_bucket(step: Step) -> None:
+            state = bucket_state(s3, self.invoice_bucket)
+            if state != self.bucket_baseline:
+                raise DrillFailed("the bucket differs from its state before the breach: "
+                                  + state_difference(state, self.bucket_baseline))
+            step.detail = f"{len(state)} visible objects equal the state at the restore point"
+            step.volume = len(state)
+
+        self.step(scenario, "verify the bucket equals its state before the breach", verify_bucket,
+                  recovery=NON_CRITICAL, scales_with="bucket")
+        target = self.primary.create_database("restored_s3")
+        self._restore_database(scenario, target, self.chosen_backup)
+        self._verify_database(scenario, target)
+
+        def rotate(step: Step) -> None:
+            self.app_database_url = target
+            self.env_values = self._env_values(rotated=True)
+            path = self._write_env(self.env_values, "rotated.env")
+            self.cli(step, "secrets", "push", "--env", self.config.name, "--env-file", str(path), "--apply")
+            self._log(step, self.cli(step, "secrets", "check", "--env", self.config.name))
+            step.command = "tavari-dr secrets push --apply; tavari-dr secrets check"
+
+        self.step(scenario, "rotate every key and point the app at the restored database", rotate,
+                  recovery=CRITICAL)
+        self._verify_health(scenario)
+        self._record_rpo(scenario, breach)
+
+    def _verify_health(self, scenario: str) -> None:
+        def health(step: Step) -> None:
+            answered = []
+            for endpoint in self.config.drill.health_endpoints:
+                url = self.standin.local_url(endpoint)
+                with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback stand-in
+                    answered.append(f"{endpoint} {response.status}")
+            step.detail = "; ".join(answered) or "no health endpoints configured"
+
+        self.step(scenario, "verify health endpoints", health, recovery=CRITICAL)
+
+    # ------------------------------------------------------------------ scenario 2
+
+    def _scenario_total_failure(self) -> None:
+        from tavari_dr.pgcluster import LocalPostgres
+
+        scenario = "2 complete system failure"
+        s3 = self.s3()
+        incident = datetime.now(UTC)
+        self.primary.stop()  # the database is gone, cluster and all
+        lost_bucket = self.invoice_bucket
+        if self.replica_bucket:
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=lost_bucket):
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    s3.delete_object(Bucket=lost_bucket, Key=v["Key"], VersionId=v["VersionId"],
+                                     BypassGovernanceRetention=True)
+            s3.delete_bucket(Bucket=lost_bucket)
+            source, source_detail = self.replica_bucket, "the DR replica"
+        else:
+            source, source_detail = lost_bucket, "the versions of the primary bucket (no replica in this environment)"
+
+        def provision(step: Step) -> None:
+            self.secondary = LocalPostgres().start()
+            self.new_database = self.secondary.create_database("postgres_tavari")
+            self.new_bucket = f"tavari-{self.config.name}-recovered-{int(time.time())}"
+            s3.create_bucket(Bucket=self.new_bucket, CreateBucketConfiguration={
+                "LocationConstraint": self.config.region})
+            s3.put_bucket_versioning(Bucket=self.new_bucket, VersioningConfiguration={"Status": "Enabled"})
+            step.detail = f"new PostgreSQL cluster on port {self.secondary.port}; bucket {self.new_bucket}"
+
+        self.step(scenario, "provision new infrastructure (database cluster, bucket)", provision, recovery=CRITICAL)
+
+        def config(step: Step) -> None:
+            from tavari_dr.envfile import parse
+
+            out = self.work / "recovered.env"
+            args = ["secrets", "pull", "--env", self.config.name, "--out", str(out), "--force"]
+            self.cli(step, *args)
+            recovered = parse(out.read_text())
+            if recovered != self.env_values:
+                raise DrillFailed("the pulled configuration differs from what was pushed")
+            step.detail = f"{len(recovered)} entries recovered from Secrets Manager"
+
+        self.step(scenario, "recover the configuration from Secrets Manager", config, recovery=CRITICAL)
+        self._restore_database(scenario, self.new_database, self.chosen_backup)
+        self._verify_database(scenario, self.new_database)
+
+        def restore_bucket(step: Step) -> None:
+            to = self.bucket_t0.isoformat(timespec="seconds").replace("+00:00", "Z")
+            self._log(step, self.cli(step, "bucket", "restore", "--env", self.config.name, "--bucket", source, "--to",
+                                     to, "--target-bucket", self.new_bucket, "--apply", "--state-dir",
+                                     str(self.work / "restore-s2")))
+            step.volume = len(self.pdf_keys)
+            step.detail = f"from {source_detail} into {self.new_bucket}"
+
+        self.step(scenario, "restore the invoice bucket into a new bucket", restore_bucket, recovery=NON_CRITICAL,
+                  scales_with="bucket")
+
+        def verify_bucket(step: Step) -> None:
+            state = bucket_state(s3, self.new_bucket)
+            if state != self.bucket_baseline:
+                raise DrillFailed("the recovered bucket differs from the state at the restore point: "
+                                  + state_difference(state, self.bucket_baseline))
+            step.detail = f"{len(state)} objects equal the state at the restore point"
+            step.volume = len(state)
+
+        self.step(scenario, "verify the new bucket's visible state", verify_bucket, recovery=NON_CRITICAL,
+                  scales_with="bucket")
+
+        def update_config(step: Step) -> None:
+            self.app_database_url = self.new_database
+            self.env_values = {**self.env_values, "BACKUP_DATABASE_URL": self.new_database}
+            path = self._write_env(self.env_values, "recovered-updated.env")
+            self.cli(step, "secrets", "push", "--env", self.config.name, "--env-file", str(path), "--apply")
+            self._log(step, self.cli(step, "secrets", "check", "--env", self.config.name))
+            step.command = "tavari-dr secrets push --apply; tavari-dr secrets check"
+
+        self.step(scenario, "update connection strings, restart services", update_config, recovery=CRITICAL)
+        self._verify_health(scenario)
+        self._record_rpo(scenario, incident)
+
+    # ------------------------------------------------------------------ report
+
+    def _project(self) -> None:
+        """time = fixed + variable; the variable part scales linearly to the production size."""
+        d = self.config.drill
+        production = {"database": d.database_gb * 1e9, "bucket": float(d.invoice_count)}
+        for step in self.steps:
+            if step.recovery is None:
+                continue
+            if step.scales_with and step.volume > 0:
+                # Below timer noise the variable part is taken as a tenth of the step, never as zero.
+                variable = max(step.seconds - step.fixed_seconds, 0.1 * step.seconds)
+                fixed = step.seconds - variable
+                variable *= production[step.scales_with] / step.volume
+                step.projected_seconds = round(fixed + variable, 1)
+            else:
+                step.projected_seconds = step.seconds  # does not grow with data
+
+    def _report(self, error: str | None) -> dict[str, Any]:
+        self._project()
+        d = self.config.drill
+        objectives = {CRITICAL: d.rto_critical_minutes * 60, NON_CRITICAL: d.rto_non_critical_minutes * 60}
+        scenarios: dict[str, Any] = {}
+        for step in self.steps:
+            if step.scenario[0].isdigit():
+                scenarios.setdefault(step.scenario, {"steps": []})["steps"].append(step)
+        scenarios = dict(sorted(scenarios.items()))  # the plan's order, whatever order they were played in
+        verdicts = []
+        for name, data in scenarios.items():
+            for kind, limit in objectives.items():
+                measured = sum(s.seconds for s in data["steps"] if s.recovery == kind or (
+                    kind == NON_CRITICAL and s.recovery))
+                projected = sum(s.projected_seconds or 0 for s in data["steps"] if s.recovery == kind)
+                # Critical services must be back within the critical RTO; everything within the non-critical one.
+                total_projected = projected if kind == CRITICAL else sum(
+                    s.projected_seconds or 0 for s in data["steps"] if s.recovery)
+                data[f"rto_{kind}"] = {"measured_seconds": round(measured, 1),
+                                       "projected_seconds": round(total_projected, 1), "objective_seconds": limit,
+                                       "met": total_projected <= limit}
+                verdicts.append(data[f"rto_{kind}"]["met"])
+            rpo = self.facts.get("rpo", {}).get(name)
+            if rpo:
+                objective = self.config.monitoring.rpo_hours * 3600
+                # A scheduled nightly backup bounds the loss by its interval; the drill's own loss is smaller.
+                data["rpo"] = {**rpo, "objective_seconds": objective, "scheduled_worst_case_seconds": 86400,
+                               "met": rpo["data_loss_window_seconds"] <= objective and objective >= 86400}
+                verdicts.append(data["rpo"]["met"])
+        failed_steps = [f"{s.scenario}: {s.name}: {s.detail}" for s in self.steps if not s.ok]
+        expected = {"1 database corruption", "2 complete system failure", "3 data breach"}
+        missing = sorted(expected - set(scenarios)) if not failed_steps else []
+        ok = error is None and not failed_steps and all(verdicts) and not missing
+        report = {
+            "environment": self.config.name, "started": self.started.isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"), "passed": ok, "error": error,
+            "objectives": {"rto_critical_seconds": objectives[CRITICAL],
+                           "rto_non_critical_seconds": objectives[NON_CRITICAL],
+                           "rpo_seconds": self.config.monitoring.rpo_hours * 3600},
+            "production_sizes": {"database_gb": d.database_gb, "invoice_count": d.invoice_count,
+                                 "invoice_gb": d.invoice_gb},
+            "toy_sizes": asdict(self.sizes),
+            "steps": [asdict(s) for s in self.steps],
+            "scenarios": {n: {k: ([asdict(s) for s in v] if k == "steps" else v) for k, v in data.items()}
+                          for n, data in scenarios.items()},
+            "checks": self.facts.get("checks", {}),
+            "deployment": self.deployment.to_json() if getattr(self, "deployment", None) else None,
+            "failures": failed_steps + ([error] if error and not failed_steps else []),
+            "notes": ["moto never replicates: the drill copied the invoice bucket's versions to the replica "
+                      "itself, the way CRR would." if getattr(self, "replica_bucket", None) else
+                      "No replica in this environment: the bucket is recovered from its own versions.",
+                      "Projected RTO: each data-moving step's time minus its calibrated fixed part, scaled "
+                      "linearly to the production sizes (database by dump bytes, bucket by objects: a server-side "
+                      "copy costs per request); the emulator is slower than S3, so bucket projections err slow."],
+        }
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        (self.report_dir / "drill-report.json").write_text(json.dumps(report, indent=1, default=str))
+        (self.report_dir / "drill-report.md").write_text(markdown(report))
+        return report
+
+
+class _environ:
+    """Set environment variables for the in-process jobs, and put them back."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        for k, v in self.values.items():
+            self.saved[k] = os.environ.get(k)
+            os.environ[k] = v
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Disaster-recovery drill — {report['environment']}: {'PASSED' if report['passed'] else 'FAILED'}",
+             "", f"{report['started']} → {report['finished']}. Objectives: RTO critical "
+             f"{_minutes(report['objectives']['rto_critical_seconds'])}, non-critical "
+             f"{_minutes(report['objectives']['rto_non_critical_seconds'])}, RPO "
+             f"{_minutes(report['objectives']['rpo_seconds'])}. Production sizes: "
+             f"{report['production_sizes']['database_gb']} GB database, {report['production_sizes']['invoice_count']}"
+             f" invoices ({report['production_sizes']['invoice_gb']} GB).", ""]
+    if report["failures"]:
+        lines += ["## Failures", "", *[f"- {f}" for f in report["failures"]], ""]
+    lines += ["## Scenarios", "", "| scenario | RTO critical (measured / projected / objective) | "
+              "RTO all (measured / projected / objective) | RPO (data lost / objective) | verdict |",
+              "|---|---|---|---|---|"]
+    for name, data in report["scenarios"].items():
+        c, n, rpo = data.get("rto_critical"), data.get("rto_non-critical"), data.get("rpo")
+        verdict = all(x["met"] for x in (c, n, rpo) if x)
+        lines.append(f"| {name} | {_minutes(c['measured_seconds'])} / {_minutes(c['projected_seconds'])} / "
+                     f"{_minutes(c['objective_seconds'])} | {_minutes(n['measured_seconds'])} / "
+                     f"{_minutes(n['projected_seconds'])} / {_minutes(n['objective_seconds'])} | "
+                     + (f"{_minutes(rpo['data_loss_window_seconds'])} / {_minutes(rpo['objective_seconds'])}"
+                        if rpo else "-") + f" | {'met' if verdict else 'MISSED'} |")
+    lines += ["", "## Steps", "", "| scenario | step | ok | seconds | projected | command | detail |",
+              "|---|---|---|---|---|---|---|"]
+    for s in report["steps"]:
+        projected = _minutes(s["projected_seconds"]) if s["projected_seconds"] is not None else ""
+        command = f"`{s['command']}`" if s["command"] else ""
+        detail = s["detail"].replace("|", "\\|")[:300]
+        lines.append(f"| {s['scenario']} | {s['name']} | {'yes' if s['ok'] else 'NO'} | {s['seconds']:.1f} | "
+                     f"{projected} | {command} | {detail} |")
+    deployment = report.get("deployment")
+    if deployment:
+        lines += ["", "## Deployment into the emulator", "",
+                  "moto's CloudFormation would have ignored (asked of moto at run time; applied here by the local "
+                  "deployer where the drill needs it):", ""]
+        ignored = sorted({i for st in deployment["stacks"].values() for i in st["moto_would_ignore"]})
+        lines += [f"- `{i}`" for i in ignored]
+        lines += ["", "Not applied (and why):", ""]
+        reasons: dict[str, set[str]] = {}
+        for st in deployment["stacks"].values():
+            for item in st["not_applied"]:
+                reasons.setdefault(f"{item['type']} — {item['reason']}", set()).add(item["logical_id"])
+        lines += [f"- {k} ({len(v)})" for k, v in sorted(reasons.items())]
+    lines += ["", "## Notes", "", *[f"- {n}" for n in report["notes"]], ""]
+    return "\n".join(lines)
+

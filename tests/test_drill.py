@@ -1,0 +1,156 @@
+"""The local disaster-recovery drill and its deployer, end to end (moto server + real PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from tavari_dr.cli import main
+from tavari_dr.config import load_environment
+from tavari_dr.drill import LocalDrill, Sizes, emulate_crr, state_difference
+from tavari_dr.emulator import MotoServer
+from tavari_dr.local_deploy import LocalDeployer
+from tests.conftest import ROOT, cdk_context
+
+pytestmark = [pytest.mark.drill]
+SMALL = Sizes(businesses=3, calls=20, messages=60, invoice_versions=3, pdf_bytes=2000)
+
+
+def run_drill(synthesized, env_name, tmp_path, **kwargs):
+    config = load_environment(cdk_context(), env_name)
+    lines = []
+    drill = LocalDrill(config, synthesized[env_name].outdir, tmp_path / "report", sizes=SMALL,
+                       progress=lines.append, **kwargs)
+    return drill.run(), lines, tmp_path / "report"
+
+
+@pytest.mark.parametrize("env_name", ["prod", "dev"])
+def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkeypatch, env_name):
+    monkeypatch.chdir(ROOT)
+    report, lines, out = run_drill(synthesized, env_name, tmp_path)
+    assert report["passed"], report["failures"]
+    assert list(report["scenarios"]) == ["1 database corruption", "2 complete system failure", "3 data breach"]
+    for data in report["scenarios"].values():
+        for kind in ("rto_critical", "rto_non-critical"):
+            assert data[kind]["met"] and data[kind]["projected_seconds"] >= data[kind]["measured_seconds"]
+        assert data["rpo"]["met"] and data["rpo"]["data_loss_window_seconds"] > 0
+    steps = {(s["scenario"], s["name"]): s for s in report["steps"]}
+    restore = steps[("2 complete system failure", "restore the database from the off-site backup")]
+    assert restore["command"].startswith("tavari-dr db restore --env " + env_name)
+    assert restore["projected_seconds"] > restore["seconds"]  # scaled to the production size
+    assert report["checks"] and set(report["checks"].values()) == {"PASS"}
+    commands = {s["command"].split(" --")[0] for s in report["steps"] if s["command"]}
+    assert {"tavari-dr secrets push", "tavari-dr secrets check", "tavari-dr secrets pull", "tavari-dr db backup",
+            "tavari-dr db list", "tavari-dr db restore", "tavari-dr db verify", "tavari-dr bucket restore"} <= commands
+    bucket = steps[("2 complete system failure", "restore the invoice bucket into a new bucket")]["detail"]
+    assert ("DR replica" in bucket) == (env_name == "prod")
+    markdown = (out / "drill-report.md").read_text()
+    assert "PASSED" in markdown and "| 2 complete system failure |" in markdown
+    assert json.loads((out / "drill-report.json").read_text())["passed"] is True
+    assert any("verify health endpoints: ok" in line for line in lines)  # progress while it runs
+
+
+def test_a_broken_backup_fails_the_drill_at_the_restore_step(synthesized, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    report, _, out = run_drill(synthesized, "dev", tmp_path, fault="corrupt-backup")
+    assert not report["passed"]
+    assert report["failures"][0].startswith("1 database corruption: restore the database from the off-site backup")
+    assert "sha256" in report["failures"][0]
+    assert "FAILED" in (out / "drill-report.md").read_text()
+
+
+def test_the_deployer_reports_exactly_what_motos_cloudformation_ignores(synthesized, tmp_path):
+    """Independently of the deployer: deploy the project's invoice bucket through moto's own
+    CloudFormation and read back which of its properties survived."""
+    prod = synthesized["prod"]
+    with MotoServer(tmp_path / "moto.log") as moto:
+        deployment = LocalDeployer(moto.url).deploy(prod.outdir)
+        template = prod.templates["Tavari-Prod-InvoiceStorage"]
+        (bucket,) = [r for k, r in template["Resources"].items()
+                              if r["Type"] == "AWS::S3::Bucket" and k.startswith("InvoicesBucket")]
+        properties = json.loads(json.dumps(bucket["Properties"]))
+        properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
+            "KMSMasterKeyID"] = "arn:aws:kms:eu-west-1:123456789012:key/independent"
+        properties["LoggingConfiguration"]["DestinationBucketName"] = "independent-logs"
+        properties["ReplicationConfiguration"] = {"Role": "arn:aws:iam::123456789012:role/independent", "Rules": [
+            {"Id": "r", "Status": "Enabled", "Priority": 0, "Filter": {"Prefix": ""},
+             "DeleteMarkerReplication": {"Status": "Enabled"},
+             "Destination": {"Bucket": "arn:aws:s3:::independent-replica"}}]}
+        properties["BucketName"] = "independent-invoices"
+        kw = dict(endpoint_url=moto.url, aws_access_key_id="t", aws_secret_access_key="t", region_name="eu-west-1")
+        s3 = boto3.client("s3", **kw)
+        s3.create_bucket(Bucket="independent-logs", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        boto3.client("cloudformation", **kw).create_stack(StackName="Independent", TemplateBody=json.dumps(
+            {"Resources": {"B": {"Type": "AWS::S3::Bucket", "Properties": properties}}}))
+        kept = {
+            "VersioningConfiguration": s3.get_bucket_versioning(Bucket="independent-invoices").get("Status")
+            == "Enabled",
+            "LifecycleConfiguration": _answers(lambda: s3.get_bucket_lifecycle_configuration(
+                Bucket="independent-invoices")),
+            "ReplicationConfiguration": _answers(lambda: s3.get_bucket_replication(Bucket="independent-invoices")),
+            "PublicAccessBlockConfiguration": _answers(lambda: s3.get_public_access_block(
+                Bucket="independent-invoices")),
+            "OwnershipControls": _answers(lambda: s3.get_bucket_ownership_controls(Bucket="independent-invoices")),
+            "LoggingConfiguration": "LoggingEnabled" in s3.get_bucket_logging(Bucket="independent-invoices"),
+            "BucketEncryption": "independent" in json.dumps(s3.get_bucket_encryption(Bucket="independent-invoices")),
+            "Tags": _answers(lambda: s3.get_bucket_tagging(Bucket="independent-invoices")["TagSet"]),
+        }
+        secrets_listed = boto3.client("secretsmanager", **kw).list_secrets()["SecretList"]
+    ignored = {p for p, survived in kept.items() if not survived}
+    report = deployment.stacks["Tavari-Prod-InvoiceStorage"].moto_would_ignore
+    reported = {item.split(".", 1)[1] for item in report if item.startswith("AWS::S3::Bucket.")}
+    assert reported == ignored
+    assert {"VersioningConfiguration", "LifecycleConfiguration", "ReplicationConfiguration"} <= ignored
+    # Secrets: moto's CloudFormation creates none; the deployer created every one, and says moto would not have.
+    secrets_report = deployment.stacks["Tavari-Prod-Secrets"]
+    assert "AWS::SecretsManager::Secret" in secrets_report.moto_would_ignore
+    assert len([a for a in secrets_report.applied if a["type"] == "AWS::SecretsManager::Secret"]) == len(
+        [r for r in synthesized["prod"].templates["Tavari-Prod-Secrets"]["Resources"].values()
+         if r["Type"] == "AWS::SecretsManager::Secret"])
+    listed = {s["ARN"] for s in secrets_listed}
+    assert {a["physical_id"] for a in secrets_report.applied if a["type"] == "AWS::SecretsManager::Secret"} <= listed
+    # Everything not applied says why; nothing failed.
+    for stack in deployment.stacks.values():
+        assert not stack.errors
+        assert all(item["reason"] for item in stack.not_applied)
+
+
+def _answers(call) -> bool:
+    try:
+        return bool(call())
+    except Exception:
+        return False
+
+
+def test_emulated_crr_copies_each_version_once_in_write_order(tmp_path):
+    with MotoServer(tmp_path / "moto.log") as moto:
+        s3 = boto3.client("s3", endpoint_url=moto.url, aws_access_key_id="t", aws_secret_access_key="t",
+                          region_name="us-east-1")
+        for bucket in ("src", "dst"):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        for body in (b"1", b"2", b"3"):  # all within one second: order must come from the listing
+            s3.put_object(Bucket="src", Key="k", Body=body)
+        s3.put_object(Bucket="src", Key="gone", Body=b"x")
+        s3.delete_object(Bucket="src", Key="gone")
+        done = set()
+        assert emulate_crr(s3, "src", "dst", done) == 5  # three versions, one version and its delete marker
+        assert emulate_crr(s3, "src", "dst", done) == 0
+        assert s3.get_object(Bucket="dst", Key="k")["Body"].read() == b"3"
+        assert "Contents" not in s3.list_objects_v2(Bucket="dst", Prefix="gone")
+
+
+def test_state_difference_names_what_differs():
+    assert state_difference({"a": "1", "c": "9"}, {"a": "2", "b": "1"}) == (
+        "1 missing ['b'], 1 unexpected ['c'], 1 with other bytes ['a']")
+
+
+def test_cli_needs_local_and_a_synthesized_app(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(main, ["drill", "--env", "dev"])
+    assert result.exit_code == 2 and "only --local runs here" in result.output
+    result = CliRunner().invoke(main, ["drill", "--local", "--env", "dev", "--cdk-out", str(tmp_path)])
+    assert result.exit_code == 2 and "synthesize first" in result.output
