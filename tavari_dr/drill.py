@@ -111,13 +111,13 @@ def emulate_crr(s3: Any, source: str, destination: str, done: set[tuple[str, str
     (moto never replicates). Called right after each round of writes, so replicas lag by seconds."""
     events = []
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=source):
-        # Listed newest first per key; S3 times have one-second resolution, so the listing order
-        # (not the time) orders versions written within the same second.
+        # S3 times have one-second resolution: within a second, the current version (IsLatest) is
+        # the newest, and versions among themselves are listed newest first.
         for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            events.append((version["LastModified"], version["Key"], -len(events), version["VersionId"],
-                           "Size" not in version))
+            events.append((version["LastModified"], version["Key"], version.get("IsLatest", False), -len(events),
+                           version["VersionId"], "Size" not in version))
     copied = 0
-    for _, key, _, version_id, is_marker in sorted(events):
+    for _, key, _, _, version_id, is_marker in sorted(events):
         if (key, version_id) in done:
             continue
         done.add((key, version_id))
