@@ -37,9 +37,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The main job (offline, no AWS account): synthesize every environment with the
-# pinned CDK CLI, nag-clean, and summarize what would be deployed.
+# The main job (offline, no AWS account): synthesize every environment with the pinned
+# CDK CLI, nag-clean; then a full disaster-recovery drill of prod on this machine (emulated
+# AWS, throwaway PostgreSQL) with its report in drill-report/.
+DRILL_ENV ?= prod
 run: synth
+	$(PY) -m tavari_dr drill --local --env $(DRILL_ENV) --report-dir drill-report
 
 synth: install
 	rm -rf cdk.out
@@ -56,4 +59,4 @@ bench: install
 	bash benches/synth.sh
 
 clean:
-	rm -rf cdk.out .pytest_cache
+	rm -rf cdk.out .pytest_cache drill-report

@@ -16,6 +16,7 @@ from stacks.database_backups import (
     JOB_TIMEOUTS,
     DatabaseBackupsReplicaStack,
     DatabaseBackupsStack,
+    DrillInputs,
     VerificationInputs,
 )
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
@@ -168,7 +169,10 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             secrets_key=secrets.config_secrets.key,
             replica_bucket_name=replica_stack.replica.bucket.bucket_name if replica_stack else None,
             dr_region=config.replication.region),
-        report_retention_days=config.verification.report_retention_days, **common)
+        report_retention_days=config.verification.report_retention_days,
+        drill=DrillInputs(settings=config.drill, secrets_key=secrets.config_secrets.key, secrets={
+            entry.name: (config_secrets[entry.name], entry) for entry in config.secrets.all_entries}),
+        **common)
     if backups_pending:
         Annotations.of(backups).add_warning_v2("tavari:backup-replication-pending", backups_pending)
     if backups_replica is not None:
@@ -187,6 +191,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         monitoring.monitoring.watch_task_job("".join(p.capitalize() for p in job.split("_")), job=job, every=every,
                                              grace=Duration.hours(3))
 
+    if backups.drill is not None:
+        monitoring.watch_drill(backups.drill.state_machine)
     data_export = DataExportStack(
         app, config.stack_name(outputs.DATA_EXPORT),
         description=f"Tavari {config.name}: GDPR/CCPA account export API (GET /api/account/export)",

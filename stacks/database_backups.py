@@ -27,11 +27,12 @@ from backup_constructs.nag import (
     grant_policy,
 )
 from backup_constructs.python_function import PythonFunction, retention
+from backup_constructs.quarterly_drill import QuarterlyDrill
 from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
 from tavari_dr import outputs
-from tavari_dr.config import DatabaseBackupsConfig, VerificationConfig
+from tavari_dr.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, VerificationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 # The job image's build context: only what docker/backup/Dockerfile copies (so the asset hash
@@ -76,7 +77,7 @@ class DatabaseBackupsStack(Stack):
                  removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None,
                  no_replication_reason: str = "Replication is off in this environment by configuration.",
                  verification: VerificationInputs | None = None, report_retention_days: int = 400,
-                 **kwargs: Any) -> None:
+                 drill: DrillInputs | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         zones = [f"{self.region}a", f"{self.region}b"]
         # Pinned so synth never looks availability zones up in the account (it must work offline).
@@ -170,6 +171,7 @@ class DatabaseBackupsStack(Stack):
         self.restore_test = SecureBucket(self, "RestoreTest", purpose="Scratch copies of the monthly S3 restore test",
                                          expire_after=Duration.days(1), removal_policy=RemovalPolicy.DESTROY)
         self.verification = self._verification_jobs(verification)
+        self.drill = self._quarterly_drill(drill, environment, log_retention_days)
         for child in self.node.children:  # the roles aws-scheduler-targets creates per target
             if child.node.id.startswith("SchedulerRoleForTarget"):
                 acknowledge_wildcards(acknowledge_inline_policy(child.node.find_child("DefaultPolicy")),
@@ -181,6 +183,44 @@ class DatabaseBackupsStack(Stack):
         CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.BACKUP_TASK_DEFINITION_ARN, value=self.nightly.task_definition.task_definition_arn)
 
+
+    def _quarterly_drill(self, inputs: DrillInputs | None, environment: str,
+                         log_retention_days: int) -> QuarterlyDrill | None:
+        """The quarterly drill lives beside what it runs: the restore-test task, the S3 restore-test
+        Lambda and the reports bucket."""
+        if inputs is None or "monthly_restore_test" not in self.verification:
+            return None
+        settings = inputs.settings
+        entries = [{"name": name, "arn": secret.secret_arn, "required": entry.required,
+                    "description": entry.description} for name, (secret, entry) in inputs.secrets.items()]
+        fn = PythonFunction(
+            self, "DrillSteps", name="dr_drill", description="Quarterly DR drill: secrets check and report",
+            timeout=Duration.minutes(5), log_retention=retention(log_retention_days), log_key=self.log_key,
+            removal_policy=self._removal,
+            environment={"TAVARI_ENV": environment, "TAVARI_REPORTS_BUCKET": self.reports.bucket.bucket_name,
+                         "TAVARI_SECRETS": self.to_json_string(entries),
+                         "TAVARI_OBJECTIVES": json.dumps({
+                             "rto_critical_seconds": settings.rto_critical_minutes * 60,
+                             "rto_non_critical_seconds": settings.rto_non_critical_minutes * 60})},
+            synchronous_reason="Only the drill's state machine invokes it, synchronously; the state machine "
+                               "records and alarms on any failure.")
+        for name, (secret, _) in inputs.secrets.items():
+            sm.Secret.from_secret_complete_arn(self, f"Drill{outputs.entry_id(name)}Secret",
+                                               secret.secret_arn).grant_read(fn.role)
+        inputs.secrets_key.grant_decrypt(fn.role)
+        self.reports.bucket.grant_put(fn.role)
+        acknowledge_wildcards(grant_policy(fn.role), "The drill writes its report into the one reports bucket "
+                              "(keys are dates) through its key.", actions=BUCKET_READ_PUT_ACTIONS)
+        drill = QuarterlyDrill(
+            self, "QuarterlyDrill", cluster=self.cluster, restore_task=self.monthly.task_definition,
+            container="Job", subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            security_group=self.security_group, bucket_test=self.verification["monthly_restore_test"].function,
+            drill_function=fn.function, schedule=settings.quarterly_schedule, time_zone=settings.timezone,
+            log_key=self.log_key, log_retention=retention(log_retention_days), removal_policy=self._removal,
+            dead_letter_queue=self.monthly.dead_letter_queue)
+        self.drill_function = fn
+        CfnOutput(self, outputs.DRILL_STATE_MACHINE_ARN, value=drill.state_machine.state_machine_arn)
+        return drill
 
     def _verification_jobs(self, inputs: VerificationInputs | None) -> dict[str, PythonFunction]:
         """The scheduled verification Lambdas; they live beside the reports bucket they write."""
@@ -238,6 +278,15 @@ class DatabaseBackupsStack(Stack):
             acknowledge(fn.role, "The managed policy is the invoice stack's own, scoped to its bucket and key.",
                         "AwsSolutions-IAM4[Policy::<InvoicesVerifierAccess>]")
         return functions
+
+
+@dataclass(frozen=True)
+class DrillInputs:
+    """What the quarterly drill checks: the configuration secrets (name -> secret, entry) and its objectives."""
+
+    settings: DrillConfig
+    secrets: dict[str, tuple[sm.ISecret, SecretEntry]]
+    secrets_key: kms.IKey
 
 
 @dataclass(frozen=True)

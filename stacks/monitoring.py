@@ -11,6 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as sm
 from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from backup_constructs.keys import log_group_key
@@ -78,6 +79,23 @@ class MonitoringStack(Stack):
         CfnOutput(self, outputs.ALERT_TOPIC_ARN, value=self.monitoring.topic.topic_arn)
         CfnOutput(self, outputs.ALERT_ROUTER_NAME, value=self.router.function.function_name)
         CfnOutput(self, outputs.DASHBOARD_NAME, value=self.dashboard.dashboard_name)
+
+    def watch_drill(self, state_machine: sfn.IStateMachine) -> None:
+        """The quarterly drill: an execution that fails or times out, or a missed objective."""
+        for name, metric in (("DrillExecutionFailed", state_machine.metric_failed(period=DAY, statistic="Sum")),
+                             ("DrillExecutionTimedOut", state_machine.metric_timed_out(period=DAY, statistic="Sum"))):
+            self.monitoring.alarm(
+                name, metric=metric, threshold=0, comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook("The quarterly disaster-recovery drill failed.",
+                                "Read its report in the reports bucket (reports/quarterly_drill/); fix the step "
+                                "that failed and start the state machine again.", "drill-failed"))
+        self.monitoring.alarm(
+            "DrillObjectiveMissed", metric=_metric(metrics.DRILL_OBJECTIVE_MISSED, None, "Maximum", DAY), threshold=0,
+            comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            runbook=Runbook("The quarterly drill missed an RTO objective or a restore test failed.",
+                            "Read the drill report; see which step was slow or failed.", "drill-failed"))
 
     def watch_exports(self, *, api: lambda_.IFunction, api_timeout: Duration, worker: lambda_.IFunction,
                       worker_timeout: Duration, worker_dead_letters: sqs.IQueue | None) -> None:

@@ -145,6 +145,8 @@ class SecretsConfig:
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
 _URL_RE = re.compile(r"^https://[^\s/]+(/\S*)?$")
+# A Management API stand-in on this machine (the local drill) may speak plain http.
+_API_URL_RE = re.compile(r"^(https://[^\s/]+|http://(127\.0\.0\.1|localhost)(:\d+)?)(/\S*)?$")
 
 
 @dataclass(frozen=True)
@@ -574,7 +576,8 @@ def _parse_verification(path: str, raw: Any) -> VerificationConfig:
         **{name: s.integer(name, getattr(d, name), minimum=1)
            for name in ("integrity_sample_size", "replication_sample_size", "restore_test_sample_size",
                         "max_list_pages", "size_shrink_percent", "rto_minutes", "report_retention_days")},
-        supabase_api_url=s.pattern("supabase_api_url", d.supabase_api_url, _URL_RE, "an https:// URL",
+        supabase_api_url=s.pattern("supabase_api_url", d.supabase_api_url, _API_URL_RE,
+                                   "an https:// URL (or http://127.0.0.1:<port> for a local stand-in)",
                                    optional=False),
     )
 

@@ -228,6 +228,8 @@ class LocalDrill:
         self.step("jobs", "calibrate: back up and restore an empty Tavari schema (fixed costs)", self._calibrate)
         self.step("jobs", "nightly off-site database backup", self._backup)
         self.step("jobs", "daily, weekly and monthly verification checks", self._verify)
+        self.step("jobs", "tavari-dr verify (the same checks, by hand)", self._verify_cli)
+        self.step("jobs", "data exports: one account (GDPR) and the tables (CSV)", self._exports)
         self.step("jobs", "weekly backup check (sha256 + table of contents)",
                   lambda s: self._log(s, self.cli(s, "db", "verify", "--env", self.config.name, "--quick")))
         if self.fault == "corrupt-backup":
@@ -395,6 +397,42 @@ class LocalDrill:
         self.facts["checks"] = results
         if failed:
             raise DrillFailed(f"checks failed: {failed}")
+
+    def _verify_cli(self, step: Step) -> None:
+        """The operator's `tavari-dr verify`; its cdk.json differs from the project's only in the
+        Management API URL (the stand-in)."""
+        context = json.loads((self.config_dir / "cdk.json").read_text())
+        settings = context["context"]["environments"][self.config.name].setdefault("verification", {})
+        settings["supabase_api_url"] = self.standin.url
+        copy = self.work / "cdk.json"
+        copy.write_text(json.dumps(context))
+        self._log(step, self.cli(step, "verify", "--env", self.config.name, "--cdk-json", str(copy)))
+
+    def _exports(self, step: Step) -> None:
+        import zipfile
+
+        import psycopg
+
+        with psycopg.connect(self.database_url) as conn:
+            user = str(conn.execute("SELECT owner_id FROM public.businesses ORDER BY 1 LIMIT 1").fetchone()[0])
+        archive = self.work / "account.zip"
+        self.cli(step, "export", "account", "--user-id", user, "--database-url", self.database_url, "--out",
+                 str(archive))
+        with zipfile.ZipFile(archive) as zf:
+            metadata = json.loads(zf.read("metadata.json"))
+        if metadata["user_id"] != user or not metadata["files"]["messages.jsonl"]["rows"]:
+            raise DrillFailed("the account export does not hold the user's messages")
+        tables = self.work / "tables"
+        self.cli(step, "export", "tables", "--database-url", self.database_url, "--out", str(tables))
+        manifest = json.loads((tables / "manifest.json").read_text())
+        counts = {t: v["rows"] for t, v in manifest["tables"].items()}
+        expected = {t: self.baseline[t]["rows"] for t in counts}
+        if counts != expected:
+            raise DrillFailed(f"table export counts {counts} differ from the database's {expected}")
+        step.command = (f"tavari-dr export account --user-id {user} --database-url … --out {archive}; "
+                        f"tavari-dr export tables --database-url … --out {tables}")
+        step.detail = (f"account {user}: {sum(f.get('rows', 0) for f in metadata['files'].values())} rows; "
+                       f"{len(counts)} tables as CSV")
 
     def _corrupt_newest_backup(self) -> None:
         _, manifest = self._latest_backup()

@@ -25,6 +25,8 @@ JOB_SUCCEEDED = "JobSucceeded"
 JOB_FAILED = "JobFailed"
 BACKUP_DURATION_SECONDS = "BackupDurationSeconds"
 ALERTS_DELIVERED = "AlertsDelivered"
+DRILL_STEP_SECONDS = "DrillStepSeconds"
+DRILL_OBJECTIVE_MISSED = "DrillObjectiveMissed"
 EXPORT_SUCCEEDED = "ExportSucceeded"
 EXPORT_FAILED = "ExportFailed"
 EXPORT_REFUSED = "ExportRefused"
@@ -39,6 +41,8 @@ METRICS: dict[str, tuple[str, str]] = {
     ALERTS_DELIVERED: ("Count", "Alerts the router posted to the webhook."),
     JOB_FAILED: ("Count", "1 each time a scheduled job fails; per Job."),
     BACKUP_DURATION_SECONDS: ("Seconds", "Wall time of a database dump and upload, per Source."),
+    DRILL_STEP_SECONDS: ("Seconds", "Duration of one quarterly-drill step (the RTO achieved for it), per Step."),
+    DRILL_OBJECTIVE_MISSED: ("Count", "1 when a quarterly drill missed an objective or a step failed, else 0."),
     EXPORT_SUCCEEDED: ("Count", "1 per account export delivered."),
     EXPORT_FAILED: ("Count", "1 per account export that failed (alarmed)."),
     EXPORT_REFUSED: ("Count", "1 per export request refused by the per-user limits."),

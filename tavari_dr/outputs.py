@@ -27,6 +27,7 @@ REPORTS_BUCKET_NAME = "ReportsBucketName"
 RESTORE_TEST_BUCKET_NAME = "RestoreTestBucketName"
 BACKUP_CLUSTER_ARN = "BackupClusterArn"
 BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
+DRILL_STATE_MACHINE_ARN = "DrillStateMachineArn"
 
 MONITORING = "Monitoring"
 ALERT_TOPIC_ARN = "AlertTopicArn"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import boto3
 import pytest
@@ -45,6 +46,13 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     commands = {s["command"].split(" --")[0] for s in report["steps"] if s["command"]}
     assert {"tavari-dr secrets push", "tavari-dr secrets check", "tavari-dr secrets pull", "tavari-dr db backup",
             "tavari-dr db list", "tavari-dr db restore", "tavari-dr db verify", "tavari-dr bucket restore"} <= commands
+    runbook_commands = set()
+    for runbook in (ROOT / "docs" / "runbooks").glob("*.md"):
+        runbook_commands |= set(re.findall(r"tavari-dr (?:verify|(?:secrets|db|bucket|export) [a-z]+)",
+                                           runbook.read_text()))
+    exercised = {c for s in report["steps"] if s["command"] for c in re.findall(
+        r"tavari-dr (?:verify|(?:secrets|db|bucket|export) [a-z]+)", s["command"])}
+    assert runbook_commands and runbook_commands <= exercised, runbook_commands - exercised
     bucket = steps[("2 complete system failure", "restore the invoice bucket into a new bucket")]["detail"]
     assert ("DR replica" in bucket) == (env_name == "prod")
     markdown = (out / "drill-report.md").read_text()

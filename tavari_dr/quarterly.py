@@ -1,0 +1,126 @@
+"""The quarterly disaster-recovery drill in AWS (a Step Functions state machine, see
+backup_constructs/quarterly_drill.py): the steps that need code, run by the ``dr_drill`` Lambda.
+
+The state machine runs three branches in parallel — the full database restore test (the monthly
+Fargate task), the S3 restore test (the monthly verification Lambda) and a secrets check — and
+each branch records when it started and finished (``$$.State.EnteredTime``). ``report`` turns
+that into the drill report: each step's duration is the RTO achieved for that part on real data
+and real AWS; critical steps (database, configuration) are summed against the critical RTO and
+all steps against the non-critical RTO (summing is conservative: an operator may not run them
+in parallel). The report goes to ``reports/quarterly_drill/<date>.json`` (and ``.md``) in the
+reports bucket, metrics go out as EMF, and a missed objective fails the execution.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tavari_dr import metrics
+from tavari_dr.config import SecretEntry
+from tavari_dr.secrets import check, read_states
+
+JOB = "quarterly_drill"
+
+
+@dataclass(frozen=True)
+class Objectives:
+    rto_critical_seconds: int
+    rto_non_critical_seconds: int
+
+
+def secrets_step(secretsmanager: Any, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """`tavari-dr secrets check`, as a drill step: every required entry exists and is set."""
+    declared = tuple(SecretEntry(e["name"], e.get("description", ""), e.get("required", True)) for e in entries)
+    states = read_states(secretsmanager, declared, {e["name"]: e["arn"] for e in entries})
+    rows = check(states)
+    failed = [f"{row.name}: {row.status}" for row in rows if row.failed]
+    return {"results": {"secrets_check": "FAIL" if failed else "PASS"}, "details": failed}
+
+
+def _seconds(branch: dict[str, Any]) -> float:
+    started = datetime.fromisoformat(branch["started"].replace("Z", "+00:00"))
+    finished = datetime.fromisoformat(branch["finished"].replace("Z", "+00:00"))
+    return round((finished - started).total_seconds(), 1)
+
+
+def _branch_ok(branch: dict[str, Any]) -> bool:
+    if not branch.get("ok"):
+        return False
+    results = (branch.get("result") or {}).get("results")
+    return results is None or all(status == "PASS" for status in results.values())
+
+
+def report(event: dict[str, Any], *, objectives: Objectives, environment: str, now: datetime | None = None
+           ) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    steps = []
+    for branch in event["branches"]:
+        steps.append({"step": branch["step"], "critical": bool(branch["critical"]), "ok": _branch_ok(branch),
+                      "seconds": _seconds(branch), "started": branch["started"], "finished": branch["finished"],
+                      "error": branch.get("error"), "result": branch.get("result")})
+    critical = round(sum(s["seconds"] for s in steps if s["critical"]), 1)
+    everything = round(sum(s["seconds"] for s in steps), 1)
+    verdicts = {
+        "steps_ok": all(s["ok"] for s in steps),
+        "rto_critical_met": critical <= objectives.rto_critical_seconds,
+        "rto_non_critical_met": everything <= objectives.rto_non_critical_seconds,
+    }
+    return {"environment": environment, "execution": event.get("execution"), "started": event.get("started"),
+            "finished": now.isoformat(timespec="seconds"), "steps": steps,
+            "rto_critical": {"achieved_seconds": critical, "objective_seconds": objectives.rto_critical_seconds},
+            "rto_non_critical": {"achieved_seconds": everything,
+                                 "objective_seconds": objectives.rto_non_critical_seconds},
+            **verdicts, "passed": all(verdicts.values())}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"# Quarterly disaster-recovery drill — {result['environment']}: "
+             f"{'PASSED' if result['passed'] else 'FAILED'}", "",
+             f"Execution {result['execution']}, {result['started']} → {result['finished']}.", "",
+             f"- RTO critical: {result['rto_critical']['achieved_seconds']} s achieved, objective "
+             f"{result['rto_critical']['objective_seconds']} s",
+             f"- RTO all services: {result['rto_non_critical']['achieved_seconds']} s achieved, objective "
+             f"{result['rto_non_critical']['objective_seconds']} s", "",
+             "| step | critical | ok | seconds | error |", "|---|---|---|---|---|"]
+    for s in result["steps"]:
+        lines.append(f"| {s['step']} | {'yes' if s['critical'] else 'no'} | {'yes' if s['ok'] else 'NO'} | "
+                     f"{s['seconds']} | {(s['error'] or '').replace('|', '/')[:200]} |")
+    return "\n".join(lines) + "\n"
+
+
+def record(result: dict[str, Any], *, s3: Any, reports_bucket: str, now: datetime) -> str:
+    """Evidence in the reports bucket, and the metrics the alarms watch."""
+    key = f"reports/{JOB}/{now:%Y-%m-%d}"
+    s3.put_object(Bucket=reports_bucket, Key=f"{key}.json", Body=json.dumps(result, indent=1).encode(),
+                  ContentType="application/json")
+    s3.put_object(Bucket=reports_bucket, Key=f"{key}.md", Body=markdown(result).encode(), ContentType="text/markdown")
+    for step in result["steps"]:
+        metrics.publish({metrics.DRILL_STEP_SECONDS: step["seconds"]}, {"Step": step["step"]})
+    metrics.publish({metrics.DRILL_OBJECTIVE_MISSED: 0 if result["passed"] else 1})
+    if result["passed"]:
+        metrics.publish({metrics.JOB_SUCCEEDED: 1}, {"Job": JOB})
+    return f"s3://{reports_bucket}/{key}.json"
+
+
+def handle(event: dict[str, Any], environ: Any = None) -> dict[str, Any]:
+    """The Lambda entry: ``{"step": "secrets"}`` or ``{"step": "report", "branches": [...], ...}``."""
+    import os
+
+    import boto3
+
+    environ = environ if environ is not None else os.environ
+    if event.get("step") == "secrets":
+        return secrets_step(boto3.client("secretsmanager"), json.loads(environ["TAVARI_SECRETS"]))
+    if event.get("step") == "report":
+        now = datetime.now(UTC)
+        objectives = Objectives(**json.loads(environ["TAVARI_OBJECTIVES"]))
+        result = report(event, objectives=objectives, environment=environ["TAVARI_ENV"], now=now)
+        result["report"] = record(result, s3=boto3.client("s3"), reports_bucket=environ["TAVARI_REPORTS_BUCKET"],
+                                  now=now)
+        return {"passed": result["passed"], "report": result["report"],
+                "rto_critical_seconds": result["rto_critical"]["achieved_seconds"],
+                "rto_non_critical_seconds": result["rto_non_critical"]["achieved_seconds"]}
+    raise ValueError(f"unknown drill step {event.get('step')!r}; expected secrets or report")
