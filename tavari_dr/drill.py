@@ -21,6 +21,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -203,6 +204,10 @@ class LocalDrill:
         except DrillFailed as failed:
             error = str(failed)
         report = self._report(error)
+        if report["passed"]:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            self.say(f"work files kept for the investigation: {self.work} (emulator log, env files, restore state)")
         return report
 
     def _play(self) -> None:
