@@ -162,3 +162,56 @@ def test_cli_needs_local_and_a_synthesized_app(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "only --local runs here" in result.output
     result = CliRunner().invoke(main, ["drill", "--local", "--env", "dev", "--cdk-out", str(tmp_path)])
     assert result.exit_code == 2 and "synthesize first" in result.output
+
+
+def test_deployer_resolves_intrinsics_across_stacks_and_custom_resources(tmp_path):
+    """A two-stack cloud assembly written by hand: every intrinsic the project's templates use, a
+    custom resource (resolved by the deployer, reported), and an unhandled type (reported)."""
+    producer = {"Resources": {
+        "Key": {"Type": "AWS::KMS::Key", "Properties": {"Description": "k"}},
+        "Data": {"Type": "AWS::S3::Bucket", "Properties": {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {
+                "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": ["Key", "Arn"]}}}]}}},
+        "Lookup": {"Type": "Custom::Lookup", "Properties": {"ServiceToken": "arn:aws:lambda:x", "Answer": "42"}},
+        "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {}}},
+        "Outputs": {"DataName": {"Value": {"Ref": "Data"}, "Export": {"Name": "data-name"}},
+                    "Answer": {"Value": {"Fn::GetAtt": ["Lookup", "Answer"]}},
+                    "Where": {"Value": {"Fn::Sub": "${AWS::Region}/${Data}/${Key.Arn}"}}}}
+    consumer = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {}}},
+                "Outputs": {
+                    "Imported": {"Value": {"Fn::ImportValue": "data-name"}},
+                    "Cross": {"Value": {"Fn::GetStackOutput": {"StackName": "Producer", "OutputName": "Answer",
+                                                               "Region": "eu-west-1"}}},
+                    "Picked": {"Value": {"Fn::Select": [1, {"Fn::Split": ["/", {"Fn::Join": [
+                        "/", ["a", {"Fn::GetAtt": ["Queue", "QueueName"]}]]}]}]}}}}
+    for name, template in (("Producer", producer), ("Consumer", consumer)):
+        (tmp_path / f"{name}.template.json").write_text(json.dumps(template))
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {
+        "Consumer": {"type": "aws:cloudformation:stack", "environment": "aws://123456789012/eu-west-1",
+                     "properties": {"templateFile": "Consumer.template.json"}, "dependencies": ["Producer"]},
+        "Producer": {"type": "aws:cloudformation:stack", "environment": "aws://123456789012/eu-west-1",
+                     "properties": {"templateFile": "Producer.template.json"}}}}))
+    with MotoServer(tmp_path / "moto.log") as moto:
+        deployment = LocalDeployer(moto.url).deploy(tmp_path)
+        s3 = boto3.client("s3", endpoint_url=moto.url, aws_access_key_id="t", aws_secret_access_key="t",
+                          region_name="eu-west-1")
+        producer_out = deployment.outputs("Producer")
+        bucket = producer_out["DataName"]
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"  # applied although moto ignores it
+        cfn = boto3.client("cloudformation", endpoint_url=moto.url, aws_access_key_id="t",
+                           aws_secret_access_key="t", region_name="eu-west-1")
+        registered = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="Producer")[
+            "Stacks"][0]["Outputs"]}
+    assert registered == producer_out  # what the CLI's discovery reads
+    assert producer_out["Answer"] == "42"
+    assert producer_out["Where"].startswith(f"eu-west-1/{bucket}/arn:aws:kms:eu-west-1:")
+    consumer_out = deployment.outputs("Consumer")
+    assert consumer_out["Imported"] == bucket and consumer_out["Cross"] == "42"
+    assert consumer_out["Picked"].startswith("consumer-queue")
+    report = deployment.stacks["Producer"]
+    reasons = {item["type"]: item["reason"] for item in report.not_applied}
+    assert "its Lambda did not run" in reasons["custom resource handler"]
+    assert "alarms" in reasons["AWS::CloudWatch::Alarm"]
+    assert "AWS::S3::Bucket.VersioningConfiguration" in report.moto_would_ignore
+    assert "AWS::S3::Bucket.BucketEncryption" not in report.moto_would_ignore
