@@ -107,6 +107,9 @@ class DataExportStack(Stack):
                 {**export_settings, "worker": self.worker.function.function_arn})},
             synchronous_reason="API Gateway calls it synchronously; the worker it hands off to has a DLQ.", **common)
         self.worker.function.grant_invoke(self.api_function.role)
+        # A failed export is recorded, alarmed and parked in the DLQ; the user starts a new one. A
+        # silent retry would run the whole export again without the in-flight lock.
+        self.worker.function.configure_async_invoke(retry_attempts=0)
 
         database_url = sm.Secret.from_secret_complete_arn(self, "DatabaseUrlSecret", database_url_secret_arn)
         for fn in (self.api_function, self.worker):
@@ -124,8 +127,13 @@ class DataExportStack(Stack):
                                   actions=("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
                                            "kms:GenerateDataKey*", "kms:ReEncrypt*", "dynamodb:*"))
 
+        # A browser front end on another origin needs CORS; preflights never reach the authorizer.
+        cors = apigw.CorsPreflightOptions(
+            allow_origins=list(settings.allowed_origins), allow_methods=[apigw.CorsHttpMethod.GET],
+            allow_headers=["authorization"], expose_headers=["location", "retry-after"],
+            max_age=Duration.hours(1)) if settings.allowed_origins else None
         self.api = apigw.HttpApi(self, "HttpApi", description="Tavari account export (GDPR/CCPA)",
-                                 create_default_stage=False)
+                                 create_default_stage=False, cors_preflight=cors)
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=retention(log_retention_days),
                                          encryption_key=self.log_key, removal_policy=removal_policy)
         self.stage = apigw.HttpStage(

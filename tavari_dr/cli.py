@@ -559,8 +559,12 @@ def export_group() -> None:
 @click.option("--database-url", required=True, envvar="TAVARI_DATABASE_URL")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--env", "env_name", help="Take the datasets from this environment's data_export.datasets "
+                                        "(default: the built-in Tavari datasets).")
+@click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
+              show_default=True)
 @_reports_errors
-def export_account_cmd(user_id, database_url, out, force):
+def export_account_cmd(user_id, database_url, out, force, env_name, cdk_json):
     import uuid
 
     try:
@@ -571,8 +575,9 @@ def export_account_cmd(user_id, database_url, out, force):
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
     from tavari_dr import export as export_lib
 
+    datasets = load_from_file(env_name, cdk_json).data_export.datasets if env_name else export_lib.DEFAULT_DATASETS
     with open(out, "wb") as handle:
-        metadata = export_lib.export_account(database_url, user_id, handle)
+        metadata = export_lib.export_account(database_url, user_id, handle, datasets=datasets)
     rows = sum(f.get("rows", 0) for f in metadata["files"].values())
     click.echo(f"wrote {out}: {len(metadata['business_ids'])} business(es), {rows} rows in "
                f"{len(metadata['files'])} files")

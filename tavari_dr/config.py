@@ -240,6 +240,8 @@ class DataExportConfig:
     include_pdfs: put the invoice PDFs into the ZIP (default true; otherwise referenced by key).
     datasets: which tables are exported and which column ties a row to the user
         (default tavari_dr.export.DEFAULT_DATASETS).
+    allowed_origins: https origins of the front end that may call the API from a browser (CORS;
+        default none: no CORS headers, server-to-server only).
     """
 
     exports_per_day: int = 3
@@ -248,6 +250,7 @@ class DataExportConfig:
     retention_days: int = 7
     include_pdfs: bool = True
     datasets: tuple[Dataset, ...] = DEFAULT_DATASETS
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -619,7 +622,22 @@ def _parse_data_export(path: str, raw: Any) -> DataExportConfig:
         retention_days=s.integer("retention_days", d.retention_days, minimum=1),
         include_pdfs=s.boolean("include_pdfs", d.include_pdfs),
         datasets=datasets,
+        allowed_origins=_origins(s),
     )
+
+
+_ORIGIN_RE = re.compile(r"^https://[a-z0-9.-]+(:\d+)?$")
+
+
+def _origins(s: _Section) -> tuple[str, ...]:
+    origins = s.get("allowed_origins", [])
+    if not isinstance(origins, list):
+        raise ConfigError(f"{s.key('allowed_origins')}: {_show(origins)} is not allowed; use a list of origins")
+    for i, origin in enumerate(origins):
+        if not isinstance(origin, str) or not _ORIGIN_RE.match(origin):
+            raise ConfigError(f"{s.key('allowed_origins')}[{i}]: {_show(origin)} is not allowed; use an https "
+                              "origin without a path, such as https://app.tavari.example (never *)")
+    return tuple(origins)
 
 
 def _positive_number(s: _Section, name: str, default: float) -> float:

@@ -203,6 +203,9 @@ class LocalDrill:
                         self.standin.__exit__()
         except DrillFailed as failed:
             error = str(failed)
+        except Exception as crashed:  # a failure outside a step (setup, the incident itself): still a report
+            error = f"{type(crashed).__name__}: {crashed}"
+            self.say(f"drill stopped: {error}")
         report = self._report(error)
         if report["passed"]:
             shutil.rmtree(self.work, ignore_errors=True)

@@ -225,6 +225,9 @@ def test_app_py_reports_config_errors_without_a_traceback(tmp_path):
      r"each name must be unique"),
     ({"datasets": [{"name": "m", "table": "public.m", "owner": "user", "column": "c", "extra": 1}]},
      r"data_export.datasets\[0\].extra: unknown key"),
+    ({"allowed_origins": ["*"]}, r'data_export.allowed_origins\[0\]: "\*" is not allowed; use an https origin'),
+    ({"allowed_origins": ["https://app.tavari.example/path"]}, r"allowed_origins\[0\].*without a path"),
+    ({"allowed_origins": "https://app.tavari.example"}, r"allowed_origins: .* use a list of origins"),
 ])
 def test_data_export_settings_are_validated(data_export, message):
     with pytest.raises(ConfigError, match=message):
@@ -238,3 +241,25 @@ def test_data_export_datasets_are_configuration():
     custom = load_environment(with_prod(lambda p: p.update(data_export={"datasets": [
         {"name": "notes", "table": "public.notes", "owner": "user", "column": "author_id"}]})), "prod")
     assert custom.data_export.datasets == (Dataset("notes", "public.notes", "user", "author_id"),)
+
+
+@pytest.mark.parametrize(("drill", "message"), [
+    ({"database_gb": 0}, r"environments.prod.drill.database_gb: 0 is not allowed; use a number > 0"),
+    ({"rto_critical_minutes": 90, "rto_non_critical_minutes": 60},
+     r"drill.rto_non_critical_minutes: 60 is not allowed; it must be at least rto_critical_minutes \(90\)"),
+    ({"health_endpoints": ["http://app.example/health"]}, r"drill.health_endpoints\[0\]: .* use an https:// URL"),
+    ({"quarterly_schedule": "every quarter"}, r"drill.quarterly_schedule: .* EventBridge Scheduler expression"),
+    ({"timezone": "Mars/Olympus"}, r"drill.timezone"),
+])
+def test_drill_settings_are_validated(drill, message):
+    with pytest.raises(ConfigError, match=message):
+        load_environment(with_prod(lambda p: p.update(drill=drill)), "prod")
+
+
+def test_supabase_api_url_may_be_a_local_stand_in_but_never_plain_http_elsewhere():
+    ok = load_environment(with_prod(lambda p: p.update(verification={"supabase_api_url": "http://127.0.0.1:8080"})),
+                          "prod")
+    assert ok.verification.supabase_api_url == "http://127.0.0.1:8080"
+    with pytest.raises(ConfigError, match="verification.supabase_api_url"):
+        load_environment(with_prod(lambda p: p.update(verification={"supabase_api_url": "http://api.example"})),
+                         "prod")

@@ -132,3 +132,18 @@ def test_export_alarms_exist_with_runbook_links(prod):
 def test_outputs_are_the_cli_contract(prod):
     template = prod.templates[prod.stack(EXPORT)]
     assert {outputs.EXPORT_API_URL, outputs.EXPORTS_BUCKET_NAME, outputs.EXPORT_TABLE_NAME} <= set(template["Outputs"])
+
+
+def test_cors_only_for_the_configured_front_end_origins(dev, prod):
+    (api,) = resources(prod, "AWS::ApiGatewayV2::Api").values()
+    cors = api["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == ["https://app.tavari.example"] and cors["AllowMethods"] == ["GET"]
+    assert cors["AllowHeaders"] == ["authorization"] and "location" in cors["ExposeHeaders"]
+    (dev_api,) = resources(dev, "AWS::ApiGatewayV2::Api").values()
+    assert "CorsConfiguration" not in dev_api["Properties"]
+
+
+def test_a_failed_background_export_is_not_silently_run_again(prod):
+    (config,) = resources(prod, "AWS::Lambda::EventInvokeConfig").values()
+    assert config["Properties"]["MaximumRetryAttempts"] == 0
+    assert config["Properties"]["FunctionName"]["Ref"].startswith("WorkerFunction")

@@ -15,6 +15,7 @@ from tavari_dr import demo_data
 from tavari_dr import export as x
 from tavari_dr.cli import main
 from tavari_dr.pgcluster import LocalPostgres
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.postgres
 
@@ -122,6 +123,21 @@ def test_cli_account_export_and_usage_errors(db, tmp_path):
                                 "--out", str(out)]).exit_code == 2  # exists
     assert runner.invoke(main, ["export", "account", "--user-id", "1; DROP TABLE x", "--database-url", db,
                                 "--out", str(tmp_path / "x.zip")]).exit_code == 2
+
+
+def test_cli_takes_the_datasets_from_the_environments_config(db, tmp_path):
+    alice = owners(db)[0]
+    context = json.loads((ROOT / "cdk.json").read_text())
+    context["context"]["environments"]["dev"]["data_export"] = {"datasets": [
+        {"name": "just_messages", "table": "public.messages", "owner": "business", "column": "business_id"}]}
+    cdk_json = tmp_path / "cdk.json"
+    cdk_json.write_text(json.dumps(context))
+    out = tmp_path / "alice.zip"
+    result = CliRunner().invoke(main, ["export", "account", "--user-id", alice, "--database-url", db, "--out",
+                                       str(out), "--env", "dev", "--cdk-json", str(cdk_json)])
+    assert result.exit_code == 0, result.output
+    _, meta = read_zip(out.read_bytes())
+    assert list(meta["files"]) == ["just_messages.jsonl"] and meta["files"]["just_messages.jsonl"]["rows"] == 7
 
 
 def test_invoice_pdfs_are_included_when_asked(db):
