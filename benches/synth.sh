@@ -17,12 +17,15 @@ for env in $envs; do
   node_modules/.bin/cdk synth -c env="$env" -o "$out/$env" -q >/dev/null 2>&1 || { echo "synth of $env failed"; exit 1; }
 done
 t1=$(now)
-.venv/bin/pytest -q -p no:cacheprovider -m "not moto" >/dev/null
+.venv/bin/pytest -q -p no:cacheprovider -m "not moto and not postgres and not drill" >/dev/null
 t2=$(now)
-.venv/bin/pytest -q -p no:cacheprovider -m moto >/dev/null
+.venv/bin/pytest -q -p no:cacheprovider -m "(moto or postgres) and not drill" >/dev/null
 t3=$(now)
+.venv/bin/pytest -q -p no:cacheprovider -m drill >/dev/null
+t4=$(now)
 echo "machine: $(nproc) cores, $(python3 --version 2>&1), node $(node --version)"
 printf 'cdk synth, every environment (%s), CLI: %6.2f s   (target <= 15 s)\n' "$envs" "$(elapsed "$t0" "$t1")"
-printf 'pytest unit/synth suite (-m "not moto"):       %6.2f s   (target <= 60 s)\n' "$(elapsed "$t1" "$t2")"
-printf 'pytest AWS-on-moto suite (-m moto):            %6.2f s\n' "$(elapsed "$t2" "$t3")"
+printf 'pytest unit/synth suite:                      %6.2f s   (target <= 60 s)\n' "$(elapsed "$t1" "$t2")"
+printf 'pytest moto + PostgreSQL suites:              %6.2f s\n' "$(elapsed "$t2" "$t3")"
+printf 'pytest local drill suite (-m drill):          %6.2f s\n' "$(elapsed "$t3" "$t4")"
 rm -rf "$out"

@@ -49,7 +49,8 @@ class Step:
     detail: str = ""
     command: str | None = None
     recovery: str | None = None  # CRITICAL / NON_CRITICAL: counts towards that RTO
-    scales_with: str | None = None  # "database" (bytes) or "bucket" (objects): how it grows in production
+    # How it grows in production: "database" (dump bytes), "bucket" (objects), "bucket_bytes" (object bytes)
+    scales_with: str | None = None
     volume: float = 0.0  # bytes or objects this step moved or read
     fixed_seconds: float = 0.0  # measured cost that does not grow with data (calibrated)
     projected_seconds: float | None = None
@@ -97,6 +98,11 @@ def bucket_state(s3: Any, bucket: str) -> dict[str, str]:
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             state[item["Key"]] = hashlib.sha256(body).hexdigest()
     return state
+
+
+def state_bytes(s3: Any, bucket: str) -> int:
+    return sum(item["Size"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+               for item in page.get("Contents", []))
 
 
 def state_difference(state: dict[str, str], expected: dict[str, str]) -> str:
@@ -548,10 +554,10 @@ class LocalDrill:
                 raise DrillFailed("the bucket differs from its state before the breach: "
                                   + state_difference(state, self.bucket_baseline))
             step.detail = f"{len(state)} visible objects equal the state at the restore point"
-            step.volume = len(state)
+            step.volume = state_bytes(s3, self.invoice_bucket)  # every byte was read and hashed
 
         self.step(scenario, "verify the bucket equals its state before the breach", verify_bucket,
-                  recovery=NON_CRITICAL, scales_with="bucket")
+                  recovery=NON_CRITICAL, scales_with="bucket_bytes")
         target = self.primary.create_database("restored_s3")
         self._restore_database(scenario, target, self.chosen_backup)
         self._verify_database(scenario, target)
@@ -643,10 +649,10 @@ class LocalDrill:
                 raise DrillFailed("the recovered bucket differs from the state at the restore point: "
                                   + state_difference(state, self.bucket_baseline))
             step.detail = f"{len(state)} objects equal the state at the restore point"
-            step.volume = len(state)
+            step.volume = state_bytes(s3, self.new_bucket)
 
         self.step(scenario, "verify the new bucket's visible state", verify_bucket, recovery=NON_CRITICAL,
-                  scales_with="bucket")
+                  scales_with="bucket_bytes")
 
         def update_config(step: Step) -> None:
             self.app_database_url = self.new_database
@@ -665,7 +671,8 @@ class LocalDrill:
     def _project(self) -> None:
         """time = fixed + variable; the variable part scales linearly to the production size."""
         d = self.config.drill
-        production = {"database": d.database_gb * 1e9, "bucket": float(d.invoice_count)}
+        production = {"database": d.database_gb * 1e9, "bucket": float(d.invoice_count),
+                      "bucket_bytes": d.invoice_gb * 1e9}
         for step in self.steps:
             if step.recovery is None:
                 continue
@@ -687,7 +694,8 @@ class LocalDrill:
             if step.scenario[0].isdigit():
                 scenarios.setdefault(step.scenario, {"steps": []})["steps"].append(step)
         scenarios = dict(sorted(scenarios.items()))  # the plan's order, whatever order they were played in
-        verdicts = []
+        verdicts: list[bool] = []
+        missed: list[str] = []
         for name, data in scenarios.items():
             for kind, limit in objectives.items():
                 measured = sum(s.seconds for s in data["steps"] if s.recovery == kind or (
@@ -700,6 +708,9 @@ class LocalDrill:
                                        "projected_seconds": round(total_projected, 1), "objective_seconds": limit,
                                        "met": total_projected <= limit}
                 verdicts.append(data[f"rto_{kind}"]["met"])
+                if not data[f"rto_{kind}"]["met"]:
+                    missed.append(f"{name}: projected RTO ({kind}) {total_projected / 60:.1f} min is over the "
+                                  f"objective of {limit / 60:.0f} min")
             rpo = self.facts.get("rpo", {}).get(name)
             if rpo:
                 objective = self.config.monitoring.rpo_hours * 3600
@@ -707,6 +718,8 @@ class LocalDrill:
                 data["rpo"] = {**rpo, "objective_seconds": objective, "scheduled_worst_case_seconds": 86400,
                                "met": rpo["data_loss_window_seconds"] <= objective and objective >= 86400}
                 verdicts.append(data["rpo"]["met"])
+                if not data["rpo"]["met"]:
+                    missed.append(f"{name}: RPO objective missed")
         failed_steps = [f"{s.scenario}: {s.name}: {s.detail}" for s in self.steps if not s.ok]
         expected = {"1 database corruption", "2 complete system failure", "3 data breach"}
         missing = sorted(expected - set(scenarios)) if not failed_steps else []
@@ -725,13 +738,14 @@ class LocalDrill:
                           for n, data in scenarios.items()},
             "checks": self.facts.get("checks", {}),
             "deployment": self.deployment.to_json() if getattr(self, "deployment", None) else None,
-            "failures": failed_steps + ([error] if error and not failed_steps else []),
+            "failures": failed_steps + ([error] if error and not failed_steps else []) + missed,
             "notes": ["moto never replicates: the drill copied the invoice bucket's versions to the replica "
                       "itself, the way CRR would." if getattr(self, "replica_bucket", None) else
                       "No replica in this environment: the bucket is recovered from its own versions.",
                       "Projected RTO: each data-moving step's time minus its calibrated fixed part, scaled "
-                      "linearly to the production sizes (database by dump bytes, bucket by objects: a server-side "
-                      "copy costs per request); the emulator is slower than S3, so bucket projections err slow."],
+                      "linearly to the production sizes (database by dump bytes; bucket restores by objects, since a "
+                      "server-side copy costs per request; bucket verification by bytes, since it reads every "
+                      "object); the emulator is slower than S3, so bucket projections err slow."],
         }
         self.report_dir.mkdir(parents=True, exist_ok=True)
         (self.report_dir / "drill-report.json").write_text(json.dumps(report, indent=1, default=str))

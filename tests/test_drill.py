@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -17,11 +19,15 @@ from tavari_dr.local_deploy import LocalDeployer
 from tests.conftest import ROOT, cdk_context
 
 pytestmark = [pytest.mark.drill]
-SMALL = Sizes(businesses=3, calls=20, messages=60, invoice_versions=3, pdf_bytes=2000)
+SMALL = Sizes(businesses=3, calls=20, messages=60, invoice_versions=3, pdf_bytes=20_000)
+# Toy data this small cannot stand for prod's sizes (the projection would be timer noise scaled
+# up a million times); the tests judge it against sizes a few orders of magnitude above it.
+TEST_SIZES = {"database_gb": 0.05, "invoice_count": 1000, "invoice_gb": 0.2}
 
 
 def run_drill(synthesized, env_name, tmp_path, **kwargs):
     config = load_environment(cdk_context(), env_name)
+    config = replace(config, drill=replace(config.drill, **TEST_SIZES))
     lines = []
     drill = LocalDrill(config, synthesized[env_name].outdir, tmp_path / "report", sizes=SMALL,
                        progress=lines.append, **kwargs)
@@ -215,3 +221,31 @@ def test_deployer_resolves_intrinsics_across_stacks_and_custom_resources(tmp_pat
     assert "alarms" in reasons["AWS::CloudWatch::Alarm"]
     assert "AWS::S3::Bucket.VersioningConfiguration" in report.moto_would_ignore
     assert "AWS::S3::Bucket.BucketEncryption" not in report.moto_would_ignore
+
+
+def test_projection_scales_only_the_variable_part_and_misses_are_failures(tmp_path):
+    from tavari_dr.drill import CRITICAL, NON_CRITICAL, Step
+
+    config = load_environment(cdk_context(), "dev")
+    config = replace(config, drill=replace(config.drill, database_gb=1.0, invoice_count=1000, invoice_gb=1.0))
+    drill = LocalDrill(config, tmp_path, tmp_path / "report", progress=lambda _: None)
+    drill.started = datetime.now(UTC)
+    drill.steps = [
+        Step("1 database corruption", "restore the database from the off-site backup", seconds=3.0,
+             recovery=CRITICAL, scales_with="database", volume=1e6, fixed_seconds=2.0),
+        Step("1 database corruption", "identify the last good backup", seconds=0.5, recovery=CRITICAL),
+        Step("1 database corruption", "restore the invoice bucket", seconds=10.0, recovery=NON_CRITICAL,
+             scales_with="bucket", volume=10, fixed_seconds=0.0),
+    ]
+    report = drill._report(None)
+    steps = report["scenarios"]["1 database corruption"]["steps"]
+    assert steps[0]["projected_seconds"] == 2.0 + 1.0 * 1000  # fixed + variable x (1 GB / 1 MB)
+    assert steps[1]["projected_seconds"] == 0.5  # does not grow with data
+    assert steps[2]["projected_seconds"] == 10.0 * 100  # 1000 invoices / 10
+    rto = report["scenarios"]["1 database corruption"]
+    assert rto["rto_critical"]["projected_seconds"] == 1002.5 and rto["rto_critical"]["met"]
+    assert rto["rto_non-critical"]["projected_seconds"] == 2002.5 and rto["rto_non-critical"]["met"]
+    drill.steps[0].volume = 1e3  # a thousand times less data measured: 1000 s x 1000 is over an hour
+    report = drill._report(None)
+    assert not report["passed"]
+    assert any("projected RTO (critical)" in f for f in report["failures"])
