@@ -57,3 +57,20 @@ def test_cfn_lint_has_no_errors(synthesized):
     )
     assert result.returncode in (0, 4, 8), result.stdout + result.stderr  # 4/8 = warnings/info bits only
     assert [line for line in result.stdout.splitlines() if ":E" in line] == []
+
+
+def test_the_runtime_package_never_imports_cdk():
+    """tavari_dr is shared by the Lambdas and the CLI: it must load without CDK, jsii or cdk-nag."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "tavari_dr"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in ("aws_cdk", "constructs", "cdk_nag", "jsii", "backup_constructs",
+                                                 "stacks")]
+    assert not offenders
