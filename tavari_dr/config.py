@@ -363,6 +363,16 @@ class _Section:
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; choose one of {', '.join(choices)}")
         return value
 
+    def strings(self, name: str, regex: re.Pattern[str], *, plural: str, what: str) -> tuple[str, ...]:
+        """A list (default empty) whose every item matches ``regex``; errors name the item's index."""
+        value = self.get(name, [])
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a list of {plural}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not regex.match(item):
+                raise ConfigError(f"{self.key(name)}[{i}]: {_show(item)} is not allowed; use {what}")
+        return tuple(value)
+
     def pattern(self, name: str, default: str | None, regex: re.Pattern[str], what: str,
                 *, optional: bool = True) -> str | None:
         value = self.get(name, default)
@@ -490,19 +500,14 @@ def _parse_secrets(path: str, raw: Any) -> SecretsConfig:
                 description=e.get("description", ""),
                 required=e.boolean("required", True),
             ))
-    keys = s.get("third_party_keys", [])
-    if not isinstance(keys, list):
-        raise ConfigError(f"{s.key('third_party_keys')}: {_show(keys)} is not allowed; use a list of env-file keys")
-    for i, key in enumerate(keys):
-        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
-            raise ConfigError(f"{s.key('third_party_keys')}[{i}]: {_show(key)} is not allowed; "
-                              "use an env-file key such as STRIPE_SECRET_KEY")
+    keys = s.strings("third_party_keys", ENV_KEY_RE, plural="env-file keys",
+                     what="an env-file key such as STRIPE_SECRET_KEY")
     seen: set[str] = set()
-    for name in [e.name for e in entries] + keys:
+    for name in [e.name for e in entries] + list(keys):
         if name in seen:
             raise ConfigError(f'{path}: "{name}" is declared twice; each entry needs its own name')
         seen.add(name)
-    return SecretsConfig(entries=tuple(entries), third_party_keys=tuple(keys))
+    return SecretsConfig(entries=tuple(entries), third_party_keys=keys)
 
 
 def _parse_monitoring(path: str, raw: Any) -> MonitoringConfig:
@@ -622,22 +627,13 @@ def _parse_data_export(path: str, raw: Any) -> DataExportConfig:
         retention_days=s.integer("retention_days", d.retention_days, minimum=1),
         include_pdfs=s.boolean("include_pdfs", d.include_pdfs),
         datasets=datasets,
-        allowed_origins=_origins(s),
+        allowed_origins=s.strings("allowed_origins", _ORIGIN_RE, plural="origins",
+                                  what="an https origin without a path, such as https://app.tavari.example "
+                                       "(never *)"),
     )
 
 
 _ORIGIN_RE = re.compile(r"^https://[a-z0-9.-]+(:\d+)?$")
-
-
-def _origins(s: _Section) -> tuple[str, ...]:
-    origins = s.get("allowed_origins", [])
-    if not isinstance(origins, list):
-        raise ConfigError(f"{s.key('allowed_origins')}: {_show(origins)} is not allowed; use a list of origins")
-    for i, origin in enumerate(origins):
-        if not isinstance(origin, str) or not _ORIGIN_RE.match(origin):
-            raise ConfigError(f"{s.key('allowed_origins')}[{i}]: {_show(origin)} is not allowed; use an https "
-                              "origin without a path, such as https://app.tavari.example (never *)")
-    return tuple(origins)
 
 
 def _positive_number(s: _Section, name: str, default: float) -> float:
@@ -650,12 +646,7 @@ def _positive_number(s: _Section, name: str, default: float) -> float:
 def _parse_drill(path: str, raw: Any) -> DrillConfig:
     s = _Section(path, raw if raw is not None else {}, _fields(DrillConfig))
     d = DrillConfig()
-    endpoints = s.get("health_endpoints", [])
-    if not isinstance(endpoints, list):
-        raise ConfigError(f"{s.key('health_endpoints')}: {_show(endpoints)} is not allowed; use a list of https URLs")
-    for i, url in enumerate(endpoints):
-        if not isinstance(url, str) or not _URL_RE.match(url):
-            raise ConfigError(f"{s.key('health_endpoints')}[{i}]: {_show(url)} is not allowed; use an https:// URL")
+    endpoints = s.strings("health_endpoints", _URL_RE, plural="https URLs", what="an https:// URL")
     critical = s.integer("rto_critical_minutes", d.rto_critical_minutes, minimum=1)
     non_critical = s.integer("rto_non_critical_minutes", d.rto_non_critical_minutes, minimum=1)
     if non_critical < critical:
@@ -666,7 +657,7 @@ def _parse_drill(path: str, raw: Any) -> DrillConfig:
         database_gb=_positive_number(s, "database_gb", d.database_gb),
         invoice_count=s.integer("invoice_count", d.invoice_count, minimum=1),
         invoice_gb=_positive_number(s, "invoice_gb", d.invoice_gb),
-        health_endpoints=tuple(endpoints),
+        health_endpoints=endpoints,
         quarterly_schedule=s.pattern("quarterly_schedule", d.quarterly_schedule, _SCHEDULE_RE,
                                      "an EventBridge Scheduler expression such as cron(0 9 ? 1,4,7,10 MON#1 *)",
                                      optional=False),
