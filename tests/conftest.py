@@ -117,3 +117,25 @@ def dev(synthesized):
 @pytest.fixture(scope="session")
 def prod(synthesized):
     return synthesized["prod"]
+
+
+@pytest.fixture(scope="module")
+def db():
+    """A throwaway PostgreSQL cluster (one per test module) holding the Supabase-like Tavari schema
+    with three tenants: 5 calls and 7 messages per business."""
+    from tavari_dr import demo_data
+    from tavari_dr.pgcluster import LocalPostgres
+
+    with LocalPostgres() as pg:
+        url = pg.create_database("tavari")
+        demo_data.create_supabase_like(url)
+        demo_data.seed(url, businesses=3, calls=5, messages=7)
+        yield url
+
+
+def owners(url: str) -> list[str]:
+    """The tenants' user IDs, in a stable order."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return [str(r[0]) for r in conn.execute("SELECT owner_id FROM public.businesses ORDER BY owner_id")]

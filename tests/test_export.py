@@ -11,27 +11,11 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tavari_dr import demo_data
 from tavari_dr import export as x
 from tavari_dr.cli import main
-from tavari_dr.pgcluster import LocalPostgres
-from tests.conftest import ROOT
+from tests.conftest import ROOT, owners
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def db():
-    with LocalPostgres() as pg:
-        url = pg.create_database("tavari")
-        demo_data.create_supabase_like(url)
-        demo_data.seed(url, businesses=3, calls=5, messages=7)
-        yield url
-
-
-def owners(url):
-    with psycopg.connect(url) as conn:
-        return [str(r[0]) for r in conn.execute("SELECT owner_id FROM public.businesses ORDER BY owner_id")]
 
 
 def read_zip(data):

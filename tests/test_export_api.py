@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from tavari_dr import demo_data, export_api
-from tavari_dr.pgcluster import LocalPostgres
+from tavari_dr import export_api
+from tests.conftest import owners
 from tests.http_stub import ScriptedServer
 from tests.test_jwt_auth import EC_JWK, HS_SECRET, RSA_JWK, claims, token
 
@@ -28,20 +28,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.moto]
 ROOT = Path(__file__).resolve().parent.parent
 TABLE, EXPORTS, INVOICES = "export-limits", "tavari-exports", "tavari-invoices"
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def db():
-    with LocalPostgres() as pg:
-        url = pg.create_database("tavari")
-        demo_data.create_supabase_like(url)
-        demo_data.seed(url, businesses=3, calls=5, messages=40)
-        yield url
-
-
-def owners(url):
-    with psycopg.connect(url) as conn:
-        return [str(r[0]) for r in conn.execute("SELECT owner_id FROM public.businesses ORDER BY owner_id")]
 
 
 class Clock:
