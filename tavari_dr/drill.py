@@ -548,16 +548,7 @@ class LocalDrill:
         self.step(scenario, "restore the invoice bucket to before the breach", restore_bucket, recovery=NON_CRITICAL,
                   scales_with="bucket")
 
-        def verify_bucket(step: Step) -> None:
-            state = bucket_state(s3, self.invoice_bucket)
-            if state != self.bucket_baseline:
-                raise DrillFailed("the bucket differs from its state before the breach: "
-                                  + state_difference(state, self.bucket_baseline))
-            step.detail = f"{len(state)} visible objects equal the state at the restore point"
-            step.volume = state_bytes(s3, self.invoice_bucket)  # every byte was read and hashed
-
-        self.step(scenario, "verify the bucket equals its state before the breach", verify_bucket,
-                  recovery=NON_CRITICAL, scales_with="bucket_bytes")
+        self._verify_bucket(scenario, "verify the bucket equals its state before the breach", self.invoice_bucket)
         target = self.primary.create_database("restored_s3")
         self._restore_database(scenario, target, self.chosen_backup)
         self._verify_database(scenario, target)
@@ -574,6 +565,18 @@ class LocalDrill:
                   recovery=CRITICAL)
         self._verify_health(scenario)
         self._record_rpo(scenario, breach)
+
+    def _verify_bucket(self, scenario: str, name: str, bucket: str) -> None:
+        def verify(step: Step) -> None:
+            s3 = self.s3()
+            state = bucket_state(s3, bucket)
+            if state != self.bucket_baseline:
+                raise DrillFailed(f"{bucket} differs from the state at the restore point: "
+                                  + state_difference(state, self.bucket_baseline))
+            step.detail = f"{len(state)} visible objects equal the state at the restore point"
+            step.volume = state_bytes(s3, bucket)  # every byte was read and hashed
+
+        self.step(scenario, name, verify, recovery=NON_CRITICAL, scales_with="bucket_bytes")
 
     def _verify_health(self, scenario: str) -> None:
         def health(step: Step) -> None:
@@ -643,16 +646,7 @@ class LocalDrill:
         self.step(scenario, "restore the invoice bucket into a new bucket", restore_bucket, recovery=NON_CRITICAL,
                   scales_with="bucket")
 
-        def verify_bucket(step: Step) -> None:
-            state = bucket_state(s3, self.new_bucket)
-            if state != self.bucket_baseline:
-                raise DrillFailed("the recovered bucket differs from the state at the restore point: "
-                                  + state_difference(state, self.bucket_baseline))
-            step.detail = f"{len(state)} objects equal the state at the restore point"
-            step.volume = state_bytes(s3, self.new_bucket)
-
-        self.step(scenario, "verify the new bucket's visible state", verify_bucket, recovery=NON_CRITICAL,
-                  scales_with="bucket_bytes")
+        self._verify_bucket(scenario, "verify the new bucket's visible state", self.new_bucket)
 
         def update_config(step: Step) -> None:
             self.app_database_url = self.new_database
