@@ -189,16 +189,20 @@ def presigned_url(clients: Clients, settings: ExportSettings, key: str, export_i
                 "ResponseContentDisposition": f'attachment; filename="tavari-export-{export_id}.zip"'})
 
 
-def run_export(clients: Clients, settings: ExportSettings, user_id: str, export_id: str) -> dict[str, Any]:
+def database_url(clients: Clients, settings: ExportSettings) -> str:
+    return clients.secretsmanager.get_secret_value(SecretId=settings.database_url_secret)["SecretString"]
+
+
+def run_export(clients: Clients, settings: ExportSettings, user_id: str, export_id: str,
+               database: str) -> dict[str, Any]:
     """Export into /tmp, upload (multipart for large files), record, release. Raises on failure
     after recording it, so the caller's error path (and the function's alarms) sees it."""
     started = time.monotonic()
-    database_url = clients.secretsmanager.get_secret_value(SecretId=settings.database_url_secret)["SecretString"]
     key = object_key(user_id, export_id)
     try:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "export.zip"
-            metadata = export_account(database_url, user_id, path, datasets=settings.datasets,
+            metadata = export_account(database, user_id, path, datasets=settings.datasets,
                                       s3=clients.s3 if settings.invoice_bucket else None,
                                       pdf_bucket=settings.invoice_bucket, now=clients.clock())
             size = path.stat().st_size
@@ -243,9 +247,8 @@ def start(event: dict[str, Any], clients: Clients, settings: ExportSettings) -> 
     log.info(json.dumps({"event": "export_requested", "user_id": user_id, "export_id": export_id}))
     status_url = STATUS_PATH.format(export_id=export_id)
     try:
-        database_url = clients.secretsmanager.get_secret_value(
-            SecretId=settings.database_url_secret)["SecretString"]
-        rows = count_rows(database_url, user_id, settings.datasets)
+        database = database_url(clients, settings)
+        rows = count_rows(database, user_id, settings.datasets)
     except Exception:
         finish(clients, settings, user_id, export_id, status="failed")
         raise
@@ -254,7 +257,7 @@ def start(event: dict[str, Any], clients: Clients, settings: ExportSettings) -> 
         return _response(202, {"export_id": export_id, "status": "running", "status_url": status_url},
                          {"location": status_url, "retry-after": "10"})
     try:
-        result = run_export(clients, settings, user_id, export_id)
+        result = run_export(clients, settings, user_id, export_id, database)
     except Exception:  # recorded, counted and logged by run_export
         return _response(500, {"error": "the export failed; try again later", "export_id": export_id})
     return _response(200, {"export_id": export_id, "status": "ready", "rows": result["rows"],
@@ -294,4 +297,4 @@ def route(event: dict[str, Any], clients: Clients, settings: ExportSettings) -> 
 def work(event: dict[str, Any], clients: Clients, settings: ExportSettings) -> dict[str, Any]:
     """The worker's entry: a job the API dispatched."""
     user_id, export_id = str(uuid.UUID(event["user_id"])), str(uuid.UUID(event["export_id"]))
-    return run_export(clients, settings, user_id, export_id)
+    return run_export(clients, settings, user_id, export_id, database_url(clients, settings))
