@@ -401,6 +401,7 @@ def db_backup_cmd(config, target, reason, database_url, bucket, pg_bin, publish_
     cloudwatch = target.client("cloudwatch") if publish_metrics else None
     try:
         manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, tiers=tiers,
+                                     timezone=settings.timezone if settings else "UTC",
                                      lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
     except Exception:
         if cloudwatch:

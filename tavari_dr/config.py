@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tavari_dr.export import DEFAULT_DATASETS, Dataset
+from tavari_dr.schedule import ScheduleError, dst_conflict
 
 DEFAULT_ENV = "dev"
 ENV_CONTEXT_KEY = "env"
@@ -177,7 +178,9 @@ class DatabaseBackupsConfig:
 
     schedule: EventBridge Scheduler expression of the nightly dump (default cron(0 2 * * ? *)).
     weekly_verify_schedule / monthly_verify_schedule: the quick and the full restore test.
-    timezone: IANA zone the schedules run in (default UTC).
+    timezone: IANA zone the schedules run in (default UTC), and the calendar the tiers follow: a
+        backup at 00:30 local time on the 1st is that month's monthly backup. Every schedule time must
+        exist exactly once on every day there (02:00 is skipped in Europe/Warsaw one night a year).
     daily_retention_days / weekly_retention_days / monthly_retention_days: Object Lock retention
         and expiry of each grandfather-father-son tier (35 / 91 / 396; the plan's minimum is 7).
     lock_mode: GOVERNANCE (default) or COMPLIANCE (refused where removal_policy is destroy).
@@ -373,6 +376,18 @@ class _Section:
                 raise ConfigError(f"{self.key(name)}[{i}]: {_show(item)} is not allowed; use {what}")
         return tuple(value)
 
+    def schedule(self, name: str, default: str, timezone: str, example: str) -> str:
+        """An EventBridge Scheduler expression whose every time exists exactly once a day in ``timezone``."""
+        value = self.pattern(name, default, _SCHEDULE_RE, f"an EventBridge Scheduler expression such as {example}",
+                             optional=False)
+        try:
+            conflict = dst_conflict(value, timezone)
+        except ScheduleError as err:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; {err} (e.g. {example})") from None
+        if conflict:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed in {timezone}: {conflict}")
+        return value
+
     def pattern(self, name: str, default: str | None, regex: re.Pattern[str], what: str,
                 *, optional: bool = True) -> str | None:
         value = self.get(name, default)
@@ -532,7 +547,7 @@ def _parse_monitoring(path: str, raw: Any) -> MonitoringConfig:
     )
 
 
-_SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")
+_SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")  # fields are read by tavari_dr.schedule
 _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
 
 
@@ -551,10 +566,9 @@ def _timezone(s: _Section, default: str) -> str:
 def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> DatabaseBackupsConfig:
     s = _Section(path, raw if raw is not None else {}, _fields(DatabaseBackupsConfig))
     d = DatabaseBackupsConfig()
-    schedules = {name: s.pattern(name, getattr(d, name), _SCHEDULE_RE,
-                                 "an EventBridge Scheduler expression such as cron(0 2 * * ? *)", optional=False)
-                 for name in ("schedule", "weekly_verify_schedule", "monthly_verify_schedule")}
     timezone = _timezone(s, d.timezone)
+    schedules = {name: s.schedule(name, getattr(d, name), timezone, "cron(0 1 * * ? *)")
+                 for name in ("schedule", "weekly_verify_schedule", "monthly_verify_schedule")}
     days = {name: s.integer(name, getattr(d, name), minimum=7)
             for name in ("daily_retention_days", "weekly_retention_days", "monthly_retention_days")}
     lock_mode = s.choice("lock_mode", d.lock_mode, ("GOVERNANCE", "COMPLIANCE"))
@@ -576,8 +590,7 @@ def _parse_verification(path: str, raw: Any) -> VerificationConfig:
     d = VerificationConfig()
     timezone = _timezone(s, d.timezone)
     return VerificationConfig(
-        **{name: s.pattern(name, getattr(d, name), _SCHEDULE_RE,
-                           "an EventBridge Scheduler expression such as cron(0 6 * * ? *)", optional=False)
+        **{name: s.schedule(name, getattr(d, name), timezone, "cron(0 6 * * ? *)")
            for name in ("daily_schedule", "weekly_schedule", "monthly_schedule")},
         timezone=timezone,
         expect_pitr=s.boolean("expect_pitr", d.expect_pitr),
@@ -649,6 +662,7 @@ def _parse_drill(path: str, raw: Any) -> DrillConfig:
     endpoints = s.strings("health_endpoints", _URL_RE, plural="https URLs", what="an https:// URL")
     critical = s.integer("rto_critical_minutes", d.rto_critical_minutes, minimum=1)
     non_critical = s.integer("rto_non_critical_minutes", d.rto_non_critical_minutes, minimum=1)
+    timezone = _timezone(s, d.timezone)
     if non_critical < critical:
         raise ConfigError(f"{s.key('rto_non_critical_minutes')}: {non_critical} is not allowed; it must be at least "
                           f"rto_critical_minutes ({critical})")
@@ -658,10 +672,9 @@ def _parse_drill(path: str, raw: Any) -> DrillConfig:
         invoice_count=s.integer("invoice_count", d.invoice_count, minimum=1),
         invoice_gb=_positive_number(s, "invoice_gb", d.invoice_gb),
         health_endpoints=endpoints,
-        quarterly_schedule=s.pattern("quarterly_schedule", d.quarterly_schedule, _SCHEDULE_RE,
-                                     "an EventBridge Scheduler expression such as cron(0 9 ? 1,4,7,10 MON#1 *)",
-                                     optional=False),
-        timezone=_timezone(s, d.timezone),
+        quarterly_schedule=s.schedule("quarterly_schedule", d.quarterly_schedule, timezone,
+                                      "cron(0 9 ? 1,4,7,10 MON#1 *)"),
+        timezone=timezone,
     )
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from tavari_dr.schedule import local_date
+
 # Supabase's own schemas (as `supabase db dump` excludes them from a schema dump).
 INTERNAL_SCHEMAS = (
     "auth", "storage", "extensions", "graphql", "graphql_public", "realtime", "_realtime", "supabase_functions",
@@ -66,14 +68,23 @@ class Tier:
 DEFAULT_TIERS = (Tier("daily", 35), Tier("weekly", 91), Tier("monthly", 396))
 
 
-def tier_for(when: datetime, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> Tier:
-    """Grandfather-father-son: the 1st of a month is monthly, a Sunday weekly, any other day daily."""
+def tier_for(when: datetime, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC") -> Tier:
+    """Grandfather-father-son on the calendar of ``timezone`` (the schedules' zone, so the dump the
+    schedule runs on the 1st is that month's, even where UTC is still in the previous month): the 1st
+    of a month is monthly, a Sunday weekly, any other day daily."""
     by_name = {t.name: t for t in tiers}
-    if when.day == 1:
+    day = local_date(when, timezone)
+    if day.day == 1:
         return by_name["monthly"]
-    if when.weekday() == 6:
+    if day.weekday() == 6:
         return by_name["weekly"]
     return by_name["daily"]
+
+
+def retain_until_for(started: datetime, retention_days: int) -> datetime:
+    """Object Lock's retain-until date: whole days of absolute time from the backup's start, so a DST
+    switch or a leap day in between never shortens the lock."""
+    return started.astimezone(UTC) + timedelta(days=retention_days)
 
 
 # --------------------------------------------------------------------------- connection
@@ -297,14 +308,14 @@ def list_tables(cur: Any) -> list[str]:
 
 
 def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, now: datetime | None = None,
-               tiers: tuple[Tier, ...] = DEFAULT_TIERS, lock_mode: str = "GOVERNANCE",
+               tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC", lock_mode: str = "GOVERNANCE",
                pg_bin: Path | None = None, part_size: int = PART_SIZE,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Manifest:
     """Take one backup; returns its manifest (already uploaded, last)."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
-    tier = tier_for(started, tiers)
-    retain_until = started + timedelta(days=tier.retention_days)
+    tier = tier_for(started, tiers, timezone)
+    retain_until = retain_until_for(started, tier.retention_days)
     lock = {"ObjectLockMode": lock_mode, "ObjectLockRetainUntilDate": retain_until}
     backup_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{_slug(reason)}"
     prefix = f"dumps/{tier.name}/{backup_id}"

@@ -93,7 +93,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def record(result: dict[str, Any], *, s3: Any, reports_bucket: str, now: datetime) -> str:
     """Evidence in the reports bucket, and the metrics the alarms watch."""
-    key = f"reports/{JOB}/{now:%Y-%m-%d}"
+    key = f"reports/{JOB}/{now.astimezone(UTC):%Y-%m-%d}"  # the UTC day, as every report key
     s3.put_object(Bucket=reports_bucket, Key=f"{key}.json", Body=json.dumps(result, indent=1).encode(),
                   ContentType="application/json")
     s3.put_object(Bucket=reports_bucket, Key=f"{key}.md", Body=markdown(result).encode(), ContentType="text/markdown")

@@ -12,6 +12,7 @@ import boto3
 import psycopg
 import pytest
 from click.testing import CliRunner
+from freezegun import freeze_time
 from moto import mock_aws
 
 from tavari_dr import db_backup as d
@@ -197,13 +198,15 @@ def test_restore_over_a_damaged_copy_with_force_brings_the_rows_back(s3, source)
     assert fingerprint(source, manifest.tables) == before
 
 
-@pytest.mark.parametrize(("when", "tier", "days"), [
-    (datetime(2026, 11, 24, 2, tzinfo=UTC), "daily", 35),
-    (datetime(2026, 11, 29, 2, tzinfo=UTC), "weekly", 91),   # a Sunday
-    (datetime(2026, 12, 1, 2, tzinfo=UTC), "monthly", 396),  # the 1st
+@pytest.mark.parametrize(("when", "zone", "tier", "days"), [
+    (datetime(2026, 11, 24, 2, tzinfo=UTC), "UTC", "daily", 35),
+    (datetime(2026, 11, 29, 2, tzinfo=UTC), "UTC", "weekly", 91),   # a Sunday
+    (datetime(2026, 12, 1, 2, tzinfo=UTC), "UTC", "monthly", 396),  # the 1st
+    # 23:30 UTC on the 30th is 00:30 on the 1st in Warsaw: the schedule's calendar decides.
+    (datetime(2026, 11, 30, 23, 30, tzinfo=UTC), "Europe/Warsaw", "monthly", 396),
 ])
-def test_tier_and_retain_until_date_are_set_on_every_object(s3, source, when, tier, days):
-    manifest = d.run_backup(s3, BUCKET, source, reason="tiers", now=when)
+def test_tier_and_retain_until_date_are_set_on_every_object(s3, source, when, zone, tier, days):
+    manifest = d.run_backup(s3, BUCKET, source, reason="tiers", now=when, timezone=zone)
     assert manifest.tier == tier
     expected = when + timedelta(days=days)
     for key in [a["key"] for a in manifest.artifacts.values()] + [f"dumps/{tier}/{manifest.backup_id}/manifest.json"]:
@@ -222,9 +225,12 @@ def test_cli_backup_list_verify_restore(s3, source, empty_db, monkeypatch):
         result = runner.invoke(main, ["db", *args, "--region", REGION], catch_exceptions=False)
         return result.exit_code, result.output
 
-    code, out = run("backup", "--reason", "before migration 0042", "--database-url", source, "--bucket", BUCKET)
+    # The tier depends on the day the backup is taken: take it on a known Tuesday (the clock ticks on).
+    with freeze_time(TUESDAY, tick=True):
+        code, out = run("backup", "--reason", "before migration 0042", "--database-url", source, "--bucket", BUCKET)
     assert code == 0, out
     assert "before-migration-0042" in out and "GOVERNANCE lock" in out
+    assert "(daily, retained until 2026-12-29T02:00" in out  # 35 days from the Tuesday
     code, out = run("list", "--bucket", BUCKET)
     assert code == 0 and "complete" in out and "daily" in out
     s3.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})

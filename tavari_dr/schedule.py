@@ -1,0 +1,165 @@
+"""Calendars and schedules: which local day a backup belongs to, and which schedule times DST breaks.
+
+EventBridge Scheduler evaluates a cron expression in the schedule's time zone. When clocks spring
+forward it *skips* an invocation whose time does not exist that day; when they fall back it runs a
+time that exists twice only once (AWS re:Post, "eventbridge-scheduler-adjust-dst"). A nightly dump at
+02:00 Europe/Warsaw is therefore silently skipped on the last Sunday of March: a 48-hour gap against a
+24-hour RPO, and no weekly backup that week. Config validation refuses such times with
+``dst_conflict``.
+
+A job that runs in every hour of the day is left alone: DST costs it one run, made up within the hour.
+Only the minute and hour fields are read here (the rest is EventBridge's to validate): a time of day
+is refused if it falls into a gap or an overlap on *any* transition day, whatever the day-of-week and
+day-of-month fields say, because governments move the transition day by decree more often than they
+move the hour, and a schedule that happens to avoid today's transition weekday would break silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+# How many years ahead the zone's transitions are read: long enough for any rule the tz database
+# already knows to show up, short enough to stay a few milliseconds per zone.
+YEARS_AHEAD = 10
+
+_CRON_RE = re.compile(r"^cron\((?P<fields>[^()]+)\)$")
+_STEP_RE = re.compile(r"^(?P<range>\*|\d{1,2}(?:-\d{1,2})?)(?:/(?P<step>\d{1,2}))?$")
+
+
+class ScheduleError(ValueError):
+    """A schedule expression this module cannot read; the message says what is wrong with it."""
+
+
+def local_date(when: datetime, timezone: str) -> date:
+    """The calendar day ``when`` falls on in ``timezone`` (00:30 in Warsaw on the 1st is the 1st,
+    although it is still the last day of the previous month in UTC)."""
+    if when.tzinfo is None:
+        raise ValueError("an aware datetime is needed: a naive one has no calendar day")
+    return when.astimezone(ZoneInfo(timezone)).date()
+
+
+def _field_values(field: str, low: int, high: int, name: str) -> set[int]:
+    values: set[int] = set()
+    for part in field.split(","):
+        match = _STEP_RE.match(part)
+        if not match:
+            raise ScheduleError(f"the {name} field {field!r} is not a number, range, list or step")
+        start, end = low, high
+        if match["range"] != "*":
+            bounds = [int(b) for b in match["range"].split("-")]
+            start, end = bounds[0], bounds[-1]
+            if match["step"] and len(bounds) == 1:
+                end = high  # "5/15": from 5 to the end of the range, every 15
+        step = int(match["step"] or 1)
+        if not (low <= start <= end <= high) or step < 1:
+            raise ScheduleError(f"the {name} field {field!r} is outside {low}-{high}")
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def times_of_day(expression: str) -> list[time] | None:
+    """The local times of day a cron expression fires at; None for a rate expression (a fixed
+    interval in absolute time, which DST cannot break)."""
+    if expression.startswith("rate("):
+        return None
+    match = _CRON_RE.match(expression)
+    fields = match["fields"].split() if match else []
+    if len(fields) != 6:
+        raise ScheduleError("a cron expression has six fields: minutes hours day-of-month month day-of-week year")
+    minutes = _field_values(fields[0], 0, 59, "minutes")
+    hours = _field_values(fields[1], 0, 23, "hours")
+    return [time(h, m) for h in sorted(hours) for m in sorted(minutes)]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of a zone's UTC offset, as local wall-clock times."""
+
+    day: date          # the local day the affected wall times fall on
+    start: time        # first affected wall time
+    end: time | None   # first unaffected wall time (None: the interval runs to midnight)
+    kind: str          # "gap" (those times do not exist) or "overlap" (they exist twice)
+    before: str        # wall clock just before the switch, e.g. "02:00"
+    after: str         # wall clock just after it, e.g. "03:00"
+
+    def contains(self, t: time) -> bool:
+        return self.start <= t and (self.end is None or t < self.end)
+
+    def describe(self) -> str:
+        if self.kind == "gap":
+            return f"does not exist on {self.day} (clocks jump from {self.before} to {self.after})"
+        return f"exists twice on {self.day} (clocks fall back from {self.before} to {self.after})"
+
+
+def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
+    offset = instant.astimezone(zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always has one
+    return offset
+
+
+def _switch_instant(zone: ZoneInfo, low: datetime, high: datetime) -> datetime:
+    """The first second in (low, high] whose offset differs from low's (bisection; one switch inside)."""
+    before = _offset(zone, low)
+    while high - low > timedelta(seconds=1):
+        mid = low + (high - low) / 2
+        mid = mid.replace(microsecond=0)
+        if _offset(zone, mid) == before:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def _wall_intervals(day_start: datetime, day_end: datetime) -> list[tuple[date, time, time | None]]:
+    """[day_start, day_end) as per-day time ranges (an interval may cross local midnight)."""
+    pieces = []
+    cursor = day_start
+    while cursor < day_end:
+        midnight = datetime.combine(cursor.date() + timedelta(days=1), time(0))
+        stop = min(midnight, day_end)
+        pieces.append((cursor.date(), cursor.time(), None if stop == midnight else stop.time()))
+        cursor = stop
+    return pieces
+
+
+@functools.lru_cache(maxsize=64)
+def transitions(timezone: str, first_year: int, years: int = YEARS_AHEAD) -> tuple[Transition, ...]:
+    """Every gap and overlap of ``timezone`` from 1 January ``first_year`` for ``years`` years."""
+    zone = ZoneInfo(timezone)
+    found: list[Transition] = []
+    instant = datetime(first_year, 1, 1, tzinfo=UTC)
+    stop = datetime(first_year + years, 1, 1, tzinfo=UTC)
+    step = timedelta(hours=12)  # no zone changes its offset twice within 12 hours
+    while instant < stop:
+        following = instant + step
+        old, new = _offset(zone, instant), _offset(zone, following)
+        if old != new:
+            switch = _switch_instant(zone, instant, following)
+            wall_before = (switch + old).replace(tzinfo=None)  # the wall clock as the switch arrives
+            wall_after = (switch + new).replace(tzinfo=None)
+            kind = "gap" if new > old else "overlap"
+            low, high = (wall_before, wall_after) if kind == "gap" else (wall_after, wall_before)
+            for day, start, end in _wall_intervals(low, high):
+                found.append(Transition(day, start, end, kind, f"{wall_before:%H:%M}", f"{wall_after:%H:%M}"))
+        instant = following
+    return tuple(found)
+
+
+def dst_conflict(expression: str, timezone: str, *, first_year: int | None = None) -> str | None:
+    """Why ``expression`` is unsafe in ``timezone`` (a time that is skipped or doubled on some day),
+    or None when every time it names exists exactly once on every day."""
+    fire_times = times_of_day(expression)
+    if not fire_times or len({t.hour for t in fire_times}) == 24:
+        # A rate, or a job that runs every hour: a skipped run is made up within the hour.
+        return None
+    year = first_year if first_year is not None else datetime.now(UTC).year
+    for transition in transitions(timezone, year):
+        for t in fire_times:
+            if transition.contains(t):
+                return (f"it runs at {t:%H:%M}, which {transition.describe()} in {timezone}; "
+                        "choose a time that exists exactly once on every day")
+    return None
