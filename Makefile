@@ -41,8 +41,9 @@ node_modules/.installed: package.json package-lock.json
 # CDK CLI, nag-clean; then a full disaster-recovery drill of prod on this machine (emulated
 # AWS, throwaway PostgreSQL) with its report in drill-report/.
 DRILL_ENV ?= prod
+DRILL_REPORT ?= drill-report
 run: synth
-	$(PY) -m tavari_dr drill --local --env $(DRILL_ENV) --report-dir drill-report
+	$(PY) -m tavari_dr drill --local --env $(DRILL_ENV) --report-dir $(DRILL_REPORT)
 
 synth: install
 	rm -rf cdk.out

@@ -126,7 +126,7 @@ class DatabaseBackupsStack(Stack):
         report_args = ["--report-bucket", self.reports.bucket.bucket_name]
         self.nightly = ScheduledFargateJob(
             self, "NightlyBackup", **common, schedule=settings.schedule,
-            description="Nightly off-site pg_dump of the Supabase database",
+            description="Off-site pg_dump of the Supabase database (database_backups.schedule)",
             command=["db", "backup", "--reason", "nightly", *bucket_args],
             # Imported by ARN: ecs.Secret on the owning stack's secret would write this task's role into
             # the secrets key policy, and the two stacks would depend on each other.

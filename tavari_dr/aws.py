@@ -1,13 +1,20 @@
-"""boto3 clients and CloudFormation-output discovery, shared by every CLI command."""
+"""boto3 clients, request accounting and CloudFormation-output discovery, shared by every CLI command."""
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from tavari_dr.costmodel import Counts, kind_of
 
 # Local emulators (moto) give multipart objects a whole-object checksum that does not match;
 # S3 marks them composite ("-N"), which botocore never validates. Against an emulator the
@@ -30,7 +37,64 @@ class AwsTarget:
     def client(self, service: str, *, dr: bool = False) -> Any:
         region = self.dr_region if dr and self.dr_region else self.region
         config = EMULATOR_CONFIG if self.endpoint_url else None
-        return boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
+        client = boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
+        if _process_counter is not None:
+            _process_counter.attach(client)
+        return client
+
+
+# --------------------------------------------------------------------------- request accounting
+
+# Set by a drill (local or quarterly) for each command it runs: the command writes what it asked of
+# AWS there when it exits, so the drill's cost model prices requests and bytes, never wall time.
+REQUEST_COUNTS_ENV = "TAVARI_DR_REQUEST_COUNTS"
+
+
+class RequestCounter:
+    """Counts every API call of the clients it is attached to, by priced kind, and the bytes moved."""
+
+    def __init__(self) -> None:
+        self.counts = Counts()
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> Any:
+        service = client.meta.service_model.service_name
+        client.meta.events.register("before-send", self._before_send)
+        client.meta.events.register("after-call", lambda **kw: self._after_call(service, **kw))
+        return client
+
+    def _before_send(self, request: Any, **_: Any) -> None:
+        # With flexible checksums the body is sent aws-chunked: the payload is the decoded length.
+        headers = request.headers
+        size = headers.get("X-Amz-Decoded-Content-Length") or headers.get("Content-Length") or 0
+        with self._lock:
+            self.counts.bytes_written += int(size)
+
+    def _after_call(self, service: str, *, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        kind = kind_of(service, model.name)
+        with self._lock:
+            self.counts.requests[kind] = self.counts.requests.get(kind, 0) + 1
+            if model.name == "GetObject":
+                self.counts.bytes_read += int(parsed.get("ContentLength") or 0)
+
+
+_process_counter: RequestCounter | None = None
+
+
+def count_requests_of_this_process() -> None:
+    """If a drill asked for it (``TAVARI_DR_REQUEST_COUNTS``), count every client this process makes
+    and write the counts as JSON when it exits."""
+    global _process_counter
+    path = os.environ.get(REQUEST_COUNTS_ENV)
+    if not path or _process_counter is not None:
+        return
+    counter = _process_counter = RequestCounter()
+    counter.counts.processes = 1
+
+    def write() -> None:
+        Path(path).write_text(json.dumps(counter.counts.to_json()))
+
+    atexit.register(write)
 
 
 def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:

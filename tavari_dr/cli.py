@@ -24,7 +24,7 @@ from tavari_dr import bucket_restore as restore_lib
 from tavari_dr import db_backup as db_lib
 from tavari_dr import metrics, outputs, reports, verification
 from tavari_dr import secrets as secrets_lib
-from tavari_dr.aws import AwsTarget, DiscoveryError, stack_outputs
+from tavari_dr.aws import AwsTarget, DiscoveryError, count_requests_of_this_process, stack_outputs
 from tavari_dr.config import ConfigError, EnvironmentConfig, load_from_file
 from tavari_dr.envfile import EnvFileError, dump, parse
 
@@ -641,8 +641,9 @@ def export_tables_cmd(tables, database_url, out, region, endpoint_url):
 @click.option("--messages", type=click.IntRange(1), default=4000, show_default=True, help="Messages per business.")
 @click.option("--inject-fault", type=click.Choice(["corrupt-backup"]),
               help="Break something on purpose; the drill must then fail at the right step.")
+@click.option("--operator", help="Who ran the drill, for the report (default: the OS user).")
 @_reports_errors
-def drill_cmd(local, env_name, cdk_json, cdk_out, report_dir, businesses, messages, inject_fault):
+def drill_cmd(local, env_name, cdk_json, cdk_out, report_dir, businesses, messages, inject_fault, operator):
     from tavari_dr.drill import LocalDrill, Sizes
 
     if not local:
@@ -653,20 +654,25 @@ def drill_cmd(local, env_name, cdk_json, cdk_out, report_dir, businesses, messag
     if not (cdk_out / "manifest.json").is_file():
         raise click.UsageError(f"{cdk_out}/manifest.json not found: synthesize first (make synth)")
     report = LocalDrill(config, cdk_out, report_dir, sizes=Sizes(businesses=businesses, messages=messages),
-                        fault=inject_fault, progress=click.echo).run()
+                        fault=inject_fault, progress=click.echo, cdk_json=cdk_json, operator=operator).run()
     click.echo("")
     for name, data in report["scenarios"].items():
         c, n = data["rto_critical"], data["rto_non-critical"]
-        click.echo(f"{name}: RTO critical {c['measured_seconds']:.1f} s measured, {c['projected_seconds'] / 60:.1f} "
-                   f"min projected (objective {c['objective_seconds'] / 60:.0f} min); all services "
-                   f"{n['projected_seconds'] / 60:.1f} min projected (objective {n['objective_seconds'] / 60:.0f} min)")
-    click.echo(f"report: {report_dir / 'drill-report.md'} and {report_dir / 'drill-report.json'}")
+        click.echo(f"{name}: projected RTO critical {c['projected_seconds'] / 60:.1f} min (objective "
+                   f"{c['objective_seconds'] / 60:.0f} min), all services {n['projected_seconds'] / 60:.1f} min "
+                   f"(objective {n['objective_seconds'] / 60:.0f} min); {n['measured_seconds']:.1f} s wall time here")
+    worst = report["rpo_worst_case"]
+    click.echo(f"RPO worst case the configuration allows: {worst['worst_case_seconds'] / 3600:.1f} h (objective "
+               f"{worst['objective_seconds'] / 3600:.0f} h)")
+    click.echo(f"report (emulated): {report_dir / 'drill-report.md'} and {report_dir / 'drill-report.json'}, "
+               f"sealed by {report_dir / 'SHA256SUMS'}")
     if not report["passed"]:
         raise Failed("drill FAILED: " + "; ".join(report["failures"] or ["an objective was missed"]))
     click.echo("drill passed")
 
 
 def run() -> None:
+    count_requests_of_this_process()
     main(prog_name="tavari-dr")
 
 

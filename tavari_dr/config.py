@@ -262,8 +262,11 @@ class DrillConfig:
 
     rto_critical_minutes / rto_non_critical_minutes: the plan's objectives (60 / 240). Critical:
         the database and configuration; non-critical: the invoice files.
-    database_gb / invoice_count / invoice_gb: production sizes; the drill projects each step's
-        measured throughput onto them and judges the projected RTO.
+    database_gb / invoice_count / invoice_gb: production sizes (database_gb: the custom-format dump);
+        the drill's cost model (tavari_dr.costmodel) prices each step's counted requests and bytes at
+        these sizes and judges that projected RTO, never the emulator's wall time.
+    breach_changed_percent: share of the invoice keys a breach overwrites, deletes or plants (default
+        10); an in-place bucket restore costs one request per changed key.
     health_endpoints: URLs that must answer 200 after a recovery ("verify all services").
     quarterly_schedule / timezone: when the Step Functions drill runs in AWS.
     """
@@ -273,6 +276,7 @@ class DrillConfig:
     database_gb: float = 1.0
     invoice_count: int = 10000
     invoice_gb: float = 2.0
+    breach_changed_percent: float = 10.0
     health_endpoints: tuple[str, ...] = ()
     quarterly_schedule: str = "cron(0 9 ? 1,4,7,10 MON#1 *)"
     timezone: str = "UTC"
@@ -656,6 +660,13 @@ def _positive_number(s: _Section, name: str, default: float) -> float:
     return float(value)
 
 
+def _percent(s: _Section, name: str, default: float) -> float:
+    value = _positive_number(s, name, default)
+    if value > 100:
+        raise ConfigError(f"{s.key(name)}: {_show(s.get(name, default))} is not allowed; use a number > 0 and <= 100")
+    return value
+
+
 def _parse_drill(path: str, raw: Any) -> DrillConfig:
     s = _Section(path, raw if raw is not None else {}, _fields(DrillConfig))
     d = DrillConfig()
@@ -671,6 +682,7 @@ def _parse_drill(path: str, raw: Any) -> DrillConfig:
         database_gb=_positive_number(s, "database_gb", d.database_gb),
         invoice_count=s.integer("invoice_count", d.invoice_count, minimum=1),
         invoice_gb=_positive_number(s, "invoice_gb", d.invoice_gb),
+        breach_changed_percent=_percent(s, "breach_changed_percent", d.breach_changed_percent),
         health_endpoints=endpoints,
         quarterly_schedule=s.schedule("quarterly_schedule", d.quarterly_schedule, timezone,
                                       "cron(0 9 ? 1,4,7,10 MON#1 *)"),

@@ -81,6 +81,12 @@ class LocalPostgres:
     def url(self, database: str = "postgres", user: str = "postgres") -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
+    def server_version(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url()) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+
     def create_database(self, name: str) -> str:
         import psycopg
 

@@ -9,6 +9,11 @@ and real AWS; critical steps (database, configuration) are summed against the cr
 all steps against the non-critical RTO (summing is conservative: an operator may not run them
 in parallel). The report goes to ``reports/quarterly_drill/<date>.json`` (and ``.md``) in the
 reports bucket, metrics go out as EMF, and a missed objective fails the execution.
+
+The report follows the same schema as the local drill's (tavari_dr/data/drill-report.schema.json):
+where a branch reports what it did (``counts``: requests by kind, bytes), the cost model's
+estimate stands beside the real duration with its error (measured / predicted - 1), which is how
+the model's S3 constants get corrected from real runs.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tavari_dr import metrics
+from tavari_dr import costmodel, evidence, metrics
+from tavari_dr.aws import RequestCounter
 from tavari_dr.config import SecretEntry
+from tavari_dr.costmodel import Counts
 from tavari_dr.secrets import check, read_states
 
 JOB = "quarterly_drill"
@@ -33,11 +40,29 @@ class Objectives:
 
 def secrets_step(secretsmanager: Any, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """`tavari-dr secrets check`, as a drill step: every required entry exists and is set."""
+    counter = RequestCounter()
+    counter.attach(secretsmanager)
     declared = tuple(SecretEntry(e["name"], e.get("description", ""), e.get("required", True)) for e in entries)
     states = read_states(secretsmanager, declared, {e["name"]: e["arn"] for e in entries})
     rows = check(states)
     failed = [f"{row.name}: {row.status}" for row in rows if row.failed]
-    return {"results": {"secrets_check": "FAIL" if failed else "PASS"}, "details": failed}
+    return {"results": {"secrets_check": "FAIL" if failed else "PASS"}, "details": failed,
+            "counts": counter.counts.to_json()}
+
+
+def _modelled(branch: dict[str, Any]) -> tuple[Counts, dict[str, Any] | None]:
+    """The cost model's estimate for a branch that reported its counts (None for one that did not,
+    such as the Fargate restore test, which returns only its exit code)."""
+    reported = (branch.get("result") or {}).get("counts")
+    if reported is None:
+        return Counts(), None
+    counts = Counts.from_json(reported)
+    reads, writes = counts.n(*costmodel.READ_KINDS), counts.n(*costmodel.WRITE_KINDS)
+    seconds = (costmodel.fixed_requests_seconds(counts) + counts.n("list") * costmodel.S3_REQUEST_SECONDS
+               + costmodel.s3_object_requests_seconds(reads, writes, counts.bytes_read + counts.bytes_written, 1))
+    return counts, {"seconds": round(seconds, 1), "inputs": {"requests": dict(counts.requests),
+                                                             "bytes": counts.bytes_read + counts.bytes_written},
+                    "formula": "requests x latency + bytes / 85 MB/s (one connection)", "parts": {"requests": seconds}}
 
 
 def _seconds(branch: dict[str, Any]) -> float:
@@ -58,9 +83,16 @@ def report(event: dict[str, Any], *, objectives: Objectives, environment: str, n
     now = now or datetime.now(UTC)
     steps = []
     for branch in event["branches"]:
-        steps.append({"step": branch["step"], "critical": bool(branch["critical"]), "ok": _branch_ok(branch),
-                      "seconds": _seconds(branch), "started": branch["started"], "finished": branch["finished"],
-                      "error": branch.get("error"), "result": branch.get("result")})
+        seconds = _seconds(branch)
+        counts, model = _modelled(branch)
+        steps.append({"step": branch["step"], "name": branch["step"], "scenario": "quarterly",
+                      "critical": bool(branch["critical"]), "ok": _branch_ok(branch), "seconds": seconds,
+                      "started": branch["started"], "finished": branch["finished"],
+                      "error": branch.get("error"), "result": branch.get("result"),
+                      "recovery": "critical" if branch["critical"] else "non-critical", "kind": branch["step"],
+                      "counts": counts.to_json(), "commands": [], "model": model,
+                      "projected_seconds": model["seconds"] if model else None,
+                      "model_error": costmodel.model_error(seconds, model["seconds"]) if model else None})
     critical = round(sum(s["seconds"] for s in steps if s["critical"]), 1)
     everything = round(sum(s["seconds"] for s in steps), 1)
     verdicts = {
@@ -68,12 +100,37 @@ def report(event: dict[str, Any], *, objectives: Objectives, environment: str, n
         "rto_critical_met": critical <= objectives.rto_critical_seconds,
         "rto_non_critical_met": everything <= objectives.rto_non_critical_seconds,
     }
-    return {"environment": environment, "execution": event.get("execution"), "started": event.get("started"),
-            "finished": now.isoformat(timespec="seconds"), "steps": steps,
+    passed = all(verdicts.values())
+    finished = now.astimezone(UTC).isoformat(timespec="seconds")
+    rto = {kind: {"measured_seconds": achieved, "projected_seconds": achieved, "objective_seconds": objective,
+                  "met": achieved <= objective}
+           for kind, achieved, objective in (("rto_critical", critical, objectives.rto_critical_seconds),
+                                             ("rto_non-critical", everything, objectives.rto_non_critical_seconds))}
+    failures = [f"{s['step']}: {s['error'] or 'failed'}" for s in steps if not s["ok"]] + [
+        f"RTO ({kind[4:]}) {v['measured_seconds']} s is over the objective of {v['objective_seconds']} s"
+        for kind, v in rto.items() if not v["met"]]
+    return {"schema_version": 1, "kind": "aws", "emulated": False,
+            "title": f"Quarterly disaster-recovery drill in AWS — {environment}: {'PASSED' if passed else 'FAILED'}",
+            "environment": environment, "execution": event.get("execution"),
+            "started": event.get("started") or finished, "finished": finished, "steps": steps, "failures": failures,
+            # In AWS the code is identified by the deployed function, not a work tree.
+            "evidence": {"commit": None, "dirty": None, "note": "the deployed Lambda, not a git work tree",
+                         "versions": evidence.versions(), "host": {"name": _function_name()},
+                         "operator": event.get("operator") or "EventBridge Scheduler (quarterly schedule)",
+                         "commands": []},
+            "objectives": {"rto_critical_seconds": objectives.rto_critical_seconds,
+                           "rto_non_critical_seconds": objectives.rto_non_critical_seconds},
+            "scenarios": {"quarterly": {"steps": steps, **rto}},
             "rto_critical": {"achieved_seconds": critical, "objective_seconds": objectives.rto_critical_seconds},
             "rto_non_critical": {"achieved_seconds": everything,
                                  "objective_seconds": objectives.rto_non_critical_seconds},
-            **verdicts, "passed": all(verdicts.values())}
+            **verdicts, "passed": passed}
+
+
+def _function_name() -> str:
+    import os
+
+    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
 
 
 def markdown(result: dict[str, Any]) -> str:

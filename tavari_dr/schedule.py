@@ -163,3 +163,27 @@ def dst_conflict(expression: str, timezone: str, *, first_year: int | None = Non
                 return (f"it runs at {t:%H:%M}, which {transition.describe()} in {timezone}; "
                         "choose a time that exists exactly once on every day")
     return None
+
+
+_RATE_RE = re.compile(r"^rate\((?P<n>\d+) (?P<unit>minutes?|hours?|days?)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def max_interval_seconds(expression: str, timezone: str, *, year: int) -> float:
+    """The longest time between two consecutive runs over ``year`` (in absolute time, so a daily
+    schedule's interval is 25 hours across the night the clocks fall back): the schedule's share of
+    the worst-case RPO. Daily cron schedules (any day, every month) and rate schedules only."""
+    rate = _RATE_RE.match(expression)
+    if rate:
+        return float(int(rate["n"]) * _UNIT_SECONDS[rate["unit"].rstrip("s")])
+    fire_times = times_of_day(expression)
+    assert fire_times is not None  # not a rate
+    day_of_month, month, day_of_week, year_field = _CRON_RE.match(expression)["fields"].split()[2:]  # type: ignore[index]
+    if day_of_month not in ("*", "?") or month != "*" or day_of_week not in ("*", "?") or year_field != "*":
+        raise ScheduleError(f"{expression}: the worst-case interval is computed for schedules that run every "
+                            "day; give the day-of-month, month, day-of-week and year fields as * or ?")
+    zone = ZoneInfo(timezone)
+    runs = [datetime.combine(date(year, 1, 1) + timedelta(days=d), t, tzinfo=zone).astimezone(UTC)
+            for d in range(-1, (date(year + 1, 1, 1) - date(year, 1, 1)).days + 1) for t in fire_times]
+    runs.sort()
+    return max((b - a).total_seconds() for a, b in zip(runs, runs[1:], strict=False))

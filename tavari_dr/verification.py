@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tavari_dr import checks, metrics, reports
+from tavari_dr.aws import RequestCounter
 from tavari_dr.config import VerificationConfig
 from tavari_dr.secrets import is_placeholder
 
@@ -154,11 +155,17 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
     environ = environ if environ is not None else os.environ
     settings = VerificationConfig(**json.loads(environ["TAVARI_VERIFICATION"]))
     targets = Targets(**json.loads(environ["TAVARI_TARGETS"]))
-    clients = Clients(s3=boto3.client("s3"), replica_s3=boto3.client("s3", region_name=environ.get("TAVARI_DR_REGION")
-                                                                      or None),
-                      cloudwatch=boto3.client("cloudwatch"), secretsmanager=boto3.client("secretsmanager"))
+    # What the checks asked of AWS, for the quarterly drill's cost-model comparison (counted before
+    # the reports are written, which are not part of the check).
+    counter = RequestCounter()
+    clients = Clients(s3=counter.attach(boto3.client("s3")),
+                      replica_s3=counter.attach(boto3.client("s3",
+                                                             region_name=environ.get("TAVARI_DR_REGION") or None)),
+                      cloudwatch=counter.attach(boto3.client("cloudwatch")),
+                      secretsmanager=counter.attach(boto3.client("secretsmanager")))
     now = now_utc()
     results = run_checks(JOBS[job], clients=clients, targets=targets, settings=settings,
                          rpo_hours=float(environ["TAVARI_RPO_HOURS"]), now=now)
+    counts = counter.counts.to_json()
     record(results, job=job, s3=clients.s3, reports_bucket=targets.reports_bucket, now=now)
-    return {"job": job, "results": {r.name: r.status for r in results}}
+    return {"job": job, "results": {r.name: r.status for r in results}, "counts": counts}

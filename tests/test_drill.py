@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import boto3
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
+from tavari_dr import evidence
 from tavari_dr.cli import main
 from tavari_dr.config import load_environment
 from tavari_dr.drill import LocalDrill, Sizes, emulate_crr, state_difference
@@ -20,34 +24,56 @@ from tests.conftest import ROOT, cdk_context
 
 pytestmark = [pytest.mark.drill]
 SMALL = Sizes(businesses=3, calls=20, messages=60, invoice_versions=3, pdf_bytes=20_000)
-# Toy data this small cannot stand for prod's sizes (the projection would be timer noise scaled
-# up a million times); the tests judge it against sizes a few orders of magnitude above it.
-TEST_SIZES = {"database_gb": 0.05, "invoice_count": 1000, "invoice_gb": 0.2}
 
 
 def run_drill(synthesized, env_name, tmp_path, **kwargs):
+    # Judged at the environment's own production sizes: the cost model prices counts, so toy data
+    # stands for any size (no timer noise is scaled up).
     config = load_environment(cdk_context(), env_name)
-    config = replace(config, drill=replace(config.drill, **TEST_SIZES))
     lines = []
     drill = LocalDrill(config, synthesized[env_name].outdir, tmp_path / "report", sizes=SMALL,
-                       progress=lines.append, **kwargs)
+                       progress=lines.append, cdk_json=kwargs.pop("cdk_json", ROOT / "cdk.json"), **kwargs)
     return drill.run(), lines, tmp_path / "report"
 
 
-@pytest.mark.parametrize("env_name", ["prod", "dev"])
-def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkeypatch, env_name):
-    monkeypatch.chdir(ROOT)
-    report, lines, out = run_drill(synthesized, env_name, tmp_path)
+def validate(report):
+    jsonschema.validate(report, evidence.report_schema())
+
+
+def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkeypatch):
+    env_name = "prod"
+    # The drill runs from any directory, reads only the cdk.json it is given, and leaves the
+    # caller's environment alone (a profile that does not exist would break every AWS call).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cdk_json = tmp_path / "config" / "cdk.json"
+    cdk_json.parent.mkdir()
+    cdk_json.write_text((ROOT / "cdk.json").read_text())
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    report, lines, out = run_drill(synthesized, env_name, tmp_path, cdk_json=cdk_json, operator="auditor@tavari")
     assert report["passed"], report["failures"]
+    assert os.environ["AWS_PROFILE"] == "no-such-profile"
     assert list(report["scenarios"]) == ["1 database corruption", "2 complete system failure", "3 data breach"]
     for data in report["scenarios"].values():
         for kind in ("rto_critical", "rto_non-critical"):
             assert data[kind]["met"] and data[kind]["projected_seconds"] >= data[kind]["measured_seconds"]
         assert data["rpo"]["met"] and data["rpo"]["data_loss_window_seconds"] > 0
+        assert data["rpo"]["worst_case_seconds"] == report["rpo_worst_case"]["worst_case_seconds"]
+    worst = report["rpo_worst_case"]  # 13 h between 13:00 and 01:00 across the autumn switch, + a dump + lag
+    assert worst["longest_interval_seconds"] == 13 * 3600 and worst["replication_lag_objective_seconds"] == 900
+    assert worst["met"] and worst["worst_case_seconds"] > 13 * 3600
     steps = {(s["scenario"], s["name"]): s for s in report["steps"]}
     restore = steps[("2 complete system failure", "restore the database from the off-site backup")]
     assert restore["command"].startswith("tavari-dr db restore --env " + env_name)
-    assert restore["projected_seconds"] > restore["seconds"]  # scaled to the production size
+    assert restore["kind"] == "db_restore" and restore["counts"]["requests"]["get"] == 5  # 4 artifacts + manifest
+    assert restore["model"]["inputs"]["dump_bytes"] == 2e9 and restore["projected_seconds"] > 60
+    # Every command the drill started read the cdk.json it was given (`verify` a copy of it whose only
+    # change is the stand-in Management API URL), never the project's own.
+    commands = report["evidence"]["commands"]
+    assert commands and all("--cdk-json " in c for c in commands if "--env" in c)
+    assert not [c for c in commands if str(ROOT / "cdk.json") in c]
+    assert sum(f"--cdk-json {cdk_json}" in c for c in commands) == len([c for c in commands if "--env" in c]) - 1
     assert report["checks"] and set(report["checks"].values()) == {"PASS"}
     commands = {s["command"].split(" --")[0] for s in report["steps"] if s["command"]}
     assert {"tavari-dr secrets push", "tavari-dr secrets check", "tavari-dr secrets pull", "tavari-dr db backup",
@@ -59,12 +85,46 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     exercised = {c for s in report["steps"] if s["command"] for c in re.findall(
         r"tavari-dr (?:verify|(?:secrets|db|bucket|export) [a-z]+)", s["command"])}
     assert runbook_commands and runbook_commands <= exercised, runbook_commands - exercised
-    bucket = steps[("2 complete system failure", "restore the invoice bucket into a new bucket")]["detail"]
-    assert ("DR replica" in bucket) == (env_name == "prod")
+    bucket = steps[("2 complete system failure", "restore the invoice bucket into a new bucket")]
+    assert "DR replica" in bucket["detail"] and bucket["toy_actions"] == len(bucket_keys(out, 2))
+    breach = steps[("3 data breach", "restore the invoice bucket to before the breach")]
+    assert breach["model"]["inputs"]["actions"] == 10_000  # 10 % of prod's 100,000 invoices
     markdown = (out / "drill-report.md").read_text()
-    assert "PASSED" in markdown and "| 2 complete system failure |" in markdown
-    assert json.loads((out / "drill-report.json").read_text())["passed"] is True
+    assert markdown.startswith("# Disaster-recovery drill (emulated") and "PASSED" in markdown
+    assert "| 2 complete system failure |" in markdown and "operator auditor@tavari" in markdown
+    health = steps[("3 data breach", "verify health endpoints")]["detail"]
+    assert "https://app.tavari.example/api/health (emulated: stand-in http://127.0.0.1:" in health
+    stored = json.loads((out / "drill-report.json").read_text())
+    assert stored["passed"] is True and stored["emulated"] is True and stored["kind"] == "local"
+    validate(stored)
+    ev = stored["evidence"]
+    assert re.fullmatch(r"[0-9a-f]{40}", ev["commit"]) and isinstance(ev["dirty"], bool)
+    assert ev["operator"] == "auditor@tavari" and ev["versions"]["moto"] and ev["versions"]["postgresql-server"]
+    assert ev["versions"]["aws-cdk-lib"] and ev["host"]["name"]
+    # Sealed: SHA256SUMS covers the report and the per-key restore reports, as sha256sum -c reads it.
+    sums = (out / "SHA256SUMS").read_text().splitlines()
+    assert {line.split("  ", 1)[1] for line in sums} >= {"drill-report.json", "drill-report.md"}
+    assert any(line.endswith(".report.jsonl") for line in sums)
+    subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, check=True)
     assert any("verify health endpoints: ok" in line for line in lines)  # progress while it runs
+
+
+def bucket_keys(out, scenario):
+    return [line for path in (out / f"bucket-restore-scenario-{scenario}").glob("*.report.jsonl")
+            for line in path.read_text().splitlines()]
+
+
+def test_without_a_replica_a_lost_bucket_is_lost_and_the_drill_says_so(synthesized, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    report, _, out = run_drill(synthesized, "dev", tmp_path)
+    assert not report["passed"]
+    assert report["failures"] == [
+        "2 complete system failure: restore the invoice bucket into a new bucket: DrillFailed: the invoice bucket "
+        "cannot be recovered: it is gone with every version, and dev keeps no replica (replication.enabled is false)"]
+    # Scenarios 1 and 3 ran before it, and passed.
+    for name in ("1 database corruption", "3 data breach"):
+        assert all(s["ok"] for s in report["scenarios"][name]["steps"])
+    validate(report)
 
 
 def test_a_broken_backup_fails_the_drill_at_the_restore_step(synthesized, tmp_path, monkeypatch):
@@ -223,29 +283,54 @@ def test_deployer_resolves_intrinsics_across_stacks_and_custom_resources(tmp_pat
     assert "AWS::S3::Bucket.BucketEncryption" not in report.moto_would_ignore
 
 
-def test_projection_scales_only_the_variable_part_and_misses_are_failures(tmp_path):
+def test_the_verdict_comes_from_counts_never_from_wall_time(tmp_path):
+    from tavari_dr.costmodel import Counts
     from tavari_dr.drill import CRITICAL, NON_CRITICAL, Step
 
     config = load_environment(cdk_context(), "dev")
     config = replace(config, drill=replace(config.drill, database_gb=1.0, invoice_count=1000, invoice_gb=1.0))
-    drill = LocalDrill(config, tmp_path, tmp_path / "report", progress=lambda _: None)
+    drill = LocalDrill(config, tmp_path, tmp_path / "report", progress=lambda _: None, cdk_json=ROOT / "cdk.json")
     drill.started = datetime.now(UTC)
-    drill.steps = [
-        Step("1 database corruption", "restore the database from the off-site backup", seconds=3.0,
-             recovery=CRITICAL, scales_with="database", volume=1e6, fixed_seconds=2.0),
-        Step("1 database corruption", "identify the last good backup", seconds=0.5, recovery=CRITICAL),
-        Step("1 database corruption", "restore the invoice bucket", seconds=10.0, recovery=NON_CRITICAL,
-             scales_with="bucket", volume=10, fixed_seconds=0.0),
-    ]
+
+    def steps(wall):
+        return [
+            Step("1 database corruption", "restore the database from the off-site backup", seconds=wall,
+                 recovery=CRITICAL, kind="db_restore", counts=Counts(requests={"api": 1, "list": 1, "get": 5},
+                                                                    processes=1)),
+            Step("1 database corruption", "identify the last good backup", seconds=wall, recovery=CRITICAL,
+                 kind="cli", counts=Counts(requests={"api": 1, "list": 1}, processes=1)),
+            Step("1 database corruption", "restore the invoice bucket", seconds=wall, recovery=NON_CRITICAL,
+                 kind="bucket_restore", counts=Counts(requests={"head": 4, "copy": 4, "list": 1}, processes=1),
+                 toy_actions=4),
+        ]
+
+    drill.steps = steps(0.5)
+    quiet = drill._report(None)
+    drill.steps = steps(50.0)  # the same work on a machine a hundred times busier
+    busy = drill._report(None)
+    assert [s["projected_seconds"] for s in quiet["steps"]] == [s["projected_seconds"] for s in busy["steps"]]
+    assert quiet["scenarios"]["1 database corruption"]["rto_critical"]["projected_seconds"] == \
+        busy["scenarios"]["1 database corruption"]["rto_critical"]["projected_seconds"]
+    restore = quiet["steps"][0]
+    assert restore["model"]["inputs"]["dump_bytes"] == 1e9 and restore["model"]["parts"]["pg_restore"] > 0
+    for report in (quiet, busy):  # (only one scenario played: the drill as a whole is not passed)
+        assert report["scenarios"]["1 database corruption"]["rto_critical"]["met"]
+        assert report["scenarios"]["1 database corruption"]["rto_non-critical"]["met"]
+    validate(quiet)
+    drill.config = replace(config, drill=replace(config.drill, database_gb=500.0))  # 500 GB: hours to restore
+    drill.steps = steps(0.5)
+    missed = drill._report(None)
+    assert not missed["passed"]
+    assert any("projected RTO (critical)" in f for f in missed["failures"])
+
+
+def test_a_daily_dump_cannot_meet_a_24_hour_rpo_and_the_drill_says_so(tmp_path):
+    config = load_environment(cdk_context(), "prod")
+    config = replace(config, database_backups=replace(config.database_backups, schedule="cron(0 1 * * ? *)"))
+    drill = LocalDrill(config, tmp_path, tmp_path / "report", progress=lambda _: None, cdk_json=ROOT / "cdk.json")
+    drill.started = datetime(2027, 3, 1, tzinfo=UTC)
     report = drill._report(None)
-    steps = report["scenarios"]["1 database corruption"]["steps"]
-    assert steps[0]["projected_seconds"] == 2.0 + 1.0 * 1000  # fixed + variable x (1 GB / 1 MB)
-    assert steps[1]["projected_seconds"] == 0.5  # does not grow with data
-    assert steps[2]["projected_seconds"] == 10.0 * 100  # 1000 invoices / 10
-    rto = report["scenarios"]["1 database corruption"]
-    assert rto["rto_critical"]["projected_seconds"] == 1002.5 and rto["rto_critical"]["met"]
-    assert rto["rto_non-critical"]["projected_seconds"] == 2002.5 and rto["rto_non-critical"]["met"]
-    drill.steps[0].volume = 1e3  # a thousand times less data measured: 1000 s x 1000 is over an hour
-    report = drill._report(None)
-    assert not report["passed"]
-    assert any("projected RTO (critical)" in f for f in report["failures"])
+    worst = report["rpo_worst_case"]
+    # 25 h across the night the clocks fall back, + one dump, + the replication lag objective.
+    assert worst["longest_interval_seconds"] == 25 * 3600 and not worst["met"]
+    assert any(f.startswith("RPO: the configuration allows 25.") for f in report["failures"])

@@ -104,6 +104,32 @@ def test_report_sums_critical_and_all_steps_against_the_objectives():
     assert not slow["passed"] and not slow["rto_critical_met"] and slow["steps_ok"]
 
 
+def test_the_aws_report_has_the_local_drills_schema_and_the_models_error_per_step():
+    import jsonschema
+
+    from tavari_dr import evidence
+
+    counts = {"requests": {"list": 2, "get": 10, "put": 10, "delete": 10}, "bytes_read": 10_000_000,
+              "bytes_written": 10_000_000, "rows": 0, "processes": 0}
+    event = {"branches": [branch("database_restore", True, 1500, result={"results": {"database_restore": "PASS"}}),
+                          branch("bucket_restore", False, 20, result={"results": {"s3_restore_test": "PASS"},
+                                                                      "counts": counts}),
+                          branch("secrets_check", True, 5, result={"results": {"secrets_check": "PASS"}})],
+             "execution": "arn:exec", "started": "2027-01-04T09:00:00.000Z"}
+    result = quarterly.report(event, objectives=OBJECTIVES, environment="prod")
+    jsonschema.validate(result, evidence.report_schema())
+    assert result["kind"] == "aws" and not result["emulated"] and result["evidence"]["commit"] is None
+    bucket = next(s for s in result["steps"] if s["step"] == "bucket_restore")
+    # 32 requests x 0.2 s + 20 MB at 85 MB/s on one connection = 6.6 s predicted; 20 s measured: +203 %.
+    assert bucket["projected_seconds"] == 6.6 and bucket["model_error"] == 2.03
+    database = next(s for s in result["steps"] if s["step"] == "database_restore")
+    assert database["model"] is None and database["model_error"] is None  # the Fargate task reports no counts
+    failed = quarterly.report({"branches": [branch("secrets_check", True, 5, ok=False, error="boom")]},
+                              objectives=OBJECTIVES, environment="prod")
+    jsonschema.validate(failed, evidence.report_schema())
+    assert failed["failures"] == ["secrets_check: boom"]
+
+
 def test_a_failed_or_failing_step_fails_the_drill():
     failed = quarterly.report({"branches": [branch("database_restore", True, 60, ok=False,
                                                    error="States.TaskFailed: no scratch database")]},

@@ -1,0 +1,124 @@
+"""The drill's cost model on synthetic counts: one test per step kind, the calibration fit, the counter."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tavari_dr import costmodel as m
+from tavari_dr.aws import EMULATOR_CONFIG, RequestCounter
+from tavari_dr.costmodel import Calibration, Counts, Linear, Production
+
+CAL = Calibration(dump=Linear(1.0, 1e-8), restore=Linear(2.0, 1e-7), scan=Linear(0.5, 5e-8), cli_start_seconds=0.3,
+                  source={"written_by": "test"})
+PROD = Production(dump_bytes=2e9, invoice_count=100_000, invoice_bytes=20e9, breach_changed_share=0.1,
+                  versions_per_key=3.0)
+
+
+def test_committed_calibration_loads_and_names_its_source():
+    calibration = m.load_calibration()
+    assert calibration.restore.seconds_per_byte > 0 and calibration.cli_start_seconds > 0
+    assert calibration.source["written_by"] == "benches/calibrate.py"
+    assert calibration.source["host"] and calibration.source["date"] and calibration.source["command"]
+
+
+def test_fit_is_least_squares_and_never_negative():
+    fit = m.fit_linear([(1e6, 2.1), (2e6, 3.1), (4e6, 5.1)])
+    assert math.isclose(fit.fixed_seconds, 1.1) and math.isclose(fit.seconds_per_byte, 1e-6)
+    through_origin = m.fit_linear([(1e6, 0.5), (2e6, 2.0), (3e6, 3.4)])
+    assert through_origin.fixed_seconds == 0.0 and through_origin.seconds_per_byte > 0
+    with pytest.raises(ValueError):
+        m.fit_linear([(1e6, 1.0)])
+
+
+def test_cli_steps_cost_start_up_and_requests_only():
+    counts = Counts(requests={"api": 10, "list": 2}, processes=2)
+    estimate = m.cli_steps(counts, CAL)
+    assert math.isclose(estimate.seconds, 2 * 0.3 + 10 * m.AWS_API_SECONDS + 2 * m.S3_REQUEST_SECONDS)
+
+
+def test_database_restore_scales_with_dump_bytes():
+    counts = Counts(requests={"api": 3, "list": 1, "get": 4}, processes=1)
+    estimate = m.database_restore(counts, PROD, CAL)
+    download = 4 * m.S3_REQUEST_SECONDS + 2e9 / m.S3_CONNECTION_BYTES_PER_SECOND
+    assert math.isclose(estimate.parts["download artifacts"], download)
+    assert math.isclose(estimate.parts["pg_restore"], 2.0 + 1e-7 * 2e9)
+    assert math.isclose(estimate.seconds, 0.3 + 4 * m.AWS_API_SECONDS + download + 202.0)
+    bigger = m.database_restore(counts, Production(4e9, 1, 1, 0.1, 1), CAL)
+    assert bigger.seconds > estimate.seconds
+
+
+def test_database_scan_and_backup():
+    assert math.isclose(m.database_scan(PROD, CAL).seconds, 0.5 + 5e-8 * 2e9)
+    backup = m.database_backup(PROD, CAL)  # pg_dump 21 s; the upload (23.5 s at 85 MB/s) bounds it
+    assert math.isclose(backup.seconds, 2e9 / m.S3_CONNECTION_BYTES_PER_SECOND)
+
+
+def test_in_place_bucket_restore_lists_everything_and_copies_only_changed_keys():
+    # The toy plan had 20 actions, made with 20 HEADs, 15 COPYs and 5 DELETEs.
+    counts = Counts(requests={"api": 4, "list": 1, "head": 20, "copy": 15, "delete": 5}, processes=1)
+    estimate = m.bucket_restore(counts, 20, PROD, CAL, into_new_bucket=False)
+    assert estimate.inputs["actions"] == 10_000  # 10 % of 100,000 keys
+    assert math.isclose(estimate.parts["list versions"], 300 * m.S3_REQUEST_SECONDS)  # 300,000 versions
+    reads, writes = 20 * 500, 20 * 500
+    per_object = ((reads + writes) * m.S3_REQUEST_SECONDS + writes * 200_000 / m.S3_CONNECTION_BYTES_PER_SECOND) / 8
+    assert math.isclose(estimate.parts["per-object requests"], per_object)
+    assert "Glacier restore wait" not in estimate.parts
+
+
+def test_restore_into_a_new_bucket_copies_every_key_and_lists_the_target():
+    counts = Counts(requests={"list": 2, "copy": 10}, processes=1)
+    estimate = m.bucket_restore(counts, 10, PROD, CAL, into_new_bucket=True)
+    assert estimate.inputs["actions"] == 100_000
+    assert math.isclose(estimate.parts["list versions"], 301 * m.S3_REQUEST_SECONDS)
+
+
+def test_archived_versions_wait_for_glacier():
+    counts = Counts(requests={"list": 1, "glacier_restore": 1}, processes=1)
+    estimate = m.bucket_restore(counts, 1, PROD, CAL, into_new_bucket=False, archived_class="GLACIER")
+    assert estimate.parts["Glacier restore wait"] == 5 * 3600
+    assert m.glacier_wait_seconds("GLACIER_IR") == 0 and m.glacier_wait_seconds("DEEP_ARCHIVE") == 12 * 3600
+
+
+def test_per_prefix_request_limits_bound_a_highly_concurrent_copy():
+    assert math.isclose(m.s3_object_requests_seconds(0, 35_000, 0, 100_000), 10.0)  # 3,500 writes per second
+    assert math.isclose(m.s3_object_requests_seconds(55_000, 0, 0, 100_000), 10.0)  # 5,500 reads per second
+
+
+def test_bucket_verify_reads_every_object():
+    estimate = m.bucket_verify(Counts(requests={"get": 19}), PROD)
+    assert math.isclose(estimate.parts["list keys"], 100 * m.S3_REQUEST_SECONDS)
+    assert math.isclose(estimate.parts["read every object"],
+                        (100_000 * m.S3_REQUEST_SECONDS + 20e9 / m.S3_CONNECTION_BYTES_PER_SECOND) / 8)
+
+
+def test_health_and_provisioning():
+    assert math.isclose(m.health(2).seconds, 2 * m.HEALTH_CHECK_SECONDS)
+    assert m.provision(Counts(requests={"api": 2}), CAL).seconds == m.PROVISION_DATABASE_SECONDS + 2 * m.AWS_API_SECONDS
+
+
+def test_model_error_is_measured_over_predicted():
+    assert m.model_error(12.0, 10.0) == 0.2 and m.model_error(1.0, 0) is None
+
+
+@pytest.mark.moto
+def test_the_counter_counts_requests_by_kind_and_bytes():
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1", config=EMULATOR_CONFIG)
+        s3.create_bucket(Bucket="bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        counter = RequestCounter()
+        counter.attach(s3)
+        s3.put_object(Bucket="bucket", Key="k", Body=b"x" * 1000)
+        s3.head_object(Bucket="bucket", Key="k")
+        assert s3.get_object(Bucket="bucket", Key="k")["Body"].read() == b"x" * 1000
+        s3.copy_object(Bucket="bucket", Key="k2", CopySource={"Bucket": "bucket", "Key": "k"})
+        s3.list_object_versions(Bucket="bucket")
+        s3.delete_object(Bucket="bucket", Key="k")
+        s3.get_bucket_versioning(Bucket="bucket")
+    assert counter.counts.requests == {"put": 1, "head": 1, "get": 1, "copy": 1, "list": 1, "delete": 1, "api": 1}
+    assert counter.counts.bytes_written == 1000 and counter.counts.bytes_read == 1000
+    assert Counts.from_json(json.loads(json.dumps(counter.counts.to_json()))) == counter.counts
