@@ -48,7 +48,7 @@ run: synth
 synth: install
 	rm -rf cdk.out
 	for env in $(ENVS); do $(CDK) synth -c env=$$env -o cdk.out/$$env -q || exit 1; done
-	$(PY) -m tavari_dr.synth_summary $(addprefix cdk.out/,$(ENVS))
+	$(PY) -m tavari_dr.cli.synth_summary $(addprefix cdk.out/,$(ENVS))
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,7 @@ import sys
 from aws_cdk import App
 
 from stacks.app import build_app
-from tavari_dr.config import ConfigError, load_all, load_environment
+from tavari_dr.core.config import ConfigError, load_all, load_environment
 
 app = App()
 try:

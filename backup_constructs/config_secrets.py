@@ -11,7 +11,7 @@ from constructs import Construct
 
 from backup_constructs.keys import alias_arn, customer_managed_key
 from backup_constructs.nag import acknowledge
-from tavari_dr.outputs import entry_id
+from tavari_dr.core.outputs import entry_id
 
 
 @dataclass(frozen=True)

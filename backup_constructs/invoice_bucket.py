@@ -15,7 +15,7 @@ from backup_constructs.nag import (
 )
 from backup_constructs.replication import ReplicaTarget, Replication
 from backup_constructs.secure_bucket import locked_down
-from tavari_dr.config import SMALL_OBJECT_BYTES, SMALL_OBJECT_CLASSES
+from tavari_dr.core.config import SMALL_OBJECT_BYTES, SMALL_OBJECT_CLASSES
 
 ARCHIVE_RULE_ID = "ArchiveNoncurrentVersions"
 HOUSEKEEPING_RULE_ID = "Housekeeping"

@@ -14,7 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from backup_constructs.keys import customer_managed_key
-from tavari_dr import metrics
+from tavari_dr.core import metrics
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from backup_constructs.nag import acknowledge, grant_policy
-from tavari_dr.config import LOG_RETENTION_DAYS
+from tavari_dr.core.config import LOG_RETENTION_DAYS
 
 ROOT = Path(__file__).resolve().parent.parent
 _RETENTION = dict(zip(LOG_RETENTION_DAYS, [r for r in logs.RetentionDays if r is not logs.RetentionDays.INFINITE],

@@ -31,7 +31,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tavari_dr.emulator import MotoServer as _Emulator  # noqa: E402
+from tavari_dr.drill.emulator import MotoServer as _Emulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"

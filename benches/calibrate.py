@@ -6,7 +6,7 @@ per-byte x dump bytes by least squares, and times a `tavari-dr` process start-up
 the fit on a database larger than any it was fitted on (at least 10x the drill's default data):
 predicted / measured restore time must be within 0.75-1.33, or it exits 1 and writes nothing.
 
-The result goes to tavari_dr/data/calibration.json with the command, host and date; the drill reads
+The result goes to tavari_dr/core/data/calibration.json with the command, host and date; the drill reads
 it and never measures these itself, so a loaded machine cannot move a drill's verdict.
 
     .venv/bin/python benches/calibrate.py [--scales 20,60,120] [--check-scale 300] [--dry-run]
@@ -31,12 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tavari_dr import demo_data  # noqa: E402
-from tavari_dr.costmodel import fit_linear  # noqa: E402
-from tavari_dr.drill import Sizes, fingerprints  # noqa: E402
-from tavari_dr.pgcluster import LocalPostgres  # noqa: E402
+from tavari_dr.core.costmodel import fit_linear  # noqa: E402
+from tavari_dr.drill import demo_data  # noqa: E402
+from tavari_dr.drill.pgcluster import LocalPostgres  # noqa: E402
+from tavari_dr.drill.runner import Sizes, fingerprints  # noqa: E402
 
-OUT = ROOT / "tavari_dr" / "data" / "calibration.json"
+OUT = ROOT / "tavari_dr" / "core" / "data" / "calibration.json"
 DEFAULT = Sizes()  # the drill's default toy data; scale 1 is that
 
 

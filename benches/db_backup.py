@@ -23,14 +23,14 @@ sys.path.insert(0, str(ROOT / "benches"))
 
 from bucket_restore import MotoServer  # noqa: E402
 
-from tavari_dr import demo_data  # noqa: E402
-from tavari_dr.pgcluster import LocalPostgres  # noqa: E402
+from tavari_dr.drill import demo_data  # noqa: E402
+from tavari_dr.drill.pgcluster import LocalPostgres  # noqa: E402
 
 RUN_BACKUP = """
 import json, resource, sys, time
 import boto3
-from tavari_dr.aws import EMULATOR_CONFIG
-from tavari_dr.db_backup import run_backup
+from tavari_dr.core.aws import EMULATOR_CONFIG
+from tavari_dr.database.backup import run_backup
 url, endpoint = sys.argv[1], sys.argv[2]
 
 class NullS3:

@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tavari_dr import demo_data  # noqa: E402
-from tavari_dr.pgcluster import LocalPostgres  # noqa: E402
+from tavari_dr.drill import demo_data  # noqa: E402
+from tavari_dr.drill.pgcluster import LocalPostgres  # noqa: E402
 
 RUN_EXPORT = """
 import json, resource, sys, time
-from tavari_dr.export import count_rows, export_account
+from tavari_dr.export.account import count_rows, export_account
 url, user, out = sys.argv[1], sys.argv[2], sys.argv[3]
 started = time.monotonic()
 rows = count_rows(url, user)

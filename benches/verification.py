@@ -27,8 +27,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tavari_dr import checks  # noqa: E402
-from tavari_dr.aws import EMULATOR_CONFIG  # noqa: E402
+from tavari_dr.core.aws import EMULATOR_CONFIG  # noqa: E402
+from tavari_dr.verification import checks  # noqa: E402
 
 
 def main() -> int:

@@ -23,8 +23,8 @@ from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
 from stacks.secrets import SecretsReplicaKeyStack, SecretsStack, secrets_replica_key_alias
-from tavari_dr import outputs
-from tavari_dr.config import EnvironmentConfig
+from tavari_dr.core import outputs
+from tavari_dr.core.config import EnvironmentConfig
 
 
 @dataclass

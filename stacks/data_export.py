@@ -21,8 +21,8 @@ from backup_constructs.keys import customer_managed_key, log_group_key
 from backup_constructs.nag import acknowledge, acknowledge_wildcards, grant_policy
 from backup_constructs.python_function import PythonFunction, retention
 from backup_constructs.secure_bucket import SecureBucket
-from tavari_dr import outputs
-from tavari_dr.config import DataExportConfig
+from tavari_dr.core import outputs
+from tavari_dr.core.config import DataExportConfig
 
 API_TIMEOUT = Duration.seconds(29)  # API Gateway answers 503 after 30 s, whatever the function does
 WORKER_TIMEOUT = Duration.minutes(15)
@@ -52,7 +52,7 @@ class _AccessLogs:
 class DataExportStack(Stack):
     """GDPR/CCPA account export: ``GET /api/account/export`` on an HTTP API with a Lambda
     authorizer for Supabase tokens, an exports bucket whose objects expire, and a DynamoDB
-    table of per-user limits and export jobs (see tavari_dr.export_api)."""
+    table of per-user limits and export jobs (see tavari_dr.export.api)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: DataExportConfig,
                  supabase_url_secret_arn: str, jwt_secret_arn: str | None, database_url_secret_arn: str,

@@ -31,8 +31,8 @@ from backup_constructs.quarterly_drill import QuarterlyDrill
 from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
-from tavari_dr import outputs
-from tavari_dr.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, VerificationConfig
+from tavari_dr.core import outputs
+from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, VerificationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 # The job image's build context: only what docker/backup/Dockerfile copies (so the asset hash
@@ -291,7 +291,7 @@ class DrillInputs:
 
 @dataclass(frozen=True)
 class VerificationInputs:
-    """What the verification Lambdas check and how (see tavari_dr.verification)."""
+    """What the verification Lambdas check and how (see tavari_dr.verification.jobs)."""
 
     settings: VerificationConfig
     rpo_hours: int

@@ -9,8 +9,8 @@ from constructs import Construct
 
 from backup_constructs.replication import accept_cross_account_replication
 from stacks.invoice_storage import invoice_bucket_from
-from tavari_dr import outputs
-from tavari_dr.config import InvoiceBucketConfig
+from tavari_dr.core import outputs
+from tavari_dr.core.config import InvoiceBucketConfig
 
 
 def replica_key_alias(env_name: str) -> str:

@@ -13,8 +13,8 @@ from backup_constructs.invoice_bucket import InvoiceBucket
 from backup_constructs.nag import acknowledge_wildcards
 from backup_constructs.replication import ReplicaTarget
 from backup_constructs.restore_ops import RestoreOps
-from tavari_dr import outputs
-from tavari_dr.config import InvoiceBucketConfig
+from tavari_dr.core import outputs
+from tavari_dr.core.config import InvoiceBucketConfig
 
 STORAGE_CLASSES = {
     "GLACIER_IR": s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,

@@ -17,8 +17,8 @@ from constructs import Construct
 from backup_constructs.keys import log_group_key
 from backup_constructs.monitoring import Monitoring, Runbook
 from backup_constructs.python_function import PythonFunction, retention
-from tavari_dr import metrics, outputs
-from tavari_dr.config import MonitoringConfig
+from tavari_dr.core import metrics, outputs
+from tavari_dr.core.config import MonitoringConfig
 
 GT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
 LT = cw.ComparisonOperator.LESS_THAN_THRESHOLD

@@ -8,9 +8,9 @@ from constructs import Construct
 
 from backup_constructs.config_secrets import ConfigSecrets, SecretSpec
 from backup_constructs.keys import customer_managed_key
-from tavari_dr import outputs
-from tavari_dr.config import SecretEntry
-from tavari_dr.secrets import PLACEHOLDER_TEMPLATE
+from tavari_dr.configbackup.secrets import PLACEHOLDER_TEMPLATE
+from tavari_dr.core import outputs
+from tavari_dr.core.config import SecretEntry
 
 
 def secrets_replica_key_alias(env_name: str) -> str:

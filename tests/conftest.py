@@ -46,7 +46,7 @@ class Synthesized:
         return Template.from_json(self.templates[self.stack(purpose)])
 
     def stack(self, purpose: str) -> str:
-        from tavari_dr.config import stack_name
+        from tavari_dr.core.config import stack_name
 
         return stack_name(self.name.split("-")[0], purpose)
 
@@ -55,7 +55,7 @@ def _synth(name: str, context: dict, outdir: Path) -> Synthesized:
     from aws_cdk import App
 
     from stacks.app import build_app
-    from tavari_dr.config import load_environment
+    from tavari_dr.core.config import load_environment
 
     app = App(context=context, outdir=str(outdir))
     build_app(app, load_environment(context))
@@ -123,8 +123,8 @@ def prod(synthesized):
 def db():
     """A throwaway PostgreSQL cluster (one per test module) holding the Supabase-like Tavari schema
     with three tenants: 5 calls and 7 messages per business."""
-    from tavari_dr import demo_data
-    from tavari_dr.pgcluster import LocalPostgres
+    from tavari_dr.drill import demo_data
+    from tavari_dr.drill.pgcluster import LocalPostgres
 
     with LocalPostgres() as pg:
         url = pg.create_database("tavari")

@@ -13,8 +13,8 @@ from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 from moto import mock_aws
 
-from tavari_dr import batch_restore as b
-from tavari_dr.bucket_restore import COPY, DELETE_MARKER, RESTORE_ARCHIVED, Action, Plan
+from tavari_dr.bucket import batch as b
+from tavari_dr.bucket.restore import COPY, DELETE_MARKER, RESTORE_ARCHIVED, Action, Plan
 from tavari_dr.cli import main
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from tavari_dr import bucket_restore as r
+from tavari_dr.bucket import restore as r
 from tavari_dr.cli import main
 from tests.s3_history import BASE, History
 

@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tavari_dr import checks as c
-from tavari_dr import quarterly, reports, schedule
-from tavari_dr.config import ConfigError, load_all, load_environment
-from tavari_dr.db_backup import DEFAULT_TIERS, retain_until_for, tier_for
+from tavari_dr.core import reports, schedule
+from tavari_dr.core.config import ConfigError, load_all, load_environment
+from tavari_dr.database.backup import DEFAULT_TIERS, retain_until_for, tier_for
+from tavari_dr.verification import checks as c
+from tavari_dr.verification import quarterly
 from tests.conftest import cdk_context
 
 WARSAW = "Europe/Warsaw"

@@ -10,9 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tavari_dr import checks as c
-from tavari_dr.aws import EMULATOR_CONFIG
-from tavari_dr.db_backup import Manifest
+from tavari_dr.core.aws import EMULATOR_CONFIG
+from tavari_dr.database.backup import Manifest
+from tavari_dr.verification import checks as c
 from tests.http_stub import ScriptedServer, server_factory
 
 pytestmark = pytest.mark.moto

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from moto import mock_aws
 
-from tavari_dr import outputs
-from tavari_dr import secrets as secrets_lib
 from tavari_dr.cli import main
-from tavari_dr.config import load_environment
-from tavari_dr.envfile import parse
+from tavari_dr.configbackup import secrets as secrets_lib
+from tavari_dr.core import outputs
+from tavari_dr.core.config import load_environment
+from tavari_dr.core.envfile import parse
 from tests.conftest import ROOT, cdk_context
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
@@ -64,7 +64,7 @@ def run(*args):
 
 
 def env_file(tmp_path, values, name=".env.production"):
-    from tavari_dr.envfile import dump
+    from tavari_dr.core.envfile import dump
 
     path = tmp_path / name
     path.write_text(dump(values))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tavari_dr.config import ConfigError, EnvironmentConfig, load_all, load_environment, load_from_file, stack_name
+from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_all, load_environment, load_from_file, stack_name
 from tests.conftest import ROOT, cdk_context
 
 
@@ -235,7 +235,7 @@ def test_data_export_settings_are_validated(data_export, message):
 
 
 def test_data_export_datasets_are_configuration():
-    from tavari_dr.export import DEFAULT_DATASETS, Dataset
+    from tavari_dr.export.account import DEFAULT_DATASETS, Dataset
 
     assert load_environment(cdk_context(), "prod").data_export.datasets == DEFAULT_DATASETS
     custom = load_environment(with_prod(lambda p: p.update(data_export={"datasets": [

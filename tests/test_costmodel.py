@@ -9,9 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tavari_dr import costmodel as m
-from tavari_dr.aws import EMULATOR_CONFIG, RequestCounter
-from tavari_dr.costmodel import Calibration, Counts, Linear, Production
+from tavari_dr.core import costmodel as m
+from tavari_dr.core.aws import EMULATOR_CONFIG, RequestCounter
+from tavari_dr.core.costmodel import Calibration, Counts, Linear, Production
 
 CAL = Calibration(dump=Linear(1.0, 1e-8), restore=Linear(2.0, 1e-7), scan=Linear(0.5, 5e-8), cli_start_seconds=0.3,
                   source={"written_by": "test"})

@@ -6,7 +6,7 @@ import json
 
 from aws_cdk.assertions import Match
 
-from tavari_dr import outputs
+from tavari_dr.core import outputs
 
 EXPORT = outputs.DATA_EXPORT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tavari_dr import outputs
+from tavari_dr.core import outputs
 
 BACKUPS = outputs.DATABASE_BACKUPS
 

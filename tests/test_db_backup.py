@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 from moto import mock_aws
 
-from tavari_dr import db_backup as d
-from tavari_dr import demo_data
-from tavari_dr.aws import EMULATOR_CONFIG
 from tavari_dr.cli import main
-from tavari_dr.pgcluster import LocalPostgres
+from tavari_dr.core.aws import EMULATOR_CONFIG
+from tavari_dr.database import backup as d
+from tavari_dr.drill import demo_data
+from tavari_dr.drill.pgcluster import LocalPostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.moto]
 REGION = "eu-west-1"
@@ -305,7 +305,7 @@ def test_restore_into_a_fresh_supabase_project_keeps_its_auth_schema(s3, source,
 
 
 def test_verify_that_cannot_run_publishes_failure_metrics(s3, monkeypatch):
-    from tavari_dr import metrics as m
+    from tavari_dr.core import metrics as m
 
     published = []
     monkeypatch.setattr(m, "put", lambda cw, values, dims=None: published.append((values, dims)))

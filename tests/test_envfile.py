@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tavari_dr.envfile import EnvFileError, dump, parse
+from tavari_dr.core.envfile import EnvFileError, dump, parse
 
 
 def test_accepted_forms():

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tavari_dr import export as x
 from tavari_dr.cli import main
+from tavari_dr.export import account as x
 from tests.conftest import ROOT, owners
 
 pytestmark = pytest.mark.postgres

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from tavari_dr import export_api
+from tavari_dr.export import api as export_api
 from tests.conftest import owners
 from tests.http_stub import ScriptedServer
 from tests.test_jwt_auth import EC_JWK, HS_SECRET, RSA_JWK, claims, token

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match
 
-from tavari_dr import outputs
+from tavari_dr.core import outputs
 from tests.conftest import XACCT, XACCT_KEY_ARN
 
 STORAGE, REPLICA = outputs.INVOICE_STORAGE, outputs.INVOICE_REPLICA

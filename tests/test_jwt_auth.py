@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from tavari_dr.jwt_auth import Jwks, TokenRejected, Verifier
+from tavari_dr.export.jwt_auth import Jwks, TokenRejected, Verifier
 from tests.http_stub import ScriptedServer
 
 ISSUER = "https://abcd.supabase.co/auth/v1"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tavari_dr import metrics
+from tavari_dr.core import metrics
 
 
 def test_emf_line_with_dimensions_and_aggregate():

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
 from backup_constructs.monitoring import Monitoring
-from tavari_dr import metrics, outputs
+from tavari_dr.core import metrics, outputs
 from tests.conftest import cdk_context
 
 MONITORING = outputs.MONITORING

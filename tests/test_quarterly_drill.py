@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tavari_dr import outputs, quarterly
+from tavari_dr.core import outputs
+from tavari_dr.verification import quarterly
 
 BACKUPS = outputs.DATABASE_BACKUPS
 
@@ -107,7 +108,7 @@ def test_report_sums_critical_and_all_steps_against_the_objectives():
 def test_the_aws_report_has_the_local_drills_schema_and_the_models_error_per_step():
     import jsonschema
 
-    from tavari_dr import evidence
+    from tavari_dr.core import evidence
 
     counts = {"requests": {"list": 2, "get": 10, "put": 10, "delete": 10}, "bytes_read": 10_000_000,
               "bytes_written": 10_000_000, "rows": 0, "processes": 0}

@@ -10,9 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tavari_dr import verification as v
-from tavari_dr.aws import EMULATOR_CONFIG
-from tavari_dr.config import VerificationConfig
+from tavari_dr.core.aws import EMULATOR_CONFIG
+from tavari_dr.core.config import VerificationConfig
+from tavari_dr.verification import jobs as v
 from tests.test_alerts import FakeContext
 from tests.test_checks import SupabaseApi, backups_body, configure_like_the_stack, put_manifest
 
@@ -130,9 +130,9 @@ def test_unknown_check_names_are_refused():
 def test_cli_verify_runs_the_same_checks_and_exits_1_on_failure(world, monkeypatch):
     from click.testing import CliRunner
 
-    from tavari_dr import outputs
     from tavari_dr.cli import main
-    from tavari_dr.config import load_environment
+    from tavari_dr.core import outputs
+    from tavari_dr.core.config import load_environment
     from tests.conftest import ROOT, cdk_context
 
     monkeypatch.chdir(ROOT)

@@ -1,10 +1,11 @@
-"""SNS alert topic -> webhook (and Sentry when its DSN is set). Logic: tavari_dr.alerts."""
+"""SNS alert topic -> webhook (and Sentry when its DSN is set). Logic: tavari_dr.alerts.router."""
 
 import os
 
 import boto3
 
-from tavari_dr import alerts, metrics
+from tavari_dr.alerts import router as alerts
+from tavari_dr.core import metrics
 
 ENVIRONMENT = os.environ["TAVARI_ENV"]
 WEBHOOK_SECRET = os.environ["ALERT_WEBHOOK_SECRET_ARN"]

@@ -1,8 +1,8 @@
-"""S3 Batch Operations LambdaInvoke task: add delete markers. Logic: tavari_dr.batch_restore."""
+"""S3 Batch Operations LambdaInvoke task: add delete markers. Logic: tavari_dr.bucket.batch."""
 
 import boto3
 
-from tavari_dr.batch_restore import delete_marker_tasks
+from tavari_dr.bucket.batch import delete_marker_tasks
 
 S3 = boto3.client("s3")
 

@@ -1,6 +1,6 @@
-"""Quarterly DR drill steps (secrets check, report). Logic: tavari_dr.quarterly."""
+"""Quarterly DR drill steps (secrets check, report). Logic: tavari_dr.verification.quarterly."""
 
-from tavari_dr.quarterly import handle
+from tavari_dr.verification.quarterly import handle
 
 
 def handler(event, context):

@@ -1,4 +1,4 @@
-"""GET /api/account/export and /api/account/export/{export_id}. Logic: tavari_dr.export_api."""
+"""GET /api/account/export and /api/account/export/{export_id}. Logic: tavari_dr.export.api."""
 
 import json
 import logging
@@ -6,7 +6,7 @@ import os
 
 import boto3
 
-from tavari_dr import export_api
+from tavari_dr.export import api as export_api
 
 logging.getLogger("tavari").setLevel(logging.INFO)
 SETTINGS = export_api.ExportSettings.from_json(os.environ["TAVARI_EXPORT"])

@@ -1,12 +1,12 @@
-"""HTTP API Lambda authorizer: Supabase access token -> user ID. Logic: tavari_dr.export_api / jwt_auth."""
+"""HTTP API Lambda authorizer: Supabase access token -> user ID. Logic: tavari_dr.export.api / jwt_auth."""
 
 import logging
 import os
 
 import boto3
 
-from tavari_dr import export_api
-from tavari_dr.alerts import SecretCache
+from tavari_dr.alerts.router import SecretCache
+from tavari_dr.export import api as export_api
 
 logging.getLogger("tavari").setLevel(logging.INFO)
 SUPABASE_URL_SECRET = os.environ["SUPABASE_URL_SECRET_ARN"]

@@ -1,11 +1,11 @@
-"""Background account export (dispatched by export_api for large accounts). Logic: tavari_dr.export_api."""
+"""Background account export (dispatched by export_api for large accounts). Logic: tavari_dr.export.api."""
 
 import logging
 import os
 
 import boto3
 
-from tavari_dr import export_api
+from tavari_dr.export import api as export_api
 
 logging.getLogger("tavari").setLevel(logging.INFO)
 SETTINGS = export_api.ExportSettings.from_json(os.environ["TAVARI_EXPORT"])

@@ -1,6 +1,6 @@
-"""Scheduled verification: weekly_integrity. Logic: tavari_dr.verification (checks in tavari_dr.checks)."""
+"""Scheduled verification: weekly_integrity. Logic: tavari_dr.verification.jobs (checks: verification.checks)."""
 
-from tavari_dr.verification import handle
+from tavari_dr.verification.jobs import handle
 
 
 def handler(event, context):

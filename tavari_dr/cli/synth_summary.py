@@ -1,6 +1,6 @@
 """Print what a synthesized cloud assembly holds: stacks, resources, outputs, nag result.
 
-Usage: python -m tavari_dr.synth_summary cdk.out/dev [cdk.out/prod ...]
+Usage: python -m tavari_dr.cli.synth_summary cdk.out/dev [cdk.out/prod ...]
 Reads only files `cdk synth` wrote; exits 1 if an assembly is missing or failed validation.
 """
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from tavari_dr.schedule import local_date
+from tavari_dr.core.schedule import local_date
 
 # Supabase's own schemas (as `supabase db dump` excludes them from a schema dump).
 INTERNAL_SCHEMAS = (
@@ -491,7 +491,7 @@ def detect_target(cur: Any) -> str:
 def restore(s3: Any, bucket: str, which: str, target_url: str, *, force: bool = False, pg_bin: Path | None = None,
             log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
     """Verify, then restore roles, schema and data in that order, then compare row counts."""
-    from tavari_dr.demo_data import sql as bundled_sql
+    from tavari_dr.drill.demo_data import sql as bundled_sql
 
     started = time.monotonic()
     entry, manifest = find_backup(s3, bucket, which)

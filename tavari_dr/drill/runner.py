@@ -2,16 +2,16 @@
 
 A moto server stands in for AWS, a throwaway PostgreSQL cluster for Supabase's database, and a
 small HTTP server for the Supabase Management API and the application's health endpoints. The
-app's synthesized templates are deployed into the emulator (tavari_dr.local_deploy), data is
+app's synthesized templates are deployed into the emulator (tavari_dr.drill.local_deploy), data is
 seeded, the real jobs run, and then the three scenarios are played with the same `tavari-dr`
 commands the runbooks give (run as separate processes, exactly as an operator types them).
 
 Every step records what it did — requests by kind, bytes, rows, commands started — and the cost
-model (tavari_dr.costmodel) prices those counts at the production sizes in cdk.json (``drill``):
+model (tavari_dr.core.costmodel) prices those counts at the production sizes in cdk.json (``drill``):
 that projected RTO is what is judged, so the verdict is the same on an idle and on a loaded
 machine. Wall time is still measured and shown, for information only. The report is an evidence
 pack: commit, versions, host, operator, every command exactly as run, the per-key restore reports,
-and a SHA256SUMS over its files; it validates against tavari_dr/data/drill-report.schema.json.
+and a SHA256SUMS over its files; it validates against tavari_dr/core/data/drill-report.schema.json.
 """
 
 from __future__ import annotations
@@ -37,15 +37,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tavari_dr import costmodel, evidence, outputs, schedule
-from tavari_dr.aws import REQUEST_COUNTS_ENV, RequestCounter
-from tavari_dr.config import EnvironmentConfig
-from tavari_dr.costmodel import Counts
+from tavari_dr.core import costmodel, evidence, outputs, schedule
+from tavari_dr.core.aws import REQUEST_COUNTS_ENV, RequestCounter
+from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.core.costmodel import Counts
 
 CRITICAL, NON_CRITICAL = "critical", "non-critical"
 FAULTS = ("corrupt-backup",)
 SCHEMA_VERSION = 1
-# How the cost model prices a step (tavari_dr.costmodel): see LocalDrill._model.
+# How the cost model prices a step (tavari_dr.core.costmodel): see LocalDrill._model.
 KINDS = ("cli", "provision", "db_restore", "db_scan", "bucket_restore", "bucket_restore_new", "bucket_verify",
          "health")
 
@@ -215,7 +215,7 @@ class LocalDrill:
         """An S3 client of the drill's own whose requests count towards ``step``."""
         import boto3
 
-        from tavari_dr.aws import EMULATOR_CONFIG
+        from tavari_dr.core.aws import EMULATOR_CONFIG
 
         counter = RequestCounter()
         counter.counts = step.counts
@@ -229,9 +229,9 @@ class LocalDrill:
     # ------------------------------------------------------------------ the run
 
     def run(self) -> dict[str, Any]:
-        from tavari_dr.emulator import MotoServer
-        from tavari_dr.local_deploy import LocalDeployer
-        from tavari_dr.pgcluster import LocalPostgres
+        from tavari_dr.drill.emulator import MotoServer
+        from tavari_dr.drill.local_deploy import LocalDeployer
+        from tavari_dr.drill.pgcluster import LocalPostgres
 
         self.started = datetime.now(UTC)
         self.config_dir = self.cdk_json.parent
@@ -280,7 +280,7 @@ class LocalDrill:
             shutil.rmtree(state_dir)
 
     def _play(self) -> None:
-        from tavari_dr.local_deploy import DeployError
+        from tavari_dr.drill.local_deploy import DeployError
 
         def deploy(step: Step) -> None:
             self.deployment = self.deployer.deploy(self.cdk_out, progress=lambda m: self.say(f"  {m}"))
@@ -332,7 +332,7 @@ class LocalDrill:
     # ------------------------------------------------------------------ setup
 
     def _start_standin(self, step: Step) -> None:
-        from tavari_dr.standin import StandIn, health_path
+        from tavari_dr.drill.standin import StandIn, health_path
 
         self.app_database_url = None  # what the "application" was (re)started with
 
@@ -350,7 +350,7 @@ class LocalDrill:
         step.detail = self.standin.url
 
     def _seed_database(self, step: Step) -> None:
-        from tavari_dr import demo_data
+        from tavari_dr.drill import demo_data
 
         self.database_url = self.primary.create_database("postgres_tavari")
         demo_data.create_supabase_like(self.database_url)
@@ -399,7 +399,7 @@ class LocalDrill:
         return {k: v for k, v in values.items() if k in declared}
 
     def _write_env(self, values: dict[str, str], name: str) -> Path:
-        from tavari_dr.envfile import dump
+        from tavari_dr.core.envfile import dump
 
         path = self.work / name
         path.write_text(dump(values))
@@ -422,7 +422,7 @@ class LocalDrill:
         step.counts.rows = sum(manifest.tables.values())
 
     def _latest_backup(self):
-        from tavari_dr import db_backup
+        from tavari_dr.database import backup as db_backup
 
         return db_backup.find_backup(self.s3(), self.backup_bucket, "latest")
 
@@ -440,7 +440,7 @@ class LocalDrill:
             emulate_crr(self.s3(), self.invoice_bucket, self.replica_bucket, self.replicated)
 
     def _verify(self, step: Step) -> None:
-        from tavari_dr import verification
+        from tavari_dr.verification import jobs as verification
 
         stack = self.deployment.stacks[self.config.stack_name(outputs.DATABASE_BACKUPS)]
         results = {}
@@ -649,7 +649,7 @@ class LocalDrill:
     # ------------------------------------------------------------------ scenario 2
 
     def _scenario_total_failure(self) -> None:
-        from tavari_dr.pgcluster import LocalPostgres
+        from tavari_dr.drill.pgcluster import LocalPostgres
 
         scenario = "2 complete system failure"
         s3 = self.s3()
@@ -679,7 +679,7 @@ class LocalDrill:
                   kind="provision")
 
         def config(step: Step) -> None:
-            from tavari_dr.envfile import parse
+            from tavari_dr.core.envfile import parse
 
             out = self.work / "recovered.env"
             args = ["secrets", "pull", "--env", self.config.name, "--out", str(out), "--force"]
@@ -732,7 +732,7 @@ class LocalDrill:
             versions_per_key=getattr(self, "versions_per_key", float(self.sizes.invoice_versions)))
 
     def _model(self, calibration: costmodel.Calibration) -> None:
-        """Price every recovery step's counts at the production sizes (tavari_dr.costmodel)."""
+        """Price every recovery step's counts at the production sizes (tavari_dr.core.costmodel)."""
         production = self._production()
         archived = self.config.invoice_bucket.archive_storage_class
         for step in self.steps:
@@ -820,7 +820,7 @@ class LocalDrill:
             "environment": self.config.name, "started": self.started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"), "passed": ok, "error": error,
             # The code that ran: the checkout tavari_dr was imported from (not the config's folder).
-            "evidence": {**evidence.git_state(Path(__file__).resolve().parent.parent),
+            "evidence": {**evidence.git_state(Path(__file__).resolve().parents[2]),
                          # (no server version where the drill stopped before its cluster started)
                          "versions": getattr(self, "versions", None) or evidence.versions(local=True),
                          "host": evidence.host(), "operator": self.operator,
@@ -831,7 +831,7 @@ class LocalDrill:
             "production_sizes": {"database_gb": d.database_gb, "invoice_count": d.invoice_count,
                                  "invoice_gb": d.invoice_gb, "breach_changed_percent": d.breach_changed_percent},
             "toy_sizes": asdict(self.sizes),
-            "model": {"module": "tavari_dr.costmodel", "calibration": calibration.source,
+            "model": {"module": "tavari_dr.core.costmodel", "calibration": calibration.source,
                       "constants": costmodel.constants()},
             "rpo_worst_case": worst,
             "steps": [_step_json(s) for s in self.steps],
@@ -849,7 +849,7 @@ class LocalDrill:
                       "itself, the way CRR would." if getattr(self, "replica_bucket", None) else
                       "No replica in this environment: a lost invoice bucket cannot be recovered.",
                       "Projected RTO: each recovery step's counted requests, bytes and commands, scaled to the "
-                      "production sizes by what drives them and priced by tavari_dr.costmodel (S3's documented "
+                      "production sizes by what drives them and priced by tavari_dr.core.costmodel (S3's documented "
                       "latency, throughput and request limits; PostgreSQL rates from the committed calibration). "
                       "Measured seconds are this machine's wall time and decide nothing.",
                       "RPO: the drill takes its backup minutes before each incident, so its data-loss window "

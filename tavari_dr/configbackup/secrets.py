@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tavari_dr.config import SecretEntry
+from tavari_dr.core.config import SecretEntry
 
 # The stack creates each secret with a generated JSON value carrying this key, so no usable
 # value is ever in a template and `check` can tell "never set" from "set".

@@ -10,7 +10,7 @@ all steps against the non-critical RTO (summing is conservative: an operator may
 in parallel). The report goes to ``reports/quarterly_drill/<date>.json`` (and ``.md``) in the
 reports bucket, metrics go out as EMF, and a missed objective fails the execution.
 
-The report follows the same schema as the local drill's (tavari_dr/data/drill-report.schema.json):
+The report follows the same schema as the local drill's (tavari_dr/core/data/drill-report.schema.json):
 where a branch reports what it did (``counts``: requests by kind, bytes), the cost model's
 estimate stands beside the real duration with its error (measured / predicted - 1), which is how
 the model's S3 constants get corrected from real runs.
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tavari_dr import costmodel, evidence, metrics
-from tavari_dr.aws import RequestCounter
-from tavari_dr.config import SecretEntry
-from tavari_dr.costmodel import Counts
-from tavari_dr.secrets import check, read_states
+from tavari_dr.configbackup.secrets import check, read_states
+from tavari_dr.core import costmodel, evidence, metrics
+from tavari_dr.core.aws import RequestCounter
+from tavari_dr.core.config import SecretEntry
+from tavari_dr.core.costmodel import Counts
 
 JOB = "quarterly_drill"
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tavari_dr.emulator import free_port
+from tavari_dr.drill.emulator import free_port
 
 
 class PostgresUnavailable(RuntimeError):

@@ -1,7 +1,7 @@
 """What a drill report must carry to be filed by an auditor: which code, which tools, where, who.
 
 Shared by the local drill and the quarterly drill in AWS (one report schema for both,
-``tavari_dr/data/drill-report.schema.json``), plus the SHA256SUMS that seals a report folder.
+``tavari_dr/core/data/drill-report.schema.json``), plus the SHA256SUMS that seals a report folder.
 """
 
 from __future__ import annotations
@@ -81,4 +81,4 @@ def seal(folder: Path) -> Path:
 
 
 def report_schema() -> dict[str, Any]:
-    return json.loads(resources.files("tavari_dr").joinpath(REPORT_SCHEMA).read_text())
+    return json.loads(resources.files("tavari_dr.core").joinpath(REPORT_SCHEMA).read_text())

@@ -2,7 +2,7 @@
 
 Three Lambdas share this module:
 
-- the **authorizer** verifies the Supabase access token (tavari_dr.jwt_auth) and hands the
+- the **authorizer** verifies the Supabase access token (tavari_dr.export.jwt_auth) and hands the
   user's ``sub`` to the route in the authorizer context — the only place the user comes from;
 - the **API** claims the user's limits, then exports small accounts at once (200 + presigned
   URL) and hands large ones to the worker (202 + status URL); ``GET .../export/{id}`` reports
@@ -30,10 +30,10 @@ from typing import Any
 
 from botocore.config import Config
 
-from tavari_dr.export import DEFAULT_DATASETS, Dataset, count_rows, export_account
-from tavari_dr.jwt_auth import Jwks, TokenRejected, Verifier
-from tavari_dr.metrics import EXPORT_FAILED, EXPORT_REFUSED, EXPORT_SUCCEEDED, publish
-from tavari_dr.secrets import is_placeholder
+from tavari_dr.configbackup.secrets import is_placeholder
+from tavari_dr.core.metrics import EXPORT_FAILED, EXPORT_REFUSED, EXPORT_SUCCEEDED, publish
+from tavari_dr.export.account import DEFAULT_DATASETS, Dataset, count_rows, export_account
+from tavari_dr.export.jwt_auth import Jwks, TokenRejected, Verifier
 
 log = logging.getLogger("tavari.export")
 # A worker that dies leaves its lock behind; the lock lapses after the longest an export may run.

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tavari_dr.bucket_restore import COPY, DELETE_MARKER, Action, Plan, _encryption_args
+from tavari_dr.bucket.restore import COPY, DELETE_MARKER, Action, Plan, _encryption_args
 
 BATCH_COPY_LIMIT = 5 * 1024**3
 MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"

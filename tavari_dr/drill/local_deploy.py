@@ -309,7 +309,7 @@ class LocalDeployer:
     def client(self, service: str, region: str) -> Any:
         import boto3
 
-        from tavari_dr.aws import EMULATOR_CONFIG
+        from tavari_dr.core.aws import EMULATOR_CONFIG
 
         key = (service, region)
         if key not in self._clients:

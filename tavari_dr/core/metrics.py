@@ -54,7 +54,7 @@ def put(cloudwatch: object, metrics: Mapping[str, float], dimensions: Mapping[st
     EMF lines are only turned into metrics for Lambda and the CloudWatch agent."""
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
-        raise ValueError(f"undocumented metric(s) {unknown}; add them to tavari_dr.metrics.METRICS")
+        raise ValueError(f"undocumented metric(s) {unknown}; add them to tavari_dr.core.metrics.METRICS")
     dims = [{"Name": k, "Value": v} for k, v in (dimensions or {}).items()]
     cloudwatch.put_metric_data(  # type: ignore[attr-defined]
         Namespace=NAMESPACE,
@@ -68,7 +68,7 @@ def emf_line(metrics: Mapping[str, float], dimensions: Mapping[str, str] | None 
     single alarm can watch every Check (alarms cannot use SEARCH)."""
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
-        raise ValueError(f"undocumented metric(s) {unknown}; add them to tavari_dr.metrics.METRICS")
+        raise ValueError(f"undocumented metric(s) {unknown}; add them to tavari_dr.core.metrics.METRICS")
     dims = dict(dimensions or {})
     dimension_sets = [sorted(dims)] + ([[]] if aggregate and dims else [])
     record: dict[str, object] = {

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tavari_dr import checks, metrics, reports
-from tavari_dr.aws import RequestCounter
-from tavari_dr.config import VerificationConfig
-from tavari_dr.secrets import is_placeholder
+from tavari_dr.configbackup.secrets import is_placeholder
+from tavari_dr.core import metrics, reports
+from tavari_dr.core.aws import RequestCounter
+from tavari_dr.core.config import VerificationConfig
+from tavari_dr.verification import checks
 
 JOBS = {
     "daily_monitor": ("supabase_backups", "bucket_drift", "replication_health", "offsite_freshness"),

@@ -8,7 +8,7 @@ this module turns them into seconds with
 
 * S3's documented behaviour (constants below, each with its source),
 * PostgreSQL dump / restore / scan throughput and the CLI's start-up, from a calibration file
-  (``tavari_dr/data/calibration.json``) written by ``benches/calibrate.py`` on a named host at a
+  (``tavari_dr/core/data/calibration.json``) written by ``benches/calibrate.py`` on a named host at a
   named date — never measured during a drill, so a loaded machine cannot move the verdict,
 * a few stated assumptions where AWS or Supabase publish no figure (marked ``ASSUMPTION``); the
   quarterly drill in AWS records the same counts beside real durations and reports this model's
@@ -63,8 +63,8 @@ HEALTH_CHECK_SECONDS = S3_REQUEST_SECONDS
 PROVISION_DATABASE_SECONDS = 600
 
 # The tools' own concurrency (what the estimate divides by).
-BUCKET_RESTORE_CONCURRENCY = 8  # tavari_dr.bucket_restore.apply_plan's default
-DRILL_VERIFY_CONCURRENCY = 8  # tavari_dr.drill.bucket_state
+BUCKET_RESTORE_CONCURRENCY = 8  # tavari_dr.bucket.restore.apply_plan's default
+DRILL_VERIFY_CONCURRENCY = 8  # tavari_dr.drill.runner.bucket_state
 
 READ_KINDS = ("get", "head")
 WRITE_KINDS = ("put", "copy", "delete", "glacier_restore")
@@ -158,7 +158,7 @@ class Calibration:
 
 
 def load_calibration() -> Calibration:
-    text = resources.files("tavari_dr").joinpath("data/calibration.json").read_text()
+    text = resources.files("tavari_dr.core").joinpath("data/calibration.json").read_text()
     return Calibration.from_json(json.loads(text))
 
 

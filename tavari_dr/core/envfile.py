@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from tavari_dr.config import ENV_KEY_RE
+from tavari_dr.core.config import ENV_KEY_RE
 
 _DQ_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$"}
 _SAFE_UNQUOTED = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")

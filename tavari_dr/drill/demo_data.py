@@ -12,12 +12,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
-SQL = resources.files("tavari_dr") / "sql"
+# The drill's own stand-ins, then the platform roles the database restore applies to a plain target.
+SQL_FOLDERS = (resources.files("tavari_dr.drill") / "sql", resources.files("tavari_dr.database") / "sql")
 TABLES = ("businesses", "call_sessions", "messages", "usage", "invoices", "support_tickets")
 
 
 def sql(name: str) -> str:
-    return (SQL / name).read_text()
+    return next(folder / name for folder in SQL_FOLDERS if (folder / name).is_file()).read_text()
 
 
 def create_supabase_like(url: str) -> None:

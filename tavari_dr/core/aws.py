@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tavari_dr.costmodel import Counts, kind_of
+from tavari_dr.core.costmodel import Counts, kind_of
 
 # Local emulators (moto) give multipart objects a whole-object checksum that does not match;
 # S3 marks them composite ("-N"), which botocore never validates. Against an emulator the

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tavari_dr.export import DEFAULT_DATASETS, Dataset
-from tavari_dr.schedule import ScheduleError, dst_conflict
+from tavari_dr.core.schedule import ScheduleError, dst_conflict
+from tavari_dr.export.account import DEFAULT_DATASETS, Dataset
 
 DEFAULT_ENV = "dev"
 ENV_CONTEXT_KEY = "env"
@@ -242,7 +242,7 @@ class DataExportConfig:
     retention_days: exports are deleted from the exports bucket after this many days (default 7).
     include_pdfs: put the invoice PDFs into the ZIP (default true; otherwise referenced by key).
     datasets: which tables are exported and which column ties a row to the user
-        (default tavari_dr.export.DEFAULT_DATASETS).
+        (default tavari_dr.export.account.DEFAULT_DATASETS).
     allowed_origins: https origins of the front end that may call the API from a browser (CORS;
         default none: no CORS headers, server-to-server only).
     """
@@ -263,7 +263,7 @@ class DrillConfig:
     rto_critical_minutes / rto_non_critical_minutes: the plan's objectives (60 / 240). Critical:
         the database and configuration; non-critical: the invoice files.
     database_gb / invoice_count / invoice_gb: production sizes (database_gb: the custom-format dump);
-        the drill's cost model (tavari_dr.costmodel) prices each step's counted requests and bytes at
+        the drill's cost model (tavari_dr.core.costmodel) prices each step's counted requests and bytes at
         these sizes and judges that projected RTO, never the emulator's wall time.
     breach_changed_percent: share of the invoice keys a breach overwrites, deletes or plants (default
         10); an in-place bucket restore costs one request per changed key.
@@ -551,7 +551,7 @@ def _parse_monitoring(path: str, raw: Any) -> MonitoringConfig:
     )
 
 
-_SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")  # fields are read by tavari_dr.schedule
+_SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")  # fields are read by tavari_dr.core.schedule
 _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
 
 

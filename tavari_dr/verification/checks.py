@@ -340,7 +340,7 @@ def replication_health(result: CheckResult, *, s3: Any, replica_s3: Any, bucket:
 
 def offsite_freshness(result: CheckResult, *, s3: Any, bucket: str, rpo_hours: float, now: datetime,
                       verify_sha256: bool = False) -> None:
-    from tavari_dr.db_backup import BackupError, fetch_verified, find_backup
+    from tavari_dr.database.backup import BackupError, fetch_verified, find_backup
 
     try:
         entry, manifest = find_backup(s3, bucket, "latest")

@@ -1,6 +1,6 @@
 """`tavari-dr`: the operator CLI. Exit codes: 0 ok, 1 a check or operation failed, 2 usage error.
 
-Every command takes --env (config from cdk.json through tavari_dr.config, the loader app.py
+Every command takes --env (config from cdk.json through tavari_dr.core.config, the loader app.py
 uses) and finds deployed resources through the stacks' CloudFormation outputs; each
 resource can also be named explicitly. --region, --dr-region and --endpoint-url are
 honoured everywhere (an emulator such as moto server, or real AWS).
@@ -20,13 +20,14 @@ from typing import Any
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tavari_dr import bucket_restore as restore_lib
-from tavari_dr import db_backup as db_lib
-from tavari_dr import metrics, outputs, reports, verification
-from tavari_dr import secrets as secrets_lib
-from tavari_dr.aws import AwsTarget, DiscoveryError, count_requests_of_this_process, stack_outputs
-from tavari_dr.config import ConfigError, EnvironmentConfig, load_from_file
-from tavari_dr.envfile import EnvFileError, dump, parse
+from tavari_dr.bucket import restore as restore_lib
+from tavari_dr.configbackup import secrets as secrets_lib
+from tavari_dr.core import metrics, outputs, reports
+from tavari_dr.core.aws import AwsTarget, DiscoveryError, count_requests_of_this_process, stack_outputs
+from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_from_file
+from tavari_dr.core.envfile import EnvFileError, dump, parse
+from tavari_dr.database import backup as db_lib
+from tavari_dr.verification import jobs as verification
 
 
 class Failed(click.ClickException):
@@ -309,7 +310,7 @@ def bucket_restore(config, target, bucket, to_text, prefix, target_bucket, plan_
 
 
 def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: restore_lib.Plan, confirm: bool) -> None:
-    from tavari_dr import batch_restore
+    from tavari_dr.bucket import batch as batch_restore
 
     if config is None:
         raise click.UsageError("--batch-operations needs --env: the job role, function and manifest bucket "
@@ -574,7 +575,7 @@ def export_account_cmd(user_id, database_url, out, force, env_name, cdk_json):
         raise click.UsageError(f"--user-id {user_id!r} is not a UUID") from None
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
-    from tavari_dr import export as export_lib
+    from tavari_dr.export import account as export_lib
 
     datasets = load_from_file(env_name, cdk_json).data_export.datasets if env_name else export_lib.DEFAULT_DATASETS
     with open(out, "wb") as handle:
@@ -594,7 +595,7 @@ def export_account_cmd(user_id, database_url, out, force, env_name, cdk_json):
 def export_tables_cmd(tables, database_url, out, region, endpoint_url):
     import contextlib
 
-    from tavari_dr import export as export_lib
+    from tavari_dr.export import account as export_lib
 
     names = [t.strip() for t in tables.split(",")] if tables else list(export_lib.DEFAULT_TABLES)
     if out.startswith("s3://"):
@@ -644,7 +645,7 @@ def export_tables_cmd(tables, database_url, out, region, endpoint_url):
 @click.option("--operator", help="Who ran the drill, for the report (default: the OS user).")
 @_reports_errors
 def drill_cmd(local, env_name, cdk_json, cdk_out, report_dir, businesses, messages, inject_fault, operator):
-    from tavari_dr.drill import LocalDrill, Sizes
+    from tavari_dr.drill.runner import LocalDrill, Sizes
 
     if not local:
         raise click.UsageError("only --local runs here; in AWS the quarterly drill is the DrDrill state machine "

@@ -214,7 +214,7 @@ class SecretCache:
 def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webhook_secret: str,
           sentry_secret: str | None = None, post: Callable[..., int] = post_json) -> int:
     """Deliver every SNS record of one invocation; return how many were delivered."""
-    from tavari_dr.secrets import is_placeholder
+    from tavari_dr.configbackup.secrets import is_placeholder
 
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list) or not records:

@@ -1,0 +1,1 @@
+"""Alert routing: SNS messages to the webhook and Sentry (router)."""

@@ -1,0 +1,1 @@
+"""The invoice bucket: point-in-time restore (restore) and its S3 Batch Operations path (batch)."""

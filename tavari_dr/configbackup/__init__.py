@@ -1,0 +1,1 @@
+"""Configuration backups in Secrets Manager: push an env file, pull it back, check it (secrets)."""
