@@ -41,9 +41,7 @@ IMAGE_EXCLUDES = ["*", "!pyproject.toml", "!cdk.json", "!tavari_dr", "!docker", 
 
 
 def tiers_of(settings: DatabaseBackupsConfig) -> list[RetentionTier]:
-    return [RetentionTier("daily", settings.daily_retention_days),
-            RetentionTier("weekly", settings.weekly_retention_days),
-            RetentionTier("monthly", settings.monthly_retention_days)]
+    return [RetentionTier(tier.name, tier.retention_days) for tier in settings.tiers]
 
 
 class DatabaseBackupsReplicaStack(Stack):

@@ -8,7 +8,6 @@ from constructs import Construct
 
 from backup_constructs.config_secrets import ConfigSecrets, SecretSpec
 from backup_constructs.keys import customer_managed_key
-from tavari_dr.configbackup.secrets import PLACEHOLDER_TEMPLATE
 from tavari_dr.core import outputs
 from tavari_dr.core.config import SecretEntry
 
@@ -27,7 +26,7 @@ class SecretsStack(Stack):
         self.config_secrets = ConfigSecrets(
             self, "Config",
             entries=[SecretSpec(e.name, e.description) for e in entries],
-            placeholder_template=PLACEHOLDER_TEMPLATE,
+            placeholder_template=outputs.PLACEHOLDER_TEMPLATE,
             replica_region=replica_region, replica_key_alias=replica_key_alias,
             removal_policy=removal_policy,
         )

@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from tavari_dr.alerts import router as alerts
-from tavari_dr.configbackup.secrets import PLACEHOLDER_TEMPLATE
 from tavari_dr.core import metrics
+from tavari_dr.core.outputs import PLACEHOLDER_TEMPLATE
 from tests.http_stub import ScriptedServer, server_factory
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)

@@ -47,7 +47,7 @@ def deployed(monkeypatch, tmp_path):
         sm = boto3.client("secretsmanager", region_name=REGION)
         arns = {}
         for name in NAMES:
-            placeholder = json.loads(secrets_lib.PLACEHOLDER_TEMPLATE) | {"nonce": "AbCdEf0123456789"}
+            placeholder = json.loads(outputs.PLACEHOLDER_TEMPLATE) | {"nonce": "AbCdEf0123456789"}
             arns[name] = sm.create_secret(Name=f"Config{name}-x1", SecretString=json.dumps(placeholder))["ARN"]
         template = {
             "Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},

@@ -235,7 +235,7 @@ def test_data_export_settings_are_validated(data_export, message):
 
 
 def test_data_export_datasets_are_configuration():
-    from tavari_dr.export.account import DEFAULT_DATASETS, Dataset
+    from tavari_dr.core.config import DEFAULT_DATASETS, Dataset
 
     assert load_environment(cdk_context(), "prod").data_export.datasets == DEFAULT_DATASETS
     custom = load_environment(with_prod(lambda p: p.update(data_export={"datasets": [

@@ -8,9 +8,9 @@ import json
 from aws_cdk import App
 
 from stacks.app import build_app
-from tavari_dr.configbackup.secrets import is_placeholder
 from tavari_dr.core import outputs
 from tavari_dr.core.config import DEFAULT_SECRET_ENTRIES, load_environment
+from tavari_dr.core.outputs import is_placeholder
 from tests.conftest import cdk_context
 
 SECRETS = outputs.SECRETS

@@ -6,11 +6,12 @@ import boto3
 
 from tavari_dr.alerts import router as alerts
 from tavari_dr.core import metrics
+from tavari_dr.core.aws import SecretCache
 
 ENVIRONMENT = os.environ["TAVARI_ENV"]
 WEBHOOK_SECRET = os.environ["ALERT_WEBHOOK_SECRET_ARN"]
 SENTRY_SECRET = os.environ.get("SENTRY_DSN_SECRET_ARN") or None
-SECRETS = alerts.SecretCache(boto3.client("secretsmanager"))
+SECRETS = SecretCache(boto3.client("secretsmanager"))
 
 
 def handler(event, context):

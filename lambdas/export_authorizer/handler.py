@@ -5,7 +5,7 @@ import os
 
 import boto3
 
-from tavari_dr.alerts.router import SecretCache
+from tavari_dr.core.aws import SecretCache
 from tavari_dr.export import api as export_api
 
 logging.getLogger("tavari").setLevel(logging.INFO)

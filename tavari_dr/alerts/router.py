@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tavari_dr.core.aws import SecretCache
+from tavari_dr.core.outputs import is_placeholder
+
 RAW_LIMIT = 1500
 MAX_RETRY_AFTER_SECONDS = 30.0
 
@@ -192,30 +195,9 @@ def sentry_store_request(dsn: str, alert: Alert) -> tuple[str, dict[str, Any], d
     return url, event, {"X-Sentry-Auth": auth}
 
 
-# --------------------------------------------------------------------------- secrets
-
-
-class SecretCache:
-    """Reads a secret at most once per ``ttl`` seconds (Lambda containers are reused)."""
-
-    def __init__(self, client: Any, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._client, self._ttl, self._clock = client, ttl, clock
-        self._values: dict[str, tuple[float, str]] = {}
-
-    def get(self, secret_id: str) -> str:
-        cached = self._values.get(secret_id)
-        if cached and self._clock() - cached[0] < self._ttl:
-            return cached[1]
-        value = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
-        self._values[secret_id] = (self._clock(), value)
-        return value
-
-
 def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webhook_secret: str,
           sentry_secret: str | None = None, post: Callable[..., int] = post_json) -> int:
     """Deliver every SNS record of one invocation; return how many were delivered."""
-    from tavari_dr.configbackup.secrets import is_placeholder
-
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list) or not records:
         alerts = [parse_message(json.dumps(event, default=str), environment=environment,

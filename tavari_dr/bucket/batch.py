@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tavari_dr.bucket.restore import COPY, DELETE_MARKER, Action, Plan, _encryption_args
+from tavari_dr.bucket.restore import COPY, DELETE_MARKER, Action, Plan, encryption_args
 
 BATCH_COPY_LIMIT = 5 * 1024**3
 MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
@@ -76,7 +76,7 @@ def create_jobs(s3: Any, s3control: Any, plan: Plan, *, account_id: str, role_ar
     common = {"AccountId": account_id, "ConfirmationRequired": not confirm, "Report": report, "Priority": 10,
               "RoleArn": role_arn}
     if copies:
-        encryption = _encryption_args(s3, plan.destination)
+        encryption = encryption_args(s3, plan.destination)
         copy_operation: dict[str, Any] = {"TargetResource": f"arn:aws:s3:::{plan.destination}",
                                           "MetadataDirective": "COPY"}
         if encryption.get("SSEKMSKeyId"):

@@ -262,7 +262,7 @@ def _retrying(call: Callable[[], Any], *, attempts: int, sleep: Callable[[float]
     raise AssertionError("unreachable")
 
 
-def _encryption_args(client: Any, bucket: str) -> dict[str, Any]:
+def encryption_args(client: Any, bucket: str) -> dict[str, Any]:
     """The destination's default encryption, stated explicitly on every write."""
     try:
         rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -356,7 +356,7 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
                concurrency: int = 8, attempts: int = 6, sleep: Callable[[float], None] = time.sleep,
                multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
                on_result: Callable[[Result], None] | None = None) -> ApplySummary:
-    encryption = _encryption_args(client, plan.destination)
+    encryption = encryption_args(client, plan.destination)
 
     def run(action: Action) -> Result:
         if journal.contains(action):

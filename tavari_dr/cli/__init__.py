@@ -22,9 +22,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr.bucket import restore as restore_lib
 from tavari_dr.configbackup import secrets as secrets_lib
-from tavari_dr.core import metrics, outputs, reports
+from tavari_dr.core import metrics, outputs, reports, s3sink
 from tavari_dr.core.aws import AwsTarget, DiscoveryError, count_requests_of_this_process, stack_outputs
-from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_from_file
+from tavari_dr.core.config import DEFAULT_DATASETS, ConfigError, EnvironmentConfig, load_from_file
 from tavari_dr.core.envfile import EnvFileError, dump, parse
 from tavari_dr.database import backup as db_lib
 from tavari_dr.verification import jobs as verification
@@ -362,7 +362,7 @@ def _database_url(config: EnvironmentConfig | None, target: AwsTarget, url: str 
         raise click.UsageError("name the database: --env ENV (secret BACKUP_DATABASE_URL) or --database-url URL")
     arns = _secret_arns(config, target, ())
     value = target.client("secretsmanager").get_secret_value(SecretId=arns["BACKUP_DATABASE_URL"])["SecretString"]
-    if secrets_lib.is_placeholder(value):
+    if outputs.is_placeholder(value):
         raise Failed("BACKUP_DATABASE_URL is still a placeholder: run tavari-dr secrets push")
     return value
 
@@ -395,9 +395,7 @@ def db_backup_cmd(config, target, reason, database_url, bucket, pg_bin, publish_
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     settings = config.database_backups if config else None
-    tiers = (db_lib.DEFAULT_TIERS if settings is None else (
-        db_lib.Tier("daily", settings.daily_retention_days), db_lib.Tier("weekly", settings.weekly_retention_days),
-        db_lib.Tier("monthly", settings.monthly_retention_days)))
+    tiers = db_lib.DEFAULT_TIERS if settings is None else settings.tiers
     started = time.monotonic()
     cloudwatch = target.client("cloudwatch") if publish_metrics else None
     try:
@@ -577,7 +575,7 @@ def export_account_cmd(user_id, database_url, out, force, env_name, cdk_json):
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
     from tavari_dr.export import account as export_lib
 
-    datasets = load_from_file(env_name, cdk_json).data_export.datasets if env_name else export_lib.DEFAULT_DATASETS
+    datasets = load_from_file(env_name, cdk_json).data_export.datasets if env_name else DEFAULT_DATASETS
     with open(out, "wb") as handle:
         metadata = export_lib.export_account(database_url, user_id, handle, datasets=datasets)
     rows = sum(f.get("rows", 0) for f in metadata["files"].values())
@@ -604,7 +602,7 @@ def export_tables_cmd(tables, database_url, out, region, endpoint_url):
 
         @contextlib.contextmanager
         def write(name):
-            sink = db_lib.MultipartSink(s3, bucket, f"{prefix.rstrip('/')}/{name}".lstrip("/"), lock={},
+            sink = s3sink.MultipartSink(s3, bucket, f"{prefix.rstrip('/')}/{name}".lstrip("/"), lock={},
                                         content_type="text/csv")
             try:
                 yield sink

@@ -5,7 +5,6 @@ Plain functions over a boto3 ``secretsmanager`` client; values are never printed
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,21 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tavari_dr.core.config import SecretEntry
-
-# The stack creates each secret with a generated JSON value carrying this key, so no usable
-# value is ever in a template and `check` can tell "never set" from "set".
-UNSET_MARKER = "tavari:unset"
-PLACEHOLDER_TEMPLATE = json.dumps({UNSET_MARKER: "set with: tavari-dr secrets push --apply"})
-
-
-def is_placeholder(value: str | None) -> bool:
-    if value is None or not value.startswith("{"):
-        return False
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and UNSET_MARKER in parsed
+from tavari_dr.core.outputs import is_placeholder
 
 
 def replica_arn(arn: str, region: str) -> str:

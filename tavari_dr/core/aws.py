@@ -1,4 +1,4 @@
-"""boto3 clients, request accounting and CloudFormation-output discovery, shared by every CLI command."""
+"""boto3 clients, the secret cache of the Lambdas, request accounting and CloudFormation-output discovery."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import atexit
 import json
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,22 @@ class AwsTarget:
         if _process_counter is not None:
             _process_counter.attach(client)
         return client
+
+
+class SecretCache:
+    """Reads a secret at most once per ``ttl`` seconds (Lambda containers are reused)."""
+
+    def __init__(self, client: Any, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._client, self._ttl, self._clock = client, ttl, clock
+        self._values: dict[str, tuple[float, str]] = {}
+
+    def get(self, secret_id: str) -> str:
+        cached = self._values.get(secret_id)
+        if cached and self._clock() - cached[0] < self._ttl:
+            return cached[1]
+        value = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
+        self._values[secret_id] = (self._clock(), value)
+        return value
 
 
 # --------------------------------------------------------------------------- request accounting

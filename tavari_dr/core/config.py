@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from tavari_dr.core.schedule import ScheduleError, dst_conflict
-from tavari_dr.export.account import DEFAULT_DATASETS, Dataset
 
 DEFAULT_ENV = "dev"
 ENV_CONTEXT_KEY = "env"
@@ -143,6 +142,28 @@ class SecretsConfig:
             SecretEntry(key, f"Third-party key {key}") for key in self.third_party_keys)
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """name: file name; table: schema-qualified table; owner: how a row belongs to the user —
+    "user" (the column holds the user ID) or "business" (the column holds one of the user's
+    business IDs); column: that column."""
+
+    name: str
+    table: str
+    owner: str
+    column: str
+
+
+DEFAULT_DATASETS = (
+    Dataset("business", "public.businesses", "user", "owner_id"),
+    Dataset("call_history", "public.call_sessions", "business", "business_id"),
+    Dataset("messages", "public.messages", "business", "business_id"),
+    Dataset("usage", "public.usage", "business", "business_id"),
+    Dataset("invoices", "public.invoices", "business", "business_id"),
+    Dataset("support_tickets", "public.support_tickets", "business", "business_id"),
+)
+
+
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
 _URL_RE = re.compile(r"^https://[^\s/]+(/\S*)?$")
@@ -173,6 +194,14 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class Tier:
+    """One grandfather-father-son tier of the database backups: dumps/<name>/ is locked this long."""
+
+    name: str
+    retention_days: int
+
+
+@dataclass(frozen=True)
 class DatabaseBackupsConfig:
     """Off-site pg_dump backups of the Supabase database.
 
@@ -199,6 +228,12 @@ class DatabaseBackupsConfig:
     lock_mode: str = "GOVERNANCE"
     pg_major: int = 17
     scratch_image: str = "supabase/postgres:15.8.1.085"
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The retention days as tiers: what the backup job locks each dump for and the bucket expires."""
+        return (Tier("daily", self.daily_retention_days), Tier("weekly", self.weekly_retention_days),
+                Tier("monthly", self.monthly_retention_days))
 
 
 @dataclass(frozen=True)
@@ -242,7 +277,7 @@ class DataExportConfig:
     retention_days: exports are deleted from the exports bucket after this many days (default 7).
     include_pdfs: put the invoice PDFs into the ZIP (default true; otherwise referenced by key).
     datasets: which tables are exported and which column ties a row to the user
-        (default tavari_dr.export.account.DEFAULT_DATASETS).
+        (default DEFAULT_DATASETS).
     allowed_origins: https origins of the front end that may call the API from a browser (CORS;
         default none: no CORS headers, server-to-server only).
     """

@@ -1,8 +1,12 @@
 """Stack purposes and output keys: the contract between the stacks and the CLI.
 
 The stacks name their CfnOutputs with these keys; `tavari-dr` finds deployed resources
-by reading them back from CloudFormation, so neither side hard-codes a physical name.
+by reading them back from CloudFormation, so neither side hard-codes a physical name. The
+Secrets stack's placeholder value is part of the same contract: every reader of a secret tells
+"never set" from a real value by it.
 """
+
+import json
 
 INVOICE_STORAGE = "InvoiceStorage"
 INVOICE_REPLICA = "InvoiceReplica"
@@ -53,3 +57,19 @@ def entry_id(entry_name: str) -> str:
 def secret_output_key(entry_name: str) -> str:
     """SUPABASE_URL -> SecretSupabaseUrlArn (the ARN output of that entry's secret)."""
     return f"Secret{entry_id(entry_name)}Arn"
+
+
+# The stack creates each secret with a generated JSON value carrying this key, so no usable
+# value is ever in a template and `secrets check` can tell "never set" from "set".
+UNSET_MARKER = "tavari:unset"
+PLACEHOLDER_TEMPLATE = json.dumps({UNSET_MARKER: "set with: tavari-dr secrets push --apply"})
+
+
+def is_placeholder(value: str | None) -> bool:
+    if value is None or not value.startswith("{"):
+        return False
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and UNSET_MARKER in parsed

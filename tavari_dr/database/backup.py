@@ -19,19 +19,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import re
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from tavari_dr.core import s3sink
+from tavari_dr.core.config import DatabaseBackupsConfig, Tier
+from tavari_dr.core.s3sink import PART_SIZE
 from tavari_dr.core.schedule import local_date
 
 # Supabase's own schemas (as `supabase db dump` excludes them from a schema dump).
@@ -52,20 +54,13 @@ TRANSACTION_POOLER_PORT = 6543
 ARTIFACTS = ("roles.sql", "schema.dump", "internal_schema.dump", "data.dump")
 MANIFEST = "manifest.json"
 FORMAT = "tavari-db-backup/1"
-PART_SIZE = 16 * 1024 * 1024  # bounds memory: one part in flight
 
 
 class BackupError(RuntimeError):
     """A backup, verification or restore step failed; the message names the step."""
 
 
-@dataclass(frozen=True)
-class Tier:
-    name: str
-    retention_days: int
-
-
-DEFAULT_TIERS = (Tier("daily", 35), Tier("weekly", 91), Tier("monthly", 396))
+DEFAULT_TIERS = DatabaseBackupsConfig().tiers
 
 
 def tier_for(when: datetime, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC") -> Tier:
@@ -130,87 +125,10 @@ def _connect(conn: Connection, **kwargs: Any):
 # --------------------------------------------------------------------------- upload
 
 
-class MultipartSink:
-    """Writes a stream to S3 as a multipart upload, hashing it; aborts on failure (no object).
+class MultipartSink(s3sink.MultipartSink):
+    """The core sink, failing as a BackupError like every other step of a backup."""
 
-    Parts upload on a background thread while the next one fills, so pg_dump is not held up by
-    the network; at most ``queue_parts`` parts wait, which bounds memory to (queue_parts + 2) parts.
-    """
-
-    def __init__(self, s3: Any, bucket: str, key: str, *, lock: dict[str, Any], part_size: int = PART_SIZE,
-                 content_type: str = "application/octet-stream", queue_parts: int = 2) -> None:
-        self.s3, self.bucket, self.key, self.part_size, self.lock = s3, bucket, key, part_size, lock
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        self._buffer = bytearray()
-        self._parts: list[dict[str, Any]] = []
-        self._count = 0
-        # S3 wants a checksum on every write to an Object Lock bucket; CRC32 is the cheap one (the
-        # manifest's sha256 is computed here anyway and is what verification trusts).
-        self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type,
-                                                     ChecksumAlgorithm="CRC32", **lock)["UploadId"]
-        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=queue_parts)
-        self._error: BaseException | None = None
-        self._uploader = threading.Thread(target=self._upload_loop, name=f"upload {key}", daemon=True)
-        self._uploader.start()
-
-    def _upload_loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain: the writer will see the error and abort
-            number, data = item
-            try:
-                part = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                           PartNumber=number, Body=data, ChecksumAlgorithm="CRC32")
-                self._parts.append({"PartNumber": number, "ETag": part["ETag"],
-                                    "ChecksumCRC32": part["ChecksumCRC32"]})
-            except BaseException as err:  # surfaced to the writer thread
-                self._error = err
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise BackupError(f"upload of {self.key} failed: {self._error}") from self._error
-
-    def write(self, chunk: bytes) -> None:
-        self._raise_if_failed()
-        self.sha256.update(chunk)
-        self.size += len(chunk)
-        self._buffer += chunk
-        while len(self._buffer) >= self.part_size:
-            self._enqueue(bytes(self._buffer[: self.part_size]))
-            del self._buffer[: self.part_size]
-
-    def _enqueue(self, data: bytes) -> None:
-        self._count += 1
-        self._queue.put((self._count, data))
-
-    def _finish_uploads(self) -> None:
-        self._queue.put(None)
-        self._uploader.join()
-
-    def close(self) -> dict[str, Any]:
-        if self._buffer or not self._count:
-            self._enqueue(bytes(self._buffer))
-            self._buffer.clear()
-        self._finish_uploads()
-        self._raise_if_failed()
-        done = self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                                 MultipartUpload={"Parts": sorted(self._parts,
-                                                                                  key=lambda p: p["PartNumber"])})
-        if self.lock:
-            # Stated again on the finished version: the lock must not depend on an implementation
-            # carrying it over from CreateMultipartUpload (moto, for one, does not).
-            self.s3.put_object_retention(
-                Bucket=self.bucket, Key=self.key, VersionId=done.get("VersionId"),
-                Retention={"Mode": self.lock["ObjectLockMode"],
-                           "RetainUntilDate": self.lock["ObjectLockRetainUntilDate"]})
-        return {"key": self.key, "bytes": self.size, "sha256": self.sha256.hexdigest()}
-
-    def abort(self) -> None:
-        if self._uploader.is_alive():
-            self._error = self._error or BackupError("aborted")
-            self._finish_uploads()
-        self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+    error = BackupError
 
 
 def _stream_command(command: list[str], env: dict[str, str], sink: MultipartSink,
@@ -481,6 +399,11 @@ def user_tables(cur: Any) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
+def platform_sql() -> str:
+    """The roles and schemas a plain PostgreSQL target needs before a Supabase dump restores into it."""
+    return (resources.files("tavari_dr.database") / "sql" / "supabase_platform.sql").read_text()
+
+
 def detect_target(cur: Any) -> str:
     """'supabase' when the platform's schemas and roles are there, else 'plain'."""
     cur.execute("SELECT to_regclass('auth.users') IS NOT NULL AND to_regclass('storage.objects') IS NOT NULL "
@@ -491,8 +414,6 @@ def detect_target(cur: Any) -> str:
 def restore(s3: Any, bucket: str, which: str, target_url: str, *, force: bool = False, pg_bin: Path | None = None,
             log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
     """Verify, then restore roles, schema and data in that order, then compare row counts."""
-    from tavari_dr.drill.demo_data import sql as bundled_sql
-
     started = time.monotonic()
     entry, manifest = find_backup(s3, bucket, which)
     target = parse_database_url(target_url)
@@ -514,7 +435,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, force: bool = 
         result.checks.append(("sha256 of every artifact", True, "matches the manifest"))
         with _connect(target, autocommit=True) as conn:
             if kind == "plain":
-                conn.execute(bundled_sql("supabase_platform.sql"))
+                conn.execute(platform_sql())
             _apply_roles(conn, paths["roles.sql"].read_text())
         log("roles restored")
         base = ["--dbname", target.url_without_password, "--no-password", "--exit-on-error"]

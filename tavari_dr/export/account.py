@@ -23,35 +23,16 @@ import json
 import uuid
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from tavari_dr.core.config import DEFAULT_DATASETS, Dataset
+
 SCHEMA_VERSION = "tavari-export/1"
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """name: file name; table: schema-qualified table; owner: how a row belongs to the user —
-    "user" (the column holds the user ID) or "business" (the column holds one of the user's
-    business IDs); column: that column."""
-
-    name: str
-    table: str
-    owner: str
-    column: str
-
-
-DEFAULT_DATASETS = (
-    Dataset("business", "public.businesses", "user", "owner_id"),
-    Dataset("call_history", "public.call_sessions", "business", "business_id"),
-    Dataset("messages", "public.messages", "business", "business_id"),
-    Dataset("usage", "public.usage", "business", "business_id"),
-    Dataset("invoices", "public.invoices", "business", "business_id"),
-    Dataset("support_tickets", "public.support_tickets", "business", "business_id"),
-)
 DEFAULT_TABLES = tuple(d.table for d in DEFAULT_DATASETS)
 
 

@@ -30,9 +30,10 @@ from typing import Any
 
 from botocore.config import Config
 
-from tavari_dr.configbackup.secrets import is_placeholder
+from tavari_dr.core.config import DEFAULT_DATASETS, Dataset
 from tavari_dr.core.metrics import EXPORT_FAILED, EXPORT_REFUSED, EXPORT_SUCCEEDED, publish
-from tavari_dr.export.account import DEFAULT_DATASETS, Dataset, count_rows, export_account
+from tavari_dr.core.outputs import is_placeholder
+from tavari_dr.export.account import count_rows, export_account
 from tavari_dr.export.jwt_auth import Jwks, TokenRejected, Verifier
 
 log = logging.getLogger("tavari.export")

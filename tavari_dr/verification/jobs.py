@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tavari_dr.configbackup.secrets import is_placeholder
 from tavari_dr.core import metrics, reports
 from tavari_dr.core.aws import RequestCounter
 from tavari_dr.core.config import VerificationConfig
+from tavari_dr.core.outputs import is_placeholder
 from tavari_dr.verification import checks
 
 JOBS = {
