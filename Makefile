@@ -50,8 +50,11 @@ synth: install
 	for env in $(ENVS); do $(CDK) synth -c env=$$env -o cdk.out/$$env -q || exit 1; done
 	$(PY) -m tavari_dr.cli.synth_summary $(addprefix cdk.out/,$(ENVS))
 
+# ruff, then the import contracts in pyproject.toml ([tool.importlinter]): the layers of tavari_dr,
+# what the stacks and each Lambda handler may import, and no cycles.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: install lint
 	$(VENV)/bin/pytest -q
@@ -60,4 +63,4 @@ bench: install
 	bash benches/synth.sh
 
 clean:
-	rm -rf cdk.out .pytest_cache drill-report
+	rm -rf cdk.out .pytest_cache drill-report .import_linter_cache .grimp_cache

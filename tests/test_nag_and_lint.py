@@ -74,3 +74,29 @@ def test_the_runtime_package_never_imports_cdk():
                           if n.split(".")[0] in ("aws_cdk", "constructs", "cdk_nag", "jsii", "backup_constructs",
                                                  "stacks")]
     assert not offenders
+
+
+def test_the_import_contracts_name_every_runtime_module_and_every_handler():
+    """The contracts' forbidden lists are explicit (import-linter has no "all but"): a runtime module
+    added later is forbidden to the stacks unless it joins the contract, and every Lambda handler
+    is held to core plus exactly one capability."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    contracts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    runtime = root / "tavari_dr"
+    units = {f"tavari_dr.{p.stem}" for p in runtime.glob("*.py") if p.stem != "__init__"}
+    units |= {f"tavari_dr.{p.name}" for p in runtime.iterdir() if (p / "__init__.py").is_file() and p.name != "core"}
+    units |= {f"tavari_dr.core.{p.stem}" for p in (runtime / "core").glob("*.py") if p.stem != "__init__"}
+    (cdk_side,) = [c for c in contracts if c.get("source_modules") == ["stacks", "backup_constructs"]]
+    contract = {"tavari_dr.core.config", "tavari_dr.core.outputs", "tavari_dr.core.metrics"}
+    assert set(cdk_side["forbidden_modules"]) == units - contract
+    capabilities = {u for u in units if u.count(".") == 1} - {"tavari_dr.__main__", "tavari_dr.cli", "tavari_dr.drill"}
+    handlers = [c for c in contracts if all(s.startswith("lambdas.") for s in c.get("source_modules", ["x"]))]
+    held = [s.removeprefix("lambdas.") for c in handlers for s in c["source_modules"]]
+    assert sorted(held) == sorted(p.parent.name for p in (root / "lambdas").glob("*/handler.py"))
+    for c in handlers:
+        allowed = capabilities - set(c["forbidden_modules"])
+        assert len(allowed) == 1, (c["name"], allowed)
+        assert set(c["forbidden_modules"]) == (capabilities - allowed) | {
+            "tavari_dr.cli", "tavari_dr.drill", "stacks", "backup_constructs"}, c["name"]
