@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import jsii
@@ -24,36 +25,46 @@ def retention(days: int) -> logs.RetentionDays:
     """The RetentionDays member for a day count the config loader accepted."""
     return _RETENTION[days]
 RUNTIME_PACKAGE = ROOT / "tavari_dr"
+# What every asset carries; a function adds the capability subpackages it runs (never these two).
+CORE = "core"
+NEVER_IN_AN_ASSET = ("cli", "drill")
 # requirements-lambda.txt installed for the Lambda platform by `make install` (synth needs no network).
 LAMBDA_DEPS = ROOT / "build" / "lambda-deps"
 
 
 @jsii.implements(ILocalBundling)
 class _CopySources:
-    """Local bundling: the handler folder plus the plain-Python runtime package, no Docker.
+    """Local bundling, no Docker: the handler folder, ``tavari_dr/__init__.py``, ``tavari_dr/core`` and
+    the capability subpackages the function runs — never the CLI, the local drill or its deployer.
 
     The bundle holds our own code: the Lambda Python runtime already provides boto3, and EMF
     metrics are plain JSON lines. A function that reads PostgreSQL also gets the packages of
     requirements-lambda.txt, installed for the Lambda platform by ``make install``.
     """
 
-    def __init__(self, handler_dir: Path, third_party: bool) -> None:
-        self.handler_dir, self.third_party = handler_dir, third_party
+    def __init__(self, handler_dir: Path, capabilities: Sequence[str], third_party: bool) -> None:
+        self.handler_dir, self.capabilities, self.third_party = handler_dir, tuple(capabilities), third_party
 
     def try_bundle(self, output_dir: str, *, image=None, **_: object) -> bool:  # noqa: ARG002
         out = Path(output_dir)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
         shutil.copytree(self.handler_dir, out, dirs_exist_ok=True, ignore=ignore)
-        shutil.copytree(RUNTIME_PACKAGE, out / "tavari_dr", dirs_exist_ok=True, ignore=ignore)
+        (out / "tavari_dr").mkdir(exist_ok=True)
+        shutil.copy2(RUNTIME_PACKAGE / "__init__.py", out / "tavari_dr" / "__init__.py")
+        for package in (CORE, *self.capabilities):
+            shutil.copytree(RUNTIME_PACKAGE / package, out / "tavari_dr" / package, dirs_exist_ok=True, ignore=ignore)
         if self.third_party:
             shutil.copytree(LAMBDA_DEPS, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".installed", "bin"))
         return True
 
 
 class PythonFunction(Construct):
-    """A project Lambda: ``lambdas/<name>/handler.py`` + ``tavari_dr``, bundled at synth.
+    """A project Lambda: ``lambdas/<name>/handler.py`` + ``tavari_dr`` core + its capabilities, bundled at synth.
 
     name: folder under lambdas/.
+    capabilities: the tavari_dr subpackages the handler runs besides core (required), e.g.
+        ("alerts",) or ("verification", "database"); tests/test_lambda_assets.py checks that the
+        asset holds exactly what the handler can reach.
     description, timeout, memory_size, environment: as for lambda.Function.
     log_retention: how long its log group keeps logs (required).
     log_key: KMS key of its log group (required; see keys.log_group_key).
@@ -67,14 +78,18 @@ class PythonFunction(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, name: str, description: str,
-                 log_retention: logs.RetentionDays, log_key: kms.IKey, removal_policy: RemovalPolicy,
-                 timeout: Duration = Duration.minutes(1), memory_size: int = 256,
+                 capabilities: Sequence[str], log_retention: logs.RetentionDays, log_key: kms.IKey,
+                 removal_policy: RemovalPolicy, timeout: Duration = Duration.minutes(1), memory_size: int = 256,
                  environment: dict[str, str] | None = None, synchronous_reason: str | None = None,
                  third_party: bool = False, ephemeral_storage_mib: int | None = None) -> None:
         super().__init__(scope, construct_id)
         handler_dir = ROOT / "lambdas" / name
         if not (handler_dir / "handler.py").is_file():
             raise ValueError(f"lambdas/{name}/handler.py does not exist")
+        for package in capabilities:
+            if package in (CORE, *NEVER_IN_AN_ASSET) or not (RUNTIME_PACKAGE / package / "__init__.py").is_file():
+                raise ValueError(f"lambdas/{name}: {package!r} is not a capability subpackage of tavari_dr "
+                                 f"(core always ships; {' and '.join(NEVER_IN_AN_ASSET)} never do)")
         if third_party and not (LAMBDA_DEPS / ".installed").is_file():
             raise ValueError(f"lambdas/{name} bundles requirements-lambda.txt, but {LAMBDA_DEPS} is not "
                              "installed: run `make install`")
@@ -97,9 +112,9 @@ class PythonFunction(Construct):
             handler="handler.handler",
             code=lambda_.Code.from_asset(
                 str(handler_dir),
-                asset_hash_type=AssetHashType.OUTPUT,  # the bundle includes tavari_dr: hash what ships
+                asset_hash_type=AssetHashType.OUTPUT,  # the bundle includes tavari_dr code: hash what ships
                 bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"),
-                                         local=_CopySources(handler_dir, third_party)),
+                                         local=_CopySources(handler_dir, capabilities, third_party)),
             ),
             description=description,
             timeout=timeout,

@@ -29,7 +29,7 @@ class RestoreOps(Construct):
         self.work = SecureBucket(self, "Manifests", purpose="Restore job manifests and completion reports",
                                  expire_after=Duration.days(90), removal_policy=removal_policy)
         self.delete_marker = PythonFunction(
-            self, "DeleteMarker", name="batch_delete_marker",
+            self, "DeleteMarker", name="batch_delete_marker", capabilities=("bucket",),
             description="S3 Batch Operations task: adds a delete marker (never deletes a version)",
             timeout=Duration.minutes(5), log_retention=retention(log_retention_days),
             log_key=log_group_key(self, "LogsKey", removal_policy=removal_policy), removal_policy=removal_policy,

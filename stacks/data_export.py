@@ -78,7 +78,8 @@ class DataExportStack(Stack):
         common = dict(log_retention=retention(log_retention_days), log_key=self.log_key,
                       removal_policy=removal_policy)
         self.authorizer_function = PythonFunction(
-            self, "Authorizer", name="export_authorizer", description="Export API: verifies Supabase access tokens",
+            self, "Authorizer", name="export_authorizer", capabilities=("export",),
+            description="Export API: verifies Supabase access tokens",
             timeout=Duration.seconds(10), memory_size=256,
             environment={"SUPABASE_URL_SECRET_ARN": supabase_url_secret_arn,
                          **({"SUPABASE_JWT_SECRET_ARN": jwt_secret_arn} if jwt_secret_arn else {})},
@@ -97,11 +98,13 @@ class DataExportStack(Stack):
             "invoice_bucket": invoice_bucket.bucket_name if settings.include_pdfs and invoice_bucket else None,
             "datasets": [asdict(d) for d in settings.datasets]}
         self.worker = PythonFunction(
-            self, "Worker", name="export_worker", description="Export API: large account exports in the background",
+            self, "Worker", name="export_worker", capabilities=("export",),
+            description="Export API: large account exports in the background",
             timeout=WORKER_TIMEOUT, memory_size=1024, ephemeral_storage_mib=4096, third_party=True,
             environment={"TAVARI_EXPORT": self.to_json_string(export_settings)}, **common)
         self.api_function = PythonFunction(
-            self, "Api", name="export_api", description="Export API: GET /api/account/export[/{export_id}]",
+            self, "Api", name="export_api", capabilities=("export",),
+            description="Export API: GET /api/account/export[/{export_id}]",
             timeout=API_TIMEOUT, memory_size=1024, third_party=True,
             environment={"TAVARI_EXPORT": self.to_json_string(
                 {**export_settings, "worker": self.worker.function.function_arn})},

@@ -192,7 +192,8 @@ class DatabaseBackupsStack(Stack):
         entries = [{"name": name, "arn": secret.secret_arn, "required": entry.required,
                     "description": entry.description} for name, (secret, entry) in inputs.secrets.items()]
         fn = PythonFunction(
-            self, "DrillSteps", name="dr_drill", description="Quarterly DR drill: secrets check and report",
+            self, "DrillSteps", name="dr_drill", capabilities=("verification", "configbackup"),
+            description="Quarterly DR drill: secrets check and report",
             timeout=Duration.minutes(5), log_retention=retention(log_retention_days), log_key=self.log_key,
             removal_policy=self._removal,
             environment={"TAVARI_ENV": environment, "TAVARI_REPORTS_BUCKET": self.reports.bucket.bucket_name,
@@ -239,7 +240,8 @@ class DatabaseBackupsStack(Stack):
         functions = {}
         for job, expression in schedules.items():
             name = "Verify" + "".join(p.capitalize() for p in job.split("_"))
-            fn = PythonFunction(self, name, name=job, description=f"Backup verification: {job}",
+            fn = PythonFunction(self, name, name=job, capabilities=("verification", "database"),
+                                description=f"Backup verification: {job}",
                                 timeout=JOB_TIMEOUTS[job], memory_size=512, log_retention=self._log_retention,
                                 log_key=self.log_key, removal_policy=self._removal, environment=environment)
             fn.role.add_managed_policy(inputs.invoice_access)

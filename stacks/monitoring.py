@@ -47,7 +47,7 @@ class MonitoringStack(Stack):
                                      alert_emails=alert_emails, removal_policy=removal_policy)
         self.log_key = log_group_key(self, "LogsKey", removal_policy=removal_policy)
         self.router = PythonFunction(
-            self, "AlertRouter", name="alert_router",
+            self, "AlertRouter", name="alert_router", capabilities=("alerts",),
             description="Formats alarm and job-failure notifications and posts them to the alert webhook",
             timeout=ROUTER_TIMEOUT, log_retention=retention(settings.log_retention_days),
             log_key=self.log_key, removal_policy=removal_policy,

@@ -109,3 +109,57 @@ def test_the_postgresql_driver_is_built_for_the_lambda_runtime(synthesized):
         assert resource["Properties"].get("Architectures", ["x86_64"]) == ["x86_64"]
         assert list((asset_dir(env, resource) / "psycopg_binary").glob("_psycopg.cpython-314-x86_64-linux-gnu.so"))
     assert seen == len(synthesized) * len(WITH_DRIVER)  # every synthesized environment
+
+
+def _imported(path: Path) -> set[str]:
+    """tavari_dr modules a file imports, at module level or inside functions (lazy imports too)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] == "tavari_dr"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tavari_dr":
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}  # `from tavari_dr.x import module`
+    return names
+
+
+def _source(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def reachable(asset: Path) -> set[str]:
+    """Every tavari_dr module the handler can reach, resolved against the project's own tree."""
+    project = Path(__file__).resolve().parent.parent
+    seen: set[str] = set()
+    todo = _imported(asset / "handler.py")
+    while todo:
+        module = todo.pop()
+        source = _source(project, module)
+        if module in seen or source is None:  # a name imported from a module, not a module
+            continue
+        seen.add(module)
+        todo |= _imported(source)
+    return seen
+
+
+def test_each_asset_carries_core_and_the_capabilities_its_handler_reaches_nothing_else(synthesized):
+    """No asset holds the CLI, the local drill or its deployer; each holds tavari_dr/__init__.py, core,
+    and exactly the capability subpackages its handler can reach (lazy imports included), every
+    module of which is there."""
+    for env, stack, logical_id, resource in functions(synthesized):
+        runtime = asset_dir(env, resource) / "tavari_dr"
+        where = f"{stack}/{logical_id}"
+        packages = sorted(p.name for p in runtime.iterdir() if p.is_dir())
+        assert "drill" not in packages and "cli" not in packages, where
+        assert not list(runtime.rglob("local_deploy.py")), where
+        assert [p.name for p in runtime.iterdir() if p.is_file()] == ["__init__.py"], where
+        needed = reachable(runtime.parent)
+        assert all(_source(runtime.parent, m) is not None for m in needed), (where, needed)
+        capabilities = {m.split(".")[1] for m in needed if m.count(".") >= 1} - {"core"}
+        assert packages == sorted({"core", *capabilities}), (where, packages, capabilities)
