@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping
-from typing import TextIO
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TextIO
 
 NAMESPACE = "Tavari/Backup"
 
@@ -89,3 +89,35 @@ def emf_line(metrics: Mapping[str, float], dimensions: Mapping[str, str] | None 
 def publish(metrics: Mapping[str, float], dimensions: Mapping[str, str] | None = None, *,
             aggregate: bool = False, stream: TextIO | None = None) -> None:
     print(emf_line(metrics, dimensions, aggregate=aggregate), file=stream or sys.stdout, flush=True)
+
+
+# publish() and cloudwatch_emitter(client) alike: emit(metrics, dimensions=None, *, aggregate=False).
+Emit = Callable[..., None]
+
+
+def cloudwatch_emitter(cloudwatch: Any) -> Emit:
+    """put() in publish()'s shape, for jobs outside Lambda: ``aggregate`` is a second call without the
+    dimensions, as one EMF record carries both dimension sets."""
+
+    def emit(metrics: Mapping[str, float], dimensions: Mapping[str, str] | None = None, *,
+             aggregate: bool = False) -> None:
+        put(cloudwatch, metrics, dimensions)
+        if aggregate and dimensions:
+            put(cloudwatch, metrics)
+
+    return emit
+
+
+def publish_outcome(job: str, *, checks: Mapping[str, bool] | None = None,
+                    measurements: Iterable[tuple[Mapping[str, float], Mapping[str, str] | None]] = (),
+                    succeeded: bool | None = True, emit: Emit = publish) -> None:
+    """A job's outcome, the one way every job reports it (the scheduled Lambdas through EMF, the Fargate
+    jobs and the CLI through PutMetricData): CheckPassed or CheckFailed per check and in total, the job's
+    measurements, then JobSucceeded (or, for ``succeeded=False``, JobFailed) per Job; ``succeeded=None``
+    publishes neither (a run whose verdict another metric carries)."""
+    for name, ok in (checks or {}).items():
+        emit({CHECK_PASSED if ok else CHECK_FAILED: 1}, {"Check": name}, aggregate=True)
+    for values, dimensions in measurements:
+        emit(values, dimensions)
+    if succeeded is not None:
+        emit({JOB_SUCCEEDED if succeeded else JOB_FAILED: 1}, {"Job": job})

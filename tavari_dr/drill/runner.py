@@ -194,7 +194,15 @@ class LocalDrill:
 
     def cli(self, step: Step, *args: str) -> str:
         """Run `tavari-dr ARGS` as its own process against the emulator, as an operator would; what it
-        asked of AWS is added to the step's counts."""
+        asked of AWS is added to the step's counts. Returns what it printed (stdout and stderr)."""
+        result = self._run(step, args)
+        return (result.stdout + result.stderr).strip()
+
+    def cli_json(self, step: Step, *args: str) -> Any:
+        """`tavari-dr ARGS --format json`, as cli() runs it: the command's answer, read as JSON."""
+        return json.loads(self._run(step, (*args, "--format", "json")).stdout)
+
+    def _run(self, step: Step, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
         if "--env" in args and "--cdk-json" not in args:
             args = (*args, "--cdk-json", str(self.cdk_json))
         command = "tavari-dr " + " ".join(shlex.quote(a) for a in args)
@@ -206,10 +214,10 @@ class LocalDrill:
                                 capture_output=True, text=True, timeout=600, cwd=self.config_dir)
         if counts_file.exists():
             step.counts.add(Counts.from_json(json.loads(counts_file.read_text())))
-        output = (result.stdout + result.stderr).strip()
         if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip()
             raise DrillFailed(f"`{command}` exited {result.returncode}: {output[-600:]}")
-        return output
+        return result
 
     def counted_s3(self, step: Step) -> Any:
         """An S3 client of the drill's own whose requests count towards ``step``."""
@@ -297,23 +305,36 @@ class LocalDrill:
         self.step("setup", "seed the database (Supabase-like schema, Tavari rows)", self._seed_database)
         self.step("setup", "seed invoice PDFs (several versions each)", self._seed_invoices)
         self.step("setup", "push configuration to Secrets Manager", self._push_secrets)
-        self.step("jobs", "secrets check", lambda s: self._log(s, self.cli(s, "secrets", "check", "--env",
-                                                                              self.config.name)))
+        self.step("jobs", "secrets check", self._secrets_check)
         self.step("jobs", "nightly off-site database backup", self._backup)
         self.step("jobs", "daily, weekly and monthly verification checks", self._verify)
         self.step("jobs", "tavari-dr verify (the same checks, by hand)", self._verify_cli)
         self.step("jobs", "data exports: one account (GDPR) and the tables (CSV)", self._exports)
-        self.step("jobs", "weekly backup check (sha256 + table of contents)",
-                  lambda s: self._log(s, self.cli(s, "db", "verify", "--env", self.config.name, "--quick")))
+        self.step("jobs", "weekly backup check (sha256 + table of contents)", self._quick_check)
         if self.fault == "corrupt-backup":
             self._corrupt_newest_backup()
         self._scenario_corruption()
         self._scenario_breach()
         self._scenario_total_failure()
 
+    def _secrets_check(self, step: Step) -> None:
+        answer = self.cli_json(step, "secrets", "check", "--env", self.config.name)
+        step.detail = f"all {len(answer['entries'])} entries ok"
+
+    def _quick_check(self, step: Step) -> None:
+        answer = self.cli_json(step, "db", "verify", "--env", self.config.name, "--quick")
+        step.detail = f"{answer['backup_id']}: quick check passed in {answer['duration_seconds']:.1f} s"
+
+    @staticmethod
+    def _restored(step: Step, answer: dict[str, Any]) -> None:
+        """A bucket restore's result (`bucket restore --format json`) as the step's detail."""
+        result = answer["result"]
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(result["counts"].items()))
+        step.detail = f"{counts} in {result['seconds']:.1f} s; per-key report: {result['report']}"
+
     @staticmethod
     def _log(step: Step, output: str) -> None:
-        """The command's summary line (its last line that is not a progress bar)."""
+        """The summary line of a command that answers in text only (its last line that is not a progress bar)."""
         lines = [line for line in output.splitlines() if line.strip() and "\r" not in line
                  and not line.lstrip().startswith(("restoring", "["))]
         step.detail = lines[-1].strip() if lines else ""
@@ -470,7 +491,8 @@ class LocalDrill:
         settings["supabase_api_url"] = self.standin.url
         copy = self.work / "cdk.json"
         copy.write_text(json.dumps(context))
-        self._log(step, self.cli(step, "verify", "--env", self.config.name, "--cdk-json", str(copy)))
+        answer = self.cli_json(step, "verify", "--env", self.config.name, "--cdk-json", str(copy))
+        step.detail = f"all {len(answer['checks'])} checks passed"
 
     def _exports(self, step: Step) -> None:
         import zipfile
@@ -524,9 +546,8 @@ class LocalDrill:
         self.step(scenario, "identify the corruption (content hashes against the last verified state)", identify)
 
         def last_good(step: Step) -> None:
-            output = self.cli(step, "db", "list", "--env", self.config.name)
-            complete = [line.split()[0] for line in output.splitlines()[1:] if "complete" in line
-                        and "INCOMPLETE" not in line]
+            backups = self.cli_json(step, "db", "list", "--env", self.config.name)["backups"]
+            complete = [b["backup_id"] for b in backups if b["complete"]]
             if not complete:
                 raise DrillFailed("no complete backup")
             self.chosen_backup = complete[0]
@@ -589,8 +610,8 @@ class LocalDrill:
             to = self.bucket_t0.isoformat(timespec="seconds").replace("+00:00", "Z")
             self.versions_per_key = self._versions_per_key(self.invoice_bucket)
             state_dir = self.report_dir / "bucket-restore-scenario-3"
-            self._log(step, self.cli(step, "bucket", "restore", "--env", self.config.name, "--to", to, "--apply",
-                                     "--state-dir", str(state_dir)))
+            self._restored(step, self.cli_json(step, "bucket", "restore", "--env", self.config.name, "--to", to,
+                                               "--apply", "--state-dir", str(state_dir)))
             step.toy_actions = _reported_actions(state_dir)
             self._replicate()
 
@@ -607,7 +628,7 @@ class LocalDrill:
             self.env_values = self._env_values(rotated=True)
             path = self._write_env(self.env_values, "rotated.env")
             self.cli(step, "secrets", "push", "--env", self.config.name, "--env-file", str(path), "--apply")
-            self._log(step, self.cli(step, "secrets", "check", "--env", self.config.name))
+            self._secrets_check(step)
 
         self.step(scenario, "rotate every key and point the app at the restored database", rotate,
                   recovery=CRITICAL, kind="cli")
@@ -699,9 +720,9 @@ class LocalDrill:
                                   f"{self.config.name} keeps no replica (replication.enabled is false)")
             to = self.bucket_t0.isoformat(timespec="seconds").replace("+00:00", "Z")
             state_dir = self.report_dir / "bucket-restore-scenario-2"
-            self._log(step, self.cli(step, "bucket", "restore", "--env", self.config.name, "--bucket", source, "--to",
-                                     to, "--target-bucket", self.new_bucket, "--apply", "--state-dir",
-                                     str(state_dir)))
+            self._restored(step, self.cli_json(step, "bucket", "restore", "--env", self.config.name, "--bucket",
+                                               source, "--to", to, "--target-bucket", self.new_bucket, "--apply",
+                                               "--state-dir", str(state_dir)))
             step.toy_actions = _reported_actions(state_dir)
             step.detail = f"from the DR replica {source} into {self.new_bucket}"
 
@@ -715,7 +736,7 @@ class LocalDrill:
             self.env_values = {**self.env_values, "BACKUP_DATABASE_URL": self.new_database}
             path = self._write_env(self.env_values, "recovered-updated.env")
             self.cli(step, "secrets", "push", "--env", self.config.name, "--env-file", str(path), "--apply")
-            self._log(step, self.cli(step, "secrets", "check", "--env", self.config.name))
+            self._secrets_check(step)
 
         self.step(scenario, "update connection strings, restart services", update_config, recovery=CRITICAL,
                   kind="cli")

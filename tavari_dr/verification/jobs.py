@@ -126,20 +126,20 @@ def _replication(result: checks.CheckResult, clients: Clients, targets: Targets,
 
 def record(results: list[checks.CheckResult], *, job: str, s3: Any, reports_bucket: str, now: datetime,
            emit: Callable[..., None] = metrics.publish) -> list[str]:
-    """Leave the evidence: a report per check, metrics per check and in total, and JobSucceeded."""
-    keys = []
+    """Leave the evidence: a report per check, then the job's outcome metrics (per check and in total,
+    backup ages, the restore test's duration, JobSucceeded)."""
+    keys = [reports.write_report(s3, reports_bucket, result.name, {"job": job, **result.to_dict()}, now=now)
+            for result in results]
+    measurements = []
     for result in results:
-        keys.append(reports.write_report(s3, reports_bucket, result.name,
-                                         {"job": job, **result.to_dict()}, now=now))
-        emit({metrics.CHECK_PASSED if result.ok else metrics.CHECK_FAILED: 1}, {"Check": result.name},
-             aggregate=True)
         age = result.measured.get("backup_age_hours")
         if age is not None:
             source = "supabase" if result.name == "supabase_backups" else "offsite"
-            emit({metrics.BACKUP_AGE_HOURS: age}, {"Source": source})
+            measurements.append(({metrics.BACKUP_AGE_HOURS: age}, {"Source": source}))
         if result.name == "s3_restore_test" and "seconds" in result.measured:
-            emit({metrics.RESTORE_TEST_DURATION_SECONDS: result.measured["seconds"]}, {"Source": "bucket"})
-    emit({metrics.JOB_SUCCEEDED: 1}, {"Job": job})
+            measurements.append(({metrics.RESTORE_TEST_DURATION_SECONDS: result.measured["seconds"]},
+                                 {"Source": "bucket"}))
+    metrics.publish_outcome(job, checks={r.name: r.ok for r in results}, measurements=measurements, emit=emit)
     return keys
 
 

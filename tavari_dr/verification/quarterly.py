@@ -154,11 +154,10 @@ def record(result: dict[str, Any], *, s3: Any, reports_bucket: str, now: datetim
     s3.put_object(Bucket=reports_bucket, Key=f"{key}.json", Body=json.dumps(result, indent=1).encode(),
                   ContentType="application/json")
     s3.put_object(Bucket=reports_bucket, Key=f"{key}.md", Body=markdown(result).encode(), ContentType="text/markdown")
-    for step in result["steps"]:
-        metrics.publish({metrics.DRILL_STEP_SECONDS: step["seconds"]}, {"Step": step["step"]})
-    metrics.publish({metrics.DRILL_OBJECTIVE_MISSED: 0 if result["passed"] else 1})
-    if result["passed"]:
-        metrics.publish({metrics.JOB_SUCCEEDED: 1}, {"Job": JOB})
+    metrics.publish_outcome(JOB, measurements=[
+        *(({metrics.DRILL_STEP_SECONDS: step["seconds"]}, {"Step": step["step"]}) for step in result["steps"]),
+        ({metrics.DRILL_OBJECTIVE_MISSED: 0 if result["passed"] else 1}, None)],
+        succeeded=True if result["passed"] else None)  # a missed objective is DrillObjectiveMissed's to say
     return f"s3://{reports_bucket}/{key}.json"
 
 

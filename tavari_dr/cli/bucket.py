@@ -1,0 +1,151 @@
+"""`tavari-dr bucket restore`: point-in-time restore of the invoice bucket (tavari_dr.bucket)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tavari_dr.bucket import restore as restore_lib
+from tavari_dr.cli.common import Deployed, Failed, aws_command, echo_json, format_bytes, format_option
+from tavari_dr.core import outputs
+from tavari_dr.core.aws import AwsTarget
+from tavari_dr.core.config import EnvironmentConfig
+
+
+@click.group("bucket")
+def group() -> None:
+    """The invoice bucket: point-in-time restore."""
+
+
+@aws_command(group, "restore", "Bring a versioned bucket back to how it was at --to (dry run unless --apply).",
+             env_required=False)
+@click.option("--bucket", help="The bucket (default: the environment's invoice bucket).")
+@click.option("--to", "to_text", metavar="TIME", help="ISO 8601 with a zone, e.g. 2026-11-20T14:00:00Z.")
+@click.option("--prefix", default="", help="Only keys under this prefix.")
+@click.option("--target-bucket", help="Write the state at --to into this (versioned) bucket instead.")
+@click.option("--plan-out", type=click.Path(dir_okay=False, path_type=Path), help="Write the whole plan (JSON).")
+@click.option("--plan-in", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Apply a saved plan instead of planning again.")
+@click.option("--apply", is_flag=True, help="Write the new versions and delete markers (default: dry run).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tavari-restore"),
+              show_default=True, help="Where the journal (resume) and the per-key report go.")
+@click.option("--batch-operations", is_flag=True,
+              help="Create S3 Batch Operations jobs instead of copying from this machine (needs --env).")
+@click.option("--confirm", is_flag=True, help="With --batch-operations: start the jobs without a confirmation step.")
+@format_option
+def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, plan_in, apply, concurrency,
+            state_dir, batch_operations, confirm, output_format):
+    client = target.client("s3")
+    if plan_in:
+        plan = restore_lib.Plan.from_json(plan_in.read_text())
+    else:
+        if not to_text:
+            raise click.UsageError("--to is required (or --plan-in a saved plan)")
+        try:
+            to = restore_lib.parse_time(to_text)
+            source = Deployed(config, target).resource(bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
+                                                       what="bucket", option="--bucket")
+            plan = restore_lib.plan_restore(client, source, to, prefix=prefix, target_bucket=target_bucket)
+        except restore_lib.PlanError as err:
+            raise click.UsageError(str(err)) from None
+    as_json = output_format == "json"
+    say: Callable[[str], None] = (lambda _line: None) if as_json else click.echo
+    # The dry run's answer, and with --apply the result beside it (--format json prints it whole).
+    outcome: dict[str, Any] = {"bucket": plan.bucket, "destination": plan.destination, "prefix": plan.prefix,
+                               "to": plan.to, "keys_in_scope": plan.keys_in_scope, "summary": plan.summary(),
+                               "plan_out": str(plan_out) if plan_out else None, "applied": False}
+    destination = f"s3://{plan.destination}/{plan.prefix}"
+    say(f"restore {destination} to {plan.to} ({plan.keys_in_scope} keys in scope)")
+    for action, row in plan.summary().items():
+        say(f"  {action:<22} {row['keys']:>8} keys  {format_bytes(row['bytes']):>12}")
+    if plan_out:
+        plan_out.write_text(plan.to_json())
+        say(f"plan written to {plan_out}")
+    try:
+        if not apply:
+            say("dry run: nothing written (pass --apply)")
+        elif not plan.actions:
+            outcome.update(applied=True, result={"counts": {}, "seconds": 0.0, "report": None, "problems": []})
+            say("nothing to do: the bucket already matches the state at that time")
+        elif batch_operations:
+            outcome.update(applied=True, batch_operations=_batch_restore(config, target, plan, confirm, say))
+        else:
+            outcome.update(applied=True, result=_apply(client, plan, state_dir, concurrency, say))
+    finally:
+        if as_json:
+            echo_json(outcome)
+
+
+def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: int,
+           say: Callable[[str], None]) -> dict[str, Any]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stem = state_dir / plan.fingerprint()
+    journal = restore_lib.Journal(stem.with_suffix(".journal.jsonl"))
+    started = time.monotonic()
+    with click.progressbar(length=len(plan.actions), label="restoring", file=sys.stderr, show_eta=True,
+                           show_pos=True, item_show_func=lambda rate: rate) as bar:
+        def progress(_result):
+            rate = (bar.pos + 1) / max(time.monotonic() - started, 1e-6)
+            bar.update(1, f"{rate:.1f} keys/s")
+
+        summary = restore_lib.apply_plan(client, plan, journal=journal,
+                                         report_path=stem.with_suffix(".report.jsonl"),
+                                         concurrency=concurrency, on_result=progress)
+    seconds = time.monotonic() - started
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    say(f"{counts} in {seconds:.1f} s; per-key report: {stem.with_suffix('.report.jsonl')}")
+    problems = [r for r in summary.results if r.status in ("failed", "pending")]
+    for result in problems:
+        say(f"  {result.status:<8} {result.key}: {result.detail}")
+    if summary.counts.get("pending"):
+        say("archived versions are being restored from Glacier; run the same command again when done")
+    answer = {"counts": dict(summary.counts), "seconds": round(seconds, 3),
+              "report": str(stem.with_suffix(".report.jsonl")),
+              "problems": [{"key": r.key, "status": r.status, "detail": r.detail} for r in problems]}
+    if not summary.ok:
+        raise Failed(f"{summary.counts.get('failed', 0)} failed, {summary.counts.get('pending', 0)} pending; "
+                     "re-running resumes from the journal")
+    return answer
+
+
+def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: restore_lib.Plan, confirm: bool,
+                   say: Callable[[str], None]) -> dict[str, Any]:
+    from tavari_dr.bucket import batch
+
+    if config is None:
+        raise click.UsageError("--batch-operations needs --env: the job role, function and manifest bucket "
+                               "are stack outputs")
+    deployed = Deployed(config, target)
+    if plan.destination != deployed.outputs(outputs.INVOICE_STORAGE).get(outputs.INVOICE_BUCKET_NAME):
+        raise click.UsageError("--batch-operations restores the invoice bucket in place; its role may write "
+                               "nowhere else (use the CLI path for --target-bucket)")
+
+    def output(key: str) -> str:
+        return deployed.resource(None, outputs.INVOICE_STORAGE, key, what="restore operations")
+
+    account = target.client("sts").get_caller_identity()["Account"]
+    jobs = batch.create_jobs(
+        target.client("s3"), target.client("s3control"), plan, account_id=account,
+        role_arn=output(outputs.BATCH_OPERATIONS_ROLE_ARN),
+        delete_marker_function_arn=output(outputs.DELETE_MARKER_FUNCTION_ARN),
+        manifest_bucket=output(outputs.RESTORE_OPS_BUCKET_NAME), confirm=confirm)
+    for label, job in (("copy job", jobs.copy_job_id), ("delete-marker job", jobs.delete_marker_job_id)):
+        if job:
+            say(f"{label}: {job}")
+    for manifest in jobs.manifests:
+        say(f"manifest: {manifest}")
+    if jobs.confirmation_required:
+        say("jobs await confirmation: aws s3control update-job-status --account-id "
+            f"{account} --job-id JOB --requested-job-status Ready")
+    if jobs.cli_path:
+        say(f"{len(jobs.cli_path)} key(s) are over 5 GB or archived and stay on the CLI path: "
+            "re-run without --batch-operations once the jobs are done")
+    return {"copy_job_id": jobs.copy_job_id, "delete_marker_job_id": jobs.delete_marker_job_id,
+            "manifests": jobs.manifests, "confirmation_required": jobs.confirmation_required,
+            "cli_path": [a.key for a in jobs.cli_path]}

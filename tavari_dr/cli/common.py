@@ -1,0 +1,162 @@
+"""What every `tavari-dr` command shares: the options that talk to AWS, error reporting, resource
+discovery ("the name given, or the stack output"), ``--format json`` and the byte sizes people read."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tavari_dr.core import outputs
+from tavari_dr.core.aws import AwsTarget, DiscoveryError, stack_outputs
+from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_from_file
+from tavari_dr.core.envfile import EnvFileError
+
+
+class Failed(click.ClickException):
+    """The operation ran and failed (exit 1), as opposed to a usage error (exit 2)."""
+
+    exit_code = 1
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One readable line instead of a traceback, with the right exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, EnvFileError) as err:
+            raise click.UsageError(str(err)) from None
+        except DiscoveryError as err:
+            raise Failed(str(err)) from None
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            raise Failed(f"AWS refused {err.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
+        except BotoCoreError as err:
+            raise Failed(f"AWS call failed: {err}") from None
+
+    return wrapper
+
+
+ENV_HELP = "Environment in cdk.json (e.g. dev, prod)."
+
+
+def shared_options(*, env_required: bool = True, env_default: str | None = None,
+                   env_help: str = ENV_HELP) -> list[Callable[[Callable[..., Any]], Any]]:
+    """--env, --cdk-json, --region, --dr-region and --endpoint-url: one definition for every command."""
+    return [
+        click.option("--env", "env_name", required=env_required, help=env_help,
+                     # (no default=None: click 8.3 would count an explicit None as given)
+                     **({"default": env_default, "show_default": True} if env_default is not None else {})),
+        click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
+                     show_default=True, help="The project's cdk.json."),
+        click.option("--region", help="Primary region (default: the environment's)."),
+        click.option("--dr-region", help="DR region (default: the environment's replication region)."),
+        click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL",
+                     help="AWS endpoint, e.g. a local emulator (env TAVARI_DR_ENDPOINT_URL)."),
+    ]
+
+
+def with_options(options: list[Callable[[Callable[..., Any]], Any]], command: Callable[..., Any]) -> Any:
+    """``command`` with ``options`` in the order they are listed (as stacked decorators would give)."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def aws_command(group: click.Group | None, name: str, help_text: str, *, env_required: bool = True,
+                env_help: str = ENV_HELP) -> Callable[[Callable[..., Any]], click.Command]:
+    """A command with the shared options, called as ``func(config, target, ...)``; with
+    ``env_required=False`` config is None when --env is not given. ``group`` None: a top-level command."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        @functools.wraps(func)
+        def with_config(env_name: str, cdk_json: Path, region: str | None, dr_region: str | None,
+                        endpoint_url: str | None, **kwargs: Any) -> Any:
+            return func(*load(env_name, cdk_json, region, dr_region, endpoint_url), **kwargs)
+
+        command = with_options(shared_options(env_required=env_required, env_help=env_help),
+                               reports_errors(with_config))
+        return (group.command if group is not None else click.command)(name, help=help_text)(command)
+
+    return decorate
+
+
+def load(env_name: str | None, cdk_json: Path, region: str | None, dr_region: str | None,
+         endpoint_url: str | None) -> tuple[EnvironmentConfig | None, AwsTarget]:
+    if env_name is None:
+        return None, AwsTarget(region=region, dr_region=dr_region, endpoint_url=endpoint_url)
+    config = load_from_file(env_name, cdk_json)
+    target = AwsTarget(region=region or config.region, dr_region=dr_region or config.replication.region,
+                       endpoint_url=endpoint_url)
+    return config, target
+
+
+class Deployed:
+    """Resources of one deployed environment: the name given, or its stack's output (each stack read once)."""
+
+    def __init__(self, config: EnvironmentConfig | None, target: AwsTarget) -> None:
+        self.config, self.target = config, target
+        self._outputs: dict[tuple[str, bool], dict[str, str]] = {}
+
+    def outputs(self, purpose: str, *, dr: bool = False) -> dict[str, str]:
+        assert self.config is not None
+        if (purpose, dr) not in self._outputs:
+            self._outputs[purpose, dr] = stack_outputs(self.target.client("cloudformation", dr=dr),
+                                                       self.config.stack_name(purpose))
+        return self._outputs[purpose, dr]
+
+    def resource(self, given: str | None, purpose: str, output: str, *, what: str, option: str | None = None,
+                 hint: str | None = None) -> str:
+        """``given`` when set, else the output of the ``purpose`` stack; the errors say how to name it instead
+        (``hint``, default: deploy the current app or pass ``option``)."""
+        if given:
+            return given
+        if self.config is None:
+            raise click.UsageError(f"name the {what}: --env ENV (stack output) or {option} NAME")
+        found = self.outputs(purpose)
+        if output not in found:
+            hint = hint or "deploy the current app" + (f" or pass {option}" if option else "")
+            raise DiscoveryError(f"{self.config.stack_name(purpose)} has no output {output}; {hint}")
+        return found[output]
+
+    def secret_arns(self, explicit: Iterable[str] = ()) -> dict[str, str]:
+        """Entry name -> secret ARN: ``NAME=ARN`` as given (--secret-arn), else the Secrets stack's output."""
+        config = self.config
+        assert config is not None
+        declared = {e.name for e in config.secrets.all_entries}
+        given: dict[str, str] = {}
+        for item in explicit:
+            name, sep, arn = item.partition("=")
+            if not sep or not arn:
+                raise click.UsageError(f"--secret-arn {item!r}: use NAME=ARN")
+            if name not in declared:
+                raise click.UsageError(f"--secret-arn {name}: not a declared entry of {config.name}")
+            given[name] = arn
+        return {entry.name: self.resource(given.get(entry.name), outputs.SECRETS,
+                                          outputs.secret_output_key(entry.name), what="secret",
+                                          hint=f"deploy the current app, or pass --secret-arn {entry.name}=ARN")
+                for entry in config.secrets.all_entries}
+
+
+format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help="text for people, json for programs (one JSON document).")
+
+
+def echo_json(document: Any) -> None:
+    """The command's whole answer as one JSON document on stdout (errors still go to stderr)."""
+    click.echo(json.dumps(document, indent=1, default=str))
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

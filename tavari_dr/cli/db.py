@@ -1,0 +1,193 @@
+"""`tavari-dr db backup|list|restore|verify`: off-site database backups (tavari_dr.database)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tavari_dr.cli.common import Deployed, Failed, aws_command, echo_json, format_bytes, format_option
+from tavari_dr.core import metrics, outputs, reports
+from tavari_dr.core.aws import AwsTarget
+from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.database import backup as db_lib
+
+
+@click.group("db")
+def group() -> None:
+    """Off-site database backups: backup, list, restore, verify."""
+
+
+def _backup_bucket(config: EnvironmentConfig | None, target: AwsTarget, bucket: str | None) -> str:
+    return Deployed(config, target).resource(bucket, outputs.DATABASE_BACKUPS, outputs.BACKUP_BUCKET_NAME,
+                                             what="backup bucket", option="--bucket",
+                                             hint="deploy it or pass --bucket")
+
+
+def _database_url(config: EnvironmentConfig | None, target: AwsTarget, url: str | None) -> str:
+    if url:
+        return url
+    if config is None:
+        raise click.UsageError("name the database: --env ENV (secret BACKUP_DATABASE_URL) or --database-url URL")
+    arn = Deployed(config, target).secret_arns()["BACKUP_DATABASE_URL"]
+    value = target.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    if outputs.is_placeholder(value):
+        raise Failed("BACKUP_DATABASE_URL is still a placeholder: run tavari-dr secrets push")
+    return value
+
+
+def _db_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except db_lib.BackupError as err:
+            raise Failed(str(err)) from None
+
+    return wrapper
+
+
+bucket_option = click.option("--bucket", help="Backup bucket (default: the DatabaseBackups stack output).")
+pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+                             help="Directory of pg_dump/pg_restore (default: PATH).")
+
+
+@aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
+@click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
+@click.option("--database-url", envvar="TAVARI_DATABASE_URL",
+              help="Instead of the BACKUP_DATABASE_URL secret (env TAVARI_DATABASE_URL; the ECS task's way).")
+@bucket_option
+@pg_bin_option
+@click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")
+@_db_errors
+def backup(config, target, reason, database_url, bucket, pg_bin, publish_metrics):
+    url = _database_url(config, target, database_url)
+    bucket = _backup_bucket(config, target, bucket)
+    settings = config.database_backups if config else None
+    tiers = db_lib.DEFAULT_TIERS if settings is None else settings.tiers
+    started = time.monotonic()
+    emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
+    try:
+        manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, tiers=tiers,
+                                     timezone=settings.timezone if settings else "UTC",
+                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
+    except Exception:
+        if emit:
+            metrics.publish_outcome("db_backup", succeeded=False, emit=emit)
+        raise
+    duration = time.monotonic() - started
+    if emit:
+        metrics.publish_outcome("db_backup", emit=emit, measurements=[(
+            {metrics.BACKUP_SIZE_BYTES: manifest.total_bytes, metrics.BACKUP_DURATION_SECONDS: duration},
+            {"Source": "offsite"})])
+    click.echo(f"backup {manifest.backup_id} ({manifest.tier}, retained until {manifest.retain_until}, "
+               f"{manifest.lock_mode} lock): {format_bytes(manifest.total_bytes)} in {duration:.1f} s, "
+               f"{len(manifest.tables)} tables, {sum(manifest.tables.values())} rows")
+
+
+@aws_command(group, "list", "Backups, newest first: tier, size, complete or not.", env_required=False)
+@bucket_option
+@format_option
+@_db_errors
+def list_(config, target, bucket, output_format):
+    backups = db_lib.list_backups(target.client("s3"), _backup_bucket(config, target, bucket))
+    if output_format == "json":
+        echo_json({"backups": [{"backup_id": b.backup_id, "tier": b.tier, "bytes": b.bytes, "complete": b.complete,
+                                "last_modified": b.last_modified.isoformat()} for b in backups]})
+    if not backups:
+        raise Failed("no backups yet")
+    if output_format == "json":
+        return
+    click.echo(f"{'BACKUP':<44} {'TIER':<8} {'SIZE':>10}  STATE")
+    for b in backups:
+        state = "complete" if b.complete else "INCOMPLETE (no manifest; never used)"
+        click.echo(f"{b.backup_id:<44} {b.tier:<8} {format_bytes(b.bytes):>10}  {state}")
+
+
+def _print_counts(result: db_lib.VerifyResult) -> None:
+    for name, passed, detail in result.checks:
+        click.echo(f"  {'ok ' if passed else 'FAIL'} {name}: {detail}")
+    if result.table_counts:
+        width = max(len(t) for t in result.table_counts)
+        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'RESTORED':>10}")
+        for table, (expected, found) in sorted(result.table_counts.items()):
+            mark = "" if expected == found else "   <-- MISMATCH"
+            click.echo(f"  {table:<{width}}  {expected:>10}  {found if found is not None else '-':>10}{mark}")
+
+
+@aws_command(group, "restore", "Verify, then restore roles, schema and data into --target-url.", env_required=False)
+@click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
+@click.option("--target-url", required=True, help="The database to restore into (Supabase or plain PostgreSQL).")
+@click.option("--force", is_flag=True, help="Replace user tables the target already holds.")
+@bucket_option
+@pg_bin_option
+@_db_errors
+def restore(config, target, which, target_url, force, bucket, pg_bin):
+    result = db_lib.restore(target.client("s3"), _backup_bucket(config, target, bucket), which, target_url,
+                            force=force, pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"))
+    _print_counts(result)
+    if not result.ok:
+        raise Failed(f"restored {result.backup_id}, but row counts differ from the manifest")
+    click.echo(f"restored {result.backup_id} in {result.duration_seconds:.1f} s; every row count matches")
+
+
+def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
+    """What a verification found, as its report in the reports bucket and its --format json answer."""
+    return {"status": "PASS" if result.ok else "FAIL", "backup_id": result.backup_id,
+            "duration_seconds": round(result.duration_seconds, 3),
+            "checks": [{"name": n, "passed": p, "detail": d} for n, p, d in result.checks],
+            "table_counts": {t: {"manifest": e, "restored": f} for t, (e, f) in result.table_counts.items()}}
+
+
+@aws_command(group, "verify", "Check a backup: --quick (sha256 + table of contents) or a full restore test.",
+             env_required=False)
+@click.option("--backup", "which", default="latest", show_default=True)
+@click.option("--scratch-url", help="Empty database for the full test (required without --quick).")
+@click.option("--quick", is_flag=True)
+@bucket_option
+@pg_bin_option
+@click.option("--publish-metrics", is_flag=True, help="Publish RestoreTestDurationSeconds and CheckPassed/Failed.")
+@click.option("--report-bucket", help="Also write the JSON report to reports/<check>/<date>.json in this bucket.")
+@format_option
+@_db_errors
+def verify(config, target, which, scratch_url, quick, bucket, pg_bin, publish_metrics, report_bucket,
+           output_format):
+    if not quick and not scratch_url:
+        raise click.UsageError("the full verify restores into --scratch-url (or pass --quick)")
+    as_json = output_format == "json"
+    s3 = target.client("s3")
+    bucket = _backup_bucket(config, target, bucket)
+    check = "db_verify_quick" if quick else "db_restore_test"
+    emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
+    try:
+        if quick:
+            result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin)
+        else:
+            result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin,
+                                    log=(lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}")))
+    except db_lib.BackupError:
+        if emit:  # could not even run: a failed check and a failed job, never silence
+            metrics.publish_outcome(check, checks={check: False}, succeeded=False, emit=emit)
+        raise
+    report = verify_report(result)
+    if not as_json:
+        _print_counts(result)
+    key = None
+    if report_bucket:
+        key = reports.write_report(s3, report_bucket, check, report)
+        if not as_json:
+            click.echo(f"report: s3://{report_bucket}/{key}")
+    if emit:
+        metrics.publish_outcome(check, checks={check: result.ok}, emit=emit, measurements=[] if quick else [
+            ({metrics.RESTORE_TEST_DURATION_SECONDS: result.duration_seconds}, {"Source": "database"})])
+    if as_json:
+        echo_json({"check": check, **report, "report": f"s3://{report_bucket}/{key}" if key else None})
+    if not result.ok:
+        raise Failed(f"{result.backup_id}: verification failed")
+    if not as_json:
+        click.echo(f"{result.backup_id}: {'quick check' if quick else 'restore test'} passed "
+                   f"in {result.duration_seconds:.1f} s")

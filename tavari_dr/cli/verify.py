@@ -1,0 +1,57 @@
+"""`tavari-dr verify`: the scheduled verification checks, run now (tavari_dr.verification)."""
+
+from __future__ import annotations
+
+import click
+
+from tavari_dr.cli.common import Deployed, Failed, aws_command, echo_json, format_option
+from tavari_dr.core import outputs
+from tavari_dr.verification import jobs as verification
+
+
+@aws_command(None, "verify", "Run the scheduled verification checks now and print a table; exit 1 if any fails.")
+@click.option("--check", "names", multiple=True, type=click.Choice(verification.CHECKS),
+              help="Only this check (repeatable; default: all of them).")
+@click.option("--invoice-bucket", help="Instead of the InvoiceStorage stack output.")
+@click.option("--backup-bucket", help="Instead of the DatabaseBackups stack output.")
+@click.option("--reports-bucket", help="Instead of the DatabaseBackups stack output.")
+@format_option
+def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket, output_format):
+    deployed = Deployed(config, target)
+    replica = None
+    if config.replication.enabled:
+        replica = deployed.outputs(outputs.INVOICE_REPLICA, dr=True).get(outputs.REPLICA_BUCKET_NAME)
+    arns = deployed.secret_arns()
+    targets = verification.Targets(
+        invoice_bucket=deployed.resource(invoice_bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
+                                         what="invoice bucket", option="--invoice-bucket"),
+        invoice_key_arn=deployed.outputs(outputs.INVOICE_STORAGE).get(outputs.INVOICE_KEY_ARN),
+        archive_after_days=config.invoice_bucket.archive_after_days,
+        archive_storage_class=config.invoice_bucket.archive_storage_class,
+        backup_bucket=deployed.resource(backup_bucket, outputs.DATABASE_BACKUPS, outputs.BACKUP_BUCKET_NAME,
+                                        what="backup bucket", option="--backup-bucket"),
+        reports_bucket=deployed.resource(reports_bucket, outputs.DATABASE_BACKUPS, outputs.REPORTS_BUCKET_NAME,
+                                         what="reports bucket", option="--reports-bucket"),
+        scratch_bucket=deployed.resource(None, outputs.DATABASE_BACKUPS, outputs.RESTORE_TEST_BUCKET_NAME,
+                                         what="restore-test bucket"),
+        replica_bucket=replica,
+        supabase_url_secret=arns["SUPABASE_URL"], supabase_token_secret=arns["SUPABASE_ACCESS_TOKEN"])
+    clients = verification.Clients(s3=target.client("s3"), replica_s3=target.client("s3", dr=True),
+                                   cloudwatch=target.client("cloudwatch"),
+                                   secretsmanager=target.client("secretsmanager"))
+    results = verification.run_checks(names or verification.CHECKS, clients=clients, targets=targets,
+                                      settings=config.verification, rpo_hours=config.monitoring.rpo_hours,
+                                      now=verification.now_utc())
+    failed = [r.name for r in results if not r.ok]
+    if output_format == "json":
+        echo_json({"checks": [r.to_dict() for r in results], "failed": failed})
+    else:
+        width = max(len(r.name) for r in results)
+        click.echo(f"{'CHECK':<{width}}  STATUS  SECONDS  DETAILS")
+        for r in results:
+            detail = "; ".join(r.details) or ", ".join(f"{k}={v}" for k, v in r.measured.items())
+            click.echo(f"{r.name:<{width}}  {r.status:<6}  {r.duration_seconds:7.2f}  {detail[:200]}")
+    if failed:
+        raise Failed(f"{len(failed)} check(s) did not pass: {', '.join(failed)}")
+    if output_format != "json":
+        click.echo(f"all {len(results)} checks passed")

@@ -1,0 +1,93 @@
+"""The CLI's shape: shared options on every command, --format json on every command that reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import boto3
+import click
+import pytest
+from click.testing import CliRunner
+from moto import mock_aws
+
+from tavari_dr.cli import main
+from tavari_dr.core import metrics
+
+SHARED = {"env_name", "cdk_json", "region", "dr_region", "endpoint_url"}
+REPORTING = {("db", "list"), ("db", "verify"), ("verify",), ("secrets", "check"), ("bucket", "restore")}
+
+
+def commands(group: click.Group = main, path: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_command_takes_the_shared_options_and_the_reporting_ones_answer_in_json():
+    seen = set()
+    for path, command in commands():
+        names = {p.name for p in command.params}
+        assert names >= SHARED, path
+        if path in REPORTING:
+            seen.add(path)
+            (option,) = [p for p in command.params if p.name == "output_format"]
+            assert list(option.type.choices) == ["text", "json"] and option.default == "text"
+    assert seen == REPORTING
+
+
+def test_the_local_drill_refuses_an_endpoint_it_would_not_use():
+    result = CliRunner().invoke(main, ["drill", "--local", "--endpoint-url", "http://127.0.0.1:5000"])
+    assert result.exit_code == 2 and "--endpoint-url: the local drill starts its own emulator" in result.output
+    # The same variable in the environment is not the operator's choice for the drill: it is not refused.
+    result = CliRunner().invoke(main, ["drill", "--local", "--cdk-out", "/nonexistent"],
+                                env={"TAVARI_DR_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    assert result.exit_code == 2 and "synthesize first" in result.output
+
+
+@pytest.mark.moto
+def test_bucket_restore_answers_in_json_for_the_dry_run_and_the_result(tmp_path):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(Bucket="invoices", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_versioning(Bucket="invoices", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"1")
+        time.sleep(1.1)  # S3 times have a resolution of one second
+        to = datetime.now(UTC).isoformat(timespec="seconds")
+        time.sleep(1.1)
+        s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"ransom")
+        args = ["bucket", "restore", "--bucket", "invoices", "--region", "eu-west-1", "--format", "json",
+                "--to", to, "--state-dir", str(tmp_path)]
+        dry = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert dry.exit_code == 0, dry.output
+        answer = json.loads(dry.stdout)
+        assert answer["applied"] is False and answer["keys_in_scope"] == 1 and "result" not in answer
+        done = CliRunner().invoke(main, [*args, "--apply"], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        result = json.loads(done.stdout)["result"]
+        assert result["counts"] == {"done": 1} and result["problems"] == [] and result["report"].endswith(".jsonl")
+
+
+def test_one_outcome_shape_for_emf_and_put_metric_data():
+    """publish_outcome through EMF (the Lambdas) and through PutMetricData (the CLI and the Fargate jobs)."""
+    lines: list[dict] = []
+    metrics.publish_outcome("db_verify_quick", checks={"db_verify_quick": False}, succeeded=False,
+                            emit=lambda values, dims=None, aggregate=False: lines.append(
+                                json.loads(metrics.emf_line(values, dims, aggregate=aggregate))))
+
+    class CloudWatch:
+        calls: list[tuple] = []
+
+        def put_metric_data(self, Namespace, MetricData):  # noqa: N803 - boto3's names
+            self.calls += [(d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"]))
+                           for d in MetricData]
+
+    cloudwatch = CloudWatch()
+    metrics.publish_outcome("db_verify_quick", checks={"db_verify_quick": False}, succeeded=False,
+                            emit=metrics.cloudwatch_emitter(cloudwatch))
+    assert cloudwatch.calls == [("CheckFailed", (("Check", "db_verify_quick"),)), ("CheckFailed", ()),
+                                ("JobFailed", (("Job", "db_verify_quick"),))]
+    assert [line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for line in lines] == [[["Check"], []], [["Job"]]]
