@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from tavari_dr.core.costmodel import fit_linear  # noqa: E402
 from tavari_dr.drill import demo_data  # noqa: E402
+from tavari_dr.drill.context import Sizes  # noqa: E402
 from tavari_dr.drill.pgcluster import LocalPostgres  # noqa: E402
-from tavari_dr.drill.runner import Sizes, fingerprints  # noqa: E402
+from tavari_dr.drill.state import fingerprints  # noqa: E402
 
 OUT = ROOT / "tavari_dr" / "core" / "data" / "calibration.json"
 DEFAULT = Sizes()  # the drill's default toy data; scale 1 is that

@@ -17,9 +17,11 @@ from click.testing import CliRunner
 from tavari_dr.cli import main
 from tavari_dr.core import evidence
 from tavari_dr.core.config import load_environment
+from tavari_dr.drill.context import Sizes
 from tavari_dr.drill.emulator import MotoServer
 from tavari_dr.drill.local_deploy import LocalDeployer
-from tavari_dr.drill.runner import LocalDrill, Sizes, emulate_crr, state_difference
+from tavari_dr.drill.runner import LocalDrill
+from tavari_dr.drill.state import emulate_crr, state_difference
 from tests.conftest import ROOT, cdk_context
 
 pytestmark = [pytest.mark.drill]
@@ -285,7 +287,7 @@ def test_deployer_resolves_intrinsics_across_stacks_and_custom_resources(tmp_pat
 
 def test_the_verdict_comes_from_counts_never_from_wall_time(tmp_path):
     from tavari_dr.core.costmodel import Counts
-    from tavari_dr.drill.runner import CRITICAL, NON_CRITICAL, Step
+    from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Step
 
     config = load_environment(cdk_context(), "dev")
     config = replace(config, drill=replace(config.drill, database_gb=1.0, invoice_count=1000, invoice_gb=1.0))

@@ -17,7 +17,8 @@ NOT_FOR_THE_LOCAL_DRILL = ("region", "dr_region", "endpoint_url")
 
 def _drill(local, env_name, cdk_json, region, dr_region, endpoint_url, cdk_out, report_dir, businesses, messages,
            inject_fault, operator):
-    from tavari_dr.drill.runner import LocalDrill, Sizes
+    from tavari_dr.drill.context import Sizes
+    from tavari_dr.drill.runner import LocalDrill
 
     if not local:
         raise click.UsageError("only --local runs here; in AWS the quarterly drill is the DrDrill state machine "

@@ -64,7 +64,7 @@ PROVISION_DATABASE_SECONDS = 600
 
 # The tools' own concurrency (what the estimate divides by).
 BUCKET_RESTORE_CONCURRENCY = 8  # tavari_dr.bucket.restore.apply_plan's default
-DRILL_VERIFY_CONCURRENCY = 8  # tavari_dr.drill.runner.bucket_state
+DRILL_VERIFY_CONCURRENCY = 8  # tavari_dr.drill.state.bucket_state
 
 READ_KINDS = ("get", "head")
 WRITE_KINDS = ("put", "copy", "delete", "glacier_restore")

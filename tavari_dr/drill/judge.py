@@ -1,0 +1,121 @@
+"""Judging a drill: every recovery step's counts priced at the production sizes (tavari_dr.core.costmodel),
+then the verdicts — RTO per scenario (critical, and all services), the RPO the drill achieved and the
+worst case the schedule allows — and what failed. Rendering the report is tavari_dr.drill.report's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tavari_dr.core import costmodel, schedule
+from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Sizes, Step
+
+SCENARIOS = ("1 database corruption", "2 complete system failure", "3 data breach")
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    objectives: dict[str, int]  # CRITICAL / NON_CRITICAL -> seconds
+    scenarios: dict[str, dict[str, Any]]  # name -> its steps, rto_critical, rto_non-critical, rpo
+    rpo_worst_case: dict[str, Any]
+    failures: list[str]
+    calibration: costmodel.Calibration
+
+
+def production(config: EnvironmentConfig, sizes: Sizes, facts: dict[str, Any]) -> costmodel.Production:
+    d = config.drill
+    return costmodel.Production(
+        dump_bytes=d.database_gb * 1e9, invoice_count=d.invoice_count, invoice_bytes=d.invoice_gb * 1e9,
+        breach_changed_share=d.breach_changed_percent / 100,
+        versions_per_key=facts.get("versions_per_key", float(sizes.invoice_versions)))
+
+
+def price(steps: list[Step], config: EnvironmentConfig, production: costmodel.Production,
+          calibration: costmodel.Calibration) -> None:
+    """Price every recovery step's counts at the production sizes (tavari_dr.core.costmodel)."""
+    archived = config.invoice_bucket.archive_storage_class
+    for step in steps:
+        if step.recovery is None or step.kind is None:
+            continue
+        estimate = {
+            "cli": lambda s: costmodel.cli_steps(s.counts, calibration),
+            "provision": lambda s: costmodel.provision(s.counts, calibration),
+            "db_restore": lambda s: costmodel.database_restore(s.counts, production, calibration),
+            "db_scan": lambda s: costmodel.database_scan(production, calibration),
+            # The state at T of a breach or a loss is recent: its versions are current, never archived
+            # (noncurrent versions move to the archive class only after archive_after_days).
+            "bucket_restore": lambda s: costmodel.bucket_restore(s.counts, s.toy_actions, production,
+                                                                 calibration, into_new_bucket=False),
+            "bucket_restore_new": lambda s: costmodel.bucket_restore(s.counts, s.toy_actions, production,
+                                                                     calibration, into_new_bucket=True),
+            "bucket_verify": lambda s: costmodel.bucket_verify(s.counts, production),
+            "health": lambda s: costmodel.health(len(config.drill.health_endpoints)),
+        }[step.kind](step)
+        step.model = {**estimate.to_json(), "archive_storage_class": archived}
+        step.projected_seconds = round(estimate.seconds, 1)
+
+
+def rpo_worst_case(config: EnvironmentConfig, started: datetime, production: costmodel.Production,
+                   calibration: costmodel.Calibration) -> dict[str, Any]:
+    """The most data the deployed configuration can lose: the longest gap between two scheduled
+    dumps (DST included), plus a dump's duration (a dump that is under way when disaster strikes
+    is not usable yet), plus the replication lag objective where the backup may come from the
+    DR replica."""
+    db = config.database_backups
+    year = started.year
+    interval = schedule.max_interval_seconds(db.schedule, db.timezone, year=year)
+    duration = costmodel.database_backup(production, calibration)
+    lag = config.monitoring.replication_latency_seconds if config.replication.enabled else 0
+    worst = interval + duration.seconds + lag
+    objective = config.monitoring.rpo_hours * 3600
+    return {"schedule": db.schedule, "timezone": db.timezone, "year": year,
+            "longest_interval_seconds": interval, "backup_duration_seconds": round(duration.seconds, 1),
+            "backup_duration_model": duration.to_json(), "replication_lag_objective_seconds": lag,
+            "worst_case_seconds": round(worst, 1), "objective_seconds": objective, "met": worst <= objective}
+
+
+def judge(*, config: EnvironmentConfig, sizes: Sizes, steps: list[Step], facts: dict[str, Any], started: datetime,
+          error: str | None) -> Verdict:
+    calibration = costmodel.load_calibration()
+    at_scale = production(config, sizes, facts)
+    price(steps, config, at_scale, calibration)
+    d = config.drill
+    objectives = {CRITICAL: d.rto_critical_minutes * 60, NON_CRITICAL: d.rto_non_critical_minutes * 60}
+    scenarios: dict[str, Any] = {}
+    for step in steps:
+        if step.scenario[0].isdigit():
+            scenarios.setdefault(step.scenario, {"steps": []})["steps"].append(step)
+    scenarios = dict(sorted(scenarios.items()))  # the plan's order, whatever order they were played in
+    worst = rpo_worst_case(config, started, at_scale, calibration)
+    verdicts: list[bool] = [worst["met"]]
+    missed: list[str] = [] if worst["met"] else [
+        f"RPO: the configuration allows {worst['worst_case_seconds'] / 3600:.1f} h of data loss (longest gap "
+        f"between dumps {worst['longest_interval_seconds'] / 3600:.1f} h + a dump + replication lag), over the "
+        f"objective of {worst['objective_seconds'] / 3600:.0f} h"]
+    for name, data in scenarios.items():
+        for kind, limit in objectives.items():
+            # Critical services must be back within the critical RTO; everything within the non-critical one.
+            counted = [s for s in data["steps"] if s.recovery == kind or (kind == NON_CRITICAL and s.recovery)]
+            measured = sum(s.seconds for s in counted)
+            projected = sum(s.projected_seconds or 0 for s in counted)
+            data[f"rto_{kind}"] = {"measured_seconds": round(measured, 1), "projected_seconds": round(projected, 1),
+                                   "objective_seconds": limit, "met": projected <= limit}
+            verdicts.append(data[f"rto_{kind}"]["met"])
+            if not data[f"rto_{kind}"]["met"]:
+                missed.append(f"{name}: projected RTO ({kind}) {projected / 60:.1f} min is over the "
+                              f"objective of {limit / 60:.0f} min")
+        achieved = facts.get("rpo", {}).get(name)
+        if achieved:
+            objective = config.monitoring.rpo_hours * 3600
+            data["rpo"] = {**achieved, "objective_seconds": objective,
+                           "worst_case_seconds": worst["worst_case_seconds"],
+                           "met": achieved["data_loss_window_seconds"] <= objective and worst["met"]}
+            verdicts.append(data["rpo"]["met"])
+    failed_steps = [f"{s.scenario}: {s.name}: {s.detail}" for s in steps if not s.ok]
+    missing = sorted(set(SCENARIOS) - set(scenarios)) if not failed_steps else []
+    return Verdict(passed=error is None and not failed_steps and all(verdicts) and not missing,
+                   objectives=objectives, scenarios=scenarios, rpo_worst_case=worst, calibration=calibration,
+                   failures=failed_steps + ([error] if error and not failed_steps else []) + missed)

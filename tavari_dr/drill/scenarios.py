@@ -1,0 +1,265 @@
+"""The plan's three disaster scenarios, one function each, played on the context setup built.
+
+Each breaks something the way the incident would, then recovers with the runbooks' `tavari-dr`
+commands, step by step; a step that counts towards an RTO says which (critical, non-critical) and
+how the cost model prices it (its kind). The steps every recovery shares — restore and verify the
+database, verify a bucket, the health endpoints, the RPO achieved — are the functions at the end.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Drill, DrillFailed, Step
+from tavari_dr.drill.jobs import secrets_check
+from tavari_dr.drill.setup import env_values
+from tavari_dr.drill.state import bucket_state, fingerprints, reported_actions, state_difference
+
+
+def database_corruption(d: Drill) -> None:
+    """1: rows overwritten and deleted; restore the last good backup into a new database."""
+    scenario = "1 database corruption"
+    import psycopg
+
+    with psycopg.connect(d.database_url) as conn:
+        conn.execute("UPDATE public.messages SET body = 'CORRUPTED' WHERE id % 5 = 0")
+        conn.execute("DELETE FROM public.invoices WHERE number LIKE '%-1'")
+    incident = datetime.now(UTC)
+
+    def identify(step: Step) -> None:
+        now = fingerprints(d.database_url)
+        damaged = sorted(t for t in d.baseline if now.get(t) != d.baseline[t])
+        if not damaged:
+            raise DrillFailed("the damage was not detected")
+        step.detail = f"damaged tables: {', '.join(damaged)}"
+
+    d.step(scenario, "identify the corruption (content hashes against the last verified state)", identify)
+
+    def last_good(step: Step) -> None:
+        backups = d.cli_json(step, "db", "list", "--env", d.config.name)["backups"]
+        complete = [b["backup_id"] for b in backups if b["complete"]]
+        if not complete:
+            raise DrillFailed("no complete backup")
+        d.chosen_backup = complete[0]
+        step.detail = f"newest complete backup: {d.chosen_backup}"
+
+    d.step(scenario, "identify the last good backup", last_good, recovery=CRITICAL, kind="cli")
+    target = d.primary.create_database("restored_s1")
+    restore_database(d, scenario, target, d.chosen_backup)
+    verify_database(d, scenario, target)
+    record_rpo(d, scenario, incident)
+
+
+def data_breach(d: Drill) -> None:
+    """3: invoices overwritten, deleted and planted (and replicated), rows deleted; restore the bucket in
+    place to before the breach and the database from the backup, rotate every key."""
+    scenario = "3 data breach"
+    import psycopg
+
+    s3 = d.s3()
+    breach = datetime.now(UTC)
+    time.sleep(1.1)
+    for i, key in enumerate(d.pdf_keys):
+        if i % 4 == 0:
+            s3.put_object(Bucket=d.invoice_bucket, Key=key, Body=b"ransom note")
+        elif i % 4 == 1:
+            s3.delete_object(Bucket=d.invoice_bucket, Key=key)
+    s3.put_object(Bucket=d.invoice_bucket, Key="invoices/planted.pdf", Body=b"malware")
+    d.replicate()  # CRR copies the attacker's writes and deletes too
+    with psycopg.connect(d.database_url) as conn:
+        conn.execute("DELETE FROM public.messages WHERE id % 2 = 0")
+        conn.execute("UPDATE public.businesses SET name = 'pwned'")
+
+    def restore_bucket(step: Step) -> None:
+        d.facts["versions_per_key"] = _versions_per_key(d, d.invoice_bucket)
+        state_dir = d.report_dir / "bucket-restore-scenario-3"
+        _restored(step, d.cli_json(step, "bucket", "restore", "--env", d.config.name, "--to", _restore_point(d),
+                                   "--apply", "--state-dir", str(state_dir)))
+        step.toy_actions = reported_actions(state_dir)
+        d.replicate()
+
+    d.step(scenario, "restore the invoice bucket to before the breach", restore_bucket, recovery=NON_CRITICAL,
+           kind="bucket_restore")
+    verify_bucket(d, scenario, "verify the bucket equals its state before the breach", d.invoice_bucket)
+    target = d.primary.create_database("restored_s3")
+    restore_database(d, scenario, target, d.chosen_backup)
+    verify_database(d, scenario, target)
+
+    def rotate(step: Step) -> None:
+        d.app_database_url = target
+        d.env_values = env_values(d, rotated=True)
+        path = d.write_env(d.env_values, "rotated.env")
+        d.cli(step, "secrets", "push", "--env", d.config.name, "--env-file", str(path), "--apply")
+        secrets_check(d, step)
+
+    d.step(scenario, "rotate every key and point the app at the restored database", rotate, recovery=CRITICAL,
+           kind="cli")
+    verify_health(d, scenario)
+    record_rpo(d, scenario, breach)
+
+
+def complete_system_failure(d: Drill) -> None:
+    """2: the database cluster and the invoice bucket are gone, every version with it; provision anew,
+    pull the configuration, restore the database and the bucket (from the DR replica, if there is one)."""
+    from tavari_dr.core.envfile import parse
+    from tavari_dr.drill.pgcluster import LocalPostgres
+
+    scenario = "2 complete system failure"
+    s3 = d.s3()
+    incident = datetime.now(UTC)
+    d.primary.stop()  # the database is gone, cluster and all
+    lost_bucket = d.invoice_bucket
+    # The bucket is gone, every version with it, in every environment: what survives is only what
+    # the configuration keeps elsewhere (the DR replica, where replication is on).
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=lost_bucket):
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=lost_bucket, Key=v["Key"], VersionId=v["VersionId"],
+                             BypassGovernanceRetention=True)
+    s3.delete_bucket(Bucket=lost_bucket)
+    source = d.replica_bucket
+    new: dict[str, Any] = {}  # what this scenario provisions
+
+    def provision(step: Step) -> None:
+        secondary = d.services.enter_context(LocalPostgres())
+        new["database"] = secondary.create_database("postgres_tavari")
+        new["bucket"] = f"tavari-{d.config.name}-recovered-{int(time.time())}"
+        counted = d.counted_s3(step)
+        counted.create_bucket(Bucket=new["bucket"], CreateBucketConfiguration={"LocationConstraint": d.config.region})
+        counted.put_bucket_versioning(Bucket=new["bucket"], VersioningConfiguration={"Status": "Enabled"})
+        step.detail = f"new PostgreSQL cluster on port {secondary.port}; bucket {new['bucket']}"
+
+    d.step(scenario, "provision new infrastructure (database cluster, bucket)", provision, recovery=CRITICAL,
+           kind="provision")
+
+    def config(step: Step) -> None:
+        out = d.work / "recovered.env"
+        d.cli(step, "secrets", "pull", "--env", d.config.name, "--out", str(out), "--force")
+        recovered = parse(out.read_text())
+        if recovered != d.env_values:
+            raise DrillFailed("the pulled configuration differs from what was pushed")
+        step.detail = f"{len(recovered)} entries recovered from Secrets Manager"
+
+    d.step(scenario, "recover the configuration from Secrets Manager", config, recovery=CRITICAL, kind="cli")
+    restore_database(d, scenario, new["database"], d.chosen_backup)
+    verify_database(d, scenario, new["database"])
+
+    def restore_bucket(step: Step) -> None:
+        if source is None:
+            raise DrillFailed(f"the invoice bucket cannot be recovered: it is gone with every version, and "
+                              f"{d.config.name} keeps no replica (replication.enabled is false)")
+        state_dir = d.report_dir / "bucket-restore-scenario-2"
+        _restored(step, d.cli_json(step, "bucket", "restore", "--env", d.config.name, "--bucket", source, "--to",
+                                   _restore_point(d), "--target-bucket", new["bucket"], "--apply", "--state-dir",
+                                   str(state_dir)))
+        step.toy_actions = reported_actions(state_dir)
+        step.detail = f"from the DR replica {source} into {new['bucket']}"
+
+    d.step(scenario, "restore the invoice bucket into a new bucket", restore_bucket, recovery=NON_CRITICAL,
+           kind="bucket_restore_new")
+    verify_bucket(d, scenario, "verify the new bucket's visible state", new["bucket"])
+
+    def update_config(step: Step) -> None:
+        d.app_database_url = new["database"]
+        d.env_values = {**d.env_values, "BACKUP_DATABASE_URL": new["database"]}
+        path = d.write_env(d.env_values, "recovered-updated.env")
+        d.cli(step, "secrets", "push", "--env", d.config.name, "--env-file", str(path), "--apply")
+        secrets_check(d, step)
+
+    d.step(scenario, "update connection strings, restart services", update_config, recovery=CRITICAL, kind="cli")
+    verify_health(d, scenario)
+    record_rpo(d, scenario, incident)
+
+
+# The order they are played in: the report lists them in the plan's order, whatever this is.
+PLAYED = (database_corruption, data_breach, complete_system_failure)
+
+
+# --------------------------------------------------------------------------- what recoveries share
+
+
+def restore_database(d: Drill, scenario: str, target_url: str, backup: str) -> None:
+    def restore(step: Step) -> None:
+        d.log(step, d.cli(step, "db", "restore", "--env", d.config.name, "--backup", backup, "--target-url",
+                          target_url))
+        step.counts.rows = sum(d.backup_manifest.tables.values())
+
+    d.step(scenario, "restore the database from the off-site backup", restore, recovery=CRITICAL, kind="db_restore")
+
+
+def verify_database(d: Drill, scenario: str, url: str) -> None:
+    def verify(step: Step) -> None:
+        restored = fingerprints(url)
+        differ = sorted(t for t in d.baseline if restored.get(t) != d.baseline[t])
+        if differ:
+            raise DrillFailed(f"restored tables differ from the state at the backup: {differ}")
+        step.detail = f"{len(restored)} tables: row counts and content hashes equal the backed-up state"
+        step.counts.rows = sum(t["rows"] for t in restored.values())
+
+    d.step(scenario, "verify integrity (row counts and content hashes)", verify, recovery=CRITICAL, kind="db_scan")
+
+
+def verify_bucket(d: Drill, scenario: str, name: str, bucket: str) -> None:
+    def verify(step: Step) -> None:
+        state = bucket_state(d.counted_s3(step), bucket)
+        if state != d.bucket_baseline:
+            raise DrillFailed(f"{bucket} differs from the state at the restore point: "
+                              + state_difference(state, d.bucket_baseline))
+        step.detail = f"{len(state)} visible objects equal the state at the restore point"
+
+    d.step(scenario, name, verify, recovery=NON_CRITICAL, kind="bucket_verify")
+
+
+def verify_health(d: Drill, scenario: str, *, attempts: int = 10) -> None:
+    def health(step: Step) -> None:
+        answered = []
+        for endpoint in d.config.drill.health_endpoints:
+            url = d.standin.local_url(endpoint)
+            # Services come back within seconds of a restart: poll, as an operator's check would,
+            # and say what the last refusal was if they never do.
+            for attempt in range(1, attempts + 1):
+                try:
+                    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+                        answered.append(f"{endpoint} (emulated: stand-in {url}) {response.status}")
+                        break
+                except urllib.error.HTTPError as err:
+                    if attempt == attempts:
+                        raise DrillFailed(f"{endpoint} (emulated: stand-in {url}) answered {err.code} "
+                                          f"{err.read()[:200].decode(errors='replace')} {attempts} times") from None
+                    time.sleep(1)
+        step.detail = "; ".join(answered) or "no health endpoints configured"
+        step.counts.requests["api"] = len(answered)
+
+    d.step(scenario, "verify health endpoints", health, recovery=CRITICAL, kind="health")
+
+
+def record_rpo(d: Drill, scenario: str, incident: datetime) -> None:
+    backed_up = datetime.fromisoformat(d.backup_manifest.started_at)
+    d.facts.setdefault("rpo", {})[scenario] = {
+        "incident": incident.isoformat(timespec="seconds"), "restore_point": backed_up.isoformat(timespec="seconds"),
+        "data_loss_window_seconds": round((incident - backed_up).total_seconds(), 1)}
+
+
+def _restore_point(d: Drill) -> str:
+    assert d.bucket_t0 is not None
+    return d.bucket_t0.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _restored(step: Step, answer: dict[str, Any]) -> None:
+    """A bucket restore's result (`bucket restore --format json`) as the step's detail."""
+    result = answer["result"]
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result["counts"].items()))
+    step.detail = f"{counts} in {result['seconds']:.1f} s; per-key report: {result['report']}"
+
+
+def _versions_per_key(d: Drill, bucket: str) -> float:
+    """Listing entries (versions and delete markers) per key: what a production listing scales by."""
+    entries, keys = 0, set()
+    for page in d.s3().get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            entries += 1
+            keys.add(v["Key"])
+    return entries / max(1, len(keys))
