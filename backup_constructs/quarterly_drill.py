@@ -13,7 +13,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from backup_constructs.nag import acknowledge, acknowledge_inline_policy, acknowledge_wildcards
+from backup_constructs.nag import acknowledge, acknowledge_wildcards, grant_policy
+from backup_constructs.scheduled_task import acknowledge_schedule_role, schedule_role
 
 DRILL_TIMEOUT = Duration.hours(4)  # the non-critical RTO: a drill that takes longer has failed anyway
 
@@ -75,12 +76,15 @@ class QuarterlyDrill(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(branches.next(report).next(verdict)),
             timeout=DRILL_TIMEOUT, tracing_enabled=True, removal_policy=removal_policy,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False))
+        self.schedule_role = schedule_role(self, "ScheduleRole")
         self.schedule = scheduler.Schedule(
             self, "Schedule", description="Quarterly disaster-recovery drill",
             schedule=scheduler.ScheduleExpression.expression(schedule, TimeZone.of(time_zone)),
             target=targets.StepFunctionsStartExecution(self.state_machine, dead_letter_queue=dead_letter_queue,
-                                                       retry_attempts=2, max_event_age=Duration.hours(6)))
-        policy = acknowledge_inline_policy(self.state_machine.role.node.find_child("DefaultPolicy"))
+                                                       retry_attempts=2, max_event_age=Duration.hours(6),
+                                                       role=self.schedule_role))
+        acknowledge_schedule_role(self.schedule_role)
+        policy = grant_policy(self.state_machine.role)  # type: ignore[arg-type]
         acknowledge_wildcards(policy, "The state machine invokes its two functions (any version).")
         acknowledge(policy, "Resource * only where the APIs have no resource-level form: CloudWatch Logs delivery, "
                             "X-Ray, and ecs:DescribeTasks/StopTask of the task the state machine itself started.",

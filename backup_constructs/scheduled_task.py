@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, TimeZone
+from aws_cdk import Duration, RemovalPolicy, Stack, TimeZone
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -15,6 +15,23 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from backup_constructs.nag import acknowledge, acknowledge_wildcards, grant_policy
+
+
+def schedule_role(scope: Construct, construct_id: str) -> iam.Role:
+    """The role an EventBridge Scheduler schedule invokes its target with, trusted as CDK's own per-target
+    role is (this account's default schedule group). Owned by the construct that owns the schedule, so
+    that construct acknowledges the policy its target grants, instead of the stack searching for CDK's
+    ``SchedulerRoleForTarget-*`` singletons by id."""
+    stack = Stack.of(scope)
+    return iam.Role(scope, construct_id, assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
+        "StringEquals": {"aws:SourceAccount": stack.account,
+                         "aws:SourceArn": stack.format_arn(service="scheduler", resource="schedule-group",
+                                                           resource_name="default")}}))
+
+
+def acknowledge_schedule_role(role: iam.Role) -> None:
+    """The policy a schedule's target granted its role: inline, and only its one target (any version)."""
+    acknowledge_wildcards(grant_policy(role), "The scheduler may invoke its one target function (any version).")
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,7 @@ class ScheduledFargateJob(Construct):
                                            removal_policy=removal_policy)
         acknowledge(self.dead_letter_queue, "This queue is itself the schedule's dead-letter queue.",
                     "AwsSolutions-SQS3")
+        self.schedule_role = schedule_role(self, "ScheduleRole")
         self.schedule = scheduler.Schedule(
             self, "Schedule", description=description,
             schedule=scheduler.ScheduleExpression.expression(schedule, TimeZone.of(time_zone)),
@@ -79,10 +97,11 @@ class ScheduledFargateJob(Construct):
                 cluster, task_definition=self.task_definition, assign_public_ip=True,
                 vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
                 security_groups=[security_group], dead_letter_queue=self.dead_letter_queue,
-                retry_attempts=3, max_event_age=Duration.hours(2)))
+                retry_attempts=3, max_event_age=Duration.hours(2), role=self.schedule_role))
         self._acknowledge()
 
     def _acknowledge(self) -> None:
+        acknowledge_schedule_role(self.schedule_role)
         execution = self.task_definition.obtain_execution_role()
         if isinstance(execution, iam.Role) and execution.node.try_find_child("DefaultPolicy"):
             acknowledge_wildcards(grant_policy(execution),

@@ -12,13 +12,7 @@ from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
 from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
 from stacks.data_export import API_TIMEOUT, WORKER_TIMEOUT, DataExportStack
-from stacks.database_backups import (
-    JOB_TIMEOUTS,
-    DatabaseBackupsReplicaStack,
-    DatabaseBackupsStack,
-    DrillInputs,
-    VerificationInputs,
-)
+from stacks.database_backups import DatabaseBackupsReplicaStack, DatabaseBackupsStack, DrillInputs, VerificationInputs
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
@@ -180,16 +174,14 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         role = backups.backups.replication_role
         if config.cross_account_replication and role is not None:
             backups_replica.accept_replication_from(role, config.account or "")
-    day, week, month = Duration.days(1), Duration.days(7), Duration.days(31)
-    for job, every in (("daily_monitor", day), ("weekly_integrity", week), ("monthly_restore_test", month)):
-        fn = backups.verification[job].function
-        monitoring.monitoring.watch_scheduled_job("Verify" + "".join(p.capitalize() for p in job.split("_")), fn,
-                                                  job=job,
-                                                  every=every, grace=Duration.hours(3),
-                                                  timeout=JOB_TIMEOUTS[job])
-    for job, every in (("db_backup", day), ("db_verify_quick", week), ("db_restore_test", month)):
-        monitoring.monitoring.watch_task_job("".join(p.capitalize() for p in job.split("_")), job=job, every=every,
-                                             grace=Duration.hours(3))
+    grace = Duration.hours(3)
+    verification = backups.verification
+    for job in verification.jobs if verification else ():
+        monitoring.monitoring.watch_scheduled_job(job.construct_id, verification.functions[job.name].function,
+                                                  job=job.name, every=job.every, grace=grace, timeout=job.timeout)
+    for task in backups.task_jobs:
+        monitoring.monitoring.watch_task_job("".join(p.capitalize() for p in task.name.split("_")), job=task.name,
+                                             every=task.every, grace=grace)
 
     if backups.drill is not None:
         monitoring.watch_drill(backups.drill.state_machine)

@@ -5,15 +5,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, TimeZone
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_scheduler as scheduler
-from aws_cdk import aws_scheduler_targets as targets_lib
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
@@ -22,7 +20,6 @@ from backup_constructs.keys import customer_managed_key, log_group_key
 from backup_constructs.nag import (
     BUCKET_READ_PUT_ACTIONS,
     acknowledge,
-    acknowledge_inline_policy,
     acknowledge_wildcards,
     grant_policy,
 )
@@ -31,7 +28,8 @@ from backup_constructs.quarterly_drill import QuarterlyDrill
 from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
-from tavari_dr.core import outputs
+from backup_constructs.verification_jobs import VerificationJob, VerificationJobs
+from tavari_dr.core import metrics, outputs
 from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, VerificationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +60,16 @@ class DatabaseBackupsReplicaStack(Stack):
         accept_cross_account_replication(self.backups.bucket, self.backups.key, role, source_account)
 
 
-JOB_TIMEOUTS = {"daily_monitor": Duration.minutes(5), "weekly_integrity": Duration.minutes(15),
-                "monthly_restore_test": Duration.minutes(15)}
+DAY, WEEK, MONTH = Duration.days(1), Duration.days(7), Duration.days(31)
+
+
+@dataclass(frozen=True)
+class TaskJob:
+    """A Fargate job's outcome as the alarms watch it: its Job name and how often it must succeed."""
+
+    name: str
+    job: ScheduledFargateJob
+    every: Duration
 
 
 class DatabaseBackupsStack(Stack):
@@ -95,14 +101,15 @@ class DatabaseBackupsStack(Stack):
         self._log_retention, self._removal = retention(log_retention_days), removal_policy
         flow_logs = logs.LogGroup(self, "FlowLogs", retention=retention(log_retention_days),
                                   encryption_key=self.log_key, removal_policy=removal_policy)
-        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+        flow_log_role = iam.Role(self, "FlowLogRole", assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"))
+        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs,
+                                                                                               flow_log_role))
         for subnet in self.vpc.public_subnets:
             acknowledge(subnet, "Tasks need a public IP and a route to the internet gateway to reach AWS APIs and "
                                 "Supabase without a NAT gateway; their security group allows no inbound traffic.",
                         "NIST.800.53.R5-VPCSubnetAutoAssignPublicIpDisabled",
                         "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW")
-        acknowledge_inline_policy(self.vpc.node.find_child("FlowLog").node.find_child("IAMRole")
-                                  .node.find_child("DefaultPolicy"))
+        grant_policy(flow_log_role)
         acknowledge(self.vpc, "The default security group is unused (tasks get their own egress-only group); "
                               "closing it needs a custom-resource Lambda for no gain.",
                     "NIST.800.53.R5-VPCDefaultSecurityGroupClosed")
@@ -157,7 +164,7 @@ class DatabaseBackupsStack(Stack):
             self.backups.bucket.grant_read(role)
             role.add_to_principal_policy(iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"], resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "Tavari/Backup"}}))
+                conditions={"StringEquals": {"cloudwatch:namespace": metrics.NAMESPACE}}))
         self.backups.bucket.grant_put(self.nightly.task_definition.task_role)
         for job in (self.weekly, self.monthly):
             self.reports.bucket.grant_put(job.task_definition.task_role)
@@ -168,12 +175,13 @@ class DatabaseBackupsStack(Stack):
             _acknowledge_task_role(job)
         self.restore_test = SecureBucket(self, "RestoreTest", purpose="Scratch copies of the monthly S3 restore test",
                                          expire_after=Duration.days(1), removal_policy=RemovalPolicy.DESTROY)
+        # What the alarms watch (tavari_dr.core.metrics names the jobs): the Fargate jobs here, the
+        # verification Lambdas in self.verification.
+        self.task_jobs = (TaskJob(metrics.DB_BACKUP, self.nightly, DAY),
+                          TaskJob(metrics.DB_VERIFY_QUICK, self.weekly, WEEK),
+                          TaskJob(metrics.DB_RESTORE_TEST, self.monthly, MONTH))
         self.verification = self._verification_jobs(verification)
         self.drill = self._quarterly_drill(drill, environment, log_retention_days)
-        for child in self.node.children:  # the roles aws-scheduler-targets creates per target
-            if child.node.id.startswith("SchedulerRoleForTarget"):
-                acknowledge_wildcards(acknowledge_inline_policy(child.node.find_child("DefaultPolicy")),
-                                      "The scheduler may invoke its one target function (any version).")
 
         CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
         CfnOutput(self, outputs.RESTORE_TEST_BUCKET_NAME, value=self.restore_test.bucket.bucket_name)
@@ -186,7 +194,7 @@ class DatabaseBackupsStack(Stack):
                          log_retention_days: int) -> QuarterlyDrill | None:
         """The quarterly drill lives beside what it runs: the restore-test task, the S3 restore-test
         Lambda and the reports bucket."""
-        if inputs is None or "monthly_restore_test" not in self.verification:
+        if inputs is None or self.verification is None:
             return None
         settings = inputs.settings
         entries = [{"name": name, "arn": secret.secret_arn, "required": entry.required,
@@ -213,7 +221,8 @@ class DatabaseBackupsStack(Stack):
         drill = QuarterlyDrill(
             self, "QuarterlyDrill", cluster=self.cluster, restore_task=self.monthly.task_definition,
             container="Job", subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-            security_group=self.security_group, bucket_test=self.verification["monthly_restore_test"].function,
+            security_group=self.security_group,
+            bucket_test=self.verification.functions[metrics.MONTHLY_RESTORE_TEST].function,
             drill_function=fn.function, schedule=settings.quarterly_schedule, time_zone=settings.timezone,
             log_key=self.log_key, log_retention=retention(log_retention_days), removal_policy=self._removal,
             dead_letter_queue=self.monthly.dead_letter_queue)
@@ -221,10 +230,10 @@ class DatabaseBackupsStack(Stack):
         CfnOutput(self, outputs.DRILL_STATE_MACHINE_ARN, value=drill.state_machine.state_machine_arn)
         return drill
 
-    def _verification_jobs(self, inputs: VerificationInputs | None) -> dict[str, PythonFunction]:
+    def _verification_jobs(self, inputs: VerificationInputs | None) -> VerificationJobs | None:
         """The scheduled verification Lambdas; they live beside the reports bucket they write."""
         if inputs is None:
-            return {}
+            return None
         settings = inputs.settings
         targets = self.to_json_string({
             "invoice_bucket": inputs.invoice_bucket.bucket_name, "invoice_key_arn": inputs.invoice_key.key_arn,
@@ -233,51 +242,19 @@ class DatabaseBackupsStack(Stack):
             "scratch_bucket": self.restore_test.bucket.bucket_name, "replica_bucket": inputs.replica_bucket_name,
             "supabase_url_secret": inputs.supabase_url_secret.secret_arn,
             "supabase_token_secret": inputs.supabase_token_secret.secret_arn})
-        environment = {"TAVARI_VERIFICATION": json.dumps(asdict(settings)), "TAVARI_TARGETS": targets,
-                       "TAVARI_RPO_HOURS": str(inputs.rpo_hours), "TAVARI_DR_REGION": inputs.dr_region or ""}
-        schedules = {"daily_monitor": settings.daily_schedule, "weekly_integrity": settings.weekly_schedule,
-                     "monthly_restore_test": settings.monthly_schedule}
-        functions = {}
-        for job, expression in schedules.items():
-            name = "Verify" + "".join(p.capitalize() for p in job.split("_"))
-            fn = PythonFunction(self, name, name=job, capabilities=("verification", "database"),
-                                description=f"Backup verification: {job}",
-                                timeout=JOB_TIMEOUTS[job], memory_size=512, log_retention=self._log_retention,
-                                log_key=self.log_key, removal_policy=self._removal, environment=environment)
-            fn.role.add_managed_policy(inputs.invoice_access)
-            # Read and write, never delete: reports are the evidence that checks ran.
-            self.reports.bucket.grant_read(fn.role)
-            self.reports.bucket.grant_put(fn.role)
-            scheduler.Schedule(self, f"{name}Schedule", description=f"Backup verification: {job}",
-                               schedule=scheduler.ScheduleExpression.expression(expression,
-                                                                                TimeZone.of(settings.timezone)),
-                               target=targets_lib.LambdaInvoke(fn.function, dead_letter_queue=fn.dead_letter_queue,
-                                                               retry_attempts=2, max_event_age=Duration.hours(2)))
-            functions[job] = fn
-        daily, weekly, monthly = functions["daily_monitor"], functions["weekly_integrity"], \
-            functions["monthly_restore_test"]
-        for secret_id, secret in (("SupabaseUrl", inputs.supabase_url_secret),
-                                  ("SupabaseToken", inputs.supabase_token_secret)):
-            sm.Secret.from_secret_complete_arn(self, f"{secret_id}Secret", secret.secret_arn).grant_read(daily.role)
-        inputs.secrets_key.grant_decrypt(daily.role)
-        for fn in (daily, weekly):
-            self.backups.bucket.grant_read(fn.role)
-        weekly.role.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"],
-                                                                 resources=["*"]))
-        self.restore_test.bucket.grant_read(monthly.role)
-        self.restore_test.bucket.grant_put(monthly.role)
-        self.restore_test.bucket.grant_delete(monthly.role)  # scratch copies are removed after each test
-        for fn in functions.values():
-            policy = grant_policy(fn.role)
-            acknowledge_wildcards(policy, "Verification reads every object version of the buckets it checks and "
-                                          "writes its reports; keys are data.", actions=BUCKET_READ_PUT_ACTIONS
-                                  + ("s3:DeleteObject*",))
-            if fn is weekly:
-                acknowledge(policy, "cloudwatch:GetMetricStatistics has no resource-level form.",
-                            "AwsSolutions-IAM5[Resource::*]")
-            acknowledge(fn.role, "The managed policy is the invoice stack's own, scoped to its bucket and key.",
-                        "AwsSolutions-IAM4[Policy::<InvoicesVerifierAccess>]")
-        return functions
+        return VerificationJobs(
+            self, "Verify", time_zone=settings.timezone, jobs=[
+                VerificationJob(metrics.DAILY_MONITOR, settings.daily_schedule, Duration.minutes(5), DAY),
+                VerificationJob(metrics.WEEKLY_INTEGRITY, settings.weekly_schedule, Duration.minutes(15), WEEK),
+                VerificationJob(metrics.MONTHLY_RESTORE_TEST, settings.monthly_schedule, Duration.minutes(15),
+                                MONTH)],
+            environment={"TAVARI_VERIFICATION": json.dumps(asdict(settings)), "TAVARI_TARGETS": targets,
+                         "TAVARI_RPO_HOURS": str(inputs.rpo_hours), "TAVARI_DR_REGION": inputs.dr_region or ""},
+            reports=self.reports.bucket, backups=self.backups.bucket, scratch=self.restore_test.bucket,
+            invoice_access=inputs.invoice_access, secrets_key=inputs.secrets_key,
+            supabase_secrets={"SupabaseUrl": inputs.supabase_url_secret.secret_arn,
+                              "SupabaseToken": inputs.supabase_token_secret.secret_arn},
+            log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Scheduled verification: daily_monitor. Logic: tavari_dr.verification.jobs (checks: verification.checks)."""
 
+from tavari_dr.core import metrics
 from tavari_dr.verification.jobs import handle
 
 
 def handler(event, context):
-    return handle("daily_monitor")
+    return handle(metrics.DAILY_MONITOR)

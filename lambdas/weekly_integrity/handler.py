@@ -1,7 +1,8 @@
 """Scheduled verification: weekly_integrity. Logic: tavari_dr.verification.jobs (checks: verification.checks)."""
 
+from tavari_dr.core import metrics
 from tavari_dr.verification.jobs import handle
 
 
 def handler(event, context):
-    return handle("weekly_integrity")
+    return handle(metrics.WEEKLY_INTEGRITY)

@@ -77,11 +77,11 @@ def backup(config, target, reason, database_url, bucket, pg_bin, publish_metrics
                                      lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
     except Exception:
         if emit:
-            metrics.publish_outcome("db_backup", succeeded=False, emit=emit)
+            metrics.publish_outcome(metrics.DB_BACKUP, succeeded=False, emit=emit)
         raise
     duration = time.monotonic() - started
     if emit:
-        metrics.publish_outcome("db_backup", emit=emit, measurements=[(
+        metrics.publish_outcome(metrics.DB_BACKUP, emit=emit, measurements=[(
             {metrics.BACKUP_SIZE_BYTES: manifest.total_bytes, metrics.BACKUP_DURATION_SECONDS: duration},
             {"Source": "offsite"})])
     click.echo(f"backup {manifest.backup_id} ({manifest.tier}, retained until {manifest.retain_until}, "
@@ -161,7 +161,7 @@ def verify(config, target, which, scratch_url, quick, bucket, pg_bin, publish_me
     as_json = output_format == "json"
     s3 = target.client("s3")
     bucket = _backup_bucket(config, target, bucket)
-    check = "db_verify_quick" if quick else "db_restore_test"
+    check = metrics.DB_VERIFY_QUICK if quick else metrics.DB_RESTORE_TEST
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
     try:
         if quick:

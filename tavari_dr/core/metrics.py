@@ -31,6 +31,16 @@ EXPORT_SUCCEEDED = "ExportSucceeded"
 EXPORT_FAILED = "ExportFailed"
 EXPORT_REFUSED = "ExportRefused"
 
+# The Job dimension: every job whose outcome the alarms watch, by the one name its metrics, its alarms
+# and (for the Lambdas) its lambdas/<name> folder use.
+DB_BACKUP = "db_backup"                        # the nightly dump (Fargate)
+DB_VERIFY_QUICK = "db_verify_quick"            # the weekly sha256 + table of contents check (Fargate)
+DB_RESTORE_TEST = "db_restore_test"            # the monthly full restore test (Fargate)
+DAILY_MONITOR = "daily_monitor"                # the verification Lambdas
+WEEKLY_INTEGRITY = "weekly_integrity"
+MONTHLY_RESTORE_TEST = "monthly_restore_test"
+QUARTERLY_DRILL = "quarterly_drill"            # the quarterly drill in AWS (Step Functions)
+
 METRICS: dict[str, tuple[str, str]] = {
     BACKUP_AGE_HOURS: ("None", "Hours since the newest complete backup, per Source (supabase, offsite)."),
     BACKUP_SIZE_BYTES: ("Bytes", "Size of the newest backup, per Source."),

@@ -26,9 +26,9 @@ from tavari_dr.core.outputs import is_placeholder
 from tavari_dr.verification import checks
 
 JOBS = {
-    "daily_monitor": ("supabase_backups", "bucket_drift", "replication_health", "offsite_freshness"),
-    "weekly_integrity": ("integrity_sample", "sizes", "offsite_sha256"),
-    "monthly_restore_test": ("s3_restore_test",),
+    metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "replication_health", "offsite_freshness"),
+    metrics.WEEKLY_INTEGRITY: ("integrity_sample", "sizes", "offsite_sha256"),
+    metrics.MONTHLY_RESTORE_TEST: ("s3_restore_test",),
 }
 CHECKS = tuple(name for names in JOBS.values() for name in names)
 

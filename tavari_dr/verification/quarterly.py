@@ -29,7 +29,7 @@ from tavari_dr.core.aws import RequestCounter
 from tavari_dr.core.config import SecretEntry
 from tavari_dr.core.costmodel import Counts
 
-JOB = "quarterly_drill"
+JOB = metrics.QUARTERLY_DRILL
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, TimeZone
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as targets
+from aws_cdk import aws_secretsmanager as sm
+from constructs import Construct
+
+from backup_constructs.nag import BUCKET_READ_PUT_ACTIONS, acknowledge, acknowledge_wildcards, grant_policy
+from backup_constructs.python_function import PythonFunction
+from backup_constructs.scheduled_task import acknowledge_schedule_role, schedule_role
+from tavari_dr.core import metrics
+
+
+@dataclass(frozen=True)
+class VerificationJob:
+    """One scheduled verification job: its name (the Job dimension and lambdas/<name>), when it runs,
+    how long it may take, and how often it must succeed (the period of its missing-run alarm)."""
+
+    name: str
+    schedule: str
+    timeout: Duration
+    every: Duration
+
+    @property
+    def construct_id(self) -> str:
+        """daily_monitor -> VerifyDailyMonitor: its function here, its alarms in the Monitoring stack."""
+        return "Verify" + "".join(part.capitalize() for part in self.name.split("_"))
+
+
+class VerificationJobs(Construct):
+    """The scheduled verification Lambdas (tavari_dr.verification.jobs): daily monitor, weekly integrity
+    and monthly S3 restore test, each a PythonFunction on an EventBridge Scheduler schedule with retries
+    and its dead-letter queue, writing its reports into the reports bucket.
+
+    jobs: the three jobs (names from tavari_dr.core.metrics).
+    time_zone: of every schedule. environment: of every function (TAVARI_VERIFICATION, TAVARI_TARGETS, ...).
+    reports: where reports go (read and write, never delete: reports are the evidence that checks ran).
+    backups: the database backup bucket the daily and weekly checks read.
+    scratch: the restore test's scratch bucket (the monthly job writes and removes its copies).
+    invoice_access: the invoice stack's read-only managed policy.
+    supabase_secrets: the Management API secrets the daily monitor reads (id -> ARN), through secrets_key.
+    log_key / log_retention / removal_policy: as for PythonFunction.
+
+    functions: job name -> its PythonFunction.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, jobs: Sequence[VerificationJob], time_zone: str,
+                 environment: Mapping[str, str], reports: s3.IBucket, backups: s3.IBucket, scratch: s3.IBucket,
+                 invoice_access: iam.IManagedPolicy, supabase_secrets: Mapping[str, str], secrets_key: kms.IKey,
+                 log_key: kms.IKey, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        self.jobs = tuple(jobs)
+        self.functions: dict[str, PythonFunction] = {}
+        for job in self.jobs:
+            name = job.construct_id.removeprefix("Verify")
+            fn = PythonFunction(self, name, name=job.name, capabilities=("verification", "database"),
+                                description=f"Backup verification: {job.name}", timeout=job.timeout,
+                                memory_size=512, log_retention=log_retention, log_key=log_key,
+                                removal_policy=removal_policy, environment=dict(environment))
+            fn.role.add_managed_policy(invoice_access)
+            # Read and write, never delete: reports are the evidence that checks ran.
+            reports.grant_read(fn.role)
+            reports.grant_put(fn.role)
+            role = schedule_role(self, f"{name}ScheduleRole")
+            scheduler.Schedule(self, f"{name}Schedule", description=f"Backup verification: {job.name}",
+                               schedule=scheduler.ScheduleExpression.expression(job.schedule, TimeZone.of(time_zone)),
+                               target=targets.LambdaInvoke(fn.function, dead_letter_queue=fn.dead_letter_queue,
+                                                           retry_attempts=2, max_event_age=Duration.hours(2),
+                                                           role=role))
+            acknowledge_schedule_role(role)
+            self.functions[job.name] = fn
+        daily, weekly, monthly = (self.functions[job] for job in (
+            metrics.DAILY_MONITOR, metrics.WEEKLY_INTEGRITY, metrics.MONTHLY_RESTORE_TEST))
+        for secret_id, arn in supabase_secrets.items():
+            sm.Secret.from_secret_complete_arn(self, f"{secret_id}Secret", arn).grant_read(daily.role)
+        secrets_key.grant_decrypt(daily.role)
+        for fn in (daily, weekly):
+            backups.grant_read(fn.role)
+        weekly.role.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"],
+                                                                 resources=["*"]))
+        scratch.grant_read(monthly.role)
+        scratch.grant_put(monthly.role)
+        scratch.grant_delete(monthly.role)  # scratch copies are removed after each test
+        for fn in self.functions.values():
+            policy = grant_policy(fn.role)
+            acknowledge_wildcards(policy, "Verification reads every object version of the buckets it checks and "
+                                          "writes its reports; keys are data.", actions=BUCKET_READ_PUT_ACTIONS
+                                  + ("s3:DeleteObject*",))
+            if fn is weekly:
+                acknowledge(policy, "cloudwatch:GetMetricStatistics has no resource-level form.",
+                            "AwsSolutions-IAM5[Resource::*]")
+            acknowledge(fn.role, "The managed policy is the invoice stack's own, scoped to its bucket and key.",
+                        "AwsSolutions-IAM4[Policy::<InvoicesVerifierAccess>]")
