@@ -263,3 +263,21 @@ def test_supabase_api_url_may_be_a_local_stand_in_but_never_plain_http_elsewhere
     with pytest.raises(ConfigError, match="verification.supabase_api_url"):
         load_environment(with_prod(lambda p: p.update(verification={"supabase_api_url": "http://api.example"})),
                          "prod")
+
+
+def test_every_configurable_field_carries_its_rule():
+    """Each rule sits next to its field (tavari_dr.core.config.rule/section): a field added without one
+    would be read by nothing and silently keep its default."""
+    import dataclasses
+
+    from tavari_dr.core import config
+
+    sections = [config.EnvironmentConfig, config.InvoiceBucketConfig, config.ReplicationConfig, config.SecretsConfig,
+                config.MonitoringConfig, config.DatabaseBackupsConfig, config.VerificationConfig,
+                config.DataExportConfig, config.DrillConfig, config.Dataset]
+    bare = [f"{cls.__name__}.{f.name}" for cls in sections for f in dataclasses.fields(cls) if "rule" not in f.metadata]
+    assert bare == ["EnvironmentConfig.name"]  # the environment's key in cdk.json, not a value in it
+    for cls in sections:
+        for f in dataclasses.fields(cls):
+            if "rule" in f.metadata:
+                assert hasattr(config._Section, f.metadata["rule"][0]), (cls.__name__, f.name)

@@ -4,6 +4,11 @@ Used by app.py (CDK) and by the tavari-dr CLI alike, so it must stay plain Pytho
 (no CDK imports). Every error names the key path, the offending value and what is
 allowed, e.g. ``environments.prod.replication.region: "eu-west-1" is the primary
 region; choose another``.
+
+Each field carries its rule (``rule(...)``: a _Section method and its options, beside its
+default); a rule that relates two fields is the section's ``_across``, right below its fields.
+One module over 400 lines because it is one vocabulary: the model, the rules next to each
+field, and the shared rules (_Section) that make every error read the same way.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from tavari_dr.core.schedule import ScheduleError, dst_conflict
@@ -29,6 +35,8 @@ SMALL_OBJECT_POLICIES = ("stay-standard", "archive")
 # S3's own default boundary below which lifecycle never transitions an object.
 SMALL_OBJECT_BYTES = 128 * 1024
 REMOVAL_POLICIES = ("retain", "destroy")
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
@@ -38,10 +46,34 @@ _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL_RE = re.compile(r"^https://[^\s/]+(/\S*)?$")
+# A Management API stand-in on this machine (the local drill) may speak plain http.
+_API_URL_RE = re.compile(r"^(https://[^\s/]+|http://(127\.0\.0\.1|localhost)(:\d+)?)(/\S*)?$")
+_SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")  # fields are read by tavari_dr.core.schedule
+_IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
+_ORIGIN_RE = re.compile(r"^https://[a-z0-9.-]+(:\d+)?$")
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, malformed or not allowed."""
+
+
+def rule(check: str, default: Any = MISSING, **options: Any) -> Any:
+    """A field's rule: the _Section method ``check`` reads it with, and its options, beside its default.
+    An option given as a callable is resolved first from the section's other values (and what the
+    enclosing section passes down), so such fields are read after the others."""
+    return field(default=default, metadata={"rule": (check, options)})
+
+
+def section(cls: type, **context: Any) -> Any:
+    """A field that is a whole section (its own dataclass, read by its own rules)."""
+    return field(default_factory=cls, metadata={"rule": ("section", {"cls": cls, **context})})
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(cls.__dataclass_fields__)
 
 
 # --------------------------------------------------------------------------- model
@@ -65,17 +97,36 @@ class InvoiceBucketConfig:
     aws_backup_copy_vault_arn: copy recovery points to this vault, e.g. in the backup account (None).
     """
 
-    existing_bucket_name: str | None = None
-    archive_after_days: int = 90
-    archive_storage_class: str = "GLACIER_IR"
-    small_objects: str = "stay-standard"
-    noncurrent_expiration_days: int | None = None
-    abort_incomplete_multipart_days: int = 7
-    access_log_retention_days: int = 365
-    app_principal_arn: str | None = None
-    aws_backup_enabled: bool = False
-    aws_backup_retention_days: int = 35
-    aws_backup_copy_vault_arn: str | None = None
+    existing_bucket_name: str | None = rule("pattern", None, regex=_BUCKET_RE, what="a valid S3 bucket name or null")
+    archive_after_days: int = rule("integer", 90, minimum=1)
+    archive_storage_class: str = rule("choice", "GLACIER_IR", choices=ARCHIVE_STORAGE_CLASSES)
+    small_objects: str = rule("choice", "stay-standard", choices=SMALL_OBJECT_POLICIES)
+    noncurrent_expiration_days: int | None = rule("integer", None, minimum=1, optional=True)
+    abort_incomplete_multipart_days: int = rule("integer", 7, minimum=1)
+    access_log_retention_days: int = rule("integer", 365, minimum=1)
+    app_principal_arn: str | None = rule("pattern", None, regex=_ROLE_ARN_RE,
+                                         what="an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>) or null")
+    aws_backup_enabled: bool = rule("boolean", False)
+    aws_backup_retention_days: int = rule("integer", 35, minimum=1, maximum=35,
+                                          why="AWS Backup keeps continuous backups at most 35 days")
+    aws_backup_copy_vault_arn: str | None = rule(
+        "pattern", None, regex=_VAULT_ARN_RE,
+        what="a backup vault ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>) or null")
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        if v["small_objects"] == "archive" and v["archive_storage_class"] not in SMALL_OBJECT_CLASSES:
+            raise ConfigError(
+                f'{s.key("small_objects")}: "archive" is not allowed with archive_storage_class '
+                f'"{v["archive_storage_class"]}"; S3 transitions objects under 128 KB only to '
+                f'{", ".join(SMALL_OBJECT_CLASSES)} (use "stay-standard" or change the class)'
+            )
+        expiration, archive_after = v["noncurrent_expiration_days"], v["archive_after_days"]
+        if expiration is not None and expiration <= archive_after:
+            raise ConfigError(
+                f"{s.key('noncurrent_expiration_days')}: {expiration} is not allowed; it must be greater "
+                f"than archive_after_days ({archive_after}) or null (never expire)"
+            )
 
 
 @dataclass(frozen=True)
@@ -93,12 +144,27 @@ class ReplicationConfig:
     backup_replica_key_arn: the same for the database backups' replica (its stack's BackupKeyArn).
     """
 
-    enabled: bool = False
-    region: str | None = None
-    account: str | None = None
-    replication_time_control: bool = True
-    replica_key_arn: str | None = None
-    backup_replica_key_arn: str | None = None
+    enabled: bool = rule("boolean", False)
+    region: str | None = rule("pattern", None, regex=_REGION_RE, what="an AWS region such as eu-central-1",
+                              optional=lambda v: not v["enabled"])
+    account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null")
+    replication_time_control: bool = rule("boolean", True)
+    replica_key_arn: str | None = rule("cross_account_key", None, region=lambda v: v["region"],
+                                       account=lambda v: v["account"],
+                                       primary_account=lambda v: v["primary_account"])
+    backup_replica_key_arn: str | None = rule("cross_account_key", None, region=lambda v: v["region"],
+                                              account=lambda v: v["account"],
+                                              primary_account=lambda v: v["primary_account"])
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        if v["region"] is not None and v["region"] == v["primary_region"]:
+            raise ConfigError(f'{s.key("region")}: "{v["region"]}" is the primary region; choose another')
+        if v["enabled"] and v["primary_account"] is None:
+            raise ConfigError(
+                f'{s.key("enabled")}: true needs {s.path.rsplit(".", 1)[0]}.account; a stack pair across '
+                f"regions must name its account so synth works offline (set the 12-digit account ID)"
+            )
 
 
 @dataclass(frozen=True)
@@ -133,13 +199,22 @@ class SecretsConfig:
     third_party_keys: the application's third-party keys, each a required entry (default none).
     """
 
-    entries: tuple[SecretEntry, ...] = DEFAULT_SECRET_ENTRIES
-    third_party_keys: tuple[str, ...] = ()
+    entries: tuple[SecretEntry, ...] = rule("secret_entries", DEFAULT_SECRET_ENTRIES)
+    third_party_keys: tuple[str, ...] = rule("strings", (), regex=ENV_KEY_RE, plural="env-file keys",
+                                             what="an env-file key such as STRIPE_SECRET_KEY")
 
     @property
     def all_entries(self) -> tuple[SecretEntry, ...]:
         return self.entries + tuple(
             SecretEntry(key, f"Third-party key {key}") for key in self.third_party_keys)
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        seen: set[str] = set()
+        for name in [e.name for e in v["entries"]] + list(v["third_party_keys"]):
+            if name in seen:
+                raise ConfigError(f'{s.path}: "{name}" is declared twice; each entry needs its own name')
+            seen.add(name)
 
 
 @dataclass(frozen=True)
@@ -148,10 +223,11 @@ class Dataset:
     "user" (the column holds the user ID) or "business" (the column holds one of the user's
     business IDs); column: that column."""
 
-    name: str
-    table: str
-    owner: str
-    column: str
+    name: str = rule("pattern", regex=_IDENT_RE, what="a lower-case file name such as messages", optional=False)
+    table: str = rule("pattern", regex=_TABLE_RE, what="a schema-qualified table such as public.messages",
+                      optional=False)
+    owner: str = rule("choice", choices=("user", "business"))
+    column: str = rule("pattern", regex=_IDENT_RE, what="a column name such as business_id", optional=False)
 
 
 DEFAULT_DATASETS = (
@@ -162,13 +238,6 @@ DEFAULT_DATASETS = (
     Dataset("invoices", "public.invoices", "business", "business_id"),
     Dataset("support_tickets", "public.support_tickets", "business", "business_id"),
 )
-
-
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)
-_URL_RE = re.compile(r"^https://[^\s/]+(/\S*)?$")
-# A Management API stand-in on this machine (the local drill) may speak plain http.
-_API_URL_RE = re.compile(r"^(https://[^\s/]+|http://(127\.0\.0\.1|localhost)(:\d+)?)(/\S*)?$")
 
 
 @dataclass(frozen=True)
@@ -184,13 +253,14 @@ class MonitoringConfig:
     runbook_url: base URL of docs/runbooks/alarms.md; alarm descriptions link its sections.
     """
 
-    rpo_hours: int = 24
-    backup_size_floor_bytes: int = 1024 * 1024
-    backup_size_drop_percent: int = 50
-    storage_growth_percent: int = 25
-    replication_latency_seconds: int = 900
-    log_retention_days: int = 365
-    runbook_url: str = "https://github.com/tavari/backup-recovery/blob/main/docs/runbooks/alarms.md"
+    rpo_hours: int = rule("integer", 24, minimum=1)
+    backup_size_floor_bytes: int = rule("integer", 1024 * 1024, minimum=0)
+    backup_size_drop_percent: int = rule("integer", 50, minimum=1, maximum=100)
+    storage_growth_percent: int = rule("integer", 25, minimum=1)
+    replication_latency_seconds: int = rule("integer", 900, minimum=60)
+    log_retention_days: int = rule("accepted", 365, values=LOG_RETENTION_DAYS, by="CloudWatch Logs")
+    runbook_url: str = rule("pattern", "https://github.com/tavari/backup-recovery/blob/main/docs/runbooks/alarms.md",
+                            regex=_URL_RE, what="an https:// URL", optional=False)
 
 
 @dataclass(frozen=True)
@@ -199,6 +269,9 @@ class Tier:
 
     name: str
     retention_days: int
+
+
+_DUMP_EXAMPLE = "cron(0 1 * * ? *)"
 
 
 @dataclass(frozen=True)
@@ -218,22 +291,35 @@ class DatabaseBackupsConfig:
         project's major version, which has Supabase's roles, auth schema and extensions).
     """
 
-    schedule: str = "cron(0 2 * * ? *)"
-    weekly_verify_schedule: str = "cron(0 4 ? * SUN *)"
-    monthly_verify_schedule: str = "cron(0 5 1 * ? *)"
-    timezone: str = "UTC"
-    daily_retention_days: int = 35
-    weekly_retention_days: int = 91
-    monthly_retention_days: int = 396
-    lock_mode: str = "GOVERNANCE"
-    pg_major: int = 17
-    scratch_image: str = "supabase/postgres:15.8.1.085"
+    schedule: str = rule("schedule", "cron(0 2 * * ? *)", timezone=lambda v: v["timezone"], example=_DUMP_EXAMPLE)
+    weekly_verify_schedule: str = rule("schedule", "cron(0 4 ? * SUN *)", timezone=lambda v: v["timezone"],
+                                       example=_DUMP_EXAMPLE)
+    monthly_verify_schedule: str = rule("schedule", "cron(0 5 1 * ? *)", timezone=lambda v: v["timezone"],
+                                        example=_DUMP_EXAMPLE)
+    timezone: str = rule("timezone", "UTC")
+    daily_retention_days: int = rule("integer", 35, minimum=7)
+    weekly_retention_days: int = rule("integer", 91, minimum=7)
+    monthly_retention_days: int = rule("integer", 396, minimum=7)
+    lock_mode: str = rule("choice", "GOVERNANCE", choices=("GOVERNANCE", "COMPLIANCE"))
+    pg_major: int = rule("integer", 17, minimum=15, maximum=18)
+    scratch_image: str = rule("pattern", "supabase/postgres:15.8.1.085", regex=_IMAGE_RE,
+                              what="a container image reference", optional=False)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
         """The retention days as tiers: what the backup job locks each dump for and the bucket expires."""
         return (Tier("daily", self.daily_retention_days), Tier("weekly", self.weekly_retention_days),
                 Tier("monthly", self.monthly_retention_days))
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        if v["lock_mode"] == "COMPLIANCE" and v["removal_policy"] == "destroy":
+            raise ConfigError(f'{s.key("lock_mode")}: "COMPLIANCE" is not allowed where removal_policy is '
+                              '"destroy": nobody, not even the account root, could empty that bucket before the '
+                              "lock expires")
+
+
+_CHECK_EXAMPLE = "cron(0 6 * * ? *)"
 
 
 @dataclass(frozen=True)
@@ -251,19 +337,23 @@ class VerificationConfig:
     report_retention_days: how long verification reports are kept (default 400).
     """
 
-    daily_schedule: str = "cron(0 6 * * ? *)"
-    weekly_schedule: str = "cron(0 7 ? * MON *)"
-    monthly_schedule: str = "cron(0 8 2 * ? *)"
-    timezone: str = "UTC"
-    expect_pitr: bool = False
-    integrity_sample_size: int = 50
-    replication_sample_size: int = 20
-    restore_test_sample_size: int = 10
-    max_list_pages: int = 50
-    size_shrink_percent: int = 10
-    rto_minutes: int = 60
-    supabase_api_url: str = "https://api.supabase.com"
-    report_retention_days: int = 400
+    daily_schedule: str = rule("schedule", "cron(0 6 * * ? *)", timezone=lambda v: v["timezone"],
+                               example=_CHECK_EXAMPLE)
+    weekly_schedule: str = rule("schedule", "cron(0 7 ? * MON *)", timezone=lambda v: v["timezone"],
+                                example=_CHECK_EXAMPLE)
+    monthly_schedule: str = rule("schedule", "cron(0 8 2 * ? *)", timezone=lambda v: v["timezone"],
+                                 example=_CHECK_EXAMPLE)
+    timezone: str = rule("timezone", "UTC")
+    expect_pitr: bool = rule("boolean", False)
+    integrity_sample_size: int = rule("integer", 50, minimum=1)
+    replication_sample_size: int = rule("integer", 20, minimum=1)
+    restore_test_sample_size: int = rule("integer", 10, minimum=1)
+    max_list_pages: int = rule("integer", 50, minimum=1)
+    size_shrink_percent: int = rule("integer", 10, minimum=1)
+    rto_minutes: int = rule("integer", 60, minimum=1)
+    supabase_api_url: str = rule("pattern", "https://api.supabase.com", regex=_API_URL_RE, optional=False,
+                                 what="an https:// URL (or http://127.0.0.1:<port> for a local stand-in)")
+    report_retention_days: int = rule("integer", 400, minimum=1)
 
 
 @dataclass(frozen=True)
@@ -282,13 +372,16 @@ class DataExportConfig:
         default none: no CORS headers, server-to-server only).
     """
 
-    exports_per_day: int = 3
-    sync_row_limit: int = 20000
-    url_expiry_seconds: int = 900
-    retention_days: int = 7
-    include_pdfs: bool = True
-    datasets: tuple[Dataset, ...] = DEFAULT_DATASETS
-    allowed_origins: tuple[str, ...] = ()
+    exports_per_day: int = rule("integer", 3, minimum=1)
+    sync_row_limit: int = rule("integer", 20000, minimum=0)
+    url_expiry_seconds: int = rule("integer", 900, minimum=60, maximum=3600,
+                                   why="a URL signed with a Lambda role's session stops working when the session does")
+    retention_days: int = rule("integer", 7, minimum=1)
+    include_pdfs: bool = rule("boolean", True)
+    datasets: tuple[Dataset, ...] = rule("datasets", DEFAULT_DATASETS)
+    allowed_origins: tuple[str, ...] = rule("strings", (), regex=_ORIGIN_RE, plural="origins",
+                                            what="an https origin without a path, such as https://app.tavari.example "
+                                                 "(never *)")
 
 
 @dataclass(frozen=True)
@@ -306,15 +399,22 @@ class DrillConfig:
     quarterly_schedule / timezone: when the Step Functions drill runs in AWS.
     """
 
-    rto_critical_minutes: int = 60
-    rto_non_critical_minutes: int = 240
-    database_gb: float = 1.0
-    invoice_count: int = 10000
-    invoice_gb: float = 2.0
-    breach_changed_percent: float = 10.0
-    health_endpoints: tuple[str, ...] = ()
-    quarterly_schedule: str = "cron(0 9 ? 1,4,7,10 MON#1 *)"
-    timezone: str = "UTC"
+    rto_critical_minutes: int = rule("integer", 60, minimum=1)
+    rto_non_critical_minutes: int = rule("integer", 240, minimum=1)
+    database_gb: float = rule("number", 1.0)
+    invoice_count: int = rule("integer", 10000, minimum=1)
+    invoice_gb: float = rule("number", 2.0)
+    breach_changed_percent: float = rule("number", 10.0, maximum=100)
+    health_endpoints: tuple[str, ...] = rule("strings", (), regex=_URL_RE, plural="https URLs", what="an https:// URL")
+    quarterly_schedule: str = rule("schedule", "cron(0 9 ? 1,4,7,10 MON#1 *)", timezone=lambda v: v["timezone"],
+                                   example="cron(0 9 ? 1,4,7,10 MON#1 *)")
+    timezone: str = rule("timezone", "UTC")
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        if v["rto_non_critical_minutes"] < v["rto_critical_minutes"]:
+            raise ConfigError(f"{s.key('rto_non_critical_minutes')}: {v['rto_non_critical_minutes']} is not allowed; "
+                              f"it must be at least rto_critical_minutes ({v['rto_critical_minutes']})")
 
 
 @dataclass(frozen=True)
@@ -322,19 +422,23 @@ class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
     name: str
-    region: str
-    account: str | None = None
-    removal_policy: str = "retain"
-    termination_protection: bool = True
-    invoice_bucket: InvoiceBucketConfig = field(default_factory=InvoiceBucketConfig)
-    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
-    alert_emails: tuple[str, ...] = ()
-    secrets: SecretsConfig = field(default_factory=SecretsConfig)
-    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
-    database_backups: DatabaseBackupsConfig = field(default_factory=DatabaseBackupsConfig)
-    verification: VerificationConfig = field(default_factory=VerificationConfig)
-    data_export: DataExportConfig = field(default_factory=DataExportConfig)
-    drill: DrillConfig = field(default_factory=DrillConfig)
+    region: str = rule("pattern", regex=_REGION_RE, what="an AWS region such as eu-west-1", optional=False)
+    account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null")
+    removal_policy: str = rule("choice", "retain", choices=REMOVAL_POLICIES)
+    termination_protection: bool = rule("boolean", True)
+    invoice_bucket: InvoiceBucketConfig = section(InvoiceBucketConfig)
+    replication: ReplicationConfig = section(ReplicationConfig, primary_region=lambda v: v["region"],
+                                             primary_account=lambda v: v["account"])
+    alert_emails: tuple[str, ...] = rule("strings", (), regex=_EMAIL_RE, plural="email addresses",
+                                         what="name@example.com", refusal="is not a valid email address",
+                                         nullable=True)
+    secrets: SecretsConfig = section(SecretsConfig)
+    monitoring: MonitoringConfig = section(MonitoringConfig)
+    database_backups: DatabaseBackupsConfig = section(DatabaseBackupsConfig,
+                                                      removal_policy=lambda v: v["removal_policy"])
+    verification: VerificationConfig = section(VerificationConfig)
+    data_export: DataExportConfig = section(DataExportConfig)
+    drill: DrillConfig = section(DrillConfig)
 
     @property
     def retain(self) -> bool:
@@ -361,11 +465,12 @@ def stack_name(env_name: str, purpose: str) -> str:
     return f"Tavari-{env_name.capitalize()}-{purpose}"
 
 
-# --------------------------------------------------------------------------- parsing
+# --------------------------------------------------------------------------- the shared rules
 
 
 class _Section:
-    """A mapping being read, which remembers its key path and refuses unknown keys."""
+    """A mapping being read, which remembers its key path and refuses unknown keys; its methods are
+    the rules fields name."""
 
     def __init__(self, path: str, raw: Any, allowed: tuple[str, ...]) -> None:
         if not isinstance(raw, Mapping):
@@ -384,41 +489,102 @@ class _Section:
     def get(self, name: str, default: Any) -> Any:
         return self.raw.get(name, default)
 
+    def read(self, cls: type, **context: Any) -> Any:
+        """``cls`` from this section: every field by its rule (those whose options depend on other values
+        after the rest), then the section's rules across fields."""
+        values: dict[str, Any] = {}
+        rules = [f for f in fields(cls) if "rule" in f.metadata]
+        for dependent in (False, True):
+            for f in rules:
+                check, options = f.metadata["rule"]
+                if any(isinstance(o, FunctionType) for o in options.values()) != dependent:
+                    continue
+                known = {**context, **values}
+                resolved = {k: o(known) if isinstance(o, FunctionType) else o for k, o in options.items()}
+                values[f.name] = getattr(self, check)(f.name, None if f.default is MISSING else f.default,
+                                                      **resolved)
+        across = getattr(cls, "_across", None)
+        if across is not None:
+            across(self, {**context, **values})
+        given = {k: v for k, v in context.items() if k in cls.__dataclass_fields__}  # e.g. the environment's name
+        return cls(**given, **values)
+
+    def section(self, name: str, _default: Any, *, cls: type, **context: Any) -> Any:
+        raw = self.get(name, None)
+        return _Section(self.key(name), raw if raw is not None else {}, _fields(cls)).read(cls, **context)
+
     def boolean(self, name: str, default: bool) -> bool:
         value = self.get(name, default)
         if not isinstance(value, bool):
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use true or false")
         return value
 
-    def integer(self, name: str, default: int | None, *, minimum: int, optional: bool = False) -> int | None:
+    def integer(self, name: str, default: int | None, *, minimum: int, maximum: int | None = None,
+                why: str | None = None, optional: bool = False) -> int | None:
         value = self.get(name, default)
         if value is None and optional:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             allowed = f"a whole number >= {minimum}" + (" or null" if optional else "")
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use {allowed}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{self.key(name)}: {value} is not allowed; use {minimum} to {maximum}"
+                              + (f" ({why})" if why else ""))
         return value
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def number(self, name: str, default: float, *, maximum: float | None = None) -> float:
+        """A number > 0 (and <= maximum), as a float."""
+        value = self.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a number > 0")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a number > 0 and <= "
+                              f"{maximum}")
+        return float(value)
+
+    def choice(self, name: str, default: str, *, choices: tuple[str, ...]) -> str:
         value = self.get(name, default)
         if value not in choices:
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; choose one of {', '.join(choices)}")
         return value
 
-    def strings(self, name: str, regex: re.Pattern[str], *, plural: str, what: str) -> tuple[str, ...]:
-        """A list (default empty) whose every item matches ``regex``; errors name the item's index."""
-        value = self.get(name, [])
+    def accepted(self, name: str, default: int, *, values: tuple[int, ...], by: str) -> int:
+        """One of the values a service accepts (``by`` names it)."""
+        value = self.get(name, default)
+        if value not in values or isinstance(value, bool):
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; {by} accepts "
+                              f"{', '.join(map(str, values))}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...], *, regex: re.Pattern[str], plural: str, what: str,
+                refusal: str = "is not allowed", nullable: bool = False) -> tuple[str, ...]:
+        """A list (default empty; with ``nullable`` null too) whose every item matches ``regex``; errors
+        name the item's index (``refusal``: what an item that does not match is told)."""
+        value = self.get(name, list(default))
+        if value is None and nullable:
+            return ()
         if not isinstance(value, list):
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a list of {plural}")
         for i, item in enumerate(value):
             if not isinstance(item, str) or not regex.match(item):
-                raise ConfigError(f"{self.key(name)}[{i}]: {_show(item)} is not allowed; use {what}")
+                raise ConfigError(f"{self.key(name)}[{i}]: {_show(item)} {refusal}; use {what}")
         return tuple(value)
 
-    def schedule(self, name: str, default: str, timezone: str, example: str) -> str:
+    def timezone(self, name: str, default: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        value = self.get(name, default)
+        try:
+            ZoneInfo(str(value))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use an IANA zone such as "
+                              "Europe/Warsaw or UTC") from None
+        return str(value)
+
+    def schedule(self, name: str, default: str, *, timezone: str, example: str) -> str:
         """An EventBridge Scheduler expression whose every time exists exactly once a day in ``timezone``."""
-        value = self.pattern(name, default, _SCHEDULE_RE, f"an EventBridge Scheduler expression such as {example}",
-                             optional=False)
+        value = self.pattern(name, default, regex=_SCHEDULE_RE,
+                             what=f"an EventBridge Scheduler expression such as {example}", optional=False)
         try:
             conflict = dst_conflict(value, timezone)
         except ScheduleError as err:
@@ -427,8 +593,8 @@ class _Section:
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed in {timezone}: {conflict}")
         return value
 
-    def pattern(self, name: str, default: str | None, regex: re.Pattern[str], what: str,
-                *, optional: bool = True) -> str | None:
+    def pattern(self, name: str, default: str | None, *, regex: re.Pattern[str], what: str,
+                optional: bool = True) -> str | None:
         value = self.get(name, default)
         if value is None and optional:
             return None
@@ -436,320 +602,55 @@ class _Section:
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use {what}")
         return value
 
+    def cross_account_key(self, name: str, default: str | None, *, region: str | None, account: str | None,
+                          primary_account: str | None) -> str | None:
+        key_arn = self.get(name, default)
+        if key_arn is None:
+            return None
+        expected = f"arn:aws:kms:{region}:{account}:key/"
+        if account is None or account == primary_account or not isinstance(key_arn, str) \
+                or not key_arn.startswith(expected) or len(key_arn) == len(expected):
+            raise ConfigError(
+                f"{self.key(name)}: {_show(key_arn)} is not allowed; it is only for cross-account "
+                f"replication and must be a key ARN in the DR region and account ({expected}<key-id>)"
+            )
+        return key_arn
+
+    def _items(self, name: str, cls: type, example: str) -> list[_Section]:
+        """A non-empty list of objects, each read as a section of ``cls``."""
+        value = self.raw[name]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a non-empty list of {example}")
+        return [_Section(f"{self.key(name)}[{i}]", item, _fields(cls)) for i, item in enumerate(value)]
+
+    def secret_entries(self, name: str, default: tuple[SecretEntry, ...]) -> tuple[SecretEntry, ...]:
+        if name not in self.raw:
+            return default
+        return tuple(SecretEntry(
+            name=e.pattern("name", None, regex=ENV_KEY_RE, what="an env-file key such as SUPABASE_URL", optional=False),
+            description=e.get("description", ""),
+            required=e.boolean("required", True),
+        ) for e in self._items(name, SecretEntry, "{name, description, required}"))
+
+    def datasets(self, name: str, default: tuple[Dataset, ...]) -> tuple[Dataset, ...]:
+        if self.get(name, None) is None:
+            return default
+        parsed = [e.read(Dataset) for e in self._items(name, Dataset, "{name, table, owner, column}")]
+        names = [x.name for x in parsed]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{self.key(name)}: names {names} are not allowed; each name must be unique")
+        return tuple(parsed)
+
 
 def _show(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else f'"{value}"'
-
-
-def _fields(cls: type) -> tuple[str, ...]:
-    return tuple(cls.__dataclass_fields__)
-
-
-def _parse_invoice_bucket(path: str, raw: Any) -> InvoiceBucketConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(InvoiceBucketConfig))
-    d = InvoiceBucketConfig()
-    storage_class = s.choice("archive_storage_class", d.archive_storage_class, ARCHIVE_STORAGE_CLASSES)
-    small_objects = s.choice("small_objects", d.small_objects, SMALL_OBJECT_POLICIES)
-    if small_objects == "archive" and storage_class not in SMALL_OBJECT_CLASSES:
-        raise ConfigError(
-            f'{s.key("small_objects")}: "archive" is not allowed with archive_storage_class '
-            f'"{storage_class}"; S3 transitions objects under 128 KB only to {", ".join(SMALL_OBJECT_CLASSES)} '
-            f'(use "stay-standard" or change the class)'
-        )
-    archive_after = s.integer("archive_after_days", d.archive_after_days, minimum=1)
-    expiration = s.integer("noncurrent_expiration_days", None, minimum=1, optional=True)
-    if expiration is not None and expiration <= archive_after:
-        raise ConfigError(
-            f"{s.key('noncurrent_expiration_days')}: {expiration} is not allowed; it must be greater "
-            f"than archive_after_days ({archive_after}) or null (never expire)"
-        )
-    return InvoiceBucketConfig(
-        existing_bucket_name=s.pattern("existing_bucket_name", None, _BUCKET_RE, "a valid S3 bucket name or null"),
-        archive_after_days=archive_after,
-        archive_storage_class=storage_class,
-        small_objects=small_objects,
-        noncurrent_expiration_days=expiration,
-        abort_incomplete_multipart_days=s.integer(
-            "abort_incomplete_multipart_days", d.abort_incomplete_multipart_days, minimum=1),
-        access_log_retention_days=s.integer("access_log_retention_days", d.access_log_retention_days, minimum=1),
-        app_principal_arn=s.pattern("app_principal_arn", None, _ROLE_ARN_RE,
-                                    "an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>) or null"),
-        aws_backup_enabled=s.boolean("aws_backup_enabled", False),
-        aws_backup_retention_days=_at_most(s, "aws_backup_retention_days", 35, 35),
-        aws_backup_copy_vault_arn=s.pattern("aws_backup_copy_vault_arn", None, _VAULT_ARN_RE,
-                                            "a backup vault ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>)"
-                                            " or null"),
-    )
-
-
-def _at_most(s: _Section, name: str, default: int, maximum: int) -> int:
-    value = s.integer(name, default, minimum=1)
-    assert value is not None
-    if value > maximum:
-        raise ConfigError(f"{s.key(name)}: {value} is not allowed; use 1 to {maximum} "
-                          "(AWS Backup keeps continuous backups at most 35 days)")
-    return value
-
-
-def _parse_replication(path: str, raw: Any, primary_region: str, primary_account: str | None) -> ReplicationConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(ReplicationConfig))
-    enabled = s.boolean("enabled", False)
-    region = s.pattern("region", None, _REGION_RE, "an AWS region such as eu-central-1", optional=not enabled)
-    if region is not None and region == primary_region:
-        raise ConfigError(f'{s.key("region")}: "{region}" is the primary region; choose another')
-    account = s.pattern("account", None, _ACCOUNT_RE, "a 12-digit AWS account ID or null")
-    if enabled and primary_account is None:
-        raise ConfigError(
-            f'{s.key("enabled")}: true needs {path.rsplit(".", 1)[0]}.account; a stack pair across '
-            f"regions must name its account so synth works offline (set the 12-digit account ID)"
-        )
-    return ReplicationConfig(
-        enabled=enabled,
-        region=region,
-        account=account,
-        replication_time_control=s.boolean("replication_time_control", True),
-        replica_key_arn=_cross_account_key(s, "replica_key_arn", region, account, primary_account),
-        backup_replica_key_arn=_cross_account_key(s, "backup_replica_key_arn", region, account, primary_account),
-    )
-
-
-def _cross_account_key(s: _Section, name: str, region: str | None, account: str | None,
-                       primary_account: str | None) -> str | None:
-    key_arn = s.get(name, None)
-    if key_arn is None:
-        return None
-    expected = f"arn:aws:kms:{region}:{account}:key/"
-    if account is None or account == primary_account or not isinstance(key_arn, str) \
-            or not key_arn.startswith(expected) or len(key_arn) == len(expected):
-        raise ConfigError(
-            f"{s.key(name)}: {_show(key_arn)} is not allowed; it is only for cross-account "
-            f"replication and must be a key ARN in the DR region and account ({expected}<key-id>)"
-        )
-    return key_arn
-
-
-def _parse_emails(path: str, raw: Any) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise ConfigError(f"{path}: {_show(raw)} is not allowed; use a list of email addresses")
-    for i, email in enumerate(raw):
-        if not isinstance(email, str) or not _EMAIL_RE.match(email):
-            raise ConfigError(f"{path}[{i}]: {_show(email)} is not a valid email address; use name@example.com")
-    return tuple(raw)
-
-
-def _parse_secrets(path: str, raw: Any) -> SecretsConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(SecretsConfig))
-    entries = list(DEFAULT_SECRET_ENTRIES)
-    if "entries" in s.raw:
-        if not isinstance(s.raw["entries"], list) or not s.raw["entries"]:
-            raise ConfigError(f"{s.key('entries')}: {_show(s.raw['entries'])} is not allowed; "
-                              "use a non-empty list of {name, description, required}")
-        entries = []
-        for i, item in enumerate(s.raw["entries"]):
-            e = _Section(f"{s.key('entries')}[{i}]", item, _fields(SecretEntry))
-            entries.append(SecretEntry(
-                name=e.pattern("name", None, ENV_KEY_RE, "an env-file key such as SUPABASE_URL", optional=False),
-                description=e.get("description", ""),
-                required=e.boolean("required", True),
-            ))
-    keys = s.strings("third_party_keys", ENV_KEY_RE, plural="env-file keys",
-                     what="an env-file key such as STRIPE_SECRET_KEY")
-    seen: set[str] = set()
-    for name in [e.name for e in entries] + list(keys):
-        if name in seen:
-            raise ConfigError(f'{path}: "{name}" is declared twice; each entry needs its own name')
-        seen.add(name)
-    return SecretsConfig(entries=tuple(entries), third_party_keys=keys)
-
-
-def _parse_monitoring(path: str, raw: Any) -> MonitoringConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(MonitoringConfig))
-    d = MonitoringConfig()
-    drop = s.integer("backup_size_drop_percent", d.backup_size_drop_percent, minimum=1)
-    if drop is not None and drop > 100:
-        raise ConfigError(f"{s.key('backup_size_drop_percent')}: {drop} is not allowed; use 1 to 100")
-    retention = s.get("log_retention_days", d.log_retention_days)
-    if retention not in LOG_RETENTION_DAYS or isinstance(retention, bool):
-        raise ConfigError(f"{s.key('log_retention_days')}: {_show(retention)} is not allowed; CloudWatch Logs "
-                          f"accepts {', '.join(map(str, LOG_RETENTION_DAYS))}")
-    return MonitoringConfig(
-        rpo_hours=s.integer("rpo_hours", d.rpo_hours, minimum=1),
-        backup_size_floor_bytes=s.integer("backup_size_floor_bytes", d.backup_size_floor_bytes, minimum=0),
-        backup_size_drop_percent=drop,
-        storage_growth_percent=s.integer("storage_growth_percent", d.storage_growth_percent, minimum=1),
-        replication_latency_seconds=s.integer("replication_latency_seconds", d.replication_latency_seconds,
-                                              minimum=60),
-        log_retention_days=retention,
-        runbook_url=s.pattern("runbook_url", d.runbook_url, _URL_RE, "an https:// URL", optional=False),
-    )
-
-
-_SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")  # fields are read by tavari_dr.core.schedule
-_IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
-
-
-def _timezone(s: _Section, default: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    timezone = s.get("timezone", default)
-    try:
-        ZoneInfo(str(timezone))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{s.key('timezone')}: {_show(timezone)} is not allowed; use an IANA zone such as "
-                          "Europe/Warsaw or UTC") from None
-    return str(timezone)
-
-
-def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> DatabaseBackupsConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(DatabaseBackupsConfig))
-    d = DatabaseBackupsConfig()
-    timezone = _timezone(s, d.timezone)
-    schedules = {name: s.schedule(name, getattr(d, name), timezone, "cron(0 1 * * ? *)")
-                 for name in ("schedule", "weekly_verify_schedule", "monthly_verify_schedule")}
-    days = {name: s.integer(name, getattr(d, name), minimum=7)
-            for name in ("daily_retention_days", "weekly_retention_days", "monthly_retention_days")}
-    lock_mode = s.choice("lock_mode", d.lock_mode, ("GOVERNANCE", "COMPLIANCE"))
-    if lock_mode == "COMPLIANCE" and removal_policy == "destroy":
-        raise ConfigError(f'{s.key("lock_mode")}: "COMPLIANCE" is not allowed where removal_policy is "destroy": '
-                          "nobody, not even the account root, could empty that bucket before the lock expires")
-    pg_major = s.integer("pg_major", d.pg_major, minimum=15)
-    if pg_major is not None and pg_major > 18:
-        raise ConfigError(f"{s.key('pg_major')}: {pg_major} is not allowed; use 15 to 18")
-    return DatabaseBackupsConfig(
-        **schedules, timezone=timezone, **days, lock_mode=lock_mode, pg_major=pg_major,
-        scratch_image=s.pattern("scratch_image", d.scratch_image, _IMAGE_RE, "a container image reference",
-                                optional=False),
-    )
-
-
-def _parse_verification(path: str, raw: Any) -> VerificationConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(VerificationConfig))
-    d = VerificationConfig()
-    timezone = _timezone(s, d.timezone)
-    return VerificationConfig(
-        **{name: s.schedule(name, getattr(d, name), timezone, "cron(0 6 * * ? *)")
-           for name in ("daily_schedule", "weekly_schedule", "monthly_schedule")},
-        timezone=timezone,
-        expect_pitr=s.boolean("expect_pitr", d.expect_pitr),
-        **{name: s.integer(name, getattr(d, name), minimum=1)
-           for name in ("integrity_sample_size", "replication_sample_size", "restore_test_sample_size",
-                        "max_list_pages", "size_shrink_percent", "rto_minutes", "report_retention_days")},
-        supabase_api_url=s.pattern("supabase_api_url", d.supabase_api_url, _API_URL_RE,
-                                   "an https:// URL (or http://127.0.0.1:<port> for a local stand-in)",
-                                   optional=False),
-    )
-
-
-_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
-
-
-def _parse_data_export(path: str, raw: Any) -> DataExportConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(DataExportConfig))
-    d = DataExportConfig()
-    expiry = s.integer("url_expiry_seconds", d.url_expiry_seconds, minimum=60)
-    if expiry > 3600:
-        raise ConfigError(f"{s.key('url_expiry_seconds')}: {expiry} is not allowed; use 60 to 3600 (a URL signed "
-                          "with a Lambda role's session stops working when the session does)")
-    raw_datasets = s.get("datasets", None)
-    datasets = d.datasets
-    if raw_datasets is not None:
-        if not isinstance(raw_datasets, list) or not raw_datasets:
-            raise ConfigError(f"{s.key('datasets')}: {_show(raw_datasets)} is not allowed; use a non-empty list of "
-                              "{name, table, owner, column}")
-        parsed = []
-        for i, item in enumerate(raw_datasets):
-            ds = _Section(f"{s.key('datasets')}[{i}]", item, _fields(Dataset))
-            parsed.append(Dataset(
-                name=ds.pattern("name", None, _IDENT_RE, "a lower-case file name such as messages", optional=False),
-                table=ds.pattern("table", None, _TABLE_RE, "a schema-qualified table such as public.messages",
-                                 optional=False),
-                owner=ds.choice("owner", None, ("user", "business")),
-                column=ds.pattern("column", None, _IDENT_RE, "a column name such as business_id", optional=False)))
-        names = [x.name for x in parsed]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"{s.key('datasets')}: names {names} are not allowed; each name must be unique")
-        datasets = tuple(parsed)
-    return DataExportConfig(
-        exports_per_day=s.integer("exports_per_day", d.exports_per_day, minimum=1),
-        sync_row_limit=s.integer("sync_row_limit", d.sync_row_limit, minimum=0),
-        url_expiry_seconds=expiry,
-        retention_days=s.integer("retention_days", d.retention_days, minimum=1),
-        include_pdfs=s.boolean("include_pdfs", d.include_pdfs),
-        datasets=datasets,
-        allowed_origins=s.strings("allowed_origins", _ORIGIN_RE, plural="origins",
-                                  what="an https origin without a path, such as https://app.tavari.example "
-                                       "(never *)"),
-    )
-
-
-_ORIGIN_RE = re.compile(r"^https://[a-z0-9.-]+(:\d+)?$")
-
-
-def _positive_number(s: _Section, name: str, default: float) -> float:
-    value = s.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{s.key(name)}: {_show(value)} is not allowed; use a number > 0")
-    return float(value)
-
-
-def _percent(s: _Section, name: str, default: float) -> float:
-    value = _positive_number(s, name, default)
-    if value > 100:
-        raise ConfigError(f"{s.key(name)}: {_show(s.get(name, default))} is not allowed; use a number > 0 and <= 100")
-    return value
-
-
-def _parse_drill(path: str, raw: Any) -> DrillConfig:
-    s = _Section(path, raw if raw is not None else {}, _fields(DrillConfig))
-    d = DrillConfig()
-    endpoints = s.strings("health_endpoints", _URL_RE, plural="https URLs", what="an https:// URL")
-    critical = s.integer("rto_critical_minutes", d.rto_critical_minutes, minimum=1)
-    non_critical = s.integer("rto_non_critical_minutes", d.rto_non_critical_minutes, minimum=1)
-    timezone = _timezone(s, d.timezone)
-    if non_critical < critical:
-        raise ConfigError(f"{s.key('rto_non_critical_minutes')}: {non_critical} is not allowed; it must be at least "
-                          f"rto_critical_minutes ({critical})")
-    return DrillConfig(
-        rto_critical_minutes=critical, rto_non_critical_minutes=non_critical,
-        database_gb=_positive_number(s, "database_gb", d.database_gb),
-        invoice_count=s.integer("invoice_count", d.invoice_count, minimum=1),
-        invoice_gb=_positive_number(s, "invoice_gb", d.invoice_gb),
-        breach_changed_percent=_percent(s, "breach_changed_percent", d.breach_changed_percent),
-        health_endpoints=endpoints,
-        quarterly_schedule=s.schedule("quarterly_schedule", d.quarterly_schedule, timezone,
-                                      "cron(0 9 ? 1,4,7,10 MON#1 *)"),
-        timezone=timezone,
-    )
 
 
 def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
         raise ConfigError(f"{path}: {_show(name)} is not a valid environment name; use lower-case letters and digits")
-    allowed = _fields(EnvironmentConfig)[1:]
-    s = _Section(path, raw, allowed)
-    region = s.pattern("region", None, _REGION_RE, "an AWS region such as eu-west-1", optional=False)
-    account = s.pattern("account", None, _ACCOUNT_RE, "a 12-digit AWS account ID or null")
-    return EnvironmentConfig(
-        name=name,
-        region=region,
-        account=account,
-        removal_policy=s.choice("removal_policy", "retain", REMOVAL_POLICIES),
-        termination_protection=s.boolean("termination_protection", True),
-        invoice_bucket=_parse_invoice_bucket(s.key("invoice_bucket"), s.get("invoice_bucket", None)),
-        replication=_parse_replication(s.key("replication"), s.get("replication", None), region, account),
-        alert_emails=_parse_emails(s.key("alert_emails"), s.get("alert_emails", None)),
-        secrets=_parse_secrets(s.key("secrets"), s.get("secrets", None)),
-        monitoring=_parse_monitoring(s.key("monitoring"), s.get("monitoring", None)),
-        verification=_parse_verification(s.key("verification"), s.get("verification", None)),
-        data_export=_parse_data_export(s.key("data_export"), s.get("data_export", None)),
-        drill=_parse_drill(s.key("drill"), s.get("drill", None)),
-        database_backups=_parse_database_backups(
-            s.key("database_backups"), s.get("database_backups", None), s.raw.get("removal_policy", "retain")),
-    )
+    return _Section(path, raw, _fields(EnvironmentConfig)[1:]).read(EnvironmentConfig, name=name)
 
 
 def _environments(context: Mapping[str, Any]) -> Mapping[str, Any]:
