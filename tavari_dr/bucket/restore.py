@@ -13,6 +13,10 @@ Per key, the state at T is the newest version or delete marker with LastModified
 Restoring into another bucket copies the state at T there: keys present at T are copied
 unless the target already holds the same content, keys the target has beyond them get a
 delete marker. Nothing is ever permanently deleted: both buckets must be versioned.
+
+One module over 400 lines: planning and applying share the version model, the plan (saved with
+--plan-out, applied with --plan-in) and the journal that makes a re-run resume; the Batch
+Operations path (tavari_dr.bucket.batch) is the part that stands apart, and does.
 """
 
 from __future__ import annotations

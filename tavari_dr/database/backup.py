@@ -12,6 +12,10 @@ All dumps read one exported snapshot, taken by a REPEATABLE READ transaction tha
 every table's rows, so the manifest's counts match the dump exactly. Nothing is held in memory
 or on disk beyond one upload part: pg_dump's output streams into a multipart upload while its
 sha256 is computed. Each object carries an Object Lock retain-until date from its tier.
+
+One module over 400 lines: it is the backup format (the layout above and its manifest) with the
+code that writes it and the code that reads it back (list, verify, restore); a change to the
+format changes both sides at once, and neither is used without the other.
 """
 
 from __future__ import annotations
