@@ -12,11 +12,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tavari_dr.export import DEFAULT_DATASETS, Dataset
-from tavari_dr.schedule import ScheduleError, dst_conflict
+from tavari_dr.schedule import ScheduleError, dst_conflict, max_interval_seconds
 
 DEFAULT_ENV = "dev"
 ENV_CONTEXT_KEY = "env"
@@ -176,7 +177,8 @@ class MonitoringConfig:
 class DatabaseBackupsConfig:
     """Off-site pg_dump backups of the Supabase database.
 
-    schedule: EventBridge Scheduler expression of the nightly dump (default cron(0 2 * * ? *)).
+    schedule: EventBridge Scheduler expression of the off-site dump (default cron(0 2,14 * * ? *): twice a
+        day, since one dump a day cannot meet a 24-hour RPO once the dump's own duration is added).
     weekly_verify_schedule / monthly_verify_schedule: the quick and the full restore test.
     timezone: IANA zone the schedules run in (default UTC), and the calendar the tiers follow: a
         backup at 00:30 local time on the 1st is that month's monthly backup. Every schedule time must
@@ -189,7 +191,7 @@ class DatabaseBackupsConfig:
         project's major version, which has Supabase's roles, auth schema and extensions).
     """
 
-    schedule: str = "cron(0 2 * * ? *)"
+    schedule: str = "cron(0 2,14 * * ? *)"
     weekly_verify_schedule: str = "cron(0 4 ? * SUN *)"
     monthly_verify_schedule: str = "cron(0 5 1 * ? *)"
     timezone: str = "UTC"
@@ -571,8 +573,12 @@ def _parse_database_backups(path: str, raw: Any, removal_policy: str) -> Databas
     s = _Section(path, raw if raw is not None else {}, _fields(DatabaseBackupsConfig))
     d = DatabaseBackupsConfig()
     timezone = _timezone(s, d.timezone)
-    schedules = {name: s.schedule(name, getattr(d, name), timezone, "cron(0 1 * * ? *)")
+    schedules = {name: s.schedule(name, getattr(d, name), timezone, "cron(0 1,13 * * ? *)")
                  for name in ("schedule", "weekly_verify_schedule", "monthly_verify_schedule")}
+    try:  # the drill judges the worst-case RPO by the longest gap between two dumps: it must be computable
+        max_interval_seconds(schedules["schedule"], timezone, year=datetime.now(UTC).year)
+    except ScheduleError as err:
+        raise ConfigError(f"{s.key('schedule')}: {_show(schedules['schedule'])} is not allowed; {err}") from None
     days = {name: s.integer(name, getattr(d, name), minimum=7)
             for name in ("daily_retention_days", "weekly_retention_days", "monthly_retention_days")}
     lock_mode = s.choice("lock_mode", d.lock_mode, ("GOVERNANCE", "COMPLIANCE"))

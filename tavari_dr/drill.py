@@ -63,6 +63,7 @@ class Step:
     kind: str | None = None  # one of KINDS: how the cost model prices it
     counts: Counts = field(default_factory=Counts)
     toy_actions: int = 0  # bucket restores: actions in the toy plan (per-object requests scale from it)
+    versions_per_key: float = 0.0  # bucket restores: listing entries per key of the bucket it listed
     model: dict[str, Any] | None = None
     projected_seconds: float | None = None
 
@@ -339,7 +340,10 @@ class LocalDrill:
         def database_check() -> bool:
             import psycopg
 
-            with psycopg.connect(self.app_database_url, connect_timeout=3) as conn:
+            # No connect_timeout: psycopg enforces it with a Python deadline on the monotonic clock,
+            # which libfaketime (how the suite is checked on fixed dates) moves in jumps, failing
+            # healthy connections. The app's database is on loopback: a stopped cluster refuses at once.
+            with psycopg.connect(self.app_database_url, options="-c statement_timeout=3000") as conn:
                 return conn.execute("SELECT count(*) FROM public.businesses").fetchone()[0] > 0
 
         self.supabase_token = "sbp_drill_" + hashlib.sha256(os.urandom(8)).hexdigest()[:24]
@@ -347,7 +351,8 @@ class LocalDrill:
                                pitr_enabled=self.config.verification.expect_pitr,
                                health_paths=[health_path(u) for u in self.config.drill.health_endpoints],
                                database_check=database_check).__enter__()
-        step.detail = self.standin.url
+        step.detail = f"{self.standin.url} (emulated: stands in for the Supabase Management API and " \
+                      f"{', '.join(self.config.drill.health_endpoints) or 'no health endpoint'})"
 
     def _seed_database(self, step: Step) -> None:
         from tavari_dr import demo_data
@@ -587,9 +592,10 @@ class LocalDrill:
 
         def restore_bucket(step: Step) -> None:
             to = self.bucket_t0.isoformat(timespec="seconds").replace("+00:00", "Z")
-            self.versions_per_key = self._versions_per_key(self.invoice_bucket)
+            step.versions_per_key = self._versions_per_key(self.invoice_bucket)
             state_dir = self.report_dir / "bucket-restore-scenario-3"
             self._log(step, self.cli(step, "bucket", "restore", "--env", self.config.name, "--to", to, "--apply",
+                                     "--concurrency", str(costmodel.BUCKET_RESTORE_CONCURRENCY),
                                      "--state-dir", str(state_dir)))
             step.toy_actions = _reported_actions(state_dir)
             self._replicate()
@@ -699,9 +705,10 @@ class LocalDrill:
                                   f"{self.config.name} keeps no replica (replication.enabled is false)")
             to = self.bucket_t0.isoformat(timespec="seconds").replace("+00:00", "Z")
             state_dir = self.report_dir / "bucket-restore-scenario-2"
+            step.versions_per_key = self._versions_per_key(source)
             self._log(step, self.cli(step, "bucket", "restore", "--env", self.config.name, "--bucket", source, "--to",
-                                     to, "--target-bucket", self.new_bucket, "--apply", "--state-dir",
-                                     str(state_dir)))
+                                     to, "--target-bucket", self.new_bucket, "--apply", "--concurrency",
+                                     str(costmodel.BUCKET_RESTORE_CONCURRENCY), "--state-dir", str(state_dir)))
             step.toy_actions = _reported_actions(state_dir)
             step.detail = f"from the DR replica {source} into {self.new_bucket}"
 
@@ -724,36 +731,48 @@ class LocalDrill:
 
     # ------------------------------------------------------------------ report
 
-    def _production(self) -> costmodel.Production:
+    def _production(self, versions_per_key: float = 0.0) -> costmodel.Production:
+        """Production sizes; a bucket's history is as deep per key as the toy bucket the step listed
+        (the drill writes several versions of every invoice, so this errs on the long side)."""
         d = self.config.drill
         return costmodel.Production(
             dump_bytes=d.database_gb * 1e9, invoice_count=d.invoice_count, invoice_bytes=d.invoice_gb * 1e9,
             breach_changed_share=d.breach_changed_percent / 100,
-            versions_per_key=getattr(self, "versions_per_key", float(self.sizes.invoice_versions)))
+            versions_per_key=versions_per_key or float(self.sizes.invoice_versions))
 
     def _model(self, calibration: costmodel.Calibration) -> None:
         """Price every recovery step's counts at the production sizes (tavari_dr.costmodel)."""
-        production = self._production()
         archived = self.config.invoice_bucket.archive_storage_class
         for step in self.steps:
             if step.recovery is None or step.kind is None:
                 continue
-            estimate = {
-                "cli": lambda s: costmodel.cli_steps(s.counts, calibration),
-                "provision": lambda s: costmodel.provision(s.counts, calibration),
-                "db_restore": lambda s: costmodel.database_restore(s.counts, production, calibration),
-                "db_scan": lambda s: costmodel.database_scan(production, calibration),
-                # The state at T of a breach or a loss is recent: its versions are current, never archived
-                # (noncurrent versions move to the archive class only after archive_after_days).
-                "bucket_restore": lambda s: costmodel.bucket_restore(s.counts, s.toy_actions, production,
-                                                                     calibration, into_new_bucket=False),
-                "bucket_restore_new": lambda s: costmodel.bucket_restore(s.counts, s.toy_actions, production,
-                                                                         calibration, into_new_bucket=True),
-                "bucket_verify": lambda s: costmodel.bucket_verify(s.counts, production),
-                "health": lambda s: costmodel.health(len(self.config.drill.health_endpoints)),
-            }[step.kind](step)
+            production = self._production(step.versions_per_key)
+            estimate = self._estimate(step, production, calibration)
             step.model = {**estimate.to_json(), "archive_storage_class": archived}
             step.projected_seconds = round(estimate.seconds, 1)
+
+    def _estimate(self, step: Step, production: costmodel.Production,
+                  calibration: costmodel.Calibration) -> costmodel.Estimate:
+        """The cost model's formula for the step's kind."""
+        match step.kind:
+            case "cli":
+                return costmodel.cli_steps(step.counts, calibration)
+            case "provision":
+                return costmodel.provision(step.counts, calibration)
+            case "db_restore":
+                return costmodel.database_restore(step.counts, production, calibration)
+            case "db_scan":
+                return costmodel.database_scan(production, calibration)
+            case "bucket_restore" | "bucket_restore_new":
+                # The state at T of a breach or a loss is recent: its versions are current, never archived
+                # (noncurrent versions move to the archive class only after archive_after_days).
+                return costmodel.bucket_restore(step.counts, step.toy_actions, production, calibration,
+                                                into_new_bucket=step.kind == "bucket_restore_new")
+            case "bucket_verify":
+                return costmodel.bucket_verify(step.counts, production)
+            case "health":
+                return costmodel.health(len(self.config.drill.health_endpoints))
+        raise ValueError(f"no cost model for step kind {step.kind!r}")
 
     def _rpo_worst_case(self, calibration: costmodel.Calibration) -> dict[str, Any]:
         """The most data the deployed configuration can lose: the longest gap between two scheduled
@@ -762,6 +781,7 @@ class LocalDrill:
         DR replica."""
         db = self.config.database_backups
         year = self.started.year
+        # The loader refuses a dump schedule whose gaps cannot be computed, so this does not raise.
         interval = schedule.max_interval_seconds(db.schedule, db.timezone, year=year)
         duration = costmodel.database_backup(self._production(), calibration)
         lag = self.config.monitoring.replication_latency_seconds if self.config.replication.enabled else 0
@@ -858,7 +878,11 @@ class LocalDrill:
         self.report_dir.mkdir(parents=True, exist_ok=True)
         (self.report_dir / "drill-report.json").write_text(json.dumps(report, indent=1, default=str))
         (self.report_dir / "drill-report.md").write_text(markdown(report))
-        evidence.seal(self.report_dir)
+        # Sealed: exactly the files this run wrote (never whatever else lies in the folder).
+        written = [self.report_dir / "drill-report.json", self.report_dir / "drill-report.md",
+                   *sorted(p for d in self.report_dir.glob("bucket-restore-scenario-*") for p in d.rglob("*")
+                           if p.is_file())]
+        evidence.seal(self.report_dir, written)
         return report
 
 
