@@ -1,8 +1,12 @@
 """Calibrate the drill's cost model: PostgreSQL dump / restore / scan throughput and CLI start-up.
 
-Seeds Tavari-like databases of several sizes in a throwaway PostgreSQL cluster, times `pg_dump -Fc`,
-`pg_restore` into an empty database and the drill's integrity scan on each, fits seconds = fixed +
-per-byte x dump bytes by least squares, and times a `tavari-dr` process start-up. Then it checks
+Seeds Tavari-like databases of several sizes in a throwaway PostgreSQL cluster and times, on each,
+the very code the drill's steps run — `tavari_dr.database.backup.run_backup` (roles, schema and data
+dumps, every table counted) and `restore` (sha256 of every artifact, roles, schema, data, every
+table's row count checked) against an S3 stand-in on local disk, so that no emulator's speed gets
+into the fit (the cost model adds S3's transfer itself), and the drill's integrity scan — fits
+seconds = fixed + per-byte x dump bytes by least squares, and times a `tavari-dr` process that
+imports the CLI, loads cdk.json and makes an AWS client. Then it checks
 the fit on a database larger than any it was fitted on (at least 10x the drill's default data):
 predicted / measured restore time must be within 0.75-1.33, or it exits 1 and writes nothing.
 
@@ -32,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tavari_dr.core.costmodel import fit_linear  # noqa: E402
+from tavari_dr.database import backup as db_backup  # noqa: E402
 from tavari_dr.drill import demo_data  # noqa: E402
 from tavari_dr.drill.context import Sizes  # noqa: E402
 from tavari_dr.drill.pgcluster import LocalPostgres  # noqa: E402
@@ -51,29 +56,88 @@ def run(command: list[str], **kwargs) -> None:
     subprocess.run(command, check=True, capture_output=True, **kwargs)
 
 
+class DiskS3:
+    """The S3 calls run_backup and restore make, kept in a folder: their own cost, no emulator's."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uploads: dict[str, dict[int, bytes]] = {}
+
+    def _path(self, key: str) -> Path:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def create_multipart_upload(self, *, Key, **_):  # noqa: N803 - boto3's argument names
+        self.uploads[Key] = {}
+        return {"UploadId": Key}
+
+    def upload_part(self, *, Key, PartNumber, Body, **_):  # noqa: N803
+        self.uploads[Key][PartNumber] = Body
+        return {"ETag": f'"{PartNumber}"', "ChecksumCRC32": "c"}
+
+    def complete_multipart_upload(self, *, Key, **_):  # noqa: N803
+        with self._path(Key).open("wb") as out:
+            for number in sorted(self.uploads[Key]):
+                out.write(self.uploads[Key][number])
+        del self.uploads[Key]
+        return {"VersionId": "v1"}
+
+    def abort_multipart_upload(self, *, Key, **_):  # noqa: N803
+        self.uploads.pop(Key, None)
+
+    def put_object_retention(self, **_):
+        return {}
+
+    def put_object(self, *, Key, Body, **_):  # noqa: N803
+        self._path(Key).write_bytes(Body)
+        return {"VersionId": "v1"}
+
+    def get_object(self, *, Key, **_):  # noqa: N803
+        return {"Body": (self.root / Key).open("rb")}
+
+    def get_paginator(self, _name):
+        root = self.root
+
+        class Pages:
+            def paginate(self, *, Prefix="", **_):  # noqa: N803
+                found = sorted(p for p in (root / Prefix).rglob("*") if p.is_file())
+                yield {"Contents": [{"Key": p.relative_to(root).as_posix(), "Size": p.stat().st_size,
+                                     "LastModified": datetime.fromtimestamp(p.stat().st_mtime, UTC)}
+                                    for p in found]}
+
+        return Pages()
+
+
 def measure(pg: LocalPostgres, scale: int, work: Path) -> dict[str, float]:
-    """One database of ``scale`` x the drill's default rows: dump, restore, scan."""
+    """One database of ``scale`` x the drill's default rows: back up, restore and scan, as the drill does."""
     source = pg.create_database(f"calibrate_{scale}")
     demo_data.create_supabase_like(source)
     demo_data.seed(source, businesses=DEFAULT.businesses * scale, calls=DEFAULT.calls, messages=DEFAULT.messages)
-    dump = work / f"{scale}.dump"
-    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
-    dump_seconds = timed(lambda: run(["pg_dump", "--format=custom", "--file", str(dump), "--dbname", source],
-                                     env=env))
+    s3 = DiskS3(work / f"s3-{scale}")
+    manifests = []
+    dump_seconds = timed(lambda: manifests.append(db_backup.run_backup(s3, "calibration", source,
+                                                                       reason="calibration")))
     target = pg.create_database(f"calibrate_{scale}_restored")
-    # The restore target gets the same Supabase-like roles and schemas first, as `db restore` does.
-    restore_seconds = timed(lambda: run(["pg_restore", "--no-owner", "--exit-on-error", "--dbname", target,
-                                         "--clean", "--if-exists", str(dump)], env=env))
+    restore_seconds = timed(lambda: db_backup.restore(s3, "calibration", manifests[0].backup_id, target))
     scan_seconds = timed(lambda: fingerprints(target))
-    size = dump.stat().st_size
-    dump.unlink()
-    return {"scale": scale, "dump_bytes": size, "dump_seconds": round(dump_seconds, 3),
+    return {"scale": scale, "dump_bytes": manifests[0].total_bytes, "dump_seconds": round(dump_seconds, 3),
             "restore_seconds": round(restore_seconds, 3), "scan_seconds": round(scan_seconds, 3)}
 
 
+STARTUP = """
+import boto3
+import tavari_dr.cli
+from tavari_dr.config import load_from_file
+load_from_file("prod", "cdk.json")
+boto3.client("s3", region_name="eu-west-1")
+"""
+
+
 def cli_start_seconds(samples: int = 5) -> float:
-    """Median start-up of one `tavari-dr` command that loads the config (what every drill command pays)."""
-    command = [sys.executable, "-m", "tavari_dr", "secrets", "--help"]
+    """Median cost of what every drill command pays before its first request: the interpreter, the
+    CLI's imports, cdk.json loaded and validated, an AWS client made."""
+    command = [sys.executable, "-c", STARTUP]
     return statistics.median(timed(lambda: run(command, cwd=ROOT)) for _ in range(samples))
 
 

@@ -208,3 +208,35 @@ def test_backup_ages_are_real_elapsed_hours(finished, now, hours):
         now=at(now), get=lambda url, token: body))
     assert result.measured["backup_age_hours"] == hours
     assert result.ok == (hours <= 24)
+
+
+# --------------------------------------------------------------------------- worst-case gaps between runs
+
+
+@pytest.mark.parametrize(("expression", "zone", "hours"), [
+    ("cron(0 1 * * ? *)", WARSAW, 25),  # across the night the clocks fall back
+    ("cron(0 1,13 * * ? *)", WARSAW, 13),  # 01:00 -> 13:00 on that day
+    ("cron(0 2 * * ? *)", "UTC", 24),
+    ("cron(0 2 * * ? *)", WARSAW, 47),  # 02:00 does not exist on 28 March: that run is skipped
+    ("cron(0 1,13 ? * MON-SAT *)", WARSAW, 37),  # Saturday 13:00 -> Monday 01:00, plus the autumn hour
+    ("cron(0 4 ? * SUN *)", "UTC", 168),
+    ("cron(0 5 1 * ? *)", "UTC", 31 * 24),
+    ("rate(12 hours)", WARSAW, 12),
+])
+def test_longest_gap_between_runs_in_absolute_time(expression, zone, hours):
+    assert schedule.max_interval_seconds(expression, zone, year=2027) == hours * 3600
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    ("rate(banana)", "rate(N minutes|hours|days)"),
+    ("cron(0 1 * * * *)", "exactly one of the day-of-month and day-of-week fields must be ?"),
+    ("cron(0 1 ? * ? *)", "exactly one of the day-of-month and day-of-week fields must be ?"),
+    ("cron(0 1 L * ? *)", "uses L, W or #"),
+])
+def test_config_refuses_a_dump_schedule_it_cannot_read_or_bound(bad, why):
+    context = copy.deepcopy(cdk_context())
+    context["environments"]["prod"]["database_backups"]["schedule"] = bad
+    with pytest.raises(ConfigError) as err:
+        load_environment(context, "prod")
+    assert str(err.value).startswith(f'environments.prod.database_backups.schedule: "{bad}" is not allowed; ')
+    assert why in str(err.value)

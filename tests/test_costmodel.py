@@ -65,7 +65,7 @@ def test_in_place_bucket_restore_lists_everything_and_copies_only_changed_keys()
     assert estimate.inputs["actions"] == 10_000  # 10 % of 100,000 keys
     assert math.isclose(estimate.parts["list versions"], 300 * m.S3_REQUEST_SECONDS)  # 300,000 versions
     reads, writes = 20 * 500, 20 * 500
-    per_object = ((reads + writes) * m.S3_REQUEST_SECONDS + writes * 200_000 / m.S3_CONNECTION_BYTES_PER_SECOND) / 8
+    per_object = ((reads + writes) * m.S3_REQUEST_SECONDS + writes * 200_000 / m.S3_CONNECTION_BYTES_PER_SECOND) / 16
     assert math.isclose(estimate.parts["per-object requests"], per_object)
     assert "Glacier restore wait" not in estimate.parts
 

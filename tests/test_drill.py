@@ -53,6 +53,8 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     cdk_json.write_text((ROOT / "cdk.json").read_text())
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "planted.txt").write_text("not the drill's")  # must not be sealed as evidence
     report, lines, out = run_drill(synthesized, env_name, tmp_path, cdk_json=cdk_json, operator="auditor@tavari")
     assert report["passed"], report["failures"]
     assert os.environ["AWS_PROFILE"] == "no-such-profile"
@@ -99,6 +101,13 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     stored = json.loads((out / "drill-report.json").read_text())
     assert stored["passed"] is True and stored["emulated"] is True and stored["kind"] == "local"
     validate(stored)
+    for broken in ({**stored, "failures": ["RPO missed"]},  # passed, yet a failure
+                   {**stored, "scenarios": {k: v for k, v in stored["scenarios"].items() if k[0] != "2"}},
+                   {**stored, "rpo_worst_case": {**stored["rpo_worst_case"], "met": "yes"}},
+                   {**stored, "title": "Disaster-recovery drill — prod: PASSED"},  # not marked emulated
+                   {**stored, "model": None}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate(broken)
     ev = stored["evidence"]
     assert re.fullmatch(r"[0-9a-f]{40}", ev["commit"]) and isinstance(ev["dirty"], bool)
     assert ev["operator"] == "auditor@tavari" and ev["versions"]["moto"] and ev["versions"]["postgresql-server"]
@@ -107,6 +116,7 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     sums = (out / "SHA256SUMS").read_text().splitlines()
     assert {line.split("  ", 1)[1] for line in sums} >= {"drill-report.json", "drill-report.md"}
     assert any(line.endswith(".report.jsonl") for line in sums)
+    assert not any("planted" in line for line in sums)  # only what the drill wrote is sealed
     subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, check=True)
     assert any("verify health endpoints: ok" in line for line in lines)  # progress while it runs
 
@@ -318,7 +328,6 @@ def test_the_verdict_comes_from_counts_never_from_wall_time(tmp_path):
     for report in (quiet, busy):  # (only one scenario played: the drill as a whole is not passed)
         assert report["scenarios"]["1 database corruption"]["rto_critical"]["met"]
         assert report["scenarios"]["1 database corruption"]["rto_non-critical"]["met"]
-    validate(quiet)
     drill.config = replace(config, drill=replace(config.drill, database_gb=500.0))  # 500 GB: hours to restore
     drill.steps = steps(0.5)
     missed = drill._report(None)

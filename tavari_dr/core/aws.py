@@ -69,7 +69,9 @@ REQUEST_COUNTS_ENV = "TAVARI_DR_REQUEST_COUNTS"
 
 
 class RequestCounter:
-    """Counts every API call of the clients it is attached to, by priced kind, and the bytes moved."""
+    """Counts every HTTP request the clients it is attached to send, by priced kind (a retried call
+    is as many requests as attempts: each costs S3 a round trip), the bytes they send, and the bytes
+    of every object they read."""
 
     def __init__(self) -> None:
         self.counts = Counts()
@@ -77,23 +79,22 @@ class RequestCounter:
 
     def attach(self, client: Any) -> Any:
         service = client.meta.service_model.service_name
-        client.meta.events.register("before-send", self._before_send)
-        client.meta.events.register("after-call", lambda **kw: self._after_call(service, **kw))
+        client.meta.events.register("before-send", lambda **kw: self._before_send(service, **kw))
+        client.meta.events.register("after-call.s3.GetObject", self._after_get)
         return client
 
-    def _before_send(self, request: Any, **_: Any) -> None:
+    def _before_send(self, service: str, *, request: Any, event_name: str, **_: Any) -> None:
+        # "before-send.<service-id>.<Operation>", once per attempt.
+        kind = kind_of(service, event_name.rsplit(".", 1)[-1])
         # With flexible checksums the body is sent aws-chunked: the payload is the decoded length.
-        headers = request.headers
-        size = headers.get("X-Amz-Decoded-Content-Length") or headers.get("Content-Length") or 0
-        with self._lock:
-            self.counts.bytes_written += int(size)
-
-    def _after_call(self, service: str, *, model: Any, parsed: dict[str, Any], **_: Any) -> None:
-        kind = kind_of(service, model.name)
+        size = request.headers.get("X-Amz-Decoded-Content-Length") or request.headers.get("Content-Length") or 0
         with self._lock:
             self.counts.requests[kind] = self.counts.requests.get(kind, 0) + 1
-            if model.name == "GetObject":
-                self.counts.bytes_read += int(parsed.get("ContentLength") or 0)
+            self.counts.bytes_written += int(size)
+
+    def _after_get(self, *, parsed: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.counts.bytes_read += int(parsed.get("ContentLength") or 0)
 
 
 _process_counter: RequestCounter | None = None

@@ -63,7 +63,7 @@ HEALTH_CHECK_SECONDS = S3_REQUEST_SECONDS
 PROVISION_DATABASE_SECONDS = 600
 
 # The tools' own concurrency (what the estimate divides by).
-BUCKET_RESTORE_CONCURRENCY = 8  # tavari_dr.bucket.restore.apply_plan's default
+BUCKET_RESTORE_CONCURRENCY = 16  # `tavari-dr bucket restore --concurrency` (its default; the drill passes it)
 DRILL_VERIFY_CONCURRENCY = 8  # tavari_dr.drill.state.bucket_state
 
 READ_KINDS = ("get", "head")

@@ -70,10 +70,10 @@ def host() -> dict[str, Any]:
     return {"name": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
-def seal(folder: Path) -> Path:
-    """Write SHA256SUMS (the format `sha256sum -c` reads) over every other file below ``folder``."""
+def seal(folder: Path, files: list[Path]) -> Path:
+    """Write ``folder``/SHA256SUMS (the format `sha256sum -c` reads) over ``files``, which lie below it."""
     lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS):
+    for path in files:
         lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(folder).as_posix()}")
     sums = folder / SUMS
     sums.write_text("\n".join(lines) + "\n")

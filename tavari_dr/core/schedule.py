@@ -27,6 +27,11 @@ from zoneinfo import ZoneInfo
 YEARS_AHEAD = 10
 
 _CRON_RE = re.compile(r"^cron\((?P<fields>[^()]+)\)$")
+_RATE_RE = re.compile(r"^rate\((?P<n>[1-9]\d*) (?P<unit>minutes?|hours?|days?)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+_MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
+                                       "DEC"), start=1)}
+_WEEKDAYS = {d: i for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)}
 _STEP_RE = re.compile(r"^(?P<range>\*|\d{1,2}(?:-\d{1,2})?)(?:/(?P<step>\d{1,2}))?$")
 
 
@@ -65,11 +70,16 @@ def times_of_day(expression: str) -> list[time] | None:
     """The local times of day a cron expression fires at; None for a rate expression (a fixed
     interval in absolute time, which DST cannot break)."""
     if expression.startswith("rate("):
+        if not _RATE_RE.match(expression):
+            raise ScheduleError("a rate expression is rate(N minutes|hours|days), N a whole number")
         return None
     match = _CRON_RE.match(expression)
     fields = match["fields"].split() if match else []
     if len(fields) != 6:
         raise ScheduleError("a cron expression has six fields: minutes hours day-of-month month day-of-week year")
+    if (fields[2] == "?") == (fields[4] == "?"):
+        # EventBridge: a value or * in one of the two day fields needs ? in the other.
+        raise ScheduleError("exactly one of the day-of-month and day-of-week fields must be ?")
     minutes = _field_values(fields[0], 0, 59, "minutes")
     hours = _field_values(fields[1], 0, 23, "hours")
     return [time(h, m) for h in sorted(hours) for m in sorted(minutes)]
@@ -165,25 +175,49 @@ def dst_conflict(expression: str, timezone: str, *, first_year: int | None = Non
     return None
 
 
-_RATE_RE = re.compile(r"^rate\((?P<n>\d+) (?P<unit>minutes?|hours?|days?)\)$")
-_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+def _day_values(field: str, low: int, high: int, name: str, names: dict[str, int]) -> set[int] | None:
+    """A day field's values (None for ? or *: no restriction); names such as MON or JAN allowed."""
+    if field in ("?", "*"):
+        return None
+    for word, number in names.items():
+        field = field.replace(word, str(number))
+    if any(c in field for c in "LW#"):
+        raise ScheduleError(f"the {name} field {field!r} uses L, W or #; the worst-case interval is computed for "
+                            "numbers, names, ranges, lists and steps")
+    return _field_values(field, low, high, name)
 
 
 def max_interval_seconds(expression: str, timezone: str, *, year: int) -> float:
-    """The longest time between two consecutive runs over ``year`` (in absolute time, so a daily
-    schedule's interval is 25 hours across the night the clocks fall back): the schedule's share of
-    the worst-case RPO. Daily cron schedules (any day, every month) and rate schedules only."""
+    """The longest time between two consecutive runs around ``year`` (in absolute time, so a daily
+    schedule's interval is 25 hours across the night the clocks fall back, and a time the clocks skip
+    is no run at): the schedule's share of the worst-case RPO."""
     rate = _RATE_RE.match(expression)
     if rate:
         return float(int(rate["n"]) * _UNIT_SECONDS[rate["unit"].rstrip("s")])
     fire_times = times_of_day(expression)
-    assert fire_times is not None  # not a rate
-    day_of_month, month, day_of_week, year_field = _CRON_RE.match(expression)["fields"].split()[2:]  # type: ignore[index]
-    if day_of_month not in ("*", "?") or month != "*" or day_of_week not in ("*", "?") or year_field != "*":
-        raise ScheduleError(f"{expression}: the worst-case interval is computed for schedules that run every "
-                            "day; give the day-of-month, month, day-of-week and year fields as * or ?")
+    match = _CRON_RE.match(expression)
+    assert fire_times is not None and match is not None  # a valid cron expression
+    day_field, month_field, weekday_field, year_field = match["fields"].split()[2:]
+    days = _day_values(day_field, 1, 31, "day-of-month", {})
+    months = _day_values(month_field, 1, 12, "month", _MONTHS)
+    weekdays = _day_values(weekday_field, 1, 7, "day-of-week", _WEEKDAYS)
+    years = _day_values(year_field, 1970, 2199, "year", {})
     zone = ZoneInfo(timezone)
-    runs = [datetime.combine(date(year, 1, 1) + timedelta(days=d), t, tzinfo=zone).astimezone(UTC)
-            for d in range(-1, (date(year + 1, 1, 1) - date(year, 1, 1)).days + 1) for t in fire_times]
+    runs = []
+    first = date(year - 1, 1, 1)
+    for offset in range((date(year + 2, 1, 1) - first).days):  # three years: gaps across New Year too
+        day = first + timedelta(days=offset)
+        if ((days is not None and day.day not in days) or (months is not None and day.month not in months)
+                or (weekdays is not None and day.isoweekday() % 7 + 1 not in weekdays)
+                or (years is not None and day.year not in years)):
+            continue
+        for t in fire_times:
+            local = datetime.combine(day, t, tzinfo=zone)
+            instant = local.astimezone(UTC)
+            if instant.astimezone(zone).replace(tzinfo=None) != local.replace(tzinfo=None):
+                continue  # in the spring-forward gap: EventBridge Scheduler skips it
+            runs.append(instant)
+    if len(runs) < 2:
+        raise ScheduleError(f"{expression} runs fewer than twice in {year - 1}-{year + 1}")
     runs.sort()
     return max((b - a).total_seconds() for a, b in zip(runs, runs[1:], strict=False))

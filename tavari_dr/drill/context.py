@@ -49,6 +49,7 @@ class Step:
     kind: str | None = None  # one of KINDS: how the cost model prices it
     counts: Counts = field(default_factory=Counts)
     toy_actions: int = 0  # bucket restores: actions in the toy plan (per-object requests scale from it)
+    versions_per_key: float = 0.0  # bucket restores: listing entries per key of the bucket it listed
     model: dict[str, Any] | None = None
     projected_seconds: float | None = None
 
@@ -80,7 +81,7 @@ class Drill:
     work: Path  # emulator log, env files, request counts: kept when the drill fails
     say: Callable[[str], None]
     steps: list[Step]
-    facts: dict[str, Any]  # what the verdict needs beyond the steps: rpo per scenario, checks, versions_per_key
+    facts: dict[str, Any]  # what the verdict needs beyond the steps: rpo per scenario, checks
     # The services setup started.
     moto: Any
     primary: Any  # the PostgreSQL cluster standing in for Supabase's database

@@ -25,37 +25,49 @@ class Verdict:
     calibration: costmodel.Calibration
 
 
-def production(config: EnvironmentConfig, sizes: Sizes, facts: dict[str, Any]) -> costmodel.Production:
+def production(config: EnvironmentConfig, sizes: Sizes, versions_per_key: float = 0.0) -> costmodel.Production:
+    """Production sizes; a bucket's history is as deep per key as the toy bucket the step listed
+    (the drill writes several versions of every invoice, so this errs on the long side)."""
     d = config.drill
     return costmodel.Production(
         dump_bytes=d.database_gb * 1e9, invoice_count=d.invoice_count, invoice_bytes=d.invoice_gb * 1e9,
         breach_changed_share=d.breach_changed_percent / 100,
-        versions_per_key=facts.get("versions_per_key", float(sizes.invoice_versions)))
+        versions_per_key=versions_per_key or float(sizes.invoice_versions))
 
 
-def price(steps: list[Step], config: EnvironmentConfig, production: costmodel.Production,
-          calibration: costmodel.Calibration) -> None:
+def price(steps: list[Step], config: EnvironmentConfig, sizes: Sizes, calibration: costmodel.Calibration) -> None:
     """Price every recovery step's counts at the production sizes (tavari_dr.core.costmodel)."""
     archived = config.invoice_bucket.archive_storage_class
     for step in steps:
         if step.recovery is None or step.kind is None:
             continue
-        estimate = {
-            "cli": lambda s: costmodel.cli_steps(s.counts, calibration),
-            "provision": lambda s: costmodel.provision(s.counts, calibration),
-            "db_restore": lambda s: costmodel.database_restore(s.counts, production, calibration),
-            "db_scan": lambda s: costmodel.database_scan(production, calibration),
-            # The state at T of a breach or a loss is recent: its versions are current, never archived
-            # (noncurrent versions move to the archive class only after archive_after_days).
-            "bucket_restore": lambda s: costmodel.bucket_restore(s.counts, s.toy_actions, production,
-                                                                 calibration, into_new_bucket=False),
-            "bucket_restore_new": lambda s: costmodel.bucket_restore(s.counts, s.toy_actions, production,
-                                                                     calibration, into_new_bucket=True),
-            "bucket_verify": lambda s: costmodel.bucket_verify(s.counts, production),
-            "health": lambda s: costmodel.health(len(config.drill.health_endpoints)),
-        }[step.kind](step)
+        estimate = _estimate(step, config, production(config, sizes, step.versions_per_key), calibration)
         step.model = {**estimate.to_json(), "archive_storage_class": archived}
         step.projected_seconds = round(estimate.seconds, 1)
+
+
+def _estimate(step: Step, config: EnvironmentConfig, at_scale: costmodel.Production,
+              calibration: costmodel.Calibration) -> costmodel.Estimate:
+    """The cost model's formula for the step's kind."""
+    match step.kind:
+        case "cli":
+            return costmodel.cli_steps(step.counts, calibration)
+        case "provision":
+            return costmodel.provision(step.counts, calibration)
+        case "db_restore":
+            return costmodel.database_restore(step.counts, at_scale, calibration)
+        case "db_scan":
+            return costmodel.database_scan(at_scale, calibration)
+        case "bucket_restore" | "bucket_restore_new":
+            # The state at T of a breach or a loss is recent: its versions are current, never archived
+            # (noncurrent versions move to the archive class only after archive_after_days).
+            return costmodel.bucket_restore(step.counts, step.toy_actions, at_scale, calibration,
+                                            into_new_bucket=step.kind == "bucket_restore_new")
+        case "bucket_verify":
+            return costmodel.bucket_verify(step.counts, at_scale)
+        case "health":
+            return costmodel.health(len(config.drill.health_endpoints))
+    raise ValueError(f"no cost model for step kind {step.kind!r}")
 
 
 def rpo_worst_case(config: EnvironmentConfig, started: datetime, production: costmodel.Production,
@@ -66,6 +78,7 @@ def rpo_worst_case(config: EnvironmentConfig, started: datetime, production: cos
     DR replica."""
     db = config.database_backups
     year = started.year
+    # The loader refuses a dump schedule whose gaps cannot be computed, so this does not raise.
     interval = schedule.max_interval_seconds(db.schedule, db.timezone, year=year)
     duration = costmodel.database_backup(production, calibration)
     lag = config.monitoring.replication_latency_seconds if config.replication.enabled else 0
@@ -80,8 +93,8 @@ def rpo_worst_case(config: EnvironmentConfig, started: datetime, production: cos
 def judge(*, config: EnvironmentConfig, sizes: Sizes, steps: list[Step], facts: dict[str, Any], started: datetime,
           error: str | None) -> Verdict:
     calibration = costmodel.load_calibration()
-    at_scale = production(config, sizes, facts)
-    price(steps, config, at_scale, calibration)
+    at_scale = production(config, sizes)
+    price(steps, config, sizes, calibration)
     d = config.drill
     objectives = {CRITICAL: d.rto_critical_minutes * 60, NON_CRITICAL: d.rto_non_critical_minutes * 60}
     scenarios: dict[str, Any] = {}

@@ -72,11 +72,14 @@ def document(verdict: Verdict, *, config: EnvironmentConfig, sizes: Sizes, steps
 
 
 def write(report: dict[str, Any], report_dir: Path) -> None:
-    """drill-report.json, drill-report.md and the SHA256SUMS over the folder."""
+    """drill-report.json, drill-report.md and the SHA256SUMS over exactly the files this run wrote
+    (never whatever else lies in the folder)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "drill-report.json").write_text(json.dumps(report, indent=1, default=str))
     (report_dir / "drill-report.md").write_text(markdown(report))
-    evidence.seal(report_dir)
+    written = [report_dir / "drill-report.json", report_dir / "drill-report.md",
+               *sorted(p for d in report_dir.glob("bucket-restore-scenario-*") for p in d.rglob("*") if p.is_file())]
+    evidence.seal(report_dir, written)
 
 
 def _step_json(step: Step) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
+from tavari_dr.core import costmodel
 from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Drill, DrillFailed, Step
 from tavari_dr.drill.jobs import secrets_check
 from tavari_dr.drill.setup import env_values
@@ -75,10 +76,11 @@ def data_breach(d: Drill) -> None:
         conn.execute("UPDATE public.businesses SET name = 'pwned'")
 
     def restore_bucket(step: Step) -> None:
-        d.facts["versions_per_key"] = _versions_per_key(d, d.invoice_bucket)
+        step.versions_per_key = _versions_per_key(d, d.invoice_bucket)
         state_dir = d.report_dir / "bucket-restore-scenario-3"
         _restored(step, d.cli_json(step, "bucket", "restore", "--env", d.config.name, "--to", _restore_point(d),
-                                   "--apply", "--state-dir", str(state_dir)))
+                                   "--apply", "--concurrency", str(costmodel.BUCKET_RESTORE_CONCURRENCY),
+                                   "--state-dir", str(state_dir)))
         step.toy_actions = reported_actions(state_dir)
         d.replicate()
 
@@ -152,9 +154,10 @@ def complete_system_failure(d: Drill) -> None:
             raise DrillFailed(f"the invoice bucket cannot be recovered: it is gone with every version, and "
                               f"{d.config.name} keeps no replica (replication.enabled is false)")
         state_dir = d.report_dir / "bucket-restore-scenario-2"
+        step.versions_per_key = _versions_per_key(d, source)
         _restored(step, d.cli_json(step, "bucket", "restore", "--env", d.config.name, "--bucket", source, "--to",
-                                   _restore_point(d), "--target-bucket", new["bucket"], "--apply", "--state-dir",
-                                   str(state_dir)))
+                                   _restore_point(d), "--target-bucket", new["bucket"], "--apply", "--concurrency",
+                                   str(costmodel.BUCKET_RESTORE_CONCURRENCY), "--state-dir", str(state_dir)))
         step.toy_actions = reported_actions(state_dir)
         step.detail = f"from the DR replica {source} into {new['bucket']}"
 

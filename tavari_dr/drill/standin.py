@@ -60,10 +60,10 @@ class StandIn:
             return 200, body
         if path in self.health_paths:
             try:
-                healthy = self.database_check()
-            except Exception:
-                healthy = False
-            return (200, {"status": "ok"}) if healthy else (503, {"status": "database unavailable"})
+                healthy, why = self.database_check(), "no rows in public.businesses"
+            except Exception as err:  # the app's database does not answer: say how, as a health page would
+                healthy, why = False, f"{type(err).__name__}: {str(err).strip()[:200]}"
+            return (200, {"status": "ok"}) if healthy else (503, {"status": "database unavailable", "reason": why})
         return 404, {"message": "not found"}
 
     def local_url(self, endpoint: str) -> str:
