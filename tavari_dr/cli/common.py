@@ -154,6 +154,21 @@ def echo_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=1, default=str))
 
 
+def answer(output_format: str, document: Any, lines: Callable[[], Iterable[str]], *, failure: str | None = None,
+           summary: str | None = None) -> None:
+    """How a command that reports answers: ``document`` as JSON, or the human ``lines``; then exit 1 with
+    ``failure`` (when set), else, for people, the ``summary`` line."""
+    if output_format == "json":
+        echo_json(document)
+    else:
+        for line in lines():
+            click.echo(line)
+    if failure:
+        raise Failed(failure)
+    if summary and output_format != "json":
+        click.echo(summary)
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":

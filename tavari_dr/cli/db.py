@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from tavari_dr.cli.common import Deployed, Failed, aws_command, echo_json, format_bytes, format_option
+from tavari_dr.cli.common import Deployed, Failed, answer, aws_command, echo_json, format_bytes, format_option
 from tavari_dr.core import metrics, outputs, reports
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig
@@ -95,17 +95,18 @@ def backup(config, target, reason, database_url, bucket, pg_bin, publish_metrics
 @_db_errors
 def list_(config, target, bucket, output_format):
     backups = db_lib.list_backups(target.client("s3"), _backup_bucket(config, target, bucket))
-    if output_format == "json":
-        echo_json({"backups": [{"backup_id": b.backup_id, "tier": b.tier, "bytes": b.bytes, "complete": b.complete,
-                                "last_modified": b.last_modified.isoformat()} for b in backups]})
-    if not backups:
-        raise Failed("no backups yet")
-    if output_format == "json":
-        return
-    click.echo(f"{'BACKUP':<44} {'TIER':<8} {'SIZE':>10}  STATE")
-    for b in backups:
-        state = "complete" if b.complete else "INCOMPLETE (no manifest; never used)"
-        click.echo(f"{b.backup_id:<44} {b.tier:<8} {format_bytes(b.bytes):>10}  {state}")
+
+    def table():
+        if not backups:
+            return
+        yield f"{'BACKUP':<44} {'TIER':<8} {'SIZE':>10}  STATE"
+        for b in backups:
+            state = "complete" if b.complete else "INCOMPLETE (no manifest; never used)"
+            yield f"{b.backup_id:<44} {b.tier:<8} {format_bytes(b.bytes):>10}  {state}"
+
+    answer(output_format, {"backups": [{"backup_id": b.backup_id, "tier": b.tier, "bytes": b.bytes,
+                                        "complete": b.complete, "last_modified": b.last_modified.isoformat()}
+                                       for b in backups]}, table, failure=None if backups else "no backups yet")
 
 
 def _print_counts(result: db_lib.VerifyResult) -> None:

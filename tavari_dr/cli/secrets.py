@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tavari_dr.cli.common import Deployed, Failed, aws_command, echo_json, format_option
+from tavari_dr.cli.common import Deployed, Failed, answer, aws_command, format_option
 from tavari_dr.configbackup import secrets as secrets_lib
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig
@@ -94,17 +94,18 @@ def check(config, target, max_age_days, secret_arns, from_replica, output_format
     _, states = _states(config, target, secret_arns, from_replica)
     rows = secrets_lib.check(states, max_age_days=max_age_days)
     failed = [r.name for r in rows if r.failed]
-    if output_format == "json":
-        echo_json({"entries": [{"name": r.name, "required": r.required, "status": r.status, "failed": r.failed,
-                                "last_changed": r.last_changed.isoformat() if r.last_changed else None}
-                               for r in rows], "failed": failed})
-    else:
+
+    def table():
         width = max(len(r.name) for r in rows)
-        click.echo(f"{'ENTRY':<{width}}  REQUIRED  STATUS            LAST CHANGED")
+        yield f"{'ENTRY':<{width}}  REQUIRED  STATUS            LAST CHANGED"
         for r in rows:
             changed = r.last_changed.strftime("%Y-%m-%d %H:%M UTC") if r.last_changed else "-"
-            click.echo(f"{r.name:<{width}}  {'yes' if r.required else 'no':<8}  {r.status:<16}  {changed}")
-    if failed:
-        raise Failed(f"{len(failed)} entr{'y' if len(failed) == 1 else 'ies'} failed: {', '.join(failed)}")
-    if output_format != "json":
-        click.echo(f"all {len(rows)} entries ok")
+            yield f"{r.name:<{width}}  {'yes' if r.required else 'no':<8}  {r.status:<16}  {changed}"
+
+    answer(output_format, {"entries": [{"name": r.name, "required": r.required, "status": r.status,
+                                        "failed": r.failed,
+                                        "last_changed": r.last_changed.isoformat() if r.last_changed else None}
+                                       for r in rows], "failed": failed}, table,
+           failure=f"{len(failed)} entr{'y' if len(failed) == 1 else 'ies'} failed: {', '.join(failed)}"
+           if failed else None,
+           summary=f"all {len(rows)} entries ok")

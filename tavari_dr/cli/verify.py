@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tavari_dr.cli.common import Deployed, Failed, aws_command, echo_json, format_option
+from tavari_dr.cli.common import Deployed, answer, aws_command, format_option
 from tavari_dr.core import outputs
 from tavari_dr.verification import jobs as verification
 
@@ -43,15 +43,14 @@ def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket
                                       settings=config.verification, rpo_hours=config.monitoring.rpo_hours,
                                       now=verification.now_utc())
     failed = [r.name for r in results if not r.ok]
-    if output_format == "json":
-        echo_json({"checks": [r.to_dict() for r in results], "failed": failed})
-    else:
+
+    def table():
         width = max(len(r.name) for r in results)
-        click.echo(f"{'CHECK':<{width}}  STATUS  SECONDS  DETAILS")
+        yield f"{'CHECK':<{width}}  STATUS  SECONDS  DETAILS"
         for r in results:
             detail = "; ".join(r.details) or ", ".join(f"{k}={v}" for k, v in r.measured.items())
-            click.echo(f"{r.name:<{width}}  {r.status:<6}  {r.duration_seconds:7.2f}  {detail[:200]}")
-    if failed:
-        raise Failed(f"{len(failed)} check(s) did not pass: {', '.join(failed)}")
-    if output_format != "json":
-        click.echo(f"all {len(results)} checks passed")
+            yield f"{r.name:<{width}}  {r.status:<6}  {r.duration_seconds:7.2f}  {detail[:200]}"
+
+    answer(output_format, {"checks": [r.to_dict() for r in results], "failed": failed}, table,
+           failure=None if not failed else f"{len(failed)} check(s) did not pass: {', '.join(failed)}",
+           summary=f"all {len(results)} checks passed")
