@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Callable
@@ -76,20 +77,23 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
         elif batch_operations:
             outcome.update(applied=True, batch_operations=_batch_restore(config, target, plan, confirm, say))
         else:
-            outcome.update(applied=True, result=_apply(client, plan, state_dir, concurrency, say))
+            outcome.update(applied=True, result=_apply(client, plan, state_dir, concurrency, say,
+                                                       progress_bar=not as_json))
     finally:
         if as_json:
             echo_json(outcome)
 
 
 def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: int,
-           say: Callable[[str], None]) -> dict[str, Any]:
+           say: Callable[[str], None], *, progress_bar: bool = True) -> dict[str, Any]:
     state_dir.mkdir(parents=True, exist_ok=True)
     stem = state_dir / plan.fingerprint()
     journal = restore_lib.Journal(stem.with_suffix(".journal.jsonl"))
     started = time.monotonic()
-    with click.progressbar(length=len(plan.actions), label="restoring", file=sys.stderr, show_eta=True,
-                           show_pos=True, item_show_func=lambda rate: rate) as bar:
+    # A program reading --format json gets one document and nothing else, on any stream (click 8.1's
+    # CliRunner, which the CLI pins, mixes stderr into the output a caller reads).
+    with click.progressbar(length=len(plan.actions), label="restoring", file=sys.stderr if progress_bar
+                           else io.StringIO(), show_eta=True, show_pos=True, item_show_func=lambda rate: rate) as bar:
         def progress(_result):
             rate = (bar.pos + 1) / max(time.monotonic() - started, 1e-6)
             bar.update(1, f"{rate:.1f} keys/s")
