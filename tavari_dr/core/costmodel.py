@@ -314,6 +314,16 @@ def bucket_verify(counts: Counts, production: Production) -> Estimate:
                      "keys / 5500 per s)")
 
 
+def requests_as_counted(counts: Counts) -> Estimate:
+    """A step priced exactly as counted, on one connection (the quarterly drill's branches in AWS,
+    whose real duration stands beside this to give the model's error)."""
+    moved = counts.bytes_read + counts.bytes_written
+    parts = {"requests": fixed_requests_seconds(counts) + counts.n("list") * S3_REQUEST_SECONDS
+             + s3_object_requests_seconds(counts.n(*READ_KINDS), counts.n(*WRITE_KINDS), moved, 1)}
+    return _estimate(parts, {"requests": dict(counts.requests), "bytes": moved},
+                     "requests x latency + bytes / 85 MB/s (one connection)")
+
+
 def health(endpoints: int) -> Estimate:
     return _estimate({"health checks": endpoints * HEALTH_CHECK_SECONDS}, {"endpoints": endpoints},
                      "endpoints x latency")

@@ -57,12 +57,7 @@ def _modelled(branch: dict[str, Any]) -> tuple[Counts, dict[str, Any] | None]:
     if reported is None:
         return Counts(), None
     counts = Counts.from_json(reported)
-    reads, writes = counts.n(*costmodel.READ_KINDS), counts.n(*costmodel.WRITE_KINDS)
-    seconds = (costmodel.fixed_requests_seconds(counts) + counts.n("list") * costmodel.S3_REQUEST_SECONDS
-               + costmodel.s3_object_requests_seconds(reads, writes, counts.bytes_read + counts.bytes_written, 1))
-    return counts, {"seconds": round(seconds, 1), "inputs": {"requests": dict(counts.requests),
-                                                             "bytes": counts.bytes_read + counts.bytes_written},
-                    "formula": "requests x latency + bytes / 85 MB/s (one connection)", "parts": {"requests": seconds}}
+    return counts, costmodel.requests_as_counted(counts).to_json()
 
 
 def _seconds(branch: dict[str, Any]) -> float:
