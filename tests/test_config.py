@@ -256,6 +256,25 @@ def test_drill_settings_are_validated(drill, message):
         load_environment(with_prod(lambda p: p.update(drill=drill)), "prod")
 
 
+@pytest.mark.parametrize(("security", "message"), [
+    ({"break_glass_role_name": "role/with/slash"}, r"security.break_glass_role_name: \"role/with/slash\" is not "
+                                                   r"allowed; use an IAM role name"),
+    ({"cdk_bootstrap_qualifier": "Has-Dash"}, r"security.cdk_bootstrap_qualifier: .* CDK bootstrap qualifier"),
+    ({"trail_arn": "arn:aws:s3:::bucket"}, r"security.trail_arn: .* CloudTrail trail ARN"),
+    ({"unknown": 1}, r"security.unknown: unknown key"),
+])
+def test_security_settings_are_validated(security, message):
+    with pytest.raises(ConfigError, match=message):
+        load_environment(with_prod(lambda p: p.update(security=security)), "prod")
+
+
+def test_security_defaults_name_the_cdk_bootstrap_roles():
+    settings = load_environment(cdk_context(), "prod").security
+    assert settings.break_glass_role_name == "tavari-break-glass" and settings.trail_arn is None
+    assert settings.deploy_role_name("123456789012", "eu-central-1") == \
+        "cdk-hnb659fds-cfn-exec-role-123456789012-eu-central-1"
+
+
 def test_supabase_api_url_may_be_a_local_stand_in_but_never_plain_http_elsewhere():
     ok = load_environment(with_prod(lambda p: p.update(verification={"supabase_api_url": "http://127.0.0.1:8080"})),
                           "prod")
@@ -274,7 +293,7 @@ def test_every_configurable_field_carries_its_rule():
 
     sections = [config.EnvironmentConfig, config.InvoiceBucketConfig, config.ReplicationConfig, config.SecretsConfig,
                 config.MonitoringConfig, config.DatabaseBackupsConfig, config.VerificationConfig,
-                config.DataExportConfig, config.DrillConfig, config.Dataset]
+                config.DataExportConfig, config.DrillConfig, config.SecurityConfig, config.Dataset]
     bare = [f"{cls.__name__}.{f.name}" for cls in sections for f in dataclasses.fields(cls) if "rule" not in f.metadata]
     assert bare == ["EnvironmentConfig.name"]  # the environment's key in cdk.json, not a value in it
     for cls in sections:

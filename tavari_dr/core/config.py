@@ -55,6 +55,9 @@ _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
 _ORIGIN_RE = re.compile(r"^https://[a-z0-9.-]+(:\d+)?$")
+_ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
+_QUALIFIER_RE = re.compile(r"^[a-z0-9]{1,10}$")
+_TRAIL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:cloudtrail:[a-z0-9-]+:\d{12}:trail/[A-Za-z0-9._-]{3,128}$")
 
 
 class ConfigError(ValueError):
@@ -425,6 +428,33 @@ class DrillConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Who may still change or destroy what protects the backups, and where the tamper alarms look.
+
+    break_glass_role_name: the IAM role (same name in every account holding protected resources)
+        exempted from the deny statements on the backup buckets and protected keys where
+        removal_policy is retain; every assumption of it alarms (default tavari-break-glass).
+    cdk_bootstrap_qualifier: the CDK bootstrap qualifier whose CloudFormation execution role
+        (cdk-<qualifier>-cfn-exec-role-<account>-<region>) deploys the stacks and so keeps what it
+        needs (default hnb659fds, the CDK default).
+    trail_arn: an existing organization or account CloudTrail trail that logs management events and
+        the backup buckets' write data events; null (default) creates one per environment.
+    """
+
+    break_glass_role_name: str = rule("pattern", "tavari-break-glass", regex=_ROLE_NAME_RE, optional=False,
+                                      what="an IAM role name (letters, digits and +=,.@_-, at most 64)")
+    cdk_bootstrap_qualifier: str = rule("pattern", "hnb659fds", regex=_QUALIFIER_RE, optional=False,
+                                        what="a CDK bootstrap qualifier (1 to 10 lower-case letters or digits)")
+    trail_arn: str | None = rule("pattern", None, regex=_TRAIL_ARN_RE,
+                                 what="a CloudTrail trail ARN (arn:aws:cloudtrail:<region>:<account>:trail/<name>) "
+                                      "or null")
+
+    def deploy_role_name(self, account: str, region: str) -> str:
+        """The CloudFormation execution role of ``cdk bootstrap`` in that account and region."""
+        return f"cdk-{self.cdk_bootstrap_qualifier}-cfn-exec-role-{account}-{region}"
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
@@ -446,6 +476,7 @@ class EnvironmentConfig:
     verification: VerificationConfig = section(VerificationConfig)
     data_export: DataExportConfig = section(DataExportConfig)
     drill: DrillConfig = section(DrillConfig)
+    security: SecurityConfig = section(SecurityConfig)
 
     @property
     def retain(self) -> bool:
