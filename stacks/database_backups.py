@@ -90,6 +90,11 @@ class DatabaseBackupsStack(Stack):
                                     replica=replica)
         if replica is None:
             acknowledge(self.backups.bucket, no_replication_reason, "NIST.800.53.R5-S3BucketReplicationEnabled")
+        # Signs every backup's manifest (which pins each artifact's version ID, size and sha256): only the
+        # nightly job may call kms:Sign, so a writer with nothing but s3:PutObject cannot plant a backup.
+        self.signing_key = kms.Key(self, "ManifestSigningKey", description="Signs database backup manifests",
+                                   key_spec=kms.KeySpec.ECC_NIST_P256, key_usage=kms.KeyUsage.SIGN_VERIFY,
+                                   removal_policy=removal_policy, pending_window=Duration.days(30))
 
         # Public subnets and a public IP instead of NAT gateways: the jobs only call AWS APIs and the
         # Supabase pooler over TLS, and a NAT gateway costs ~$33/month per AZ for a nightly task.
@@ -184,6 +189,7 @@ class DatabaseBackupsStack(Stack):
         self.drill = self._quarterly_drill(drill, environment, log_retention_days)
 
         CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
+        CfnOutput(self, outputs.MANIFEST_SIGNING_KEY_ARN, value=self.signing_key.key_arn)
         CfnOutput(self, outputs.RESTORE_TEST_BUCKET_NAME, value=self.restore_test.bucket.bucket_name)
         CfnOutput(self, outputs.REPORTS_BUCKET_NAME, value=self.reports.bucket.bucket_name)
         CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
