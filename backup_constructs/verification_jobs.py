@@ -35,6 +35,11 @@ class VerificationJob:
         return "Verify" + "".join(part.capitalize() for part in self.name.split("_"))
 
 
+# What a reader of the backups needs of the signing key: verify a signature, and its creation date
+# (the cut-over before which unsigned manifests were all there was).
+VERIFY_ACTIONS = ("kms:Verify", "kms:DescribeKey")
+
+
 class VerificationJobs(Construct):
     """The scheduled verification Lambdas (tavari_dr.verification.jobs): daily monitor, weekly integrity
     and monthly S3 restore test, each a PythonFunction on an EventBridge Scheduler schedule with retries
@@ -44,6 +49,7 @@ class VerificationJobs(Construct):
     time_zone: of every schedule. environment: of every function (TAVARI_VERIFICATION, TAVARI_TARGETS, ...).
     reports: where reports go (read and write, never delete: reports are the evidence that checks ran).
     backups: the database backup bucket the daily and weekly checks read.
+    signing_key: the key whose signature on a backup's manifest those checks verify (kms:Verify).
     scratch: the restore test's scratch bucket (the monthly job writes and removes its copies).
     invoice_access: the invoice stack's read-only managed policy.
     supabase_secrets: the Management API secrets the daily monitor reads (id -> ARN), through secrets_key.
@@ -53,7 +59,8 @@ class VerificationJobs(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, jobs: Sequence[VerificationJob], time_zone: str,
-                 environment: Mapping[str, str], reports: s3.IBucket, backups: s3.IBucket, scratch: s3.IBucket,
+                 environment: Mapping[str, str], reports: s3.IBucket, backups: s3.IBucket, signing_key: kms.IKey,
+                 scratch: s3.IBucket,
                  invoice_access: iam.IManagedPolicy, supabase_secrets: Mapping[str, str], secrets_key: kms.IKey,
                  log_key: kms.IKey, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
@@ -84,6 +91,7 @@ class VerificationJobs(Construct):
         secrets_key.grant_decrypt(daily.role)
         for fn in (daily, weekly):
             backups.grant_read(fn.role)
+            signing_key.grant(fn.role, *VERIFY_ACTIONS)
         weekly.role.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"],
                                                                  resources=["*"]))
         scratch.grant_read(monthly.role)

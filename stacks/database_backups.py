@@ -28,7 +28,7 @@ from backup_constructs.quarterly_drill import QuarterlyDrill
 from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
-from backup_constructs.verification_jobs import VerificationJob, VerificationJobs
+from backup_constructs.verification_jobs import VERIFY_ACTIONS, VerificationJob, VerificationJobs
 from tavari_dr.core import metrics, outputs
 from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, VerificationConfig
 
@@ -134,10 +134,11 @@ class DatabaseBackupsStack(Stack):
         bucket_args = ["--env", environment, "--bucket", self.backups.bucket.bucket_name,
                        "--region", self.region, "--publish-metrics"]
         report_args = ["--report-bucket", self.reports.bucket.bucket_name]
+        key_args = ["--signing-key", self.signing_key.key_arn]
         self.nightly = ScheduledFargateJob(
             self, "NightlyBackup", **common, schedule=settings.schedule,
             description="Off-site pg_dump of the Supabase database (database_backups.schedule)",
-            command=["db", "backup", "--reason", "nightly", *bucket_args],
+            command=["db", "backup", "--reason", "nightly", *bucket_args, *key_args],
             # Imported by ARN: ecs.Secret on the owning stack's secret would write this task's role into
             # the secrets key policy, and the two stacks would depend on each other.
             secrets={"TAVARI_DATABASE_URL": ecs.Secret.from_secrets_manager(
@@ -145,7 +146,7 @@ class DatabaseBackupsStack(Stack):
         self.weekly = ScheduledFargateJob(
             self, "WeeklyVerify", **common, schedule=settings.weekly_verify_schedule, cpu=512, memory_mib=1024,
             description="Weekly check of the newest dump: sha256 and table of contents",
-            command=["db", "verify", "--quick", *bucket_args, *report_args])
+            command=["db", "verify", "--quick", *bucket_args, *report_args, *key_args])
         scratch_password = sm.Secret(self, "ScratchPassword", description="Password of the monthly scratch database",
                                      encryption_key=customer_managed_key(self, "ScratchKey",
                                                                          description="Scratch database password",
@@ -158,7 +159,7 @@ class DatabaseBackupsStack(Stack):
             self, "MonthlyRestoreTest", **common, schedule=settings.monthly_verify_schedule, cpu=2048,
             memory_mib=8192, description="Monthly restore test into a scratch supabase/postgres database",
             command=["db", "verify", "--scratch-url",
-                     "postgresql://postgres@localhost:5432/postgres", *bucket_args, *report_args],
+                     "postgresql://postgres@localhost:5432/postgres", *bucket_args, *report_args, *key_args],
             secrets={"PGPASSWORD": ecs.Secret.from_secrets_manager(scratch_password)},
             sidecar=Sidecar(name="ScratchDatabase", image=ecs.ContainerImage.from_registry(settings.scratch_image),
                             health_command="pg_isready -U postgres -h localhost", environment={},
@@ -171,6 +172,10 @@ class DatabaseBackupsStack(Stack):
                 actions=["cloudwatch:PutMetricData"], resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": metrics.NAMESPACE}}))
         self.backups.bucket.grant_put(self.nightly.task_definition.task_role)
+        # Only the nightly job signs; the checks verify.
+        self.signing_key.grant(self.nightly.task_definition.task_role, "kms:Sign")
+        for job in (self.weekly, self.monthly):
+            self.signing_key.grant(job.task_definition.task_role, *VERIFY_ACTIONS)
         for job in (self.weekly, self.monthly):
             self.reports.bucket.grant_put(job.task_definition.task_role)
         self.nightly.task_definition.task_role.add_to_principal_policy(iam.PolicyStatement(
@@ -245,6 +250,7 @@ class DatabaseBackupsStack(Stack):
             "invoice_bucket": inputs.invoice_bucket.bucket_name, "invoice_key_arn": inputs.invoice_key.key_arn,
             "archive_after_days": inputs.archive_after_days, "archive_storage_class": inputs.archive_storage_class,
             "backup_bucket": self.backups.bucket.bucket_name, "reports_bucket": self.reports.bucket.bucket_name,
+            "signing_key_arn": self.signing_key.key_arn,
             "scratch_bucket": self.restore_test.bucket.bucket_name, "replica_bucket": inputs.replica_bucket_name,
             "supabase_url_secret": inputs.supabase_url_secret.secret_arn,
             "supabase_token_secret": inputs.supabase_token_secret.secret_arn})
@@ -256,7 +262,8 @@ class DatabaseBackupsStack(Stack):
                                 MONTH)],
             environment={"TAVARI_VERIFICATION": json.dumps(asdict(settings)), "TAVARI_TARGETS": targets,
                          "TAVARI_RPO_HOURS": str(inputs.rpo_hours), "TAVARI_DR_REGION": inputs.dr_region or ""},
-            reports=self.reports.bucket, backups=self.backups.bucket, scratch=self.restore_test.bucket,
+            reports=self.reports.bucket, backups=self.backups.bucket, signing_key=self.signing_key,
+            scratch=self.restore_test.bucket,
             invoice_access=inputs.invoice_access, secrets_key=inputs.secrets_key,
             supabase_secrets={"SupabaseUrl": inputs.supabase_url_secret.secret_arn,
                               "SupabaseToken": inputs.supabase_token_secret.secret_arn},

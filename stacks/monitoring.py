@@ -138,6 +138,12 @@ class MonitoringStack(Stack):
                 runbook=Runbook(f"The newest off-site dump shrank by more than {settings.backup_size_drop_percent} % "
                                 "against the previous one.",
                                 "Compare the manifests' row counts; look for deleted data.", "backup-size-drop"))
+        m.alarm("BackupTampered", metric=_metric(metrics.BACKUP_TAMPERED, None, "Sum", Duration.minutes(5)),
+                threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook("A database backup was overwritten, hidden by a delete marker, planted, or its "
+                                "manifest does not verify with the signing key.",
+                                "Treat as a security incident: tavari-dr db list shows what; do not restore from it "
+                                "without --manifest-version.", "backup-tampered"))
         m.alarm("CheckFailed", metric=_metric(metrics.CHECK_FAILED, None, "Sum", Duration.hours(1)),
                 threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 runbook=Runbook("A backup verification check failed or could not run.",

@@ -148,10 +148,19 @@ def test_cli_batch_operations_path(s3, monkeypatch):
         return b.BatchJobs(copy_job_id="job-123", manifests=["s3://manifests/x.csv"])
 
     monkeypatch.setattr(b, "create_jobs", fake_create_jobs)
+    s3.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="Tavari-Dev-DatabaseBackups", TemplateBody=json.dumps({
+            "Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"ReportsBucketName": {"Value": "reports"}}}))
     result = CliRunner().invoke(main, ["bucket", "restore", "--env", "dev", "--to", "2026-11-01T12:00:00Z",
                                        "--apply", "--batch-operations"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "copy job: job-123" in result.output and "await confirmation" in result.output
+    (listed,) = s3.list_objects_v2(Bucket="reports", Prefix="audit/bucket_batch_restore/")["Contents"]
+    record = json.loads(s3.get_object(Bucket="reports", Key=listed["Key"])["Body"].read())
+    assert record["outcome"] == "batch jobs created (awaiting confirmation)"
+    assert record["details"]["jobs"]["copy_job_id"] == "job-123" and record["caller"].startswith("arn:aws:")
     plan, kwargs = created[0]
     assert [a.key for a in plan.actions] == ["a.pdf"]
     assert kwargs["role_arn"].endswith(":role/batch") and kwargs["manifest_bucket"] == "manifests"

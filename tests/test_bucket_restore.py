@@ -105,6 +105,7 @@ def s3():
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         make_bucket(client, "invoices")
+        client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
         yield client
 
 
@@ -347,14 +348,25 @@ def test_cli_dry_run_plan_file_apply_and_no_op(s3, tmp_path):
     assert "copy" in out and "delete-marker" in out and "dry run: nothing written" in out
     assert len(json.loads(plan_file.read_text())["actions"]) == 4
     code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(plan_file), "--apply",
-                        "--state-dir", str(tmp_path / "state"))
+                        "--state-dir", str(tmp_path / "state"), "--report-bucket", "reports")
     assert code == 0, out
-    assert "4 done" in out
+    assert "4 done" in out and "audit record: s3://reports/audit/bucket_restore/" in out
+    (record,) = audit_records(s3)
+    assert record["outcome"] == "restored" and record["caller"].startswith("arn:aws:")
+    assert record["source"] == {"bucket": "invoices", "to": to.isoformat(), "prefix": ""}
+    assert record["target"]["bucket"] == "invoices" and record["details"]["counts"] == {"done": 4}
     report = [json.loads(line) for line in next((tmp_path / "state").glob("*.report.jsonl")).read_text().splitlines()]
     assert {row["status"] for row in report} == {"done"} and len(report) == 4
     assert r.visible_state(s3, "invoices") == h.state_after(2)
-    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+                        "--report-bucket", "reports")
     assert code == 0 and "nothing to do" in out
+    assert len(audit_records(s3)) == 1  # nothing was written, so nothing to record
+
+
+def audit_records(s3):
+    listed = s3.list_objects_v2(Bucket="reports", Prefix="audit/").get("Contents", [])
+    return [json.loads(s3.get_object(Bucket="reports", Key=o["Key"])["Body"].read()) for o in listed]
 
 
 @pytest.mark.parametrize(("to", "message"), [
@@ -400,7 +412,9 @@ def test_cli_exit_1_when_a_key_fails(s3, tmp_path, monkeypatch):
 
     monkeypatch.setattr(r, "copy_version", broken)
     code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
-                        "--state-dir", str(tmp_path / "s"))
+                        "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
     assert code == 1
+    (record,) = audit_records(s3)
+    assert record["outcome"].startswith("failed: 1 failed")
     assert "failed   k01.pdf" in out and "AccessDenied" in out and "1 failed" in out
     assert Path(tmp_path / "s").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -11,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from tavari_dr.core.aws import EMULATOR_CONFIG
-from tavari_dr.database.backup import Manifest
 from tavari_dr.verification import checks as c
+from tests.backups import Signing, write_backup
 from tests.http_stub import ScriptedServer, server_factory
 
 pytestmark = pytest.mark.moto
@@ -254,39 +253,45 @@ def test_replication_health_compares_replicas_by_size_and_checksum_never_etag(s3
     assert result.status == "FAIL" and "PENDING for more than" in result.details[0]
 
 
-def put_manifest(s3, *, finished, data=b"PGDMP data", corrupt=False):
-    backup_id = finished.strftime("%Y%m%dT%H%M%SZ") + "-nightly"
-    prefix = f"dumps/daily/{backup_id}"
-    s3.put_object(Bucket="scratch", Key=f"{prefix}/data.dump", Body=b"PGDMP tampered" if corrupt else data)
-    manifest = Manifest(
-        backup_id=backup_id, reason="nightly", tier="daily", database="postgres", started_at=finished.isoformat(),
-        finished_at=finished.isoformat(), server_version="15.8", pg_dump_version="17", snapshot="x",
-        data_schemas=["public"], excluded_schemas=[], tables={"public.t": 1},
-        artifacts={"data.dump": {"key": f"{prefix}/data.dump", "bytes": len(data),
-                                 "sha256": hashlib.sha256(data).hexdigest()}},
-        retain_until=(finished + timedelta(days=35)).isoformat(), lock_mode="GOVERNANCE")
-    s3.put_object(Bucket="scratch", Key=f"{prefix}/manifest.json", Body=manifest.to_json().encode())
+@pytest.fixture
+def signing(s3):
+    return Signing()
 
 
-def freshness(s3, verify=False):
-    return c.run_check("offsite", lambda r: c.offsite_freshness(r, s3=s3, bucket="scratch", rpo_hours=24, now=NOW,
-                                                                verify_sha256=verify))
+def freshness(s3, signing, verify=False):
+    return c.run_check("offsite", lambda r: c.offsite_freshness(r, s3=s3, bucket="scratch", verifier=signing.verifier,
+                                                                rpo_hours=24, now=NOW, verify_sha256=verify))
 
 
-def test_offsite_freshness_uses_only_complete_dumps(s3):
-    assert freshness(s3).status == "FAIL"  # nothing yet
-    put_manifest(s3, finished=NOW - timedelta(hours=30))
+def test_offsite_freshness_uses_only_complete_dumps(s3, signing):
+    assert freshness(s3, signing).status == "FAIL"  # nothing yet
+    write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=30))
     s3.put_object(Bucket="scratch", Key="dumps/daily/20261125T110000Z-nightly/data.dump", Body=b"no manifest")
-    result = freshness(s3)
+    result = freshness(s3, signing)
     assert result.status == "FAIL" and result.measured["backup_age_hours"] == 30.0  # the incomplete one is ignored
-    put_manifest(s3, finished=NOW - timedelta(hours=2))
-    assert freshness(s3, verify=True).status == "PASS"
+    write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=2))
+    result = freshness(s3, signing, verify=True)
+    assert result.status == "PASS" and result.measured["trust"] == "signed" and not result.measured["tampered"]
 
 
-def test_weekly_sha256_reverification_catches_a_replaced_dump(s3):
-    put_manifest(s3, finished=NOW - timedelta(hours=2), corrupt=True)
-    result = freshness(s3, verify=True)
-    assert result.status == "FAIL" and "does not match the manifest" in result.details[0]
+def test_offsite_checks_fail_on_a_replaced_dump_and_say_tampered(s3, signing):
+    manifest = write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=2))
+    s3.put_object(Bucket="scratch", Key=manifest.artifacts["data.dump"]["key"], Body=b"PGDMP replaced")
+    for verify in (False, True):  # the daily freshness check sees it too, not only the weekly sha256 pass
+        result = freshness(s3, signing, verify=verify)
+        assert result.status == "FAIL" and result.measured["tampered"] is True
+        assert "data.dump: 2 versions" in result.details[0]
+
+
+def test_a_tampered_backup_publishes_backup_tampered_for_the_alarm(s3, signing):
+    from tavari_dr.verification import jobs
+
+    manifest = write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=2))
+    s3.delete_object(Bucket="scratch", Key=manifest.artifacts["schema.dump"]["key"])  # a marker hides it
+    emitted = []
+    jobs.record([freshness(s3, signing)], job="daily_monitor", s3=s3, reports_bucket="reports", now=NOW,
+                emit=lambda values, dims=None, **_: emitted.append((values, dims)))
+    assert ({"BackupTampered": 1}, None) in emitted and ({"BackupTampered": 1}, {"Source": "offsite"}) in emitted
 
 
 def put_storage_metrics(cw, bucket, size, count):

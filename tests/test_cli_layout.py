@@ -65,10 +65,14 @@ def test_bucket_restore_answers_in_json_for_the_dry_run_and_the_result(tmp_path)
         assert dry.exit_code == 0, dry.output
         answer = json.loads(dry.stdout)
         assert answer["applied"] is False and answer["keys_in_scope"] == 1 and "result" not in answer
-        done = CliRunner().invoke(main, [*args, "--apply"], catch_exceptions=False)
+        s3.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        done = CliRunner().invoke(main, [*args, "--apply", "--report-bucket", "reports"], catch_exceptions=False)
         assert done.exit_code == 0, done.output
-        result = json.loads(done.stdout)["result"]
+        answer = json.loads(done.stdout)
+        result = answer["result"]
         assert result["counts"] == {"done": 1} and result["problems"] == [] and result["report"].endswith(".jsonl")
+        assert answer["audit_record"]["outcome"] == "restored"
+        assert answer["audit_record"]["record"].startswith("s3://reports/audit/bucket_restore/")
 
 
 def test_one_outcome_shape_for_emf_and_put_metric_data():

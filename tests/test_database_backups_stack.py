@@ -79,6 +79,11 @@ def container(env, command_word):
     raise AssertionError(command_word)
 
 
+def containers(env, command_word):
+    return [(t, c) for t in resources(env, "AWS::ECS::TaskDefinition").values()
+            for c in t["Properties"]["ContainerDefinitions"] if command_word in (c.get("Command") or [])]
+
+
 def test_nightly_job_command_secret_and_grants(prod):
     task, job = container(prod, "backup")
     assert job["Command"][:4] == ["db", "backup", "--reason", "nightly"]
@@ -186,3 +191,42 @@ def test_verification_jobs_have_the_standard_job_alarms(prod):
                    and a.get("Dimensions") == [{"Name": "Job", "Value": job}]]
         assert len(missing) == 1 and missing[0]["TreatMissingData"] == "breaching", job
     assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 6  # router, three jobs, export API+worker
+
+
+def _role_actions(env, role_id):
+    """Every (action, resource) the role's inline policies grant."""
+    granted = set()
+    for policy in resources(env, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            granted |= {(a, json.dumps(r, sort_keys=True)) for a in actions for r in targets}
+    return granted
+
+
+def test_only_the_nightly_job_may_sign_manifests_and_every_reader_verifies(prod, dev):
+    for env in (prod, dev):
+        (key_id,) = [k for k, v in resources(env, "AWS::KMS::Key").items()
+                     if v["Properties"].get("KeySpec") == "ECC_NIST_P256"]
+        key = resources(env, "AWS::KMS::Key")[key_id]["Properties"]
+        assert key["KeyUsage"] == "SIGN_VERIFY"
+        key_ref = json.dumps({"Fn::GetAtt": [key_id, "Arn"]}, sort_keys=True)
+        signers, verifiers = set(), set()
+        for role_id in resources(env, "AWS::IAM::Role"):
+            granted = _role_actions(env, role_id)
+            if ("kms:Sign", key_ref) in granted:
+                signers.add(role_id)
+            if {("kms:Verify", key_ref), ("kms:DescribeKey", key_ref)} <= granted:
+                verifiers.add(role_id)
+            assert not any(a in ("kms:*", "kms:Sign") and r == '"*"' for a, r in granted), role_id
+        nightly, _ = container(env, "backup")
+        assert signers == {nightly["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]}
+        # The weekly and monthly tasks, the daily monitor and the weekly integrity Lambda.
+        assert len(verifiers) == 4 and not signers & verifiers
+        for command in ("backup", "verify"):
+            for _, job in containers(env, command):
+                assert job["Command"][job["Command"].index("--signing-key") + 1] == {"Fn::GetAtt": [key_id, "Arn"]}
+        outputs_ = env.templates[env.stack(BACKUPS)]["Outputs"]
+        assert outputs_[outputs.MANIFEST_SIGNING_KEY_ARN]["Value"] == {"Fn::GetAtt": [key_id, "Arn"]}

@@ -144,7 +144,8 @@ def test_a_broken_backup_fails_the_drill_at_the_restore_step(synthesized, tmp_pa
     report, _, out = run_drill(synthesized, "dev", tmp_path, fault="corrupt-backup")
     assert not report["passed"]
     assert report["failures"][0].startswith("1 database corruption: restore the database from the off-site backup")
-    assert "sha256" in report["failures"][0]
+    # The fault overwrites data.dump: a second version, which the signed manifest does not record.
+    assert "was tampered with: data.dump: 2 versions" in report["failures"][0]
     assert "FAILED" in (out / "drill-report.md").read_text()
 
 

@@ -66,6 +66,9 @@ def test_alarm_inventory_prod(prod):
     assert {a.get("Threshold") for a in sizes} == {10485760, 50}  # floor, and drop % (math)
     assert by_metric[metrics.CHECK_FAILED][0]["Threshold"] == 0
     assert "Dimensions" not in by_metric[metrics.CHECK_FAILED][0]  # the aggregate over every check
+    (tampered,) = by_metric[metrics.BACKUP_TAMPERED]  # any reader's finding, within five minutes
+    assert tampered["Threshold"] == 0 and tampered["Period"] == 300 and "Dimensions" not in tampered
+    assert tampered["ComparisonOperator"] == "GreaterThanThreshold" and tampered["TreatMissingData"] == "notBreaching"
     assert {a["Threshold"] for a in by_metric["BucketSizeBytes"] + by_metric["NumberOfObjects"]} == {25}
     assert by_metric["OperationsFailedReplication"][0]["Threshold"] == 0
     latency = by_metric["ReplicationLatency"][0]

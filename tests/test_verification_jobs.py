@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -13,8 +14,9 @@ from moto import mock_aws
 from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.core.config import VerificationConfig
 from tavari_dr.verification import jobs as v
+from tests.backups import Signing, write_backup
 from tests.test_alerts import FakeContext
-from tests.test_checks import SupabaseApi, backups_body, configure_like_the_stack, put_manifest
+from tests.test_checks import SupabaseApi, backups_body, configure_like_the_stack
 
 pytestmark = pytest.mark.moto
 REGION = "eu-west-1"
@@ -32,7 +34,8 @@ def world(monkeypatch):
         for i in range(6):
             for version in range(2):
                 s3.put_object(Bucket="invoices", Key=f"inv/{i}.pdf", Body=f"v{version} {i}".encode())
-        put_manifest(s3, finished=datetime.now(UTC) - timedelta(hours=2))
+        signing = Signing()
+        write_backup(s3, "scratch", signing.signer, finished=datetime.now(UTC) - timedelta(hours=2))
         sm = boto3.client("secretsmanager", region_name=REGION)
         url = sm.create_secret(Name="url", SecretString="https://abcd.supabase.co")["ARN"]
         token = sm.create_secret(Name="token", SecretString="sbp_token")["ARN"]
@@ -41,7 +44,8 @@ def world(monkeypatch):
                                                    / 3600 + 2), 0)] * 4)
         targets = {"invoice_bucket": "invoices", "invoice_key_arn": "arn:aws:kms:key/1", "archive_after_days": 90,
                    "archive_storage_class": "GLACIER_IR", "backup_bucket": "scratch", "reports_bucket": "reports",
-                   "scratch_bucket": "scratch", "replica_bucket": None, "supabase_url_secret": url,
+                   "scratch_bucket": "scratch", "replica_bucket": None, "signing_key_arn": signing.arn,
+                   "supabase_url_secret": url,
                    "supabase_token_secret": token}
         settings = VerificationConfig(supabase_api_url=api.url, integrity_sample_size=5, restore_test_sample_size=3)
         monkeypatch.setenv("TAVARI_VERIFICATION", json.dumps(asdict(settings)))
@@ -145,7 +149,9 @@ def test_cli_verify_runs_the_same_checks_and_exits_1_on_failure(world, monkeypat
             (outputs.INVOICE_STORAGE, {outputs.INVOICE_BUCKET_NAME: "invoices",
                                        outputs.INVOICE_KEY_ARN: "arn:aws:kms:key/1"}),
             (outputs.DATABASE_BACKUPS, {outputs.BACKUP_BUCKET_NAME: "scratch", outputs.REPORTS_BUCKET_NAME: "reports",
-                                        outputs.RESTORE_TEST_BUCKET_NAME: "scratch"}),
+                                        outputs.RESTORE_TEST_BUCKET_NAME: "scratch",
+                                        outputs.MANIFEST_SIGNING_KEY_ARN: json.loads(
+                                            os.environ["TAVARI_TARGETS"])["signing_key_arn"]}),
             (outputs.SECRETS, secret_outputs)):
         cfn.create_stack(StackName=config.stack_name(purpose), TemplateBody=json.dumps({
             "Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},

@@ -12,8 +12,18 @@ from typing import Any
 import click
 
 from tavari_dr.bucket import restore as restore_lib
-from tavari_dr.cli.common import Deployed, Failed, aws_command, echo_json, format_bytes, format_option
+from tavari_dr.cli.common import (
+    Deployed,
+    Failed,
+    audited,
+    aws_command,
+    echo_json,
+    format_bytes,
+    format_option,
+    report_bucket_option,
+)
 from tavari_dr.core import outputs
+from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig
 
@@ -39,9 +49,10 @@ def group() -> None:
 @click.option("--batch-operations", is_flag=True,
               help="Create S3 Batch Operations jobs instead of copying from this machine (needs --env).")
 @click.option("--confirm", is_flag=True, help="With --batch-operations: start the jobs without a confirmation step.")
+@report_bucket_option
 @format_option
 def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, plan_in, apply, concurrency,
-            state_dir, batch_operations, confirm, output_format):
+            state_dir, batch_operations, confirm, report_bucket, output_format):
     client = target.client("s3")
     if plan_in:
         plan = restore_lib.Plan.from_json(plan_in.read_text())
@@ -74,11 +85,28 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
         elif not plan.actions:
             outcome.update(applied=True, result={"counts": {}, "seconds": 0.0, "report": None, "problems": []})
             say("nothing to do: the bucket already matches the state at that time")
-        elif batch_operations:
-            outcome.update(applied=True, batch_operations=_batch_restore(config, target, plan, confirm, say))
         else:
-            outcome.update(applied=True, result=_apply(client, plan, state_dir, concurrency, say,
-                                                       progress_bar=not as_json))
+            if batch_operations and config is None:
+                raise click.UsageError("--batch-operations needs --env: the job role, function and manifest bucket "
+                                       "are stack outputs")
+            record = AuditRecord("bucket_batch_restore" if batch_operations else "bucket_restore", caller="",
+                                 source={"bucket": plan.bucket, "to": plan.to, "prefix": plan.prefix},
+                                 target={"bucket": plan.destination, "prefix": plan.prefix},
+                                 details={"plan": plan.fingerprint(), "actions": len(plan.actions),
+                                          "summary": plan.summary()})
+            with audited(config, target, report_bucket, record, say=say) as audit:
+                outcome["audit_record"] = audit
+                if batch_operations:
+                    jobs = _batch_restore(config, target, plan, confirm, say)
+                    outcome.update(applied=True, batch_operations=jobs)
+                    record.details["jobs"] = jobs
+                    audit["outcome"] = "batch jobs created" + (" (awaiting confirmation)"
+                                                               if jobs["confirmation_required"] else "")
+                else:
+                    result = _apply(client, plan, state_dir, concurrency, say, progress_bar=not as_json)
+                    outcome.update(applied=True, result=result)
+                    record.details["counts"] = result["counts"]
+                    audit["outcome"] = "restored"
     finally:
         if as_json:
             echo_json(outcome)
@@ -122,9 +150,7 @@ def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: re
                    say: Callable[[str], None]) -> dict[str, Any]:
     from tavari_dr.bucket import batch
 
-    if config is None:
-        raise click.UsageError("--batch-operations needs --env: the job role, function and manifest bucket "
-                               "are stack outputs")
+    assert config is not None  # refused earlier, before anything is recorded
     deployed = Deployed(config, target)
     if plan.destination != deployed.outputs(outputs.INVOICE_STORAGE).get(outputs.INVOICE_BUCKET_NAME):
         raise click.UsageError("--batch-operations restores the invoice bucket in place; its role may write "

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr.core import outputs
+from tavari_dr.core.audit import AuditRecord, caller_arn
 from tavari_dr.core.aws import AwsTarget, DiscoveryError, stack_outputs
 from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_from_file
 from tavari_dr.core.envfile import EnvFileError
+from tavari_dr.database.manifest import BackupTampered
 
 
 class Failed(click.ClickException):
@@ -175,3 +178,32 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+report_bucket_option = click.option(
+    "--report-bucket", help="Where the restore's audit record goes (default: the DatabaseBackups stack's reports "
+                            "bucket).")
+
+
+@contextmanager
+def audited(config: EnvironmentConfig | None, target: AwsTarget, report_bucket: str | None, record: AuditRecord,
+            *, say: Callable[[str], None] | None = None) -> Iterator[dict[str, str]]:
+    """Write ``record`` (a real restore) to the reports bucket's audit/ whatever happens: the body sets
+    ``outcome``; a refusal or a failure is recorded as one. The record's S3 URL ends up in the state
+    (``record``) and, through ``say`` (default: stderr), in front of the operator."""
+    bucket = Deployed(config, target).resource(report_bucket, outputs.DATABASE_BACKUPS, outputs.REPORTS_BUCKET_NAME,
+                                               what="reports bucket (where the restore's audit record goes)",
+                                               option="--report-bucket")
+    record.caller = caller_arn(target.client("sts"))
+    state = {"outcome": "failed: interrupted"}
+    try:
+        yield state
+    except click.ClickException as err:
+        state["outcome"] = f"failed: {err.format_message()}"
+        raise
+    except Exception as err:
+        state["outcome"] = f"{'refused' if isinstance(err, BackupTampered) else 'failed'}: {err}"
+        raise
+    finally:
+        state["record"] = f"s3://{bucket}/{record.write(target.client('s3'), bucket, state['outcome'])}"
+        (say or (lambda line: click.echo(line, err=True)))(f"audit record: {state['record']}")

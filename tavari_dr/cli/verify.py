@@ -35,9 +35,10 @@ def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket
         scratch_bucket=deployed.resource(None, outputs.DATABASE_BACKUPS, outputs.RESTORE_TEST_BUCKET_NAME,
                                          what="restore-test bucket"),
         replica_bucket=replica,
+        signing_key_arn=deployed.outputs(outputs.DATABASE_BACKUPS).get(outputs.MANIFEST_SIGNING_KEY_ARN),
         supabase_url_secret=arns["SUPABASE_URL"], supabase_token_secret=arns["SUPABASE_ACCESS_TOKEN"])
     clients = verification.Clients(s3=target.client("s3"), replica_s3=target.client("s3", dr=True),
-                                   cloudwatch=target.client("cloudwatch"),
+                                   cloudwatch=target.client("cloudwatch"), kms=target.client("kms"),
                                    secretsmanager=target.client("secretsmanager"))
     results = verification.run_checks(names or verification.CHECKS, clients=clients, targets=targets,
                                       settings=config.verification, rpo_hours=config.monitoring.rpo_hours,

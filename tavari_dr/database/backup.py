@@ -1,44 +1,51 @@
 """Off-site database backups: a consistent pg_dump of Supabase, streamed to an Object-Lock bucket.
 
-Layout of one backup (``<id>`` = ``20261125T020000Z-nightly``)::
-
-    dumps/<tier>/<id>/roles.sql             pg_dumpall --roles-only --no-role-passwords (reserved roles commented out)
-    dumps/<tier>/<id>/schema.dump           pg_dump -Fc --schema-only, Supabase's internal schemas excluded
-    dumps/<tier>/<id>/internal_schema.dump  pg_dump -Fc --schema-only of auth and storage (for plain targets)
-    dumps/<tier>/<id>/data.dump             pg_dump -Fc --data-only, auth and storage data included
-    dumps/<tier>/<id>/manifest.json         written LAST: no manifest = incomplete, never "latest"
+The layout and the manifest are tavari_dr.database.manifest's; this module writes them (run_backup)
+and reads them back (verify_quick, restore) through it.
 
 All dumps read one exported snapshot, taken by a REPEATABLE READ transaction that also counts
 every table's rows, so the manifest's counts match the dump exactly. Nothing is held in memory
 or on disk beyond one upload part: pg_dump's output streams into a multipart upload while its
-sha256 is computed. Each object carries an Object Lock retain-until date from its tier.
-
-One module over 400 lines: it is the backup format (the layout above and its manifest) with the
-code that writes it and the code that reads it back (list, verify, restore); a change to the
-format changes both sides at once, and neither is used without the other.
+sha256 is computed. Each object is written once (If-None-Match: *) with an Object Lock
+retain-until date from its tier; the manifest, signed by KMS, pins every artifact's version.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tavari_dr.core import s3sink
-from tavari_dr.core.config import DatabaseBackupsConfig, Tier
+from tavari_dr.core.config import Tier
 from tavari_dr.core.s3sink import PART_SIZE
 from tavari_dr.core.schedule import local_date
+from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exported for the CLI, jobs and checks
+    ARTIFACTS,
+    DEFAULT_TIERS,
+    FORMAT,
+    MANIFEST,
+    SIGNED,
+    UNSIGNED_LEGACY,
+    BackupEntry,
+    BackupError,
+    BackupTampered,
+    Manifest,
+    OpenedBackup,
+    fetch_verified,
+    find_backup,
+    list_backups,
+)
+from tavari_dr.database.signing import KmsSigner, KmsVerifier, envelope
 
 # Supabase's own schemas (as `supabase db dump` excludes them from a schema dump).
 INTERNAL_SCHEMAS = (
@@ -55,16 +62,6 @@ RESERVED_ROLES = (
     "pgsodium_keyholder", "pgsodium_keyiduser", "pgsodium_keymaker",
 )
 TRANSACTION_POOLER_PORT = 6543
-ARTIFACTS = ("roles.sql", "schema.dump", "internal_schema.dump", "data.dump")
-MANIFEST = "manifest.json"
-FORMAT = "tavari-db-backup/1"
-
-
-class BackupError(RuntimeError):
-    """A backup, verification or restore step failed; the message names the step."""
-
-
-DEFAULT_TIERS = DatabaseBackupsConfig().tiers
 
 
 def tier_for(when: datetime, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC") -> Tier:
@@ -170,39 +167,6 @@ def comment_reserved_roles(sql: bytes) -> bytes:
 # --------------------------------------------------------------------------- backup
 
 
-@dataclass
-class Manifest:
-    backup_id: str
-    reason: str
-    tier: str
-    database: str
-    started_at: str
-    finished_at: str
-    server_version: str
-    pg_dump_version: str
-    snapshot: str
-    data_schemas: list[str]
-    excluded_schemas: list[str]
-    tables: dict[str, int]
-    artifacts: dict[str, dict[str, Any]]
-    retain_until: str
-    lock_mode: str
-    format: str = FORMAT
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(a["bytes"] for a in self.artifacts.values())
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "total_bytes": self.total_bytes}, indent=1, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        data = json.loads(text)
-        data.pop("total_bytes", None)
-        return cls(**data)
-
-
 def _slug(reason: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", reason.lower()).strip("-")[:40] or "backup"
 
@@ -229,11 +193,11 @@ def list_tables(cur: Any) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, now: datetime | None = None,
-               tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC", lock_mode: str = "GOVERNANCE",
-               pg_bin: Path | None = None, part_size: int = PART_SIZE,
+def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: KmsSigner,
+               now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
+               lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Manifest:
-    """Take one backup; returns its manifest (already uploaded, last)."""
+    """Take one backup; returns its manifest (signed and uploaded last)."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
     tier = tier_for(started, tiers, timezone)
@@ -246,7 +210,7 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, now: dat
     artifacts: dict[str, dict[str, Any]] = {}
 
     def sink(name: str) -> MultipartSink:
-        return MultipartSink(s3, bucket, f"{prefix}/{name}", lock=lock, part_size=part_size,
+        return MultipartSink(s3, bucket, f"{prefix}/{name}", lock=lock, part_size=part_size, if_none_match=True,
                              content_type="application/sql" if name.endswith(".sql") else "application/octet-stream")
 
     base = ["--dbname", conn_info.url_without_password, "--no-password"]
@@ -282,79 +246,13 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, now: dat
         data_schemas=sorted({t.split(".")[0].strip('"') for t in tables}), excluded_schemas=excluded,
         tables=tables, artifacts=artifacts, retain_until=retain_until.isoformat(timespec="seconds"),
         lock_mode=lock_mode)
-    s3.put_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}", Body=manifest.to_json().encode(),
-                  ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)
+    payload = manifest.to_json().encode()
+    s3sink.put_new(s3, bucket, f"{prefix}/{MANIFEST}", envelope(payload, signer.sign(payload), FORMAT),
+                   error=BackupError, ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)
     return manifest
 
 
-# --------------------------------------------------------------------------- listing
-
-
-@dataclass
-class BackupEntry:
-    backup_id: str
-    tier: str
-    prefix: str
-    complete: bool
-    bytes: int
-    last_modified: datetime
-    artifacts: list[str] = field(default_factory=list)
-
-
-def list_backups(s3: Any, bucket: str) -> list[BackupEntry]:
-    """Every backup folder, newest first; complete means its manifest exists."""
-    entries: dict[str, BackupEntry] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="dumps/"):
-        for obj in page.get("Contents", []):
-            parts = obj["Key"].split("/")
-            if len(parts) != 4:
-                continue
-            _, tier, backup_id, name = parts
-            entry = entries.setdefault(backup_id, BackupEntry(backup_id, tier, "/".join(parts[:3]), False, 0,
-                                                              obj["LastModified"]))
-            entry.bytes += obj["Size"]
-            entry.last_modified = max(entry.last_modified, obj["LastModified"])
-            entry.artifacts.append(name)
-            entry.complete = entry.complete or name == MANIFEST
-    return sorted(entries.values(), key=lambda e: e.backup_id, reverse=True)
-
-
-def find_backup(s3: Any, bucket: str, which: str) -> tuple[BackupEntry, Manifest]:
-    """``latest`` (newest complete backup) or a backup ID; refuses incomplete backups."""
-    backups = list_backups(s3, bucket)
-    if which == "latest":
-        complete = [b for b in backups if b.complete]
-        if not complete:
-            raise BackupError(f"no complete backup (with a manifest) in s3://{bucket}/dumps/")
-        entry = complete[0]
-    else:
-        matches = [b for b in backups if b.backup_id == which]
-        if not matches:
-            raise BackupError(f"no backup {which!r} in s3://{bucket}/dumps/")
-        entry = matches[0]
-        if not entry.complete:
-            raise BackupError(f"backup {which} has no manifest: it never finished, so it cannot be trusted")
-    body = s3.get_object(Bucket=bucket, Key=f"{entry.prefix}/{MANIFEST}")["Body"].read()
-    return entry, Manifest.from_json(body.decode())
-
-
 # --------------------------------------------------------------------------- verify and restore
-
-
-def _chunks(body: Any) -> Iterator[bytes]:
-    yield from iter(lambda: body.read(1024 * 1024), b"")
-
-
-def fetch_verified(s3: Any, bucket: str, manifest: Manifest, name: str, out: IO[bytes]) -> None:
-    """Stream one artifact into ``out``, refusing it if its sha256 is not the manifest's."""
-    artifact = manifest.artifacts[name]
-    digest = hashlib.sha256()
-    for chunk in _chunks(s3.get_object(Bucket=bucket, Key=artifact["key"])["Body"]):
-        digest.update(chunk)
-        out.write(chunk)
-    if digest.hexdigest() != artifact["sha256"]:
-        raise BackupError(f"{name}: sha256 {digest.hexdigest()} does not match the manifest's {artifact['sha256']}; "
-                          "the object is corrupted or was replaced — refusing it")
 
 
 @dataclass
@@ -363,18 +261,46 @@ class VerifyResult:
     checks: list[tuple[str, bool, str]]
     table_counts: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # table -> (manifest, found)
     duration_seconds: float = 0.0
+    trust: str = ""
+    findings: list[str] = field(default_factory=list)  # tampering found (the backup was read anyway, by name)
 
     @property
     def ok(self) -> bool:
-        return all(passed for _, passed, _ in self.checks) and all(
+        return not self.findings and all(passed for _, passed, _ in self.checks) and all(
             found == expected for expected, found in self.table_counts.values())
 
+    @property
+    def tampered(self) -> bool:
+        return bool(self.findings)
 
-def verify_quick(s3: Any, bucket: str, which: str = "latest", *, pg_bin: Path | None = None) -> VerifyResult:
-    """sha256 of every artifact, and each archive's table of contents (pg_restore --list)."""
+
+def _opened(result: VerifyResult, opened: OpenedBackup) -> None:
+    """What opening the backup established, as the result's first checks."""
+    result.trust, result.findings = opened.trust, opened.findings
+    result.checks.append(("manifest signature", True, f"{opened.trust}; manifest version {opened.manifest_version}"))
+    result.checks.append(("recorded versions", not opened.findings,
+                          "every key has exactly the version the manifest records" if not opened.findings
+                          else "; ".join(opened.findings)))
+
+
+def tampered_result(err: BackupTampered) -> VerifyResult:
+    """A verification that found tampering before it could read anything: a FAIL that says what."""
+    return VerifyResult(err.backup_id, [("tampering", False, str(err))], findings=err.findings)
+
+
+def verify_quick(s3: Any, bucket: str, which: str = "latest", *, verifier: KmsVerifier | None,
+                 manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+                 pg_bin: Path | None = None) -> VerifyResult:
+    """The signature and recorded versions, sha256 of every artifact, and each archive's table of
+    contents (pg_restore --list). Tampering is a FAIL with its findings, not an error."""
     started = time.monotonic()
-    entry, manifest = find_backup(s3, bucket, which)
+    try:
+        opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
+    except BackupTampered as err:
+        return tampered_result(err)
+    manifest = opened.manifest
     result = VerifyResult(manifest.backup_id, [])
+    _opened(result, opened)
     tool = str(pg_bin / "pg_restore") if pg_bin else "pg_restore"
     with tempfile.TemporaryDirectory() as work:
         for name in ARTIFACTS:
@@ -415,14 +341,22 @@ def detect_target(cur: Any) -> str:
     return "supabase" if cur.fetchone()[0] else "plain"
 
 
-def restore(s3: Any, bucket: str, which: str, target_url: str, *, force: bool = False, pg_bin: Path | None = None,
-            log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
-    """Verify, then restore roles, schema and data in that order, then compare row counts."""
+def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsVerifier | None,
+            manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, force: bool = False,
+            pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
+    """Verify (signature, recorded versions, every sha256), then restore roles, schema and data in that
+    order, then compare row counts. A tampered backup is refused (BackupTampered) unless the operator
+    named the manifest version to trust; then its findings are in the result."""
     started = time.monotonic()
-    entry, manifest = find_backup(s3, bucket, which)
+    opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
+    manifest = opened.manifest
+    for finding in opened.findings:
+        log(f"TAMPERING (reading the named manifest version's recorded versions anyway): {finding}")
+    log(f"backup {manifest.backup_id}: {opened.trust}")
     target = parse_database_url(target_url)
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
     result = VerifyResult(manifest.backup_id, [])
+    _opened(result, opened)
     with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
         kind = detect_target(cur)
         existing = user_tables(cur)

@@ -29,8 +29,12 @@ def secrets_check(d: Drill, step: Step) -> None:
 
 def latest_backup(d: Drill) -> Any:
     from tavari_dr.database import backup as db_backup
+    from tavari_dr.database.signing import KmsVerifier
 
-    return db_backup.find_backup(d.s3(), d.backup_bucket, "latest")
+    verifier = KmsVerifier(d.deployer.client("kms", d.config.region), d.signing_key)
+    opened = db_backup.find_backup(d.s3(), d.backup_bucket, "latest", verifier=verifier,
+                                   tiers=d.config.database_backups.tiers)
+    return opened.entry, opened.manifest
 
 
 def _backup(d: Drill, step: Step) -> None:
@@ -109,5 +113,5 @@ def corrupt_newest_backup(d: Drill) -> None:
     _, manifest = latest_backup(d)
     name = next(n for n in manifest.artifacts if n.startswith("data"))
     key = manifest.artifacts[name]["key"]
-    d.s3().put_object(Bucket=d.backup_bucket, Key=key, Body=b"not a dump")
-    d.say(f"[fault] corrupted {key} in the backup bucket")
+    d.s3().put_object(Bucket=d.backup_bucket, Key=key, Body=b"not a dump")  # a second version: tampering
+    d.say(f"[fault] overwrote {key} in the backup bucket")

@@ -436,7 +436,8 @@ def _name(stack: _Stack, logical: str, limit: int = 63) -> str:
 
 def _kms_key(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
     kms = d.client("kms", stack.region)
-    kwargs = {"Description": p.get("Description", ""), "KeyUsage": p.get("KeyUsage", "ENCRYPT_DECRYPT")}
+    kwargs = {"Description": p.get("Description", ""), "KeyUsage": p.get("KeyUsage", "ENCRYPT_DECRYPT"),
+              "KeySpec": p.get("KeySpec", "SYMMETRIC_DEFAULT")}
     if p.get("KeyPolicy"):
         kwargs["Policy"] = json.dumps(p["KeyPolicy"])
     key = kms.create_key(**kwargs)["KeyMetadata"]

@@ -67,6 +67,7 @@ def _outputs(d: Drill) -> None:
     d.invoice_bucket = storage[outputs.INVOICE_BUCKET_NAME]
     d.backup_bucket = backups[outputs.BACKUP_BUCKET_NAME]
     d.reports_bucket = backups[outputs.REPORTS_BUCKET_NAME]
+    d.signing_key = backups[outputs.MANIFEST_SIGNING_KEY_ARN]
     replica = d.config.stack_name(outputs.INVOICE_REPLICA)
     d.replica_bucket = out(replica)[outputs.REPLICA_BUCKET_NAME] if replica in d.deployment.stacks else None
 

@@ -341,19 +341,27 @@ def replication_health(result: CheckResult, *, s3: Any, replica_s3: Any, bucket:
 # --------------------------------------------------------------------------- off-site dumps
 
 
-def offsite_freshness(result: CheckResult, *, s3: Any, bucket: str, rpo_hours: float, now: datetime,
+def offsite_freshness(result: CheckResult, *, s3: Any, bucket: str, verifier: Any, rpo_hours: float, now: datetime,
                       verify_sha256: bool = False) -> None:
-    from tavari_dr.database.backup import BackupError, fetch_verified, find_backup
+    """The newest off-site dump: its manifest's signature and recorded versions (tampering fails the
+    check and publishes BackupTampered), its age against the RPO, and with ``verify_sha256`` every
+    artifact's bytes."""
+    from tavari_dr.database.manifest import BackupError, BackupTampered, fetch_verified, find_backup
 
     try:
-        entry, manifest = find_backup(s3, bucket, "latest")
+        opened = find_backup(s3, bucket, "latest", verifier=verifier)
+    except BackupTampered as err:
+        result.measured.update(backup_id=err.backup_id, tampered=True)  # the job publishes BackupTampered
+        fail(result, str(err))
+        return
     except BackupError as err:
         fail(result, str(err))
         return
+    manifest = opened.manifest
     finished = _parse_time(manifest.finished_at)
     age = (now - finished).total_seconds() / 3600
     result.measured.update(backup_id=manifest.backup_id, backup_age_hours=round(age, 2),
-                           backup_size_bytes=manifest.total_bytes)
+                           backup_size_bytes=manifest.total_bytes, trust=opened.trust, tampered=False)
     if age > rpo_hours:
         fail(result, f"newest complete dump {manifest.backup_id} is {age:.1f} h old (RPO {rpo_hours} h)")
     if verify_sha256:

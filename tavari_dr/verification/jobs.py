@@ -45,6 +45,7 @@ class Targets:
     reports_bucket: str
     scratch_bucket: str
     replica_bucket: str | None = None
+    signing_key_arn: str | None = None  # the manifests' signing key: no key, no trusted off-site backup
     supabase_url_secret: str | None = None
     supabase_token_secret: str | None = None
 
@@ -55,6 +56,13 @@ class Clients:
     replica_s3: Any
     cloudwatch: Any
     secretsmanager: Any
+    kms: Any = None
+
+
+def _verifier(clients: Clients, targets: Targets) -> Any:
+    from tavari_dr.database.signing import KmsVerifier
+
+    return KmsVerifier(clients.kms, targets.signing_key_arn) if targets.signing_key_arn and clients.kms else None
 
 
 def _secret(clients: Clients, secret_id: str | None, name: str) -> str:
@@ -96,6 +104,7 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
             f"arn:aws:s3:::{targets.replica_bucket}" if targets.replica_bucket else None)),
         "replication_health": lambda r: _replication(r, clients, targets, settings, now),
         "offsite_freshness": lambda r: checks.offsite_freshness(r, s3=s3, bucket=targets.backup_bucket,
+                                                                verifier=_verifier(clients, targets),
                                                                 rpo_hours=rpo_hours, now=now),
         "integrity_sample": lambda r: checks.integrity_sample(
             r, s3=s3, bucket=targets.invoice_bucket, n=settings.integrity_sample_size,
@@ -105,6 +114,7 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
                                         previous=_previous_report(s3, targets.reports_bucket, "sizes", now),
                                         max_shrink_percent=settings.size_shrink_percent, now=now),
         "offsite_sha256": lambda r: checks.offsite_freshness(r, s3=s3, bucket=targets.backup_bucket,
+                                                             verifier=_verifier(clients, targets),
                                                              rpo_hours=rpo_hours, now=now, verify_sha256=True),
         "s3_restore_test": lambda r: checks.s3_restore_test(
             r, s3=s3, bucket=targets.invoice_bucket, scratch_bucket=targets.scratch_bucket,
@@ -136,6 +146,9 @@ def record(results: list[checks.CheckResult], *, job: str, s3: Any, reports_buck
         if age is not None:
             source = "supabase" if result.name == "supabase_backups" else "offsite"
             measurements.append(({metrics.BACKUP_AGE_HOURS: age}, {"Source": source}))
+        if result.measured.get("tampered"):
+            measurements.append(({metrics.BACKUP_TAMPERED: 1}, {"Source": "offsite"}))
+            measurements.append(({metrics.BACKUP_TAMPERED: 1}, None))  # what the alarm watches
         if result.name == "s3_restore_test" and "seconds" in result.measured:
             measurements.append(({metrics.RESTORE_TEST_DURATION_SECONDS: result.measured["seconds"]},
                                  {"Source": "bucket"}))
@@ -163,7 +176,8 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
                       replica_s3=counter.attach(boto3.client("s3",
                                                              region_name=environ.get("TAVARI_DR_REGION") or None)),
                       cloudwatch=counter.attach(boto3.client("cloudwatch")),
-                      secretsmanager=counter.attach(boto3.client("secretsmanager")))
+                      secretsmanager=counter.attach(boto3.client("secretsmanager")),
+                      kms=counter.attach(boto3.client("kms")))
     now = now_utc()
     results = run_checks(JOBS[job], clients=clients, targets=targets, settings=settings,
                          rpo_hours=float(environ["TAVARI_RPO_HOURS"]), now=now)

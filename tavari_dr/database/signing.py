@@ -1,0 +1,91 @@
+"""Backup manifests signed with a KMS asymmetric key that only the backup job may use.
+
+The manifest pins every artifact's version ID, size and sha256; its signature is what makes those
+pins trustworthy: a writer with nothing but ``s3:PutObject`` on the backup bucket can upload a new
+manifest, but not one that verifies. Readers verify against the key they were *told* to trust
+(the stack's output, or the job's argument), never against a key the manifest names.
+
+KMS signs and verifies (``kms:Sign`` / ``kms:Verify``): no key material ever leaves KMS and no
+signature code is written here. The key's creation date is the cut-over: a manifest without a
+signature can only be a backup written before the key existed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+ALGORITHM = "ECDSA_SHA_256"  # the ECC_NIST_P256 key's algorithm (the stack's ManifestSigningKey)
+
+
+class SignatureInvalid(ValueError):
+    """A manifest's signature is missing, malformed, by another key, or does not verify."""
+
+
+def _digest(payload: bytes) -> bytes:
+    return hashlib.sha256(payload).digest()
+
+
+@dataclass(frozen=True)
+class KmsSigner:
+    """Signs a manifest's exact bytes (as a SHA-256 digest, so any size signs in one call)."""
+
+    kms: Any
+    key_id: str
+
+    def sign(self, payload: bytes) -> dict[str, str]:
+        answer = self.kms.sign(KeyId=self.key_id, Message=_digest(payload), MessageType="DIGEST",
+                               SigningAlgorithm=ALGORITHM)
+        return {"key_id": answer["KeyId"], "algorithm": ALGORITHM,
+                "value": base64.b64encode(answer["Signature"]).decode()}
+
+
+@dataclass(frozen=True)
+class KmsVerifier:
+    """Verifies with the trusted key; ``cutover`` is that key's creation time."""
+
+    kms: Any
+    key_id: str
+
+    def verify(self, payload: bytes, signature: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(signature, dict) or signature.get("algorithm") != ALGORITHM \
+                or not isinstance(signature.get("value"), str):
+            raise SignatureInvalid(f"the signature is malformed (expected {{key_id, algorithm: {ALGORITHM}, value}})")
+        try:
+            value = base64.b64decode(signature["value"], validate=True)
+        except (binascii.Error, ValueError):
+            raise SignatureInvalid("the signature is not base64") from None
+        try:
+            answer = self.kms.verify(KeyId=self.key_id, Message=_digest(payload), MessageType="DIGEST",
+                                     Signature=value, SigningAlgorithm=ALGORITHM)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "KMSInvalidSignatureException":
+                answer = {"SignatureValid": False}
+            else:
+                raise
+        if not answer.get("SignatureValid"):
+            claimed = signature.get("key_id")
+            other = f" (it claims key {claimed})" if claimed and not _same_key(claimed, self.key_id) else ""
+            raise SignatureInvalid(f"the signature does not verify with the backup signing key {self.key_id}{other}")
+
+    @property
+    def cutover(self) -> datetime:
+        return self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]["CreationDate"]
+
+
+def _same_key(a: str, b: str) -> bool:
+    return a == b or a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+
+
+def envelope(payload: bytes, signature: dict[str, str], format_: str) -> bytes:
+    """What manifest.json holds: the signed payload verbatim (a string, so nothing re-serialises it
+    before verification) beside its signature."""
+    return json.dumps({"format": format_, "manifest": payload.decode(), "signature": signature},
+                      indent=1, sort_keys=True).encode()
