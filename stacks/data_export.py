@@ -24,6 +24,9 @@ from backup_constructs.secure_bucket import SecureBucket
 from tavari_dr.core import outputs
 from tavari_dr.core.config import DataExportConfig
 
+# Distributions of requirements-lambda.txt each function carries, with their dependencies on Lambda.
+POSTGRES_DRIVER = ("psycopg", "psycopg-binary", "typing-extensions")
+TOKEN_VERIFICATION = ("PyJWT", "cryptography", "cffi", "pycparser")
 API_TIMEOUT = Duration.seconds(29)  # API Gateway answers 503 after 30 s, whatever the function does
 WORKER_TIMEOUT = Duration.minutes(15)
 # Who, when, what — and no IP address or user agent: those are personal data the log does not need.
@@ -80,7 +83,7 @@ class DataExportStack(Stack):
         self.authorizer_function = PythonFunction(
             self, "Authorizer", name="export_authorizer", capabilities=("export",),
             description="Export API: verifies Supabase access tokens",
-            timeout=Duration.seconds(10), memory_size=256,
+            timeout=Duration.seconds(10), memory_size=256, packages=TOKEN_VERIFICATION,
             environment={"SUPABASE_URL_SECRET_ARN": supabase_url_secret_arn,
                          **({"SUPABASE_JWT_SECRET_ARN": jwt_secret_arn} if jwt_secret_arn else {})},
             synchronous_reason="API Gateway calls the authorizer synchronously.", **common)
@@ -100,12 +103,12 @@ class DataExportStack(Stack):
         self.worker = PythonFunction(
             self, "Worker", name="export_worker", capabilities=("export",),
             description="Export API: large account exports in the background",
-            timeout=WORKER_TIMEOUT, memory_size=1024, ephemeral_storage_mib=4096, third_party=True,
+            timeout=WORKER_TIMEOUT, memory_size=1024, ephemeral_storage_mib=4096, packages=POSTGRES_DRIVER,
             environment={"TAVARI_EXPORT": self.to_json_string(export_settings)}, **common)
         self.api_function = PythonFunction(
             self, "Api", name="export_api", capabilities=("export",),
             description="Export API: GET /api/account/export[/{export_id}]",
-            timeout=API_TIMEOUT, memory_size=1024, third_party=True,
+            timeout=API_TIMEOUT, memory_size=1024, packages=POSTGRES_DRIVER,
             environment={"TAVARI_EXPORT": self.to_json_string(
                 {**export_settings, "worker": self.worker.function.function_arn})},
             synchronous_reason="API Gateway calls it synchronously; the worker it hands off to has a DLQ.", **common)

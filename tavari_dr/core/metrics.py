@@ -30,6 +30,7 @@ DRILL_OBJECTIVE_MISSED = "DrillObjectiveMissed"
 EXPORT_SUCCEEDED = "ExportSucceeded"
 EXPORT_FAILED = "ExportFailed"
 EXPORT_REFUSED = "ExportRefused"
+EXPORT_SIGNING_KEYS_UNAVAILABLE = "ExportSigningKeysUnavailable"
 
 # The Job dimension: every job whose outcome the alarms watch, by the one name its metrics, its alarms
 # and (for the Lambdas) its lambdas/<name> folder use.
@@ -56,6 +57,8 @@ METRICS: dict[str, tuple[str, str]] = {
     EXPORT_SUCCEEDED: ("Count", "1 per account export delivered."),
     EXPORT_FAILED: ("Count", "1 per account export that failed (alarmed)."),
     EXPORT_REFUSED: ("Count", "1 per export request refused by the per-user limits."),
+    EXPORT_SIGNING_KEYS_UNAVAILABLE: ("Count", "1 per token the authorizer refused because the project's JWKS "
+                                               "could not be fetched (alarmed)."),
 }
 
 
