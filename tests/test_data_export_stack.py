@@ -120,6 +120,23 @@ def test_least_privilege(prod):
         assert not [a for a in actions if a.endswith("*") and a.split(":")[1] == "*"]
 
 
+def test_authorizer_errors_throttles_and_unreachable_keys_are_alarmed(prod):
+    monitoring = prod.templates[prod.stack(outputs.MONITORING)]["Resources"]
+    (authorizer_id,) = [k for k, r in resources(prod, "AWS::Lambda::Function").items()
+                        if r["Properties"]["Description"] == "Export API: verifies Supabase access tokens"]
+    alarms = [a["Properties"] for a in monitoring.values() if a["Type"] == "AWS::CloudWatch::Alarm"]
+    on_authorizer = {a["MetricName"]: a for a in alarms
+                     if a.get("Namespace") == "AWS/Lambda" and authorizer_id in json.dumps(a.get("Dimensions"))}
+    assert set(on_authorizer) == {"Errors", "Throttles"}
+    keys = [a for a in alarms if a.get("MetricName") == "ExportSigningKeysUnavailable"]
+    for alarm in [*on_authorizer.values(), *keys]:
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["Statistic"] == "Sum" and alarm["Period"] == 300
+        assert alarm["TreatMissingData"] == "notBreaching" and alarm["AlarmActions"]
+        assert alarm["AlarmDescription"].endswith("alarms.md#export-authorizer")
+    assert len(keys) == 1
+
+
 def test_export_alarms_exist_with_runbook_links(prod):
     alarms = [a["Properties"] for a in prod.templates[prod.stack(outputs.MONITORING)]["Resources"].values()
               if a["Type"] == "AWS::CloudWatch::Alarm"]

@@ -185,4 +185,5 @@ def test_verification_jobs_have_the_standard_job_alarms(prod):
         missing = [a for a in alarms if a.get("MetricName") == "JobSucceeded"
                    and a.get("Dimensions") == [{"Name": "Job", "Value": job}]]
         assert len(missing) == 1 and missing[0]["TreatMissingData"] == "breaching", job
-    assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 6  # router, three jobs, export API+worker
+    # router, three jobs, export API, worker and authorizer
+    assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 7
