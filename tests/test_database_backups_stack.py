@@ -171,7 +171,8 @@ def test_verification_lambdas_run_on_schedules_with_dlqs_and_least_privilege(pro
 
 def test_invoice_verifier_access_is_read_only(prod):
     template = prod.templates[prod.stack(outputs.INVOICE_STORAGE)]["Resources"]
-    (policy,) = [v for v in template.values() if v["Type"] == "AWS::IAM::ManagedPolicy"]
+    (policy,) = [v for v in template.values() if v["Type"] == "AWS::IAM::ManagedPolicy"
+                 and v["Properties"]["Description"] == "Read access for the backup verification jobs"]
     actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"]
                for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert "s3:GetObjectVersion" in actions and "kms:Decrypt" in actions
