@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,18 +33,40 @@ NEVER_IN_AN_ASSET = ("cli", "drill")
 LAMBDA_DEPS = ROOT / "build" / "lambda-deps"
 
 
+def dist_info(distribution: str, root: Path = LAMBDA_DEPS) -> Path | None:
+    """The ``<name>-<version>.dist-info`` folder of an installed distribution (names compared as
+    PEP 503 normalizes them: PyJWT is pyjwt-2.15.1.dist-info), or None."""
+    wanted = re.sub(r"[-_.]+", "_", distribution).lower()
+    for candidate in root.glob("*.dist-info"):
+        if re.sub(r"[-_.]+", "_", candidate.name.removesuffix(".dist-info").rsplit("-", 1)[0]).lower() == wanted:
+            return candidate
+    return None
+
+
+def distribution_files(distribution: str, root: Path = LAMBDA_DEPS) -> list[str]:
+    """The files one distribution installed under ``root``, from its RECORD (scripts pip put outside
+    it, ``../../bin/...``, left out: a Lambda runs none)."""
+    info = dist_info(distribution, root)
+    if info is None:
+        raise ValueError(f"{distribution} is not installed in {root}: add it to requirements-lambda.txt "
+                         "and run `make install`")
+    paths = [line.rsplit(",", 2)[0] for line in (info / "RECORD").read_text().splitlines() if line.strip()]
+    return [p for p in paths if not p.startswith(("../", "/")) and "__pycache__" not in p]
+
+
 @jsii.implements(ILocalBundling)
 class _CopySources:
     """Local bundling, no Docker: the handler folder, ``tavari_dr/__init__.py``, ``tavari_dr/core`` and
     the capability subpackages the function runs — never the CLI, the local drill or its deployer.
 
     The bundle holds our own code: the Lambda Python runtime already provides boto3, and EMF
-    metrics are plain JSON lines. A function that reads PostgreSQL also gets the packages of
-    requirements-lambda.txt, installed for the Lambda platform by ``make install``.
+    metrics are plain JSON lines. A function that declares ``packages`` also gets exactly those
+    distributions of requirements-lambda.txt (installed for the Lambda platform by ``make install``),
+    file by file from their RECORDs.
     """
 
-    def __init__(self, handler_dir: Path, capabilities: Sequence[str], third_party: bool) -> None:
-        self.handler_dir, self.capabilities, self.third_party = handler_dir, tuple(capabilities), third_party
+    def __init__(self, handler_dir: Path, capabilities: Sequence[str], packages: Sequence[str]) -> None:
+        self.handler_dir, self.capabilities, self.packages = handler_dir, tuple(capabilities), tuple(packages)
 
     def try_bundle(self, output_dir: str, *, image=None, **_: object) -> bool:  # noqa: ARG002
         out = Path(output_dir)
@@ -53,8 +76,11 @@ class _CopySources:
         shutil.copy2(RUNTIME_PACKAGE / "__init__.py", out / "tavari_dr" / "__init__.py")
         for package in (CORE, *self.capabilities):
             shutil.copytree(RUNTIME_PACKAGE / package, out / "tavari_dr" / package, dirs_exist_ok=True, ignore=ignore)
-        if self.third_party:
-            shutil.copytree(LAMBDA_DEPS, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".installed", "bin"))
+        for distribution in self.packages:
+            for relative in distribution_files(distribution):
+                target = out / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(LAMBDA_DEPS / relative, target)
         return True
 
 
@@ -71,7 +97,9 @@ class PythonFunction(Construct):
     removal_policy: for the log group and dead-letter queue.
     synchronous_reason: for a function only ever invoked synchronously, why it has no dead-letter
         queue (default None: it gets an encrypted DLQ for failed asynchronous invocations).
-    third_party: bundle requirements-lambda.txt too (the PostgreSQL driver; default False).
+    packages: distributions of requirements-lambda.txt to bundle, each with every dependency it has
+        on the Lambda platform (default none); tests/test_lambda_assets.py checks that closure and
+        that compiled code matches the runtime.
     ephemeral_storage_mib: /tmp size (default: Lambda's 512 MiB).
 
     The role has no managed policy: it may write to its own log group, and callers grant the rest.
@@ -81,7 +109,7 @@ class PythonFunction(Construct):
                  capabilities: Sequence[str], log_retention: logs.RetentionDays, log_key: kms.IKey,
                  removal_policy: RemovalPolicy, timeout: Duration = Duration.minutes(1), memory_size: int = 256,
                  environment: dict[str, str] | None = None, synchronous_reason: str | None = None,
-                 third_party: bool = False, ephemeral_storage_mib: int | None = None) -> None:
+                 packages: Sequence[str] = (), ephemeral_storage_mib: int | None = None) -> None:
         super().__init__(scope, construct_id)
         handler_dir = ROOT / "lambdas" / name
         if not (handler_dir / "handler.py").is_file():
@@ -90,9 +118,11 @@ class PythonFunction(Construct):
             if package in (CORE, *NEVER_IN_AN_ASSET) or not (RUNTIME_PACKAGE / package / "__init__.py").is_file():
                 raise ValueError(f"lambdas/{name}: {package!r} is not a capability subpackage of tavari_dr "
                                  f"(core always ships; {' and '.join(NEVER_IN_AN_ASSET)} never do)")
-        if third_party and not (LAMBDA_DEPS / ".installed").is_file():
+        if packages and not (LAMBDA_DEPS / ".installed").is_file():
             raise ValueError(f"lambdas/{name} bundles requirements-lambda.txt, but {LAMBDA_DEPS} is not "
                              "installed: run `make install`")
+        for distribution in packages:
+            distribution_files(distribution)  # a missing one fails here, naming it, not inside bundling
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
                                        removal_policy=removal_policy)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -114,7 +144,7 @@ class PythonFunction(Construct):
                 str(handler_dir),
                 asset_hash_type=AssetHashType.OUTPUT,  # the bundle includes tavari_dr code: hash what ships
                 bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"),
-                                         local=_CopySources(handler_dir, capabilities, third_party)),
+                                         local=_CopySources(handler_dir, capabilities, packages)),
             ),
             description=description,
             timeout=timeout,

@@ -194,9 +194,10 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         else None,
         database_url_secret_arn=config_secrets["BACKUP_DATABASE_URL"].secret_arn,
         secrets_key=secrets.config_secrets.key, invoice_bucket=storage.invoices.bucket,
-        invoice_access=storage.verifier_access, log_retention_days=config.monitoring.log_retention_days,
+        invoice_access=storage.export_access, log_retention_days=config.monitoring.log_retention_days,
         removal_policy=removal, **common)
-    monitoring.watch_exports(api=data_export.api_function.function, api_timeout=API_TIMEOUT,
+    monitoring.watch_exports(authorizer=data_export.authorizer_function.function,
+                             api=data_export.api_function.function, api_timeout=API_TIMEOUT,
                              worker=data_export.worker.function, worker_timeout=WORKER_TIMEOUT,
                              worker_dead_letters=data_export.worker.dead_letter_queue)
 

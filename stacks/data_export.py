@@ -24,6 +24,9 @@ from backup_constructs.secure_bucket import SecureBucket
 from tavari_dr.core import outputs
 from tavari_dr.core.config import DataExportConfig
 
+# Distributions of requirements-lambda.txt each function carries, with their dependencies on Lambda.
+POSTGRES_DRIVER = ("psycopg", "psycopg-binary", "typing-extensions")
+TOKEN_VERIFICATION = ("PyJWT", "cryptography", "cffi", "pycparser")
 API_TIMEOUT = Duration.seconds(29)  # API Gateway answers 503 after 30 s, whatever the function does
 WORKER_TIMEOUT = Duration.minutes(15)
 # Who, when, what — and no IP address or user agent: those are personal data the log does not need.
@@ -58,6 +61,9 @@ class DataExportStack(Stack):
                  supabase_url_secret_arn: str, jwt_secret_arn: str | None, database_url_secret_arn: str,
                  secrets_key: kms.IKey, invoice_bucket: s3.IBucket | None, invoice_access: iam.IManagedPolicy | None,
                  log_retention_days: int, removal_policy: RemovalPolicy, **kwargs: Any) -> None:
+        """invoice_bucket: read for the PDFs in an export (with data_export.include_pdfs);
+        invoice_access: the export's own read-only policy on it (InvoiceStorageStack.export_access,
+        current versions only), never the verifiers' policy."""
         super().__init__(scope, construct_id, **kwargs)
         self.log_key = log_group_key(self, "LogKey", removal_policy=removal_policy)
         self.exports = SecureBucket(self, "Exports", purpose="Account exports (GDPR/CCPA)",
@@ -80,7 +86,7 @@ class DataExportStack(Stack):
         self.authorizer_function = PythonFunction(
             self, "Authorizer", name="export_authorizer", capabilities=("export",),
             description="Export API: verifies Supabase access tokens",
-            timeout=Duration.seconds(10), memory_size=256,
+            timeout=Duration.seconds(10), memory_size=256, packages=TOKEN_VERIFICATION,
             environment={"SUPABASE_URL_SECRET_ARN": supabase_url_secret_arn,
                          **({"SUPABASE_JWT_SECRET_ARN": jwt_secret_arn} if jwt_secret_arn else {})},
             synchronous_reason="API Gateway calls the authorizer synchronously.", **common)
@@ -100,12 +106,12 @@ class DataExportStack(Stack):
         self.worker = PythonFunction(
             self, "Worker", name="export_worker", capabilities=("export",),
             description="Export API: large account exports in the background",
-            timeout=WORKER_TIMEOUT, memory_size=1024, ephemeral_storage_mib=4096, third_party=True,
+            timeout=WORKER_TIMEOUT, memory_size=1024, ephemeral_storage_mib=4096, packages=POSTGRES_DRIVER,
             environment={"TAVARI_EXPORT": self.to_json_string(export_settings)}, **common)
         self.api_function = PythonFunction(
             self, "Api", name="export_api", capabilities=("export",),
             description="Export API: GET /api/account/export[/{export_id}]",
-            timeout=API_TIMEOUT, memory_size=1024, third_party=True,
+            timeout=API_TIMEOUT, memory_size=1024, packages=POSTGRES_DRIVER,
             environment={"TAVARI_EXPORT": self.to_json_string(
                 {**export_settings, "worker": self.worker.function.function_arn})},
             synchronous_reason="API Gateway calls it synchronously; the worker it hands off to has a DLQ.", **common)
@@ -120,15 +126,16 @@ class DataExportStack(Stack):
             database_url.grant_read(fn.role)
             secrets_key.grant_decrypt(fn.role)
             self.exports.bucket.grant_put(fn.role)
-            self.exports.bucket.grant_read(fn.role)  # presigned URLs are signed with this role
-            if settings.include_pdfs and invoice_access is not None:
-                fn.role.add_managed_policy(invoice_access)
-                acknowledge(fn.role, "The managed policy is the invoice stack's own, read-only, scoped to its "
-                                     "bucket and key.", "AwsSolutions-IAM4[Policy::<InvoicesVerifierAccess>]")
+            # Presigned URLs are signed with this role: the current export object, never an old version
+            # or a listing. kms:Decrypt also serves multipart uploads of large exports.
+            fn.role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[self.exports.bucket.arn_for_objects("*")]))
+            self.exports.key.grant_decrypt(fn.role)
             acknowledge_wildcards(grant_policy(fn.role), "Exports are objects of the one exports bucket "
                                   "(keys are user and export IDs) through its key; the worker is invoked by ARN.",
-                                  actions=("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
-                                           "kms:GenerateDataKey*", "kms:ReEncrypt*", "dynamodb:*"))
+                                  actions=("s3:Abort*", "kms:GenerateDataKey*", "kms:ReEncrypt*", "dynamodb:*"))
+            if settings.include_pdfs and invoice_access is not None:
+                fn.role.add_managed_policy(invoice_access)
 
         # A browser front end on another origin needs CORS; preflights never reach the authorizer.
         cors = apigw.CorsPreflightOptions(

@@ -83,6 +83,7 @@ class InvoiceStorageStack(Stack):
         self.restore_ops = RestoreOps(self, "RestoreOps", bucket=self.invoices.bucket,
                                       log_retention_days=log_retention_days, removal_policy=removal_policy)
         self.verifier_access = self._verifier_access()
+        self.export_access = self._export_access()
         if settings.app_principal_arn:
             app_role = iam.Role.from_role_arn(self, "AppPrincipal", settings.app_principal_arn)
             self.invoices.grant_app_access(app_role)
@@ -120,4 +121,20 @@ class InvoiceStorageStack(Stack):
                                    description="Read access for the backup verification jobs")
         acknowledge_wildcards(policy, "Verification samples any object version of the invoice bucket (and reads "
                                       "replicas by key); the keys are data, unknown at deploy time.")
+        return policy
+
+    def _export_access(self) -> iam.ManagedPolicy:
+        """What the account export (its API and worker, in the DataExport stack) reads here: the current
+        version of the invoice PDFs its rows name. s3:GetObject without s3:GetObjectVersion refuses a
+        versionId; no listing, no replica, and the key only as S3 uses it. It lives beside the bucket
+        so its one wildcard is acknowledged where the bucket's ARN is not a cross-stack output."""
+        statements = [
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.invoices.bucket.arn_for_objects("*")]),
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.invoices.key.key_arn],
+                                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}}),
+        ]
+        policy = iam.ManagedPolicy(self, "ExportAccess", statements=statements,
+                                   description="Read access of the account export: current invoice PDFs only")
+        acknowledge_wildcards(policy, "An account export reads the invoice PDFs its user's invoice rows name, "
+                                      "current versions only; the keys are data, unknown at deploy time.")
         return policy

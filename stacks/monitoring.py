@@ -97,9 +97,12 @@ class MonitoringStack(Stack):
             runbook=Runbook("The quarterly drill missed an RTO objective or a restore test failed.",
                             "Read the drill report; see which step was slow or failed.", "drill-failed"))
 
-    def watch_exports(self, *, api: lambda_.IFunction, api_timeout: Duration, worker: lambda_.IFunction,
-                      worker_timeout: Duration, worker_dead_letters: sqs.IQueue | None) -> None:
-        """The account export API: both functions, the worker's DLQ, and every failed export."""
+    def watch_exports(self, *, authorizer: lambda_.IFunction, api: lambda_.IFunction, api_timeout: Duration,
+                      worker: lambda_.IFunction, worker_timeout: Duration,
+                      worker_dead_letters: sqs.IQueue | None) -> None:
+        """The account export API: the authorizer (errors, throttles, unreachable signing keys), both
+        functions, the worker's DLQ, and every failed export."""
+        self._authorizer_alarms(authorizer)
         self.monitoring.watch_function("ExportApi", api, timeout=api_timeout, what="The export API")
         self.monitoring.watch_function("ExportWorker", worker, timeout=worker_timeout, what="The export worker")
         if worker_dead_letters is not None:
@@ -111,6 +114,27 @@ class MonitoringStack(Stack):
             runbook=Runbook("An account export (GDPR/CCPA request) failed; the user was told to retry.",
                             "Read the export functions' logs by export ID; export by hand with tavari-dr export "
                             "account if the user cannot wait.", "export-failed"))
+
+    def _authorizer_alarms(self, authorizer: lambda_.IFunction) -> None:
+        """A failing or throttled authorizer answers 500/503 to every export request, and one that
+        cannot fetch the project's JWKS refuses every ES256/RS256 token: neither is a refused token
+        (those are the API working), so each alarms at once."""
+        five_minutes = Duration.minutes(5)
+        for name, metric, what, action in (
+                ("ExportAuthorizerErrors", authorizer.metric_errors(period=five_minutes, statistic="Sum"),
+                 "The export API's token authorizer raised an error; export requests fail with 500.",
+                 "Read the authorizer's log group for the traceback (an import error fails every request)."),
+                ("ExportAuthorizerThrottles", authorizer.metric_throttles(period=five_minutes, statistic="Sum"),
+                 "The export API's token authorizer was throttled; export requests fail.",
+                 "Check the account's Lambda concurrency; raise the quota."),
+                ("ExportSigningKeysUnavailable",
+                 _metric(metrics.EXPORT_SIGNING_KEYS_UNAVAILABLE, None, "Sum", five_minutes),
+                 "The export authorizer could not fetch the Supabase project's signing keys (JWKS); "
+                 "ES256/RS256 tokens are refused with 401.",
+                 "Check that <SUPABASE_URL>/auth/v1/.well-known/jwks.json answers and the SUPABASE_URL secret.")):
+            self.monitoring.alarm(
+                name, metric=metric, threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook(what, action, "export-authorizer"))
 
     def _backup_alarms(self, settings: MonitoringConfig) -> None:
         m = self.monitoring

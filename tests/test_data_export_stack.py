@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 
 from aws_cdk.assertions import Match
 
@@ -118,6 +119,80 @@ def test_least_privilege(prod):
         assert "dynamodb:PutItem" in actions and "s3:PutObject" in actions
         assert not [a for a in actions if a.startswith("s3:Delete") or a == "dynamodb:DeleteTable"]
         assert not [a for a in actions if a.endswith("*") and a.split(":")[1] == "*"]
+
+
+def effective_statements(env, role_prefix):
+    """Every statement a DataExport role holds: its inline policies and the managed policies it
+    attaches, followed across stacks (Fn::GetStackOutput -> the producer's output -> its policy)."""
+    found = list(statements(env, role_prefix))
+    (role,) = [r for k, r in resources(env, "AWS::IAM::Role").items() if k.startswith(role_prefix)]
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        reference = arn["Fn::GetStackOutput"]
+        producer = env.templates[reference["StackName"]]
+        logical_id = producer["Outputs"][reference["OutputName"]]["Value"]["Ref"]
+        found += producer["Resources"][logical_id]["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def grants(statements_, action):
+    """Whether any Allow statement's action (wildcards included) covers ``action``."""
+    return any(fnmatchcase(action, granted) for s in statements_ if s["Effect"] == "Allow"
+               for granted in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+
+
+def test_the_export_roles_read_current_invoices_only(dev, prod):
+    """The internet-facing export API and its worker read current invoice PDFs: no old versions, no
+    listing, no replica, the invoice key only through S3 — not the verifiers' policy."""
+    storage = prod.templates[prod.stack(outputs.INVOICE_STORAGE)]["Resources"]
+    verifier = next(v for v in storage.values() if v["Type"] == "AWS::IAM::ManagedPolicy"
+                    and v["Properties"]["Description"] == "Read access for the backup verification jobs")
+    verifier_statements = verifier["Properties"]["PolicyDocument"]["Statement"]
+    replica_resources = [json.dumps(s["Resource"]) for s in verifier_statements if "invoicerepl" in json.dumps(s)]
+    assert replica_resources  # prod replicates: the verifiers read the replica, so the check below can fail
+    assert grants(verifier_statements, "s3:GetObjectVersion")
+    for env in (dev, prod):
+        for role in ("ApiRole", "WorkerRole"):
+            held = effective_statements(env, role)
+            for action in ("s3:GetObjectVersion", "s3:ListBucketVersions", "s3:ListBucket", "s3:GetBucketVersioning",
+                           "s3:DeleteObject", "s3:PutBucketPolicy"):
+                assert not grants(held, action), (env.name, role, action)
+            assert not [s for s in held if json.dumps(s["Resource"]) in replica_resources], (env.name, role)
+            invoices = [s for s in held if "InvoicesBucket" in json.dumps(s["Resource"])]
+            assert [s["Action"] for s in invoices] == ["s3:GetObject"], (env.name, role, invoices)
+            (decrypt,) = [s for s in held if "InvoicesKey" in json.dumps(s["Resource"])]
+            assert decrypt["Action"] == "kms:Decrypt"
+            assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}
+            s3_resources = [json.dumps(s["Resource"]) for s in held if str(s["Action"]).count("s3:")]
+            assert all("InvoicesBucket" in r or "ExportsBucket" in r for r in s3_resources), s3_resources
+            assert grants(held, "s3:GetObject") and grants(held, "s3:PutObject")
+
+
+def test_the_verifiers_keep_their_policy_and_the_export_roles_do_not_attach_it(prod):
+    storage = prod.templates[prod.stack(outputs.INVOICE_STORAGE)]["Resources"]
+    (verifier_id,) = [k for k, v in storage.items() if v["Type"] == "AWS::IAM::ManagedPolicy"
+                      and v["Properties"]["Description"] == "Read access for the backup verification jobs"]
+    for role in ("ApiRole", "WorkerRole"):
+        (held,) = [r for k, r in resources(prod, "AWS::IAM::Role").items() if k.startswith(role)]
+        assert verifier_id not in json.dumps(held["Properties"].get("ManagedPolicyArns", []))
+    backups = json.dumps(prod.templates[prod.stack(outputs.DATABASE_BACKUPS)])
+    assert verifier_id in backups  # the verification jobs still attach it
+
+
+def test_authorizer_errors_throttles_and_unreachable_keys_are_alarmed(prod):
+    monitoring = prod.templates[prod.stack(outputs.MONITORING)]["Resources"]
+    (authorizer_id,) = [k for k, r in resources(prod, "AWS::Lambda::Function").items()
+                        if r["Properties"]["Description"] == "Export API: verifies Supabase access tokens"]
+    alarms = [a["Properties"] for a in monitoring.values() if a["Type"] == "AWS::CloudWatch::Alarm"]
+    on_authorizer = {a["MetricName"]: a for a in alarms
+                     if a.get("Namespace") == "AWS/Lambda" and authorizer_id in json.dumps(a.get("Dimensions"))}
+    assert set(on_authorizer) == {"Errors", "Throttles"}
+    keys = [a for a in alarms if a.get("MetricName") == "ExportSigningKeysUnavailable"]
+    for alarm in [*on_authorizer.values(), *keys]:
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["Statistic"] == "Sum" and alarm["Period"] == 300
+        assert alarm["TreatMissingData"] == "notBreaching" and alarm["AlarmActions"]
+        assert alarm["AlarmDescription"].endswith("alarms.md#export-authorizer")
+    assert len(keys) == 1
 
 
 def test_export_alarms_exist_with_runbook_links(prod):

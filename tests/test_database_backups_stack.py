@@ -176,7 +176,8 @@ def test_verification_lambdas_run_on_schedules_with_dlqs_and_least_privilege(pro
 
 def test_invoice_verifier_access_is_read_only(prod):
     template = prod.templates[prod.stack(outputs.INVOICE_STORAGE)]["Resources"]
-    (policy,) = [v for v in template.values() if v["Type"] == "AWS::IAM::ManagedPolicy"]
+    (policy,) = [v for v in template.values() if v["Type"] == "AWS::IAM::ManagedPolicy"
+                 and v["Properties"]["Description"] == "Read access for the backup verification jobs"]
     actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"]
                for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert "s3:GetObjectVersion" in actions and "kms:Decrypt" in actions
@@ -190,7 +191,8 @@ def test_verification_jobs_have_the_standard_job_alarms(prod):
         missing = [a for a in alarms if a.get("MetricName") == "JobSucceeded"
                    and a.get("Dimensions") == [{"Name": "Job", "Value": job}]]
         assert len(missing) == 1 and missing[0]["TreatMissingData"] == "breaching", job
-    assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 6  # router, three jobs, export API+worker
+    # router, three jobs, export API, worker and authorizer
+    assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 7
 
 
 def _role_actions(env, role_id):

@@ -3,17 +3,41 @@
 The interpreter sees only the asset and what the Lambda Python runtime ships (boto3 and its
 dependencies); the project's own editable install is out of reach, so a module missing from
 the bundle fails here, not in AWS.
+
+One stand-in: this machine runs CPython 3.11 and cannot load a cp314-only extension module. Where
+a bundle holds a top-level one (cffi's ``_cffi_backend``, which cryptography loads at import), the
+host's build of the *same version* of that distribution sits after the asset on ``sys.path``;
+everything else (PyJWT, cryptography's abi3 Rust extension) loads from the asset itself, and
+test_compiled_code_is_built_for_the_lambda_runtime checks the bundled build is the Lambda's.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.tags import compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name
 
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+LAMBDA_PYTHON = (3, 14)
+# Lambda's python3.14 runtime is Amazon Linux 2023 (glibc 2.34) on x86_64, the project's architecture.
+LAMBDA_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(34, 4, -1)] + [
+    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+LAMBDA_TAGS = {str(t) for t in [*cpython_tags(LAMBDA_PYTHON, platforms=LAMBDA_PLATFORMS),
+                                *compatible_tags(LAMBDA_PYTHON, "cp314", platforms=LAMBDA_PLATFORMS)]}
+LAMBDA_MARKERS = {**default_environment(), "implementation_name": "cpython",
+                  "platform_python_implementation": "CPython", "python_version": "3.14",
+                  "python_full_version": "3.14.0", "sys_platform": "linux", "platform_system": "Linux",
+                  "platform_machine": "x86_64", "os_name": "posix", "extra": ""}
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +82,32 @@ def test_there_are_functions_to_check(synthesized):
     assert len(list(functions(synthesized))) >= 2
 
 
+def host_stand_ins(asset: Path, tmp_path: Path) -> Path:
+    """A folder of the host's builds of the asset's top-level cp314 extension modules, each of the
+    same distribution version as the bundled one (see the module docstring)."""
+    folder = tmp_path / f"stand-ins-{asset.name}"
+    folder.mkdir()
+    for extension in asset.glob("*.cpython-314-*.so"):
+        name = extension.name.split(".", 1)[0]
+        owner = next(d for d in asset.glob("*.dist-info")
+                     if any(line.startswith(extension.name + ",") for line in (d / "RECORD").read_text().splitlines()))
+        distribution, version = owner.name.removesuffix(".dist-info").rsplit("-", 1)
+        assert importlib.metadata.version(distribution) == version, (distribution, version)
+        host = Path(importlib.util.find_spec(name).origin)
+        (folder / host.name).symlink_to(host)
+    return folder
+
+
+def run_in_asset(asset: Path, code: str, tmp_path: Path, lambda_runtime_site: Path,
+                 variables: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``code`` in a clean interpreter that sees the asset, then the stand-ins, then the runtime's boto3."""
+    path = [str(asset), str(host_stand_ins(asset, tmp_path)), str(lambda_runtime_site)]
+    env_vars = {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1", "PATH": "/usr/bin:/bin",
+                **(variables or {})}
+    return subprocess.run([sys.executable, "-I", "-S", "-B", "-c", f"import sys; sys.path[:0] = {path!r}\n{code}"],
+                          env=env_vars, cwd=tmp_path, capture_output=True, text=True, timeout=60, input=stdin)
+
+
 def test_every_handler_imports_from_its_built_asset(synthesized, lambda_runtime_site, tmp_path):
     for env, stack, logical_id, resource in functions(synthesized):
         asset = asset_dir(env, resource)
@@ -65,50 +115,153 @@ def test_every_handler_imports_from_its_built_asset(synthesized, lambda_runtime_
         declared = resource["Properties"].get("Environment", {}).get("Variables", {})
         variables = {k: rendered(v) for k, v in declared.items()}
         code = (
-            "import sys, importlib;"
-            f"sys.path[:0] = [{str(asset)!r}, {str(lambda_runtime_site)!r}];"
-            f"m = importlib.import_module({module!r}); assert callable(getattr(m, {attribute!r}));"
+            "import importlib\n"
+            f"m = importlib.import_module({module!r}); assert callable(getattr(m, {attribute!r}))\n"
             "import tavari_dr; assert tavari_dr.__file__.startswith(sys.path[0]), tavari_dr.__file__"
         )
-        env_vars = {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1", "PATH": "/usr/bin:/bin",
-                    **variables}
-        result = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code], env=env_vars, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=60)
+        scratch = tmp_path / env.name / logical_id
+        scratch.mkdir(parents=True)
+        result = run_in_asset(asset, code, scratch, lambda_runtime_site, variables)
         assert result.returncode == 0, f"{stack}/{logical_id}: {result.stderr}"
 
 
-THIRD_PARTY = ["psycopg", "psycopg-3.2.13.dist-info", "psycopg_binary", "psycopg_binary-3.2.13.dist-info",
-               "psycopg_binary.libs", "typing_extensions-4.16.0.dist-info", "typing_extensions.py"]
-# The functions that read PostgreSQL, and only they, carry requirements-lambda.txt.
-WITH_DRIVER = {"Export API: GET /api/account/export[/{export_id}]",
-               "Export API: large account exports in the background"}
+POSTGRES_DRIVER = ["psycopg", "psycopg-3.2.13.dist-info", "psycopg_binary", "psycopg_binary-3.2.13.dist-info",
+                   "psycopg_binary.libs", "typing_extensions-4.16.0.dist-info", "typing_extensions.py"]
+TOKEN_VERIFICATION = ["jwt", "pyjwt-2.15.1.dist-info", "cryptography", "cryptography-50.0.2.dist-info", "cffi",
+                      "cffi-2.1.1.dist-info", "_cffi_backend.cpython-314-x86_64-linux-gnu.so", "pycparser",
+                      "pycparser-3.12.dist-info"]
+# What each function carries besides its own code: the functions that read PostgreSQL the driver, the
+# authorizer PyJWT and cryptography; each only its own.
+THIRD_PARTY = {"Export API: GET /api/account/export[/{export_id}]": POSTGRES_DRIVER,
+               "Export API: large account exports in the background": POSTGRES_DRIVER,
+               "Export API: verifies Supabase access tokens": TOKEN_VERIFICATION}
 
 
 def test_the_bundle_holds_our_code_and_nothing_else(synthesized):
     for env, _stack, _logical_id, resource in functions(synthesized):
         asset = asset_dir(env, resource)
         top = sorted(p.name for p in asset.iterdir())
-        driver = resource["Properties"]["Description"] in WITH_DRIVER
-        assert top == sorted(["handler.py", "tavari_dr", *(THIRD_PARTY if driver else [])]), top
+        third_party = THIRD_PARTY.get(resource["Properties"]["Description"], [])
+        assert top == sorted(["handler.py", "tavari_dr", *third_party]), top
         assert not list(asset.rglob("__pycache__"))
 
 
-def test_the_postgresql_driver_is_built_for_the_lambda_runtime(synthesized):
-    """The driver's compiled half must match the functions' runtime and architecture, or the
-    import fails in AWS only (this machine's interpreter cannot load a cp314 extension)."""
-    seen = 0
+def bundled(asset: Path) -> dict[str, str]:
+    """Canonical distribution name -> version, for every distribution an asset carries."""
+    return {canonicalize_name(d.name.removesuffix(".dist-info").rsplit("-", 1)[0]):
+            d.name.removesuffix(".dist-info").rsplit("-", 1)[1] for d in asset.glob("*.dist-info")}
+
+
+def test_every_bundled_distribution_has_its_dependencies_on_the_lambda_platform(synthesized):
+    """Requires-Dist of each bundled distribution, markers evaluated for CPython 3.14 on Linux x86_64:
+    each one it needs is bundled too, at a version it accepts."""
+    checked = 0
+    for env, stack, logical_id, resource in functions(synthesized):
+        asset = asset_dir(env, resource)
+        present = bundled(asset)
+        for info in asset.glob("*.dist-info"):
+            for line in (info / "METADATA").read_text().splitlines():
+                if not line.startswith("Requires-Dist: "):
+                    continue
+                requirement = Requirement(line.removeprefix("Requires-Dist: "))
+                if requirement.marker is not None and not requirement.marker.evaluate(LAMBDA_MARKERS):
+                    continue
+                name = canonicalize_name(requirement.name)
+                where = f"{stack}/{logical_id}: {info.name} needs {requirement}"
+                assert name in present, where
+                assert requirement.specifier.contains(present[name], prereleases=True), where
+                checked += 1
+    assert checked >= 2 * len(synthesized)  # cryptography -> cffi -> pycparser, in every environment
+
+
+def test_the_authorizer_carries_pyjwt_with_cryptography(synthesized):
+    """PyJWT declares cryptography only as its "crypto" extra, so the closure test cannot see it."""
     for env, _stack, _logical_id, resource in functions(synthesized):
-        wheel = asset_dir(env, resource) / "psycopg_binary-3.2.13.dist-info" / "WHEEL"
-        if not wheel.exists():
-            continue
-        seen += 1
-        tags = [line.split(": ", 1)[1] for line in wheel.read_text().splitlines() if line.startswith("Tag: ")]
+        if resource["Properties"]["Description"] == "Export API: verifies Supabase access tokens":
+            assert {"pyjwt", "cryptography", "cffi", "pycparser"} <= set(bundled(asset_dir(env, resource)))
+
+
+def test_bundled_versions_are_the_ones_the_tests_run():
+    """requirements.txt pins what the tests import; requirements-lambda.txt what ships: they agree."""
+    root = Path(__file__).resolve().parent.parent
+
+    def pins(name: str) -> dict[str, str]:
+        found = {}
+        for line in (root / name).read_text().splitlines():
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)", line.split("#")[0].strip())
+            if match:
+                found[canonicalize_name(match[1])] = match[2]
+        return found
+
+    runtime, bundle = pins("requirements.txt"), pins("requirements-lambda.txt")
+    shared = set(runtime) & set(bundle)
+    assert {"psycopg", "pyjwt", "cryptography"} <= shared
+    assert {name: runtime[name] for name in shared} == {name: bundle[name] for name in shared}
+
+
+def test_compiled_code_is_built_for_the_lambda_runtime(synthesized):
+    """Compiled distributions must match the functions' runtime and architecture, or the import fails
+    in AWS only (this machine's interpreter cannot load a cp314 extension to prove it): every wheel
+    tag is one CPython 3.14 on manylinux x86_64 (glibc <= 2.34) accepts, and every extension module
+    is abi3 or cp314 x86_64."""
+    seen = set()
+    for env, _stack, _logical_id, resource in functions(synthesized):
+        asset = asset_dir(env, resource)
         runtime = resource["Properties"]["Runtime"]  # python3.14
-        assert any(t.startswith(f"cp{runtime.removeprefix('python').replace('.', '')}-") and t.endswith("_x86_64")
-                   for t in tags), tags
+        assert runtime == "python{}.{}".format(*LAMBDA_PYTHON)
         assert resource["Properties"].get("Architectures", ["x86_64"]) == ["x86_64"]
-        assert list((asset_dir(env, resource) / "psycopg_binary").glob("_psycopg.cpython-314-x86_64-linux-gnu.so"))
-    assert seen == len(synthesized) * len(WITH_DRIVER)  # every synthesized environment
+        for wheel in asset.glob("*.dist-info/WHEEL"):
+            fields = wheel.read_text().splitlines()
+            if "Root-Is-Purelib: true" in fields:
+                continue
+            tags = {line.split(": ", 1)[1] for line in fields if line.startswith("Tag: ")}
+            assert tags & LAMBDA_TAGS, (wheel.parent.name, tags)
+            seen.add(wheel.parent.name)
+        for extension in asset.rglob("*.so"):
+            if ".libs" in extension.parent.name:  # vendored C libraries (libpq, OpenSSL), not modules
+                continue
+            assert re.search(r"\.(abi3|cpython-314-x86_64-linux-gnu)\.so$", extension.name), extension
+    assert {"psycopg_binary-3.2.13.dist-info", "cryptography-50.0.2.dist-info", "cffi-2.1.1.dist-info"} <= seen
+
+
+def test_the_authorizer_asset_verifies_real_tokens(synthesized, lambda_runtime_site, tmp_path):
+    """The authorizer's bundle, alone, verifies ES256, RS256 and HS256 tokens and refuses a forged
+    one: jwt and cryptography are imported from the asset, the JWKS from a local server."""
+    from tests.http_stub import ScriptedServer
+    from tests.test_jwt_auth import EC_JWK, HS_SECRET, OTHER_EC_KEY, RSA_JWK, claims, token
+
+    server = ScriptedServer([(200, {}, {"keys": [EC_JWK, RSA_JWK]}, 0)] * 10, path="/auth/v1/.well-known/jwks.json")
+    issuer = server.url.removesuffix("/.well-known/jwks.json")
+    body = claims(iss=issuer)
+    tokens = {"es256": token(body=body), "rs256": token("RS256", "rsa-1", body=body),
+              "hs256": token("HS256", body=body), "forged": token(key=OTHER_EC_KEY, body=body)}
+    code = """
+import json
+import cryptography, jwt
+from tavari_dr.export import authorizer
+assert jwt.__file__.startswith(sys.path[0]) and cryptography.__file__.startswith(sys.path[0]), (jwt, cryptography)
+job = json.loads(sys.stdin.read())
+verifier = authorizer.verifier_for(job["project"], job["secret"])
+print(json.dumps({name: authorizer.authorize({"headers": {"authorization": "Bearer " + t}}, verifier)
+                  for name, t in job["tokens"].items()}))
+"""
+    try:
+        checked = 0
+        for env, _stack, logical_id, resource in functions(synthesized):
+            if resource["Properties"]["Description"] != "Export API: verifies Supabase access tokens":
+                continue
+            scratch = tmp_path / env.name / logical_id
+            scratch.mkdir(parents=True)
+            job = {"project": issuer.removesuffix("/auth/v1"), "secret": HS_SECRET, "tokens": tokens}
+            result = run_in_asset(asset_dir(env, resource), code, scratch, lambda_runtime_site, stdin=json.dumps(job))
+            assert result.returncode == 0, result.stderr
+            answers = json.loads(result.stdout.strip().splitlines()[-1])
+            allowed = {"isAuthorized": True, "context": {"sub": body["sub"]}}
+            assert answers == {"es256": allowed, "rs256": allowed, "hs256": allowed, "forged": {"isAuthorized": False}}
+            checked += 1
+        assert checked == len(synthesized)
+    finally:
+        server.close()
 
 
 def _imported(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""HTTP API Lambda authorizer: Supabase access token -> user ID. Logic: tavari_dr.export.api / jwt_auth."""
+"""HTTP API Lambda authorizer: Supabase access token -> user ID. Logic: tavari_dr.export.authorizer / jwt_auth."""
 
 import logging
 import os
@@ -6,7 +6,7 @@ import os
 import boto3
 
 from tavari_dr.core.aws import SecretCache
-from tavari_dr.export import api as export_api
+from tavari_dr.export import authorizer
 
 logging.getLogger("tavari").setLevel(logging.INFO)
 SUPABASE_URL_SECRET = os.environ["SUPABASE_URL_SECRET_ARN"]
@@ -19,5 +19,5 @@ def handler(event, context):
     key = (SECRETS.get(SUPABASE_URL_SECRET), SECRETS.get(JWT_SECRET) if JWT_SECRET else None)
     if key not in _verifiers:
         _verifiers.clear()
-        _verifiers[key] = export_api.verifier_for(*key)
-    return export_api.authorize(event, _verifiers[key])
+        _verifiers[key] = authorizer.verifier_for(*key)
+    return authorizer.authorize(event, _verifiers[key])

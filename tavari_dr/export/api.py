@@ -1,9 +1,9 @@
 """The account export API behind ``GET /api/account/export`` (API Gateway HTTP API).
 
-Three Lambdas share this module:
+Two Lambdas share this module, behind the authorizer (tavari_dr.export.authorizer), which
+verifies the Supabase access token and hands the user's ``sub`` to the route in the authorizer
+context — the only place the user comes from:
 
-- the **authorizer** verifies the Supabase access token (tavari_dr.export.jwt_auth) and hands the
-  user's ``sub`` to the route in the authorizer context — the only place the user comes from;
 - the **API** claims the user's limits, then exports small accounts at once (200 + presigned
   URL) and hands large ones to the worker (202 + status URL); ``GET .../export/{id}`` reports
   the status and, when ready, a fresh presigned URL;
@@ -32,9 +32,7 @@ from botocore.config import Config
 
 from tavari_dr.core.config import DEFAULT_DATASETS, Dataset
 from tavari_dr.core.metrics import EXPORT_FAILED, EXPORT_REFUSED, EXPORT_SUCCEEDED, publish
-from tavari_dr.core.outputs import is_placeholder
 from tavari_dr.export.account import count_rows, export_account
-from tavari_dr.export.jwt_auth import Jwks, TokenRejected, Verifier
 
 log = logging.getLogger("tavari.export")
 # A worker that dies leaves its lock behind; the lock lapses after the longest an export may run.
@@ -82,29 +80,7 @@ class LimitReached(Exception):
         self.reason, self.retry_after = reason, retry_after
 
 
-# --------------------------------------------------------------------------- authorizer
-
-
-def verifier_for(supabase_url: str, hs256_secret: str | None, *, fetch: Any = None) -> Verifier:
-    """Supabase's issuer is ``<project URL>/auth/v1``; its keys are at ``/.well-known/jwks.json`` below it."""
-    issuer = supabase_url.rstrip("/") + "/auth/v1"
-    secret = None if hs256_secret is None or is_placeholder(hs256_secret) or not hs256_secret.strip() else hs256_secret
-    return Verifier(issuer=issuer, jwks=Jwks(issuer + "/.well-known/jwks.json", fetch=fetch), hs256_secret=secret)
-
-
-def authorize(event: dict[str, Any], verifier: Verifier) -> dict[str, Any]:
-    """HTTP API Lambda authorizer, simple response format (payload 2.0)."""
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    header = headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    try:
-        if scheme.lower() != "bearer":
-            raise TokenRejected("no bearer token")
-        claims = verifier.verify(token.strip())
-    except TokenRejected as refused:
-        log.info(json.dumps({"event": "token_refused", "reason": str(refused)}))
-        return {"isAuthorized": False}
-    return {"isAuthorized": True, "context": {"sub": claims["sub"]}}
+# --------------------------------------------------------------------------- the user
 
 
 def user_of(event: dict[str, Any]) -> str | None:

@@ -1,194 +1,269 @@
-"""Verify Supabase access tokens in pure Python (the Lambda runtime ships no crypto library).
+"""Verify Supabase access tokens: PyJWT with ``cryptography``, behind strict checks of our own.
 
-Supabase signs with ES256 or RS256 (public keys at <project>/auth/v1/.well-known/jwks.json) or,
-on legacy projects, HS256 with the JWT secret. Accepted algorithms are fixed here, never taken
-from the token alone: ``alg: none`` and algorithm confusion (an HS256 token "signed" with a
-public key) are refused. Claims checked: issuer, audience ``authenticated``, exp, nbf, sub.
+Supabase signs with ES256 or RS256 (public keys at <project>/auth/v1/.well-known/jwks.json,
+fetched and cached by PyJWT's ``PyJWKClient``) or, on legacy projects, HS256 with the JWT
+secret. The accepted algorithms are fixed here, never taken from the token alone: ``alg: none``
+is refused, an HS256 token is only ever checked against the shared secret and an ES256/RS256
+token only against a public key of the matching type from the project's JWKS.
+
+PyJWT verifies the signature, exp, nbf, iat, issuer and audience. It is lenient where a token is
+attacker-controlled input, so before it sees one, each token is held to the form Supabase issues
+(see docs/decisions/0007): exactly three canonical base64url segments within a size bound; header
+and payload JSON objects of bounded nesting without NaN/Infinity or duplicate names; ``alg``,
+``kid`` and ``typ`` of the right types; exp, nbf and iat finite numbers (PyJWT takes "9999999999");
+``role`` exactly ``authenticated``; a non-empty ``sub``. Every malformed input ends in
+TokenRejected — never another exception — so the authorizer denies rather than fails.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
+import binascii
 import json
-import time
-import urllib.request
-from collections.abc import Callable
+import logging
+import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+import jwt
+from jwt.algorithms import has_crypto
+
+from tavari_dr.core.metrics import EXPORT_SIGNING_KEYS_UNAVAILABLE, publish
+
+if not has_crypto:  # PyJWT degrades silently without it, and every ES256/RS256 token would be refused
+    raise ImportError("cryptography is not importable here: the authorizer cannot verify ES256/RS256 tokens")
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402 - only once PyJWT found it
+
+log = logging.getLogger("tavari.export")
 
 LEEWAY_SECONDS = 30
 AUDIENCE = "authenticated"
+ROLE = "authenticated"
+ALGORITHMS = ("ES256", "RS256", "HS256")
+# Supabase access tokens are about 1 KB (more with large user metadata); API Gateway caps a header
+# at 10 KB. Anything past this is refused before it is decoded.
+MAX_TOKEN_CHARS = 8192
+# Supabase claims nest three deep (amr: [{...}], app_metadata: {providers: [...]}).
+MAX_JSON_DEPTH = 16
+MAX_KID_CHARS = 256
+# Times as exact numbers: an int beyond 2**53 has no float of its own, and PyJWT compares floats.
+MAX_TIME = 2**53
+JWKS_CACHE_SECONDS = 600
+JWKS_REFRESH_COOLDOWN_SECONDS = 60  # an unknown kid re-fetches the JWKS at most once a minute
+JWKS_TIMEOUT_SECONDS = 5
 
-# NIST P-256 (secp256r1)
-_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
-_A = _P - 3
-_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
-_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_G = (0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
-      0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
-# DER DigestInfo prefix for SHA-256 (RFC 8017, EMSA-PKCS1-v1_5)
-_SHA256_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_PUBLIC_KEY_TYPES = {"ES256": ec.EllipticCurvePublicKey, "RS256": rsa.RSAPublicKey}
+# The token header parameters of a plain compact JWS; crit/b64 (RFC 7797) would change what is signed.
+_REFUSED_HEADERS = ("crit", "b64")
+# PyJWT's exceptions, by what the refusal says.
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not valid yet"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.MissingRequiredClaimError, "missing claim"),
+    (jwt.InvalidAlgorithmError, "the key is not for this algorithm"),
+    (jwt.InvalidKeyError, "unacceptable signing key"),  # e.g. RSA under 2048 bits
+)
 
 
 class TokenRejected(ValueError):
     """The token is not acceptable; the message says why (never the token itself)."""
 
 
-def _b64(data: str) -> bytes:
-    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+def jwks_client(url: str) -> jwt.PyJWKClient:
+    """The project's JWKS through PyJWT's client: the key set is cached for ten minutes and an
+    unknown kid re-fetches it at most once a minute. Its per-kid LRU cache (``cache_keys``) stays
+    off: it never expires, so a key Supabase revoked would stay trusted in a warm Lambda."""
+    return jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=JWKS_CACHE_SECONDS, cache_keys=False,
+                           cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS, timeout=JWKS_TIMEOUT_SECONDS)
 
 
-def _int(data: str) -> int:
-    return int.from_bytes(_b64(data), "big")
+# --------------------------------------------------------------------------- the token's form
 
 
-# --------------------------------------------------------------------------- signatures
+def _segment(text: str) -> bytes:
+    """Canonical unpadded base64url only: no '=', no other alphabet, no stray trailing bits."""
+    if not _SEGMENT.fullmatch(text) or len(text) % 4 == 1:
+        raise TokenRejected("malformed token")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        raise TokenRejected("malformed token")
+    return raw
 
 
-def _point_add(p: tuple[int, int] | None, q: tuple[int, int] | None) -> tuple[int, int] | None:
-    if p is None:
-        return q
-    if q is None:
-        return p
-    if p[0] == q[0] and (p[1] + q[1]) % _P == 0:
-        return None
-    if p == q:
-        slope = (3 * p[0] * p[0] + _A) * pow(2 * p[1], _P - 2, _P) % _P
-    else:
-        slope = (q[1] - p[1]) * pow(q[0] - p[0], _P - 2, _P) % _P
-    x = (slope * slope - p[0] - q[0]) % _P
-    return x, (slope * (p[0] - x) - p[1]) % _P
+def _nesting_within(text: str, limit: int) -> bool:
+    """Whether arrays and objects nest at most ``limit`` deep (strings skipped), decided in one pass
+    before the recursive JSON parser could exhaust the stack."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
 
 
-def _multiply(k: int, point: tuple[int, int]) -> tuple[int, int] | None:
-    result, addend = None, point
-    while k:
-        if k & 1:
-            result = _point_add(result, addend)
-        addend = _point_add(addend, addend)  # type: ignore[assignment]
-        k >>= 1
-    return result
+def _refuse_constant(name: str) -> Any:
+    raise TokenRejected(f"malformed token ({name} is not JSON)")
 
 
-def verify_es256(message: bytes, signature: bytes, jwk: dict[str, Any]) -> bool:
-    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or len(signature) != 64:
-        return False
-    q = (_int(jwk["x"]), _int(jwk["y"]))
-    if (q[1] * q[1] - (q[0] ** 3 + _A * q[0] + _B)) % _P:
-        return False  # not on the curve
-    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    if not (0 < r < _N and 0 < s < _N):
-        return False
-    z = int.from_bytes(hashlib.sha256(message).digest(), "big")
-    w = pow(s, _N - 2, _N)
-    point = _point_add(_multiply(z * w % _N, _G), _multiply(r * w % _N, q))
-    return point is not None and point[0] % _N == r
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"sub": A, "sub": B}: parsers disagree on which one wins, so the token means nothing.
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise TokenRejected("malformed token (a name appears twice)")
+    return dict(pairs)
 
 
-def verify_rs256(message: bytes, signature: bytes, jwk: dict[str, Any]) -> bool:
-    if jwk.get("kty") != "RSA":
-        return False
-    n, e = _int(jwk["n"]), _int(jwk["e"])
-    size = (n.bit_length() + 7) // 8
-    if len(signature) != size or n.bit_length() < 2048:
-        return False
-    decoded = pow(int.from_bytes(signature, "big"), e, n).to_bytes(size, "big")
-    digest_info = _SHA256_PREFIX + hashlib.sha256(message).digest()
-    expected = b"\x00\x01" + b"\xff" * (size - len(digest_info) - 3) + b"\x00" + digest_info
-    return hmac.compare_digest(decoded, expected)
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenRejected("malformed token") from None
+    if not _nesting_within(text, MAX_JSON_DEPTH):
+        raise TokenRejected("malformed token (nested too deep)")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_names)
+    except ValueError as error:  # JSONDecodeError, and ints longer than Python converts
+        if isinstance(error, TokenRejected):
+            raise
+        raise TokenRejected("malformed token") from None
+    if not isinstance(value, dict):
+        raise TokenRejected("malformed token")
+    return value
 
 
-# --------------------------------------------------------------------------- keys
+def _is_time(value: Any) -> bool:
+    """A NumericDate: an int or float (never bool or string), finite, exactly representable."""
+    if type(value) is int:
+        return -MAX_TIME <= value <= MAX_TIME
+    return type(value) is float and math.isfinite(value) and abs(value) <= MAX_TIME
 
 
-class Jwks:
-    """The project's JWKS, fetched on demand and cached (re-fetched for an unknown kid, at most once a minute)."""
+def parse(token: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The token's header and claims if it has the form Supabase issues, else TokenRejected.
+    Nothing here is trusted yet: the signature is checked afterwards."""
+    if not token:
+        raise TokenRejected("no token")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        raise TokenRejected("malformed token")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenRejected("malformed token")
+    try:
+        raw_header, raw_claims, _signature = (_segment(p) for p in parts)
+    except (binascii.Error, ValueError) as error:
+        if isinstance(error, TokenRejected):
+            raise
+        raise TokenRejected("malformed token") from None
+    header, claims = _json_object(raw_header), _json_object(raw_claims)
 
-    def __init__(self, url: str, *, ttl: float = 600.0, fetch: Callable[[str], dict[str, Any]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.url, self.ttl, self.clock = url, ttl, clock
-        self._fetch = fetch or _fetch_json
-        self._keys: dict[str, dict[str, Any]] = {}
-        self._fetched_at = -1e18
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        short = isinstance(algorithm, str) and len(algorithm) <= 16
+        shown = repr(algorithm) if short else f"<{type(algorithm).__name__}>"
+        raise TokenRejected(f"algorithm {shown} is not accepted")
+    kid = header.get("kid")
+    if "kid" in header and (not isinstance(kid, str) or not kid or len(kid) > MAX_KID_CHARS):
+        raise TokenRejected("malformed key id")
+    typ = header.get("typ")
+    if "typ" in header and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        raise TokenRejected("not a JWT")
+    if any(name in header for name in _REFUSED_HEADERS):
+        raise TokenRejected("unsupported header parameter")
 
-    def key(self, kid: str | None) -> dict[str, Any] | None:
-        stale = self.clock() - self._fetched_at > self.ttl
-        if stale or (kid not in self._keys and self.clock() - self._fetched_at > 60):
-            document = self._fetch(self.url)
-            self._keys = {k.get("kid"): k for k in document.get("keys", [])}
-            self._fetched_at = self.clock()
-        return self._keys.get(kid)
+    if "exp" not in claims:
+        raise TokenRejected("missing claim exp")
+    for name in ("exp", "nbf", "iat"):
+        if name in claims and not _is_time(claims[name]):
+            raise TokenRejected(f"{name} is not a finite number")
+    if claims.get("role") != ROLE:
+        raise TokenRejected("wrong role")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise TokenRejected("no subject")
+    return header, claims
 
 
-def _fetch_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - the project's own https JWKS
-        return json.loads(response.read())
-
-
-# --------------------------------------------------------------------------- tokens
+# --------------------------------------------------------------------------- signature and claims
 
 
 @dataclass(frozen=True)
 class Verifier:
-    """issuer: https://<ref>.supabase.co/auth/v1; jwks: the project's keys; hs256_secret: the legacy JWT
-    secret, or None where the project signs asymmetrically only."""
+    """issuer: https://<ref>.supabase.co/auth/v1; jwks: the project's keys (``jwks_client``), or None
+    where the project signs with HS256 only; hs256_secret: the legacy JWT secret, or None where the
+    project signs asymmetrically only."""
 
     issuer: str
-    jwks: Jwks | None = None
+    jwks: jwt.PyJWKClient | None = None
     hs256_secret: str | None = None
-    clock: Callable[[], float] = time.time
 
-    def verify(self, token: str | None) -> dict[str, Any]:
+    def verify(self, token: Any) -> dict[str, Any]:
         """The token's claims, or TokenRejected."""
-        if not token:
-            raise TokenRejected("no token")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise TokenRejected("malformed token")
-        try:
-            header = json.loads(_b64(parts[0]))
-            claims = json.loads(_b64(parts[1]))
-            signature = _b64(parts[2])
-        except ValueError:
-            raise TokenRejected("malformed token") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict):
-            raise TokenRejected("malformed token")
-        signed = f"{parts[0]}.{parts[1]}".encode()
-        algorithm = header.get("alg")
+        header, _ = parse(token)
+        algorithm = header["alg"]
+        key: Any
         if algorithm == "HS256":
             if not self.hs256_secret:
                 raise TokenRejected("HS256 is not accepted for this project")
-            expected = hmac.new(self.hs256_secret.encode(), signed, hashlib.sha256).digest()
-            valid = hmac.compare_digest(expected, signature)
-        elif algorithm in ("ES256", "RS256"):
-            try:
-                key = self.jwks.key(header.get("kid")) if self.jwks else None
-            except (OSError, ValueError):
-                raise TokenRejected("signing keys unavailable") from None  # fail closed
-            if key is None:
-                raise TokenRejected("unknown signing key")
-            if key.get("alg") not in (None, algorithm):
-                raise TokenRejected("the key is not for this algorithm")
-            valid = (verify_es256 if algorithm == "ES256" else verify_rs256)(signed, signature, key)
+            key = self.hs256_secret
         else:
-            raise TokenRejected(f"algorithm {algorithm!r} is not accepted")
-        if not valid:
-            raise TokenRejected("bad signature")
-        self._check_claims(claims)
-        return claims
+            key = self._public_key(algorithm, header.get("kid"))
+        try:
+            return jwt.decode(
+                token, key, algorithms=[algorithm], audience=AUDIENCE, issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud", "sub"], "strict_aud": False,
+                         # A short HMAC secret or an RSA key under 2048 bits is a refusal, not a warning.
+                         "enforce_minimum_key_length": True})
+        except jwt.PyJWTError as error:
+            for kind, reason in _REASONS:
+                if isinstance(error, kind):
+                    raise TokenRejected(reason) from None
+            raise TokenRejected("malformed token") from None
 
-    def _check_claims(self, claims: dict[str, Any]) -> None:
-        now = self.clock()
-        if claims.get("iss") != self.issuer:
-            raise TokenRejected("wrong issuer")
-        audience = claims.get("aud")
-        if AUDIENCE not in (audience if isinstance(audience, list) else [audience]):
-            raise TokenRejected("wrong audience")
-        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < now - LEEWAY_SECONDS:
-            raise TokenRejected("expired")
-        if isinstance(claims.get("nbf"), (int, float)) and claims["nbf"] > now + LEEWAY_SECONDS:
-            raise TokenRejected("not valid yet")
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise TokenRejected("no subject")
+    def _public_key(self, algorithm: str, kid: str | None) -> jwt.PyJWK:
+        if self.jwks is None:
+            raise TokenRejected(f"{algorithm} is not accepted for this project")
+        if kid is None:
+            raise TokenRejected("unknown signing key")
+        try:
+            self.jwks.get_signing_keys()  # the cached set; a failure here is the endpoint's, not the token's
+        except (jwt.PyJWTError, OSError, ValueError) as error:
+            self._keys_unavailable(error)
+        try:
+            key = self.jwks.get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError as error:  # the refresh an unknown kid asked for
+            self._keys_unavailable(error)
+        except jwt.PyJWKClientError:
+            raise TokenRejected("unknown signing key") from None
+        except (jwt.PyJWTError, OSError, ValueError) as error:
+            self._keys_unavailable(error)
+        if key.algorithm_name != algorithm or not isinstance(key.key, _PUBLIC_KEY_TYPES[algorithm]):
+            raise TokenRejected("the key is not for this algorithm")
+        if algorithm == "ES256" and key.key.curve.name != "secp256r1":
+            raise TokenRejected("the key is not for this algorithm")
+        return key
+
+    @staticmethod
+    def _keys_unavailable(error: Exception) -> NoReturn:
+        # Fail closed, and say so: every ES256/RS256 user is refused until the keys come back.
+        publish({EXPORT_SIGNING_KEYS_UNAVAILABLE: 1})
+        log.error(json.dumps({"event": "signing_keys_unavailable", "error": type(error).__name__}))
+        raise TokenRejected("signing keys unavailable") from None
