@@ -30,11 +30,8 @@ DRILL_OBJECTIVE_MISSED = "DrillObjectiveMissed"
 EXPORT_SUCCEEDED = "ExportSucceeded"
 EXPORT_FAILED = "ExportFailed"
 EXPORT_REFUSED = "ExportRefused"
-<<<<<<< HEAD
 BACKUP_TAMPERED = "BackupTampered"
-=======
 EXPORT_SIGNING_KEYS_UNAVAILABLE = "ExportSigningKeysUnavailable"
->>>>>>> jwt
 
 # The Job dimension: every job whose outcome the alarms watch, by the one name its metrics, its alarms
 # and (for the Lambdas) its lambdas/<name> folder use.
@@ -61,13 +58,10 @@ METRICS: dict[str, tuple[str, str]] = {
     EXPORT_SUCCEEDED: ("Count", "1 per account export delivered."),
     EXPORT_FAILED: ("Count", "1 per account export that failed (alarmed)."),
     EXPORT_REFUSED: ("Count", "1 per export request refused by the per-user limits."),
-<<<<<<< HEAD
     BACKUP_TAMPERED: ("Count", "1 each time a reader finds a database backup overwritten, hidden by a delete marker, "
                                "planted, or with a manifest that does not verify; per Source and in total (alarmed)."),
-=======
     EXPORT_SIGNING_KEYS_UNAVAILABLE: ("Count", "1 per token the authorizer refused because the project's JWKS "
                                                "could not be fetched (alarmed)."),
->>>>>>> jwt
 }
 
 
