@@ -287,7 +287,8 @@ def test_a_tampered_backup_publishes_backup_tampered_for_the_alarm(s3, signing):
     from tavari_dr.verification import jobs
 
     manifest = write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=2))
-    s3.delete_object(Bucket="scratch", Key=manifest.artifacts["schema.dump"]["key"])  # a marker hides it
+    # A second version (a delete marker would be judged against the backup's retention, i.e. the date).
+    s3.put_object(Bucket="scratch", Key=manifest.artifacts["schema.dump"]["key"], Body=b"PGDMP swapped")
     emitted = []
     jobs.record([freshness(s3, signing)], job="daily_monitor", s3=s3, reports_bucket="reports", now=NOW,
                 emit=lambda values, dims=None, **_: emitted.append((values, dims)))
