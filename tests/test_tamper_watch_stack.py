@@ -284,3 +284,15 @@ def test_the_daily_monitor_checks_the_tamper_watch(prod):
     assert all("*" not in json.dumps(r) for r in rules["Resource"])
     (trail,) = [s for s in statements if s["Action"] == ["cloudtrail:GetEventSelectors", "cloudtrail:GetTrailStatus"]]
     assert trail["Resource"] == resolve(expectation["trail_arn"])
+
+
+def test_every_tamper_alert_links_a_runbook_section_that_exists(prod):
+    from tests.conftest import ROOT
+
+    runbook = (ROOT / "docs" / "runbooks" / "alarms.md").read_text()
+    anchors = {line.split("{#")[1].rstrip("}").strip() for line in runbook.splitlines() if "{#" in line}
+    linked = {json.loads(rule["Targets"][0]["InputTransformer"]["InputTemplate"].replace("<detail-eventTime>", '""'))
+              ["runbook"].split("#")[1] for rule in rules_of(prod.templates["Tavari-Prod-TamperWatch"]).values()}
+    assert linked == {"tampering-keys", "tampering-buckets", "tampering-objects", "tampering-secrets",
+                      "tampering-watch", "break-glass"}
+    assert linked | {"tampering"} <= anchors
