@@ -332,6 +332,8 @@ class LocalDeployer:
         for name in _stack_order(artifacts):
             artifact = artifacts[name]
             account, region = artifact["environment"].removeprefix("aws://").split("/")
+            if account == "unknown-account":  # an environment-agnostic stack: AWS::AccountId is the deployer's
+                account = self._account()
             template = json.loads((cdk_out / artifact["properties"]["templateFile"]).read_text())
             stack = _Stack(self, name, region, account, template)
             self.stacks[name] = stack
@@ -339,6 +341,11 @@ class LocalDeployer:
             progress(f"{name} ({region}): {len(stack.report.applied)} applied, "
                      f"{len(stack.report.not_applied)} not applied")
         return Deployment({n: s.report for n, s in self.stacks.items()}, support)
+
+    def _account(self) -> str:
+        if not hasattr(self, "_caller_account"):
+            self._caller_account = self.client("sts", "us-east-1").get_caller_identity()["Account"]
+        return self._caller_account
 
     def _deploy_stack(self, stack: _Stack, support: MotoSupport) -> None:
         resources = stack.template.get("Resources", {})
