@@ -40,6 +40,7 @@ from backup_constructs.tamper_watch import (
     topic_target,
 )
 from tavari_dr.core import outputs
+from tavari_dr.core.config import EnvironmentConfig
 
 GLOBAL_STS_REGION = "us-east-1"
 
@@ -61,13 +62,15 @@ class TamperWatchStack(Stack):
     when existing_trail_arn names one (its selectors are not ours: synth warns what it must log).
     data_event_bucket_names: the backup buckets (every region) whose write data events the trail
     must log; data_event_bucket_labels: how the synth warning names them (names are tokens at synth).
-    remote: (region, account) of every other site that forwards here.
+    remote: (region, account) of every other site that forwards here; forwarded_kinds: the kinds
+    those sites watch (one primary rule each publishes what they forward).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, environment: str, runbook_url: str,
                  protected: Protected, topic: sns.ITopic, trail: TrailSettings | None,
                  existing_trail_arn: str | None, data_event_bucket_names: Sequence[str],
-                 data_event_bucket_labels: Sequence[str], remote: Sequence[tuple[str, str]], forwarded_kinds: Sequence[str], **kwargs: Any) -> None:
+                 data_event_bucket_labels: Sequence[str], remote: Sequence[tuple[str, str]],
+                 forwarded_kinds: Sequence[str], **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         if (trail is None) == (existing_trail_arn is None):
             raise ValueError("give exactly one of trail and existing_trail_arn")
@@ -114,7 +117,7 @@ class TamperWatchStack(Stack):
                                              "Principal": {"AWS": f"arn:{self.partition}:iam::{account}:root"},
                                              "Resource": f"arn:{self.partition}:events:{self.region}:{self.account}"
                                                          ":event-bus/default"})
-        CfnOutput(self, outputs.TRAIL_ARN, value=self.trail_arn or "",
+        CfnOutput(self, outputs.TRAIL_ARN, value=self.trail_arn,
                   description="The trail the tamper rules depend on")
 
 
@@ -187,9 +190,10 @@ class TamperWatch:
             resources=[self.expectation["trail_arn"]]))
 
 
-def build_tamper_watch(app: Construct, config: Any, *, protected_primary: Protected,
+def build_tamper_watch(app: Construct, config: EnvironmentConfig, *, protected_primary: Protected,
                        remote_sites: Sequence[RemoteSite], topic: sns.ITopic, data_event_bucket_names: Sequence[str],
-                       data_event_bucket_labels: Sequence[str], removal_policy: RemovalPolicy, common: dict[str, Any]) -> TamperWatch:
+                       data_event_bucket_labels: Sequence[str], removal_policy: RemovalPolicy,
+                       common: dict[str, Any]) -> TamperWatch:
     """The primary stack and one stack per remote site; their dependencies follow their references."""
     env_name = config.name
     created = None

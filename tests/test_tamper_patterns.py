@@ -76,7 +76,8 @@ def s3_object_call(name: str, bucket: str, key: str, **parameters: object) -> di
                                              "key": key, **parameters},
                        "responseElements": None, "readOnly": False,
                        "resources": [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
-                                     {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}],
+                                     {"accountId": ACCOUNT, "type": "AWS::S3::Bucket",
+                                      "ARN": f"arn:aws:s3:::{bucket}"}],
                        "additionalEventData": {"SignatureVersion": "SigV4", "bytesTransferredIn": 0}})
     event["detail"].update(managementEvent=False, eventCategory="Data")
     return event
@@ -130,8 +131,9 @@ def test_lifecycle_puts_match_under_cloudtrails_event_name():
     ("version delete (s3:DeleteObjectVersion)", s3_object_call("DeleteObject", BACKUPS, "manifests/x.json",
                                                               versionId="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")),
     ("delete under dumps/", s3_object_call("DeleteObject", BACKUPS, "dumps/daily/20260323T0100/data.dump")),
-    ("delete with the governance bypass", s3_object_call("DeleteObject", BACKUPS, "dumps/daily/x/data.dump",
-                                                         versionId="v1", **{"x-amz-bypass-governance-retention": "true"})),
+    ("delete with the governance bypass", s3_object_call(
+        "DeleteObject", BACKUPS, "dumps/daily/x/data.dump", versionId="v1",
+        **{"x-amz-bypass-governance-retention": "true"})),
     ("multi-object delete", s3_object_call("DeleteObjects", BACKUPS, "", delete="")),
     ("retention shortened with the bypass header", s3_object_call(
         "PutObjectRetention", BACKUPS, "dumps/daily/x/data.dump", retention="",
