@@ -5,19 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Annotations, App, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import Annotations, App, Aws, Duration, Environment, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_kms as kms
 
 from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
 from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
+from backup_constructs.tamper_watch import Protected, TrailSettings
 from stacks.data_export import API_TIMEOUT, WORKER_TIMEOUT, DataExportStack
 from stacks.database_backups import DatabaseBackupsReplicaStack, DatabaseBackupsStack, DrillInputs, VerificationInputs
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
 from stacks.secrets import SecretsReplicaKeyStack, SecretsStack, secrets_replica_key_alias
-from tavari_dr.core import outputs
+from stacks.tamper_watch import GLOBAL_STS_REGION, RemoteSite, TamperWatch, build_tamper_watch
+from tavari_dr.core import metrics, outputs
 from tavari_dr.core.config import EnvironmentConfig
 
 
@@ -31,11 +33,13 @@ class TavariApp:
     backups: DatabaseBackupsStack
     backups_replica: DatabaseBackupsReplicaStack | None
     data_export: DataExportStack
+    tamper_watch: TamperWatch
 
     @property
     def stacks(self) -> list[Stack]:
         return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets, self.monitoring,
-                            self.backups_replica, self.backups, self.data_export) if s is not None]
+                            self.backups_replica, self.backups, self.data_export, *self.tamper_watch.stacks)
+                if s is not None]
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
@@ -201,11 +205,86 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
                              worker=data_export.worker.function, worker_timeout=WORKER_TIMEOUT,
                              worker_dead_letters=data_export.worker.dead_letter_queue)
 
+    tamper_watch = _tamper_watch(app, config, storage=storage, replica=replica_stack, secrets=secrets,
+                                 secrets_replica=secrets_replica, monitoring=monitoring, backups=backups,
+                                 backups_replica=backups_replica, removal=removal, common=common)
+
     built = TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica,
                       monitoring=monitoring, backups=backups, backups_replica=backups_replica,
-                      data_export=data_export)
+                      data_export=data_export, tamper_watch=tamper_watch)
     for stack in built.stacks:
         Tags.of(stack).add("tavari:environment", config.name)
         Tags.of(stack).add("tavari:component", "backup-recovery")
     add_nag_packs(app)
     return built
+
+
+def _tamper_watch(app: App, config: EnvironmentConfig, *, storage: InvoiceStorageStack,
+                  replica: InvoiceReplicaStack | None, secrets: SecretsStack,
+                  secrets_replica: SecretsReplicaKeyStack | None, monitoring: MonitoringStack,
+                  backups: DatabaseBackupsStack, backups_replica: DatabaseBackupsReplicaStack | None,
+                  removal: RemovalPolicy, common: dict[str, Any]) -> TamperWatch:
+    """The tamper watch of every account and region that holds protected resources, plus us-east-1
+    (STS calls to the global endpoint from outside AWS are recorded there), and the daily monitor's
+    drift check of the part in the primary account."""
+    prefix = outputs.tamper_rule_prefix(config.name)
+
+    def break_glass(account: str | None) -> str:
+        return f"arn:{Aws.PARTITION}:iam::{account or Aws.ACCOUNT_ID}:role/{config.security.break_glass_role_name}"
+
+    primary = Protected(
+        rule_prefix=prefix, break_glass_role_arn=break_glass(config.account),
+        keys=(storage.invoices.key.key_arn, secrets.config_secrets.key.key_arn, backups.backups.key.key_arn,
+              backups.signing_key.key_arn, backups.reports.key.key_arn),
+        buckets=(storage.invoices.bucket.bucket_name, backups.backups.bucket.bucket_name,
+                 backups.reports.bucket.bucket_name),
+        backup_buckets=(backups.backups.bucket.bucket_name,),
+        secrets=tuple(secret.secret_arn for secret in secrets.config_secrets.secrets.values()))
+    sites: list[RemoteSite] = []
+    data_event_buckets = [backups.backups.bucket.bucket_name]
+    labels = [f"the {outputs.BACKUP_BUCKET_NAME} output of {backups.stack_name}"]
+    replica_label = f"the {outputs.BACKUP_BUCKET_NAME} output of " + (
+        backups_replica.stack_name if backups_replica is not None else "")
+    dr_region = config.replication.region if config.replication.enabled else None
+    if dr_region is not None and replica is not None and secrets_replica is not None and backups_replica is not None:
+        replica_keys = (replica.replica.key.key_arn, backups_replica.backups.key.key_arn)
+        replica_buckets = (replica.replica.bucket.bucket_name, backups_replica.backups.bucket.bucket_name)
+        backup_replica = (backups_replica.backups.bucket.bucket_name,)
+        if config.cross_account_replication:
+            # Secret replicas stay in the primary account; the bucket replicas live in the backup account,
+            # whose events only a trail there (or an organization trail) records.
+            sites.append(RemoteSite("Dr", dr_region, config.account, Protected(
+                rule_prefix=prefix, break_glass_role_arn=break_glass(config.account),
+                keys=(secrets_replica.key.key_arn,))))
+            backup_account = config.replica_account
+            trail = None if config.security.trail_arn else TrailSettings(
+                name=outputs.tamper_trail_name(config.name), data_event_buckets=backup_replica,
+                retention=Duration.days(config.monitoring.log_retention_days), removal_policy=removal)
+            sites.append(RemoteSite("BackupDr", dr_region, backup_account, Protected(
+                rule_prefix=prefix, break_glass_role_arn=break_glass(backup_account), keys=replica_keys,
+                buckets=replica_buckets, backup_buckets=backup_replica), trail=trail, checked=False))
+            if dr_region != GLOBAL_STS_REGION:
+                sites.append(RemoteSite("BackupGlobal", GLOBAL_STS_REGION, backup_account, Protected(
+                    rule_prefix=prefix, break_glass_role_arn=break_glass(backup_account)), checked=False))
+        else:
+            sites.append(RemoteSite("Dr", dr_region, config.account, Protected(
+                rule_prefix=prefix, break_glass_role_arn=break_glass(config.account),
+                keys=(*replica_keys, secrets_replica.key.key_arn), buckets=replica_buckets,
+                backup_buckets=backup_replica)))
+            data_event_buckets += backup_replica
+            labels.append(replica_label)
+    if GLOBAL_STS_REGION not in (config.region, dr_region):
+        sites.append(RemoteSite("Global", GLOBAL_STS_REGION, config.account, Protected(
+            rule_prefix=prefix, break_glass_role_arn=break_glass(config.account))))
+    if config.security.trail_arn and backups_replica is not None and config.cross_account_replication:
+        data_event_buckets.append(backups_replica.backups.bucket.bucket_name)  # the named trail must log it too
+        labels.append(replica_label)
+    watch = build_tamper_watch(app, config, protected_primary=primary, remote_sites=sites,
+                               topic=monitoring.monitoring.topic, data_event_bucket_names=data_event_buckets,
+                               data_event_bucket_labels=labels,
+                               removal_policy=removal, common=common)
+    verification = backups.verification
+    if verification is not None:
+        daily = verification.functions[metrics.DAILY_MONITOR]
+        watch.wire_drift_check(daily.function, daily.role)
+    return watch

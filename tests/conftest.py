@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,7 @@ class Synthesized:
     outdir: Path
     templates: dict[str, dict]  # stack name -> template JSON
     warnings: list[str]
+    built: Any = None  # the TavariApp: its constructs, for Stack.resolve in assertions
 
     def template(self, purpose: str):
         from aws_cdk.assertions import Template
@@ -58,7 +60,7 @@ def _synth(name: str, context: dict, outdir: Path) -> Synthesized:
     from tavari_dr.core.config import load_environment
 
     app = App(context=context, outdir=str(outdir))
-    build_app(app, load_environment(context))
+    built = build_app(app, load_environment(context))
     assembly = app.synth()
     warnings = [
         str(m.entry.data)
@@ -67,7 +69,7 @@ def _synth(name: str, context: dict, outdir: Path) -> Synthesized:
         if str(m.level).lower().endswith("warning")
     ]
     templates = {s.stack_name: s.template for s in assembly.stacks}
-    return Synthesized(name, outdir, templates, warnings)
+    return Synthesized(name, outdir, templates, warnings, built)
 
 
 def cross_account_context(with_key: bool) -> dict:
@@ -78,6 +80,17 @@ def cross_account_context(with_key: bool) -> dict:
         prod["replication"]["replica_key_arn"] = XACCT_KEY_ARN
         prod["replication"]["backup_replica_key_arn"] = XACCT_BACKUP_KEY_ARN
     context["env"] = "prod"
+    return context
+
+
+EXISTING_TRAIL_ARN = "arn:aws:cloudtrail:us-east-1:999999999999:trail/org-trail"
+
+
+def existing_trail_context() -> dict:
+    """dev with security.trail_arn naming an organization trail: no trail of ours, a synth warning."""
+    context = copy.deepcopy(cdk_context())
+    context["environments"]["dev"]["security"] = {"trail_arn": EXISTING_TRAIL_ARN}
+    context["env"] = "dev"
     return context
 
 
@@ -106,6 +119,7 @@ def synthesized(tmp_path_factory) -> dict[str, Synthesized]:
     results["prod-xacct-pending"] = _synth(
         "prod-xacct-pending", cross_account_context(False), tmp_path_factory.mktemp("pending"))
     results["prod-app"] = _synth("prod-app", app_principal_context(), tmp_path_factory.mktemp("app"))
+    results["dev-trail"] = _synth("dev-trail", existing_trail_context(), tmp_path_factory.mktemp("trail"))
     return results
 
 

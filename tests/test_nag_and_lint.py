@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from backup_constructs.nag import acknowledge, add_nag_packs
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod", "prod-xacct", "prod-xacct-pending", "prod-app"])
+@pytest.mark.parametrize("env_name", ["dev", "prod", "prod-xacct", "prod-xacct-pending", "prod-app", "dev-trail"])
 def test_synth_is_nag_clean(synthesized, env_name):
     """The session fixture synthesized with both packs on; a finding would have raised there."""
     report_path = synthesized[env_name].outdir / "validation-report.json"

@@ -33,7 +33,10 @@ STACKS = [("dev", "Tavari-Dev-InvoiceStorage"), ("dev", "Tavari-Dev-Secrets"),
           ("dev", "Tavari-Dev-Monitoring"), ("prod", "Tavari-Prod-Monitoring"),
           ("dev", "Tavari-Dev-DatabaseBackups"), ("prod", "Tavari-Prod-DatabaseBackups"),
           ("prod", "Tavari-Prod-DatabaseBackupsReplica"), ("dev", "Tavari-Dev-DataExport"),
-          ("prod", "Tavari-Prod-DataExport")]
+          ("prod", "Tavari-Prod-DataExport"), ("dev", "Tavari-Dev-TamperWatch"),
+          ("dev", "Tavari-Dev-TamperWatchGlobal"),
+          ("prod", "Tavari-Prod-TamperWatch"), ("prod", "Tavari-Prod-TamperWatchDr"),
+          ("prod", "Tavari-Prod-TamperWatchGlobal")]
 
 
 def test_every_stack_has_a_snapshot(synthesized):

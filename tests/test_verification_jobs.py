@@ -17,6 +17,7 @@ from tavari_dr.verification import jobs as v
 from tests.backups import Signing, write_backup
 from tests.test_alerts import FakeContext
 from tests.test_checks import SupabaseApi, backups_body, configure_like_the_stack
+from tests.test_tamper_drift import install as install_tamper_watch
 
 pytestmark = pytest.mark.moto
 REGION = "eu-west-1"
@@ -52,6 +53,7 @@ def world(monkeypatch):
         monkeypatch.setenv("TAVARI_TARGETS", json.dumps(targets))
         monkeypatch.setenv("TAVARI_RPO_HOURS", "24")
         monkeypatch.setenv("TAVARI_DR_REGION", "")
+        monkeypatch.setenv("TAVARI_TAMPER_WATCH", json.dumps(install_tamper_watch()))
         try:
             yield s3
         finally:
@@ -81,14 +83,14 @@ def test_daily_monitor_leaves_reports_and_metrics(world, monkeypatch, capsys):
     summary = run_handler("daily_monitor", monkeypatch)
     assert summary["job"] == "daily_monitor"
     assert summary["results"] == {"supabase_backups": "PASS", "bucket_drift": "PASS", "replication_health": "PASS",
-                                  "offsite_freshness": "PASS"}
+                                  "offsite_freshness": "PASS", "tamper_watch": "PASS"}
     keys = sorted(o["Key"] for o in world.list_objects_v2(Bucket="reports")["Contents"])
     assert [k.split("/")[1] for k in keys] == sorted(summary["results"])
     report = json.loads(world.get_object(Bucket="reports", Key=keys[0])["Body"].read())
     assert {"check", "at", "job", "status", "measured", "details", "duration_seconds"} <= set(report)
     metrics = emf_lines(capsys)
     passed = [m for m in metrics if "CheckPassed" in m]
-    assert len(passed) == 4 and all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Check"], []]
+    assert len(passed) == 5 and all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Check"], []]
                                     for m in passed)
     ages = {m["Source"]: m["BackupAgeHours"] for m in metrics if "BackupAgeHours" in m}
     assert set(ages) == {"supabase", "offsite"} and ages["offsite"] < 3
@@ -122,7 +124,7 @@ def test_a_second_run_the_same_day_is_harmless(world, monkeypatch):
     run_handler("daily_monitor", monkeypatch)
     run_handler("daily_monitor", monkeypatch)
     keys = [o["Key"] for o in world.list_objects_v2(Bucket="reports")["Contents"]]
-    assert len(keys) == 4  # same keys, new versions
+    assert len(keys) == 5  # same keys, new versions
 
 
 def test_unknown_check_names_are_refused():

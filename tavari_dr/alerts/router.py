@@ -1,7 +1,8 @@
 """Alert routing: SNS messages -> one readable message -> a Slack-compatible webhook.
 
 Three kinds of message reach the alert topic: CloudWatch alarm state changes, the project's
-own failure events (``{"source": "tavari", ...}``, published by jobs), and anything else.
+own events (``{"source": "tavari", ...}``: failures published by jobs, and the tamper rules'
+``"kind": "tampering"`` alerts), and anything else.
 Nothing is dropped: an unknown or malformed message is forwarded raw (truncated).
 Delivery failures raise, so the Lambda runtime retries and finally parks the event in the
 dead-letter queue, which has its own alarm.
@@ -105,10 +106,14 @@ def _alarm(data: dict[str, Any], environment: str) -> Alert:
 
 def _failure(data: dict[str, Any], environment: str) -> Alert:
     what = data.get("check") or data.get("job") or "job"
-    lines = [f"What failed: {what}"]
+    tampering = data.get("kind") == "tampering"
+    lines = [f"{'Tamper rule' if tampering else 'What failed'}: {what}"]
     for key in ("detail", "value", "threshold", "time"):
         if data.get(key) is not None:
             lines.append(f"{key.capitalize()}: {_truncate(str(data[key]), 500)}")
+    if tampering:  # a tamper rule's alert (backup_constructs.tamper_watch) carries its own title
+        return Alert("tampering", str(data.get("title") or "Tampering"), "ALARM",
+                     str(data.get("environment") or environment), tuple(lines), data.get("runbook"))
     return Alert("failure", f"{data.get('job', 'Tavari job')} failed", "FAILURE",
                  str(data.get("environment") or environment), tuple(lines), data.get("runbook"))
 

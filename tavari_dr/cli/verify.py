@@ -36,10 +36,13 @@ def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket
                                          what="restore-test bucket"),
         replica_bucket=replica,
         signing_key_arn=deployed.outputs(outputs.DATABASE_BACKUPS).get(outputs.MANIFEST_SIGNING_KEY_ARN),
-        supabase_url_secret=arns["SUPABASE_URL"], supabase_token_secret=arns["SUPABASE_ACCESS_TOKEN"])
+        supabase_url_secret=arns["SUPABASE_URL"], supabase_token_secret=arns["SUPABASE_ACCESS_TOKEN"],
+        tamper_watch=deployed.outputs(outputs.TAMPER_WATCH).get(outputs.TAMPER_WATCH_EXPECTATION)
+        if not names or "tamper_watch" in names else None)
     clients = verification.Clients(s3=target.client("s3"), replica_s3=target.client("s3", dr=True),
                                    cloudwatch=target.client("cloudwatch"), kms=target.client("kms"),
-                                   secretsmanager=target.client("secretsmanager"))
+                                   secretsmanager=target.client("secretsmanager"),
+                                   regional=lambda service, region: target.client(service, region=region))
     results = verification.run_checks(names or verification.CHECKS, clients=clients, targets=targets,
                                       settings=config.verification, rpo_hours=config.monitoring.rpo_hours,
                                       now=verification.now_utc())

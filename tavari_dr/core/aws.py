@@ -36,8 +36,9 @@ class AwsTarget:
     dr_region: str | None = None
     endpoint_url: str | None = None
 
-    def client(self, service: str, *, dr: bool = False) -> Any:
-        region = self.dr_region if dr and self.dr_region else self.region
+    def client(self, service: str, *, dr: bool = False, region: str | None = None) -> Any:
+        """A client in the primary region, the DR region (``dr``), or the ``region`` named."""
+        region = region or (self.dr_region if dr and self.dr_region else self.region)
         config = EMULATOR_CONFIG if self.endpoint_url else None
         client = boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
         if _process_counter is not None:

@@ -49,6 +49,21 @@ SECRETS_REPLICA_KEY = "SecretsReplicaKey"
 SECRETS_KEY_ARN = "SecretsKeyArn"
 SECRETS_REPLICA_KEY_ARN = "SecretsReplicaKeyArn"
 
+TAMPER_WATCH = "TamperWatch"
+TRAIL_ARN = "TrailArn"
+TAMPER_WATCH_EXPECTATION = "TamperWatchExpectation"
+
+
+def tamper_rule_prefix(env_name: str) -> str:
+    """Every tamper rule's name starts so, in every region: the rule that alarms on DeleteRule or
+    RemoveTargets matches its siblings (and itself) by it, and the daily monitor finds them by it."""
+    return f"tavari-{env_name}-tamper-"
+
+
+def tamper_trail_name(env_name: str) -> str:
+    """The trail the tamper watch creates when config names none (security.trail_arn)."""
+    return f"tavari-{env_name}-tamper-trail"
+
 
 def entry_id(entry_name: str) -> str:
     """SUPABASE_URL -> SupabaseUrl: names an entry's secret (logical ID) and its output alike."""

@@ -332,6 +332,8 @@ class LocalDeployer:
         for name in _stack_order(artifacts):
             artifact = artifacts[name]
             account, region = artifact["environment"].removeprefix("aws://").split("/")
+            if account == "unknown-account":  # an environment-agnostic stack: AWS::AccountId is the deployer's
+                account = self._account()
             template = json.loads((cdk_out / artifact["properties"]["templateFile"]).read_text())
             stack = _Stack(self, name, region, account, template)
             self.stacks[name] = stack
@@ -339,6 +341,11 @@ class LocalDeployer:
             progress(f"{name} ({region}): {len(stack.report.applied)} applied, "
                      f"{len(stack.report.not_applied)} not applied")
         return Deployment({n: s.report for n, s in self.stacks.items()}, support)
+
+    def _account(self) -> str:
+        if not hasattr(self, "_caller_account"):
+            self._caller_account = self.client("sts", "us-east-1").get_caller_identity()["Account"]
+        return self._caller_account
 
     def _deploy_stack(self, stack: _Stack, support: MotoSupport) -> None:
         resources = stack.template.get("Resources", {})
@@ -627,6 +634,40 @@ def _queue(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: 
     stack.attributes[logical] = {"Arn": _arn(stack, "sqs", name), "QueueName": name, "QueueUrl": url}
 
 
+def _trail(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
+    """The tamper watch's trail, logging, with its selectors: what the daily monitor's check reads."""
+    trails = d.client("cloudtrail", stack.region)
+    name = p.get("TrailName") or _name(stack, logical, 128)
+    arn = trails.create_trail(Name=name, S3BucketName=p["S3BucketName"],
+                              IsMultiRegionTrail=bool(p.get("IsMultiRegionTrail")),
+                              IncludeGlobalServiceEvents=bool(p.get("IncludeGlobalServiceEvents")),
+                              EnableLogFileValidation=bool(p.get("EnableLogFileValidation")),
+                              **({"KmsKeyId": str(p["KMSKeyId"])} if p.get("KMSKeyId") else {}))["TrailARN"]
+    if p.get("AdvancedEventSelectors"):
+        trails.put_event_selectors(TrailName=name, AdvancedEventSelectors=p["AdvancedEventSelectors"])
+    elif p.get("EventSelectors"):
+        trails.put_event_selectors(TrailName=name, EventSelectors=p["EventSelectors"])
+    if p.get("IsLogging", True):
+        trails.start_logging(Name=name)
+    stack.physical[logical] = name
+    stack.attributes[logical] = {"Arn": arn}
+
+
+def _rule(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
+    """An EventBridge rule and its targets (the tamper watch): enabled and pointed where the template says."""
+    events = d.client("events", stack.region)
+    name = p.get("Name") or _name(stack, logical, 64)
+    arn = events.put_rule(Name=name, EventPattern=json.dumps(p["EventPattern"]), State=p.get("State", "ENABLED"),
+                          Description=p.get("Description", ""))["RuleArn"]
+    keys = ("Id", "Arn", "RoleArn", "Input", "InputPath", "InputTransformer")
+    rule_targets = [{k: (str(v) if k in ("Arn", "RoleArn") else v) for k, v in t.items() if k in keys}
+                    for t in p.get("Targets", [])]
+    if rule_targets:
+        events.put_targets(Rule=name, Targets=rule_targets)
+    stack.physical[logical] = name
+    stack.attributes[logical] = {"Arn": arn}
+
+
 def _log_group(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
     logs = d.client("logs", stack.region)
     name = p.get("LogGroupName") or f"/tavari/{_name(stack, logical, 200)}"
@@ -712,6 +753,8 @@ _HANDLERS: dict[str, Callable[[LocalDeployer, _Stack, str, dict[str, Any], MotoS
     "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::SQS::Queue": _queue,
     "AWS::Logs::LogGroup": _log_group,
+    "AWS::CloudTrail::Trail": _trail,
+    "AWS::Events::Rule": _rule,
     "AWS::IAM::Role": _role,
     "AWS::IAM::Policy": _policy,
     "AWS::IAM::ManagedPolicy": _managed_policy,

@@ -439,3 +439,89 @@ def s3_restore_test(result: CheckResult, *, s3: Any, bucket: str, scratch_bucket
                            bytes=sum(v.size for v in chosen), rto_seconds=rto_seconds)
     if duration > rto_seconds:
         fail(result, f"restoring {len(chosen)} versions took {duration:.0f} s, over the RTO of {rto_seconds:.0f} s")
+
+
+# --------------------------------------------------------------------------- tamper watch
+
+
+# EventBridge rule states that match events; the break-glass rule uses the second (read-only
+# management events too).
+ENABLED_RULE_STATES = ("ENABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+
+
+def tamper_watch(result: CheckResult, *, client: Callable[[str, str], Any], expect: dict[str, Any]) -> None:
+    """The tamper alarms can still see: the trail they depend on is logging (and, for the trail this
+    app created, still logs every management event and the backup buckets' write data events), and
+    every tamper rule is enabled with its target (the alert topic in the primary region, the primary
+    region's event bus elsewhere). ``client(service, region)`` makes a client; ``expect`` is the
+    TamperWatch stack's expectation (its TamperWatchExpectation output)."""
+    trail_arn = expect["trail_arn"]
+    trails = client("cloudtrail", expect["primary_region"])
+    logging = bool(trails.get_trail_status(Name=trail_arn).get("IsLogging"))
+    result.measured.update(trail=trail_arn, trail_logging=logging)
+    if not logging:
+        fail(result, f"trail {trail_arn} is not logging: no tamper rule sees anything")
+    if expect.get("trail_created"):
+        selectors = trails.get_event_selectors(TrailName=trail_arn)
+        if not _logs_management_events(selectors):
+            fail(result, f"trail {trail_arn} no longer logs management events")
+        unlogged = [arn for arn in expect.get("data_event_bucket_arns", []) if not _logs_object_writes(selectors, arn)]
+        if unlogged:
+            fail(result, f"trail {trail_arn} does not log write data events of {', '.join(unlogged)}")
+    checked = 0
+    for region, names in expect["rules"].items():
+        rules = client("events", region)
+        wanted = expect["targets"][region]
+        for name in names:
+            checked += 1
+            try:
+                state = rules.describe_rule(Name=name).get("State")
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "ResourceNotFoundException":
+                    raise
+                fail(result, f"rule {name} ({region}) does not exist")
+                continue
+            if state not in ENABLED_RULE_STATES:
+                fail(result, f"rule {name} ({region}) is {state}")
+            arns = [t.get("Arn", "") for t in rules.list_targets_by_rule(Rule=name).get("Targets", [])]
+            if not any(arn.startswith(wanted) for arn in arns):
+                fail(result, f"rule {name} ({region}) targets {arns or 'nothing'}, not {wanted}")
+    result.measured["rules_checked"] = checked
+
+
+def _logs_management_events(selectors: dict[str, Any]) -> bool:
+    if any(s.get("IncludeManagementEvents") for s in selectors.get("EventSelectors") or []):
+        return True
+    for selector in selectors.get("AdvancedEventSelectors") or []:
+        fields = {f["Field"]: f for f in selector.get("FieldSelectors", [])}
+        if "Management" in fields.get("eventCategory", {}).get("Equals", []) and "readOnly" not in fields:
+            return True
+    return False
+
+
+def _logs_object_writes(selectors: dict[str, Any], bucket_arn: str) -> bool:
+    """Whether some selector logs write (or all) data events on every object of ``bucket_arn``."""
+    objects = bucket_arn + "/"
+    for selector in selectors.get("EventSelectors") or []:
+        if selector.get("ReadWriteType", "All") in ("All", "WriteOnly") and any(
+                resource.get("Type") == "AWS::S3::Object"
+                and any(objects.startswith(value) for value in resource.get("Values", []))
+                for resource in selector.get("DataResources") or []):
+            return True
+    for selector in selectors.get("AdvancedEventSelectors") or []:
+        fields = {f["Field"]: f for f in selector.get("FieldSelectors", [])}
+        if "Data" not in fields.get("eventCategory", {}).get("Equals", []):
+            continue
+        if "AWS::S3::Object" not in fields.get("resources.type", {}).get("Equals", []):
+            continue
+        if fields.get("readOnly", {}).get("Equals") == ["true"]:
+            continue
+        arn = fields.get("resources.ARN")
+        if arn is None:
+            return True
+        excluded = any(objects.startswith(v) for v in arn.get("NotStartsWith", [])) or \
+            objects in arn.get("NotEquals", [])
+        if not excluded and (any(objects.startswith(v) for v in arn.get("StartsWith", []))
+                             or (not arn.get("StartsWith") and not arn.get("Equals"))):
+            return True
+    return False

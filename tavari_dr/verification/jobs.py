@@ -1,6 +1,7 @@
 """The three scheduled verification jobs, shared by their Lambdas and `tavari-dr verify`.
 
-daily_monitor:        Supabase backups, invoice bucket drift, replication health, off-site freshness
+daily_monitor:        Supabase backups, invoice bucket drift, replication health, off-site freshness,
+                      the tamper watch (trail logging, rules enabled with their targets)
 weekly_integrity:     integrity sample, sizes and growth, newest dump's sha256
 monthly_restore_test: restore a sample of noncurrent invoice versions into a scratch prefix
 
@@ -26,7 +27,8 @@ from tavari_dr.core.outputs import is_placeholder
 from tavari_dr.verification import checks
 
 JOBS = {
-    metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "replication_health", "offsite_freshness"),
+    metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "replication_health", "offsite_freshness",
+                            "tamper_watch"),
     metrics.WEEKLY_INTEGRITY: ("integrity_sample", "sizes", "offsite_sha256"),
     metrics.MONTHLY_RESTORE_TEST: ("s3_restore_test",),
 }
@@ -48,6 +50,7 @@ class Targets:
     signing_key_arn: str | None = None  # the manifests' signing key: no key, no trusted off-site backup
     supabase_url_secret: str | None = None
     supabase_token_secret: str | None = None
+    tamper_watch: str | None = None  # the TamperWatch stack's expectation (JSON)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Clients:
     cloudwatch: Any
     secretsmanager: Any
     kms: Any = None
+    regional: Callable[[str, str], Any] | None = None  # (service, region) -> client: the tamper watch's regions
 
 
 def _verifier(clients: Clients, targets: Targets) -> Any:
@@ -106,6 +110,8 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
         "offsite_freshness": lambda r: checks.offsite_freshness(r, s3=s3, bucket=targets.backup_bucket,
                                                                 verifier=_verifier(clients, targets),
                                                                 rpo_hours=rpo_hours, now=now),
+        "tamper_watch": lambda r: checks.tamper_watch(r, client=_regional(clients),
+                                                      expect=_tamper_expectation(targets)),
         "integrity_sample": lambda r: checks.integrity_sample(
             r, s3=s3, bucket=targets.invoice_bucket, n=settings.integrity_sample_size,
             baselines=checks.BaselineStore(s3, targets.reports_bucket, targets.invoice_bucket),
@@ -122,6 +128,19 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
             run_id=now.strftime("%Y%m%dT%H%M%SZ"), max_pages=settings.max_list_pages, rng=rng),
     }
     return [checks.run_check(name, plans[name]) for name in names]
+
+
+def _regional(clients: Clients) -> Callable[[str, str], Any]:
+    if clients.regional is None:
+        raise ValueError("no regional clients for the tamper watch check")
+    return clients.regional
+
+
+def _tamper_expectation(targets: Targets) -> dict[str, Any]:
+    if not targets.tamper_watch:
+        raise ValueError("the tamper watch's expectation is not configured (TAVARI_TAMPER_WATCH, or the "
+                         "TamperWatch stack's TamperWatchExpectation output)")
+    return json.loads(targets.tamper_watch)
 
 
 def _replication(result: checks.CheckResult, clients: Clients, targets: Targets, settings: VerificationConfig,
@@ -168,7 +187,7 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
 
     environ = environ if environ is not None else os.environ
     settings = VerificationConfig(**json.loads(environ["TAVARI_VERIFICATION"]))
-    targets = Targets(**json.loads(environ["TAVARI_TARGETS"]))
+    targets = Targets(**json.loads(environ["TAVARI_TARGETS"]), tamper_watch=environ.get("TAVARI_TAMPER_WATCH"))
     # What the checks asked of AWS, for the quarterly drill's cost-model comparison (counted before
     # the reports are written, which are not part of the check).
     counter = RequestCounter()
@@ -177,7 +196,8 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
                                                              region_name=environ.get("TAVARI_DR_REGION") or None)),
                       cloudwatch=counter.attach(boto3.client("cloudwatch")),
                       secretsmanager=counter.attach(boto3.client("secretsmanager")),
-                      kms=counter.attach(boto3.client("kms")))
+                      kms=counter.attach(boto3.client("kms")),
+                      regional=lambda service, region: counter.attach(boto3.client(service, region_name=region)))
     now = now_utc()
     results = run_checks(JOBS[job], clients=clients, targets=targets, settings=settings,
                          rpo_hours=float(environ["TAVARI_RPO_HOURS"]), now=now)
