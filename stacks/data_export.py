@@ -123,12 +123,11 @@ class DataExportStack(Stack):
             self.exports.bucket.grant_read(fn.role)  # presigned URLs are signed with this role
             if settings.include_pdfs and invoice_access is not None:
                 fn.role.add_managed_policy(invoice_access)
-                acknowledge(fn.role, "The managed policy is the invoice stack's own, read-only, scoped to its "
-                                     "bucket and key.", "AwsSolutions-IAM4[Policy::<InvoicesVerifierAccess>]")
-            acknowledge_wildcards(grant_policy(fn.role), "Exports are objects of the one exports bucket "
-                                  "(keys are user and export IDs) through its key; the worker is invoked by ARN.",
+            acknowledge_wildcards(grant_policy(fn.role), "Exports are objects of the one exports bucket (keys are "
+                                  "user and export IDs), through its key and the limits table's key; the API "
+                                  "invokes the worker by ARN (any version).",
                                   actions=("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
-                                           "kms:GenerateDataKey*", "kms:ReEncrypt*", "dynamodb:*"))
+                                           "kms:GenerateDataKey*", "kms:ReEncrypt*"))
 
         # A browser front end on another origin needs CORS; preflights never reach the authorizer.
         cors = apigw.CorsPreflightOptions(

@@ -89,7 +89,8 @@ def test_the_import_contracts_name_every_runtime_module_and_every_handler():
     units |= {f"tavari_dr.{p.name}" for p in runtime.iterdir() if (p / "__init__.py").is_file() and p.name != "core"}
     units |= {f"tavari_dr.core.{p.stem}" for p in (runtime / "core").glob("*.py") if p.stem != "__init__"}
     (cdk_side,) = [c for c in contracts if c.get("source_modules") == ["stacks", "backup_constructs"]]
-    contract = {"tavari_dr.core.config", "tavari_dr.core.outputs", "tavari_dr.core.metrics"}
+    contract = {"tavari_dr.core.config", "tavari_dr.core.outputs", "tavari_dr.core.metrics",
+                "tavari_dr.core.guardrails"}
     assert set(cdk_side["forbidden_modules"]) == units - contract
     capabilities = {u for u in units if u.count(".") == 1} - {"tavari_dr.__main__", "tavari_dr.cli", "tavari_dr.drill"}
     handlers = [c for c in contracts if all(s.startswith("lambdas.") for s in c.get("source_modules", ["x"]))]

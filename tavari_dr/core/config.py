@@ -317,6 +317,11 @@ class DatabaseBackupsConfig:
         return (Tier("daily", self.daily_retention_days), Tier("weekly", self.weekly_retention_days),
                 Tier("monthly", self.monthly_retention_days))
 
+    @property
+    def default_retention_days(self) -> int:
+        """The bucket's default lock: the shortest tier's, so nothing written there is ever unlocked."""
+        return min(tier.retention_days for tier in self.tiers)
+
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
         try:  # the drill judges the worst-case RPO by the longest gap between two dumps: it must be computable
