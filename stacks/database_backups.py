@@ -83,8 +83,8 @@ class DatabaseBackupsStack(Stack):
     and monthly restore test as Fargate tasks on EventBridge Scheduler schedules.
 
     guard: the security settings where removal_policy is retain: the backup bucket, its key, the
-        manifest signing key and the reports' audit/ versions refuse destruction to all but the deploy
-        and break-glass roles (default None: only the denies that hold everywhere).
+        manifest signing key, the reports' audit/ versions and the reports key refuse destruction to all
+        but the deploy and break-glass roles (default None: only the denies that hold everywhere).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, environment: str, settings: DatabaseBackupsConfig,
@@ -150,8 +150,11 @@ class DatabaseBackupsStack(Stack):
                                         "Evidence of past checks and restores, kept in this region only: losing "
                                         "the region loses that record (each new run writes a new one), never a "
                                         "backup; the backups themselves replicate."))
-        # audit/: the records of every restore, written once and never deleted (tavari_dr.core.guardrails).
+        # audit/: the records of every restore, written once and never deleted (tavari_dr.core.guardrails);
+        # and its key, without which they could not be read either.
         protect_audit_prefix(self.reports.bucket, retain=self.custodians is not None)
+        if self.custodians is not None:
+            protect_key(self.reports.key, self.custodians)
         bucket_args = ["--env", environment, "--bucket", self.backups.bucket.bucket_name,
                        "--region", self.region, "--publish-metrics"]
         report_args = ["--report-bucket", self.reports.bucket.bucket_name]
@@ -219,6 +222,7 @@ class DatabaseBackupsStack(Stack):
         CfnOutput(self, outputs.MANIFEST_SIGNING_KEY_ARN, value=self.signing_key.key_arn)
         CfnOutput(self, outputs.RESTORE_TEST_BUCKET_NAME, value=self.restore_test.bucket.bucket_name)
         CfnOutput(self, outputs.REPORTS_BUCKET_NAME, value=self.reports.bucket.bucket_name)
+        CfnOutput(self, outputs.REPORTS_KEY_ARN, value=self.reports.key.key_arn)
         CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.BACKUP_TASK_DEFINITION_ARN, value=self.nightly.task_definition.task_definition_arn)
 
@@ -269,7 +273,7 @@ class DatabaseBackupsStack(Stack):
             return None
         settings = inputs.settings
         # The keys whose policies the drift check reads back (those in this region and account).
-        drift_keys = {"backup": self.backups.key, "manifest signing": self.signing_key,
+        drift_keys = {"backup": self.backups.key, "manifest signing": self.signing_key, "reports": self.reports.key,
                       "invoice": inputs.invoice_key, "secrets": inputs.secrets_key}
         targets = self.to_json_string({
             "invoice_bucket": inputs.invoice_bucket.bucket_name, "invoice_key_arn": inputs.invoice_key.key_arn,
