@@ -324,6 +324,13 @@ def test_backup_drift_catches_each_change(guarded, break_it, message):
     assert result.status == "FAIL" and any(message in d for d in result.details), result.details
 
 
+def test_backup_drift_fails_on_a_bucket_without_object_lock(guarded):
+    s3, kms, expect = guarded
+    s3.create_bucket(Bucket="unlocked", CreateBucketConfiguration={"LocationConstraint": REGION})
+    result = backup_drift(s3, kms, c.BackupExpectation("unlocked", "COMPLIANCE", 35, expect.reports_bucket))
+    assert result.status == "FAIL" and "Object Lock is not enabled" in result.details
+
+
 def test_backup_drift_fails_on_a_key_it_cannot_name(guarded):
     s3, kms, expect = guarded
     expect = c.BackupExpectation(expect.bucket, expect.lock_mode, expect.default_retention_days, expect.reports_bucket,

@@ -252,7 +252,8 @@ def backup_drift(result: CheckResult, *, s3: Any, kms: Any, expect: BackupExpect
     """The backup bucket's default lock, and every deny statement still in place and unchanged in the
     backup bucket's, the reports bucket's and the protected keys' policies. (The CloudTrail trail
     that records who tried is checked apart, by its own check next to this one.)"""
-    lock = s3.get_object_lock_configuration(Bucket=expect.bucket).get("ObjectLockConfiguration", {})
+    lock = _client_get(s3.get_object_lock_configuration, "ObjectLockConfigurationNotFoundError",
+                       Bucket=expect.bucket).get("ObjectLockConfiguration", {})
     default = lock.get("Rule", {}).get("DefaultRetention", {})
     result.measured.update(lock_mode=default.get("Mode"), default_retention_days=default.get("Days"))
     if lock.get("ObjectLockEnabled") != "Enabled":
