@@ -357,3 +357,21 @@ def test_prod_warns_while_its_backup_replica_shares_the_primarys_account(synthes
     assert warned("prod")
     assert not warned("prod-xacct")  # the replica in a backup account: nothing to warn about
     assert not warned("dev")  # destroyable, no replica
+
+
+def test_a_replica_in_a_backup_account_exempts_that_accounts_roles(synthesized):
+    from tests.conftest import XACCT
+
+    env = synthesized["prod-xacct"]
+    policy, _ = policy_of(env, "DatabaseBackupsReplica", "BackupsBucket", account=XACCT)
+    exempt = {"ArnNotLike": {"aws:PrincipalArn": [role(f"cdk-hnb659fds-cfn-exec-role-{XACCT}-{DR}", XACCT),
+                                                  role("tavari-break-glass", XACCT)]}}
+    assert by_sid(policy)[g.BUCKET_TAMPERING_SID]["Condition"] == exempt
+    template = env.templates[env.stack("DatabaseBackupsReplica")]
+    (key,) = [p for k, p in key_policies(template, account=XACCT, region=DR).items() if k.startswith("BackupsKey")]
+    assert by_sid(key)[g.KEY_DESTRUCTION_SID]["Condition"] == exempt
+    # Secret replicas stay in the primary account (Secrets Manager replicates within one): so does their key.
+    template = env.templates[env.stack("SecretsReplicaKey")]
+    (key,) = key_policies(template, account=ACCOUNT, region=DR).values()
+    assert by_sid(key)[g.KEY_DESTRUCTION_SID]["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [DR_DEPLOY,
+                                                                                                     BREAK_GLASS]}}
