@@ -8,9 +8,13 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.access_log_bucket import AccessLogBucket
+from backup_constructs.guardrails import protect_backup_bucket, protect_key
 from backup_constructs.keys import customer_managed_key
 from backup_constructs.replication import ReplicaTarget, Replication
 from backup_constructs.secure_bucket import locked_down
+from tavari_dr.core.guardrails import Custodians
+
+LOCK_MODES = {"GOVERNANCE": s3.ObjectLockRetention.governance, "COMPLIANCE": s3.ObjectLockRetention.compliance}
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,15 @@ class BackupBucket(Construct):
     """Where database dumps live: separate from everything else, versioned, SSE-KMS with its own
     key, TLS-only, access-logged, and Object Lock enabled. Each object gets its retain-until date
     at upload (from its tier); lifecycle expires a tier's objects the day after their lock ends.
+    A default retention (the shortest tier's days) locks whatever is written without one, so no
+    object here is ever unlocked. No write under dumps/ may overwrite (If-None-Match) and no
+    delete marker may hide a backup (tavari_dr.core.guardrails).
 
     tiers: the grandfather-father-son tiers (required).
+    lock_mode: GOVERNANCE (default) or COMPLIANCE, of the default retention.
+    custodians: where removal_policy is retain, the only principals that may still delete versions,
+        the bucket or the key, or change lifecycle, versioning, lock, replication or the policy
+        (default None: those denies are left out, as a destroyable environment needs).
     removal_policy: RETAIN by default.
     access_log_retention: how long access logs are kept (default 365 days).
     name_for_other_environments: give the bucket a generated name, for a replica another
@@ -37,8 +48,11 @@ class BackupBucket(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, tiers: Sequence[RetentionTier],
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
                  access_log_retention: Duration = Duration.days(365),
-                 name_for_other_environments: bool = False, replica: ReplicaTarget | None = None) -> None:
+                 name_for_other_environments: bool = False, replica: ReplicaTarget | None = None,
+                 lock_mode: str = "GOVERNANCE", custodians: Custodians | None = None) -> None:
         super().__init__(scope, construct_id)
+        if lock_mode not in LOCK_MODES:
+            raise ValueError(f"lock_mode {lock_mode!r}: choose one of {', '.join(LOCK_MODES)}")
         replication = Replication(self, replica, description="S3 replication of the database backups") \
             if replica is not None else None
         self.replication_role = replication.role if replication else None
@@ -56,6 +70,7 @@ class BackupBucket(Construct):
             bucket_name=PhysicalName.GENERATE_IF_NEEDED if name_for_other_environments else None,
             **locked_down(self.key, self.access_logs.bucket, "backup-bucket/"),
             object_lock_enabled=True,
+            object_lock_default_retention=LOCK_MODES[lock_mode](Duration.days(min(t.days for t in tiers))),
             lifecycle_rules=rules,
             removal_policy=removal_policy,
             replication_role=replication.role if replication else None,
@@ -65,3 +80,6 @@ class BackupBucket(Construct):
             # S3 reads the source's Object Lock settings to replicate them.
             replication.finish(self.bucket, self.key,
                                extra_source_actions=("s3:GetObjectRetention", "s3:GetObjectLegalHold"))
+        protect_backup_bucket(self.bucket, custodians)
+        if custodians is not None:
+            protect_key(self.key, custodians)

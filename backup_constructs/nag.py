@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_cdk import Acknowledgment, App, Stack, Validations
@@ -61,11 +62,14 @@ BUCKET_READ_PUT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abo
                            "kms:ReEncrypt*")
 
 
-def acknowledge_wildcards(policy: iam.Policy, reason: str, *, actions: tuple[str, ...] = ()) -> None:
+def acknowledge_wildcards(policy: iam.Policy, reason: str, *, actions: tuple[str, ...] = (),
+                          select: Callable[[str], bool] = lambda _resource: True) -> None:
     """Acknowledge IAM5 for exactly the wildcards this policy holds now and that are data-shaped:
-    ``<bucket>/*`` object resources, ``<function>:*`` version resources, and the wildcard
-    ``actions`` named here (only those present). ``Resource: *``, other wildcard actions and
-    statements added later still fail synthesis."""
+    ``<bucket>/*`` object resources, ``<function>:*`` version resources (``select`` keeps only
+    the resources, as cdk-nag prints them, this ``reason`` is about, when one policy holds
+    wildcards of several kinds), and the wildcard ``actions`` named here (only those present).
+    ``Resource: *``, other wildcard actions and statements added later still fail synthesis; a
+    call that matches nothing is refused, so no acknowledgment outlives what it acknowledged."""
     cfn = policy.node.default_child
     document = Stack.of(policy).resolve(cfn.policy_document)  # type: ignore[union-attr]
     findings = set()
@@ -73,10 +77,12 @@ def acknowledge_wildcards(policy: iam.Policy, reason: str, *, actions: tuple[str
         resources = statement.get("Resource", [])
         for resource in resources if isinstance(resources, list) else [resources]:
             flat = _flatten(resource)
-            if flat != "*" and (flat.endswith("/*") or flat.endswith(">:*")):
+            if flat != "*" and (flat.endswith("/*") or flat.endswith(">:*")) and select(flat):
                 findings.add(f"Resource::{flat}")
         granted = statement.get("Action", [])
         for action in granted if isinstance(granted, list) else [granted]:
             if action in actions:
                 findings.add(f"Action::{action}")
+    if not findings:
+        raise ValueError(f"{policy.node.path}: no wildcard to acknowledge for {reason!r}")
     acknowledge(policy, reason, *(f"AwsSolutions-IAM5[{f}]" for f in sorted(findings)))

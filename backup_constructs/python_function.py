@@ -133,8 +133,6 @@ class PythonFunction(Construct):
             self.dead_letter_queue = sqs.Queue(
                 self, "DeadLetters", encryption=sqs.QueueEncryption.KMS_MANAGED, enforce_ssl=True,
                 retention_period=Duration.days(14), removal_policy=removal_policy)
-            acknowledge(self.dead_letter_queue, "This queue is itself the dead-letter queue of the function.",
-                        "AwsSolutions-SQS3")
         self.function = lambda_.Function(
             self, "Function",
             # The newest Python runtime CDK knows (determine_latest_python_runtime lags behind it).
@@ -160,10 +158,12 @@ class PythonFunction(Construct):
         if synchronous_reason is not None:
             acknowledge(self.function, synchronous_reason, "NIST.800.53.R5-LambdaDLQ")
         acknowledge(self.function,
-                    "No reserved concurrency: new accounts have too little to reserve, and every "
-                    "project job is idempotent so an overlapping run is harmless.",
+                    "No reserved concurrency: new accounts have too little to reserve, and nothing here needs "
+                    "a guaranteed share: the scheduled jobs are idempotent (an overlapping run is harmless), "
+                    "the export API keeps one export per user in flight, the others handle one event each.",
                     "NIST.800.53.R5-LambdaConcurrency")
         acknowledge(self.function,
-                    "Talks only to AWS APIs and HTTPS webhooks; a VPC would need NAT or endpoints and "
-                    "protect nothing here.",
+                    "Talks to AWS APIs and, over TLS, to services on the internet (webhooks, the Supabase "
+                    "Management API and its database pooler); a VPC would need NAT or endpoints and protect "
+                    "nothing here.",
                     "NIST.800.53.R5-LambdaInsideVPC")

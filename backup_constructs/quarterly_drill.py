@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, TimeZone
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, TimeZone
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -14,9 +15,35 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from backup_constructs.nag import acknowledge, acknowledge_wildcards, grant_policy
-from backup_constructs.scheduled_task import acknowledge_schedule_role, schedule_role
+from backup_constructs.scheduled_task import schedule_role
 
 DRILL_TIMEOUT = Duration.hours(4)  # the non-critical RTO: a drill that takes longer has failed anyway
+TASK_ACTIONS = ["ecs:DescribeTasks", "ecs:StopTask"]
+
+
+class _DrillRole(iam.Role):
+    """The state machine's role (trusted as CDK trusts its own: this account's state machines only).
+
+    CDK's EcsRunTask grants ecs:DescribeTasks and ecs:StopTask on "*", yet both act on a task ARN
+    (Service Authorization Reference: resource type task, condition key ecs:cluster). This role
+    takes that one statement as the tasks of ``cluster`` instead, the cluster condition on top:
+    the drill can watch and stop the task it started and no other."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, cluster: ecs.ICluster) -> None:
+        stack = Stack.of(scope)
+        super().__init__(scope, construct_id, assumed_by=iam.ServicePrincipal("states.amazonaws.com", conditions={
+            "ArnLike": {"aws:SourceArn": stack.format_arn(service="states", resource="stateMachine",
+                                                          resource_name="*",
+                                                          arn_format=ArnFormat.COLON_RESOURCE_NAME)},
+            "StringEquals": {"aws:SourceAccount": stack.account}}))
+        self._tasks = stack.format_arn(service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*")
+        self._cluster_arn = cluster.cluster_arn
+
+    def add_to_principal_policy(self, statement: iam.PolicyStatement) -> iam.AddToPrincipalPolicyResult:
+        if sorted(statement.actions) == TASK_ACTIONS and statement.resources == ["*"]:
+            statement = iam.PolicyStatement(actions=TASK_ACTIONS, resources=[self._tasks],
+                                            conditions={"ArnEquals": {"ecs:cluster": self._cluster_arn}})
+        return super().add_to_principal_policy(statement)
 
 
 class QuarterlyDrill(Construct):
@@ -73,6 +100,7 @@ class QuarterlyDrill(Construct):
                                        removal_policy=removal_policy)
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", comment="Tavari quarterly disaster-recovery drill",
+            role=_DrillRole(self, "StateMachineRole", cluster=cluster),
             definition_body=sfn.DefinitionBody.from_chainable(branches.next(report).next(verdict)),
             timeout=DRILL_TIMEOUT, tracing_enabled=True, removal_policy=removal_policy,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False))
@@ -83,15 +111,15 @@ class QuarterlyDrill(Construct):
             target=targets.StepFunctionsStartExecution(self.state_machine, dead_letter_queue=dead_letter_queue,
                                                        retry_attempts=2, max_event_age=Duration.hours(6),
                                                        role=self.schedule_role))
-        acknowledge_schedule_role(self.schedule_role)
+        grant_policy(self.schedule_role)  # states:StartExecution of this one state machine: no wildcard
         policy = grant_policy(self.state_machine.role)  # type: ignore[arg-type]
-        acknowledge_wildcards(policy, "The state machine invokes its two functions (any version).")
-        acknowledge(policy, "Resource * only where the APIs have no resource-level form: CloudWatch Logs delivery, "
-                            "X-Ray, and ecs:DescribeTasks/StopTask of the task the state machine itself started.",
-                    "AwsSolutions-IAM5[Resource::*]")
-        acknowledge(self.state_machine,
-                    "Execution data stays out of the logs (it carries secret check details); every state "
-                    "transition is still logged.", "NIST.800.53.R5-StepFunctionStateMachineAllLogsToCloudWatch")
+        acknowledge_wildcards(policy, "The state machine invokes its two functions (any version).",
+                              select=lambda resource: resource.endswith(">:*"))
+        acknowledge_wildcards(policy, "ecs:DescribeTasks/StopTask of the tasks of this one cluster (the cluster "
+                                      "condition too): the task the drill starts has an ID unknown at deploy time.",
+                              select=lambda resource: ":task/" in resource)
+        acknowledge(policy, "Resource * only where the APIs have no resource-level form: CloudWatch Logs delivery "
+                            "and X-Ray.", "AwsSolutions-IAM5[Resource::*]")
 
     def _timed(self, construct_id: str, step: str, *, critical: bool, task: sfn.TaskStateBase,
                judge: sfn.Chain | None = None) -> sfn.IChainable:

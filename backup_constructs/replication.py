@@ -92,7 +92,12 @@ class Replication:
             grant_policy(self.role),
             "S3's documented replication permissions act on every object version of exactly two "
             "buckets (source/*, replica/*); object keys are unknown at deploy time.",
+            select=lambda resource: ":kms:" not in resource,
         )
+        if self.replica.key_alias is not None:
+            acknowledge_wildcards(grant_policy(self.role), "IAM cannot name a key by its alias: any key of the "
+                                  "replica's account and region, pinned to the one replica key by the "
+                                  "kms:ResourceAliases condition.", select=lambda resource: ":kms:" in resource)
 
 
 def accept_cross_account_replication(bucket: s3.Bucket, key: kms.Key, role: iam.IRole, source_account: str) -> None:

@@ -101,16 +101,9 @@ class ScheduledFargateJob(Construct):
         self._acknowledge()
 
     def _acknowledge(self) -> None:
-        acknowledge_schedule_role(self.schedule_role)
+        grant_policy(self.schedule_role)  # ecs:RunTask of this task definition and PassRole of its roles
         execution = self.task_definition.obtain_execution_role()
         if isinstance(execution, iam.Role) and execution.node.try_find_child("DefaultPolicy"):
-            acknowledge_wildcards(grant_policy(execution),
-                                  "ECS pulls the job image (ecr:GetAuthorizationToken has no resource-level "
-                                  "form) and writes this job's log streams.")
             acknowledge(grant_policy(execution),
                         "ecr:GetAuthorizationToken only accepts Resource \"*\" (AWS documentation).",
                         "AwsSolutions-IAM5[Resource::*]")
-        acknowledge(self.task_definition,
-                    "Only secrets are passed as secrets (ECS injects them from Secrets Manager); the plain "
-                    "environment holds names and regions.",
-                    "AwsSolutions-ECS2")

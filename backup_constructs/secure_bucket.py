@@ -37,11 +37,14 @@ class SecureBucket(Construct):
     expire_after: objects (and their old versions) are deleted after this long (required).
     removal_policy: RETAIN by default.
     access_log_retention: how long access logs are kept (default 365 days).
+    not_replicated_because: why the bucket has no replica (default: its objects are re-creatable
+        working copies, which is not true of every bucket built here).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, purpose: str, expire_after: Duration,
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-                 access_log_retention: Duration = Duration.days(365)) -> None:
+                 access_log_retention: Duration = Duration.days(365),
+                 not_replicated_because: str | None = None) -> None:
         super().__init__(scope, construct_id)
         self.key = customer_managed_key(self, "Key", description=purpose, removal_policy=removal_policy)
         self.access_logs = AccessLogBucket(self, "AccessLogs", retention=access_log_retention,
@@ -54,6 +57,6 @@ class SecureBucket(Construct):
                 abort_incomplete_multipart_upload_after=Duration.days(1))],
             removal_policy=removal_policy,
         )
-        acknowledge(self.bucket, f"Working copies ({purpose}) that expire after "
-                                 f"{expire_after.to_days()} days; they are re-creatable and not a backup.",
-                    "NIST.800.53.R5-S3BucketReplicationEnabled")
+        acknowledge(self.bucket, not_replicated_because or (
+            f"Working copies ({purpose}) that expire after {expire_after.to_days()} days; they are "
+            "re-creatable and not a backup."), "NIST.800.53.R5-S3BucketReplicationEnabled")

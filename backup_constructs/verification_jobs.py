@@ -53,6 +53,7 @@ class VerificationJobs(Construct):
     scratch: the restore test's scratch bucket (the monthly job writes and removes its copies).
     invoice_access: the invoice stack's read-only managed policy.
     supabase_secrets: the Management API secrets the daily monitor reads (id -> ARN), through secrets_key.
+    drift_keys: the keys whose policies the daily monitor's drift check reads (kms:GetKeyPolicy).
     log_key / log_retention / removal_policy: as for PythonFunction.
 
     functions: job name -> its PythonFunction.
@@ -62,7 +63,8 @@ class VerificationJobs(Construct):
                  environment: Mapping[str, str], reports: s3.IBucket, backups: s3.IBucket, signing_key: kms.IKey,
                  scratch: s3.IBucket,
                  invoice_access: iam.IManagedPolicy, supabase_secrets: Mapping[str, str], secrets_key: kms.IKey,
-                 log_key: kms.IKey, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy) -> None:
+                 log_key: kms.IKey, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy,
+                 drift_keys: Sequence[kms.IKey] = ()) -> None:
         super().__init__(scope, construct_id)
         self.jobs = tuple(jobs)
         self.functions: dict[str, PythonFunction] = {}
@@ -89,6 +91,9 @@ class VerificationJobs(Construct):
         for secret_id, arn in supabase_secrets.items():
             sm.Secret.from_secret_complete_arn(self, f"{secret_id}Secret", arn).grant_read(daily.role)
         secrets_key.grant_decrypt(daily.role)
+        if drift_keys:
+            daily.role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["kms:GetKeyPolicy"], resources=[key.key_arn for key in drift_keys]))
         for fn in (daily, weekly):
             backups.grant_read(fn.role)
             signing_key.grant(fn.role, *VERIFY_ACTIONS)
@@ -97,13 +102,13 @@ class VerificationJobs(Construct):
         scratch.grant_read(monthly.role)
         scratch.grant_put(monthly.role)
         scratch.grant_delete(monthly.role)  # scratch copies are removed after each test
-        for fn in self.functions.values():
-            policy = grant_policy(fn.role)
-            acknowledge_wildcards(policy, "Verification reads every object version of the buckets it checks and "
-                                          "writes its reports; keys are data.", actions=BUCKET_READ_PUT_ACTIONS
-                                  + ("s3:DeleteObject*",))
-            if fn is weekly:
-                acknowledge(policy, "cloudwatch:GetMetricStatistics has no resource-level form.",
-                            "AwsSolutions-IAM5[Resource::*]")
-            acknowledge(fn.role, "The managed policy is the invoice stack's own, scoped to its bucket and key.",
-                        "AwsSolutions-IAM4[Policy::<InvoicesVerifierAccess>]")
+        for fn in (daily, weekly):
+            acknowledge_wildcards(grant_policy(fn.role), "Verification reads every object version of the buckets "
+                                  "it checks and writes its reports, through their keys; keys are data.",
+                                  actions=BUCKET_READ_PUT_ACTIONS)
+        acknowledge(grant_policy(weekly.role), "cloudwatch:GetMetricStatistics has no resource-level form.",
+                    "AwsSolutions-IAM5[Resource::*]")
+        acknowledge_wildcards(grant_policy(monthly.role), "The restore test reads and writes reports in the "
+                              "reports bucket (as every verification job may), and writes, reads and then deletes "
+                              "its scratch copies in the restore-test bucket, through their keys; keys are data.",
+                              actions=BUCKET_READ_PUT_ACTIONS + ("s3:DeleteObject*",))

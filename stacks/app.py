@@ -45,6 +45,9 @@ class TavariApp:
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
     removal = RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY
     common = {"termination_protection": config.termination_protection}
+    # Where data is retained, the buckets and keys refuse destruction to all but the deploy and
+    # break-glass roles; a destroyable environment keeps only the denies that hold everywhere.
+    guard = config.security if config.retain else None
     primary_env = Environment(account=config.account, region=config.region)
 
     replica_stack = None
@@ -56,7 +59,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             app, config.stack_name(outputs.INVOICE_REPLICA),
             description=f"Tavari {config.name}: DR replica of the invoice bucket",
             env=Environment(account=dr_account, region=dr_region),
-            settings=config.invoice_bucket, removal_policy=removal, key_alias=alias, **common,
+            settings=config.invoice_bucket, removal_policy=removal, key_alias=alias, guard=guard, **common,
         )
         if not config.cross_account_replication:
             replica_args = {"replica_key_arn": alias_arn(dr_region, dr_account, alias),
@@ -75,7 +78,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         app, config.stack_name(outputs.INVOICE_STORAGE),
         description=f"Tavari {config.name}: versioned, encrypted invoice bucket",
         env=primary_env, settings=config.invoice_bucket, removal_policy=removal,
-        log_retention_days=config.monitoring.log_retention_days, **replica_args, **common,
+        log_retention_days=config.monitoring.log_retention_days, guard=guard, **replica_args, **common,
     )
     if "no_replication_reason" in replica_args:
         Annotations.of(storage).add_warning_v2(
@@ -97,7 +100,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             app, config.stack_name(outputs.SECRETS_REPLICA_KEY),
             description=f"Tavari {config.name}: KMS key for secret replicas in the DR region",
             env=Environment(account=config.account, region=config.replication.region),
-            alias=secrets_replica_key_alias(config.name), removal_policy=removal, **common,
+            alias=secrets_replica_key_alias(config.name), removal_policy=removal, guard=guard, **common,
         )
     secrets = SecretsStack(
         app, config.stack_name(outputs.SECRETS),
@@ -105,7 +108,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         env=primary_env, entries=config.secrets.all_entries, removal_policy=RemovalPolicy.RETAIN,
         replica_region=config.replication.region if secrets_replica else None,
         replica_key_alias=secrets_replica_key_alias(config.name) if secrets_replica else None,
-        **common,
+        guard=guard, **common,
     )
     if secrets_replica is not None:
         secrets.add_stack_dependency(secrets_replica, "secret replicas need their DR key")
@@ -138,7 +141,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             app, config.stack_name(outputs.DATABASE_BACKUPS + "Replica"),
             description=f"Tavari {config.name}: DR copy of the database backups (Object Lock)",
             env=Environment(account=dr_account, region=dr_region),
-            settings=config.database_backups, key_alias=alias, removal_policy=removal, **common)
+            settings=config.database_backups, key_alias=alias, removal_policy=removal, guard=guard, **common)
         cross = config.cross_account_replication
         key_ref = config.replication.backup_replica_key_arn if cross else alias_arn(dr_region, dr_account or "", alias)
         if key_ref:
@@ -166,11 +169,19 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             supabase_token_secret=config_secrets["SUPABASE_ACCESS_TOKEN"],
             secrets_key=secrets.config_secrets.key,
             replica_bucket_name=replica_stack.replica.bucket.bucket_name if replica_stack else None,
-            dr_region=config.replication.region),
+            dr_region=config.replication.region,
+            invoice_access_log_bucket_name=storage.invoices.access_logs.bucket.bucket_name),
         report_retention_days=config.verification.report_retention_days,
         drill=DrillInputs(settings=config.drill, secrets_key=secrets.config_secrets.key, secrets={
             entry.name: (config_secrets[entry.name], entry) for entry in config.secrets.all_entries}),
-        **common)
+        guard=guard, **common)
+    if config.retain and backups_replica is not None and not config.cross_account_replication:
+        Annotations.of(backups).add_warning_v2(
+            "tavari:backup-replica-same-account",
+            f"{backups.stack_name} keeps its backup replica in the same account ({config.account}) as the "
+            "primary: whoever controls that account (its root, or anyone who can deploy) can remove the deny "
+            f"statements and destroy both copies. Set environments.{config.name}.replication.account to a "
+            "dedicated backup account (README: Security and threat model).")
     if backups_pending:
         Annotations.of(backups).add_warning_v2("tavari:backup-replication-pending", backups_pending)
     if backups_replica is not None:

@@ -131,8 +131,9 @@ class DataExportStack(Stack):
             fn.role.add_to_principal_policy(iam.PolicyStatement(
                 actions=["s3:GetObject"], resources=[self.exports.bucket.arn_for_objects("*")]))
             self.exports.key.grant_decrypt(fn.role)
-            acknowledge_wildcards(grant_policy(fn.role), "Exports are objects of the one exports bucket "
-                                  "(keys are user and export IDs) through its key; the worker is invoked by ARN.",
+            acknowledge_wildcards(grant_policy(fn.role), "Exports are objects of the one exports bucket (keys are "
+                                  "user and export IDs), through its key and the limits table's key; the API "
+                                  "invokes the worker by ARN (any version).",
                                   actions=("s3:Abort*", "kms:GenerateDataKey*", "kms:ReEncrypt*", "dynamodb:*"))
             if settings.include_pdfs and invoice_access is not None:
                 fn.role.add_managed_policy(invoice_access)

@@ -16,6 +16,7 @@ from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from backup_constructs.backup_bucket import BackupBucket, RetentionTier
+from backup_constructs.guardrails import custodians_of, protect_audit_prefix, protect_key
 from backup_constructs.keys import customer_managed_key, log_group_key
 from backup_constructs.nag import (
     BUCKET_READ_PUT_ACTIONS,
@@ -30,7 +31,7 @@ from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
 from backup_constructs.verification_jobs import VERIFY_ACTIONS, VerificationJob, VerificationJobs
 from tavari_dr.core import metrics, outputs
-from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, VerificationConfig
+from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, SecurityConfig, VerificationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 # The job image's build context: only what docker/backup/Dockerfile copies (so the asset hash
@@ -43,13 +44,18 @@ def tiers_of(settings: DatabaseBackupsConfig) -> list[RetentionTier]:
 
 
 class DatabaseBackupsReplicaStack(Stack):
-    """The DR copy of the backup bucket: Object Lock too, its own key named by an alias."""
+    """The DR copy of the backup bucket: Object Lock too, its own key named by an alias.
+
+    guard: the security settings where removal_policy is retain: the bucket and key refuse destruction
+        to all but this account's and region's deploy and break-glass roles (default None).
+    """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: DatabaseBackupsConfig, key_alias: str,
-                 removal_policy: RemovalPolicy, **kwargs: Any) -> None:
+                 removal_policy: RemovalPolicy, guard: SecurityConfig | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.backups = BackupBucket(self, "Backups", tiers=tiers_of(settings), removal_policy=removal_policy,
-                                    name_for_other_environments=True)
+                                    name_for_other_environments=True, lock_mode=settings.lock_mode,
+                                    custodians=custodians_of(self, guard) if guard else None)
         kms.Alias(self, "KeyAlias", alias_name=key_alias, target_key=self.backups.key)
         acknowledge(self.backups.bucket, "This bucket is itself the DR replica of the backup bucket.",
                     "NIST.800.53.R5-S3BucketReplicationEnabled")
@@ -74,20 +80,27 @@ class TaskJob:
 
 class DatabaseBackupsStack(Stack):
     """Off-site database backups: the Object-Lock bucket, and the nightly dump, weekly quick check
-    and monthly restore test as Fargate tasks on EventBridge Scheduler schedules."""
+    and monthly restore test as Fargate tasks on EventBridge Scheduler schedules.
+
+    guard: the security settings where removal_policy is retain: the backup bucket, its key, the
+        manifest signing key, the reports' audit/ versions and the reports key refuse destruction to all
+        but the deploy and break-glass roles (default None: only the denies that hold everywhere).
+    """
 
     def __init__(self, scope: Construct, construct_id: str, *, environment: str, settings: DatabaseBackupsConfig,
                  database_url_secret: sm.ISecret, secrets_key: kms.IKey, log_retention_days: int,
                  removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None,
                  no_replication_reason: str = "Replication is off in this environment by configuration.",
                  verification: VerificationInputs | None = None, report_retention_days: int = 400,
-                 drill: DrillInputs | None = None, **kwargs: Any) -> None:
+                 drill: DrillInputs | None = None, guard: SecurityConfig | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.custodians = custodians_of(self, guard) if guard else None
+        self._settings = settings
         zones = [f"{self.region}a", f"{self.region}b"]
         # Pinned so synth never looks availability zones up in the account (it must work offline).
         self.node.set_context(f"availability-zones:account={self.account}:region={self.region}", zones)
         self.backups = BackupBucket(self, "Backups", tiers=tiers_of(settings), removal_policy=removal_policy,
-                                    replica=replica)
+                                    replica=replica, lock_mode=settings.lock_mode, custodians=self.custodians)
         if replica is None:
             acknowledge(self.backups.bucket, no_replication_reason, "NIST.800.53.R5-S3BucketReplicationEnabled")
         # Signs every backup's manifest (which pins each artifact's version ID, size and sha256): only the
@@ -95,6 +108,9 @@ class DatabaseBackupsStack(Stack):
         self.signing_key = kms.Key(self, "ManifestSigningKey", description="Signs database backup manifests",
                                    key_spec=kms.KeySpec.ECC_NIST_P256, key_usage=kms.KeyUsage.SIGN_VERIFY,
                                    removal_policy=removal_policy, pending_window=Duration.days(30))
+        if self.custodians is not None:
+            # Without it no manifest verifies, and a restore refuses every backup.
+            protect_key(self.signing_key, self.custodians)
 
         # Public subnets and a public IP instead of NAT gateways: the jobs only call AWS APIs and the
         # Supabase pooler over TLS, and a NAT gateway costs ~$33/month per AZ for a nightly task.
@@ -130,7 +146,15 @@ class DatabaseBackupsStack(Stack):
         # Evidence of every verification run; the verification jobs of other checks write here too.
         self.reports = SecureBucket(self, "Reports", purpose="Verification reports (evidence)",
                                     expire_after=Duration.days(report_retention_days),
-                                    removal_policy=removal_policy)
+                                    removal_policy=removal_policy, not_replicated_because=(
+                                        "Evidence of past checks and restores, kept in this region only: losing "
+                                        "the region loses that record (each new run writes a new one), never a "
+                                        "backup; the backups themselves replicate."))
+        # audit/: the records of every restore, written once and never deleted (tavari_dr.core.guardrails);
+        # and its key, without which they could not be read either.
+        protect_audit_prefix(self.reports.bucket, retain=self.custodians is not None)
+        if self.custodians is not None:
+            protect_key(self.reports.key, self.custodians)
         bucket_args = ["--env", environment, "--bucket", self.backups.bucket.bucket_name,
                        "--region", self.region, "--publish-metrics"]
         report_args = ["--report-bucket", self.reports.bucket.bucket_name]
@@ -153,7 +177,8 @@ class DatabaseBackupsStack(Stack):
                                                                          removal_policy=RemovalPolicy.DESTROY),
                                      generate_secret_string=sm.SecretStringGenerator(exclude_punctuation=True),
                                      removal_policy=RemovalPolicy.DESTROY)
-        acknowledge(scratch_password, "A throwaway scratch database's password, regenerated by redeploying.",
+        acknowledge(scratch_password, "The password of a scratch database that lives only inside the monthly task "
+                                      "(its sidecar, on localhost, no inbound rule) and is discarded with it.",
                     "AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled")
         self.monthly = ScheduledFargateJob(
             self, "MonthlyRestoreTest", **common, schedule=settings.monthly_verify_schedule, cpu=2048,
@@ -181,8 +206,12 @@ class DatabaseBackupsStack(Stack):
         self.nightly.task_definition.task_role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:PutObjectRetention"], resources=[self.backups.bucket.arn_for_objects("dumps/*")]))
         secrets_key.grant_decrypt(self.nightly.task_definition.obtain_execution_role())
-        for job in (self.nightly, self.weekly, self.monthly):
-            _acknowledge_task_role(job)
+        _acknowledge_task_role(self.nightly, "The nightly job writes dump objects of the one backup bucket (keys are "
+                                             "backup IDs), reads them back and sets their retention, through its key.")
+        for job in (self.weekly, self.monthly):
+            _acknowledge_task_role(job, "The job reads dump objects of the backup bucket (keys are backup IDs) and "
+                                        "writes its report into the reports bucket (keys are dates), through their "
+                                        "keys.")
         self.restore_test = SecureBucket(self, "RestoreTest", purpose="Scratch copies of the monthly S3 restore test",
                                          expire_after=Duration.days(1), removal_policy=RemovalPolicy.DESTROY)
         # What the alarms watch (tavari_dr.core.metrics names the jobs): the Fargate jobs here, the
@@ -194,9 +223,11 @@ class DatabaseBackupsStack(Stack):
         self.drill = self._quarterly_drill(drill, environment, log_retention_days)
 
         CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
+        CfnOutput(self, outputs.BACKUP_KEY_ARN, value=self.backups.key.key_arn)
         CfnOutput(self, outputs.MANIFEST_SIGNING_KEY_ARN, value=self.signing_key.key_arn)
         CfnOutput(self, outputs.RESTORE_TEST_BUCKET_NAME, value=self.restore_test.bucket.bucket_name)
         CfnOutput(self, outputs.REPORTS_BUCKET_NAME, value=self.reports.bucket.bucket_name)
+        CfnOutput(self, outputs.REPORTS_KEY_ARN, value=self.reports.key.key_arn)
         CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.BACKUP_TASK_DEFINITION_ARN, value=self.nightly.task_definition.task_definition_arn)
 
@@ -246,6 +277,9 @@ class DatabaseBackupsStack(Stack):
         if inputs is None:
             return None
         settings = inputs.settings
+        # The keys whose policies the drift check reads back (those in this region and account).
+        drift_keys = {"backup": self.backups.key, "manifest signing": self.signing_key, "reports": self.reports.key,
+                      "invoice": inputs.invoice_key, "secrets": inputs.secrets_key}
         targets = self.to_json_string({
             "invoice_bucket": inputs.invoice_bucket.bucket_name, "invoice_key_arn": inputs.invoice_key.key_arn,
             "archive_after_days": inputs.archive_after_days, "archive_storage_class": inputs.archive_storage_class,
@@ -253,7 +287,12 @@ class DatabaseBackupsStack(Stack):
             "signing_key_arn": self.signing_key.key_arn,
             "scratch_bucket": self.restore_test.bucket.bucket_name, "replica_bucket": inputs.replica_bucket_name,
             "supabase_url_secret": inputs.supabase_url_secret.secret_arn,
-            "supabase_token_secret": inputs.supabase_token_secret.secret_arn})
+            "supabase_token_secret": inputs.supabase_token_secret.secret_arn,
+            "invoice_access_log_bucket": inputs.invoice_access_log_bucket_name,
+            "backup_lock_mode": self._settings.lock_mode,
+            "backup_default_retention_days": self._settings.default_retention_days,
+            "protected_keys": {name: key.key_arn for name, key in drift_keys.items()},
+            "custodian_arns": list(self.custodians.arns) if self.custodians else []})
         return VerificationJobs(
             self, "Verify", time_zone=settings.timezone, jobs=[
                 VerificationJob(metrics.DAILY_MONITOR, settings.daily_schedule, Duration.minutes(5), DAY),
@@ -267,6 +306,7 @@ class DatabaseBackupsStack(Stack):
             invoice_access=inputs.invoice_access, secrets_key=inputs.secrets_key,
             supabase_secrets={"SupabaseUrl": inputs.supabase_url_secret.secret_arn,
                               "SupabaseToken": inputs.supabase_token_secret.secret_arn},
+            drift_keys=tuple(drift_keys.values()),
             log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
 
 
@@ -295,13 +335,13 @@ class VerificationInputs:
     secrets_key: kms.IKey
     replica_bucket_name: str | None
     dr_region: str | None
+    invoice_access_log_bucket_name: str | None = None
 
 
-def _acknowledge_task_role(job: ScheduledFargateJob) -> None:
+def _acknowledge_task_role(job: ScheduledFargateJob, reason: str) -> None:
     role = job.task_definition.task_role
     if isinstance(role, iam.Role):
         policy = grant_policy(role)
-        acknowledge_wildcards(policy, "The job reads and writes dump objects of the one backup bucket "
-                                      "(keys are backup IDs) through its key.", actions=BUCKET_READ_PUT_ACTIONS)
+        acknowledge_wildcards(policy, reason, actions=BUCKET_READ_PUT_ACTIONS)
         acknowledge(policy, "PutMetricData has no resource-level form; the namespace condition pins it.",
                     "AwsSolutions-IAM5[Resource::*]")

@@ -7,10 +7,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from backup_constructs.guardrails import custodians_of, protect_key
 from backup_constructs.replication import accept_cross_account_replication
 from stacks.invoice_storage import invoice_bucket_from
 from tavari_dr.core import outputs
-from tavari_dr.core.config import InvoiceBucketConfig
+from tavari_dr.core.config import InvoiceBucketConfig, SecurityConfig
 
 
 def replica_key_alias(env_name: str) -> str:
@@ -22,10 +23,13 @@ class InvoiceReplicaStack(Stack):
 
     settings: the same lifecycle as the primary bucket.
     key_alias: the alias through which the source environment names the replica key.
+    guard: the security settings where removal_policy is retain: the replica key refuses deletion,
+        disabling and policy changes to all but this account's and region's deploy and break-glass
+        roles (default None).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: InvoiceBucketConfig,
-                 removal_policy: RemovalPolicy, key_alias: str,
+                 removal_policy: RemovalPolicy, key_alias: str, guard: SecurityConfig | None = None,
                  **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.replica = invoice_bucket_from(
@@ -38,6 +42,8 @@ class InvoiceReplicaStack(Stack):
         # A name the primary's environment can use before this key exists; a key ARN would
         # need a cross-region export, which another account cannot read.
         kms.Alias(self, "KeyAlias", alias_name=key_alias, target_key=self.replica.key)
+        if guard is not None:
+            protect_key(self.replica.key, custodians_of(self, guard))
         CfnOutput(self, outputs.REPLICA_BUCKET_NAME, value=self.replica.bucket.bucket_name)
         CfnOutput(self, outputs.REPLICA_BUCKET_ARN, value=self.replica.bucket.bucket_arn)
         CfnOutput(self, outputs.REPLICA_KEY_ARN, value=self.replica.key.key_arn)

@@ -8,13 +8,14 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from backup_constructs.guardrails import custodians_of, protect_key
 from backup_constructs.invoice_backup import InvoiceBackupPlan
 from backup_constructs.invoice_bucket import InvoiceBucket
 from backup_constructs.nag import acknowledge_wildcards
 from backup_constructs.replication import ReplicaTarget
 from backup_constructs.restore_ops import RestoreOps
 from tavari_dr.core import outputs
-from tavari_dr.core.config import InvoiceBucketConfig
+from tavari_dr.core.config import InvoiceBucketConfig, SecurityConfig
 
 STORAGE_CLASSES = {
     "GLACIER_IR": s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
@@ -51,12 +52,14 @@ class InvoiceStorageStack(Stack):
                  replica_key_arn: str | None = None, replica_key_alias: str | None = None,
                  replica_account: str | None = None, replication_time_control: bool = True,
                  no_replication_reason: str | None = None, log_retention_days: int = 365,
-                 **kwargs: Any) -> None:
+                 guard: SecurityConfig | None = None, **kwargs: Any) -> None:
         """replica_bucket: the DR replica (default None: no replication).
         replica_key_arn: the replica key's alias ARN (same account) or key ARN (cross-account).
         replica_key_alias: the alias name when replica_key_arn is an alias ARN.
         replica_account: the replica's account when it is not this stack's (owner override).
-        no_replication_reason: why there is no replica, for the nag acknowledgment."""
+        no_replication_reason: why there is no replica, for the nag acknowledgment.
+        guard: the security settings where removal_policy is retain: the invoice key refuses deletion,
+        disabling and policy changes to all but the deploy and break-glass roles (default None)."""
         super().__init__(scope, construct_id, **kwargs)
         replica = None
         if replica_bucket is not None:
@@ -74,6 +77,8 @@ class InvoiceStorageStack(Stack):
             self, "Invoices", settings, removal_policy=removal_policy, replica=replica,
             bucket_name=settings.existing_bucket_name, **extra,
         )
+        if guard is not None:
+            protect_key(self.invoices.key, custodians_of(self, guard))
         self.backup_plan = None
         if settings.aws_backup_enabled:
             self.backup_plan = InvoiceBackupPlan(
@@ -108,11 +113,12 @@ class InvoiceStorageStack(Stack):
         statements = [
             iam.PolicyStatement(actions=["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning",
                                          "s3:GetLifecycleConfiguration", "s3:GetBucketPublicAccessBlock",
-                                         "s3:GetEncryptionConfiguration", "s3:GetReplicationConfiguration"],
+                                         "s3:GetEncryptionConfiguration", "s3:GetReplicationConfiguration",
+                                         "s3:GetBucketPolicy", "s3:GetBucketLogging"],
                                 resources=[bucket.bucket_arn]),
             iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"],
                                 resources=[bucket.arn_for_objects("*")]),
-            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.invoices.key.key_arn]),
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GetKeyPolicy"], resources=[self.invoices.key.key_arn]),
         ]
         if replica is not None:
             statements.append(iam.PolicyStatement(actions=["s3:GetObject"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tavari_dr.core import guardrails as g
 from tavari_dr.core.aws import EMULATOR_CONFIG
+from tavari_dr.core.guardrails import Custodians
 from tavari_dr.verification import checks as c
 from tests.backups import Signing, write_backup
 from tests.http_stub import ScriptedServer, server_factory
@@ -134,7 +137,21 @@ def s3():
         yield client
 
 
+ACCESS_LOGS = "invoice-access-logs"
+
+
 def configure_like_the_stack(s3):
+    s3.create_bucket(Bucket=ACCESS_LOGS, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_policy(Bucket=ACCESS_LOGS, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{ACCESS_LOGS}/invoice-bucket/*"}]}))  # as CDK's log bucket policy allows
+    s3.put_bucket_logging(Bucket="invoices", BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": ACCESS_LOGS, "TargetPrefix": "invoice-bucket/"}})
+    # What CDK's enforce_ssl and minimum_tls_version write (bucket-level reads still work in moto).
+    s3.put_bucket_policy(Bucket="invoices", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Condition": condition,
+         "Resource": ["arn:aws:s3:::invoices", "arn:aws:s3:::invoices/*"]}
+        for condition in ({"Bool": {"aws:SecureTransport": "false"}}, {"NumericLessThan": {"s3:TlsVersion": 1.2}})]}))
     s3.put_bucket_lifecycle_configuration(Bucket="invoices", LifecycleConfiguration={"Rules": [{
         "ID": "ArchiveNoncurrentVersions", "Status": "Enabled", "Filter": {"ObjectSizeGreaterThan": 131071},
         "NoncurrentVersionTransitions": [{"NoncurrentDays": 90, "StorageClass": "GLACIER_IR"}]}]})
@@ -149,7 +166,15 @@ def configure_like_the_stack(s3):
             "Destination": {"Bucket": "arn:aws:s3:::replica"}}]})
 
 
-EXPECT = c.BucketExpectation("invoices", 90, "GLACIER_IR", "arn:aws:kms:key/1", "arn:aws:s3:::replica")
+def _log_to_scratch(s3):
+    s3.put_bucket_policy(Bucket="scratch", Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+        "Resource": "arn:aws:s3:::scratch/*"}]}))
+    s3.put_bucket_logging(Bucket="invoices", BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": "scratch", "TargetPrefix": "x/"}})
+
+
+EXPECT = c.BucketExpectation("invoices", 90, "GLACIER_IR", "arn:aws:kms:key/1", "arn:aws:s3:::replica", ACCESS_LOGS)
 
 
 def drift(s3):
@@ -174,12 +199,156 @@ def test_drift_passes_on_the_declared_configuration(s3):
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": False,
         "RestrictPublicBuckets": True}), "BlockPublicPolicy off"),
     (lambda s3: s3.delete_bucket_encryption(Bucket="invoices"), "default encryption is"),
+    (lambda s3: s3.delete_bucket_policy(Bucket="invoices"), "the bucket policy no longer denies requests without TLS"),
+    (lambda s3: s3.put_bucket_policy(Bucket="invoices", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+         "Resource": ["arn:aws:s3:::invoices", "arn:aws:s3:::invoices/*"]}]})),
+     "the bucket policy no longer denies TLS older than 1.2"),
+    (lambda s3: s3.put_bucket_logging(Bucket="invoices", BucketLoggingStatus={}), "server access logging is off"),
+    (lambda s3: _log_to_scratch(s3), "access logs go to scratch"),
 ])
 def test_drift_catches_each_change(s3, break_it, message):
     configure_like_the_stack(s3)
     break_it(s3)
     result = drift(s3)
     assert result.status == "FAIL" and any(message in d for d in result.details), result.details
+
+
+# --------------------------------------------------------------------------- backup drift, on what CDK synthesized
+
+
+def lock_like_a_dev_stack(s3, backups):
+    """A destroyable environment's default retention (moto sets one only on an empty bucket)."""
+    s3.put_object_lock_configuration(Bucket=backups, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 7}}})
+
+
+def guard_like_a_dev_stack(s3, backups, reports):
+    """A destroyable environment's backup and reports buckets with the denies that hold everywhere
+    (moto would refuse object writes under them, whatever their conditions: put objects first)."""
+    for bucket, statements in ((backups, g.backup_bucket_statements(f"arn:aws:s3:::{backups}", None)),
+                               (reports, g.audit_statements(f"arn:aws:s3:::{reports}", retain=False))):
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+
+
+def deploy_guardrails(env, s3, kms, *, account):
+    """The synthesized backup bucket's lock and policy, the reports bucket's policy and the protected keys'
+    policies, as CloudFormation would put them, on moto buckets named as tests.policy_eval resolves them."""
+    from tests.policy_eval import bucket_policies, key_policies
+    from tests.test_guardrails import logical
+
+    template = env.templates[env.stack("DatabaseBackups")]
+    storage = env.templates[env.stack("InvoiceStorage")]
+    backups, reports = (logical(template, p, "AWS::S3::Bucket") for p in ("BackupsBucket", "ReportsBucket"))
+    policies = bucket_policies(template, account=account, region=REGION)
+    for bucket in (backups, reports):
+        s3.create_bucket(Bucket=bucket.lower(), CreateBucketConfiguration={"LocationConstraint": REGION},
+                         ObjectLockEnabledForBucket=bucket == backups)
+        s3.put_bucket_policy(Bucket=bucket.lower(), Policy=json.dumps(policies[bucket]))
+    s3.put_object_lock_configuration(
+        Bucket=backups.lower(), ObjectLockConfiguration=template["Resources"][backups]["Properties"][
+            "ObjectLockConfiguration"])
+    keys = {}
+    for name, source, prefix in (("backup", template, "BackupsKey"),
+                                 ("manifest signing", template, "ManifestSigningKey"),
+                                 ("reports", template, "ReportsKey"), ("invoice", storage, "InvoicesKey")):
+        policy = key_policies(source, account=account, region=REGION)[logical(source, prefix, "AWS::KMS::Key")]
+        keys[name] = kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
+    return backups.lower(), reports.lower(), keys
+
+
+PROD_CUSTODIANS = Custodians("arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-eu-west-1",
+                             "arn:aws:iam::123456789012:role/tavari-break-glass")
+
+
+@pytest.fixture
+def guarded(prod):
+    """prod's guardrails deployed on moto, and what the daily check expects of them."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION, config=EMULATOR_CONFIG)
+        kms = boto3.client("kms", region_name=REGION)
+        backups, reports, keys = deploy_guardrails(prod, s3, kms, account="123456789012")
+        yield s3, kms, c.BackupExpectation(backups, "COMPLIANCE", 35, reports, keys, PROD_CUSTODIANS)
+
+
+def backup_drift(s3, kms, expect):
+    return c.run_check("backup_drift", lambda r: c.backup_drift(r, s3=s3, kms=kms, expect=expect))
+
+
+def test_backup_drift_passes_on_what_cdk_synthesized(guarded):
+    result = backup_drift(*guarded)
+    assert result.status == "PASS", result.details
+    assert result.measured == {"lock_mode": "COMPLIANCE", "default_retention_days": 35, "policies_checked": 6}
+
+
+def _edit_policy(s3, bucket, change):
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    change(policy["Statement"])
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+
+def _statement(statements, sid):
+    return next(s for s in statements if s.get("Sid") == sid)
+
+
+def _exempt_one_more(statements):
+    _statement(statements, g.BUCKET_TAMPERING_SID)["Condition"]["ArnNotLike"]["aws:PrincipalArn"].append(
+        "arn:aws:iam::123456789012:role/attacker")
+
+
+@pytest.mark.parametrize(("break_it", "message"), [
+    (lambda s3, kms, e: s3.put_object_lock_configuration(Bucket=e.bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}),
+     "default retention is"),
+    (lambda s3, kms, e: _edit_policy(s3, e.bucket, lambda st: st.remove(_statement(st, g.VERSION_DESTRUCTION_SID))),
+     f"{g.VERSION_DESTRUCTION_SID}: missing"),
+    (lambda s3, kms, e: _edit_policy(s3, e.bucket, _exempt_one_more),
+     f"{g.BUCKET_TAMPERING_SID}: differs in Condition"),
+    (lambda s3, kms, e: _edit_policy(s3, e.bucket, lambda st: _statement(st, g.BUCKET_TAMPERING_SID)["Action"].remove(
+        "s3:PutBucketPolicy")), f"{g.BUCKET_TAMPERING_SID}: differs in Action"),
+    (lambda s3, kms, e: _edit_policy(s3, e.bucket, lambda st: _statement(st, g.UNCONDITIONAL_WRITE_SID).update(
+        Condition={"Null": {"s3:if-none-match": "true"}})), f"{g.UNCONDITIONAL_WRITE_SID}: differs in Condition"),
+    (lambda s3, kms, e: s3.delete_bucket_policy(Bucket=e.bucket), f"{g.DELETE_MARKER_SID}: missing"),
+    (lambda s3, kms, e: _edit_policy(s3, e.reports_bucket, lambda st: st.remove(_statement(st, g.AUDIT_DELETE_SID))),
+     f"{g.AUDIT_DELETE_SID}: missing"),
+    (lambda s3, kms, e: kms.put_key_policy(KeyId=e.keys["manifest signing"], PolicyName="default", Policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*",
+                                                "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]})),
+     f"manifest signing key: {g.KEY_DESTRUCTION_SID}: missing"),
+])
+def test_backup_drift_catches_each_change(guarded, break_it, message):
+    s3, kms, expect = guarded
+    break_it(s3, kms, expect)
+    result = backup_drift(s3, kms, expect)
+    assert result.status == "FAIL" and any(message in d for d in result.details), result.details
+
+
+def test_backup_drift_fails_on_a_bucket_without_object_lock(guarded):
+    s3, kms, expect = guarded
+    s3.create_bucket(Bucket="unlocked", CreateBucketConfiguration={"LocationConstraint": REGION})
+    result = backup_drift(s3, kms, c.BackupExpectation("unlocked", "COMPLIANCE", 35, expect.reports_bucket))
+    assert result.status == "FAIL" and "Object Lock is not enabled" in result.details
+
+
+def test_backup_drift_fails_on_a_key_it_cannot_name(guarded):
+    s3, kms, expect = guarded
+    expect = c.BackupExpectation(expect.bucket, expect.lock_mode, expect.default_retention_days, expect.reports_bucket,
+                                 {**expect.keys, "secrets": None}, expect.custodians)
+    result = backup_drift(s3, kms, expect)
+    assert result.status == "FAIL" and result.details == ["secrets key: its ARN is unknown (stack output missing)"]
+
+
+def test_backup_drift_in_dev_expects_only_the_denies_that_hold_everywhere(dev):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION, config=EMULATOR_CONFIG)
+        kms = boto3.client("kms", region_name=REGION)
+        backups, reports, keys = deploy_guardrails(dev, s3, kms, account="123456789012")
+        assert backup_drift(s3, kms, c.BackupExpectation(backups, "GOVERNANCE", 7, reports, keys)).status == "PASS"
+        # Held to prod's expectations, dev's deployment lacks every retain-only statement.
+        result = backup_drift(s3, kms, c.BackupExpectation(backups, "GOVERNANCE", 7, reports, keys, PROD_CUSTODIANS))
+        assert result.status == "FAIL"
+        assert {d.split(": ")[1] for d in result.details} == {
+            g.VERSION_DESTRUCTION_SID, g.BUCKET_TAMPERING_SID, g.AUDIT_DELETE_SID, g.KEY_DESTRUCTION_SID}
 
 
 def test_integrity_sample_records_baselines_then_catches_a_corrupted_version(s3):

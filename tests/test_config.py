@@ -126,6 +126,9 @@ def test_stack_names_follow_one_pattern():
         (lambda p: p.update(removal_policy="destroy") or p["database_backups"].update(lock_mode="COMPLIANCE"),
          'environments.prod.database_backups.lock_mode: "COMPLIANCE" is not allowed where removal_policy is '
          '"destroy"'),
+        (lambda p: p["database_backups"].update(lock_mode="COMPLIANCE", monthly_retention_days=3960),
+         'environments.prod.database_backups.monthly_retention_days: 3960 is not allowed with lock_mode '
+         '"COMPLIANCE"; at most 400 days'),
         (lambda p: p["secrets"].update(third_party_keys=["stripe-key"]),
          'environments.prod.secrets.third_party_keys[0]: "stripe-key" is not allowed; use an env-file key'),
         (lambda p: p["secrets"].update(third_party_keys=["SUPABASE_URL"]),

@@ -89,7 +89,8 @@ def test_the_import_contracts_name_every_runtime_module_and_every_handler():
     units |= {f"tavari_dr.{p.name}" for p in runtime.iterdir() if (p / "__init__.py").is_file() and p.name != "core"}
     units |= {f"tavari_dr.core.{p.stem}" for p in (runtime / "core").glob("*.py") if p.stem != "__init__"}
     (cdk_side,) = [c for c in contracts if c.get("source_modules") == ["stacks", "backup_constructs"]]
-    contract = {"tavari_dr.core.config", "tavari_dr.core.outputs", "tavari_dr.core.metrics"}
+    contract = {"tavari_dr.core.config", "tavari_dr.core.outputs", "tavari_dr.core.metrics",
+                "tavari_dr.core.guardrails"}
     assert set(cdk_side["forbidden_modules"]) == units - contract
     capabilities = {u for u in units if u.count(".") == 1} - {"tavari_dr.__main__", "tavari_dr.cli", "tavari_dr.drill"}
     handlers = [c for c in contracts if all(s.startswith("lambdas.") for s in c.get("source_modules", ["x"]))]
@@ -100,3 +101,46 @@ def test_the_import_contracts_name_every_runtime_module_and_every_handler():
         assert len(allowed) == 1, (c["name"], allowed)
         assert set(c["forbidden_modules"]) == (capabilities - allowed) | {
             "tavari_dr.cli", "tavari_dr.drill", "stacks", "backup_constructs"}, c["name"]
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_every_acknowledgment_still_acknowledges_a_finding(env_name, tmp_path, monkeypatch):
+    """An acknowledgment whose finding is gone (the rule learnt to pass it, or the code changed) would
+    stay unnoticed, its reason stale. Synthesize with every acknowledgment recorded instead of applied:
+    each must then match a finding cdk-nag reports on its construct."""
+    from aws_cdk import Validations
+
+    import backup_constructs.nag as nag
+    from stacks.app import build_app
+    from tavari_dr.core.config import load_environment
+    from tests.conftest import cdk_context
+
+    recorded = []
+
+    class Recording:
+        def __init__(self, construct):
+            self.construct = construct
+
+        @classmethod
+        def of(cls, construct):
+            return cls(construct)
+
+        def acknowledge(self, *acknowledgments):
+            recorded.extend((self.construct.node.path, a.id.split("::", 1)[1]) for a in acknowledgments)
+
+        def add_plugins(self, *plugins):
+            Validations.of(self.construct).add_plugins(*plugins)
+
+    monkeypatch.setattr(nag, "Validations", Recording)
+    context = {**cdk_context(), "env": env_name}
+    app = App(context=context, outdir=str(tmp_path))
+    build_app(app, load_environment(context))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    found = {(c["constructPath"], v["ruleName"]) for p in report["pluginReports"] for v in p["violations"]
+             for c in v["violatingConstructs"]}
+    assert len(recorded) > 50
+    stale = [(path, rule) for path, rule in recorded
+             if not any(rule == r and (p == path or p.startswith(path + "/")) for p, r in found)]
+    assert stale == []

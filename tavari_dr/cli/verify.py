@@ -6,7 +6,18 @@ import click
 
 from tavari_dr.cli.common import Deployed, answer, aws_command, format_option
 from tavari_dr.core import outputs
+from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.core.guardrails import Custodians
 from tavari_dr.verification import jobs as verification
+
+
+def custodian_arns(config: EnvironmentConfig, target) -> tuple[str, ...]:
+    """The deploy and break-glass roles the deny statements exempt where removal_policy is retain
+    (none where it is destroy): those of the primary account and region, as the stacks name them."""
+    if not config.retain:
+        return ()
+    account = config.account or target.client("sts").get_caller_identity()["Account"]
+    return Custodians.of(config.security, partition="aws", account=account, region=config.region).arns
 
 
 @aws_command(None, "verify", "Run the scheduled verification checks now and print a table; exit 1 if any fails.")
@@ -22,6 +33,7 @@ def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket
     if config.replication.enabled:
         replica = deployed.outputs(outputs.INVOICE_REPLICA, dr=True).get(outputs.REPLICA_BUCKET_NAME)
     arns = deployed.secret_arns()
+    storage, backups = deployed.outputs(outputs.INVOICE_STORAGE), deployed.outputs(outputs.DATABASE_BACKUPS)
     targets = verification.Targets(
         invoice_bucket=deployed.resource(invoice_bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
                                          what="invoice bucket", option="--invoice-bucket"),
@@ -35,10 +47,19 @@ def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket
         scratch_bucket=deployed.resource(None, outputs.DATABASE_BACKUPS, outputs.RESTORE_TEST_BUCKET_NAME,
                                          what="restore-test bucket"),
         replica_bucket=replica,
-        signing_key_arn=deployed.outputs(outputs.DATABASE_BACKUPS).get(outputs.MANIFEST_SIGNING_KEY_ARN),
+        signing_key_arn=backups.get(outputs.MANIFEST_SIGNING_KEY_ARN),
         supabase_url_secret=arns["SUPABASE_URL"], supabase_token_secret=arns["SUPABASE_ACCESS_TOKEN"],
         tamper_watch=deployed.outputs(outputs.TAMPER_WATCH).get(outputs.TAMPER_WATCH_EXPECTATION)
-        if not names or "tamper_watch" in names else None)
+        if not names or "tamper_watch" in names else None,
+        invoice_access_log_bucket=storage.get(outputs.INVOICE_ACCESS_LOG_BUCKET_NAME),
+        backup_lock_mode=config.database_backups.lock_mode,
+        backup_default_retention_days=config.database_backups.default_retention_days,
+        protected_keys={"backup": backups.get(outputs.BACKUP_KEY_ARN),
+                        "manifest signing": backups.get(outputs.MANIFEST_SIGNING_KEY_ARN),
+                        "reports": backups.get(outputs.REPORTS_KEY_ARN),
+                        "invoice": storage.get(outputs.INVOICE_KEY_ARN),
+                        "secrets": deployed.outputs(outputs.SECRETS).get(outputs.SECRETS_KEY_ARN)},
+        custodian_arns=custodian_arns(config, target))
     clients = verification.Clients(s3=target.client("s3"), replica_s3=target.client("s3", dr=True),
                                    cloudwatch=target.client("cloudwatch"), kms=target.client("kms"),
                                    secretsmanager=target.client("secretsmanager"),

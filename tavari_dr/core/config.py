@@ -276,6 +276,9 @@ class Tier:
 
 
 _DUMP_EXAMPLE = "cron(0 1,13 * * ? *)"
+# The longest a COMPLIANCE lock may hold a backup: about 13 months, the window within which an erased
+# user's data may remain in backups (ADR 0011); the monthly tier's 396 days fits.
+COMPLIANCE_MAX_RETENTION_DAYS = 400
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,8 @@ class DatabaseBackupsConfig:
         exist exactly once on every day there (02:00 is skipped in Europe/Warsaw one night a year).
     daily_retention_days / weekly_retention_days / monthly_retention_days: Object Lock retention
         and expiry of each grandfather-father-son tier (35 / 91 / 396; the plan's minimum is 7).
-    lock_mode: GOVERNANCE (default) or COMPLIANCE (refused where removal_policy is destroy).
+    lock_mode: GOVERNANCE (default) or COMPLIANCE (refused where removal_policy is destroy, and with a tier
+        longer than COMPLIANCE_MAX_RETENTION_DAYS); also the bucket's default retention (ADR 0011).
     pg_major: PostgreSQL client major version in the job image (default 17; dumps 15 too).
     scratch_image: image of the monthly test's scratch database (the supabase/postgres of the
         project's major version, which has Supabase's roles, auth schema and extensions).
@@ -317,6 +321,11 @@ class DatabaseBackupsConfig:
         return (Tier("daily", self.daily_retention_days), Tier("weekly", self.weekly_retention_days),
                 Tier("monthly", self.monthly_retention_days))
 
+    @property
+    def default_retention_days(self) -> int:
+        """The bucket's default lock: the shortest tier's, so nothing written there is ever unlocked."""
+        return min(tier.retention_days for tier in self.tiers)
+
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
         try:  # the drill judges the worst-case RPO by the longest gap between two dumps: it must be computable
@@ -327,6 +336,14 @@ class DatabaseBackupsConfig:
             raise ConfigError(f'{s.key("lock_mode")}: "COMPLIANCE" is not allowed where removal_policy is '
                               '"destroy": nobody, not even the account root, could empty that bucket before the '
                               "lock expires")
+        if v["lock_mode"] == "COMPLIANCE":
+            for name in ("daily_retention_days", "weekly_retention_days", "monthly_retention_days"):
+                if v[name] > COMPLIANCE_MAX_RETENTION_DAYS:
+                    raise ConfigError(
+                        f"{s.key(name)}: {v[name]} is not allowed with lock_mode \"COMPLIANCE\"; at most "
+                        f"{COMPLIANCE_MAX_RETENTION_DAYS} days, the erasure window the privacy notice states (a "
+                        "compliance lock cannot be shortened, and an erased user's data stays in backups until it "
+                        "ends; ADR 0011)")
 
 
 _CHECK_EXAMPLE = "cron(0 6 * * ? *)"

@@ -29,7 +29,8 @@ class MotoServer:
     def start(self) -> MotoServer:
         self._handle = self.log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            # moto's server, holding conditional bucket-policy Denies it cannot evaluate (see that module).
+            [sys.executable, "-m", "tavari_dr.drill.moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._handle, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -558,18 +558,16 @@ def _bucket(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], su
 
 
 def _bucket_policy(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
-    """moto enforces a bucket policy's Deny statements but ignores their conditions, so a
-    conditional Deny (TLS only, TLS >= 1.2) would refuse every request: those are left out, and reported."""
+    """The whole policy, as CloudFormation would put it. moto evaluates no request condition, so the
+    drill's server (tavari_dr.drill.moto_server) holds a conditional Deny (TLS only, conditional
+    writes, the custodians' exemption) without enforcing it; each one is reported."""
     document = dict(p["PolicyDocument"])
-    kept, dropped = [], []
     for statement in document["Statement"]:
-        (dropped if statement.get("Effect") == "Deny" and statement.get("Condition") else kept).append(statement)
-    for statement in dropped:
-        stack.report.not_applied.append({
-            "logical_id": logical, "type": "AWS::S3::BucketPolicy.Statement",
-            "reason": f"Deny {statement.get('Action')} when {json.dumps(statement['Condition'])}: moto ignores "
-                      "conditions and would deny every request"})
-    document["Statement"] = kept
+        if statement.get("Effect") == "Deny" and statement.get("Condition"):
+            stack.report.not_applied.append({
+                "logical_id": logical, "type": "AWS::S3::BucketPolicy.Statement",
+                "reason": f"Deny {statement.get('Action')} when {json.dumps(statement['Condition'])}: held and read "
+                          "back, not enforced (the emulator evaluates no request condition)"})
     d.client("s3", stack.region).put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
     stack.physical[logical] = f"{p['Bucket']}-policy"
 

@@ -24,6 +24,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tavari_dr.core import guardrails
+from tavari_dr.core.guardrails import Custodians
+
 PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
 ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 
@@ -161,6 +164,17 @@ class BucketExpectation:
     archive_storage_class: str
     key_arn: str | None = None
     replica_bucket_arn: str | None = None
+    access_log_bucket: str | None = None  # None: any target, as long as access logging is on
+
+
+def tls_only_statements(bucket_arn: str) -> dict[str, dict[str, Any]]:
+    """What CDK's enforce_ssl and minimum_tls_version=1.2 write into every bucket policy of the
+    project, by what each refuses."""
+    both = [bucket_arn, f"{bucket_arn}/*"]
+    return {"requests without TLS": {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": both,
+                                     "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            "TLS older than 1.2": {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": both,
+                                   "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}}}}
 
 
 def bucket_drift(result: CheckResult, *, s3: Any, expect: BucketExpectation) -> None:
@@ -195,6 +209,74 @@ def bucket_drift(result: CheckResult, *, s3: Any, expect: BucketExpectation) -> 
                    and r.get("Destination", {}).get("Bucket") == expect.replica_bucket_arn]
         if not enabled:
             fail(result, f"no enabled replication rule to {expect.replica_bucket_arn}")
+    policy = bucket_policy(s3, b)
+    have = [guardrails.normalized(s) for s in policy.get("Statement", [])]
+    for refused, want in tls_only_statements(f"arn:aws:s3:::{b}").items():
+        if guardrails.normalized(want) not in have:
+            fail(result, f"the bucket policy no longer denies {refused}")
+    logging = s3.get_bucket_logging(Bucket=b).get("LoggingEnabled")
+    result.measured["access_logs"] = logging.get("TargetBucket") if logging else None
+    if not logging:
+        fail(result, "server access logging is off")
+    elif expect.access_log_bucket and logging.get("TargetBucket") != expect.access_log_bucket:
+        fail(result, f"access logs go to {logging.get('TargetBucket')}, not {expect.access_log_bucket}")
+
+
+def bucket_policy(s3: Any, bucket: str) -> dict[str, Any]:
+    """The bucket's policy document ({} when it has none)."""
+    text = _client_get(s3.get_bucket_policy, "NoSuchBucketPolicy", Bucket=bucket).get("Policy")
+    return json.loads(text) if text else {}
+
+
+# --------------------------------------------------------------------------- backup drift
+
+
+@dataclass(frozen=True)
+class BackupExpectation:
+    """What protects the backups (tavari_dr.core.guardrails; ADR 0011).
+
+    keys: name -> ARN of each protected key this check can read (None: its stack output is missing).
+    custodians: the deploy and break-glass roles where removal_policy is retain; None: a destroyable
+        environment, where only the denies that hold everywhere are expected.
+    """
+
+    bucket: str
+    lock_mode: str
+    default_retention_days: int
+    reports_bucket: str
+    keys: dict[str, str | None] = field(default_factory=dict)
+    custodians: Custodians | None = None
+
+
+def backup_drift(result: CheckResult, *, s3: Any, kms: Any, expect: BackupExpectation) -> None:
+    """The backup bucket's default lock, and every deny statement still in place and unchanged in the
+    backup bucket's, the reports bucket's and the protected keys' policies. (The CloudTrail trail
+    that records who tried is checked apart, by its own check next to this one.)"""
+    lock = _client_get(s3.get_object_lock_configuration, "ObjectLockConfigurationNotFoundError",
+                       Bucket=expect.bucket).get("ObjectLockConfiguration", {})
+    default = lock.get("Rule", {}).get("DefaultRetention", {})
+    result.measured.update(lock_mode=default.get("Mode"), default_retention_days=default.get("Days"))
+    if lock.get("ObjectLockEnabled") != "Enabled":
+        fail(result, "Object Lock is not enabled")
+    if default.get("Mode") != expect.lock_mode or default.get("Days") != expect.default_retention_days:
+        fail(result, f"default retention is {default or 'none'}, expected {expect.lock_mode} for "
+                     f"{expect.default_retention_days} days")
+    checked = [(f"bucket {expect.bucket}", bucket_policy(s3, expect.bucket),
+                guardrails.backup_bucket_statements(f"arn:aws:s3:::{expect.bucket}", expect.custodians)),
+               (f"bucket {expect.reports_bucket}", bucket_policy(s3, expect.reports_bucket),
+                guardrails.audit_statements(f"arn:aws:s3:::{expect.reports_bucket}",
+                                            retain=expect.custodians is not None))]
+    if expect.custodians is not None:
+        for name, arn in expect.keys.items():
+            if arn is None:
+                fail(result, f"{name} key: its ARN is unknown (stack output missing)")
+                continue
+            document = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
+            checked.append((f"{name} key", document, [guardrails.key_statement(expect.custodians)]))
+    result.measured["policies_checked"] = len(checked)
+    for what, document, expected in checked:
+        for problem in guardrails.missing_statements(document, expected):
+            fail(result, f"{what}: {problem}")
 
 
 def _client_get(call: Callable[..., dict[str, Any]], missing_code: str, **kwargs: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The three scheduled verification jobs, shared by their Lambdas and `tavari-dr verify`.
 
-daily_monitor:        Supabase backups, invoice bucket drift, replication health, off-site freshness,
-                      the tamper watch (trail logging, rules enabled with their targets)
+daily_monitor:        Supabase backups, invoice bucket drift, backup guardrail drift, replication health,
+                      off-site freshness, the tamper watch (trail logging, rules enabled with their targets)
 weekly_integrity:     integrity sample, sizes and growth, newest dump's sha256
 monthly_restore_test: restore a sample of noncurrent invoice versions into a scratch prefix
 
@@ -16,19 +16,20 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tavari_dr.core import metrics, reports
 from tavari_dr.core.aws import RequestCounter
 from tavari_dr.core.config import VerificationConfig
+from tavari_dr.core.guardrails import Custodians
 from tavari_dr.core.outputs import is_placeholder
 from tavari_dr.verification import checks
 
 JOBS = {
-    metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "replication_health", "offsite_freshness",
-                            "tamper_watch"),
+    metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "backup_drift", "replication_health",
+                            "offsite_freshness", "tamper_watch"),
     metrics.WEEKLY_INTEGRITY: ("integrity_sample", "sizes", "offsite_sha256"),
     metrics.MONTHLY_RESTORE_TEST: ("s3_restore_test",),
 }
@@ -51,6 +52,21 @@ class Targets:
     supabase_url_secret: str | None = None
     supabase_token_secret: str | None = None
     tamper_watch: str | None = None  # the TamperWatch stack's expectation (JSON)
+    invoice_access_log_bucket: str | None = None
+    backup_lock_mode: str | None = None
+    backup_default_retention_days: int | None = None
+    protected_keys: dict[str, str | None] = field(default_factory=dict)  # name -> key ARN
+    custodian_arns: tuple[str, ...] = ()  # (deploy role, break-glass role) where removal_policy is retain
+
+    def backup_expectation(self) -> checks.BackupExpectation:
+        if self.backup_lock_mode is None or self.backup_default_retention_days is None:
+            raise ValueError("backup_lock_mode and backup_default_retention_days are not configured")
+        if len(self.custodian_arns) not in (0, 2):
+            raise ValueError(f"custodian_arns must name the deploy and the break-glass role, not "
+                             f"{list(self.custodian_arns)}")
+        return checks.BackupExpectation(
+            self.backup_bucket, self.backup_lock_mode, self.backup_default_retention_days, self.reports_bucket,
+            dict(self.protected_keys), Custodians(*self.custodian_arns) if self.custodian_arns else None)
 
 
 @dataclass
@@ -105,7 +121,11 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
             rpo_hours=rpo_hours, expect_pitr=settings.expect_pitr, now=now, get=supabase_get),
         "bucket_drift": lambda r: checks.bucket_drift(r, s3=s3, expect=checks.BucketExpectation(
             targets.invoice_bucket, targets.archive_after_days, targets.archive_storage_class, targets.invoice_key_arn,
-            f"arn:aws:s3:::{targets.replica_bucket}" if targets.replica_bucket else None)),
+            f"arn:aws:s3:::{targets.replica_bucket}" if targets.replica_bucket else None,
+            targets.invoice_access_log_bucket)),
+        "backup_drift": lambda r: checks.backup_drift(r, s3=s3, kms=clients.kms, expect=targets.backup_expectation()),
+        # The trail check (CloudTrail logging and the backup buckets' data events) joins the daily
+        # monitor here, as its own check beside the two drift checks.
         "replication_health": lambda r: _replication(r, clients, targets, settings, now),
         "offsite_freshness": lambda r: checks.offsite_freshness(r, s3=s3, bucket=targets.backup_bucket,
                                                                 verifier=_verifier(clients, targets),
@@ -187,7 +207,9 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
 
     environ = environ if environ is not None else os.environ
     settings = VerificationConfig(**json.loads(environ["TAVARI_VERIFICATION"]))
-    targets = Targets(**json.loads(environ["TAVARI_TARGETS"]), tamper_watch=environ.get("TAVARI_TAMPER_WATCH"))
+    given = json.loads(environ["TAVARI_TARGETS"])
+    targets = Targets(**{**given, "custodian_arns": tuple(given.get("custodian_arns", ()))},
+                      tamper_watch=environ.get("TAVARI_TAMPER_WATCH"))
     # What the checks asked of AWS, for the quarterly drill's cost-model comparison (counted before
     # the reports are written, which are not part of the check).
     counter = RequestCounter()
