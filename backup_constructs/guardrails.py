@@ -20,11 +20,12 @@ from tavari_dr.core.config import SecurityConfig
 from tavari_dr.core.guardrails import Custodians
 
 
-def custodians_of(scope: IConstruct, security: SecurityConfig) -> Custodians:
+def custodians_of(scope: IConstruct, security: SecurityConfig, *, region: str | None = None) -> Custodians:
     """The deploy and break-glass roles of the account and region ``scope``'s stack deploys to (a
-    replica stack's are those of the DR region, and of the backup account when there is one)."""
+    replica stack's are those of the DR region, and of the backup account when there is one), or of
+    another ``region`` of the same account."""
     stack = Stack.of(scope)
-    return Custodians.of(security, partition=stack.partition, account=stack.account, region=stack.region)
+    return Custodians.of(security, partition=stack.partition, account=stack.account, region=region or stack.region)
 
 
 def _add(bucket: s3.IBucket, statements: list[dict]) -> None:

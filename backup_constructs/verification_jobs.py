@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, TimeZone
+from aws_cdk import Duration, RemovalPolicy, Stack, TimeZone
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -40,6 +40,29 @@ class VerificationJob:
 VERIFY_ACTIONS = ("kms:Verify", "kms:DescribeKey")
 
 
+@dataclass(frozen=True)
+class DrDrift:
+    """The DR replica of the backup bucket and the DR region's protected keys, named by their aliases
+    (a key of another region cannot be referenced by ARN here): the daily drift check reads the
+    bucket's lock and policy and each key's policy."""
+
+    region: str
+    bucket_arn: str
+    key_aliases: tuple[str, ...]  # alias/...
+
+    def grant(self, role: iam.Role) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetBucketPolicy", "s3:GetBucketObjectLockConfiguration"], resources=[self.bucket_arn]))
+        stack = Stack.of(role)
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["kms:DescribeKey", "kms:GetKeyPolicy"],
+            resources=[f"arn:{stack.partition}:kms:{self.region}:{stack.account}:key/*"],
+            conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": list(self.key_aliases)}}))
+        acknowledge_wildcards(grant_policy(role), "The DR region's keys are named by alias: any key of that region "
+                              "and account, only where it carries one of the protected aliases "
+                              "(kms:ResourceAliases); read-only.", select=lambda resource: ":kms:" in resource)
+
+
 class VerificationJobs(Construct):
     """The scheduled verification Lambdas (tavari_dr.verification.jobs): daily monitor, weekly integrity
     and monthly S3 restore test, each a PythonFunction on an EventBridge Scheduler schedule with retries
@@ -54,6 +77,7 @@ class VerificationJobs(Construct):
     invoice_access: the invoice stack's read-only managed policy.
     supabase_secrets: the Management API secrets the daily monitor reads (id -> ARN), through secrets_key.
     drift_keys: the keys whose policies the daily monitor's drift check reads (kms:GetKeyPolicy).
+    dr_drift: what the drift check reads in the DR region, where it shares the account (default none).
     log_key / log_retention / removal_policy: as for PythonFunction.
 
     functions: job name -> its PythonFunction.
@@ -64,7 +88,7 @@ class VerificationJobs(Construct):
                  scratch: s3.IBucket,
                  invoice_access: iam.IManagedPolicy, supabase_secrets: Mapping[str, str], secrets_key: kms.IKey,
                  log_key: kms.IKey, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy,
-                 drift_keys: Sequence[kms.IKey] = ()) -> None:
+                 drift_keys: Sequence[kms.IKey] = (), dr_drift: DrDrift | None = None) -> None:
         super().__init__(scope, construct_id)
         self.jobs = tuple(jobs)
         self.functions: dict[str, PythonFunction] = {}
@@ -106,6 +130,8 @@ class VerificationJobs(Construct):
             acknowledge_wildcards(grant_policy(fn.role), "Verification reads every object version of the buckets "
                                   "it checks and writes its reports, through their keys; keys are data.",
                                   actions=BUCKET_READ_PUT_ACTIONS)
+        if dr_drift is not None:
+            dr_drift.grant(daily.role)
         acknowledge(grant_policy(weekly.role), "cloudwatch:GetMetricStatistics has no resource-level form.",
                     "AwsSolutions-IAM5[Resource::*]")
         acknowledge_wildcards(grant_policy(monthly.role), "The restore test reads and writes reports in the "

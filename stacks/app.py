@@ -13,7 +13,13 @@ from backup_constructs.nag import add_nag_packs
 from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
 from backup_constructs.tamper_watch import Protected, TrailSettings
 from stacks.data_export import API_TIMEOUT, WORKER_TIMEOUT, DataExportStack
-from stacks.database_backups import DatabaseBackupsReplicaStack, DatabaseBackupsStack, DrillInputs, VerificationInputs
+from stacks.database_backups import (
+    DatabaseBackupsReplicaStack,
+    DatabaseBackupsStack,
+    DrBackups,
+    DrillInputs,
+    VerificationInputs,
+)
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
@@ -40,6 +46,20 @@ class TavariApp:
         return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets, self.monitoring,
                             self.backups_replica, self.backups, self.data_export, *self.tamper_watch.stacks)
                 if s is not None]
+
+
+def _dr_drift(config: EnvironmentConfig, backups_replica: DatabaseBackupsReplicaStack | None) -> dict[str, Any]:
+    """What the daily drift check reads in the DR region: the backup replica bucket and the DR keys,
+    where they share the primary's account (the daily monitor has no role in a backup account)."""
+    if backups_replica is None:
+        return {}
+    if config.cross_account_replication:
+        return {"dr_backups_unchecked": (
+            f"the backup replica and its keys are in account {config.replica_account}, where the daily monitor has "
+            "no role; that account's tamper watch alarms on any change to them")}
+    return {"dr_backups": DrBackups(region=config.replication.region or "", bucket=backups_replica.backups.bucket,
+                                    key_aliases={name: outputs.replica_key_alias(config.name, purpose)
+                                                 for name, purpose in outputs.DR_KEY_PURPOSES.items()})}
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
@@ -135,7 +155,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
     backup_replica_target = None
     backups_pending = None
     if config.replication.enabled:
-        alias = f"alias/tavari-{config.name}-backups-replica"
+        alias = outputs.replica_key_alias(config.name, "backups")
         dr_region, dr_account = config.replication.region, config.replica_account
         backups_replica = DatabaseBackupsReplicaStack(
             app, config.stack_name(outputs.DATABASE_BACKUPS + "Replica"),
@@ -170,7 +190,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             secrets_key=secrets.config_secrets.key,
             replica_bucket_name=replica_stack.replica.bucket.bucket_name if replica_stack else None,
             dr_region=config.replication.region,
-            invoice_access_log_bucket_name=storage.invoices.access_logs.bucket.bucket_name),
+            invoice_access_log_bucket_name=storage.invoices.access_logs.bucket.bucket_name,
+            **_dr_drift(config, backups_replica)),
         report_retention_days=config.verification.report_retention_days,
         drill=DrillInputs(settings=config.drill, secrets_key=secrets.config_secrets.key, secrets={
             entry.name: (config_secrets[entry.name], entry) for entry in config.secrets.all_entries}),

@@ -17,7 +17,7 @@ from constructs import Construct
 
 from backup_constructs.backup_bucket import BackupBucket, RetentionTier
 from backup_constructs.guardrails import custodians_of, protect_audit_prefix, protect_key
-from backup_constructs.keys import customer_managed_key, log_group_key
+from backup_constructs.keys import alias_arn, customer_managed_key, log_group_key
 from backup_constructs.nag import (
     BUCKET_READ_PUT_ACTIONS,
     acknowledge,
@@ -29,7 +29,7 @@ from backup_constructs.quarterly_drill import QuarterlyDrill
 from backup_constructs.replication import ReplicaTarget, accept_cross_account_replication
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
-from backup_constructs.verification_jobs import VERIFY_ACTIONS, VerificationJob, VerificationJobs
+from backup_constructs.verification_jobs import VERIFY_ACTIONS, DrDrift, VerificationJob, VerificationJobs
 from tavari_dr.core import metrics, outputs
 from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, SecurityConfig, VerificationConfig
 
@@ -95,6 +95,7 @@ class DatabaseBackupsStack(Stack):
                  drill: DrillInputs | None = None, guard: SecurityConfig | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.custodians = custodians_of(self, guard) if guard else None
+        self._guard = guard
         self._settings = settings
         zones = [f"{self.region}a", f"{self.region}b"]
         # Pinned so synth never looks availability zones up in the account (it must work offline).
@@ -272,6 +273,15 @@ class DatabaseBackupsStack(Stack):
         CfnOutput(self, outputs.DRILL_STATE_MACHINE_ARN, value=drill.state_machine.state_machine_arn)
         return drill
 
+    def _dr_backups(self, dr: DrBackups | None) -> dict[str, Any] | None:
+        """The DR side of the drift check: its bucket, its keys (by alias ARN) and its custodians."""
+        if dr is None:
+            return None
+        custodians = custodians_of(self, self._guard, region=dr.region) if self._guard else None
+        return {"region": dr.region, "bucket": dr.bucket.bucket_name,
+                "keys": {name: alias_arn(dr.region, self.account, alias) for name, alias in dr.key_aliases.items()},
+                "custodian_arns": list(custodians.arns) if custodians else []}
+
     def _verification_jobs(self, inputs: VerificationInputs | None) -> VerificationJobs | None:
         """The scheduled verification Lambdas; they live beside the reports bucket they write."""
         if inputs is None:
@@ -292,7 +302,8 @@ class DatabaseBackupsStack(Stack):
             "backup_lock_mode": self._settings.lock_mode,
             "backup_default_retention_days": self._settings.default_retention_days,
             "protected_keys": {name: key.key_arn for name, key in drift_keys.items()},
-            "custodian_arns": list(self.custodians.arns) if self.custodians else []})
+            "custodian_arns": list(self.custodians.arns) if self.custodians else [],
+            "dr_backups": self._dr_backups(inputs.dr_backups), "dr_backups_unchecked": inputs.dr_backups_unchecked})
         return VerificationJobs(
             self, "Verify", time_zone=settings.timezone, jobs=[
                 VerificationJob(metrics.DAILY_MONITOR, settings.daily_schedule, Duration.minutes(5), DAY),
@@ -307,6 +318,8 @@ class DatabaseBackupsStack(Stack):
             supabase_secrets={"SupabaseUrl": inputs.supabase_url_secret.secret_arn,
                               "SupabaseToken": inputs.supabase_token_secret.secret_arn},
             drift_keys=tuple(drift_keys.values()),
+            dr_drift=DrDrift(inputs.dr_backups.region, inputs.dr_backups.bucket.bucket_arn,
+                             tuple(inputs.dr_backups.key_aliases.values())) if inputs.dr_backups else None,
             log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
 
 
@@ -336,6 +349,17 @@ class VerificationInputs:
     replica_bucket_name: str | None
     dr_region: str | None
     invoice_access_log_bucket_name: str | None = None
+    dr_backups: DrBackups | None = None  # the DR side of the drift check, where it shares the account
+    dr_backups_unchecked: str | None = None  # why there is no DR side to check (said in the check's report)
+
+
+@dataclass(frozen=True)
+class DrBackups:
+    """The backup replica bucket and the DR region's protected keys (name -> alias name)."""
+
+    region: str
+    bucket: s3.IBucket
+    key_aliases: dict[str, str]
 
 
 def _acknowledge_task_role(job: ScheduledFargateJob, reason: str) -> None:

@@ -15,7 +15,7 @@ from tavari_dr.core.config import InvoiceBucketConfig, SecurityConfig
 
 
 def replica_key_alias(env_name: str) -> str:
-    return f"alias/tavari-{env_name}-invoice-replica"
+    return outputs.replica_key_alias(env_name, "invoice")
 
 
 class InvoiceReplicaStack(Stack):

@@ -14,7 +14,7 @@ from tavari_dr.core.config import SecretEntry, SecurityConfig
 
 
 def secrets_replica_key_alias(env_name: str) -> str:
-    return f"alias/tavari-{env_name}-secrets-replica"
+    return outputs.replica_key_alias(env_name, "secrets")
 
 
 class SecretsStack(Stack):

@@ -512,3 +512,108 @@ def test_a_check_that_raises_is_error_with_the_reason():
 
     result = c.run_check("drift", broken)
     assert result.status == "ERROR" and "AccessDenied" in result.details[0] and not result.ok
+
+
+def _render(value):
+    """A CloudFormation string with its intrinsics as <placeholders> (a to_json_string stays JSON)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        delimiter, items = value["Fn::Join"]
+        return delimiter.join(_render(i) for i in items)
+    if "Ref" in value:
+        return {"AWS::AccountId": "123456789012", "AWS::Partition": "aws"}.get(value["Ref"], f"<{value['Ref']}>")
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    return "<" + next(iter(value)) + ">"
+
+
+def daily_targets(env):
+    template = env.templates[env.stack("DatabaseBackups")]
+    (fn,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+             and r["Properties"].get("Description") == "Backup verification: daily_monitor"]
+    return json.loads(_render(fn["Properties"]["Environment"]["Variables"]["TAVARI_TARGETS"]))
+
+
+def test_the_daily_monitor_is_told_the_dr_side_of_the_backups(prod, dev):
+    dr = daily_targets(prod)["dr_backups"]
+    from tests.test_guardrails import logical
+
+    replica = prod.templates[prod.stack("DatabaseBackupsReplica")]
+    name = replica["Resources"][logical(replica, "BackupsBucket", "AWS::S3::Bucket")]["Properties"]["BucketName"]
+    assert dr["region"] == "eu-central-1" and dr["bucket"] == name  # the replica's generated physical name
+    assert dr["keys"] == {name: f"arn:aws:kms:eu-central-1:123456789012:alias/tavari-prod-{purpose}-replica"
+                          for name, purpose in (("backup replica", "backups"), ("invoice replica", "invoice"),
+                                                ("secrets replica", "secrets"))}
+    assert dr["custodian_arns"] == [
+        "arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-eu-central-1",
+        "arn:aws:iam::123456789012:role/tavari-break-glass"]
+    assert daily_targets(dev).get("dr_backups") is None  # dev does not replicate (to_json_string drops nulls)
+
+
+def test_backup_drift_reads_the_dr_replica_and_the_dr_keys_through_their_aliases(prod):
+    from tavari_dr.verification import jobs
+    from tests.policy_eval import bucket_policies, key_policies
+    from tests.test_guardrails import logical
+
+    dr_region, account = "eu-central-1", "123456789012"
+    told = daily_targets(prod)["dr_backups"]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION, config=EMULATOR_CONFIG)
+        primary_kms = boto3.client("kms", region_name=REGION)
+        backups, reports, keys = deploy_guardrails(prod, s3, primary_kms, account=account)
+        regional = {(service, dr_region): boto3.client(service, region_name=dr_region, config=EMULATOR_CONFIG)
+                    for service in ("s3", "kms")}
+        dr_s3, dr_kms = regional[("s3", dr_region)], regional[("kms", dr_region)]
+        replica = prod.templates[prod.stack("DatabaseBackupsReplica")]
+        logical_id = logical(replica, "BackupsBucket", "AWS::S3::Bucket")
+        bucket = told["bucket"]  # its physical name, as the primary stack names it
+        dr_s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": dr_region},
+                            ObjectLockEnabledForBucket=True)
+        policy = bucket_policies(replica, account=account, region=dr_region)[logical_id]
+        dr_s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy).replace(logical_id.lower(), bucket))
+        dr_s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration=replica["Resources"][
+            logical_id]["Properties"]["ObjectLockConfiguration"])
+        for stack, prefix, alias in (("DatabaseBackupsReplica", "BackupsKey", told["keys"]["backup replica"]),
+                                     ("InvoiceReplica", "ReplicaKey", told["keys"]["invoice replica"]),
+                                     ("SecretsReplicaKey", "Key", told["keys"]["secrets replica"])):
+            template = prod.templates[prod.stack(stack)]
+            policy = key_policies(template, account=account, region=dr_region)[
+                logical(template, prefix, "AWS::KMS::Key")]
+            key = dr_kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
+            dr_kms.create_alias(AliasName=alias.split(":", 5)[5], TargetKeyId=key)
+        targets = jobs.Targets(
+            invoice_bucket="invoices", invoice_key_arn=None, archive_after_days=90, archive_storage_class="GLACIER_IR",
+            backup_bucket=backups, reports_bucket=reports, scratch_bucket="scratch", backup_lock_mode="COMPLIANCE",
+            backup_default_retention_days=35, protected_keys=keys, custodian_arns=PROD_CUSTODIANS.arns,
+            dr_backups=told)
+        clients = jobs.Clients(s3=s3, replica_s3=dr_s3, cloudwatch=None, secretsmanager=None, kms=primary_kms,
+                               regional=lambda service, region: regional[(service, region)])
+        result = c.run_check("backup_drift", lambda r: jobs._backup_drift(r, clients, targets))
+        assert result.status == "PASS", result.details
+        assert result.measured["dr_policies_checked"] == 4 and result.measured["dr_lock_mode"] == "COMPLIANCE"
+        # A DR-region admin's change is caught there too.
+        key_id = dr_kms.describe_key(KeyId=told["keys"]["secrets replica"])["KeyMetadata"]["KeyId"]
+        dr_kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*",
+                                                    "Principal": {"AWS": f"arn:aws:iam::{account}:root"}}]}))
+        dr_s3.delete_bucket_policy(Bucket=bucket)
+        result = c.run_check("backup_drift", lambda r: jobs._backup_drift(r, clients, targets))
+        assert result.status == "FAIL"
+        assert any(d.startswith("DR (eu-central-1): secrets replica key:") for d in result.details), result.details
+        assert any(d.startswith(f"DR (eu-central-1): bucket {bucket}:") for d in result.details)
+
+
+def test_a_cross_account_dr_side_is_said_to_be_unchecked(guarded):
+    from tavari_dr.verification import jobs
+
+    s3, kms, expect = guarded
+    targets = jobs.Targets(
+        invoice_bucket="invoices", invoice_key_arn=None, archive_after_days=90, archive_storage_class="GLACIER_IR",
+        backup_bucket=expect.bucket, reports_bucket=expect.reports_bucket, scratch_bucket="scratch",
+        backup_lock_mode="COMPLIANCE", backup_default_retention_days=35, protected_keys=expect.keys,
+        custodian_arns=PROD_CUSTODIANS.arns, dr_backups_unchecked="the backup replica is in account 210987654321")
+    clients = jobs.Clients(s3=s3, replica_s3=None, cloudwatch=None, secretsmanager=None, kms=kms)
+    result = c.run_check("backup_drift", lambda r: jobs._backup_drift(r, clients, targets))
+    assert result.status == "PASS" and result.details == [
+        "DR side not checked: the backup replica is in account 210987654321"]

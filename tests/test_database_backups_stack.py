@@ -232,3 +232,24 @@ def test_only_the_nightly_job_may_sign_manifests_and_every_reader_verifies(prod,
                 assert job["Command"][job["Command"].index("--signing-key") + 1] == {"Fn::GetAtt": [key_id, "Arn"]}
         outputs_ = env.templates[env.stack(BACKUPS)]["Outputs"]
         assert outputs_[outputs.MANIFEST_SIGNING_KEY_ARN]["Value"] == {"Fn::GetAtt": [key_id, "Arn"]}
+
+
+def test_the_daily_monitor_may_read_the_dr_guardrails_and_nothing_more(prod, dev):
+    (fn,) = [r for r in resources(prod, "AWS::Lambda::Function").values()
+             if r["Properties"].get("Description") == "Backup verification: daily_monitor"]
+    role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = [p["Properties"] for p in resources(prod, "AWS::IAM::Policy").values()]
+    statements = [s for p in policies if {"Ref": role_id} in p["Roles"] for s in p["PolicyDocument"]["Statement"]]
+    (keys,) = [s for s in statements if s.get("Condition", {}).get("ForAnyValue:StringEquals")]
+    assert sorted(keys["Action"]) == ["kms:DescribeKey", "kms:GetKeyPolicy"]
+    assert keys["Resource"] == "arn:aws:kms:eu-central-1:123456789012:key/*"  # only keys with these aliases:
+    assert sorted(keys["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"]) == [
+        "alias/tavari-prod-backups-replica", "alias/tavari-prod-invoice-replica", "alias/tavari-prod-secrets-replica"]
+    (bucket,) = [s for s in statements if "s3:GetBucketPolicy" in s["Action"]]
+    assert sorted(bucket["Action"]) == ["s3:GetBucketObjectLockConfiguration", "s3:GetBucketPolicy"]
+    replica = prod.templates[prod.stack("DatabaseBackupsReplica")]["Resources"]
+    (name,) = [r["Properties"]["BucketName"] for r in replica.values()
+               if r["Type"] == "AWS::S3::Bucket" and r["Properties"].get("ObjectLockEnabled")]
+    assert bucket["Resource"] == f"arn:aws:s3:::{name}"
+    dev_actions = json.dumps([p["Properties"]["PolicyDocument"] for p in resources(dev, "AWS::IAM::Policy").values()])
+    assert "kms:ResourceAliases" not in dev_actions  # no DR side in dev

@@ -20,6 +20,26 @@ def custodian_arns(config: EnvironmentConfig, target) -> tuple[str, ...]:
     return Custodians.of(config.security, partition="aws", account=account, region=config.region).arns
 
 
+def dr_backups(config: EnvironmentConfig, target, deployed: Deployed) -> dict[str, object]:
+    """The DR side of backup_drift, as the stack gives it to the daily monitor (same account only)."""
+    if not config.replication.enabled:
+        return {}
+    if config.cross_account_replication:
+        return {"dr_backups_unchecked": f"the backup replica and its keys are in account {config.replica_account}"}
+    region = config.replication.region or ""
+    account = config.account or target.client("sts").get_caller_identity()["Account"]
+    bucket = deployed.outputs(outputs.DATABASE_BACKUPS + "Replica", dr=True).get(outputs.BACKUP_BUCKET_NAME)
+    if bucket is None:
+        return {"dr_backups_unchecked": f"{config.stack_name(outputs.DATABASE_BACKUPS + 'Replica')} has no output "
+                                        f"{outputs.BACKUP_BUCKET_NAME}"}
+    aliases = {name: outputs.replica_key_alias(config.name, purpose)
+               for name, purpose in outputs.DR_KEY_PURPOSES.items()}
+    custodians = Custodians.of(config.security, partition="aws", account=account, region=region).arns \
+        if config.retain else ()
+    return {"dr_backups": {"region": region, "bucket": bucket, "custodian_arns": list(custodians),
+                           "keys": {n: f"arn:aws:kms:{region}:{account}:{a}" for n, a in aliases.items()}}}
+
+
 @aws_command(None, "verify", "Run the scheduled verification checks now and print a table; exit 1 if any fails.")
 @click.option("--check", "names", multiple=True, type=click.Choice(verification.CHECKS),
               help="Only this check (repeatable; default: all of them).")
@@ -59,7 +79,7 @@ def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket
                         "reports": backups.get(outputs.REPORTS_KEY_ARN),
                         "invoice": storage.get(outputs.INVOICE_KEY_ARN),
                         "secrets": deployed.outputs(outputs.SECRETS).get(outputs.SECRETS_KEY_ARN)},
-        custodian_arns=custodian_arns(config, target))
+        custodian_arns=custodian_arns(config, target), **dr_backups(config, target, deployed))
     clients = verification.Clients(s3=target.client("s3"), replica_s3=target.client("s3", dr=True),
                                    cloudwatch=target.client("cloudwatch"), kms=target.client("kms"),
                                    secretsmanager=target.client("secretsmanager"),

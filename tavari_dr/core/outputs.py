@@ -90,3 +90,12 @@ def is_placeholder(value: str | None) -> bool:
     except ValueError:
         return False
     return isinstance(parsed, dict) and UNSET_MARKER in parsed
+
+
+def replica_key_alias(env_name: str, purpose: str) -> str:
+    """The alias of a DR-region key (purpose: backups, invoice or secrets): the stacks name the key by
+    it, and the drift check reads the key's policy through it."""
+    return f"alias/tavari-{env_name}-{purpose}-replica"
+
+
+DR_KEY_PURPOSES = {"backup replica": "backups", "invoice replica": "invoice", "secrets replica": "secrets"}

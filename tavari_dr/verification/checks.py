@@ -243,40 +243,47 @@ class BackupExpectation:
     bucket: str
     lock_mode: str
     default_retention_days: int
-    reports_bucket: str
-    keys: dict[str, str | None] = field(default_factory=dict)
+    reports_bucket: str | None  # None: the DR side, which has no reports bucket
+    keys: dict[str, str | None] = field(default_factory=dict)  # an alias ARN is resolved (DescribeKey) first
     custodians: Custodians | None = None
+    where: str = ""  # said before each finding of a second side (the DR region)
 
 
 def backup_drift(result: CheckResult, *, s3: Any, kms: Any, expect: BackupExpectation) -> None:
     """The backup bucket's default lock, and every deny statement still in place and unchanged in the
     backup bucket's, the reports bucket's and the protected keys' policies. (The CloudTrail trail
     that records who tried is checked apart, by its own check next to this one.)"""
+    where = f"{expect.where}: " if expect.where else ""
+    prefix = f"{expect.where.split()[0].lower()}_" if expect.where else ""
     lock = _client_get(s3.get_object_lock_configuration, "ObjectLockConfigurationNotFoundError",
                        Bucket=expect.bucket).get("ObjectLockConfiguration", {})
     default = lock.get("Rule", {}).get("DefaultRetention", {})
-    result.measured.update(lock_mode=default.get("Mode"), default_retention_days=default.get("Days"))
+    result.measured.update({f"{prefix}lock_mode": default.get("Mode"),
+                            f"{prefix}default_retention_days": default.get("Days")})
     if lock.get("ObjectLockEnabled") != "Enabled":
-        fail(result, "Object Lock is not enabled")
+        fail(result, f"{where}Object Lock is not enabled")
     if default.get("Mode") != expect.lock_mode or default.get("Days") != expect.default_retention_days:
-        fail(result, f"default retention is {default or 'none'}, expected {expect.lock_mode} for "
+        fail(result, f"{where}default retention is {default or 'none'}, expected {expect.lock_mode} for "
                      f"{expect.default_retention_days} days")
     checked = [(f"bucket {expect.bucket}", bucket_policy(s3, expect.bucket),
-                guardrails.backup_bucket_statements(f"arn:aws:s3:::{expect.bucket}", expect.custodians)),
-               (f"bucket {expect.reports_bucket}", bucket_policy(s3, expect.reports_bucket),
-                guardrails.audit_statements(f"arn:aws:s3:::{expect.reports_bucket}",
-                                            retain=expect.custodians is not None))]
+                guardrails.backup_bucket_statements(f"arn:aws:s3:::{expect.bucket}", expect.custodians))]
+    if expect.reports_bucket is not None:
+        checked.append((f"bucket {expect.reports_bucket}", bucket_policy(s3, expect.reports_bucket),
+                        guardrails.audit_statements(f"arn:aws:s3:::{expect.reports_bucket}",
+                                                    retain=expect.custodians is not None)))
     if expect.custodians is not None:
         for name, arn in expect.keys.items():
             if arn is None:
-                fail(result, f"{name} key: its ARN is unknown (stack output missing)")
+                fail(result, f"{where}{name} key: its ARN is unknown (stack output missing)")
                 continue
+            if ":alias/" in arn:  # GetKeyPolicy takes a key, never an alias
+                arn = kms.describe_key(KeyId=arn)["KeyMetadata"]["Arn"]
             document = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
             checked.append((f"{name} key", document, [guardrails.key_statement(expect.custodians)]))
-    result.measured["policies_checked"] = len(checked)
+    result.measured[f"{prefix}policies_checked"] = len(checked)
     for what, document, expected in checked:
         for problem in guardrails.missing_statements(document, expected):
-            fail(result, f"{what}: {problem}")
+            fail(result, f"{where}{what}: {problem}")
 
 
 def _client_get(call: Callable[..., dict[str, Any]], missing_code: str, **kwargs: Any) -> dict[str, Any]:

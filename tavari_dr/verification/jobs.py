@@ -57,6 +57,10 @@ class Targets:
     backup_default_retention_days: int | None = None
     protected_keys: dict[str, str | None] = field(default_factory=dict)  # name -> key ARN
     custodian_arns: tuple[str, ...] = ()  # (deploy role, break-glass role) where removal_policy is retain
+    # The DR side of backup_drift: {region, bucket, keys: name -> alias ARN, custodian_arns}, where it
+    # shares the account; else why it is not checked.
+    dr_backups: dict[str, Any] | None = None
+    dr_backups_unchecked: str | None = None
 
     def backup_expectation(self) -> checks.BackupExpectation:
         if self.backup_lock_mode is None or self.backup_default_retention_days is None:
@@ -67,6 +71,16 @@ class Targets:
         return checks.BackupExpectation(
             self.backup_bucket, self.backup_lock_mode, self.backup_default_retention_days, self.reports_bucket,
             dict(self.protected_keys), Custodians(*self.custodian_arns) if self.custodian_arns else None)
+
+    def dr_backup_expectation(self) -> checks.BackupExpectation | None:
+        """The same guardrails on the DR replica of the backup bucket and the DR region's keys."""
+        if self.dr_backups is None:
+            return None
+        primary, dr = self.backup_expectation(), self.dr_backups
+        custodians = tuple(dr.get("custodian_arns") or ())
+        return checks.BackupExpectation(dr["bucket"], primary.lock_mode, primary.default_retention_days, None,
+                                        dict(dr["keys"]), Custodians(*custodians) if custodians else None,
+                                        where=f"DR ({dr['region']})")
 
 
 @dataclass
@@ -123,7 +137,7 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
             targets.invoice_bucket, targets.archive_after_days, targets.archive_storage_class, targets.invoice_key_arn,
             f"arn:aws:s3:::{targets.replica_bucket}" if targets.replica_bucket else None,
             targets.invoice_access_log_bucket)),
-        "backup_drift": lambda r: checks.backup_drift(r, s3=s3, kms=clients.kms, expect=targets.backup_expectation()),
+        "backup_drift": lambda r: _backup_drift(r, clients, targets),
         # The trail check (CloudTrail logging and the backup buckets' data events) joins the daily
         # monitor here, as its own check beside the two drift checks.
         "replication_health": lambda r: _replication(r, clients, targets, settings, now),
@@ -148,6 +162,17 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
             run_id=now.strftime("%Y%m%dT%H%M%SZ"), max_pages=settings.max_list_pages, rng=rng),
     }
     return [checks.run_check(name, plans[name]) for name in names]
+
+
+def _backup_drift(result: checks.CheckResult, clients: Clients, targets: Targets) -> None:
+    checks.backup_drift(result, s3=clients.s3, kms=clients.kms, expect=targets.backup_expectation())
+    dr = targets.dr_backup_expectation()
+    if dr is not None:
+        region = targets.dr_backups["region"]  # type: ignore[index]
+        checks.backup_drift(result, s3=_regional(clients)("s3", region), kms=_regional(clients)("kms", region),
+                            expect=dr)
+    elif targets.dr_backups_unchecked:
+        result.details.append(f"DR side not checked: {targets.dr_backups_unchecked}")
 
 
 def _regional(clients: Clients) -> Callable[[str, str], Any]:
