@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -102,8 +103,12 @@ def run_in_asset(asset: Path, code: str, tmp_path: Path, lambda_runtime_site: Pa
                  variables: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     """``code`` in a clean interpreter that sees the asset, then the stand-ins, then the runtime's boto3."""
     path = [str(asset), str(host_stand_ins(asset, tmp_path)), str(lambda_runtime_site)]
+    # The clean environment keeps one thing of this process's: its clock. Under libfaketime the tokens a
+    # test signs carry the faked time, and a child on the real clock would call them not yet valid.
+    clock = {k: v for k, v in os.environ.items()
+             if k.startswith("FAKETIME") or k in ("LD_PRELOAD", "DONT_FAKE_MONOTONIC")}
     env_vars = {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1", "PATH": "/usr/bin:/bin",
-                **(variables or {})}
+                **clock, **(variables or {})}
     return subprocess.run([sys.executable, "-I", "-S", "-B", "-c", f"import sys; sys.path[:0] = {path!r}\n{code}"],
                           env=env_vars, cwd=tmp_path, capture_output=True, text=True, timeout=60, input=stdin)
 
