@@ -5,12 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import boto3
+from moto import mock_aws
 
+from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.database.manifest import ARTIFACTS, FORMAT, LEGACY_FORMAT, MANIFEST, Manifest
 from tavari_dr.database.signing import KmsSigner, KmsVerifier, envelope
+
+
+@contextmanager
+def backup_s3(bucket: str, region: str = "eu-west-1") -> Iterator[object]:
+    """moto with the Object-Lock backup bucket and the reports bucket (where restores leave their
+    audit records); the client speaks to it as the CLI would."""
+    with mock_aws():
+        client = boto3.client("s3", region_name=region, config=EMULATOR_CONFIG)
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region},
+                             ObjectLockEnabledForBucket=True)
+        client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": region})
+        yield client
 
 
 class Signing:

@@ -147,6 +147,23 @@ def db():
         yield url
 
 
+@pytest.fixture(scope="module")
+def pg():
+    """A throwaway PostgreSQL cluster per test module, for tests that create their own databases."""
+    from tavari_dr.drill.pgcluster import LocalPostgres
+
+    with LocalPostgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def signing(s3):
+    """The backup manifests' signing key on the moto of the module's ``s3`` fixture."""
+    from tests.backups import Signing
+
+    return Signing()
+
+
 def owners(url: str) -> list[str]:
     """The tenants' user IDs, in a stable order."""
     import psycopg

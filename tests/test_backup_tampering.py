@@ -8,21 +8,17 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import psycopg
 import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
-from moto import mock_aws
 
 from tavari_dr.cli import main
 from tavari_dr.core import s3sink
-from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.database import backup as d
 from tavari_dr.database.manifest import MANIFEST
 from tavari_dr.drill import demo_data
-from tavari_dr.drill.pgcluster import LocalPostgres
-from tests.backups import Signing, legacy_body, manifest_for, put_artifacts, signed_body, write_backup
+from tests.backups import Signing, backup_s3, legacy_body, manifest_for, put_artifacts, signed_body, write_backup
 
 pytestmark = pytest.mark.moto
 REGION = "eu-west-1"
@@ -32,17 +28,8 @@ KEYS = (*d.ARTIFACTS, MANIFEST)
 
 @pytest.fixture
 def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION, config=EMULATOR_CONFIG)
-        client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION},
-                             ObjectLockEnabledForBucket=True)
-        client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
+    with backup_s3(BUCKET, REGION) as client:
         yield client
-
-
-@pytest.fixture
-def signing(s3):
-    return Signing()
 
 
 def now() -> datetime:
@@ -56,12 +43,6 @@ def key_of(manifest: d.Manifest, name: str) -> str:
 
 
 # --------------------------------------------------------------------------- the attack, end to end
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with LocalPostgres() as cluster:
-        yield cluster
 
 
 def test_the_replacement_attack_is_refused_and_the_named_original_restores_every_row(s3, signing, pg, monkeypatch):

@@ -14,7 +14,7 @@ from tavari_dr.core import guardrails as g
 from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.core.guardrails import Custodians
 from tavari_dr.verification import checks as c
-from tests.backups import Signing, write_backup
+from tests.backups import write_backup
 from tests.http_stub import ScriptedServer, server_factory
 
 pytestmark = pytest.mark.moto
@@ -422,11 +422,6 @@ def test_replication_health_compares_replicas_by_size_and_checksum_never_etag(s3
     assert result.status == "FAIL" and "PENDING for more than" in result.details[0]
 
 
-@pytest.fixture
-def signing(s3):
-    return Signing()
-
-
 def freshness(s3, signing, verify=False):
     return c.run_check("offsite", lambda r: c.offsite_freshness(r, s3=s3, bucket="scratch", verifier=signing.verifier,
                                                                 rpo_hours=24, now=NOW, verify_sha256=verify))
@@ -514,25 +509,13 @@ def test_a_check_that_raises_is_error_with_the_reason():
     assert result.status == "ERROR" and "AccessDenied" in result.details[0] and not result.ok
 
 
-def _render(value):
-    """A CloudFormation string with its intrinsics as <placeholders> (a to_json_string stays JSON)."""
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        delimiter, items = value["Fn::Join"]
-        return delimiter.join(_render(i) for i in items)
-    if "Ref" in value:
-        return {"AWS::AccountId": "123456789012", "AWS::Partition": "aws"}.get(value["Ref"], f"<{value['Ref']}>")
-    if "Fn::GetAtt" in value:
-        return "<{}.{}>".format(*value["Fn::GetAtt"])
-    return "<" + next(iter(value)) + ">"
-
-
 def daily_targets(env):
+    from tests.test_lambda_assets import rendered
+
     template = env.templates[env.stack("DatabaseBackups")]
     (fn,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
              and r["Properties"].get("Description") == "Backup verification: daily_monitor"]
-    return json.loads(_render(fn["Properties"]["Environment"]["Variables"]["TAVARI_TARGETS"]))
+    return json.loads(rendered(fn["Properties"]["Environment"]["Variables"]["TAVARI_TARGETS"]))
 
 
 def test_the_daily_monitor_is_told_the_dr_side_of_the_backups(prod, dev):

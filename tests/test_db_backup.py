@@ -9,30 +9,20 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import psycopg
 import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
-from moto import mock_aws
 
 from tavari_dr.cli import main
-from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.database import backup as d
 from tavari_dr.drill import demo_data
-from tavari_dr.drill.pgcluster import LocalPostgres
-from tests.backups import Signing
+from tests.backups import backup_s3
 
 pytestmark = [pytest.mark.postgres, pytest.mark.moto]
 REGION = "eu-west-1"
 BUCKET = "tavari-db-backups"
 TUESDAY = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with LocalPostgres() as cluster:
-        yield cluster
 
 
 _databases = iter(range(10_000))
@@ -53,16 +43,8 @@ def empty_db(pg):
 
 @pytest.fixture
 def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION, config=EMULATOR_CONFIG)
-        client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION},
-                             ObjectLockEnabledForBucket=True)
+    with backup_s3(BUCKET, REGION) as client:
         yield client
-
-
-@pytest.fixture
-def signing(s3):
-    return Signing()
 
 
 def fingerprint(url: str, tables) -> dict[str, str]:
@@ -228,7 +210,6 @@ def test_cli_backup_list_verify_restore(s3, source, empty_db, monkeypatch, signi
     assert "(daily, retained until 2026-12-29T02:00" in out  # 35 days from the Tuesday
     code, out = run("list", "--bucket", BUCKET)
     assert code == 0 and "complete" in out and "daily" in out
-    s3.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
     code, out = run("verify", "--quick", "--bucket", BUCKET, "--report-bucket", "reports", "--signing-key", signing.arn)
     assert code == 0 and "quick check passed" in out and "table of contents" in out
     (report_obj,) = s3.list_objects_v2(Bucket="reports")["Contents"]
