@@ -25,7 +25,7 @@ from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
 from stacks.secrets import SecretsReplicaKeyStack, SecretsStack, secrets_replica_key_alias
 from stacks.tamper_watch import GLOBAL_STS_REGION, RemoteSite, TamperWatch, build_tamper_watch
-from tavari_dr.core import metrics, outputs
+from tavari_dr.core import guardrails, metrics, outputs
 from tavari_dr.core.config import EnvironmentConfig
 
 
@@ -54,12 +54,9 @@ def _dr_drift(config: EnvironmentConfig, backups_replica: DatabaseBackupsReplica
     if backups_replica is None:
         return {}
     if config.cross_account_replication:
-        return {"dr_backups_unchecked": (
-            f"the backup replica and its keys are in account {config.replica_account}, where the daily monitor has "
-            "no role; that account's tamper watch alarms on any change to them")}
+        return {"dr_backups_unchecked": guardrails.dr_side_unchecked(config.replica_account)}
     return {"dr_backups": DrBackups(region=config.replication.region or "", bucket=backups_replica.backups.bucket,
-                                    key_aliases={name: outputs.replica_key_alias(config.name, purpose)
-                                                 for name, purpose in outputs.DR_KEY_PURPOSES.items()})}
+                                    key_aliases=outputs.dr_key_aliases(config.name))}
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:

@@ -17,7 +17,7 @@ from constructs import Construct
 
 from backup_constructs.backup_bucket import BackupBucket, RetentionTier
 from backup_constructs.guardrails import custodians_of, protect_audit_prefix, protect_key
-from backup_constructs.keys import alias_arn, customer_managed_key, log_group_key
+from backup_constructs.keys import customer_managed_key, log_group_key
 from backup_constructs.nag import (
     BUCKET_READ_PUT_ACTIONS,
     acknowledge,
@@ -30,7 +30,7 @@ from backup_constructs.replication import ReplicaTarget, accept_cross_account_re
 from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
 from backup_constructs.verification_jobs import VERIFY_ACTIONS, DrDrift, VerificationJob, VerificationJobs
-from tavari_dr.core import metrics, outputs
+from tavari_dr.core import guardrails, metrics, outputs
 from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, SecurityConfig, VerificationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,10 +277,10 @@ class DatabaseBackupsStack(Stack):
         """The DR side of the drift check: its bucket, its keys (by alias ARN) and its custodians."""
         if dr is None:
             return None
-        custodians = custodians_of(self, self._guard, region=dr.region) if self._guard else None
-        return {"region": dr.region, "bucket": dr.bucket.bucket_name,
-                "keys": {name: alias_arn(dr.region, self.account, alias) for name, alias in dr.key_aliases.items()},
-                "custodian_arns": list(custodians.arns) if custodians else []}
+        return guardrails.dr_side(region=dr.region, account=self.account, bucket=dr.bucket.bucket_name,
+                                  key_aliases=dr.key_aliases, custodians=custodians_of(self, self._guard,
+                                                                                       region=dr.region)
+                                  if self._guard else None)
 
     def _verification_jobs(self, inputs: VerificationInputs | None) -> VerificationJobs | None:
         """The scheduled verification Lambdas; they live beside the reports bucket they write."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tavari_dr.cli.common import Deployed, answer, aws_command, format_option
-from tavari_dr.core import outputs
+from tavari_dr.core import guardrails, outputs
 from tavari_dr.core.config import EnvironmentConfig
 from tavari_dr.core.guardrails import Custodians
 from tavari_dr.verification import jobs as verification
@@ -25,19 +25,17 @@ def dr_backups(config: EnvironmentConfig, target, deployed: Deployed) -> dict[st
     if not config.replication.enabled:
         return {}
     if config.cross_account_replication:
-        return {"dr_backups_unchecked": f"the backup replica and its keys are in account {config.replica_account}"}
+        return {"dr_backups_unchecked": guardrails.dr_side_unchecked(config.replica_account)}
     region = config.replication.region or ""
     account = config.account or target.client("sts").get_caller_identity()["Account"]
     bucket = deployed.outputs(outputs.DATABASE_BACKUPS + "Replica", dr=True).get(outputs.BACKUP_BUCKET_NAME)
     if bucket is None:
         return {"dr_backups_unchecked": f"{config.stack_name(outputs.DATABASE_BACKUPS + 'Replica')} has no output "
                                         f"{outputs.BACKUP_BUCKET_NAME}"}
-    aliases = {name: outputs.replica_key_alias(config.name, purpose)
-               for name, purpose in outputs.DR_KEY_PURPOSES.items()}
-    custodians = Custodians.of(config.security, partition="aws", account=account, region=region).arns \
-        if config.retain else ()
-    return {"dr_backups": {"region": region, "bucket": bucket, "custodian_arns": list(custodians),
-                           "keys": {n: f"arn:aws:kms:{region}:{account}:{a}" for n, a in aliases.items()}}}
+    custodians = Custodians.of(config.security, partition="aws", account=account, region=region) \
+        if config.retain else None
+    return {"dr_backups": guardrails.dr_side(region=region, account=account, bucket=bucket,
+                                             key_aliases=outputs.dr_key_aliases(config.name), custodians=custodians)}
 
 
 @aws_command(None, "verify", "Run the scheduled verification checks now and print a table; exit 1 if any fails.")

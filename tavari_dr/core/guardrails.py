@@ -15,6 +15,7 @@ Two kinds:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,3 +167,18 @@ def missing_statements(document: dict[str, Any], expected: list[dict[str, Any]])
             problems.append(f"{want['Sid']}: differs in {', '.join(differs)} "
                             f"(found {', '.join(f'{k}={have[k]}' for k in differs)})")
     return problems
+
+
+def dr_side(*, region: str, account: str, bucket: str, key_aliases: Mapping[str, str],
+            custodians: Custodians | None) -> dict[str, Any]:
+    """What the drift check reads in the DR region where it shares the account (the daily monitor's
+    targets and `tavari-dr verify` alike): the backup replica, each key by its alias ARN, the custodians."""
+    return {"region": region, "bucket": bucket,
+            "keys": {name: f"arn:aws:kms:{region}:{account}:{alias}" for name, alias in key_aliases.items()},
+            "custodian_arns": list(custodians.arns) if custodians else []}
+
+
+def dr_side_unchecked(account: str | None) -> str:
+    """Why a backup account's side is not read by the drift check."""
+    return (f"the backup replica and its keys are in account {account}, where the daily monitor has no role; that "
+            "account's tamper watch alarms on any change to them")

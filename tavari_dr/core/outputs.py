@@ -99,3 +99,8 @@ def replica_key_alias(env_name: str, purpose: str) -> str:
 
 
 DR_KEY_PURPOSES = {"backup replica": "backups", "invoice replica": "invoice", "secrets replica": "secrets"}
+
+
+def dr_key_aliases(env_name: str) -> dict[str, str]:
+    """The DR region's protected keys: drift-check name -> alias."""
+    return {name: replica_key_alias(env_name, purpose) for name, purpose in DR_KEY_PURPOSES.items()}
