@@ -24,7 +24,7 @@ from tavari_dr.cli.common import (
 from tavari_dr.core import metrics, outputs, reports
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
-from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
 
@@ -49,7 +49,8 @@ def _verifier(config: EnvironmentConfig | None, target: AwsTarget, key: str | No
     return KmsVerifier(target.client("kms"), _signing_key(config, target, key))
 
 
-def _tiers(config: EnvironmentConfig | None) -> tuple[Any, ...]:
+def _tiers(config: EnvironmentConfig | None) -> tuple[Tier, ...]:
+    """The environment's grandfather-father-son tiers (the defaults without --env)."""
     return config.database_backups.tiers if config else db_lib.DEFAULT_TIERS
 
 
@@ -105,11 +106,11 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, pu
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
     settings = config.database_backups if config else None
-    tiers = db_lib.DEFAULT_TIERS if settings is None else settings.tiers
     started = time.monotonic()
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
     try:
-        manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, signer=signer, tiers=tiers,
+        manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, signer=signer,
+                                     tiers=_tiers(config),
                                      timezone=settings.timezone if settings else "UTC",
                                      lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
     except Exception:
