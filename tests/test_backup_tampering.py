@@ -54,7 +54,7 @@ def test_the_replacement_attack_is_refused_and_the_named_original_restores_every
     original_manifest = s3.head_object(Bucket=BUCKET, Key=key_of(genuine, MANIFEST))["VersionId"]
 
     # The attacker: a copy of the database with a table emptied, dumped with their own key into their own
-    # bucket, then data.dump and a manifest with matching sha256 and counts put over the genuine ones.
+    # bucket, then its data/ files and a manifest with matching sha256 and counts put over the genuine ones.
     emptied = pg.create_database("attacker_copy")
     demo_data.create_supabase_like(emptied)
     demo_data.seed(emptied)
@@ -63,20 +63,20 @@ def test_the_replacement_attack_is_refused_and_the_named_original_restores_every
     s3.create_bucket(Bucket="attacker", CreateBucketConfiguration={"LocationConstraint": REGION},
                      ObjectLockEnabledForBucket=True)
     forged = d.run_backup(s3, "attacker", emptied, reason="nightly", signer=Signing().signer)
-    data = s3.get_object(Bucket="attacker", Key=forged.artifacts["data.dump"]["key"])["Body"].read()
-    s3.put_object(Bucket=BUCKET, Key=key_of(genuine, "data.dump"), Body=data)
     payload = json.loads(json.loads(s3.get_object(Bucket="attacker", Key=key_of(forged, MANIFEST))["Body"].read())
                          ["manifest"])
     payload.update(backup_id=genuine.backup_id, tier=genuine.tier)
-    payload["artifacts"]["data.dump"].update(key=key_of(genuine, "data.dump"),
-                                             version_id=s3.head_object(Bucket=BUCKET, Key=key_of(genuine, "data.dump"))
-                                             ["VersionId"])
+    assert genuine.data_format == forged.data_format == "directory"
+    for name in (n for n in forged.artifacts if n.startswith("data/")):
+        data = s3.get_object(Bucket="attacker", Key=forged.artifacts[name]["key"])["Body"].read()
+        version = s3.put_object(Bucket=BUCKET, Key=key_of(genuine, name), Body=data)["VersionId"]
+        payload["artifacts"][name].update(key=key_of(genuine, name), version_id=version)
     forged_manifest = d.Manifest(**{k: v for k, v in payload.items() if k != "total_bytes"})
     s3.put_object(Bucket=BUCKET, Key=key_of(genuine, MANIFEST), Body=signed_body(forged_manifest, Signing().signer))
 
     quick = d.verify_quick(s3, BUCKET, verifier=signing.verifier)
     assert not quick.ok and quick.tampered
-    assert any("data.dump: 2 versions" in f for f in quick.findings)
+    assert any("data/toc.dat: 2 versions" in f for f in quick.findings)
     assert any("manifest.json: 2 versions" in f for f in quick.findings)
     target = pg.create_database("restore_target")
     with pytest.raises(d.BackupTampered, match="--manifest-version"):

@@ -62,7 +62,9 @@ def test_backup_then_restore_into_plain_postgres_reproduces_counts_and_content(s
     assert manifest.tier == "daily" and manifest.backup_id == "20261124T020000Z-nightly"
     assert manifest.tables["auth.users"] == 5 and manifest.tables["public.messages"] == 250
     assert manifest.tables["storage.objects"] == 15  # auth and storage data are in the dump
-    assert set(manifest.artifacts) == set(d.ARTIFACTS)
+    assert manifest.data_format == "directory" and manifest.data_compression == "gzip"  # this machine: pg_dump 15
+    assert set(manifest.artifacts) == set(manifest.required_artifacts()) and "data/toc.dat" in manifest.artifacts
+    assert {*d.SCHEMA_ARTIFACTS} < set(manifest.artifacts) and "data.dump" not in manifest.artifacts
     assert all(len(a["sha256"]) == 64 and a["bytes"] > 0 for a in manifest.artifacts.values())
     target = empty_db()
     result = d.restore(s3, BUCKET, "latest", target, verifier=signing.verifier)

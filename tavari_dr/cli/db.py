@@ -90,6 +90,12 @@ manifest_version_option = click.option(
                                "manifest.json (its signature is still checked); what was found is reported.")
 pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
                              help="Directory of pg_dump/pg_restore (default: PATH).")
+jobs_option = click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+                           help="Parallel pg_dump/pg_restore workers (default: one per CPU, at least 2).")
+work_dir_option = click.option(
+    "--work-dir", type=click.Path(file_okay=False, exists=True, writable=True, path_type=Path), default=None,
+    help="Where the dump is written or downloaded to (default: the temporary directory); it needs room for the "
+         "whole backup.")
 
 
 @aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
@@ -99,9 +105,11 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
 @bucket_option
 @signing_key_option
 @pg_bin_option
+@jobs_option
+@work_dir_option
 @click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")
 @_db_errors
-def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, publish_metrics):
+def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, jobs, work_dir, publish_metrics):
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
@@ -112,7 +120,8 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, pu
         manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, signer=signer,
                                      tiers=_tiers(config),
                                      timezone=settings.timezone if settings else "UTC",
-                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
+                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin,
+                                     jobs=jobs, work_dir=work_dir)
     except Exception:
         if emit:
             metrics.publish_outcome(metrics.DB_BACKUP, succeeded=False, emit=emit)
@@ -168,7 +177,8 @@ def _print_counts(result: db_lib.VerifyResult) -> None:
             click.echo(f"  {table:<{width}}  {expected:>10}  {found if found is not None else '-':>10}{mark}")
 
 
-@aws_command(group, "restore", "Verify, then restore roles, schema and data into --target-url.", env_required=False)
+@aws_command(group, "restore", "Download and verify every artifact, then restore roles, pre-data, data and post-data "
+                                "into --target-url.", env_required=False)
 @click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
 @click.option("--target-url", required=True, help="The database to restore into (Supabase or plain PostgreSQL).")
 @click.option("--force", is_flag=True, help="Replace user tables the target already holds.")
@@ -178,9 +188,11 @@ def _print_counts(result: db_lib.VerifyResult) -> None:
 @report_bucket_option
 @click.option("--publish-metrics", is_flag=True, help="Publish BackupTampered when the backup was tampered with.")
 @pg_bin_option
+@jobs_option
+@work_dir_option
 @_db_errors
 def restore(config, target, which, target_url, force, bucket, signing_key, manifest_version, report_bucket,
-            publish_metrics, pg_bin):
+            publish_metrics, pg_bin, jobs, work_dir):
     bucket = _backup_bucket(config, target, bucket)
     verifier = _verifier(config, target, signing_key)
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
@@ -192,7 +204,8 @@ def restore(config, target, which, target_url, force, bucket, signing_key, manif
         try:
             result = db_lib.restore(target.client("s3"), bucket, which, target_url, verifier=verifier,
                                     manifest_version=manifest_version, tiers=_tiers(config), force=force,
-                                    pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"))
+                                    pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"), jobs=jobs,
+                                    work_dir=work_dir)
         except db_lib.BackupTampered:
             _publish_tampered(emit)
             raise
@@ -227,12 +240,14 @@ def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
 @signing_key_option
 @manifest_version_option
 @pg_bin_option
+@jobs_option
+@work_dir_option
 @click.option("--publish-metrics", is_flag=True, help="Publish RestoreTestDurationSeconds and CheckPassed/Failed.")
 @click.option("--report-bucket", help="Also write the JSON report to reports/<check>/<date>.json in this bucket.")
 @format_option
 @_db_errors
-def verify(config, target, which, scratch_url, quick, bucket, signing_key, manifest_version, pg_bin, publish_metrics,
-           report_bucket, output_format):
+def verify(config, target, which, scratch_url, quick, bucket, signing_key, manifest_version, pg_bin, jobs, work_dir,
+           publish_metrics, report_bucket, output_format):
     if not quick and not scratch_url:
         raise click.UsageError("the full verify restores into --scratch-url (or pass --quick)")
     as_json = output_format == "json"
@@ -246,7 +261,8 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
         if quick:
             result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin, **opening)
         else:
-            result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, **opening,
+            result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, **opening, jobs=jobs,
+                                    work_dir=work_dir,
                                     log=(lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}")))
     except db_lib.BackupTampered as err:  # the full test refuses to restore it: a FAIL with what was found
         result = db_lib.tampered_result(err)

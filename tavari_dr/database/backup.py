@@ -4,20 +4,27 @@ The layout and the manifest are tavari_dr.database.manifest's; this module write
 and reads them back (verify_quick, restore) through it.
 
 All dumps read one exported snapshot, taken by a REPEATABLE READ transaction that also counts
-every table's rows, so the manifest's counts match the dump exactly. Nothing is held in memory
-or on disk beyond one upload part: pg_dump's output streams into a multipart upload while its
-sha256 is computed. Each object is written once (If-None-Match: *) with an Object Lock
-retain-until date from its tier; the manifest, signed by KMS, pins every artifact's version.
+every table's rows, so the manifest's counts match the dump exactly. The small schema dumps stream
+into multipart uploads while their sha256 is computed; the data is a directory-format dump
+(pg_dump -j, zstd where the client has it) written to local disk and then uploaded file by file
+(ADR 0014). Each object is written once (If-None-Match: *) with an Object Lock retain-until date
+from its tier; the manifest, signed by KMS, pins every artifact's version.
+
+A restore downloads every artifact to local disk and verifies every sha256 before it writes
+anything to the target, then restores pre-data, data and post-data in that order with
+pg_restore -j (indexes and constraints built once over the loaded rows).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -31,9 +38,12 @@ from tavari_dr.core.s3sink import PART_SIZE
 from tavari_dr.core.schedule import local_date
 from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exported for the CLI, jobs and checks
     ARTIFACTS,
+    DATA_DIR,
     DEFAULT_TIERS,
+    DIRECTORY_TOC,
     FORMAT,
     MANIFEST,
+    SCHEMA_ARTIFACTS,
     SIGNED,
     UNSIGNED_LEGACY,
     BackupEntry,
@@ -193,11 +203,49 @@ def list_tables(cur: Any) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
+def client_major(tool: str) -> int:
+    """The major version of a PostgreSQL client tool (``pg_dump (PostgreSQL) 17.2 (Debian ...)`` -> 17)."""
+    found = re.search(r"\)\s+(\d+)", _tool_version(tool))
+    if not found:
+        raise BackupError(f"cannot tell the version of {tool} from its --version")
+    return int(found.group(1))
+
+
+def data_compression(major: int) -> tuple[str, str]:
+    """(method recorded in the manifest, pg_dump --compress value) for the data dump, by client version:
+    zstd where pg_dump has it (16 and later), else gzip at level 1 (ADR 0014 has the measurements)."""
+    if major >= 16:
+        return "zstd", "zstd"
+    return "gzip", "1"
+
+
+def default_jobs() -> int:
+    """Parallel pg_dump / pg_restore workers: one per CPU this process may use, and at least two (a
+    worker waits on the server as often as it computes, so two overlap even on one CPU)."""
+    return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _upload_file(path: Path, sink: MultipartSink) -> dict[str, Any]:
+    try:
+        with path.open("rb") as source:
+            for chunk in iter(lambda: source.read(1024 * 1024), b""):
+                sink.write(chunk)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.close()
+
+
 def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: KmsSigner,
                now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
                lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
-               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Manifest:
-    """Take one backup; returns its manifest (signed and uploaded last)."""
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC), jobs: int | None = None,
+               work_dir: Path | None = None, upload_concurrency: int = 4) -> Manifest:
+    """Take one backup; returns its manifest (signed and uploaded last).
+
+    The data is a directory-format dump (pg_dump -Fd -j ``jobs``) written under ``work_dir`` (default:
+    the system temporary directory), then uploaded file by file; the small schema dumps stream to S3
+    meanwhile, from the same exported snapshot."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
     tier = tier_for(started, tiers, timezone)
@@ -207,6 +255,8 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
     prefix = f"dumps/{tier.name}/{backup_id}"
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
     excluded = [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
+    method, compress = data_compression(client_major(tool("pg_dump")))
+    jobs = jobs or default_jobs()
     artifacts: dict[str, dict[str, Any]] = {}
 
     def sink(name: str) -> MultipartSink:
@@ -214,7 +264,10 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
                              content_type="application/sql" if name.endswith(".sql") else "application/octet-stream")
 
     base = ["--dbname", conn_info.url_without_password, "--no-password"]
-    with _connect(conn_info) as conn, conn.cursor() as cur:
+    internal_excludes = [f"--exclude-schema={s}" for s in INTERNAL_SCHEMAS if not s.startswith("pg_")
+                         and s != "information_schema"]
+    with _connect(conn_info) as conn, conn.cursor() as cur, \
+            tempfile.TemporaryDirectory(dir=work_dir, prefix="tavari-backup-") as work:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute("SELECT pg_export_snapshot(), current_database(), current_setting('server_version')")
         snapshot, database, server_version = cur.fetchone()
@@ -222,34 +275,54 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         for table in list_tables(cur):
             cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - quote_ident'ed names from the catalog
             tables[table] = cur.fetchone()[0]
+
         # The transaction stays open while pg_dump runs, so its snapshot stays importable.
-        artifacts["roles.sql"] = _stream_command(
-            [tool("pg_dumpall"), *base, "--roles-only", "--no-role-passwords"], conn_info.env, sink("roles.sql"),
-            transform=comment_reserved_roles)
-        internal_excludes = [f"--exclude-schema={s}" for s in INTERNAL_SCHEMAS if not s.startswith("pg_")
-                             and s != "information_schema"]
-        artifacts["schema.dump"] = _stream_command(
-            [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
-             *internal_excludes], conn_info.env, sink("schema.dump"))
-        artifacts["internal_schema.dump"] = _stream_command(
-            [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
-             *(f"--schema={s}" for s in DATA_KEPT_SCHEMAS)], conn_info.env, sink("internal_schema.dump"))
-        artifacts["data.dump"] = _stream_command(
-            [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--data-only",
-             *(f"--exclude-schema={s}" for s in excluded if not s.startswith("pg_") and s != "information_schema")],
-            conn_info.env, sink("data.dump"))
+        def schema_dumps() -> dict[str, dict[str, Any]]:
+            return {
+                "roles.sql": _stream_command(
+                    [tool("pg_dumpall"), *base, "--roles-only", "--no-role-passwords"], conn_info.env,
+                    sink("roles.sql"), transform=comment_reserved_roles),
+                "schema.dump": _stream_command(
+                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
+                     *internal_excludes], conn_info.env, sink("schema.dump")),
+                "internal_schema.dump": _stream_command(
+                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
+                     *(f"--schema={s}" for s in DATA_KEPT_SCHEMAS)], conn_info.env, sink("internal_schema.dump"))}
+
+        data_dir = Path(work) / DATA_DIR
+        # The schema dumps are small and mostly wait on the server: they run beside the data dump.
+        with ThreadPoolExecutor(1) as beside:
+            schema = beside.submit(schema_dumps)
+            _run_dump([tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=directory", f"--jobs={jobs}",
+                       f"--compress={compress}", "--data-only", "--file", str(data_dir),
+                       *(f"--exclude-schema={s}" for s in excluded
+                         if not s.startswith("pg_") and s != "information_schema")], conn_info.env)
+            files = sorted(p for p in data_dir.rglob("*") if p.is_file())
+            with ThreadPoolExecutor(upload_concurrency) as pool:
+                uploads = {f"{DATA_DIR}/{p.relative_to(data_dir).as_posix()}":
+                           pool.submit(_upload_file, p, sink(f"{DATA_DIR}/{p.relative_to(data_dir).as_posix()}"))
+                           for p in files}
+                artifacts.update({name: future.result() for name, future in uploads.items()})
+            artifacts.update(schema.result())
         conn.rollback()
     manifest = Manifest(
         backup_id=backup_id, reason=reason, tier=tier.name, database=database,
         started_at=started.isoformat(timespec="seconds"), finished_at=clock().isoformat(timespec="seconds"),
         server_version=server_version, pg_dump_version=_tool_version(tool("pg_dump")), snapshot=snapshot,
         data_schemas=sorted({t.split(".")[0].strip('"') for t in tables}), excluded_schemas=excluded,
-        tables=tables, artifacts=artifacts, retain_until=retain_until.isoformat(timespec="seconds"),
-        lock_mode=lock_mode)
+        tables=tables, artifacts=dict(sorted(artifacts.items())),
+        retain_until=retain_until.isoformat(timespec="seconds"), lock_mode=lock_mode, data_format="directory",
+        data_compression=method)
     payload = manifest.to_json().encode()
     s3sink.put_new(s3, bucket, f"{prefix}/{MANIFEST}", envelope(payload, signer.sign(payload), FORMAT),
                    error=BackupError, ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)
     return manifest
+
+
+def _run_dump(command: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise BackupError(f"{Path(command[0]).name} exited {done.returncode}: {done.stderr[-800:]}")
 
 
 # --------------------------------------------------------------------------- verify and restore
@@ -263,6 +336,7 @@ class VerifyResult:
     duration_seconds: float = 0.0
     trust: str = ""
     findings: list[str] = field(default_factory=list)  # tampering found (the backup was read anyway, by name)
+    timings: dict[str, float] = field(default_factory=dict)  # restore phase -> seconds (download, pre-data, ...)
 
     @property
     def ok(self) -> bool:
@@ -302,22 +376,31 @@ def verify_quick(s3: Any, bucket: str, which: str = "latest", *, verifier: KmsVe
     result = VerifyResult(manifest.backup_id, [])
     _opened(result, opened)
     tool = str(pg_bin / "pg_restore") if pg_bin else "pg_restore"
+    required = manifest.required_artifacts()
+    # One check per archive: a directory-format data/ is one archive of many files.
+    archives = [(name, [name]) for name in required if not name.startswith(f"{DATA_DIR}/")]
+    if manifest.data_format == "directory":
+        archives.append((f"{DATA_DIR}/", [n for n in required if n.startswith(f"{DATA_DIR}/")]))
     with tempfile.TemporaryDirectory() as work:
-        for name in ARTIFACTS:
-            path = Path(work) / name
+        for label, names in archives:
             try:
-                with path.open("wb") as out:
-                    fetch_verified(s3, bucket, manifest, name, out)
-                result.checks.append((f"{name} sha256", True, manifest.artifacts[name]["sha256"][:16]))
+                for name in names:
+                    path = Path(work) / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with path.open("wb") as out:
+                        fetch_verified(s3, bucket, manifest, name, out)
             except BackupError as err:
-                result.checks.append((f"{name} sha256", False, str(err)))
+                result.checks.append((f"{label} sha256", False, str(err)))
                 continue
-            if name.endswith(".dump"):
-                listed = subprocess.run([tool, "--list", str(path)], capture_output=True, text=True)
+            detail = manifest.artifacts[names[0]]["sha256"][:16] if len(names) == 1 else f"{len(names)} files match"
+            result.checks.append((f"{label} sha256", True, detail))
+            if label.endswith((".dump", "/")):
+                archive = Path(work) / label
+                listed = subprocess.run([tool, "--list", str(archive)], capture_output=True, text=True)
                 entries = [line for line in listed.stdout.splitlines() if line and not line.startswith(";")]
-                result.checks.append((f"{name} table of contents", listed.returncode == 0 and bool(entries),
+                result.checks.append((f"{label} table of contents", listed.returncode == 0 and bool(entries),
                                       f"{len(entries)} entries" if listed.returncode == 0 else listed.stderr[-300:]))
-            path.unlink()
+            shutil.rmtree(Path(work) / label) if label.endswith("/") else (Path(work) / label).unlink()
     result.duration_seconds = time.monotonic() - started
     return result
 
@@ -341,18 +424,112 @@ def detect_target(cur: Any) -> str:
     return "supabase" if cur.fetchone()[0] else "plain"
 
 
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def check_free_space(manifest: Manifest, work_dir: Path) -> None:
+    """Refuse up front, in one line, a backup whose artifacts cannot all be downloaded into ``work_dir``."""
+    free = free_bytes(work_dir)
+    if manifest.total_bytes > free:
+        raise BackupError(f"backup {manifest.backup_id} is {_size(manifest.total_bytes)} and {work_dir} has "
+                          f"{_size(free)} free: every artifact is downloaded and verified before the restore "
+                          "starts; pass --work-dir on a volume with room")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def download_verified(s3: Any, bucket: str, manifest: Manifest, work: Path, *, concurrency: int = 8) -> Path:
+    """Every artifact the manifest requires into ``work`` (data/ as a directory), each checked against
+    its pinned size and sha256; the first mismatch is raised once every download has stopped."""
+    names = manifest.required_artifacts()
+
+    def fetch(name: str) -> None:
+        path = work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            fetch_verified(s3, bucket, manifest, name, out)
+
+    with ThreadPoolExecutor(max(1, min(concurrency, len(names)))) as pool:
+        futures = [pool.submit(fetch, name) for name in names]
+        for future in futures:
+            future.result()
+    return work
+
+
+@dataclass(frozen=True)
+class RestoreStep:
+    """One pg_restore run: a section of one archive, or the entries of it a list file names."""
+
+    section: str  # pre-data, data or post-data
+    archive: Path
+    jobs: int
+    use_list: Path | None = None  # pg_restore --use-list: only these entries, in this order
+    what: str = ""
+
+    def command(self, pg_restore: str, base: list[str]) -> list[str]:
+        return [pg_restore, *base, f"--section={self.section}", *([f"--jobs={self.jobs}"] if self.jobs > 1 else []),
+                *([f"--use-list={self.use_list}"] if self.use_list else []), str(self.archive)]
+
+
+TOC_TABLE_DATA = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) ")
+
+
+def restore_steps(manifest: Manifest, work: Path, jobs: int, pg_restore: str = "pg_restore") -> list[RestoreStep]:
+    """Tables first, then their rows, then what is built from the rows (indexes, primary keys,
+    foreign keys, triggers): an index is built once over the loaded table instead of updated per
+    row, and a foreign key is checked once. pg_restore -j needs an archive in a file or directory
+    (never a pipe); the schema's pre-data is serial by nature (each object depends on the last).
+
+    The rows of auth and storage go first and one table at a time, in the dump's order: their tables
+    already have their foreign keys in the target (a Supabase project's own, or internal_schema.dump's),
+    which parallel workers loading them in any order would trip over. The user tables get theirs in
+    post-data, so their rows load in parallel."""
+    data = work / DATA_DIR if manifest.data_format == "directory" else work / "data.dump"
+    schema = work / "schema.dump"
+    listed = subprocess.run([pg_restore, "--list", str(data)], capture_output=True, text=True)
+    if listed.returncode != 0:
+        raise BackupError(f"pg_restore --list {data.name} failed: {listed.stderr[-800:]}")
+    entries = [line for line in listed.stdout.splitlines() if line and not line.startswith(";")]
+
+    def platform(line: str) -> bool:
+        found = TOC_TABLE_DATA.match(line)
+        return bool(found) and found.group(1) in DATA_KEPT_SCHEMAS
+
+    lists = {"platform": work / "platform-data.list", "user": work / "user-data.list"}
+    lists["platform"].write_text("".join(f"{line}\n" for line in entries if platform(line)))
+    lists["user"].write_text("".join(f"{line}\n" for line in entries if not platform(line)))
+    return [RestoreStep("pre-data", schema, 1, what="tables, types, functions"),
+            RestoreStep("data", data, 1, lists["platform"], "auth and storage rows, in the dump's order"),
+            RestoreStep("data", data, jobs, lists["user"], "user rows"),
+            RestoreStep("post-data", schema, jobs, what="indexes, constraints, triggers, policies")]
+
+
 def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsVerifier | None,
             manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, force: bool = False,
-            pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
-    """Verify (signature, recorded versions, every sha256), then restore roles, schema and data in that
-    order, then compare row counts. A tampered backup is refused (BackupTampered) unless the operator
-    named the manifest version to trust; then its findings are in the result."""
+            pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None, jobs: int | None = None,
+            work_dir: Path | None = None) -> VerifyResult:
+    """Verify (signature, recorded versions), download every artifact into ``work_dir`` (default: the
+    system temporary directory) checking each sha256 — nothing is written to the target before all
+    match — then restore roles, the schema's pre-data, the data and the schema's post-data in that
+    order (pg_restore -j ``jobs``, default: default_jobs()), then compare row counts. A tampered
+    backup is refused (BackupTampered) unless the operator named the manifest version to trust; then
+    its findings are in the result. ``result.timings`` has each phase's seconds."""
     started = time.monotonic()
     opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
     manifest = opened.manifest
     for finding in opened.findings:
         log(f"TAMPERING (reading the named manifest version's recorded versions anyway): {finding}")
     log(f"backup {manifest.backup_id}: {opened.trust}")
+    root = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
+    check_free_space(manifest, root)
+    jobs = jobs or default_jobs()
     target = parse_database_url(target_url)
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
     result = VerifyResult(manifest.backup_id, [])
@@ -364,13 +541,19 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         if existing and not force:
             raise BackupError(f"the target already holds {len(existing)} user table(s) (e.g. {existing[0]}); "
                               "restore into an empty database, or pass --force to replace them")
-    with tempfile.TemporaryDirectory() as work:
-        paths = {}
-        for name in ARTIFACTS:  # every artifact is verified before anything is written
-            paths[name] = Path(work) / name
-            with paths[name].open("wb") as out:
-                fetch_verified(s3, bucket, manifest, name, out)
-        result.checks.append(("sha256 of every artifact", True, "matches the manifest"))
+
+    def timed(phase: str, action: Callable[[], Any]) -> None:
+        begun = time.monotonic()
+        action()
+        result.timings[phase] = round(time.monotonic() - begun, 3)
+
+    with tempfile.TemporaryDirectory(dir=root, prefix="tavari-restore-") as work:
+        timed("download", lambda: download_verified(s3, bucket, manifest, Path(work)))
+        result.checks.append(("sha256 of every artifact", True,
+                              f"{len(manifest.required_artifacts())} artifacts match the manifest"))
+        log(f"downloaded and verified {len(manifest.required_artifacts())} artifacts "
+            f"({_size(manifest.total_bytes)}) in {result.timings['download']:.1f} s")
+        paths = {name: Path(work) / name for name in SCHEMA_ARTIFACTS}
         with _connect(target, autocommit=True) as conn:
             if kind == "plain":
                 conn.execute(platform_sql())
@@ -383,10 +566,13 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         if force:
             _clear_for_restore(target, manifest, existing)
             log("--force: user schemas dropped and recreated, auth/storage rows truncated")
-        _run_restore([tool("pg_restore"), *base, "--schema-only", str(paths["schema.dump"])], target)
-        log("schema restored")
-        _run_restore([tool("pg_restore"), *base, "--data-only", str(paths["data.dump"])], target)
-        log("data restored")
+        for step in restore_steps(manifest, Path(work), jobs, tool("pg_restore")):
+            begun = time.monotonic()
+            _run_restore(step.command(tool("pg_restore"), base), target)
+            seconds = time.monotonic() - begun
+            result.timings[step.section] = round(result.timings.get(step.section, 0.0) + seconds, 3)
+            log(f"{step.section} restored ({step.what}) from {step.archive.name}"
+                f"{f' with pg_restore -j {step.jobs}' if step.jobs > 1 else ''} in {seconds:.1f} s")
     with _connect(target) as conn, conn.cursor() as cur:
         for table, expected in manifest.tables.items():
             cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - names from our own manifest

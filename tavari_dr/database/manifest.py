@@ -5,8 +5,14 @@ Layout of one backup (``<id>`` = ``20261125T020000Z-nightly``)::
     dumps/<tier>/<id>/roles.sql             pg_dumpall --roles-only --no-role-passwords (reserved roles commented out)
     dumps/<tier>/<id>/schema.dump           pg_dump -Fc --schema-only, Supabase's internal schemas excluded
     dumps/<tier>/<id>/internal_schema.dump  pg_dump -Fc --schema-only of auth and storage (for plain targets)
-    dumps/<tier>/<id>/data.dump             pg_dump -Fc --data-only, auth and storage data included
+    dumps/<tier>/<id>/data/toc.dat, data/<n>.dat.<gz|zst>
+                                            pg_dump -Fd -j N --data-only, auth and storage data included:
+                                            a directory-format archive, one object per file (data_format
+                                            "directory"; ADR 0014)
     dumps/<tier>/<id>/manifest.json         written LAST: no manifest = incomplete, never "latest"
+
+Backups written before ADR 0014 hold ``data.dump`` (pg_dump -Fc --data-only) instead of ``data/``;
+their manifests have no ``data_format`` and read as "custom". Both restore.
 
 manifest.json (format 2) is an envelope: the manifest verbatim and its KMS signature
 (tavari_dr.database.signing). The manifest pins each artifact's S3 version ID, size and sha256,
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +37,14 @@ from typing import IO, Any
 from tavari_dr.core.config import DatabaseBackupsConfig, Tier
 from tavari_dr.database.signing import KmsVerifier, SignatureInvalid
 
-ARTIFACTS = ("roles.sql", "schema.dump", "internal_schema.dump", "data.dump")
+# Every backup has these; the data is data.dump (custom format, before ADR 0014) or the files of data/.
+SCHEMA_ARTIFACTS = ("roles.sql", "schema.dump", "internal_schema.dump")
+ARTIFACTS = (*SCHEMA_ARTIFACTS, "data.dump")  # a custom-format ("custom") backup's artifacts
+DATA_DIR = "data"
+DIRECTORY_TOC = f"{DATA_DIR}/toc.dat"
+# What pg_dump -Fd writes: toc.dat, a file per table's data (<dump id>.dat, compressed .gz/.lz4/.zst)
+# and large objects (blobs.toc / blobs_<id>.toc, blob_<oid>.dat...). Anything else under data/ is a stranger.
+DIRECTORY_FILE = re.compile(r"^data/(toc\.dat|\d+\.dat|blobs(_\d+)?\.toc|blob_\d+\.dat)(\.gz|\.lz4|\.zst)?$")
 MANIFEST = "manifest.json"
 FORMAT = "tavari-db-backup/2"
 LEGACY_FORMAT = "tavari-db-backup/1"
@@ -69,6 +83,9 @@ class Manifest:
     retain_until: str
     lock_mode: str
     format: str = FORMAT
+    # "custom": data.dump (every backup before ADR 0014, whose manifests lack the field); "directory": data/.
+    data_format: str = "custom"
+    data_compression: str = "gzip"  # pg_dump --compress method of the data ("gzip" before ADR 0014)
 
     @property
     def total_bytes(self) -> int:
@@ -84,6 +101,18 @@ class Manifest:
             raise ValueError("a manifest is a JSON object")
         data.pop("total_bytes", None)
         return cls(**data)
+
+    def required_artifacts(self) -> list[str]:
+        """What a reader must find pinned: the schema artifacts and the data in this backup's format."""
+        if self.data_format == "directory":
+            files = sorted(n for n in self.artifacts if n.startswith(f"{DATA_DIR}/"))
+            return [*SCHEMA_ARTIFACTS, DIRECTORY_TOC, *(f for f in files if f != DIRECTORY_TOC)]
+        return list(ARTIFACTS)
+
+
+def is_artifact_name(name: str) -> bool:
+    """A name some backup writes (either data format)."""
+    return name in ARTIFACTS or bool(DIRECTORY_FILE.match(name))
 
 
 # --------------------------------------------------------------------------- listing
@@ -134,7 +163,7 @@ class BackupEntry:
         if until is None:
             found.append(f"{self.backup_id!r} is not a backup ID the job writes (<{ID_TIME_FORMAT}>-<reason>)")
         for name, h in sorted(self.history.items()):
-            if name not in (*ARTIFACTS, MANIFEST):
+            if name != MANIFEST and not is_artifact_name(name):
                 found.append(f"{name}: an object no backup writes")
             if len(h.versions) > 1:
                 found.append(f"{name}: {len(h.versions)} versions (" + ", ".join(
@@ -162,9 +191,10 @@ def list_backups(s3: Any, bucket: str, tiers: tuple[Tier, ...] = DEFAULT_TIERS) 
         for kind, items in (("versions", page.get("Versions", [])), ("markers", page.get("DeleteMarkers", []))):
             for item in items:
                 parts = item["Key"].split("/")
-                if len(parts) != 4:
+                if len(parts) < 4:
                     continue
-                _, tier, backup_id, name = parts
+                # dumps/<tier>/<id>/<name>, where a directory-format backup's names are data/<file>
+                _, tier, backup_id, name = *parts[:3], "/".join(parts[3:])
                 entry = entries.get(backup_id)
                 if entry is None:
                     started = id_time(backup_id)
@@ -291,8 +321,9 @@ def _read_manifest(body: bytes, version: dict[str, Any], entry: BackupEntry,
 
 
 def _check_pins(entry: BackupEntry, manifest: Manifest) -> None:
-    problems = []
-    for name in ARTIFACTS:
+    problems = [f"{name}: an object the manifest does not name" for name in sorted(entry.history)
+                if name != MANIFEST and name not in manifest.artifacts and name.startswith(f"{DATA_DIR}/")]
+    for name in manifest.required_artifacts():
         artifact = manifest.artifacts.get(name)
         if artifact is None or artifact.get("key") != f"{entry.prefix}/{name}":
             problems.append(f"the manifest does not name {entry.prefix}/{name}")
