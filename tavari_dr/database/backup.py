@@ -18,6 +18,7 @@ pg_restore -j (indexes and constraints built once over the loaded rows).
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -192,7 +193,11 @@ def shutil_which(tool: str) -> str:
 
 
 def _tool_version(tool: str) -> str:
-    return subprocess.run([tool, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return subprocess.run([tool, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise BackupError(f"cannot run {tool} --version ({err}); install the PostgreSQL client or pass --pg-bin") \
+            from None
 
 
 def list_tables(cur: Any) -> list[str]:
@@ -203,11 +208,11 @@ def list_tables(cur: Any) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-def client_major(tool: str) -> int:
-    """The major version of a PostgreSQL client tool (``pg_dump (PostgreSQL) 17.2 (Debian ...)`` -> 17)."""
-    found = re.search(r"\)\s+(\d+)", _tool_version(tool))
+def client_major(version: str) -> int:
+    """The major version in a PostgreSQL tool's --version (``pg_dump (PostgreSQL) 17.2 (Debian ...)`` -> 17)."""
+    found = re.search(r"\)\s+(\d+)", version)
     if not found:
-        raise BackupError(f"cannot tell the version of {tool} from its --version")
+        raise BackupError(f"cannot tell the PostgreSQL client's major version from {version!r}")
     return int(found.group(1))
 
 
@@ -255,7 +260,8 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
     prefix = f"dumps/{tier.name}/{backup_id}"
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
     excluded = [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
-    method, compress = data_compression(client_major(tool("pg_dump")))
+    pg_dump_version = _tool_version(tool("pg_dump"))
+    method, compress = data_compression(client_major(pg_dump_version))
     jobs = jobs or default_jobs()
     artifacts: dict[str, dict[str, Any]] = {}
 
@@ -271,10 +277,6 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute("SELECT pg_export_snapshot(), current_database(), current_setting('server_version')")
         snapshot, database, server_version = cur.fetchone()
-        tables = {}
-        for table in list_tables(cur):
-            cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - quote_ident'ed names from the catalog
-            tables[table] = cur.fetchone()[0]
 
         # The transaction stays open while pg_dump runs, so its snapshot stays importable.
         def schema_dumps() -> dict[str, dict[str, Any]]:
@@ -289,26 +291,33 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
                     [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
                      *(f"--schema={s}" for s in DATA_KEPT_SCHEMAS)], conn_info.env, sink("internal_schema.dump"))}
 
-        data_dir = Path(work) / DATA_DIR
-        # The schema dumps are small and mostly wait on the server: they run beside the data dump.
-        with ThreadPoolExecutor(1) as beside:
-            schema = beside.submit(schema_dumps)
+        def data_dump() -> dict[str, dict[str, Any]]:
+            data_dir = Path(work) / DATA_DIR
             _run_dump([tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=directory", f"--jobs={jobs}",
                        f"--compress={compress}", "--data-only", "--file", str(data_dir),
                        *(f"--exclude-schema={s}" for s in excluded
                          if not s.startswith("pg_") and s != "information_schema")], conn_info.env)
-            files = sorted(p for p in data_dir.rglob("*") if p.is_file())
+            names = {f"{DATA_DIR}/{p.relative_to(data_dir).as_posix()}": p
+                     for p in sorted(data_dir.rglob("*")) if p.is_file()}
             with ThreadPoolExecutor(upload_concurrency) as pool:
-                uploads = {f"{DATA_DIR}/{p.relative_to(data_dir).as_posix()}":
-                           pool.submit(_upload_file, p, sink(f"{DATA_DIR}/{p.relative_to(data_dir).as_posix()}"))
-                           for p in files}
-                artifacts.update({name: future.result() for name, future in uploads.items()})
+                uploads = {name: pool.submit(_upload_file, path, sink(name)) for name, path in names.items()}
+                return {name: future.result() for name, future in uploads.items()}
+
+        # The schema dumps (small, mostly waiting on the server) and the data dump run side by side,
+        # and this connection counts every table's rows in the same snapshot meanwhile.
+        with ThreadPoolExecutor(2) as beside:
+            schema, data = beside.submit(schema_dumps), beside.submit(data_dump)
+            tables = {}
+            for table in list_tables(cur):
+                cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - quote_ident'ed names from the catalog
+                tables[table] = cur.fetchone()[0]
+            artifacts.update(data.result())
             artifacts.update(schema.result())
         conn.rollback()
     manifest = Manifest(
         backup_id=backup_id, reason=reason, tier=tier.name, database=database,
         started_at=started.isoformat(timespec="seconds"), finished_at=clock().isoformat(timespec="seconds"),
-        server_version=server_version, pg_dump_version=_tool_version(tool("pg_dump")), snapshot=snapshot,
+        server_version=server_version, pg_dump_version=pg_dump_version, snapshot=snapshot,
         data_schemas=sorted({t.split(".")[0].strip('"') for t in tables}), excluded_schemas=excluded,
         tables=tables, artifacts=dict(sorted(artifacts.items())),
         retain_until=retain_until.isoformat(timespec="seconds"), lock_mode=lock_mode, data_format="directory",
@@ -573,12 +582,35 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
             result.timings[step.section] = round(result.timings.get(step.section, 0.0) + seconds, 3)
             log(f"{step.section} restored ({step.what}) from {step.archive.name}"
                 f"{f' with pg_restore -j {step.jobs}' if step.jobs > 1 else ''} in {seconds:.1f} s")
-    with _connect(target) as conn, conn.cursor() as cur:
-        for table, expected in manifest.tables.items():
-            cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - names from our own manifest
-            result.table_counts[table] = (expected, cur.fetchone()[0])
+    begun = time.monotonic()
+    found = count_rows(target, list(manifest.tables), jobs)
+    result.table_counts.update({table: (expected, found[table]) for table, expected in manifest.tables.items()})
+    result.timings["row counts"] = round(time.monotonic() - begun, 3)
     result.duration_seconds = time.monotonic() - started
     return result
+
+
+def count_rows(target: Connection, tables: list[str], workers: int) -> dict[str, int]:
+    """Every table's exact row count, on ``workers`` connections at once (each count is a full scan)."""
+    pending: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for table in tables:
+        pending.put(table)
+    counts: dict[str, int] = {}
+
+    def work() -> None:
+        with _connect(target) as conn, conn.cursor() as cur:
+            while True:
+                try:
+                    table = pending.get_nowait()
+                except queue.Empty:
+                    return
+                cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - names from our own manifest
+                counts[table] = cur.fetchone()[0]
+
+    with ThreadPoolExecutor(max(1, min(workers, len(tables)))) as pool:
+        for future in [pool.submit(work) for _ in range(max(1, min(workers, len(tables))))]:
+            future.result()
+    return counts
 
 
 def _apply_roles(conn: Any, roles_sql: str) -> None:
