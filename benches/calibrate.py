@@ -2,10 +2,11 @@
 
 Seeds Tavari-like databases of several sizes in a throwaway PostgreSQL cluster and times, on each,
 the very code the drill's steps run — `tavari_dr.database.backup.run_backup` (roles, schema and data
-dumps, every table counted) and `restore` (sha256 of every artifact, roles, schema, data, every
-table's row count checked) against an S3 stand-in on local disk, so that no emulator's speed gets
-into the fit (the cost model adds S3's transfer itself), and the drill's integrity scan — fits
-seconds = fixed + per-byte x dump bytes by least squares, and times a `tavari-dr` process that
+dumps, every table counted) and `restore` (every artifact downloaded and its sha256 checked, then
+roles, pre-data, data, post-data and every table's row count, each phase timed after the download,
+so that no emulator's speed gets into those fits: the cost model adds S3's transfer itself) with
+S3 and KMS in-process (moto), and the drill's integrity scan — fits seconds = fixed + per-byte x
+backup bytes by least squares (the restore as a whole and each of its phases), and times a `tavari-dr` process that
 imports the CLI, loads cdk.json and makes an AWS client. Then it checks
 the fit on a database larger than any it was fitted on (at least 10x the drill's default data):
 predicted / measured restore time must be within 0.75-1.33, or it exits 1 and writes nothing.
@@ -27,7 +28,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,73 +56,53 @@ def run(command: list[str], **kwargs) -> None:
     subprocess.run(command, check=True, capture_output=True, **kwargs)
 
 
-class DiskS3:
-    """The S3 calls run_backup and restore make, kept in a folder: their own cost, no emulator's."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.uploads: dict[str, dict[int, bytes]] = {}
-
-    def _path(self, key: str) -> Path:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def create_multipart_upload(self, *, Key, **_):  # noqa: N803 - boto3's argument names
-        self.uploads[Key] = {}
-        return {"UploadId": Key}
-
-    def upload_part(self, *, Key, PartNumber, Body, **_):  # noqa: N803
-        self.uploads[Key][PartNumber] = Body
-        return {"ETag": f'"{PartNumber}"', "ChecksumCRC32": "c"}
-
-    def complete_multipart_upload(self, *, Key, **_):  # noqa: N803
-        with self._path(Key).open("wb") as out:
-            for number in sorted(self.uploads[Key]):
-                out.write(self.uploads[Key][number])
-        del self.uploads[Key]
-        return {"VersionId": "v1"}
-
-    def abort_multipart_upload(self, *, Key, **_):  # noqa: N803
-        self.uploads.pop(Key, None)
-
-    def put_object_retention(self, **_):
-        return {}
-
-    def put_object(self, *, Key, Body, **_):  # noqa: N803
-        self._path(Key).write_bytes(Body)
-        return {"VersionId": "v1"}
-
-    def get_object(self, *, Key, **_):  # noqa: N803
-        return {"Body": (self.root / Key).open("rb")}
-
-    def get_paginator(self, _name):
-        root = self.root
-
-        class Pages:
-            def paginate(self, *, Prefix="", **_):  # noqa: N803
-                found = sorted(p for p in (root / Prefix).rglob("*") if p.is_file())
-                yield {"Contents": [{"Key": p.relative_to(root).as_posix(), "Size": p.stat().st_size,
-                                     "LastModified": datetime.fromtimestamp(p.stat().st_mtime, UTC)}
-                                    for p in found]}
-
-        return Pages()
+# The restore's phases after the download (ADR 0014); "roles" includes a plain target's platform schemas.
+SECTIONS = ("roles", "pre-data", "data", "post-data", "row counts")
 
 
-def measure(pg: LocalPostgres, scale: int, work: Path) -> dict[str, float]:
+class Emulated:
+    """S3 and KMS in-process (moto): the bucket and signing key run_backup and restore need. The
+    restore's phases are timed after its download (result.timings), so no emulator's speed gets into
+    their fits; the dump's includes the in-process upload (a little over, never under)."""
+
+    def __init__(self) -> None:
+        import boto3
+        from moto import mock_aws
+
+        from tavari_dr.database.signing import KmsSigner, KmsVerifier
+
+        self.mock = mock_aws()
+        self.mock.start()
+        self.s3 = boto3.client("s3", region_name="us-east-1")
+        self.s3.create_bucket(Bucket="calibration", ObjectLockEnabledForBucket=True)
+        kms = boto3.client("kms", region_name="us-east-1")
+        arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+        self.signer, self.verifier = KmsSigner(kms, arn), KmsVerifier(kms, arn)
+
+    def stop(self) -> None:
+        self.mock.stop()
+
+
+def measure(pg: LocalPostgres, scale: int, aws: Emulated) -> dict[str, float]:
     """One database of ``scale`` x the drill's default rows: back up, restore and scan, as the drill does."""
     source = pg.create_database(f"calibrate_{scale}")
     demo_data.create_supabase_like(source)
     demo_data.seed(source, businesses=DEFAULT.businesses * scale, calls=DEFAULT.calls, messages=DEFAULT.messages)
-    s3 = DiskS3(work / f"s3-{scale}")
-    manifests = []
-    dump_seconds = timed(lambda: manifests.append(db_backup.run_backup(s3, "calibration", source,
-                                                                       reason="calibration")))
+    manifests, results = [], []
+    dump_seconds = timed(lambda: manifests.append(db_backup.run_backup(
+        aws.s3, "calibration", source, reason=f"calibration {scale}", signer=aws.signer, jobs=JOBS)))
     target = pg.create_database(f"calibrate_{scale}_restored")
-    restore_seconds = timed(lambda: db_backup.restore(s3, "calibration", manifests[0].backup_id, target))
+    results.append(db_backup.restore(aws.s3, "calibration", manifests[0].backup_id, target, verifier=aws.verifier,
+                                     jobs=JOBS))
     scan_seconds = timed(lambda: fingerprints(target))
+    sections = {name: results[0].timings[name] for name in SECTIONS}
     return {"scale": scale, "dump_bytes": manifests[0].total_bytes, "dump_seconds": round(dump_seconds, 3),
-            "restore_seconds": round(restore_seconds, 3), "scan_seconds": round(scan_seconds, 3)}
+            "restore_seconds": round(sum(sections.values()), 3),
+            **{f"{name.replace('-', '_').replace(' ', '_')}_seconds": round(v, 3) for name, v in sections.items()},
+            "scan_seconds": round(scan_seconds, 3)}
+
+
+JOBS = 2  # pg_dump / pg_restore -j: the default on a 2-CPU host (the monthly restore task has 2 vCPUs)
 
 
 STARTUP = """
@@ -162,21 +142,22 @@ def main() -> int:
     if args.check_scale < 10 or args.check_scale <= max(scales):
         parser.error("--check-scale must be at least 10 and larger than every fit scale")
     started = datetime.now(UTC)
-    with LocalPostgres() as pg, tempfile.TemporaryDirectory(prefix="tavari-calibrate-") as tmp:
-        work = Path(tmp)
+    aws = Emulated()
+    with LocalPostgres() as pg:
         points = []
         for scale in scales:
-            points.append(measure(pg, scale, work))
+            points.append(measure(pg, scale, aws))
             print(f"scale {scale:>4}: {json.dumps(points[-1])}", flush=True)
         fits = {name: fit_linear([(p["dump_bytes"], p[f"{name}_seconds"]) for p in points])
-                for name in ("dump", "restore", "scan")}
-        check = measure(pg, args.check_scale, work)
+                for name in ("dump", "restore", "scan", *(n.replace("-", "_").replace(" ", "_") for n in SECTIONS))}
+        check = measure(pg, args.check_scale, aws)
         predicted = fits["restore"](check["dump_bytes"])
         ratio = predicted / check["restore_seconds"]
         print(f"check scale {args.check_scale}: {check['dump_bytes'] / 1e6:.1f} MB dump, restore predicted "
               f"{predicted:.2f} s, measured {check['restore_seconds']:.2f} s, predicted/measured {ratio:.2f} "
               "(must be 0.75-1.33)")
         versions = {"server": server_version(pg), "client": client_version()}
+    aws.stop()
     startup = cli_start_seconds()
     print(f"tavari-dr start-up: {startup:.2f} s")
     if not 0.75 <= ratio <= 1.33:
@@ -189,9 +170,13 @@ def main() -> int:
                  "python": platform.python_version(), "user": getpass.getuser()},
         "date": started.isoformat(timespec="seconds"),
         "postgres": versions,
-        "unit": "seconds = fixed_seconds + seconds_per_byte x custom-format dump bytes",
+        "unit": "seconds = fixed_seconds + seconds_per_byte x backup bytes (every artifact)",
+        "jobs": JOBS,
         **{name: {"fixed_seconds": fit.fixed_seconds, "seconds_per_byte": fit.seconds_per_byte}
-           for name, fit in fits.items()},
+           for name, fit in fits.items() if name in ("dump", "restore", "scan")},
+        "restore_sections": {name: {"fixed_seconds": fits[key].fixed_seconds,
+                                    "seconds_per_byte": fits[key].seconds_per_byte}
+                             for name in SECTIONS for key in [name.replace("-", "_").replace(" ", "_")]},
         "cli_start_seconds": round(startup, 3),
         "points": points,
         "check": {**check, "predicted_restore_seconds": round(predicted, 3), "ratio": round(ratio, 3)},

@@ -13,8 +13,19 @@ import boto3
 from moto import mock_aws
 
 from tavari_dr.core.aws import EMULATOR_CONFIG
-from tavari_dr.database.manifest import ARTIFACTS, FORMAT, LEGACY_FORMAT, MANIFEST, Manifest
+from tavari_dr.database.manifest import (
+    ARTIFACTS,
+    DIRECTORY_TOC,
+    FORMAT,
+    LEGACY_FORMAT,
+    MANIFEST,
+    SCHEMA_ARTIFACTS,
+    Manifest,
+)
 from tavari_dr.database.signing import KmsSigner, KmsVerifier, envelope
+
+# A directory-format backup's artifacts (ADR 0014): the schema artifacts and the files of data/.
+DIRECTORY_ARTIFACTS = (*SCHEMA_ARTIFACTS, DIRECTORY_TOC, "data/3001.dat.gz", "data/3002.dat.gz")
 
 
 @contextmanager
@@ -44,16 +55,19 @@ def backup_id(finished: datetime, reason: str = "nightly") -> str:
 
 def manifest_for(prefix: str, finished: datetime, artifacts: dict[str, dict], tier: str = "daily",
                  rows: int = 1, days: int = 35) -> Manifest:
+    directory = DIRECTORY_TOC in artifacts
     return Manifest(
         backup_id=prefix.rsplit("/", 1)[-1], reason="nightly", tier=tier, database="postgres",
         started_at=finished.isoformat(), finished_at=finished.isoformat(), server_version="15.8",
         pg_dump_version="17", snapshot="x", data_schemas=["public"], excluded_schemas=[], tables={"public.t": rows},
-        artifacts=artifacts, retain_until=(finished + timedelta(days=days)).isoformat(), lock_mode="GOVERNANCE")
+        artifacts=artifacts, retain_until=(finished + timedelta(days=days)).isoformat(), lock_mode="GOVERNANCE",
+        data_format="directory" if directory else "custom", data_compression="zstd" if directory else "gzip")
 
 
-def put_artifacts(s3, bucket: str, prefix: str, data: bytes = b"PGDMP data") -> dict[str, dict]:
+def put_artifacts(s3, bucket: str, prefix: str, data: bytes = b"PGDMP data",
+                  names: tuple[str, ...] = ARTIFACTS) -> dict[str, dict]:
     artifacts = {}
-    for name in ARTIFACTS:
+    for name in names:
         body = data + name.encode()
         version = s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body)["VersionId"]
         artifacts[name] = {"key": f"{prefix}/{name}", "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
@@ -76,9 +90,9 @@ def legacy_body(manifest: Manifest) -> bytes:
 
 
 def write_backup(s3, bucket: str, signer: KmsSigner, *, finished: datetime, tier: str = "daily",
-                 data: bytes = b"PGDMP data", reason: str = "nightly") -> Manifest:
+                 data: bytes = b"PGDMP data", reason: str = "nightly", names: tuple[str, ...] = ARTIFACTS) -> Manifest:
     prefix = f"dumps/{tier}/{backup_id(finished, reason)}"
-    manifest = manifest_for(prefix, finished, put_artifacts(s3, bucket, prefix, data), tier)
+    manifest = manifest_for(prefix, finished, put_artifacts(s3, bucket, prefix, data, names), tier)
     s3.put_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}", Body=signed_body(manifest, signer))
     return manifest
 

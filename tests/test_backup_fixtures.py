@@ -36,7 +36,7 @@ def replay(s3, signing, fixture: Path) -> None:
         body = (fixture / name).read_bytes()
         artifact["version_id"] = s3.put_object(Bucket=BUCKET, Key=artifact["key"], Body=body)["VersionId"]
     signed = json.dumps(payload, indent=1, sort_keys=True).encode()
-    prefix = payload["artifacts"][next(iter(payload["artifacts"]))]["key"].rsplit("/", 1)[0]
+    prefix = f"dumps/{payload['tier']}/{payload['backup_id']}"
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/manifest.json",
                   Body=envelope(signed, signing.signer.sign(signed), recorded["format"]))
 

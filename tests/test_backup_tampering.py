@@ -18,7 +18,16 @@ from tavari_dr.core import s3sink
 from tavari_dr.database import backup as d
 from tavari_dr.database.manifest import MANIFEST
 from tavari_dr.drill import demo_data
-from tests.backups import Signing, backup_s3, legacy_body, manifest_for, put_artifacts, signed_body, write_backup
+from tests.backups import (
+    DIRECTORY_ARTIFACTS,
+    Signing,
+    backup_s3,
+    legacy_body,
+    manifest_for,
+    put_artifacts,
+    signed_body,
+    write_backup,
+)
 
 pytestmark = pytest.mark.moto
 REGION = "eu-west-1"
@@ -186,6 +195,37 @@ def test_an_extra_object_in_a_backup_folder_is_tampering(s3, signing):
     manifest = write_backup(s3, BUCKET, signing.signer, finished=now())
     s3.put_object(Bucket=BUCKET, Key=key_of(manifest, "data2.dump"), Body=b"PGDMP")
     with pytest.raises(d.BackupTampered, match="data2.dump: an object no backup writes"):
+        d.find_backup(s3, BUCKET, "latest", verifier=signing.verifier)
+
+
+def test_a_directory_format_backup_pins_every_data_file(s3, signing):
+    manifest = write_backup(s3, BUCKET, signing.signer, finished=now(), names=DIRECTORY_ARTIFACTS)
+    opened = d.find_backup(s3, BUCKET, "latest", verifier=signing.verifier)
+    assert opened.manifest.data_format == "directory" and not opened.findings
+    assert opened.manifest.required_artifacts() == list(DIRECTORY_ARTIFACTS)
+    assert {e.backup_id: e.artifacts for e in d.list_backups(s3, BUCKET)}[manifest.backup_id] == sorted(
+        [*DIRECTORY_ARTIFACTS, MANIFEST])
+    # A data file the signed manifest does not name, though named like one pg_dump writes: tampering.
+    s3.put_object(Bucket=BUCKET, Key=key_of(manifest, "data/3003.dat.gz"), Body=b"rows nobody dumped")
+    with pytest.raises(d.BackupTampered, match="data/3003.dat.gz: an object the manifest does not name"):
+        d.find_backup(s3, BUCKET, "latest", verifier=signing.verifier)
+
+
+def test_a_stranger_under_data_is_an_object_no_backup_writes(s3, signing):
+    manifest = write_backup(s3, BUCKET, signing.signer, finished=now(), names=DIRECTORY_ARTIFACTS)
+    s3.put_object(Bucket=BUCKET, Key=key_of(manifest, "data/run.sh"), Body=b"#!/bin/sh")
+    with pytest.raises(d.BackupTampered, match="data/run.sh: an object no backup writes"):
+        d.find_backup(s3, BUCKET, "latest", verifier=signing.verifier)
+
+
+def test_a_directory_format_manifest_without_its_table_of_contents_is_refused(s3, signing):
+    names = tuple(n for n in DIRECTORY_ARTIFACTS if n != "data/toc.dat")
+    prefix = f"dumps/daily/{now():%Y%m%dT%H%M%SZ}-nightly"
+    artifacts = put_artifacts(s3, BUCKET, prefix, names=names)
+    manifest = manifest_for(prefix, now(), artifacts)
+    manifest.data_format = "directory"
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{MANIFEST}", Body=signed_body(manifest, signing.signer))
+    with pytest.raises(d.BackupTampered, match="the manifest does not name .*/data/toc.dat"):
         d.find_backup(s3, BUCKET, "latest", verifier=signing.verifier)
 
 

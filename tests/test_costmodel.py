@@ -41,15 +41,41 @@ def test_cli_steps_cost_start_up_and_requests_only():
     assert math.isclose(estimate.seconds, 2 * 0.3 + 10 * m.AWS_API_SECONDS + 2 * m.S3_REQUEST_SECONDS)
 
 
-def test_database_restore_scales_with_dump_bytes():
+def test_database_restore_without_section_fits_prices_the_restore_whole():
     counts = Counts(requests={"api": 3, "list": 1, "get": 4}, processes=1)
     estimate = m.database_restore(counts, PROD, CAL)
-    download = 4 * m.S3_REQUEST_SECONDS + 2e9 / m.S3_CONNECTION_BYTES_PER_SECOND
+    download = 4 * m.S3_REQUEST_SECONDS / 4 + 2e9 / m.S3_CONNECTION_BYTES_PER_SECOND  # 4 GETs on 4 connections
     assert math.isclose(estimate.parts["download artifacts"], download)
     assert math.isclose(estimate.parts["pg_restore"], 2.0 + 1e-7 * 2e9)
     assert math.isclose(estimate.seconds, 0.3 + 4 * m.AWS_API_SECONDS + download + 202.0)
     bigger = m.database_restore(counts, Production(4e9, 1, 1, 0.1, 1), CAL)
     assert bigger.seconds > estimate.seconds
+
+
+SECTIONED = Calibration(dump=CAL.dump, restore=CAL.restore, scan=CAL.scan, cli_start_seconds=0.3, source={},
+                        restore_sections={"roles": Linear(0.2, 0.0), "pre-data": Linear(0.5, 0.0),
+                                          "data": Linear(1.0, 6e-8), "post-data": Linear(0.5, 3e-8),
+                                          "row counts": Linear(0.0, 1e-8)})
+
+
+def test_database_restore_follows_the_pipeline_download_then_each_section():
+    counts = Counts(requests={"api": 3, "list": 1, "get": 40}, processes=1)
+    estimate = m.database_restore(counts, PROD, SECTIONED)
+    assert list(estimate.parts) == ["process start-up", "AWS API calls", "download artifacts", "roles",
+                                    "pg_restore pre-data", "pg_restore data", "pg_restore post-data", "row counts"]
+    # 40 GETs on 8 connections, the bytes on one (the largest file is one object)
+    assert math.isclose(estimate.parts["download artifacts"], 40 * m.S3_REQUEST_SECONDS / 8
+                        + 2e9 / m.S3_CONNECTION_BYTES_PER_SECOND)
+    assert math.isclose(estimate.parts["pg_restore data"], 1.0 + 6e-8 * 2e9)
+    assert math.isclose(estimate.parts["pg_restore post-data"], 0.5 + 3e-8 * 2e9)
+    assert math.isclose(estimate.seconds, sum(estimate.parts.values()))
+    assert "pre-data_fit" in estimate.formula and estimate.formula.index("GETs") < estimate.formula.index("roles_fit")
+
+
+def test_the_committed_calibration_has_the_restore_sections_in_order():
+    calibration = m.load_calibration()
+    assert list(calibration.restore_sections) == ["roles", "pre-data", "data", "post-data", "row counts"]
+    assert calibration.restore_sections["data"].seconds_per_byte > 0
 
 
 def test_database_scan_and_backup():

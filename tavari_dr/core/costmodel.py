@@ -63,6 +63,7 @@ HEALTH_CHECK_SECONDS = S3_REQUEST_SECONDS
 PROVISION_DATABASE_SECONDS = 600
 
 # The tools' own concurrency (what the estimate divides by).
+DB_DOWNLOAD_CONCURRENCY = 8  # tavari_dr.database.backup.download_verified (its default)
 BUCKET_RESTORE_CONCURRENCY = 16  # `tavari-dr bucket restore --concurrency` (its default; the drill passes it)
 DRILL_VERIFY_CONCURRENCY = 8  # tavari_dr.drill.state.bucket_state
 
@@ -140,11 +141,15 @@ class Linear:
 class Calibration:
     """PostgreSQL and CLI costs measured by benches/calibrate.py (host and date in ``source``)."""
 
-    dump: Linear  # pg_dump -Fc of the data, by dump bytes
-    restore: Linear  # pg_restore of the dump into an empty database, by dump bytes
-    scan: Linear  # reading and hashing every row (the drill's integrity check), by dump bytes
+    dump: Linear  # run_backup (pg_dump of roles, schema and data), by backup bytes
+    restore: Linear  # restore() after its download, by backup bytes
+    scan: Linear  # reading and hashing every row (the drill's integrity check), by backup bytes
     cli_start_seconds: float  # one `tavari-dr` process: interpreter, imports, config
     source: dict[str, Any]
+    # restore()'s phases after the download, in the order they run (ADR 0014): roles (and a plain
+    # target's platform schemas), pre-data, data, post-data, row counts. Empty in a calibration
+    # from before ADR 0014: the restore is then priced whole.
+    restore_sections: dict[str, Linear] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
@@ -152,9 +157,12 @@ class Calibration:
             fit = data[name]
             return Linear(float(fit["fixed_seconds"]), float(fit["seconds_per_byte"]))
 
+        sections = {name: Linear(float(fit["fixed_seconds"]), float(fit["seconds_per_byte"]))
+                    for name, fit in data.get("restore_sections", {}).items()}
         return cls(dump=linear("dump"), restore=linear("restore"), scan=linear("scan"),
                    cli_start_seconds=float(data["cli_start_seconds"]),
-                   source={k: data.get(k) for k in ("written_by", "command", "host", "date", "postgres")})
+                   source={k: data.get(k) for k in ("written_by", "command", "host", "date", "postgres", "jobs")},
+                   restore_sections=sections)
 
 
 def load_calibration() -> Calibration:
@@ -251,15 +259,30 @@ def cli_steps(counts: Counts, calibration: Calibration) -> Estimate:
 
 
 def database_restore(counts: Counts, production: Production, calibration: Calibration) -> Estimate:
-    """Download every artifact (one connection), verify, then pg_restore at the calibrated rate."""
+    """`tavari-dr db restore` as it runs (ADR 0014): download every artifact and check its sha256
+    (nothing is written to the target before), then roles, pre-data, data and post-data one after
+    the other (pg_restore -j within each), then every table's row count.
+
+    The download's requests spread over the restore's connections; its bytes are priced on one
+    connection, because the largest table's file is one object streamed by one GET and bounds it."""
     dump = production.dump_bytes
+    gets = counts.n("get")
     parts = {"process start-up": counts.processes * calibration.cli_start_seconds,
              "AWS API calls": fixed_requests_seconds(counts) + counts.n("list", "head") * S3_REQUEST_SECONDS,
-             "download artifacts": counts.n("get") * S3_REQUEST_SECONDS + dump / S3_CONNECTION_BYTES_PER_SECOND,
-             "pg_restore": calibration.restore(dump)}
-    return _estimate(parts, {"dump_bytes": dump, "artifact_gets": counts.n("get"), "processes": counts.processes,
-                             "restore_fit": asdict(calibration.restore)},
-                     "start-up + API calls + (GETs x latency + dump bytes / 85 MB/s) + restore_fit(dump bytes)")
+             "download artifacts": gets * S3_REQUEST_SECONDS / min(DB_DOWNLOAD_CONCURRENCY, max(1, gets))
+             + dump / S3_CONNECTION_BYTES_PER_SECOND}
+    if calibration.restore_sections:
+        parts.update({f"pg_restore {name}" if name in ("pre-data", "data", "post-data") else name: fit(dump)
+                      for name, fit in calibration.restore_sections.items()})
+        fits = {name: asdict(fit) for name, fit in calibration.restore_sections.items()}
+        formula = ("start-up + API calls + (GETs x latency / concurrency + bytes / 85 MB/s), then "
+                   + " + ".join(f"{name}_fit(bytes)" for name in calibration.restore_sections))
+    else:
+        parts["pg_restore"] = calibration.restore(dump)
+        fits = {"restore": asdict(calibration.restore)}
+        formula = "start-up + API calls + (GETs x latency / concurrency + bytes / 85 MB/s) + restore_fit(bytes)"
+    return _estimate(parts, {"dump_bytes": dump, "artifact_gets": gets, "processes": counts.processes,
+                             "download_concurrency": DB_DOWNLOAD_CONCURRENCY, "fits": fits}, formula)
 
 
 def database_scan(production: Production, calibration: Calibration) -> Estimate:
@@ -346,6 +369,7 @@ def constants() -> dict[str, Any]:
             AWS_API_SECONDS, "HEALTH_CHECK_SECONDS (assumption)": HEALTH_CHECK_SECONDS,
             "PROVISION_DATABASE_SECONDS (assumption)": PROVISION_DATABASE_SECONDS,
             "BUCKET_RESTORE_CONCURRENCY": BUCKET_RESTORE_CONCURRENCY,
+            "DB_DOWNLOAD_CONCURRENCY": DB_DOWNLOAD_CONCURRENCY,
             "DRILL_VERIFY_CONCURRENCY": DRILL_VERIFY_CONCURRENCY}
 
 

@@ -563,6 +563,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         log(f"downloaded and verified {len(manifest.required_artifacts())} artifacts "
             f"({_size(manifest.total_bytes)}) in {result.timings['download']:.1f} s")
         paths = {name: Path(work) / name for name in SCHEMA_ARTIFACTS}
+        begun = time.monotonic()
         with _connect(target, autocommit=True) as conn:
             if kind == "plain":
                 conn.execute(platform_sql())
@@ -575,6 +576,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         if force:
             _clear_for_restore(target, manifest, existing)
             log("--force: user schemas dropped and recreated, auth/storage rows truncated")
+        result.timings["roles"] = round(time.monotonic() - begun, 3)  # and, on a plain target, the platform
         for step in restore_steps(manifest, Path(work), jobs, tool("pg_restore")):
             begun = time.monotonic()
             _run_restore(step.command(tool("pg_restore"), base), target)

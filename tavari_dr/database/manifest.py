@@ -322,7 +322,7 @@ def _read_manifest(body: bytes, version: dict[str, Any], entry: BackupEntry,
 
 def _check_pins(entry: BackupEntry, manifest: Manifest) -> None:
     problems = [f"{name}: an object the manifest does not name" for name in sorted(entry.history)
-                if name != MANIFEST and name not in manifest.artifacts and name.startswith(f"{DATA_DIR}/")]
+                if name.startswith(f"{DATA_DIR}/") and is_artifact_name(name) and name not in manifest.artifacts]
     for name in manifest.required_artifacts():
         artifact = manifest.artifacts.get(name)
         if artifact is None or artifact.get("key") != f"{entry.prefix}/{name}":
