@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth test lint bench clean postgres-binaries
+.PHONY: install run synth test lint bench bench-db clean postgres-binaries
 
 install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries
 
@@ -61,6 +61,10 @@ test: install lint
 
 bench: install
 	bash benches/synth.sh
+
+# db backup / db restore beside pg_dump / pg_restore -j 2 on a generated 1 GiB database (ADR 0014): ratios.
+bench-db: install
+	$(PY) benches/db_speed.py
 
 clean:
 	rm -rf cdk.out .pytest_cache drill-report .import_linter_cache .grimp_cache

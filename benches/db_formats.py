@@ -75,9 +75,11 @@ def main() -> int:
                     subprocess.run(["pg_restore", "--section=pre-data", "--dbname", target, str(schema)], check=True,
                                    capture_output=True)
                     started = time.monotonic()
-                    subprocess.run([f"{prefix}pg_restore", "--section=data", "--disable-triggers", j, "--dbname",
-                                    target, str(out)], check=True, capture_output=True)
-                    restores[name] = time.monotonic() - started
+                    done = subprocess.run([f"{prefix}pg_restore", "--section=data", "--disable-triggers", j,
+                                           "--dbname", target, str(out)], capture_output=True, text=True)
+                    restores[name] = time.monotonic() - started if done.returncode == 0 else float("nan")
+                    if done.returncode:
+                        print(f"  {name}: pg_restore failed: {done.stderr.strip()[-200:]}", flush=True)
                 print(f"  rep {rep + 1} {name}: {seconds[name][-1]:.1f} s, {sizes[name] / 1024**2:.0f} MiB", flush=True)
                 shutil.rmtree(out) if out.is_dir() else out.unlink()
     base = statistics.median(seconds[order[0]])
