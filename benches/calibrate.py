@@ -73,7 +73,10 @@ class Emulated:
 
         self.mock = mock_aws()
         self.mock.start()
-        self.s3 = boto3.client("s3", region_name="us-east-1")
+        from tavari_dr.core.aws import EMULATOR_CONFIG
+
+        # moto's multipart objects carry no whole-object checksum: the emulator configuration reads them
+        self.s3 = boto3.client("s3", region_name="us-east-1", config=EMULATOR_CONFIG)
         self.s3.create_bucket(Bucket="calibration", ObjectLockEnabledForBucket=True)
         kms = boto3.client("kms", region_name="us-east-1")
         arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]

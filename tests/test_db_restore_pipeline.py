@@ -221,3 +221,18 @@ def test_the_data_compression_follows_the_client_version():
     with pytest.raises(d.BackupError, match="major version"):
         d.client_major("something else")
     assert d.default_jobs() >= 2
+
+
+def test_a_backup_of_a_newer_pg_dump_is_refused_up_front_by_an_older_pg_restore(s3, source, pg, signing,
+                                                                                  monkeypatch):
+    manifest = d.run_backup(s3, BUCKET, source, signer=signing.signer, reason="nightly")
+    newer = d.client_major(manifest.pg_dump_version) + 2  # the job image's 17 against this machine's 15
+    monkeypatch.setattr(d, "find_backup", lambda *a, **k: d.OpenedBackup(None, d.Manifest(**{
+        **manifest.__dict__, "pg_dump_version": f"pg_dump (PostgreSQL) {newer}.2", "data_compression": "zstd"}),
+        d.SIGNED, "v"))
+    counting = Corrupting(s3, "no-such-artifact")
+    target = pg.create_database(f"pipeline_target_{next(_databases)}")
+    with pytest.raises(d.BackupError, match=f"written by pg_dump {newer} .zstd., which pg_restore {newer - 2} "
+                                            f"cannot read: use the PostgreSQL {newer} client or later"):
+        d.restore(counting, BUCKET, "latest", target, verifier=signing.verifier)
+    assert counting.artifact_gets == 0

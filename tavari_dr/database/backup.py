@@ -446,6 +446,21 @@ def check_free_space(manifest: Manifest, work_dir: Path) -> None:
                           "starts; pass --work-dir on a volume with room")
 
 
+def check_client_reads(manifest: Manifest, pg_restore: str) -> None:
+    """Refuse up front, in one line, a backup this pg_restore cannot read: an archive of pg_dump N
+    needs pg_restore N or later (pg_restore 15 stops at a 17 archive's header, "unsupported
+    version (1.16)"; zstd and lz4 need 16 anyway)."""
+    try:
+        written_by = client_major(manifest.pg_dump_version)
+    except BackupError:
+        return  # a manifest without a readable version: pg_restore itself will say
+    major = client_major(_tool_version(pg_restore))
+    if major < written_by:
+        raise BackupError(f"backup {manifest.backup_id} was written by pg_dump {written_by} "
+                          f"({manifest.data_compression}), which pg_restore {major} cannot read: use the PostgreSQL "
+                          f"{written_by} client or later (--pg-bin)")
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -538,6 +553,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
     log(f"backup {manifest.backup_id}: {opened.trust}")
     root = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
     check_free_space(manifest, root)
+    check_client_reads(manifest, (str(pg_bin / "pg_restore") if pg_bin else "pg_restore"))
     jobs = jobs or default_jobs()
     target = parse_database_url(target_url)
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
