@@ -217,7 +217,7 @@ def test_the_data_compression_follows_the_client_version():
     assert d.client_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)") == 15
     assert d.client_major("pg_dump (PostgreSQL) 17.2") == 17
     assert d.data_compression(15) == ("gzip", "1")
-    assert d.data_compression(16) == d.data_compression(17) == ("zstd", "zstd")
+    assert d.data_compression(16) == d.data_compression(17) == ("zstd", "zstd:1")
     with pytest.raises(d.BackupError, match="major version"):
         d.client_major("something else")
     assert d.default_jobs() >= 2
