@@ -111,7 +111,7 @@ JOBS = 2  # pg_dump / pg_restore -j: the default on a 2-CPU host (the monthly re
 STARTUP = """
 import boto3
 import tavari_dr.cli
-from tavari_dr.config import load_from_file
+from tavari_dr.core.config import load_from_file
 load_from_file("prod", "cdk.json")
 boto3.client("s3", region_name="eu-west-1")
 """

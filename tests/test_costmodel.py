@@ -33,6 +33,8 @@ def test_fit_is_least_squares_and_never_negative():
     assert through_origin.fixed_seconds == 0.0 and through_origin.seconds_per_byte > 0
     with pytest.raises(ValueError):
         m.fit_linear([(1e6, 1.0)])
+    flat = m.fit_linear([(1e6, 0.3), (2e6, 0.25), (4e6, 0.2)])  # a step that does not grow, and noise
+    assert flat.seconds_per_byte == 0.0 and math.isclose(flat.fixed_seconds, 0.25)
 
 
 def test_cli_steps_cost_start_up_and_requests_only():
@@ -76,6 +78,7 @@ def test_the_committed_calibration_has_the_restore_sections_in_order():
     calibration = m.load_calibration()
     assert list(calibration.restore_sections) == ["roles", "pre-data", "data", "post-data", "row counts"]
     assert calibration.restore_sections["data"].seconds_per_byte > 0
+    assert all(fit.seconds_per_byte >= 0 and fit.fixed_seconds >= 0 for fit in calibration.restore_sections.values())
 
 
 def test_database_scan_and_backup():

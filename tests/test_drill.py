@@ -145,8 +145,8 @@ def test_a_broken_backup_fails_the_drill_at_the_restore_step(synthesized, tmp_pa
     report, _, out = run_drill(synthesized, "dev", tmp_path, fault="corrupt-backup")
     assert not report["passed"]
     assert report["failures"][0].startswith("1 database corruption: restore the database from the off-site backup")
-    # The fault overwrites data.dump: a second version, which the signed manifest does not record.
-    assert "was tampered with: data.dump: 2 versions" in report["failures"][0]
+    # The fault overwrites a data/ file: a second version, which the signed manifest does not record.
+    assert re.search(r"was tampered with: data/\d+\.dat\.gz: 2 versions", report["failures"][0])
     assert "FAILED" in (out / "drill-report.md").read_text()
 
 
@@ -326,7 +326,10 @@ def test_the_verdict_comes_from_counts_never_from_wall_time(tmp_path):
     assert quiet["scenarios"]["1 database corruption"]["rto_critical"]["projected_seconds"] == \
         busy["scenarios"]["1 database corruption"]["rto_critical"]["projected_seconds"]
     restore = quiet["steps"][0]
-    assert restore["model"]["inputs"]["dump_bytes"] == 1e9 and restore["model"]["parts"]["pg_restore"] > 0
+    assert restore["model"]["inputs"]["dump_bytes"] == 1e9 and restore["model"]["parts"]["pg_restore data"] > 0
+    # download, then each section of the restore in the order it runs (ADR 0014)
+    assert list(restore["model"]["parts"])[2:] == ["download artifacts", "roles", "pg_restore pre-data",
+                                                   "pg_restore data", "pg_restore post-data", "row counts"]
     for report in (quiet, busy):  # (only one scenario played: the drill as a whole is not passed)
         assert report["scenarios"]["1 database corruption"]["rto_critical"]["met"]
         assert report["scenarios"]["1 database corruption"]["rto_non-critical"]["met"]

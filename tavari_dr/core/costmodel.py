@@ -172,7 +172,8 @@ def load_calibration() -> Calibration:
 
 def fit_linear(points: list[tuple[float, float]]) -> Linear:
     """Least squares through (bytes, seconds); a negative intercept is clamped to zero (and the slope
-    refitted through the origin), since no step takes negative time."""
+    refitted through the origin), since no step takes negative time, and a negative slope is flat
+    at the mean, since no step gets faster with more bytes."""
     n = len(points)
     if n < 2:
         raise ValueError("a linear fit needs at least two points")
@@ -182,6 +183,8 @@ def fit_linear(points: list[tuple[float, float]]) -> Linear:
     if sxx == 0:
         raise ValueError("a linear fit needs points of different sizes")
     slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+    if slope < 0:  # noise on a step that does not grow with the bytes: its mean, flat
+        return Linear(round(mean_y, 6), 0.0)
     intercept = mean_y - slope * mean_x
     if intercept < 0:
         slope = sum(x * y for x, y in points) / sum(x * x for x, _ in points)
