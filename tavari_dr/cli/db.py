@@ -26,6 +26,7 @@ from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
+from tavari_dr.database import erasure
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
 
 
@@ -162,10 +163,21 @@ def _print_counts(result: db_lib.VerifyResult) -> None:
         click.echo(f"  {'ok ' if passed else 'FAIL'} {name}: {detail}")
     if result.table_counts:
         width = max(len(t) for t in result.table_counts)
-        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'RESTORED':>10}")
+        wrong = result.mismatches()
+        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'ERASED':>8}  {'RESTORED':>10}")
         for table, (expected, found) in sorted(result.table_counts.items()):
-            mark = "" if expected == found else "   <-- MISMATCH"
-            click.echo(f"  {table:<{width}}  {expected:>10}  {found if found is not None else '-':>10}{mark}")
+            mark = "   <-- MISMATCH" if table in wrong else ""
+            click.echo(f"  {table:<{width}}  {expected:>10}  {result.erased.get(table, 0):>8}  "
+                       f"{found if found is not None else '-':>10}{mark}")
+    if result.erased:
+        click.echo(f"  erasure ledger: {sum(result.erased.values())} row(s) of erased accounts removed after the "
+                   "restore")
+
+
+def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
+    """The ledger could not be applied: a restored database may hold erased accounts (alarmed)."""
+    if emit and isinstance(err, erasure.ErasureError):
+        emit({metrics.ERASURE_LEDGER_FAILED: 1})
 
 
 @aws_command(group, "restore", "Verify, then restore roles, schema and data into --target-url.", env_required=False)
@@ -196,17 +208,23 @@ def restore(config, target, which, target_url, force, bucket, signing_key, manif
         except db_lib.BackupTampered:
             _publish_tampered(emit)
             raise
+        except erasure.ErasureError as err:
+            _publish_erasure_failed(emit, err)
+            raise
         record.source.update(backup=result.backup_id, trust=result.trust)
-        record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()})
+        record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()},
+                              erased_rows=result.erased)
         _print_counts(result)
         if result.tampered:
             _publish_tampered(emit)
-        if any(found != expected for expected, found in result.table_counts.values()):
+        if result.mismatches():
             raise Failed(f"restored {result.backup_id}, but row counts differ from the manifest")
         audit["outcome"] = "restored" + (" from a tampered backup through the named manifest version"
                                          if result.tampered else "")
+    erased = f" ({sum(result.erased.values())} row(s) of erased accounts removed)" if result.erased else ""
+    tampered = " — the bucket was tampered with, see TAMPERING above" if result.tampered else ""
     click.echo(f"restored {result.backup_id} ({result.trust}) in {result.duration_seconds:.1f} s; every row count "
-               "matches" + (" — the bucket was tampered with, see TAMPERING above" if result.tampered else ""))
+               f"matches{erased}{tampered}")
 
 
 def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
@@ -215,7 +233,22 @@ def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
             "tampered": result.tampered, "findings": result.findings,
             "duration_seconds": round(result.duration_seconds, 3),
             "checks": [{"name": n, "passed": p, "detail": d} for n, p, d in result.checks],
-            "table_counts": {t: {"manifest": e, "restored": f} for t, (e, f) in result.table_counts.items()}}
+            "table_counts": {t: {"manifest": e, "erased": result.erased.get(t, 0), "restored": f}
+                             for t, (e, f) in result.table_counts.items()},
+            "erased_rows": sum(result.erased.values())}
+
+
+def _check_ledger(result: db_lib.VerifyResult, s3: Any, bucket: str, emit: metrics.Emit | None) -> None:
+    """The weekly check reads the erasure ledger a restore would apply: a broken one is found before a
+    restore needs it."""
+    try:
+        entries = erasure.read_ledger(s3, bucket)
+    except erasure.ErasureError as err:
+        result.checks.append(("erasure ledger", False, str(err)))
+        _publish_erasure_failed(emit, err)
+        return
+    result.checks.append(("erasure ledger", True, f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+                                                  "each an account UUID and a time"))
 
 
 @aws_command(group, "verify", "Check a backup: --quick (sha256 + table of contents) or a full restore test.",
@@ -245,14 +278,16 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
     try:
         if quick:
             result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin, **opening)
+            _check_ledger(result, s3, bucket, emit)
         else:
             result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, **opening,
                                     log=(lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}")))
     except db_lib.BackupTampered as err:  # the full test refuses to restore it: a FAIL with what was found
         result = db_lib.tampered_result(err)
-    except db_lib.BackupError:
+    except db_lib.BackupError as err:
         if emit:  # could not even run: a failed check and a failed job, never silence
             metrics.publish_outcome(check, checks={check: False}, succeeded=False, emit=emit)
+            _publish_erasure_failed(emit, err)
         raise
     if result.tampered:
         _publish_tampered(emit)

@@ -29,6 +29,7 @@ from tavari_dr.core import s3sink
 from tavari_dr.core.config import Tier
 from tavari_dr.core.s3sink import PART_SIZE
 from tavari_dr.core.schedule import local_date
+from tavari_dr.database import erasure
 from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exported for the CLI, jobs and checks
     ARTIFACTS,
     DEFAULT_TIERS,
@@ -263,11 +264,16 @@ class VerifyResult:
     duration_seconds: float = 0.0
     trust: str = ""
     findings: list[str] = field(default_factory=list)  # tampering found (the backup was read anyway, by name)
+    erased: dict[str, int] = field(default_factory=dict)  # table -> rows the erasure ledger removed (erasure)
+
+    def mismatches(self) -> dict[str, tuple[int, int | None]]:
+        """Tables whose restored count is not the manifest's less the rows the erasure ledger removed."""
+        return {table: (expected, found) for table, (expected, found) in self.table_counts.items()
+                if found != expected - self.erased.get(table, 0)}
 
     @property
     def ok(self) -> bool:
-        return not self.findings and all(passed for _, passed, _ in self.checks) and all(
-            found == expected for expected, found in self.table_counts.values())
+        return not self.findings and all(passed for _, passed, _ in self.checks) and not self.mismatches()
 
     @property
     def tampered(self) -> bool:
@@ -387,6 +393,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         log("schema restored")
         _run_restore([tool("pg_restore"), *base, "--data-only", str(paths["data.dump"])], target)
         log("data restored")
+    result.erased = erasure.reapply(s3, bucket, lambda: _connect(target), log=log)  # erased accounts stay erased
     with _connect(target) as conn, conn.cursor() as cur:
         for table, expected in manifest.tables.items():
             cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - names from our own manifest
