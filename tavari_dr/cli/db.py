@@ -21,7 +21,8 @@ from tavari_dr.cli.common import (
     format_option,
     report_bucket_option,
 )
-from tavari_dr.core import metrics, outputs, reports
+from tavari_dr.configbackup import supabase_config
+from tavari_dr.core import metrics, outputs, reports, supabase_api
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
@@ -93,6 +94,51 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
                              help="Directory of pg_dump/pg_restore (default: PATH).")
 
 
+def supabase_access(config: EnvironmentConfig | None, target: AwsTarget, api_url: str | None
+                    ) -> tuple[str, str, str]:
+    """(Management API URL, project ref, token): TAVARI_SUPABASE_URL / TAVARI_SUPABASE_ACCESS_TOKEN (the
+    ECS task's way), else the SUPABASE_URL and SUPABASE_ACCESS_TOKEN secrets of --env."""
+    import os
+
+    values = {name: os.environ.get(f"TAVARI_{name}") for name in ("SUPABASE_URL", "SUPABASE_ACCESS_TOKEN")}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        if config is None:
+            raise click.UsageError("name the Supabase project: --env ENV (secrets SUPABASE_URL and "
+                                   "SUPABASE_ACCESS_TOKEN) or TAVARI_SUPABASE_URL and TAVARI_SUPABASE_ACCESS_TOKEN")
+        arns = Deployed(config, target).secret_arns()
+        client = target.client("secretsmanager")
+        for name in missing:
+            value = client.get_secret_value(SecretId=arns[name])["SecretString"]
+            if outputs.is_placeholder(value):
+                raise Failed(f"{name} is still a placeholder: run tavari-dr secrets push")
+            values[name] = value
+    api = api_url or (config.verification.supabase_api_url if config else "https://api.supabase.com")
+    try:
+        ref = supabase_api.project_ref_from_url(values["SUPABASE_URL"] or "")
+    except ValueError as err:
+        raise Failed(str(err)) from None
+    return api, ref, values["SUPABASE_ACCESS_TOKEN"] or ""
+
+
+supabase_api_option = click.option("--supabase-api-url", help="Management API (default: the environment's "
+                                                              "verification.supabase_api_url).")
+
+
+def _config_snapshot(config: EnvironmentConfig | None, target: AwsTarget, api_url: str | None
+                     ) -> tuple[bytes | None, str | None]:
+    """The Supabase configuration to write beside the dump, or why there is none: its failure must not
+    cost the night's dump."""
+    try:
+        api, ref, token = supabase_access(config, target, api_url)
+        document = supabase_config.snapshot(api, ref, token)
+    except (supabase_api.SupabaseApiError, click.ClickException) as err:
+        message = err.format_message() if isinstance(err, click.ClickException) else str(err)
+        return None, message
+    problem = "; ".join(f"{k}: {v}" for k, v in document["unavailable"].items()) or None
+    return supabase_config.encode(document), problem
+
+
 @aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
 @click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
 @click.option("--database-url", envvar="TAVARI_DATABASE_URL",
@@ -101,19 +147,25 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
 @signing_key_option
 @pg_bin_option
 @click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")
+@click.option("--supabase-config", "with_config", is_flag=True,
+              help="Also snapshot the Supabase project's configuration (Management API, no secrets) beside the dump.")
+@supabase_api_option
 @_db_errors
-def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, publish_metrics):
+def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, publish_metrics, with_config,
+           supabase_api_url):
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
     settings = config.database_backups if config else None
     started = time.monotonic()
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
+    snapshot, config_problem = _config_snapshot(config, target, supabase_api_url) if with_config else (None, None)
     try:
         manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, signer=signer,
                                      tiers=_tiers(config),
                                      timezone=settings.timezone if settings else "UTC",
-                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
+                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin,
+                                     extra_artifacts={supabase_config.ARTIFACT: snapshot} if snapshot else None)
     except Exception:
         if emit:
             metrics.publish_outcome(metrics.DB_BACKUP, succeeded=False, emit=emit)
@@ -126,6 +178,14 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, pu
     click.echo(f"backup {manifest.backup_id} ({manifest.tier}, retained until {manifest.retain_until}, "
                f"{manifest.lock_mode} lock): {format_bytes(manifest.total_bytes)} in {duration:.1f} s, "
                f"{len(manifest.tables)} tables, {sum(manifest.tables.values())} rows")
+    if snapshot:
+        click.echo(f"Supabase configuration snapshotted beside it ({supabase_config.ARTIFACT}, signed with the "
+                   "manifest)")
+    if config_problem:
+        if emit:
+            emit({metrics.SUPABASE_CONFIG_SNAPSHOT_FAILED: 1})
+        raise Failed(f"the dump was taken, but the Supabase configuration snapshot "
+                     f"{'is incomplete' if snapshot else 'failed'}: {config_problem}")
 
 
 def _state(entry: db_lib.BackupEntry) -> str:

@@ -12,12 +12,13 @@ retain-until date from its tier; the manifest, signed by KMS, pins every artifac
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -35,6 +36,7 @@ from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exporte
     DEFAULT_TIERS,
     FORMAT,
     MANIFEST,
+    OPTIONAL_ARTIFACTS,
     SIGNED,
     UNSIGNED_LEGACY,
     BackupEntry,
@@ -197,8 +199,10 @@ def list_tables(cur: Any) -> list[str]:
 def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: KmsSigner,
                now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
                lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
-               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Manifest:
-    """Take one backup; returns its manifest (signed and uploaded last)."""
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+               extra_artifacts: Mapping[str, bytes] | None = None) -> Manifest:
+    """Take one backup; returns its manifest (signed and uploaded last). ``extra_artifacts``: objects
+    written beside the dump and pinned by the same signed manifest (OPTIONAL_ARTIFACTS names them)."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
     tier = tier_for(started, tiers, timezone)
@@ -240,6 +244,8 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
              *(f"--exclude-schema={s}" for s in excluded if not s.startswith("pg_") and s != "information_schema")],
             conn_info.env, sink("data.dump"))
         conn.rollback()
+    for name, body in (extra_artifacts or {}).items():  # e.g. the Supabase project's configuration
+        artifacts[name] = _put_extra(s3, bucket, f"{prefix}/{name}", name, body, lock)
     manifest = Manifest(
         backup_id=backup_id, reason=reason, tier=tier.name, database=database,
         started_at=started.isoformat(timespec="seconds"), finished_at=clock().isoformat(timespec="seconds"),
@@ -251,6 +257,14 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
     s3sink.put_new(s3, bucket, f"{prefix}/{MANIFEST}", envelope(payload, signer.sign(payload), FORMAT),
                    error=BackupError, ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)
     return manifest
+
+
+def _put_extra(s3: Any, bucket: str, key: str, name: str, body: bytes, lock: dict[str, Any]) -> dict[str, Any]:
+    if name not in OPTIONAL_ARTIFACTS:  # a reader would call any other name tampering
+        raise BackupError(f"{name} is not an artifact a backup may hold ({', '.join(OPTIONAL_ARTIFACTS)})")
+    version = s3sink.put_new(s3, bucket, key, body, error=BackupError, ContentType="application/json",
+                             ChecksumAlgorithm="SHA256", **lock)
+    return {"key": key, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(), "version_id": version}
 
 
 # --------------------------------------------------------------------------- verify and restore
