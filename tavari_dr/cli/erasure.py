@@ -62,8 +62,7 @@ def record(config, target, account, erased_at, bucket, report_bucket):
     audit_record = AuditRecord("erasure_record", caller="", source={"bucket": bucket}, target={"account": account})
     with audited(config, target, report_bucket, audit_record) as audit:
         try:
-            entry = erasure.record(target.client("s3"), bucket, account, erased_at=erased_at, tiers=_tiers(config),
-                                   lock_mode=config.database_backups.lock_mode if config else "GOVERNANCE")
+            entry = erasure.record(target.client("s3"), bucket, account, erased_at=erased_at, tiers=_tiers(config))
         except erasure.ErasureError as err:
             raise Failed(str(err)) from None
         audit_record.details.update(key=entry.key, version_id=entry.version_id)

@@ -366,8 +366,8 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
             pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
     """Verify (signature, recorded versions, every sha256), then restore roles, schema and data in that
     order, re-apply the erasure ledger (tavari_dr.database.erasure; ``result.erased``), then compare row
-    counts with the manifest's less what the ledger removed. A tampered backup is refused (BackupTampered) unless the operator
-    named the manifest version to trust; then its findings are in the result."""
+    counts with the manifest's less what the ledger removed. A tampered backup is refused (BackupTampered)
+    unless the operator named the manifest version to trust; then its findings are in the result."""
     started = time.monotonic()
     opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
     manifest = opened.manifest

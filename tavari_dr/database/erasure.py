@@ -14,7 +14,10 @@ One object per erasure, holding only the account's UUID and the erasure time (no
 
 written with If-None-Match: * (a second erasure of the same account is a second object, never an
 overwrite), locked until the erasure time plus the longest tier's retention plus a day — so the record
-outlives every backup that can still hold the account's rows — and never expired by lifecycle. The
+outlives every backup that can still hold the account's rows — and never expired by lifecycle. The lock
+is GOVERNANCE in every environment, not the dumps' COMPLIANCE of prod: an entry recorded by mistake
+deletes a live customer's rows on every restore, so the break-glass role (the only principal prod's
+bucket policy lets bypass governance) must be able to withdraw it, on purpose and on the trail. The
 bucket policy refuses writes without If-None-Match and deletes under ``erasure/``
 (tavari_dr.core.guardrails); the bucket's replication rule covers every prefix, so the ledger is in
 the DR region with the dumps.
@@ -44,6 +47,7 @@ FORMAT = "tavari-erasure/1"
 TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 KEY_RE = re.compile(r"^erasure/(?P<account>[0-9a-f-]{36})/(?P<time>\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]{12}\.json$")
 FIELDS = {"format", "account_id", "erased_at"}
+LOCK_MODE = "GOVERNANCE"  # everywhere: see the module's docstring
 
 
 class ErasureError(BackupError):
@@ -81,7 +85,7 @@ def lock_until(erased_at: datetime, tiers: Sequence[Tier] = DEFAULT_TIERS) -> da
 
 
 def record(s3: Any, bucket: str, account: str, *, erased_at: datetime | None = None,
-           tiers: Sequence[Tier] = DEFAULT_TIERS, lock_mode: str = "GOVERNANCE") -> LedgerEntry:
+           tiers: Sequence[Tier] = DEFAULT_TIERS) -> LedgerEntry:
     """Write one ledger entry (a new object, never an overwrite); returns it with its key and version."""
     account = account_id(account)
     when = (erased_at or datetime.now(UTC)).astimezone(UTC)
@@ -89,7 +93,7 @@ def record(s3: Any, bucket: str, account: str, *, erased_at: datetime | None = N
     key = ledger_key(account, when)
     body = json.dumps(entry.document(), sort_keys=True).encode()
     version = s3sink.put_new(s3, bucket, key, body, error=ErasureError, ContentType="application/json",
-                             ChecksumAlgorithm="SHA256", ObjectLockMode=lock_mode,
+                             ChecksumAlgorithm="SHA256", ObjectLockMode=LOCK_MODE,
                              ObjectLockRetainUntilDate=lock_until(when, tiers))
     return LedgerEntry(account, when, key, version)
 
