@@ -18,6 +18,7 @@ from stacks.database_backups import (
     DatabaseBackupsStack,
     DrBackups,
     DrillInputs,
+    SupabaseConfigInputs,
     VerificationInputs,
 )
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
@@ -190,6 +191,9 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             invoice_access_log_bucket_name=storage.invoices.access_logs.bucket.bucket_name,
             **_dr_drift(config, backups_replica)),
         report_retention_days=config.verification.report_retention_days,
+        supabase_config=SupabaseConfigInputs(url_secret=config_secrets["SUPABASE_URL"],
+                                             token_secret=config_secrets["SUPABASE_ACCESS_TOKEN"]),
+        app_principal_arn=config.invoice_bucket.app_principal_arn,
         drill=DrillInputs(settings=config.drill, secrets_key=secrets.config_secrets.key, secrets={
             entry.name: (config_secrets[entry.name], entry) for entry in config.secrets.all_entries}),
         guard=guard, **common)

@@ -21,11 +21,13 @@ from tavari_dr.cli.common import (
     format_option,
     report_bucket_option,
 )
-from tavari_dr.core import metrics, outputs, reports
+from tavari_dr.configbackup import supabase_config
+from tavari_dr.core import metrics, outputs, reports, supabase_api
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
+from tavari_dr.database import erasure
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
 
 
@@ -92,6 +94,51 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
                              help="Directory of pg_dump/pg_restore (default: PATH).")
 
 
+def supabase_access(config: EnvironmentConfig | None, target: AwsTarget, api_url: str | None
+                    ) -> tuple[str, str, str]:
+    """(Management API URL, project ref, token): TAVARI_SUPABASE_URL / TAVARI_SUPABASE_ACCESS_TOKEN (the
+    ECS task's way), else the SUPABASE_URL and SUPABASE_ACCESS_TOKEN secrets of --env."""
+    import os
+
+    values = {name: os.environ.get(f"TAVARI_{name}") for name in ("SUPABASE_URL", "SUPABASE_ACCESS_TOKEN")}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        if config is None:
+            raise click.UsageError("name the Supabase project: --env ENV (secrets SUPABASE_URL and "
+                                   "SUPABASE_ACCESS_TOKEN) or TAVARI_SUPABASE_URL and TAVARI_SUPABASE_ACCESS_TOKEN")
+        arns = Deployed(config, target).secret_arns()
+        client = target.client("secretsmanager")
+        for name in missing:
+            value = client.get_secret_value(SecretId=arns[name])["SecretString"]
+            if outputs.is_placeholder(value):
+                raise Failed(f"{name} is still a placeholder: run tavari-dr secrets push")
+            values[name] = value
+    api = api_url or (config.verification.supabase_api_url if config else "https://api.supabase.com")
+    try:
+        ref = supabase_api.project_ref_from_url(values["SUPABASE_URL"] or "")
+    except ValueError as err:
+        raise Failed(str(err)) from None
+    return api, ref, values["SUPABASE_ACCESS_TOKEN"] or ""
+
+
+supabase_api_option = click.option("--supabase-api-url", help="Management API (default: the environment's "
+                                                              "verification.supabase_api_url).")
+
+
+def _config_snapshot(config: EnvironmentConfig | None, target: AwsTarget, api_url: str | None
+                     ) -> tuple[bytes | None, str | None]:
+    """The Supabase configuration to write beside the dump, or why there is none: its failure must not
+    cost the night's dump."""
+    try:
+        api, ref, token = supabase_access(config, target, api_url)
+        document = supabase_config.snapshot(api, ref, token)
+    except (supabase_api.SupabaseApiError, click.ClickException) as err:
+        message = err.format_message() if isinstance(err, click.ClickException) else str(err)
+        return None, message
+    problem = "; ".join(f"{k}: {v}" for k, v in document["unavailable"].items()) or None
+    return supabase_config.encode(document), problem
+
+
 @aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
 @click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
 @click.option("--database-url", envvar="TAVARI_DATABASE_URL",
@@ -100,19 +147,25 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
 @signing_key_option
 @pg_bin_option
 @click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")
+@click.option("--supabase-config", "with_config", is_flag=True,
+              help="Also snapshot the Supabase project's configuration (Management API, no secrets) beside the dump.")
+@supabase_api_option
 @_db_errors
-def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, publish_metrics):
+def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, publish_metrics, with_config,
+           supabase_api_url):
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
     settings = config.database_backups if config else None
     started = time.monotonic()
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
+    snapshot, config_problem = _config_snapshot(config, target, supabase_api_url) if with_config else (None, None)
     try:
         manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, signer=signer,
                                      tiers=_tiers(config),
                                      timezone=settings.timezone if settings else "UTC",
-                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin)
+                                     lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin,
+                                     extra_artifacts={supabase_config.ARTIFACT: snapshot} if snapshot else None)
     except Exception:
         if emit:
             metrics.publish_outcome(metrics.DB_BACKUP, succeeded=False, emit=emit)
@@ -125,6 +178,14 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, pu
     click.echo(f"backup {manifest.backup_id} ({manifest.tier}, retained until {manifest.retain_until}, "
                f"{manifest.lock_mode} lock): {format_bytes(manifest.total_bytes)} in {duration:.1f} s, "
                f"{len(manifest.tables)} tables, {sum(manifest.tables.values())} rows")
+    if snapshot:
+        click.echo(f"Supabase configuration snapshotted beside it ({supabase_config.ARTIFACT}, signed with the "
+                   "manifest)")
+    if config_problem:
+        if emit:
+            emit({metrics.SUPABASE_CONFIG_SNAPSHOT_FAILED: 1})
+        raise Failed(f"the dump was taken, but the Supabase configuration snapshot "
+                     f"{'is incomplete' if snapshot else 'failed'}: {config_problem}")
 
 
 def _state(entry: db_lib.BackupEntry) -> str:
@@ -162,10 +223,21 @@ def _print_counts(result: db_lib.VerifyResult) -> None:
         click.echo(f"  {'ok ' if passed else 'FAIL'} {name}: {detail}")
     if result.table_counts:
         width = max(len(t) for t in result.table_counts)
-        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'RESTORED':>10}")
+        wrong = result.mismatches()
+        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'ERASED':>8}  {'RESTORED':>10}")
         for table, (expected, found) in sorted(result.table_counts.items()):
-            mark = "" if expected == found else "   <-- MISMATCH"
-            click.echo(f"  {table:<{width}}  {expected:>10}  {found if found is not None else '-':>10}{mark}")
+            mark = "   <-- MISMATCH" if table in wrong else ""
+            click.echo(f"  {table:<{width}}  {expected:>10}  {result.erased.get(table, 0):>8}  "
+                       f"{found if found is not None else '-':>10}{mark}")
+    if result.erased:
+        click.echo(f"  erasure ledger: {sum(result.erased.values())} row(s) of erased accounts removed after the "
+                   "restore")
+
+
+def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
+    """The ledger could not be applied: a restored database may hold erased accounts (alarmed)."""
+    if emit and isinstance(err, erasure.ErasureError):
+        emit({metrics.ERASURE_LEDGER_FAILED: 1})
 
 
 @aws_command(group, "restore", "Verify, then restore roles, schema and data into --target-url.", env_required=False)
@@ -196,17 +268,23 @@ def restore(config, target, which, target_url, force, bucket, signing_key, manif
         except db_lib.BackupTampered:
             _publish_tampered(emit)
             raise
+        except erasure.ErasureError as err:
+            _publish_erasure_failed(emit, err)
+            raise
         record.source.update(backup=result.backup_id, trust=result.trust)
-        record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()})
+        record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()},
+                              erased_rows=result.erased)
         _print_counts(result)
         if result.tampered:
             _publish_tampered(emit)
-        if any(found != expected for expected, found in result.table_counts.values()):
+        if result.mismatches():
             raise Failed(f"restored {result.backup_id}, but row counts differ from the manifest")
         audit["outcome"] = "restored" + (" from a tampered backup through the named manifest version"
                                          if result.tampered else "")
+    erased = f" ({sum(result.erased.values())} row(s) of erased accounts removed)" if result.erased else ""
+    tampered = " — the bucket was tampered with, see TAMPERING above" if result.tampered else ""
     click.echo(f"restored {result.backup_id} ({result.trust}) in {result.duration_seconds:.1f} s; every row count "
-               "matches" + (" — the bucket was tampered with, see TAMPERING above" if result.tampered else ""))
+               f"matches{erased}{tampered}")
 
 
 def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
@@ -215,7 +293,22 @@ def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
             "tampered": result.tampered, "findings": result.findings,
             "duration_seconds": round(result.duration_seconds, 3),
             "checks": [{"name": n, "passed": p, "detail": d} for n, p, d in result.checks],
-            "table_counts": {t: {"manifest": e, "restored": f} for t, (e, f) in result.table_counts.items()}}
+            "table_counts": {t: {"manifest": e, "erased": result.erased.get(t, 0), "restored": f}
+                             for t, (e, f) in result.table_counts.items()},
+            "erased_rows": sum(result.erased.values())}
+
+
+def _check_ledger(result: db_lib.VerifyResult, s3: Any, bucket: str, emit: metrics.Emit | None) -> None:
+    """The weekly check reads the erasure ledger a restore would apply: a broken one is found before a
+    restore needs it."""
+    try:
+        entries = erasure.read_ledger(s3, bucket)
+    except erasure.ErasureError as err:
+        result.checks.append(("erasure ledger", False, str(err)))
+        _publish_erasure_failed(emit, err)
+        return
+    result.checks.append(("erasure ledger", True, f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+                                                  "each an account UUID and a time"))
 
 
 @aws_command(group, "verify", "Check a backup: --quick (sha256 + table of contents) or a full restore test.",
@@ -245,14 +338,16 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
     try:
         if quick:
             result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin, **opening)
+            _check_ledger(result, s3, bucket, emit)
         else:
             result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, **opening,
                                     log=(lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}")))
     except db_lib.BackupTampered as err:  # the full test refuses to restore it: a FAIL with what was found
         result = db_lib.tampered_result(err)
-    except db_lib.BackupError:
+    except db_lib.BackupError as err:
         if emit:  # could not even run: a failed check and a failed job, never silence
             metrics.publish_outcome(check, checks={check: False}, succeeded=False, emit=emit)
+            _publish_erasure_failed(emit, err)
         raise
     if result.tampered:
         _publish_tampered(emit)

@@ -32,6 +32,8 @@ EXPORT_FAILED = "ExportFailed"
 EXPORT_REFUSED = "ExportRefused"
 BACKUP_TAMPERED = "BackupTampered"
 EXPORT_SIGNING_KEYS_UNAVAILABLE = "ExportSigningKeysUnavailable"
+ERASURE_LEDGER_FAILED = "ErasureLedgerFailed"
+SUPABASE_CONFIG_SNAPSHOT_FAILED = "SupabaseConfigSnapshotFailed"
 
 # The Job dimension: every job whose outcome the alarms watch, by the one name its metrics, its alarms
 # and (for the Lambdas) its lambdas/<name> folder use.
@@ -62,6 +64,11 @@ METRICS: dict[str, tuple[str, str]] = {
                                "planted, or with a manifest that does not verify; per Source and in total (alarmed)."),
     EXPORT_SIGNING_KEYS_UNAVAILABLE: ("Count", "1 per token the authorizer refused because the project's JWKS "
                                                "could not be fetched (alarmed)."),
+    ERASURE_LEDGER_FAILED: ("Count", "1 each time the erasure ledger could not be read or re-applied after a restore "
+                                     "(the restored database may hold erased accounts) or by the weekly check "
+                                     "(alarmed)."),
+    SUPABASE_CONFIG_SNAPSHOT_FAILED: ("Count", "1 each time the nightly backup could not snapshot the Supabase "
+                                               "project's configuration (alarmed)."),
 }
 
 

@@ -12,12 +12,13 @@ retain-until date from its tier; the manifest, signed by KMS, pins every artifac
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -29,11 +30,13 @@ from tavari_dr.core import s3sink
 from tavari_dr.core.config import Tier
 from tavari_dr.core.s3sink import PART_SIZE
 from tavari_dr.core.schedule import local_date
+from tavari_dr.database import erasure
 from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exported for the CLI, jobs and checks
     ARTIFACTS,
     DEFAULT_TIERS,
     FORMAT,
     MANIFEST,
+    OPTIONAL_ARTIFACTS,
     SIGNED,
     UNSIGNED_LEGACY,
     BackupEntry,
@@ -196,8 +199,10 @@ def list_tables(cur: Any) -> list[str]:
 def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: KmsSigner,
                now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
                lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
-               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Manifest:
-    """Take one backup; returns its manifest (signed and uploaded last)."""
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+               extra_artifacts: Mapping[str, bytes] | None = None) -> Manifest:
+    """Take one backup; returns its manifest (signed and uploaded last). ``extra_artifacts``: objects
+    written beside the dump and pinned by the same signed manifest (OPTIONAL_ARTIFACTS names them)."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
     tier = tier_for(started, tiers, timezone)
@@ -239,6 +244,8 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
              *(f"--exclude-schema={s}" for s in excluded if not s.startswith("pg_") and s != "information_schema")],
             conn_info.env, sink("data.dump"))
         conn.rollback()
+    for name, body in (extra_artifacts or {}).items():  # e.g. the Supabase project's configuration
+        artifacts[name] = _put_extra(s3, bucket, f"{prefix}/{name}", name, body, lock)
     manifest = Manifest(
         backup_id=backup_id, reason=reason, tier=tier.name, database=database,
         started_at=started.isoformat(timespec="seconds"), finished_at=clock().isoformat(timespec="seconds"),
@@ -252,6 +259,14 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
     return manifest
 
 
+def _put_extra(s3: Any, bucket: str, key: str, name: str, body: bytes, lock: dict[str, Any]) -> dict[str, Any]:
+    if name not in OPTIONAL_ARTIFACTS:  # a reader would call any other name tampering
+        raise BackupError(f"{name} is not an artifact a backup may hold ({', '.join(OPTIONAL_ARTIFACTS)})")
+    version = s3sink.put_new(s3, bucket, key, body, error=BackupError, ContentType="application/json",
+                             ChecksumAlgorithm="SHA256", **lock)
+    return {"key": key, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(), "version_id": version}
+
+
 # --------------------------------------------------------------------------- verify and restore
 
 
@@ -263,11 +278,16 @@ class VerifyResult:
     duration_seconds: float = 0.0
     trust: str = ""
     findings: list[str] = field(default_factory=list)  # tampering found (the backup was read anyway, by name)
+    erased: dict[str, int] = field(default_factory=dict)  # table -> rows the erasure ledger removed (erasure)
+
+    def mismatches(self) -> dict[str, tuple[int, int | None]]:
+        """Tables whose restored count is not the manifest's less the rows the erasure ledger removed."""
+        return {table: (expected, found) for table, (expected, found) in self.table_counts.items()
+                if found != expected - self.erased.get(table, 0)}
 
     @property
     def ok(self) -> bool:
-        return not self.findings and all(passed for _, passed, _ in self.checks) and all(
-            found == expected for expected, found in self.table_counts.values())
+        return not self.findings and all(passed for _, passed, _ in self.checks) and not self.mismatches()
 
     @property
     def tampered(self) -> bool:
@@ -345,8 +365,9 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
             manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, force: bool = False,
             pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
     """Verify (signature, recorded versions, every sha256), then restore roles, schema and data in that
-    order, then compare row counts. A tampered backup is refused (BackupTampered) unless the operator
-    named the manifest version to trust; then its findings are in the result."""
+    order, re-apply the erasure ledger (tavari_dr.database.erasure; ``result.erased``), then compare row
+    counts with the manifest's less what the ledger removed. A tampered backup is refused (BackupTampered)
+    unless the operator named the manifest version to trust; then its findings are in the result."""
     started = time.monotonic()
     opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
     manifest = opened.manifest
@@ -387,6 +408,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         log("schema restored")
         _run_restore([tool("pg_restore"), *base, "--data-only", str(paths["data.dump"])], target)
         log("data restored")
+    result.erased = erasure.reapply(s3, bucket, lambda: _connect(target), log=log)  # erased accounts stay erased
     with _connect(target) as conn, conn.cursor() as cur:
         for table, expected in manifest.tables.items():
             cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - names from our own manifest

@@ -6,6 +6,7 @@ Layout of one backup (``<id>`` = ``20261125T020000Z-nightly``)::
     dumps/<tier>/<id>/schema.dump           pg_dump -Fc --schema-only, Supabase's internal schemas excluded
     dumps/<tier>/<id>/internal_schema.dump  pg_dump -Fc --schema-only of auth and storage (for plain targets)
     dumps/<tier>/<id>/data.dump             pg_dump -Fc --data-only, auth and storage data included
+    dumps/<tier>/<id>/supabase_config.json  (optional) the Supabase project's configuration, no secrets
     dumps/<tier>/<id>/manifest.json         written LAST: no manifest = incomplete, never "latest"
 
 manifest.json (format 2) is an envelope: the manifest verbatim and its KMS signature
@@ -31,6 +32,9 @@ from tavari_dr.core.config import DatabaseBackupsConfig, Tier
 from tavari_dr.database.signing import KmsVerifier, SignatureInvalid
 
 ARTIFACTS = ("roles.sql", "schema.dump", "internal_schema.dump", "data.dump")
+# Written beside the dump when there is one, pinned and signed like the rest; a restore of the database
+# never needs it (tavari_dr.configbackup.supabase_config: the Supabase project's configuration).
+OPTIONAL_ARTIFACTS = ("supabase_config.json",)
 MANIFEST = "manifest.json"
 FORMAT = "tavari-db-backup/2"
 LEGACY_FORMAT = "tavari-db-backup/1"
@@ -134,7 +138,7 @@ class BackupEntry:
         if until is None:
             found.append(f"{self.backup_id!r} is not a backup ID the job writes (<{ID_TIME_FORMAT}>-<reason>)")
         for name, h in sorted(self.history.items()):
-            if name not in (*ARTIFACTS, MANIFEST):
+            if name not in (*ARTIFACTS, *OPTIONAL_ARTIFACTS, MANIFEST):
                 found.append(f"{name}: an object no backup writes")
             if len(h.versions) > 1:
                 found.append(f"{name}: {len(h.versions)} versions (" + ", ".join(
