@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,8 +93,33 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
                              help="Directory of pg_dump/pg_restore (default: PATH).")
 
 
+# A migration's name as it becomes part of the backup ID (and so of its S3 keys).
+_MIGRATION_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _reason(reason: str | None, before_migration: str | None, config: EnvironmentConfig | None) -> str:
+    """--reason, or the before-migration hook's: that one needs --env named on the command line, so a
+    developer's ``npm run migrate`` never backs up an environment nobody chose."""
+    if before_migration is None:
+        if not reason:
+            raise click.UsageError("say why: --reason TEXT, or --before-migration NAME")
+        return reason
+    if reason:
+        raise click.UsageError("--before-migration sets the reason itself; drop --reason")
+    if config is None:
+        raise click.UsageError("--before-migration needs --env ENV: name the environment whose database the "
+                               "migration changes (nothing is backed up by default)")
+    if not _MIGRATION_NAME_RE.match(before_migration):
+        raise click.UsageError(f"--before-migration {before_migration!r}: use the migration's name or commit "
+                               "(letters, digits, '.', '_', '-'; at most 64)")
+    return f"before-migration-{before_migration}"
+
+
 @aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
-@click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
+@click.option("--reason", help="Why: 'nightly', 'manual before the upgrade', ...")
+@click.option("--before-migration", metavar="NAME",
+              help="The migration hook: reason before-migration-NAME; needs --env; prints the backup ID "
+                   "(exit 0: migrate; non-zero: do not).")
 @click.option("--database-url", envvar="TAVARI_DATABASE_URL",
               help="Instead of the BACKUP_DATABASE_URL secret (env TAVARI_DATABASE_URL; the ECS task's way).")
 @bucket_option
@@ -101,7 +127,8 @@ pg_bin_option = click.option("--pg-bin", type=click.Path(file_okay=False, path_t
 @pg_bin_option
 @click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")
 @_db_errors
-def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, publish_metrics):
+def backup(config, target, reason, before_migration, database_url, bucket, signing_key, pg_bin, publish_metrics):
+    reason = _reason(reason, before_migration, config)
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
@@ -125,6 +152,9 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, pu
     click.echo(f"backup {manifest.backup_id} ({manifest.tier}, retained until {manifest.retain_until}, "
                f"{manifest.lock_mode} lock): {format_bytes(manifest.total_bytes)} in {duration:.1f} s, "
                f"{len(manifest.tables)} tables, {sum(manifest.tables.values())} rows")
+    if before_migration is not None and config is not None:
+        click.echo(f"before migration {before_migration}: to undo it, tavari-dr db restore --env {config.name} "
+                   f"--backup {manifest.backup_id} --target-url …")
 
 
 def _state(entry: db_lib.BackupEntry) -> str:
