@@ -56,13 +56,15 @@ synth: install
 # account that is still the documentation's example. DEPLOY_STACKS: e.g. Tavari-Prod-DeployRoles alone.
 DEPLOY_STACKS ?= --all
 DEPLOY_FLAGS ?=
-deploy: install
+# What synth needs (the venv, the CDK CLI, the Lambda bundles); not the PostgreSQL binaries the tests use.
+DEPLOY_TOOLS := $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed
+deploy: $(DEPLOY_TOOLS)
 	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make deploy DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
 	$(CDK) deploy $(DEPLOY_STACKS) -c env=$(DEPLOY_ENV) -c tavari:deploy=true $(DEPLOY_FLAGS)
 
 # What a deploy would change, read-only (the bootstrap lookup role is enough): the template diff, no
 # change set (creating one needs the deploy role).
-diff: install
+diff: $(DEPLOY_TOOLS)
 	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make diff DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
 	$(CDK) diff --all --no-change-set -c env=$(DEPLOY_ENV) -c tavari:deploy=true
 
