@@ -271,3 +271,16 @@ def test_the_github_environment_defaults_to_the_environments_name_and_no_reposit
                             "prod").pipeline.subject("environment:production") == \
         f"repo:{REPO}:environment:production"
     assert not load_environment(with_pipeline(), "prod").pipeline.enabled
+
+
+def test_a_staging_environment_copied_from_dev_synthesizes_with_its_own_roles(tmp_path):
+    """README: adding an environment is a cdk.json entry (then its GitHub environment and workflow job)."""
+    from tests.conftest import _synth
+
+    context = copy.deepcopy(cdk_context())
+    context["environments"]["staging"] = copy.deepcopy(context["environments"]["dev"])
+    staging = _synth("staging", {**context, "env": "staging"}, tmp_path)
+    assert staging.templates and all(name.startswith("Tavari-Staging-") for name in staging.templates)
+    (trust,) = statements(staging.templates["Tavari-Staging-DeployRoles"], "DeployRole", "trust")
+    assert trust["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == \
+        f"repo:{REPO}:environment:staging"
