@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth test lint bench clean postgres-binaries
+.PHONY: install run synth deploy diff test lint bench clean postgres-binaries
 
 install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries
 
@@ -50,11 +50,30 @@ synth: install
 	for env in $(ENVS); do $(CDK) synth -c env=$$env -o cdk.out/$$env -q || exit 1; done
 	$(PY) -m tavari_dr.cli.synth_summary $(addprefix cdk.out/,$(ENVS))
 
+# Deploy one environment to its AWS account: `make deploy DEPLOY_ENV=prod` (no default: name it).
+# Needs credentials for that account, `cdk bootstrap` of every region its stacks use, and Docker (the
+# backup job's image is built and pushed at deploy). -c tavari:deploy=true makes app.py refuse an
+# account that is still the documentation's example. DEPLOY_STACKS: e.g. Tavari-Prod-DeployRoles alone.
+DEPLOY_STACKS ?= --all
+DEPLOY_FLAGS ?=
+# What synth needs (the venv, the CDK CLI, the Lambda bundles); not the PostgreSQL binaries the tests use.
+DEPLOY_TOOLS := $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed
+deploy: $(DEPLOY_TOOLS)
+	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make deploy DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
+	$(CDK) deploy $(DEPLOY_STACKS) -c env=$(DEPLOY_ENV) -c tavari:deploy=true $(DEPLOY_FLAGS)
+
+# What a deploy would change, read-only (the bootstrap lookup role is enough): the template diff, no
+# change set (creating one needs the deploy role).
+diff: $(DEPLOY_TOOLS)
+	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make diff DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
+	$(CDK) diff --all --no-change-set -c env=$(DEPLOY_ENV) -c tavari:deploy=true
+
 # ruff, then the import contracts in pyproject.toml ([tool.importlinter]): the layers of tavari_dr,
 # what the stacks and each Lambda handler may import, and no cycles.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/actionlint
 
 test: install lint
 	$(VENV)/bin/pytest -q

@@ -95,6 +95,8 @@ def load(env_name: str | None, cdk_json: Path, region: str | None, dr_region: st
          endpoint_url: str | None) -> tuple[EnvironmentConfig | None, AwsTarget]:
     if env_name is None:
         return None, AwsTarget(region=region, dr_region=dr_region, endpoint_url=endpoint_url)
+    if not env_name:  # `--env "$UNSET"`: refuse rather than fall back to cdk.json's default environment
+        raise click.UsageError("--env is empty; name an environment in cdk.json")
     config = load_from_file(env_name, cdk_json)
     target = AwsTarget(region=region or config.region, dr_region=dr_region or config.replication.region,
                        endpoint_url=endpoint_url)

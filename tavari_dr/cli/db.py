@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,8 +140,33 @@ def _config_snapshot(config: EnvironmentConfig | None, target: AwsTarget, api_ur
     return supabase_config.encode(document), problem
 
 
+# A migration's name as it becomes part of the backup ID (and so of its S3 keys).
+_MIGRATION_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _reason(reason: str | None, before_migration: str | None, config: EnvironmentConfig | None) -> str:
+    """--reason, or the before-migration hook's: that one needs --env named on the command line, so a
+    developer's ``npm run migrate`` never backs up an environment nobody chose."""
+    if before_migration is None:
+        if not reason:
+            raise click.UsageError("say why: --reason TEXT, or --before-migration NAME")
+        return reason
+    if reason:
+        raise click.UsageError("--before-migration sets the reason itself; drop --reason")
+    if config is None:
+        raise click.UsageError("--before-migration needs --env ENV: name the environment whose database the "
+                               "migration changes (nothing is backed up by default)")
+    if not _MIGRATION_NAME_RE.match(before_migration):
+        raise click.UsageError(f"--before-migration {before_migration!r}: use the migration's name or commit "
+                               "(letters, digits, '.', '_', '-'; at most 64)")
+    return f"before-migration-{before_migration}"
+
+
 @aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
-@click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
+@click.option("--reason", help="Why: 'nightly', 'manual before the upgrade', ...")
+@click.option("--before-migration", metavar="NAME",
+              help="The migration hook: reason before-migration-NAME; needs --env; prints the backup ID "
+                   "(exit 0: migrate; non-zero: do not).")
 @click.option("--database-url", envvar="TAVARI_DATABASE_URL",
               help="Instead of the BACKUP_DATABASE_URL secret (env TAVARI_DATABASE_URL; the ECS task's way).")
 @bucket_option
@@ -151,8 +177,9 @@ def _config_snapshot(config: EnvironmentConfig | None, target: AwsTarget, api_ur
               help="Also snapshot the Supabase project's configuration (Management API, no secrets) beside the dump.")
 @supabase_api_option
 @_db_errors
-def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, publish_metrics, with_config,
-           supabase_api_url):
+def backup(config, target, reason, before_migration, database_url, bucket, signing_key, pg_bin,
+           publish_metrics, with_config, supabase_api_url):
+    reason = _reason(reason, before_migration, config)
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
@@ -186,6 +213,9 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, pu
             emit({metrics.SUPABASE_CONFIG_SNAPSHOT_FAILED: 1})
         raise Failed(f"the dump was taken, but the Supabase configuration snapshot "
                      f"{'is incomplete' if snapshot else 'failed'}: {config_problem}")
+    if before_migration is not None and config is not None:
+        click.echo(f"before migration {before_migration}: to undo it, tavari-dr db restore --env {config.name} "
+                   f"--backup {manifest.backup_id} --target-url …")
 
 
 def _state(entry: db_lib.BackupEntry) -> str:
