@@ -49,7 +49,8 @@ def test_manifest_is_bucket_urlencoded_key_version_without_header():
 def test_jobs_are_created_with_etag_pinned_manifests_reports_and_confirmation(s3):
     big = 6 * 1024**3
     plan = plan_with(Action("a.pdf", COPY, "v1", 10), Action("b.pdf", COPY, "v2", big),
-                     Action("c.pdf", DELETE_MARKER, current="v3"), Action("d.pdf", RESTORE_ARCHIVED, "v4", 5, "GLACIER"))
+                     Action("c.pdf", DELETE_MARKER, current="v3"),
+                     Action("d.pdf", RESTORE_ARCHIVED, "v4", 5, "GLACIER"))
     control = boto3.client("s3control", region_name=REGION)
     stub = Stubber(control)
     expected_common = {"AccountId": ACCOUNT, "ConfirmationRequired": True, "Priority": 10,

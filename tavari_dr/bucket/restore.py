@@ -243,18 +243,12 @@ def _uncertain(entries: list[Version], why: str, which: Callable[[Version], bool
 
 def _merge_by_time(segment: list[Version]) -> list[Version]:
     """One page's entries of one key from a document that does not interleave: versions and markers
-    each in listing order, merged by LastModified. Where a version and a marker share a second the
-    order between them is unknown: every entry of that second is marked uncertain."""
+    each in listing order, merged by LastModified (ties between them: see _order_key)."""
     for kind in (False, True):
         same = [v for v in segment if v.delete_marker is kind]
         if any(a.last_modified < b.last_modified for a, b in itertools.pairwise(same)):
             return _uncertain(segment, "its listing's order and its times disagree")
     merged = sorted(segment, key=lambda v: -v.last_modified.timestamp())  # stable: listing order within a kind
-    for when, tied in itertools.groupby(merged, key=lambda v: v.last_modified):
-        if len({v.delete_marker for v in tied}) > 1:
-            merged = _uncertain(merged, f"a version and a delete marker share the second {when.isoformat()} in a "
-                                "ListObjectVersions response that does not interleave them",
-                                lambda v, when=when: v.last_modified == when)
     for i, marker in enumerate(merged):
         if marker.delete_marker and any(v.multipart for v in merged[i + 1:] if not v.delete_marker):
             # A multipart version's LastModified is its upload's start: a marker that looks newer by
@@ -265,20 +259,23 @@ def _merge_by_time(segment: list[Version]) -> list[Version]:
 
 
 def _order_key(entries: list[Version]) -> list[Version]:
-    """One key's entries, newest first: S3's listing order, page after page."""
+    """One key's entries, newest first: S3's listing order, page after page (both S3's and moto's
+    pages follow one order across boundaries). Only a page that does not interleave versions and
+    markers is merged by time; where a version and a marker of the key share a second and one of
+    them comes from such a page (on either side of a page boundary), their order is unknown."""
     ordered: list[Version] = []
     for _, on_page in itertools.groupby(entries, key=lambda v: v.page):
         segment = list(on_page)
         in_order = segment[0].in_order or len({v.delete_marker for v in segment}) == 1
-        merged = segment if in_order else _merge_by_time(segment)
-        if ordered and not (ordered[-1].in_order and merged[0].in_order) \
-                and ordered[-1].last_modified == merged[0].last_modified \
-                and ordered[-1].delete_marker != merged[0].delete_marker:
-            why = (f"a version and a delete marker share the second {merged[0].last_modified.isoformat()} on two "
-                   "ListObjectVersions pages, one of which does not interleave them")
-            ordered[-1] = dataclasses.replace(ordered[-1], uncertain=why)
-            merged = [dataclasses.replace(merged[0], uncertain=why), *merged[1:]]
-        ordered.extend(merged)
+        ordered.extend(segment if in_order else _merge_by_time(segment))
+    if all(v.in_order for v in ordered):
+        return ordered
+    for when, tied in itertools.groupby(ordered, key=lambda v: v.last_modified):
+        group = list(tied)
+        if len({v.delete_marker for v in group}) > 1 and not all(v.in_order for v in group):
+            why = (f"a version and a delete marker share the second {when.isoformat()} in a ListObjectVersions "
+                   "response that does not interleave them")
+            ordered = _uncertain(ordered, why, lambda v, when=when: v.last_modified == when and not v.uncertain)
     return ordered
 
 
