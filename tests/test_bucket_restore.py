@@ -500,9 +500,9 @@ def test_plan_in_apply_rechecks_versioning_and_never_removes_a_version(s3, tmp_p
     before = version_ids(s3, "invoices")
     code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(plan_file), "--apply",
                         "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
-    assert code == 1 and "refused before writing anything" in out and "versioning Suspended" in out, out
     assert version_ids(s3, "invoices") >= before
     assert s3.get_object(Bucket="invoices", Key="late.pdf")["Body"].read() == b"written while suspended"
+    assert code == 1 and "refused before writing anything" in out and "versioning Suspended" in out, out
 
 
 def _interrupt_after_first_copy(monkeypatch):
@@ -564,11 +564,11 @@ def test_every_apply_path_checks_both_buckets_and_version_ids_only_grow(s3, tmp_
         suspend_and_write()
         how = ("--plan-in", str(plan_file))
     code, out = run_cli(*common, *how, "--apply")
-    assert code == 1, out
-    assert "refused before writing anything" in out and f"bucket {suspended} has versioning Suspended" in out
     assert version_ids(s3, "invoices", "rebuilt") >= seen["before"]
     assert s3.get_object(Bucket=suspended, Key="k1.pdf")["Body"].read() == b"null version"
     assert s3.get_object(Bucket=suspended, Key="extra.pdf")["Body"].read() == b"null version"
+    assert code == 1, out
+    assert "refused before writing anything" in out and f"bucket {suspended} has versioning Suspended" in out
 
 
 class Writers:
@@ -621,22 +621,24 @@ def test_tags_are_part_of_the_state(s3, tmp_path):
     to = h.time_after(0)
     # The application re-uploads the same bytes and metadata with other tags: a new version, same content.
     h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=short&legal-hold=no")
-    args = ("--bucket", "invoices", "--region", REGION, "--to", to.isoformat())
-    code, out = run_cli(*args, "--no-tags", "--apply", "--state-dir", str(tmp_path / "s"),
-                        "--report-bucket", "reports")
-    assert code == 0 and "tags differ inv.pdf" in out and "not restored: --no-tags" in out, out
-    assert len(s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"]) == 2
-    code, out = run_cli(*args, "--apply", "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
-    assert code == 0 and "restore-tags" in out and "1 done" in out, out
+    args = ("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+            "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    code, out = run_cli(*args)
     assert s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "long"}]
+    assert code == 0 and "restore-tags" in out and "1 done" in out, out
     assert r.plan_restore(s3, "invoices", to, now=NOW).actions == []
+    # --no-tags: reported, not restored.
+    h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=none")
+    code, out = run_cli(*args, "--no-tags")
+    assert code == 0 and "tags differ inv.pdf" in out and "not restored: --no-tags" in out, out
+    assert s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "none"}]
     # Into another bucket: its same-content copy with other tags gets the tags of the version at T.
     make_bucket(s3, "rebuilt")
     s3.put_object(Bucket="rebuilt", Key="inv.pdf", Body=b"%PDF", Metadata={"customer": "c-1"},
                   ContentType="application/pdf", Tagging="retention=none")
     plan, summary = restore(s3, "invoices", to, tmp_path, target_bucket="rebuilt")
-    assert [a.action for a in plan.actions] == ["restore-tags"] and summary.ok
     assert s3.get_object_tagging(Bucket="rebuilt", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "long"}]
+    assert [a.action for a in plan.actions] == ["restore-tags"] and summary.ok
 
 
 def test_a_tag_change_on_the_version_current_at_t_cannot_be_seen_and_is_said_so(s3):

@@ -120,6 +120,7 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
                     jobs = _batch_restore(config, target, plan, confirm, say)
                     outcome.update(applied=True, batch_operations=jobs)
                     record.details["jobs"] = jobs
+                    _refuse_ambiguous(plan)
                     audit["outcome"] = "batch jobs created" + (" (awaiting confirmation)"
                                                                if jobs["confirmation_required"] else "")
                 else:
@@ -194,11 +195,14 @@ def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: re
         return deployed.resource(None, outputs.INVOICE_STORAGE, key, what="restore operations")
 
     account = target.client("sts").get_caller_identity()["Account"]
-    jobs = batch.create_jobs(
-        target.client("s3"), target.client("s3control"), plan, account_id=account,
-        role_arn=output(outputs.BATCH_OPERATIONS_ROLE_ARN),
-        delete_marker_function_arn=output(outputs.DELETE_MARKER_FUNCTION_ARN),
-        manifest_bucket=output(outputs.RESTORE_OPS_BUCKET_NAME), confirm=confirm)
+    try:
+        jobs = batch.create_jobs(
+            target.client("s3"), target.client("s3control"), plan, account_id=account,
+            role_arn=output(outputs.BATCH_OPERATIONS_ROLE_ARN),
+            delete_marker_function_arn=output(outputs.DELETE_MARKER_FUNCTION_ARN),
+            manifest_bucket=output(outputs.RESTORE_OPS_BUCKET_NAME), confirm=confirm)
+    except restore_lib.NotVersioned as err:
+        raise Failed(f"refused before writing anything: {err}") from None
     for label, job in (("copy job", jobs.copy_job_id), ("delete-marker job", jobs.delete_marker_job_id)):
         if job:
             say(f"{label}: {job}")
@@ -208,8 +212,10 @@ def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: re
         say("jobs await confirmation: aws s3control update-job-status --account-id "
             f"{account} --job-id JOB --requested-job-status Ready")
     if jobs.cli_path:
-        say(f"{len(jobs.cli_path)} key(s) are over 5 GB or archived and stay on the CLI path: "
-            "re-run without --batch-operations once the jobs are done")
+        say(f"{len(jobs.cli_path)} key(s) are over 5 GB, archived or need their tags back, and stay on the CLI "
+            "path: re-run without --batch-operations once the jobs are done")
+    say("once the jobs are done, plan the same restore again (dry run): a key with an action left was changed "
+        "during the restore (the jobs' report says which delete markers were refused as changed)")
     return {"copy_job_id": jobs.copy_job_id, "delete_marker_job_id": jobs.delete_marker_job_id,
             "manifests": jobs.manifests, "confirmation_required": jobs.confirmation_required,
             "cli_path": [a.key for a in jobs.cli_path]}
