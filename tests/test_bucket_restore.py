@@ -418,3 +418,240 @@ def test_cli_exit_1_when_a_key_fails(s3, tmp_path, monkeypatch):
     assert record["outcome"].startswith("failed: 1 failed")
     assert "failed   k01.pdf" in out and "AccessDenied" in out and "1 failed" in out
     assert Path(tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------- findings: order, versioning, writers
+
+
+def version_ids(s3, *buckets):
+    return {(b, v.key, v.version_id) for b in buckets for v in r.list_versions(s3, b)}
+
+
+def test_same_second_put_and_delete_before_t_is_ambiguous_on_moto_and_left_alone(s3, tmp_path):
+    """moto lists all versions, then all markers, with whole-second times: which of a put and a
+    delete in one second came last cannot be known, so the key is reported, not guessed."""
+    with freeze_time(BASE):
+        s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"v1")
+        s3.delete_object(Bucket="invoices", Key="a.pdf")
+        s3.put_object(Bucket="invoices", Key="other.pdf", Body=b"o1")
+    to = BASE + timedelta(minutes=5)
+    with freeze_time(BASE + timedelta(minutes=10)):
+        s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"v2")
+        s3.put_object(Bucket="invoices", Key="other.pdf", Body=b"o2")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+                        "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    assert code == 1, out
+    assert "ambiguous a.pdf" in out and "left alone" in out and "1 key(s) ambiguous" in out
+    assert s3.get_object(Bucket="invoices", Key="a.pdf")["Body"].read() == b"v2"  # not v1, never a guess
+    assert s3.get_object(Bucket="invoices", Key="other.pdf")["Body"].read() == b"o1"  # the rest is restored
+
+
+class SmallPages:
+    """ListObjectVersions pages of ``size`` entries, so a few keys span pages (moto copies the
+    whole bucket for every page: small data, small pages)."""
+
+    def __init__(self, client, size):
+        self._client, self.size = client, size
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_paginator(self, name):
+        paginator, size = self._client.get_paginator(name), self.size
+
+        class Paginator:
+            def paginate(self, **kwargs):
+                return paginator.paginate(**{**kwargs, "PaginationConfig": {
+                    **kwargs.get("PaginationConfig", {}), "PageSize": size}})
+
+        return Paginator()
+
+
+@pytest.mark.parametrize("page_size", [4, 5])
+def test_versions_spanning_listing_pages_are_ordered_by_the_listing_not_is_latest(s3, tmp_path, page_size):
+    """moto marks the first version of a key on a second page IsLatest."""
+    h = History(s3, "invoices")
+    for i in range(4):
+        h.put(f"k{i}.pdf", f"v1-{i}".encode())
+    for i in range(4):
+        h.put(f"k{i}.pdf", f"v2-{i}".encode())
+    to = h.time_after(7)
+    for i in range(4):
+        h.put(f"k{i}.pdf", f"v3-{i}".encode())
+    small = SmallPages(s3, page_size)
+    pages = list(s3.get_paginator("list_object_versions").paginate(
+        Bucket="invoices", PaginationConfig={"PageSize": page_size}))
+    assert sum(v["IsLatest"] for p in pages for v in p["Versions"]) > 4  # moto's wrong IsLatest is there
+    plan, summary = restore(small, "invoices", to, tmp_path)
+    assert summary.ok and len(plan.actions) == 4, summary.results
+    assert r.visible_state(s3, "invoices") == h.state_after(7)
+
+
+def test_plan_in_apply_rechecks_versioning_and_never_removes_a_version(s3, tmp_path):
+    h = History(s3, "invoices")
+    h.put("a.pdf", b"1")
+    to = h.time_after(0)
+    h.put("late.pdf", b"created after T")
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(),
+                   "--plan-out", str(plan_file))[0] == 0
+    s3.put_bucket_versioning(Bucket="invoices", VersioningConfiguration={"Status": "Suspended"})
+    s3.put_object(Bucket="invoices", Key="late.pdf", Body=b"written while suspended")  # the null version
+    before = version_ids(s3, "invoices")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(plan_file), "--apply",
+                        "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    assert version_ids(s3, "invoices") >= before
+    assert s3.get_object(Bucket="invoices", Key="late.pdf")["Body"].read() == b"written while suspended"
+    assert code == 1 and "refused before writing anything" in out and "versioning Suspended" in out, out
+
+
+def _interrupt_after_first_copy(monkeypatch):
+    real, calls = r.copy_version, []
+
+    def dying(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt("operator pressed Ctrl-C")
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(r, "copy_version", dying)
+    return lambda: monkeypatch.setattr(r, "copy_version", real)
+
+
+@pytest.mark.parametrize("path", ["apply", "plan-in", "resume"])
+@pytest.mark.parametrize("suspended", ["invoices", "rebuilt"])
+def test_every_apply_path_checks_both_buckets_and_version_ids_only_grow(s3, tmp_path, monkeypatch, path, suspended):
+    make_bucket(s3, "rebuilt")
+    h = History(s3, "invoices")
+    for i in range(3):
+        h.put(f"k{i}.pdf", f"v1-{i}".encode())
+    to = h.time_after(2)
+    for i in range(3):
+        h.put(f"k{i}.pdf", f"v2-{i}".encode())
+    with freeze_time(BASE + timedelta(hours=2)):
+        s3.put_object(Bucket="rebuilt", Key="extra.pdf", Body=b"only in the target")
+        s3.put_object(Bucket="rebuilt", Key="k0.pdf", Body=b"target's own k0")
+    common = ("--bucket", "invoices", "--region", REGION, "--target-bucket", "rebuilt",
+              "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports", "--concurrency", "1")
+    plan_file = tmp_path / "plan.json"
+    assert run_cli(*common, "--to", to.isoformat(), "--plan-out", str(plan_file))[0] == 0
+    if path == "resume":
+        restore_copy = _interrupt_after_first_copy(monkeypatch)
+        code, _ = run_cli(*common, "--plan-in", str(plan_file), "--apply")
+        assert code == 1  # interrupted after one key
+        restore_copy()
+    seen = {}
+
+    def suspend_and_write():
+        s3.put_bucket_versioning(Bucket=suspended, VersioningConfiguration={"Status": "Suspended"})
+        with freeze_time(BASE + timedelta(hours=3)):
+            s3.put_object(Bucket=suspended, Key="extra.pdf", Body=b"null version")
+            s3.put_object(Bucket=suspended, Key="k1.pdf", Body=b"null version")
+        seen["before"] = version_ids(s3, "invoices", "rebuilt")
+
+    if path == "apply":  # between this run's own plan and its first write
+        real_plan = r.plan_restore
+
+        def plan_then_suspend(*args, **kwargs):
+            planned = real_plan(*args, **kwargs)
+            if not seen:
+                suspend_and_write()
+            return planned
+
+        monkeypatch.setattr(r, "plan_restore", plan_then_suspend)
+        how = ("--to", to.isoformat())
+    else:
+        suspend_and_write()
+        how = ("--plan-in", str(plan_file))
+    code, out = run_cli(*common, *how, "--apply")
+    assert version_ids(s3, "invoices", "rebuilt") >= seen["before"]
+    assert s3.get_object(Bucket=suspended, Key="k1.pdf")["Body"].read() == b"null version"
+    assert s3.get_object(Bucket=suspended, Key="extra.pdf")["Body"].read() == b"null version"
+    assert code == 1, out
+    assert "refused before writing anything" in out and f"bucket {suspended} has versioning Suspended" in out
+
+
+class Writers:
+    """The application writing while the restore runs: ``before[key]`` writes when the restore's
+    first copy starts; ``after[key]`` writes just after the restore's copy of that key."""
+
+    def __init__(self, client, *, before, after):
+        self._client, self.before, self.after = client, dict(before), dict(after)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def copy_object(self, **kwargs):
+        for key, body in self.before.items():
+            self._client.put_object(Bucket=kwargs["Bucket"], Key=key, Body=body)
+        self.before = {}
+        response = self._client.copy_object(**kwargs)
+        if kwargs["Key"] in self.after:
+            self._client.put_object(Bucket=kwargs["Bucket"], Key=kwargs["Key"], Body=self.after.pop(kwargs["Key"]))
+        return response
+
+
+def test_keys_written_during_the_restore_are_reported_and_fail_the_run(s3, tmp_path, monkeypatch):
+    h, to = changed_history(s3, n=4)
+    h.put("steady.pdf", b"unchanged")  # written after T: the plan gives it a delete marker
+    with freeze_time(BASE):
+        s3.put_object(Bucket="invoices", Key="quiet.pdf", Body=b"same at T and now")
+    writers = Writers(s3, before={"k03.pdf": b"app, before its copy", "quiet.pdf": b"app, unplanned key"},
+                      after={"k01.pdf": b"app, right after its copy"})
+    real_client = boto3.session.Session.client
+    monkeypatch.setattr(boto3.session.Session, "client", lambda self, name, *a, **k: writers if name == "s3"
+                        else real_client(self, name, *a, **k))
+    before = version_ids(s3, "invoices")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+                        "--concurrency", "1", "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    assert code == 1, out
+    assert "3 key(s) changed during restore" in out and "plan again" in out
+    for key, when in (("k03.pdf", "before its write"), ("k01.pdf", "after its write"),
+                      ("quiet.pdf", "after the last write")):
+        assert f"changed  {key}: changed during restore ({when})" in out, key
+    assert s3.get_object(Bucket="invoices", Key="k03.pdf")["Body"].read() == b"app, before its copy"
+    assert version_ids(s3, "invoices") >= before
+    report = [json.loads(line) for line in next((tmp_path / "s").glob("*.report.jsonl")).read_text().splitlines()]
+    assert {row["key"] for row in report if row["status"] == "changed"} == {"k01.pdf", "k03.pdf", "quiet.pdf"}
+
+
+def test_tags_are_part_of_the_state(s3, tmp_path):
+    h = History(s3, "invoices")
+    h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=long")
+    to = h.time_after(0)
+    # The application re-uploads the same bytes and metadata with other tags: a new version, same content.
+    h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=short&legal-hold=no")
+    args = ("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+            "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    code, out = run_cli(*args)
+    assert s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "long"}]
+    assert code == 0 and "restore-tags" in out and "1 done" in out, out
+    assert r.plan_restore(s3, "invoices", to, now=NOW).actions == []
+    # --no-tags: reported, not restored.
+    h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=none")
+    code, out = run_cli(*args, "--no-tags")
+    assert code == 0 and "tags differ inv.pdf" in out and "not restored: --no-tags" in out, out
+    assert s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "none"}]
+    # Into another bucket: its same-content copy with other tags gets the tags of the version at T.
+    make_bucket(s3, "rebuilt")
+    s3.put_object(Bucket="rebuilt", Key="inv.pdf", Body=b"%PDF", Metadata={"customer": "c-1"},
+                  ContentType="application/pdf", Tagging="retention=none")
+    plan, summary = restore(s3, "invoices", to, tmp_path, target_bucket="rebuilt")
+    assert s3.get_object_tagging(Bucket="rebuilt", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "long"}]
+    assert [a.action for a in plan.actions] == ["restore-tags"] and summary.ok
+
+
+def test_a_tag_change_on_the_version_current_at_t_cannot_be_seen_and_is_said_so(s3):
+    h = History(s3, "invoices")
+    h.put("inv.pdf", b"%PDF", Tagging="retention=long")
+    to = h.time_after(0)
+    s3.put_object_tagging(Bucket="invoices", Key="inv.pdf", Tagging={"TagSet": [{"Key": "retention", "Value": "x"}]})
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat())
+    assert code == 0 and "S3 keeps no history of a version's tags" in out
+
+
+def test_an_old_plan_file_is_refused_with_one_line(s3, tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"bucket": "invoices", "to": NOW.isoformat(), "actions": []}))
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(old), "--apply")
+    assert code == 2 and "older tavari-dr" in out and "Traceback" not in out
