@@ -185,14 +185,14 @@ def test_materialized_views_come_back_populated_in_dependency_order_and_with_no_
     load(source, tmp_path / "mv.sql", bin_dir)
     target = clusters(15, "target").create_database(f"mv_{next(_names)}")
     manifest, result = backup_and_restore(s3, signing, source, target, bin_dir, "matviews")
-    order = [v["name"] for v in manifest.matviews]
-    assert sorted(order) == ["a top", "empty", "z base"] and order.index("z base") < order.index("a top")
     assert result.ok
     assert populated(target) == {"z base": True, "a top": True, "empty": False}
-    assert result.table_counts['public."a top"'] == (2, 2)  # the views' rows are compared too
     with psycopg.connect(source) as src, psycopg.connect(target) as dst:
         query = 'SELECT * FROM public."a top" ORDER BY region'
         assert dst.execute(query).fetchall() == src.execute(query).fetchall()
+    assert result.table_counts['public."a top"'] == (2, 2)  # the views' rows are compared too
+    order = [v["name"] for v in manifest.matviews]
+    assert sorted(order) == ["a top", "empty", "z base"] and order.index("z base") < order.index("a top")
 
 
 def test_force_over_a_schema_whose_name_holds_a_dot_drops_that_schema_and_no_other(s3, signing, clusters):
@@ -205,7 +205,7 @@ def test_force_over_a_schema_whose_name_holds_a_dot_drops_that_schema_and_no_oth
         conn.execute('CREATE SCHEMA "a.b"; CREATE TABLE "a.b"."t.1" (x int); INSERT INTO "a.b"."t.1" VALUES (1), (2)')
     target = clusters(15, "target").create_database(f"dot_{next(_names)}")
     manifest, first = backup_and_restore(s3, signing, source, target, bin_dir, "dotted")
-    assert first.ok and manifest.table_names['"a.b"."t.1"'] == ["a.b", "t.1"]
+    assert first.ok
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA a; CREATE FUNCTION a.keep() RETURNS int LANGUAGE sql AS 'SELECT 7'")
         conn.execute('DELETE FROM "a.b"."t.1"')
@@ -213,6 +213,7 @@ def test_force_over_a_schema_whose_name_holds_a_dot_drops_that_schema_and_no_oth
     assert again.ok and again.table_counts['"a.b"."t.1"'] == (2, 2)
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT a.keep()").fetchone()[0] == 7  # schema "a" holds no table of ours
+    assert manifest.table_names['"a.b"."t.1"'] == ["a.b", "t.1"]
 
 
 def test_a_plain_postgres_database_without_auth_or_storage_backs_up_verifies_and_restores(s3, signing, clusters):
@@ -272,3 +273,42 @@ def test_a_manifest_from_before_reads_as_a_supabase_source_with_every_view_to_re
     data = Manifest.from_json(text)
     assert data.table_pairs() == {'"a.b"."t.1"': ("a.b", "t.1"), "public.plain": ("public", "plain")}
     assert data.matviews is None and data.internal_schemas is None
+
+
+def test_rows_load_with_the_tables_triggers_off(s3, signing, clusters):
+    """Found building the fixture: a data-only restore fired a BEFORE INSERT trigger, which
+    rewrote the rows it loaded (on Supabase, a trigger on auth.users inserts the profile rows the
+    dump brings next). Rows now load with session_replication_role = replica."""
+    bin_dir = client(15)
+    source = clusters(15, "source").create_database(f"trg_{next(_names)}")
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.t (v text); CREATE TABLE public.audit (v text)")
+        conn.execute("CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "NEW.v := NEW.v || ' (stamped)'; INSERT INTO public.audit VALUES (NEW.v); RETURN NEW; END $$")
+        conn.execute("CREATE TRIGGER stamp BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.stamp()")
+        conn.execute("INSERT INTO public.t VALUES ('one'), ('two')")
+    target = clusters(15, "target").create_database(f"trg_{next(_names)}")
+    _, result = backup_and_restore(s3, signing, source, target, bin_dir, "triggers")
+    assert result.ok, result.table_counts
+    assert content_of(target) == content_of(source)
+
+
+def test_a_role_that_may_not_set_the_replica_role_is_told_so(clusters):
+    cluster = clusters(15, "target")
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'no_replica') THEN "
+                     "CREATE ROLE no_replica LOGIN; END IF; END $$")
+    assert d._may_set_replica_role(d.parse_database_url(cluster.url()))
+    assert not d._may_set_replica_role(d.parse_database_url(cluster.url(user="no_replica")))
+
+
+def test_restoring_into_an_older_major_reports_what_psql_stopped_on(s3, signing, clusters):
+    bin_dir = client(17)
+    source = clusters(15, "source").create_database(f"old_{next(_names)}")
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "a.b"; CREATE TABLE "a.b".t (x int)')
+    target = clusters(15, "target").create_database(f"old_{next(_names)}")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "a.b"')  # no table: not refused, but the dump's CREATE SCHEMA fails
+    with pytest.raises(d.BackupError, match='psql failed: .*schema "a.b" already exists'):
+        backup_and_restore(s3, signing, source, target, bin_dir, "older")

@@ -456,9 +456,11 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         log("schema restored")
         replica = _may_set_replica_role(target)
         _run_restore([tool("pg_restore"), *base, "--data-only", str(paths["data.dump"])], target,
-                     options="-c session_replication_role=replica" if replica else None)
+                     options=REPLICA_ROLE if replica else None)
         log("data restored" + ("" if replica else " (this role may not set session_replication_role: the "
                                                   "tables' triggers fired while their rows were loaded)"))
+    import psycopg
+
     sql = _sql()
     with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
         views = manifest.matviews
@@ -466,7 +468,11 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
             views = [{**v, "populated": True} for v in list_matviews(cur, _data_excluded())]
         for view in views:
             if view["populated"]:
-                cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(_identifier(view)))
+                try:
+                    cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(_identifier(view)))
+                except psycopg.Error as err:
+                    raise BackupError(f"refreshing materialized view {view['qualified']} failed: "
+                                      f"{str(err).strip()}") from err
         if views:
             filled = sum(1 for v in views if v["populated"])
             log(f"materialized views refreshed in dependency order: {filled}, left with no data as in the source: "
@@ -519,19 +525,24 @@ def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[st
             conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(present)))
 
 
+REPLICA_ROLE = "-c session_replication_role=replica"
+
+
 def _may_set_replica_role(target: Connection) -> bool:
     """Whether the restoring role may load rows with triggers off (session_replication_role =
-    replica: a superuser, or Supabase's postgres role, whom the platform lets set it). A data-only
-    restore otherwise fires every trigger again: a BEFORE INSERT trigger rewrites the rows it loads,
-    one on auth.users inserts the profile rows the dump brings next."""
+    replica, as Supabase's own restore guide loads its data file; a superuser may). Asked the way
+    pg_restore will set it, as a connection option. A data-only restore otherwise fires every
+    trigger again: a BEFORE INSERT trigger rewrites the rows it loads, one on auth.users inserts
+    the profile rows the dump brings next."""
     import psycopg
 
-    with _connect(target, autocommit=True) as conn:
-        try:
-            conn.execute("SET session_replication_role = replica")
-        except psycopg.errors.InsufficientPrivilege:
-            return False
-    return True
+    try:
+        with _connect(target, options=REPLICA_ROLE) as conn:
+            return conn.execute("SHOW session_replication_role").fetchone()[0] == "replica"
+    except psycopg.OperationalError as err:  # FATAL at connection: permission denied to set parameter
+        if "session_replication_role" not in str(err):
+            raise BackupError(f"connecting to the target failed: {str(err).strip()}") from err
+        return False
 
 
 def _run_restore(command: list[str], target: Connection, options: str | None = None) -> None:
@@ -593,9 +604,11 @@ def _restore_through_psql(command: list[str], env: dict[str, str]) -> None:
         except BrokenPipeError:
             pass  # psql stopped on an error: its stderr says which
         finally:
-            produced, consumed = producer.wait(), consumer.wait()
-        for name, code, err in ((command[0], produced, restore_err), (psql, consumed, psql_err)):
+            consumed = consumer.wait()
+            if consumed != 0:
+                producer.kill()  # psql stopped first: its error is the cause
+            produced = producer.wait()
+        for name, code, err in ((psql, consumed, psql_err), (command[0], produced, restore_err)):
             if code != 0:
-                producer.kill()
                 err.seek(0)
                 raise BackupError(f"{name} failed: {err.read().decode(errors='replace')[-1500:]}")
