@@ -312,3 +312,24 @@ def test_restoring_into_an_older_major_reports_what_psql_stopped_on(s3, signing,
         conn.execute('CREATE SCHEMA "a.b"')  # no table: not refused, but the dump's CREATE SCHEMA fails
     with pytest.raises(d.BackupError, match='psql failed: .*schema "a.b" already exists'):
         backup_and_restore(s3, signing, source, target, bin_dir, "older")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the cluster as another user (postgres)")
+def test_a_server_the_postgres_user_cannot_reach_runs_from_a_copy_it_can(tmp_path):
+    """As root the cluster runs as postgres; CI's checkout may sit where postgres cannot read
+    (a 0700 home), node_modules with it."""
+    from tavari_dr.drill import pgcluster
+
+    try:
+        install = pgcluster.server_bin_dir(17).parent
+    except PostgresUnavailable as err:
+        unavailable(str(err))
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    subprocess.run(["cp", "-a", str(install), str(hidden / "native")], check=True)
+    assert not pgcluster._runnable_by_postgres(hidden / "native" / "bin")
+    copy = pgcluster._copy_for_postgres(hidden / "native" / "bin")
+    try:
+        assert pgcluster._runnable_by_postgres(copy) and pgcluster._copy_for_postgres(hidden / "native" / "bin") == copy
+    finally:
+        subprocess.run(["rm", "-rf", str(copy.parent)], check=True)

@@ -11,6 +11,7 @@ initdb and pg_ctl refuse to run as root, so as root they run as the ``postgres``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -75,6 +76,28 @@ def client_bin_dir(major: int = DEFAULT_MAJOR) -> Path:
     raise PostgresUnavailable(f"no PostgreSQL {major} client tools (pg_dump, pg_restore); install them: {hint}")
 
 
+def _runnable_by_postgres(bin_dir: Path) -> bool:
+    done = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(bin_dir / "postgres")],
+                          capture_output=True, timeout=30)
+    return done.returncode == 0
+
+
+def _copy_for_postgres(bin_dir: Path) -> Path:
+    """A copy of the install (bin, lib, share) the ``postgres`` user can run: as root the cluster
+    runs as postgres, and a checkout under a private home (root's is 0700) hides node_modules from
+    it. One copy per install, reused; made under another name and renamed, so parallel runs agree."""
+    install = bin_dir.parent
+    stamp = hashlib.sha256(f"{install.resolve()}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    copy = Path(tempfile.gettempdir()) / f"tavari-pg-install-{stamp}"
+    if not copy.exists():
+        partial = Path(tempfile.mkdtemp(prefix="tavari-pg-copy-"))
+        shutil.copytree(install, partial / "install", symlinks=True)
+        with contextlib.suppress(OSError):  # another run renamed its copy first: use that one
+            (partial / "install").rename(copy)
+        shutil.rmtree(partial, ignore_errors=True)
+    return copy / bin_dir.name
+
+
 class LocalPostgres:
     """``with LocalPostgres() as pg: pg.url("postgres")`` — stopped and removed on exit, whatever happens.
     ``LocalPostgres(major=17)`` runs PostgreSQL 17 (PostgresUnavailable if its binaries are not here)."""
@@ -83,13 +106,15 @@ class LocalPostgres:
                  major: int = DEFAULT_MAJOR) -> None:
         self.major = major
         self.bin = server_bin_dir(major)
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres and not _runnable_by_postgres(self.bin):
+            self.bin = _copy_for_postgres(self.bin)
         self.port = port or free_port()
         self.settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                          "max_connections": "50", **(settings or {})}
         self.root = Path(tempfile.mkdtemp(prefix="tavari-pg-"))
         self.data = self.root / "data"
         self.sockets = self.root / "sockets"
-        self._as_postgres = os.geteuid() == 0
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin / args[0]), *args[1:]]
