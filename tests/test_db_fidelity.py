@@ -5,7 +5,7 @@ its pg_dump --schema-only, on PostgreSQL 15 and 17 and with the 17 client dumpin
 "Identical table by table": every table, partition, populated materialized view and sequence, and
 every large object, hashed in a fixed order (content_of). "Identical schema": pg_dump --schema-only
 of the source and of the copy, by the same client, with only \\restrict/\\unrestrict's random key
-(pg_dump 17.6+ writes a new one per dump) normalized away (schema_of).
+(pg_dump 15.14+ and 17.6+ write a new one per dump) normalized away (schema_of).
 """
 
 from __future__ import annotations
