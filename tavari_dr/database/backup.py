@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from graphlib import TopologicalSorter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -188,12 +189,56 @@ def _tool_version(tool: str) -> str:
     return subprocess.run([tool, "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def _relations(cur: Any, kinds: str, excluded: list[str]) -> list[tuple[str, str, str]]:
+    """(quote_ident-qualified name, schema, name) of the relations of ``kinds`` outside ``excluded``:
+    the pair straight from the catalog, as names may hold dots, quotes and spaces."""
+    cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname, c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind::text = ANY(%s) "
+                "AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 2, 3", (list(kinds), excluded))
+    return [(row[0], row[1], row[2]) for row in cur.fetchall()]
+
+
 def list_tables(cur: Any) -> list[str]:
-    excluded = [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
-    cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
-                "AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1", (excluded,))
-    return [row[0] for row in cur.fetchall()]
+    return [qualified for qualified, _, _ in _relations(cur, "rp", _data_excluded())]
+
+
+def _data_excluded() -> list[str]:
+    return [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
+
+
+def list_matviews(cur: Any, excluded: list[str]) -> list[dict[str, Any]]:
+    """The materialized views outside ``excluded`` in an order that refreshes each after every one it
+    reads, directly or through plain views: {schema, name, populated, qualified}. pg_restore would refresh them
+    in its post-data section, but a --schema-only plus --data-only pair carries no refresh at all."""
+    cur.execute("SELECT c.oid, n.nspname, c.relname, c.relispopulated, quote_ident(n.nspname) || '.' || "
+                "quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND n.nspname <> ALL(%s) "
+                "AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 2, 3", (excluded,))
+    views = {oid: {"schema": schema, "name": name, "populated": populated, "qualified": qualified}
+             for oid, schema, name, populated, qualified in cur.fetchall()}
+    # What each view and materialized view reads: the relations its rewrite rule depends on.
+    cur.execute("SELECT DISTINCT r.ev_class, d.refobjid FROM pg_rewrite r JOIN pg_depend d "
+                "ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass "
+                "WHERE d.refobjid <> r.ev_class")
+    reads: dict[int, set[int]] = {}
+    for reader, read in cur.fetchall():
+        reads.setdefault(reader, set()).add(read)
+
+    def needs(oid: int) -> set[int]:
+        found, seen, todo = set(), {oid}, list(reads.get(oid, ()))
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if current in views:
+                found.add(current)  # refreshed before; what it reads is its own dependency
+            else:
+                todo.extend(reads.get(current, ()))  # a plain view: look through it
+        return found
+
+    order = TopologicalSorter({oid: needs(oid) for oid in views}).static_order()
+    return [views[oid] for oid in order]
 
 
 def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: KmsSigner,
@@ -211,7 +256,7 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
     backup_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{_slug(reason)}"
     prefix = f"dumps/{tier.name}/{backup_id}"
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
-    excluded = [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
+    excluded = _data_excluded()
     artifacts: dict[str, dict[str, Any]] = {}
 
     def sink(name: str) -> MultipartSink:
@@ -223,10 +268,17 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute("SELECT pg_export_snapshot(), current_database(), current_setting('server_version')")
         snapshot, database, server_version = cur.fetchone()
-        tables = {}
-        for table in list_tables(cur):
+        tables, table_names = {}, {}
+        for table, schema, name in _relations(cur, "rp", excluded):
             cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - quote_ident'ed names from the catalog
-            tables[table] = cur.fetchone()[0]
+            tables[table], table_names[table] = cur.fetchone()[0], [schema, name]
+        matviews = list_matviews(cur, excluded)
+        for view in matviews:
+            if view["populated"]:
+                cur.execute(_sql().SQL("SELECT count(*) FROM {}").format(_identifier(view)))
+                view["rows"] = cur.fetchone()[0]
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1", (list(DATA_KEPT_SCHEMAS),))
+        internal = [row[0] for row in cur.fetchall()]
         # The transaction stays open while pg_dump runs, so its snapshot stays importable.
         artifacts["roles.sql"] = _stream_command(
             [tool("pg_dumpall"), *base, "--roles-only", "--no-role-passwords"], conn_info.env, sink("roles.sql"),
@@ -236,9 +288,12 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         artifacts["schema.dump"] = _stream_command(
             [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
              *internal_excludes], conn_info.env, sink("schema.dump"))
+        # A plain PostgreSQL source has no auth or storage, and pg_dump refuses a --schema that matches
+        # nothing: there, including pg_catalog and excluding it again writes an archive of no objects.
+        only = [f"--schema={s}" for s in internal] or ["--schema=pg_catalog", "--exclude-schema=pg_catalog"]
         artifacts["internal_schema.dump"] = _stream_command(
-            [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
-             *(f"--schema={s}" for s in DATA_KEPT_SCHEMAS)], conn_info.env, sink("internal_schema.dump"))
+            [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only", *only],
+            conn_info.env, sink("internal_schema.dump"))
         artifacts["data.dump"] = _stream_command(
             [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--data-only",
              *(f"--exclude-schema={s}" for s in excluded if not s.startswith("pg_") and s != "information_schema")],
@@ -250,9 +305,9 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         backup_id=backup_id, reason=reason, tier=tier.name, database=database,
         started_at=started.isoformat(timespec="seconds"), finished_at=clock().isoformat(timespec="seconds"),
         server_version=server_version, pg_dump_version=_tool_version(tool("pg_dump")), snapshot=snapshot,
-        data_schemas=sorted({t.split(".")[0].strip('"') for t in tables}), excluded_schemas=excluded,
+        data_schemas=sorted({schema for schema, _ in table_names.values()}), excluded_schemas=excluded,
         tables=tables, artifacts=artifacts, retain_until=retain_until.isoformat(timespec="seconds"),
-        lock_mode=lock_mode)
+        lock_mode=lock_mode, table_names=table_names, matviews=matviews, internal_schemas=internal)
     payload = manifest.to_json().encode()
     s3sink.put_new(s3, bucket, f"{prefix}/{MANIFEST}", envelope(payload, signer.sign(payload), FORMAT),
                    error=BackupError, ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)
@@ -335,18 +390,30 @@ def verify_quick(s3: Any, bucket: str, which: str = "latest", *, verifier: KmsVe
             if name.endswith(".dump"):
                 listed = subprocess.run([tool, "--list", str(path)], capture_output=True, text=True)
                 entries = [line for line in listed.stdout.splitlines() if line and not line.startswith(";")]
-                result.checks.append((f"{name} table of contents", listed.returncode == 0 and bool(entries),
-                                      f"{len(entries)} entries" if listed.returncode == 0 else listed.stderr[-300:]))
+                # A source without auth and storage has nothing to put in internal_schema.dump.
+                may_be_empty = name == "internal_schema.dump" and manifest.internal_schemas == []
+                result.checks.append((f"{name} table of contents", listed.returncode == 0 and (
+                    bool(entries) or may_be_empty), f"{len(entries)} entries" + (
+                    " (the source has no auth or storage schema)" if may_be_empty else "")
+                    if listed.returncode == 0 else listed.stderr[-300:]))
             path.unlink()
     result.duration_seconds = time.monotonic() - started
     return result
 
 
 def user_tables(cur: Any) -> list[str]:
-    cur.execute("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1",
-                (list(INTERNAL_SCHEMAS),))
-    return [row[0] for row in cur.fetchall()]
+    """The target's tables outside Supabase's schemas, quote_ident-qualified."""
+    return [qualified for qualified, _, _ in _relations(cur, "rp", list(INTERNAL_SCHEMAS))]
+
+
+def _sql() -> Any:
+    from psycopg import sql
+
+    return sql
+
+
+def _identifier(view: dict[str, Any]) -> Any:
+    return _sql().Identifier(view["schema"], view["name"])
 
 
 def platform_sql() -> str:
@@ -378,6 +445,8 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
     result = VerifyResult(manifest.backup_id, [])
     _opened(result, opened)
+    # A plain PostgreSQL source has no auth or storage: nothing of Supabase's to bring to a plain target.
+    supabase_source = manifest.internal_schemas is None or bool(manifest.internal_schemas)
     with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
         kind = detect_target(cur)
         existing = user_tables(cur)
@@ -393,12 +462,12 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
                 fetch_verified(s3, bucket, manifest, name, out)
         result.checks.append(("sha256 of every artifact", True, "matches the manifest"))
         with _connect(target, autocommit=True) as conn:
-            if kind == "plain":
+            if kind == "plain" and supabase_source:
                 conn.execute(platform_sql())
             _apply_roles(conn, paths["roles.sql"].read_text())
         log("roles restored")
         base = ["--dbname", target.url_without_password, "--no-password", "--exit-on-error"]
-        if kind == "plain":
+        if kind == "plain" and supabase_source:
             _run_restore([tool("pg_restore"), *base, "--schema-only", str(paths["internal_schema.dump"])], target)
             log("auth and storage schemas restored (plain target)")
         if force:
@@ -406,13 +475,44 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
             log("--force: user schemas dropped and recreated, auth/storage rows truncated")
         _run_restore([tool("pg_restore"), *base, "--schema-only", str(paths["schema.dump"])], target)
         log("schema restored")
-        _run_restore([tool("pg_restore"), *base, "--data-only", str(paths["data.dump"])], target)
-        log("data restored")
-    result.erased = erasure.reapply(s3, bucket, lambda: _connect(target), log=log)  # erased accounts stay erased
-    with _connect(target) as conn, conn.cursor() as cur:
-        for table, expected in manifest.tables.items():
-            cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - names from our own manifest
-            result.table_counts[table] = (expected, cur.fetchone()[0])
+        replica = _may_set_replica_role(target)
+        _run_restore([tool("pg_restore"), *base, "--data-only", str(paths["data.dump"])], target,
+                     options=REPLICA_ROLE if replica else None)
+        log("data restored" + ("" if replica else " (this role may not set session_replication_role: the "
+                                                  "tables' triggers fired while their rows were loaded)"))
+    # Erased accounts stay erased, before the views are refreshed so no view summarises their rows.
+    result.erased = erasure.reapply(s3, bucket, lambda: _connect(target), log=log)
+    import psycopg
+
+    sql = _sql()
+    with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
+        views = manifest.matviews
+        if views is None:  # a manifest from before: every view, in the target's dependency order
+            views = [{**v, "populated": True} for v in list_matviews(cur, _data_excluded())]
+        for view in views:
+            if view["populated"]:
+                try:
+                    cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(_identifier(view)))
+                except psycopg.Error as err:
+                    raise BackupError(f"refreshing materialized view {view['qualified']} failed: "
+                                      f"{str(err).strip()}") from err
+        if views:
+            filled = sum(1 for v in views if v["populated"])
+            log(f"materialized views refreshed in dependency order: {filled}, left with no data as in the source: "
+                f"{len(views) - filled}")
+        for table, (schema, name) in manifest.table_pairs().items():
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))
+            result.table_counts[table] = (manifest.tables[table], cur.fetchone()[0])
+        counted = [v for v in views if "rows" in v]
+        if counted and any(result.erased.values()):
+            # A view's count in the manifest includes the erased accounts' rows; which of them it held is
+            # not recorded, so there is nothing exact to compare it with.
+            result.checks.append(("materialized view row counts", True, "not compared: the erasure ledger "
+                                  "removed rows the views may summarise (they were refreshed after it)"))
+            counted = []
+        for view in counted:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_identifier(view)))
+            result.table_counts[view["qualified"]] = (view["rows"], cur.fetchone()[0])
     result.duration_seconds = time.monotonic() - started
     return result
 
@@ -430,30 +530,113 @@ def _apply_roles(conn: Any, roles_sql: str) -> None:
             continue  # already there (a fresh Supabase project has its own), or the platform's to manage
 
 
-def _schema_of(table: str) -> str:
-    return table.split(".")[0].strip('"')
-
-
 def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[str]) -> None:
     """--force: drop the user schemas (the dump recreates them whole) and empty the platform's
     tables the dump refills. Not pg_restore --clean: that would also drop shared extensions
     other schemas depend on."""
     from psycopg import sql
 
-    user = {_schema_of(t) for t in [*manifest.tables, *existing]} - set(INTERNAL_SCHEMAS)
-    kept = [t for t in manifest.tables if _schema_of(t) in DATA_KEPT_SCHEMAS]
-    with _connect(target, autocommit=True) as conn:
+    del existing  # quoted names: the target's schemas are read again below, as the catalog names them
+    pairs = manifest.table_pairs()
+    kept = [pair for pair in pairs.values() if pair[0] in DATA_KEPT_SCHEMAS]
+    with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
+        there = {schema for _, schema, _ in _relations(cur, "rp", list(INTERNAL_SCHEMAS))}
+        user = ({schema for schema, _ in pairs.values()} | set(manifest.data_schemas) | there) - set(INTERNAL_SCHEMAS)
         for schema in sorted(user):
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             if schema != "public":  # pg_dump never creates public; every other schema is in the dump
                 continue
             conn.execute("CREATE SCHEMA public")
-        present = [t for t in kept if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+        present = [sql.Identifier(*pair) for pair in kept if conn.execute(
+            "SELECT to_regclass(%s)", (sql.Identifier(*pair).as_string(conn),)).fetchone()[0]]
         if present:
-            conn.execute(f"TRUNCATE {', '.join(present)} CASCADE")
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(present)))
 
 
-def _run_restore(command: list[str], target: Connection) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, env=target.env)
+REPLICA_ROLE = "-c session_replication_role=replica"
+
+
+def _may_set_replica_role(target: Connection) -> bool:
+    """Whether the restoring role may load rows with triggers off (session_replication_role =
+    replica, as Supabase's own restore guide loads its data file; a superuser may). Asked the way
+    pg_restore will set it, as a connection option. A data-only restore otherwise fires every
+    trigger again: a BEFORE INSERT trigger rewrites the rows it loads, one on auth.users inserts
+    the profile rows the dump brings next."""
+    import psycopg
+
+    try:
+        with _connect(target, options=REPLICA_ROLE) as conn:
+            return conn.execute("SHOW session_replication_role").fetchone()[0] == "replica"
+    except psycopg.OperationalError as err:  # FATAL at connection: permission denied to set parameter
+        if "session_replication_role" not in str(err):
+            raise BackupError(f"connecting to the target failed: {str(err).strip()}") from err
+        return False
+
+
+def _run_restore(command: list[str], target: Connection, options: str | None = None) -> None:
+    env = target.env if options is None else {**target.env, "PGOPTIONS": options}
+    if _major(_tool_version(command[0])) > _server_major(target):
+        _restore_through_psql(command, env)
+        return
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BackupError(f"{' '.join(c for c in command[:1])} failed: {done.stderr[-1500:]}")
+
+
+def _major(version: str) -> int:
+    found = re.search(r"\) (\d+)", version)  # "pg_restore (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    if not found:
+        raise BackupError(f"cannot read a PostgreSQL version from {version!r}")
+    return int(found.group(1))
+
+
+def _server_major(target: Connection) -> int:
+    with _connect(target) as conn:
+        return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+
+
+# What pg_restore 17 sends first on every connection; a server before 17 rejects the setting.
+_NEWER_SETTINGS = (b"SET transaction_timeout = 0;\n",)
+_HEADER_LINES = 64  # pg_restore's fixed settings come before any object, in the first few lines
+
+
+def _restore_through_psql(command: list[str], env: dict[str, str]) -> None:
+    """Restore into an older major (the 17 client into a 15 server: a project not yet upgraded, the
+    monthly test's scratch image): pg_restore's SQL, without the settings only newer servers know,
+    run by psql with ON_ERROR_STOP (as --exit-on-error)."""
+    url, script_args, skip = "", [], False
+    for i, arg in enumerate(command[1:], 1):
+        if skip:
+            skip = False
+        elif arg == "--dbname":
+            url, skip = command[i + 1], True
+        elif arg not in ("--no-password", "--exit-on-error"):
+            script_args.append(arg)
+    psql = str(Path(command[0]).with_name("psql"))
+    with tempfile.TemporaryFile() as restore_err, tempfile.TemporaryFile() as psql_err:
+        producer = subprocess.Popen([command[0], "--file=-", *script_args], stdout=subprocess.PIPE,
+                                    stderr=restore_err, env=env)
+        consumer = subprocess.Popen([psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--dbname", url],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=psql_err, env=env)
+        assert producer.stdout is not None and consumer.stdin is not None
+        try:
+            for _ in range(_HEADER_LINES):
+                line = producer.stdout.readline()
+                if not line:
+                    break
+                if line not in _NEWER_SETTINGS:
+                    consumer.stdin.write(line)
+            for chunk in iter(lambda: producer.stdout.read(1024 * 1024), b""):  # type: ignore[union-attr]
+                consumer.stdin.write(chunk)
+            consumer.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped on an error: its stderr says which
+        finally:
+            consumed = consumer.wait()
+            if consumed != 0:
+                producer.kill()  # psql stopped first: its error is the cause
+            produced = producer.wait()
+        for name, code, err in ((psql, consumed, psql_err), (command[0], produced, restore_err)):
+            if code != 0:
+                err.seek(0)
+                raise BackupError(f"{name} failed: {err.read().decode(errors='replace')[-1500:]}")

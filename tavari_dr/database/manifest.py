@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,20 @@ class Manifest:
     retain_until: str
     lock_mode: str
     format: str = FORMAT
+    # Written since names may hold any character: each table's (schema, name) from the catalog, so no
+    # reader splits "a.b".t on a dot. Older manifests lack it (table_pairs parses their quoted names).
+    table_names: dict[str, list[str]] = field(default_factory=dict)
+    # Materialized views in refresh (dependency) order: {schema, name, qualified, populated, rows}. None: a
+    # manifest from before, whose views a restore refreshes all (it cannot know which had no data).
+    matviews: list[dict[str, Any]] | None = None
+    # Of auth and storage, those the source had (a plain PostgreSQL source has neither). None: a
+    # manifest from before, when every source was a Supabase project.
+    internal_schemas: list[str] | None = None
+
+    def table_pairs(self) -> dict[str, tuple[str, str]]:
+        """Each table of ``tables`` as (schema, name)."""
+        return {t: (self.table_names[t][0], self.table_names[t][1]) if t in self.table_names else split_qualified(t)
+                for t in self.tables}
 
     @property
     def total_bytes(self) -> int:
@@ -88,6 +103,20 @@ class Manifest:
             raise ValueError("a manifest is a JSON object")
         data.pop("total_bytes", None)
         return cls(**data)
+
+
+_IDENT = r'(?:"((?:[^"]|"")*)"|([^".]+))'
+_QUALIFIED = re.compile(rf"{_IDENT}\.{_IDENT}")
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    """(schema, name) of a quote_ident-qualified name (what manifests before table_names recorded)."""
+    found = _QUALIFIED.fullmatch(name)
+    if not found:
+        raise ValueError(f"{name!r} is not a schema-qualified table name")
+    schema_q, schema, table_q, table = found.groups()
+    return (schema if schema_q is None else schema_q.replace('""', '"'),
+            table if table_q is None else table_q.replace('""', '"'))
 
 
 # --------------------------------------------------------------------------- listing
