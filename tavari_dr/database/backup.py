@@ -34,6 +34,7 @@ from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exporte
     DEFAULT_TIERS,
     FORMAT,
     MANIFEST,
+    PRE_RESTORE,
     SIGNED,
     UNSIGNED_LEGACY,
     BackupEntry,
@@ -196,11 +197,12 @@ def list_tables(cur: Any) -> list[str]:
 def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: KmsSigner,
                now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
                lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
-               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Manifest:
-    """Take one backup; returns its manifest (signed and uploaded last)."""
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC), tier_name: str | None = None) -> Manifest:
+    """Take one backup; returns its manifest (signed and uploaded last). ``tier_name`` files it under
+    that tier whatever the day (a restore's pre-restore copy is daily, never kept for a year)."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
-    tier = tier_for(started, tiers, timezone)
+    tier = {t.name: t for t in tiers}[tier_name] if tier_name else tier_for(started, tiers, timezone)
     retain_until = retain_until_for(started, tier.retention_days)
     lock = {"ObjectLockMode": lock_mode, "ObjectLockRetainUntilDate": retain_until}
     backup_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{_slug(reason)}"
@@ -343,10 +345,17 @@ def detect_target(cur: Any) -> str:
 
 def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsVerifier | None,
             manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, force: bool = False,
-            pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
+            pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None,
+            before_write: Callable[[Manifest, list[str]], None] | None = None,
+            only_missing_roles: bool = False) -> VerifyResult:
     """Verify (signature, recorded versions, every sha256), then restore roles, schema and data in that
     order, then compare row counts. A tampered backup is refused (BackupTampered) unless the operator
-    named the manifest version to trust; then its findings are in the result."""
+    named the manifest version to trust; then its findings are in the result.
+
+    ``before_write(manifest, existing user tables)`` runs once the backup is opened and the target
+    inspected, before anything is written to the target; it may raise to stop (tavari_dr.database.
+    overwrite: confirm, take the pre-restore copy). ``only_missing_roles``: create the roles the
+    cluster lacks and leave the others as they are (a scratch database on a live server)."""
     started = time.monotonic()
     opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
     manifest = opened.manifest
@@ -364,6 +373,8 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         if existing and not force:
             raise BackupError(f"the target already holds {len(existing)} user table(s) (e.g. {existing[0]}); "
                               "restore into an empty database, or pass --force to replace them")
+    if before_write is not None:
+        before_write(manifest, existing)
     with tempfile.TemporaryDirectory() as work:
         paths = {}
         for name in ARTIFACTS:  # every artifact is verified before anything is written
@@ -374,7 +385,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         with _connect(target, autocommit=True) as conn:
             if kind == "plain":
                 conn.execute(platform_sql())
-            _apply_roles(conn, paths["roles.sql"].read_text())
+            _apply_roles(conn, paths["roles.sql"].read_text(), only_missing=only_missing_roles)
         log("roles restored")
         base = ["--dbname", target.url_without_password, "--no-password", "--exit-on-error"]
         if kind == "plain":
@@ -395,21 +406,38 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
     return result
 
 
-def _apply_roles(conn: Any, roles_sql: str) -> None:
+def _apply_roles(conn: Any, roles_sql: str, *, only_missing: bool = False) -> None:
+    """roles.sql, line by line. ``only_missing``: CREATE ROLE, and the ALTER/COMMENT of roles just
+    created; a role the cluster already has keeps its attributes and memberships."""
     import psycopg
 
+    created: set[str] = set()
+    role_of = re.compile(r'^(?:CREATE|ALTER|COMMENT ON) ROLE ("(?:[^"]|"")+"|[^\s;]+)')
     for statement in roles_sql.splitlines():
         line = statement.strip()
         if not line or line.startswith("--") or line.startswith("\\") or line.startswith("SET "):
+            continue
+        named = role_of.match(line)
+        role = named.group(1) if named else None
+        if only_missing and not (line.startswith("CREATE ROLE ") or role in created):
             continue
         try:
             conn.execute(line)
         except (psycopg.errors.DuplicateObject, psycopg.errors.InsufficientPrivilege):
             continue  # already there (a fresh Supabase project has its own), or the platform's to manage
+        if line.startswith("CREATE ROLE ") and role:
+            created.add(role)
 
 
 def _schema_of(table: str) -> str:
     return table.split(".")[0].strip('"')
+
+
+def force_clears(manifest: Manifest, existing: list[str]) -> tuple[list[str], list[str]]:
+    """What --force clears: the user schemas it drops (the backup's and the target's) and the platform
+    tables it truncates (the backup's auth/storage tables; those the target has are emptied)."""
+    user = {_schema_of(t) for t in [*manifest.tables, *existing]} - set(INTERNAL_SCHEMAS)
+    return sorted(user), [t for t in manifest.tables if _schema_of(t) in DATA_KEPT_SCHEMAS]
 
 
 def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[str]) -> None:
@@ -418,8 +446,7 @@ def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[st
     other schemas depend on."""
     from psycopg import sql
 
-    user = {_schema_of(t) for t in [*manifest.tables, *existing]} - set(INTERNAL_SCHEMAS)
-    kept = [t for t in manifest.tables if _schema_of(t) in DATA_KEPT_SCHEMAS]
+    user, kept = force_clears(manifest, existing)
     with _connect(target, autocommit=True) as conn:
         for schema in sorted(user):
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
