@@ -78,10 +78,12 @@ def split_name(name: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def ident(part: str) -> str:
+    """One identifier as SQL would quote it (quote_ident's rules but for keywords: names in messages)."""
+    return part if re.fullmatch(r"[a-z_][a-z0-9_$]*", part) else '"' + part.replace('"', '""') + '"'
+
+
 def shown(schema: str, table: str) -> str:
-    """The name as SQL would quote it (quote_ident's rules, for messages and the manifest's keys)."""
-    def ident(part: str) -> str:
-        return part if re.fullmatch(r"[a-z_][a-z0-9_$]*", part) else '"' + part.replace('"', '""') + '"'
     return f"{ident(schema)}.{ident(table)}"
 
 
@@ -112,7 +114,7 @@ def with_database(url: str, database: str) -> str:
 @dataclass
 class Copied:
     source: str  # schema.table in the backup
-    copy: str  # restored_<date>.<table> in the live database
+    copy: str  # restored_<date>.<table> in the live database, quoted as SQL wants it
     expected: int  # the manifest's row count
     rows: int | None = None  # rows copied (None in a dry run)
 
@@ -180,7 +182,8 @@ def restore_tables(s3: Any, bucket: str, which: str, target_url: str, tables: li
     outcome = PartialRestore(manifest.backup_id, target.url_without_password, copy_schema(now),
                              now + timedelta(hours=keep_hours), trust=opened.trust, findings=opened.findings,
                              dry_run=dry_run)
-    outcome.copies = [Copied(key, f"{outcome.schema}.{copy_table(s, t)}", manifest.tables[key]) for s, t, key in chosen]
+    outcome.copies = [Copied(key, shown(outcome.schema, copy_table(s, t)), manifest.tables[key])
+                      for s, t, key in chosen]
     with database_step(target_url, "inspecting the live database"), db._connect(target) as conn:
         taken = [c.copy for (s, t, _), c in zip(chosen, outcome.copies, strict=True)
                  if _exists(conn, outcome.schema, copy_table(s, t))]
@@ -346,24 +349,25 @@ def cleanup_restored(database_url: str, *, now: datetime | None = None, dry_run:
             "SELECT n.nspname, c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'restored\\_%%' "
             "AND c.relkind IN ('r', 'p') ORDER BY 1, 2").fetchall()
+        gone = []
         for schema, table, comment in rows:
             expires = _expiry(comment)
             if expires is None:
                 continue
-            label = f"{schema}.{table}"
             if expires > now:
-                result.kept.append((label, expires.isoformat(timespec="seconds")))
+                result.kept.append((shown(schema, table), expires.isoformat(timespec="seconds")))
                 continue
             if not dry_run:
                 conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
-            result.dropped.append(label)
+            result.dropped.append(shown(schema, table))
+            gone.append(f"{schema}.{table}")
         # A schema of ours whose tables are all gone goes too; one holding anything else stays (RESTRICT).
         schemas = conn.execute(
             "SELECT n.nspname FROM pg_namespace n WHERE n.nspname LIKE 'restored\\_%%' "
             "AND obj_description(n.oid, 'pg_namespace') LIKE %s AND NOT EXISTS (SELECT 1 FROM pg_class c "
             "WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') "
             "AND NOT (n.nspname || '.' || c.relname = ANY(%s))) ORDER BY 1",
-            (SCHEMA_MARK + "%", result.dropped)).fetchall()
+            (SCHEMA_MARK + "%", gone)).fetchall()
         for (schema,) in schemas:
             if not dry_run:
                 try:
@@ -371,6 +375,6 @@ def cleanup_restored(database_url: str, *, now: datetime | None = None, dry_run:
                         conn.execute(sql.SQL("DROP SCHEMA {} RESTRICT").format(sql.Identifier(schema)))
                 except psycopg.errors.DependentObjectsStillExist:
                     continue
-            result.dropped.append(schema)
+            result.dropped.append(ident(schema))
         conn.commit()
     return result
