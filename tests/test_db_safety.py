@@ -176,3 +176,19 @@ def test_option_combinations_are_usage_errors(s3, signing):
                   ("--scratch-url", "postgresql://u@h/x")):
         code, out = cli(*restore_args("postgresql://u@127.0.0.1:1/x", signing), *extra)
         assert code == 2, (extra, out)
+
+
+def test_an_unreachable_target_is_one_line_naming_it(s3, damaged, signing):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    target = f"postgresql://postgres:hunter2@127.0.0.1:{port}/postgres"
+    for extra in ((), ("--force", "--yes"), ("--force", "--dry-run"), ("--table", "public.invoices"),
+                  ("--table", "public.invoices", "--dry-run")):
+        result = CliRunner().invoke(main, ["db", *restore_args(target, signing), *extra, "--region", REGION])
+        assert result.exit_code == 1, (extra, result.output)
+        assert f"PostgreSQL at 127.0.0.1:{port}" in result.output and "Connection refused" in result.output
+        assert "Traceback" not in result.output and "hunter2" not in result.output
+        assert isinstance(result.exception, SystemExit)

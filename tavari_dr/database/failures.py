@@ -32,7 +32,7 @@ def describe(err: Exception, server: str, doing: str) -> str:
         kind = "cannot connect to"  # no SQLSTATE: the client gave up before the server answered
     else:
         kind = "error from"
-    return f"{doing}: {kind} PostgreSQL at {server}: {one_line(str(err))}"
+    return f"{doing + ': ' if doing else ''}{kind} PostgreSQL at {server}: {one_line(str(err))}"
 
 
 @contextmanager
@@ -44,3 +44,17 @@ def database_step(url: str, doing: str) -> Iterator[None]:
         yield
     except psycopg.Error as err:
         raise BackupError(describe(err, server_of(url), doing)) from None
+
+
+def describe_anywhere(err: BaseException) -> str | None:
+    """A psycopg error raised outside any database_step, naming the server its connection had (a
+    failed connection keeps it), else None."""
+    import psycopg
+
+    if not isinstance(err, psycopg.Error):
+        return None
+    pgconn = getattr(err, "pgconn", None)
+    server = "?"
+    if pgconn is not None and pgconn.host:
+        server = f"{pgconn.host.decode(errors='replace')}:{pgconn.port.decode(errors='replace') or 5432}"
+    return describe(err, server, "")
