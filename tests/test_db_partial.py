@@ -216,3 +216,17 @@ def test_dry_run_and_unknown_tables_change_nothing(s3, live, signing):
         assert not conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'restored%'").fetchone()[0]
     assert fingerprint(url, manifest.tables) == before
     assert not {n for n in databases(url) if n.startswith("tavari_restore_")}
+
+
+def test_a_failed_cleanup_does_not_cost_the_nightly_backup(s3, live, signing, monkeypatch):
+    url, _, _ = live
+
+    def refuse(*_args, **_kwargs):
+        raise d.BackupError("dropping expired restored copies: permission denied by PostgreSQL at 127.0.0.1:5432")
+
+    monkeypatch.setattr(p, "cleanup_restored", refuse)
+    code, out = cli("backup", "--reason", "nightly", "--database-url", url, "--bucket", BUCKET, "--signing-key",
+                    signing.arn, "--cleanup-restored", "--report-bucket", "reports")
+    assert code == 0, out
+    assert "warning: the expired restored copies were not dropped (dropping expired restored copies: permission " in out
+    assert len(d.list_backups(s3, BUCKET)) == 2

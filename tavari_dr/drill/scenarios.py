@@ -42,7 +42,8 @@ def database_corruption(d: Drill) -> None:
 
     def last_good(step: Step) -> None:
         backups = d.cli_json(step, "db", "list", "--env", d.config.name)["backups"]
-        complete = [b["backup_id"] for b in backups if b["complete"]]
+        # A pre-restore copy is of a restore's target, not of the source: never the last good backup.
+        complete = [b["backup_id"] for b in backups if b["complete"] and not b["pre_restore"]]
         if not complete:
             raise DrillFailed("no complete backup")
         d.chosen_backup = complete[0]
