@@ -97,7 +97,7 @@ def test_dry_run_prints_the_same_and_writes_nothing_anywhere(s3, source, damaged
     assert "a pre-restore backup of the target would be taken first" in out and "nothing was changed" in out
     assert fingerprint(source, damaged.tables) == before and everything(s3) == objects  # not even an audit record
     code, out = cli(*restore_args(source, signing), "--dry-run")
-    assert code == 0 and "would be refused: the target already holds 7 user table(s)" in out
+    assert code == 1 and "would be refused: the target already holds 7 user table(s)" in out
 
 
 def test_yes_backs_the_target_up_first_and_the_copy_undoes_the_restore(s3, source, damaged, signing):

@@ -240,6 +240,8 @@ def restore(config, target, which, target_url, force, yes, dry_run, no_safety_ba
                 click.echo("a pre-restore backup of the target would be taken first" if not no_safety_backup
                            else "no pre-restore backup would be taken (--no-safety-backup)")
         click.echo("dry run: nothing was changed")
+        if not tables and plan.refused:
+            raise Failed("without --force this restore would be refused (see above)")
         return
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
     record = AuditRecord("db_restore", caller="", source={"bucket": bucket, "backup": which,
@@ -282,8 +284,6 @@ def restore(config, target, which, target_url, force, yes, dry_run, no_safety_ba
             raise Failed(f"restored {result.backup_id}, but row counts differ from the manifest")
         audit["outcome"] = "restored" + (" from a tampered backup through the named manifest version"
                                          if result.tampered else "")
-    if tables:
-        return
     click.echo(f"restored {result.backup_id} ({result.trust}) in {result.duration_seconds:.1f} s; every row count "
                "matches" + (" — the bucket was tampered with, see TAMPERING above" if result.tampered else ""))
 

@@ -232,6 +232,9 @@ def _scratch(target_url: str, backup_id: str, scratch_url: str | None, log: Call
             if not (found[0] or "").startswith(SCRATCH_MARK):
                 raise BackupError(f"a database {name} exists on {server_of(target_url)} and is not a scratch "
                                   "database of ours; pass --scratch-url")
+            if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]:
+                raise BackupError(f"the scratch database {name} on {server_of(target_url)} is in use (another "
+                                  "partial restore of this backup?); wait for it, or pass --scratch-url")
             log(f"dropping {name}, left behind by an earlier partial restore")
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
