@@ -254,7 +254,7 @@ def restore(config, target, which, target_url, force, yes, dry_run, no_safety_ba
                 copied = partial.restore_tables(s3, bucket, which, target_url, list(tables), scratch_url=scratch_url,
                                                 keep_hours=keep_hours, pg_bin=pg_bin, log=say, **opening)
                 record.source.update(backup=copied.backup_id, trust=copied.trust)
-                record.details.update(findings=copied.findings, **{"partial": copied.document()})
+                record.details.update(findings=copied.findings, partial=copied.document())
                 if copied.findings:
                     _publish_tampered(emit)
                 _print_partial(copied)
