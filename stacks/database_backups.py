@@ -188,7 +188,10 @@ class DatabaseBackupsStack(Stack):
         self.nightly = ScheduledFargateJob(
             self, "NightlyBackup", **common, schedule=settings.schedule,
             description="Off-site pg_dump of the Supabase database (database_backups.schedule)",
-            command=["db", "backup", "--reason", "nightly", *config_args, *bucket_args, *key_args],
+            # --cleanup-restored: the expired copies of partial restores go before the dump (not backed up);
+            # dropping them is audited, hence the reports bucket.
+            command=["db", "backup", "--reason", "nightly", "--cleanup-restored", *config_args, *bucket_args,
+                     *report_args, *key_args],
             secrets=nightly_secrets)
         self.weekly = ScheduledFargateJob(
             self, "WeeklyVerify", **common, schedule=settings.weekly_verify_schedule, cpu=512, memory_mib=1024,
@@ -224,13 +227,15 @@ class DatabaseBackupsStack(Stack):
         self.signing_key.grant(self.nightly.task_definition.task_role, "kms:Sign")
         for job in (self.weekly, self.monthly):
             self.signing_key.grant(job.task_definition.task_role, *VERIFY_ACTIONS)
-        for job in (self.weekly, self.monthly):
+        for job in (self.nightly, self.weekly, self.monthly):
             self.reports.bucket.grant_put(job.task_definition.task_role)
         self.nightly.task_definition.task_role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:PutObjectRetention"], resources=[self.backups.bucket.arn_for_objects("dumps/*")]))
         secrets_key.grant_decrypt(self.nightly.task_definition.obtain_execution_role())
         _acknowledge_task_role(self.nightly, "The nightly job writes dump objects of the one backup bucket (keys are "
-                                             "backup IDs), reads them back and sets their retention, through its key.")
+                                             "backup IDs), reads them back and sets their retention, and writes the "
+                                             "audit record of a cleanup into the reports bucket (keys are dates and "
+                                             "IDs), through their keys.")
         for job in (self.weekly, self.monthly):
             _acknowledge_task_role(job, "The job reads dump objects of the backup bucket (keys are backup IDs) and "
                                         "writes its report into the reports bucket (keys are dates), through their "

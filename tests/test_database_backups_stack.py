@@ -91,6 +91,8 @@ def test_nightly_job_command_secret_and_grants(prod):
     assert [s["Name"] for s in job["Secrets"]] == ["TAVARI_DATABASE_URL", "TAVARI_SUPABASE_URL",
                                                   "TAVARI_SUPABASE_ACCESS_TOKEN"]
     assert "--supabase-config" in job["Command"]
+    # The expired copies of partial restores are dropped before the dump, audited in the reports bucket.
+    assert "--cleanup-restored" in job["Command"] and "--report-bucket" in job["Command"]
     assert job["LogConfiguration"]["LogDriver"] == "awslogs"
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     (policy,) = [p for p in resources(prod, "AWS::IAM::Policy").values()

@@ -1,4 +1,4 @@
-"""`tavari-dr db backup|list|restore|verify`: off-site database backups (tavari_dr.database)."""
+"""`tavari-dr db backup|list|restore|verify|cleanup-restored`: off-site database backups (tavari_dr.database)."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
-from tavari_dr.database import erasure
+from tavari_dr.database import erasure, overwrite, partial
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
 
 
 @click.group("db")
 def group() -> None:
-    """Off-site database backups: backup, list, restore, verify."""
+    """Off-site database backups: backup, list, restore, verify, cleanup-restored."""
 
 
 def _backup_bucket(config: EnvironmentConfig | None, target: AwsTarget, bucket: str | None) -> str:
@@ -176,14 +176,28 @@ def _reason(reason: str | None, before_migration: str | None, config: Environmen
 @click.option("--supabase-config", "with_config", is_flag=True,
               help="Also snapshot the Supabase project's configuration (Management API, no secrets) beside the dump.")
 @supabase_api_option
+@click.option("--cleanup-restored", is_flag=True,
+              help="First drop the expired restored_<date> copies of `db restore --table` (as cleanup-restored "
+                   "does), so they are not backed up; a failure there is reported and the backup still runs.")
+@report_bucket_option
 @_db_errors
 def backup(config, target, reason, before_migration, database_url, bucket, signing_key, pg_bin,
-           publish_metrics, with_config, supabase_api_url):
+           publish_metrics, with_config, supabase_api_url, cleanup_restored, report_bucket):
     reason = _reason(reason, before_migration, config)
+    if db_lib._slug(reason) == db_lib.PRE_RESTORE:
+        raise click.UsageError(f"--reason {reason!r} is reserved for the copy `db restore --force` takes of its "
+                               "target (never 'latest'); say why you take this backup")
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
     settings = config.database_backups if config else None
+    if cleanup_restored:
+        try:
+            _cleanup(config, target, url, report_bucket)
+        except (click.ClickException, db_lib.BackupError) as err:
+            message = err.format_message() if isinstance(err, click.ClickException) else str(err)
+            click.echo(f"warning: the expired restored copies were not dropped ({message}); backing up anyway",
+                       err=True)
     started = time.monotonic()
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
     snapshot, config_problem = _config_snapshot(config, target, supabase_api_url) if with_config else (None, None)
@@ -224,6 +238,8 @@ def _state(entry: db_lib.BackupEntry) -> str:
         return "expired (lifecycle)"
     if entry.findings():
         return "TAMPERED: " + "; ".join(entry.findings())
+    if entry.complete and entry.pre_restore:
+        return "complete (pre-restore copy of a restore's target: never latest; by ID only)"
     return "complete" if entry.complete else "INCOMPLETE (no manifest; never used)"
 
 
@@ -244,6 +260,7 @@ def list_(config, target, bucket, output_format):
 
     answer(output_format, {"backups": [{"backup_id": b.backup_id, "tier": b.tier, "bytes": b.bytes,
                                         "complete": b.complete, "expired": b.expired, "findings": b.findings(),
+                                        "pre_restore": b.pre_restore,
                                         "last_modified": b.last_modified.isoformat()}
                                        for b in backups]}, table, failure=None if backups else "no backups yet")
 
@@ -270,10 +287,23 @@ def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
         emit({metrics.ERASURE_LEDGER_FAILED: 1})
 
 
-@aws_command(group, "restore", "Verify, then restore roles, schema and data into --target-url.", env_required=False)
+@aws_command(group, "restore", "Verify, then restore roles, schema and data into --target-url; or, with --table, "
+                              "copy chosen tables beside the live ones.", env_required=False)
 @click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
 @click.option("--target-url", required=True, help="The database to restore into (Supabase or plain PostgreSQL).")
-@click.option("--force", is_flag=True, help="Replace user tables the target already holds.")
+@click.option("--force", is_flag=True, help="Replace the user schemas the target already holds: shows what is dropped "
+                                            "(row counts), asks, and backs the target up first.")
+@click.option("--yes", is_flag=True, help="With --force: do not ask (what is dropped is still printed).")
+@click.option("--dry-run", is_flag=True, help="Print what the restore would drop or copy; change nothing anywhere.")
+@click.option("--no-safety-backup", is_flag=True,
+              help="With --force: overwrite without the pre-restore backup of the target (reason pre-restore).")
+@click.option("--table", "tables", multiple=True, metavar="SCHEMA.TABLE",
+              help="Partial restore: copy this table of the backup into restored_<date> of --target-url "
+                   "(repeatable; quote odd names as in SQL).")
+@click.option("--scratch-url", help="With --table: an empty database to restore the backup into first (default: a "
+                                    "new tavari_restore_<backup> on the target's server, dropped afterwards).")
+@click.option("--keep-hours", type=click.FloatRange(min=0, min_open=True), default=partial.DEFAULT_KEEP_HOURS,
+              show_default=True, help="With --table: when the copies expire (cleanup-restored drops them).")
 @bucket_option
 @signing_key_option
 @manifest_version_option
@@ -281,20 +311,67 @@ def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
 @click.option("--publish-metrics", is_flag=True, help="Publish BackupTampered when the backup was tampered with.")
 @pg_bin_option
 @_db_errors
-def restore(config, target, which, target_url, force, bucket, signing_key, manifest_version, report_bucket,
-            publish_metrics, pg_bin):
+def restore(config, target, which, target_url, force, yes, dry_run, no_safety_backup, tables, scratch_url, keep_hours,
+            bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin):
+    if tables and force:
+        raise click.UsageError("--table copies tables beside the live ones and never overwrites: drop --force")
+    if scratch_url and not tables:
+        raise click.UsageError("--scratch-url is for --table (a full restore goes into --target-url itself)")
+    if (yes or no_safety_backup) and not force:
+        raise click.UsageError("--yes and --no-safety-backup go with --force")
+    database = db_lib.parse_database_url(target_url).url_without_password
     bucket = _backup_bucket(config, target, bucket)
     verifier = _verifier(config, target, signing_key)
+    opening = {"verifier": verifier, "manifest_version": manifest_version, "tiers": _tiers(config)}
+    s3 = target.client("s3")
+
+    def say(message: str) -> None:
+        click.echo(f"  {message}")
+
+    if dry_run:  # reads only: no audit record, no pre-restore backup, nothing written to the target
+        if tables:
+            _print_partial(partial.restore_tables(s3, bucket, which, target_url, list(tables), scratch_url=scratch_url,
+                                                  keep_hours=keep_hours, dry_run=True, **opening))
+        else:
+            plan = overwrite.preview(s3, bucket, which, target_url, force=force, **opening)
+            for line in plan.lines():
+                click.echo(line)
+            if plan.destructive and not plan.refused:
+                click.echo("a pre-restore backup of the target would be taken first" if not no_safety_backup
+                           else "no pre-restore backup would be taken (--no-safety-backup)")
+        click.echo("dry run: nothing was changed")
+        if not tables and plan.refused:
+            raise Failed("without --force this restore would be refused (see above)")
+        return
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
     record = AuditRecord("db_restore", caller="", source={"bucket": bucket, "backup": which,
                                                            "manifest_version": manifest_version},
-                         target={"database": db_lib.parse_database_url(target_url).url_without_password},
-                         details={"force": force})
+                         target={"database": database},
+                         details={"force": force, "tables": list(tables), "safety_backup": None})
     with audited(config, target, report_bucket, record) as audit:
         try:
-            result = db_lib.restore(target.client("s3"), bucket, which, target_url, verifier=verifier,
-                                    manifest_version=manifest_version, tiers=_tiers(config), force=force,
-                                    pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"))
+            if tables:
+                copied = partial.restore_tables(s3, bucket, which, target_url, list(tables), scratch_url=scratch_url,
+                                                keep_hours=keep_hours, pg_bin=pg_bin, log=say, **opening)
+                record.source.update(backup=copied.backup_id, trust=copied.trust)
+                record.details.update(findings=copied.findings, partial=copied.document())
+                if copied.findings:
+                    _publish_tampered(emit)
+                _print_partial(copied)
+                if not copied.ok:
+                    raise Failed(f"copied tables of {copied.backup_id}, but row counts differ from the manifest")
+                audit["outcome"] = f"copied {len(copied.copies)} table(s) into {copied.schema}"
+                return
+            if force:
+                outcome = overwrite.restore_over(
+                    s3, bucket, which, target_url, confirm=lambda plan: _confirm(plan, yes),
+                    safety=None if no_safety_backup else _safety(config, target, bucket, signing_key, pg_bin),
+                    pg_bin=pg_bin, log=say, **opening)
+                result = outcome.result
+                record.details.update(dropped=outcome.plan.document() if outcome.plan else None,
+                                      safety_backup=outcome.safety.backup_id if outcome.safety else None)
+            else:
+                result = db_lib.restore(s3, bucket, which, target_url, pg_bin=pg_bin, log=say, **opening)
         except db_lib.BackupTampered:
             _publish_tampered(emit)
             raise
@@ -315,6 +392,78 @@ def restore(config, target, which, target_url, force, bucket, signing_key, manif
     tampered = " — the bucket was tampered with, see TAMPERING above" if result.tampered else ""
     click.echo(f"restored {result.backup_id} ({result.trust}) in {result.duration_seconds:.1f} s; every row count "
                f"matches{erased}{tampered}")
+
+
+def _confirm(plan: overwrite.OverwritePlan, yes: bool) -> bool:
+    for line in plan.lines():
+        click.echo(line)
+    if yes:
+        return True
+    try:
+        return click.confirm(f"Drop all of this in {plan.target} and restore {plan.backup_id}?", default=False)
+    except click.Abort:  # end of input: no answer is no
+        return False
+
+
+def _safety(config: EnvironmentConfig | None, target: AwsTarget, bucket: str, signing_key: str | None,
+            pg_bin: Path | None) -> overwrite.SafetyBackup:
+    settings = config.database_backups if config else None
+    return overwrite.SafetyBackup(target.client("s3"), bucket,
+                                  KmsSigner(target.client("kms"), _signing_key(config, target, signing_key)),
+                                  tiers=_tiers(config), lock_mode=settings.lock_mode if settings else "GOVERNANCE",
+                                  pg_bin=pg_bin)
+
+
+def _print_partial(copied: partial.PartialRestore) -> None:
+    verb = "would copy" if copied.dry_run else "copied"
+    click.echo(f"{verb} from backup {copied.backup_id} (restored first into {copied.scratch}) into "
+               f"{copied.target}, schema {copied.schema}, no access for PUBLIC/anon/authenticated, dropped after "
+               f"{copied.expires_at.isoformat(timespec='seconds')}:")
+    for c in copied.copies:
+        rows = "" if c.rows is None else f"{c.rows} rows" + ("" if c.ok else f"   <-- MISMATCH (manifest {c.expected})")
+        click.echo(f"  {c.source} -> {c.copy}  {rows or f'{c.expected} rows in the manifest'}")
+    if not copied.dry_run:
+        click.echo("compare, then copy rows back with SQL (docs/runbooks/database-corruption.md)")
+
+
+def _cleanup(config: EnvironmentConfig | None, target: AwsTarget, url: str, report_bucket: str | None) -> None:
+    """Drop the expired copies, audited when there is anything to drop."""
+    from tavari_dr.database.failures import server_of
+
+    due = partial.cleanup_restored(url, dry_run=True)
+    if not due.dropped:
+        click.echo(f"no expired restored copies in {server_of(url)}" + (
+            f" ({len(due.kept)} not yet due)" if due.kept else ""))
+        return
+    record = AuditRecord("db_cleanup_restored", caller="", source={},
+                         target={"database": db_lib.parse_database_url(url).url_without_password},
+                         details={"due": due.dropped})
+    with audited(config, target, report_bucket, record) as audit:
+        done = partial.cleanup_restored(url)
+        record.details["dropped"] = done.dropped
+        audit["outcome"] = f"dropped {len(done.dropped)} expired restored cop(ies)"
+    for name in done.dropped:
+        click.echo(f"dropped {name}")
+
+
+@aws_command(group, "cleanup-restored", "Drop the restored_<date> copies of `db restore --table` whose time is up "
+                                        "(the nightly backup does it too, before it dumps).", env_required=False)
+@click.option("--database-url", envvar="TAVARI_DATABASE_URL",
+              help="The live database (default: the BACKUP_DATABASE_URL secret; env TAVARI_DATABASE_URL).")
+@click.option("--dry-run", is_flag=True, help="List what is due; drop nothing.")
+@report_bucket_option
+@_db_errors
+def cleanup_restored(config, target, database_url, dry_run, report_bucket):
+    url = _database_url(config, target, database_url)
+    if dry_run:
+        due = partial.cleanup_restored(url, dry_run=True)
+        for name in due.dropped:
+            click.echo(f"would drop {name}")
+        for name, expires in due.kept:
+            click.echo(f"kept {name} (expires {expires})")
+        click.echo("dry run: nothing was changed")
+        return
+    _cleanup(config, target, url, report_bucket)
 
 
 def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:

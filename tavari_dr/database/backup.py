@@ -38,6 +38,7 @@ from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exporte
     FORMAT,
     MANIFEST,
     OPTIONAL_ARTIFACTS,
+    PRE_RESTORE,
     SIGNED,
     UNSIGNED_LEGACY,
     BackupEntry,
@@ -245,12 +246,14 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
                now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
                lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-               extra_artifacts: Mapping[str, bytes] | None = None) -> Manifest:
+               extra_artifacts: Mapping[str, bytes] | None = None, tier_name: str | None = None) -> Manifest:
     """Take one backup; returns its manifest (signed and uploaded last). ``extra_artifacts``: objects
-    written beside the dump and pinned by the same signed manifest (OPTIONAL_ARTIFACTS names them)."""
+    written beside the dump and pinned by the same signed manifest (OPTIONAL_ARTIFACTS names them).
+    ``tier_name`` files it under that tier whatever the day (a restore's pre-restore copy is daily,
+    never kept for a year)."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
-    tier = tier_for(started, tiers, timezone)
+    tier = {t.name: t for t in tiers}[tier_name] if tier_name else tier_for(started, tiers, timezone)
     retain_until = retain_until_for(started, tier.retention_days)
     lock = {"ObjectLockMode": lock_mode, "ObjectLockRetainUntilDate": retain_until}
     backup_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{_slug(reason)}"
@@ -430,11 +433,18 @@ def detect_target(cur: Any) -> str:
 
 def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsVerifier | None,
             manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, force: bool = False,
-            pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None) -> VerifyResult:
+            pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None,
+            before_write: Callable[[Manifest, list[str]], None] | None = None,
+            only_missing_roles: bool = False) -> VerifyResult:
     """Verify (signature, recorded versions, every sha256), then restore roles, schema and data in that
     order, re-apply the erasure ledger (tavari_dr.database.erasure; ``result.erased``), then compare row
     counts with the manifest's less what the ledger removed. A tampered backup is refused (BackupTampered)
-    unless the operator named the manifest version to trust; then its findings are in the result."""
+    unless the operator named the manifest version to trust; then its findings are in the result.
+
+    ``before_write(manifest, existing user tables)`` runs once the backup is opened and the target
+    inspected, before anything is written to the target; it may raise to stop (tavari_dr.database.
+    overwrite: confirm, take the pre-restore copy). ``only_missing_roles``: create the roles the
+    cluster lacks and leave the others as they are (a scratch database on a live server)."""
     started = time.monotonic()
     opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
     manifest = opened.manifest
@@ -454,6 +464,8 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         if existing and not force:
             raise BackupError(f"the target already holds {len(existing)} user table(s) (e.g. {existing[0]}); "
                               "restore into an empty database, or pass --force to replace them")
+    if before_write is not None:
+        before_write(manifest, existing)
     with tempfile.TemporaryDirectory() as work:
         paths = {}
         for name in ARTIFACTS:  # every artifact is verified before anything is written
@@ -464,7 +476,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         with _connect(target, autocommit=True) as conn:
             if kind == "plain" and supabase_source:
                 conn.execute(platform_sql())
-            _apply_roles(conn, paths["roles.sql"].read_text())
+            _apply_roles(conn, paths["roles.sql"].read_text(), only_missing=only_missing_roles)
         log("roles restored")
         base = ["--dbname", target.url_without_password, "--no-password", "--exit-on-error"]
         if kind == "plain" and supabase_source:
@@ -517,17 +529,41 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
     return result
 
 
-def _apply_roles(conn: Any, roles_sql: str) -> None:
+def _apply_roles(conn: Any, roles_sql: str, *, only_missing: bool = False) -> None:
+    """roles.sql, line by line. ``only_missing``: CREATE ROLE, and the ALTER/COMMENT of roles just
+    created; a role the cluster already has keeps its attributes and memberships."""
     import psycopg
 
+    created: set[str] = set()
+    role_of = re.compile(r'^(?:CREATE|ALTER|COMMENT ON) ROLE ("(?:[^"]|"")+"|[^\s;]+)')
     for statement in roles_sql.splitlines():
         line = statement.strip()
         if not line or line.startswith("--") or line.startswith("\\") or line.startswith("SET "):
+            continue
+        named = role_of.match(line)
+        role = named.group(1) if named else None
+        if only_missing and not (line.startswith("CREATE ROLE ") or role in created):
             continue
         try:
             conn.execute(line)
         except (psycopg.errors.DuplicateObject, psycopg.errors.InsufficientPrivilege):
             continue  # already there (a fresh Supabase project has its own), or the platform's to manage
+        if line.startswith("CREATE ROLE ") and role:
+            created.add(role)
+
+
+def target_user_schemas(cur: Any) -> set[str]:
+    """The schemas the target's user tables are in, as the catalog names them."""
+    return {schema for _, schema, _ in _relations(cur, "rp", list(INTERNAL_SCHEMAS))}
+
+
+def force_clears(manifest: Manifest, there: set[str]) -> tuple[list[str], list[str]]:
+    """What --force clears: the user schemas it drops (the backup's and ``there``, the target's) and the
+    platform tables it truncates (the backup's auth/storage tables, as the manifest names them; those
+    the target has are emptied)."""
+    pairs = manifest.table_pairs()
+    user = ({schema for schema, _ in pairs.values()} | set(manifest.data_schemas) | there) - set(INTERNAL_SCHEMAS)
+    return sorted(user), [table for table, (schema, _) in pairs.items() if schema in DATA_KEPT_SCHEMAS]
 
 
 def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[str]) -> None:
@@ -538,10 +574,9 @@ def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[st
 
     del existing  # quoted names: the target's schemas are read again below, as the catalog names them
     pairs = manifest.table_pairs()
-    kept = [pair for pair in pairs.values() if pair[0] in DATA_KEPT_SCHEMAS]
     with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
-        there = {schema for _, schema, _ in _relations(cur, "rp", list(INTERNAL_SCHEMAS))}
-        user = ({schema for schema, _ in pairs.values()} | set(manifest.data_schemas) | there) - set(INTERNAL_SCHEMAS)
+        user, kept_tables = force_clears(manifest, target_user_schemas(cur))
+        kept = [pairs[table] for table in kept_tables]
         for schema in sorted(user):
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             if schema != "public":  # pg_dump never creates public; every other schema is in the dump

@@ -41,6 +41,11 @@ FORMAT = "tavari-db-backup/2"
 LEGACY_FORMAT = "tavari-db-backup/1"
 ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 SIGNED, UNSIGNED_LEGACY = "signed", "unsigned (written before manifests were signed)"
+# The reason (and so the ID's suffix) of the copy `db restore --force` takes of its target before it
+# overwrites it: a copy of the database being replaced, not of the source, so never "latest" and never
+# what the backup-age alarm counts. The ID is in the signed manifest, so the suffix cannot be forged
+# onto a genuine nightly (tavari_dr.database.overwrite).
+PRE_RESTORE = "pre-restore"
 DEFAULT_TIERS = DatabaseBackupsConfig().tiers
 
 
@@ -143,6 +148,11 @@ class BackupEntry:
         return bool(self.history.get(MANIFEST, KeyHistory()).versions)
 
     @property
+    def pre_restore(self) -> bool:
+        """The safety copy of a restore's target (PRE_RESTORE), not a backup of the source."""
+        return self.backup_id.partition("-")[2] == PRE_RESTORE
+
+    @property
     def artifacts(self) -> list[str]:
         return sorted(self.history)
 
@@ -229,15 +239,19 @@ class OpenedBackup:
 
 def find_backup(s3: Any, bucket: str, which: str, *, verifier: KmsVerifier | None,
                 manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> OpenedBackup:
-    """``latest`` (the newest backup with a manifest, unless lifecycle expired it) or a backup ID.
+    """``latest`` (the newest backup with a manifest, unless lifecycle expired it or it is a restore's
+    pre-restore safety copy) or a backup ID.
 
     The newest folder with a manifest is *the* latest: if it was tampered with, that is refused,
     never skipped for an older one (which is what an attacker hiding the newest would want)."""
     backups = list_backups(s3, bucket, tiers)
     if which == "latest":
-        complete = [b for b in backups if b.complete and not b.expired]
+        complete = [b for b in backups if b.complete and not b.expired and not b.pre_restore]
         if not complete:
-            raise BackupError(f"no complete backup (with a manifest) in s3://{bucket}/dumps/")
+            safety = [b.backup_id for b in backups if b.complete and not b.expired and b.pre_restore]
+            raise BackupError(f"no complete backup (with a manifest) in s3://{bucket}/dumps/" + (
+                f"; only pre-restore safety copies ({', '.join(safety)}), which are read only by their ID"
+                if safety else ""))
         entry = complete[0]
     else:
         matches = [b for b in backups if b.backup_id == which]

@@ -42,7 +42,8 @@ def database_corruption(d: Drill) -> None:
 
     def last_good(step: Step) -> None:
         backups = d.cli_json(step, "db", "list", "--env", d.config.name)["backups"]
-        complete = [b["backup_id"] for b in backups if b["complete"]]
+        # A pre-restore copy is of a restore's target, not of the source: never the last good backup.
+        complete = [b["backup_id"] for b in backups if b["complete"] and not b["pre_restore"]]
         if not complete:
             raise DrillFailed("no complete backup")
         d.chosen_backup = complete[0]
@@ -53,6 +54,28 @@ def database_corruption(d: Drill) -> None:
     restore_database(d, scenario, target, d.chosen_backup)
     verify_database(d, scenario, target)
     record_rpo(d, scenario, incident)
+
+    def partial(step: Step) -> None:
+        """The runbook's first move when a few tables are damaged: copies beside the live ones."""
+        damaged = ["public.messages", "public.invoices"]
+        d.log(step, d.cli(step, "db", "restore", "--env", d.config.name, "--backup", d.chosen_backup, "--target-url",
+                          d.database_url, *(x for t in damaged for x in ("--table", t))))
+        with psycopg.connect(d.database_url, autocommit=True) as conn:
+            (schema,) = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'restored\\_%'").fetchone()
+        copies = {f"public.{t.split('.', 1)[1]}": v for t, v in fingerprints(d.database_url, schema).items()}
+        wrong = [t for t in damaged if copies.get(t) != d.baseline[t]]
+        if wrong:
+            raise DrillFailed(f"the restored copies differ from the backed-up state: {wrong}")
+        listed = d.cli(step, "db", "cleanup-restored", "--env", d.config.name, "--database-url", d.database_url,
+                       "--dry-run")
+        if listed.count(f"kept {schema}.") != len(damaged):
+            raise DrillFailed(f"cleanup-restored does not see the copies: {listed[-300:]}")
+        with psycopg.connect(d.database_url, autocommit=True) as conn:  # the operator's DROP once compared
+            conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(schema)))
+        step.detail = f"{', '.join(damaged)} copied into {schema} equal the backed-up state"
+
+    # Not on the RTO's path (the whole database was restored above): the way to mend a few tables in place.
+    d.step(scenario, "copy the damaged tables beside the live ones (db restore --table)", partial)
 
 
 def data_breach(d: Drill) -> None:
