@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -39,8 +37,6 @@ ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable in mill
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32", "CRC32C", "SHA1", "SHA256")
 MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit; above it, multipart copy
 PART_SIZE = 512 * 1024**2
-RETRYABLE_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
-                   "RequestTimeTooSkewed", "503", "500"}
 COPY = "copy"
 DELETE_MARKER = "delete-marker"
 RESTORE_ARCHIVED = "restore-archived"
@@ -253,19 +249,6 @@ class Result:
     version_id: str | None = None  # the new version or delete marker written
 
 
-def _retrying(call: Callable[[], Any], *, attempts: int, sleep: Callable[[float], None]) -> Any:
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if attempt == attempts or (code not in RETRYABLE_CODES and status < 500):
-                raise
-            sleep(min(20.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))  # noqa: S311
-    raise AssertionError("unreachable")
-
-
 def encryption_args(client: Any, bucket: str) -> dict[str, Any]:
     """The destination's default encryption, stated explicitly on every write."""
     try:
@@ -357,9 +340,11 @@ class ApplySummary:
 
 
 def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path | None = None,
-               concurrency: int = 8, attempts: int = 6, sleep: Callable[[float], None] = time.sleep,
-               multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
+               concurrency: int = 8, multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
                on_result: Callable[[Result], None] | None = None) -> ApplySummary:
+    """Apply ``plan`` with ``client``: throttling (503 SlowDown) and 5xx answers are retried per call by
+    the client's botocore retry policy (tavari_dr.core.aws.RETRIES: standard mode, 10 attempts for S3); an action whose
+    calls still fail is reported failed, and the same command run again resumes from the journal."""
     encryption = encryption_args(client, plan.destination)
 
     def run(action: Action) -> Result:
@@ -368,15 +353,13 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
         try:
             if action.action == COPY:
                 assert action.version_id is not None
-                new = _retrying(lambda: copy_version(
-                    client, plan.bucket, action.key, action.version_id, plan.destination, encryption=encryption,
-                    multipart_threshold=multipart_threshold, part_size=part_size), attempts=attempts, sleep=sleep)
+                new = copy_version(client, plan.bucket, action.key, action.version_id, plan.destination,
+                                   encryption=encryption, multipart_threshold=multipart_threshold, part_size=part_size)
             elif action.action == DELETE_MARKER:
                 # No VersionId: S3 adds a delete marker; a version is never removed.
-                new = _retrying(lambda: client.delete_object(Bucket=plan.destination, Key=action.key),
-                                attempts=attempts, sleep=sleep).get("VersionId")
+                new = client.delete_object(Bucket=plan.destination, Key=action.key).get("VersionId")
             elif action.action == RESTORE_ARCHIVED:
-                _request_restore(client, plan.bucket, action, attempts=attempts, sleep=sleep)
+                _request_restore(client, plan.bucket, action)
                 return Result(action.key, action.action, "pending",
                               "Glacier restore requested; run the same command again once it completes "
                               "(Standard tier: 3-5 h, DEEP_ARCHIVE: 12 h)")
@@ -407,12 +390,10 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
     return ApplySummary(counts, results)
 
 
-def _request_restore(client: Any, bucket: str, action: Action, *, attempts: int,
-                     sleep: Callable[[float], None]) -> None:
+def _request_restore(client: Any, bucket: str, action: Action) -> None:
     try:
-        _retrying(lambda: client.restore_object(
-            Bucket=bucket, Key=action.key, VersionId=action.version_id,
-            RestoreRequest={"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}}), attempts=attempts, sleep=sleep)
+        client.restore_object(Bucket=bucket, Key=action.key, VersionId=action.version_id,
+                              RestoreRequest={"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}})
     except ClientError as err:
         if err.response["Error"]["Code"] != "RestoreAlreadyInProgress":
             raise

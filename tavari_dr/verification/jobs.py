@@ -228,7 +228,7 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
     """The Lambda entry: settings and targets come from the function's environment (set by CDK)."""
     import os
 
-    import boto3
+    from tavari_dr.core import aws
 
     environ = environ if environ is not None else os.environ
     settings = VerificationConfig(**json.loads(environ["TAVARI_VERIFICATION"]))
@@ -238,13 +238,12 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
     # What the checks asked of AWS, for the quarterly drill's cost-model comparison (counted before
     # the reports are written, which are not part of the check).
     counter = RequestCounter()
-    clients = Clients(s3=counter.attach(boto3.client("s3")),
-                      replica_s3=counter.attach(boto3.client("s3",
-                                                             region_name=environ.get("TAVARI_DR_REGION") or None)),
-                      cloudwatch=counter.attach(boto3.client("cloudwatch")),
-                      secretsmanager=counter.attach(boto3.client("secretsmanager")),
-                      kms=counter.attach(boto3.client("kms")),
-                      regional=lambda service, region: counter.attach(boto3.client(service, region_name=region)))
+    clients = Clients(s3=counter.attach(aws.client("s3")),
+                      replica_s3=counter.attach(aws.client("s3", region=environ.get("TAVARI_DR_REGION") or None)),
+                      cloudwatch=counter.attach(aws.client("cloudwatch")),
+                      secretsmanager=counter.attach(aws.client("secretsmanager")),
+                      kms=counter.attach(aws.client("kms")),
+                      regional=lambda service, region: counter.attach(aws.client(service, region=region)))
     now = now_utc()
     results = run_checks(JOBS[job], clients=clients, targets=targets, settings=settings,
                          rpo_hours=float(environ["TAVARI_RPO_HOURS"]), now=now)

@@ -160,16 +160,16 @@ def handle(event: dict[str, Any], environ: Any = None) -> dict[str, Any]:
     """The Lambda entry: ``{"step": "secrets"}`` or ``{"step": "report", "branches": [...], ...}``."""
     import os
 
-    import boto3
+    from tavari_dr.core import aws
 
     environ = environ if environ is not None else os.environ
     if event.get("step") == "secrets":
-        return secrets_step(boto3.client("secretsmanager"), json.loads(environ["TAVARI_SECRETS"]))
+        return secrets_step(aws.client("secretsmanager"), json.loads(environ["TAVARI_SECRETS"]))
     if event.get("step") == "report":
         now = datetime.now(UTC)
         objectives = Objectives(**json.loads(environ["TAVARI_OBJECTIVES"]))
         result = report(event, objectives=objectives, environment=environ["TAVARI_ENV"], now=now)
-        result["report"] = record(result, s3=boto3.client("s3"), reports_bucket=environ["TAVARI_REPORTS_BUCKET"],
+        result["report"] = record(result, s3=aws.client("s3"), reports_bucket=environ["TAVARI_REPORTS_BUCKET"],
                                   now=now)
         return {"passed": result["passed"], "report": result["report"],
                 "rto_critical_seconds": result["rto_critical"]["achieved_seconds"],
