@@ -12,6 +12,7 @@ from tavari_dr.alerts import router as alerts
 from tavari_dr.core import metrics
 from tavari_dr.core.outputs import PLACEHOLDER_TEMPLATE
 from tests.http_stub import ScriptedServer, server_factory
+from tests.lambda_logs import FakeContext
 from tests.throttling import record_sleeps
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
@@ -210,16 +211,6 @@ def test_route_forwards_an_event_of_unexpected_shape(webhook_factory, secrets_cl
     assert alerts.route({"weird": True}, environment="dev", secrets=alerts.SecretCache(secrets_client),
                         webhook_secret=arn) == 1
     assert "Unexpected event shape" in hook.requests[0]["body"]["text"]
-
-
-class FakeContext:
-    function_name = "alert-router"
-    aws_request_id = "req-1"
-    memory_limit_in_mb = 256
-
-    @staticmethod
-    def get_remaining_time_in_millis():
-        return 30000
 
 
 def test_handler_delivers_and_publishes_an_emf_metric(webhook_factory, secrets_client, monkeypatch, capsys):

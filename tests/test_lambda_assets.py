@@ -29,6 +29,7 @@ from packaging.tags import compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
 
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+RUNTIME_DISTRIBUTIONS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six"}
 LAMBDA_PYTHON = (3, 14)
 # Lambda's python3.14 runtime is Amazon Linux 2023 (glibc 2.34) on x86_64, the project's architecture.
 LAMBDA_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(34, 4, -1)] + [
@@ -135,8 +136,12 @@ POSTGRES_DRIVER = ["psycopg", "psycopg-3.2.13.dist-info", "psycopg_binary", "psy
 TOKEN_VERIFICATION = ["jwt", "pyjwt-2.15.1.dist-info", "cryptography", "cryptography-50.0.2.dist-info", "cffi",
                       "cffi-2.1.1.dist-info", "_cffi_backend.cpython-314-x86_64-linux-gnu.so", "pycparser",
                       "pycparser-3.12.dist-info"]
-# What each function carries besides its own code: the functions that read PostgreSQL the driver, the
-# authorizer PyJWT and cryptography; each only its own.
+# Every function: Powertools Logger/Tracer and the X-Ray SDK (tavari_dr.core.observability).
+OBSERVABILITY = ["aws_lambda_powertools", "aws_lambda_powertools-3.37.0.dist-info", "aws_xray_sdk",
+                 "aws_xray_sdk-2.15.0.dist-info", "wrapt", "wrapt-2.5.2.dist-info", "wrapt-stubs",
+                 "typing_extensions-4.16.0.dist-info", "typing_extensions.py"]
+# What each function carries besides its own code and OBSERVABILITY: the functions that read PostgreSQL
+# the driver, the authorizer PyJWT and cryptography; each only its own.
 THIRD_PARTY = {"Export API: GET /api/account/export[/{export_id}]": POSTGRES_DRIVER,
                "Export API: large account exports in the background": POSTGRES_DRIVER,
                "Export API: verifies Supabase access tokens": TOKEN_VERIFICATION}
@@ -147,7 +152,7 @@ def test_the_bundle_holds_our_code_and_nothing_else(synthesized):
         asset = asset_dir(env, resource)
         top = sorted(p.name for p in asset.iterdir())
         third_party = THIRD_PARTY.get(resource["Properties"]["Description"], [])
-        assert top == sorted(["handler.py", "tavari_dr", *third_party]), top
+        assert top == sorted({"handler.py", "tavari_dr", *OBSERVABILITY, *third_party}), top
         assert not list(asset.rglob("__pycache__"))
 
 
@@ -159,7 +164,9 @@ def bundled(asset: Path) -> dict[str, str]:
 
 def test_every_bundled_distribution_has_its_dependencies_on_the_lambda_platform(synthesized):
     """Requires-Dist of each bundled distribution, markers evaluated for CPython 3.14 on Linux x86_64:
-    each one it needs is bundled too, at a version it accepts."""
+    each one it needs is bundled too, at a version it accepts, or is one the runtime's boto3 brings
+    (Powertools needs jmespath, the X-Ray SDK botocore), at a version the one this machine stands in
+    with satisfies."""
     checked = 0
     for env, stack, logical_id, resource in functions(synthesized):
         asset = asset_dir(env, resource)
@@ -173,8 +180,12 @@ def test_every_bundled_distribution_has_its_dependencies_on_the_lambda_platform(
                     continue
                 name = canonicalize_name(requirement.name)
                 where = f"{stack}/{logical_id}: {info.name} needs {requirement}"
-                assert name in present, where
-                assert requirement.specifier.contains(present[name], prereleases=True), where
+                if name in RUNTIME_DISTRIBUTIONS and name not in present:
+                    version = importlib.metadata.version(name)
+                else:
+                    assert name in present, where
+                    version = present[name]
+                assert requirement.specifier.contains(version, prereleases=True), where
                 checked += 1
     assert checked >= 2 * len(synthesized)  # cryptography -> cffi -> pycparser, in every environment
 

@@ -11,6 +11,7 @@ dead-letter queue, which has its own alarm.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from urllib3.util import Retry
 
 from tavari_dr.core.aws import SecretCache
 from tavari_dr.core.outputs import is_placeholder
+
+log = logging.getLogger("tavari.alerts")
 
 RAW_LIMIT = 1500
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -217,7 +220,11 @@ def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webh
     dsn = secrets.get(sentry_secret) if sentry_secret else None
     for alert in alerts:
         post(url, slack_payload(alert))
-        if dsn and not is_placeholder(dsn):
+        sentry = bool(dsn and not is_placeholder(dsn))
+        if sentry:
             sentry_url, sentry_event, headers = sentry_store_request(dsn, alert)
             post(sentry_url, sentry_event, headers=headers)
+        # What was delivered, never where: the webhook's URL and the DSN are secrets.
+        log.info("alert_delivered", extra={"kind": alert.kind, "state": alert.state, "title": alert.title,
+                                           "sentry": sentry})
     return len(alerts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +22,14 @@ from tavari_dr.cli.common import (
     format_option,
     report_bucket_option,
 )
-from tavari_dr.core import metrics, outputs, reports
+from tavari_dr.core import metrics, observability, outputs, reports
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
+
+log = logging.getLogger("tavari.database")
 
 
 @click.group("db")
@@ -118,6 +121,9 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, pu
             metrics.publish_outcome(metrics.DB_BACKUP, succeeded=False, emit=emit)
         raise
     duration = time.monotonic() - started
+    observability.correlate(job=metrics.DB_BACKUP, backup_id=manifest.backup_id)
+    log.info("backup_written", extra={"tier": manifest.tier, "bytes": manifest.total_bytes,
+                                      "tables": len(manifest.tables), "seconds": round(duration, 3)})
     if emit:
         metrics.publish_outcome(metrics.DB_BACKUP, emit=emit, measurements=[(
             {metrics.BACKUP_SIZE_BYTES: manifest.total_bytes, metrics.BACKUP_DURATION_SECONDS: duration},
@@ -196,6 +202,9 @@ def restore(config, target, which, target_url, force, bucket, signing_key, manif
         except db_lib.BackupTampered:
             _publish_tampered(emit)
             raise
+        observability.correlate(job="db_restore", backup_id=result.backup_id)
+        log.info("restore_finished", extra={"trust": result.trust, "tampered": result.tampered,
+                                            "seconds": round(result.duration_seconds, 3)})
         record.source.update(backup=result.backup_id, trust=result.trust)
         record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()})
         _print_counts(result)
@@ -257,6 +266,9 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
     if result.tampered:
         _publish_tampered(emit)
     report = verify_report(result)
+    observability.correlate(job=check, backup_id=result.backup_id)
+    log.info("backup_verified", extra={"status": report["status"], "trust": result.trust,
+                                       "seconds": report["duration_seconds"]})
     if not as_json:
         _print_counts(result)
     key = None
