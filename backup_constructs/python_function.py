@@ -19,7 +19,7 @@ from tavari_dr.core.config import LOG_RETENTION_DAYS
 
 ROOT = Path(__file__).resolve().parent.parent
 # Active tracing adds this statement to every function's role (CDK, Tracing.ACTIVE).
-XRAY_REASON = ("Resource * for xray:PutTraceSegments and xray:PutTelemetryRecords only (active tracing): the "
+XRAY_REASON = ("Resource * for xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing): the "
                "Service Authorization Reference lists no resource type for either.")
 _RETENTION = dict(zip(LOG_RETENTION_DAYS, [r for r in logs.RetentionDays if r is not logs.RetentionDays.INFINITE],
                       strict=True))

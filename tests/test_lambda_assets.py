@@ -332,3 +332,59 @@ def test_each_asset_carries_core_and_the_capabilities_its_handler_reaches_nothin
         assert all(_source(runtime.parent, m) is not None for m in needed), (where, needed)
         capabilities = {m.split(".")[1] for m in needed if m.count(".") >= 1} - {"core"}
         assert packages == sorted({"core", *capabilities}), (where, packages, capabilities)
+
+
+def test_a_handler_traces_and_logs_from_its_asset_as_in_lambda(synthesized, lambda_runtime_site, tmp_path):
+    """Under Lambda's environment (LAMBDA_TASK_ROOT, the invocation's trace header, the X-Ray daemon's
+    address) the drill-steps handler, from its asset alone: Powertools' tracer loads the X-Ray SDK
+    from the asset, patches botocore (and not http.client: a webhook's URL is a secret), and sends the
+    invocation's subsegment, annotated with the job and the drill's execution, to the daemon (here a
+    UDP socket of this test's); the log lines on stderr are JSON with the same keys."""
+    import socket
+
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(10)
+    env, _stack, logical_id, resource = next(
+        f for f in functions(synthesized) if f[3]["Properties"]["Handler"] == "handler.handler"
+        and f[3]["Properties"]["Description"].startswith("Quarterly DR drill"))
+    asset = asset_dir(env, resource)
+    variables = {k: rendered(v) for k, v in resource["Properties"]["Environment"]["Variables"].items()}
+    variables.update({"LAMBDA_TASK_ROOT": str(asset), "AWS_LAMBDA_FUNCTION_NAME": "drill-steps",
+                      "_X_AMZN_TRACE_ID": "Root=1-6750a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
+                      "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}"})
+    code = """
+import http.client, importlib, types
+import aws_lambda_powertools, aws_xray_sdk, botocore.client
+m = importlib.import_module("handler")
+assert aws_xray_sdk.__file__.startswith(sys.path[0]) and aws_lambda_powertools.__file__.startswith(sys.path[0])
+assert hasattr(botocore.client.BaseClient._make_api_call, "__wrapped__"), "botocore is not traced"
+assert not hasattr(http.client.HTTPConnection._send_request, "__wrapped__"), "http.client is traced"
+context = types.SimpleNamespace(function_name="drill-steps", memory_limit_in_mb=256, aws_request_id="req-9",
+                                invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:drill-steps")
+try:
+    m.handler({"step": "nope", "execution": "arn:aws:states:eu-west-1:123456789012:execution:drill:q1"}, context)
+except ValueError:
+    print("refused")
+"""
+    scratch = tmp_path / logical_id
+    scratch.mkdir()
+    try:
+        result = run_in_asset(asset, code, scratch, lambda_runtime_site, variables)
+        assert result.returncode == 0 and result.stdout.strip() == "refused", result.stderr
+        documents = []
+        while not any(d.get("annotations") for d in documents):
+            header, _, document = daemon.recv(65536).decode().partition("\n")
+            assert json.loads(header) == {"format": "json", "version": 1}
+            documents.append(json.loads(document))
+    finally:
+        daemon.close()
+    (traced,) = [d for d in documents if d.get("annotations")]
+    assert traced["trace_id"] == "1-6750a1b2-0123456789abcdef01234567" and traced["parent_id"] == "53995c3f42cd8ad8"
+    assert traced["annotations"] == {"job": "quarterly_drill", "ColdStart": True, "Service": "tavari",
+                                     "run": "arn:aws:states:eu-west-1:123456789012:execution:drill:q1"}
+    assert traced.get("fault") or traced.get("error")  # the refused step is marked failed in the trace
+    (line,) = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]
+    assert line["message"] == "invocation_finished" and line["outcome"] == "error" and line["error"] == "ValueError"
+    assert line["job"] == "quarterly_drill" and line["function_request_id"] == "req-9"
+    assert line["xray_trace_id"] == "1-6750a1b2-0123456789abcdef01234567"

@@ -168,3 +168,65 @@ def test_the_scheduled_verification_jobs(world, monkeypatch):  # noqa: F811 - th
     report = json.loads(world.get_object(Bucket="reports", Key=written[0]["report"])["Body"].read())
     assert report["run"] == "sched-exec-1"  # the report names the run whose lines these are
     assert written[0]["report"].startswith(f"reports/{written[0]['check']}/{datetime.now(UTC):%Y}")
+
+
+# --------------------------------------------------------------------------- what the templates say
+
+
+def resources(synthesized, kind):
+    for env in synthesized.values():
+        for stack, template in env.templates.items():
+            for logical_id, resource in template["Resources"].items():
+                if resource["Type"] == kind:
+                    yield stack, logical_id, resource, template
+
+
+def test_every_function_traces_actively_and_may_write_traces_nothing_more_with_resource_star(synthesized):
+    checked = 0
+    for stack, logical_id, fn, template in resources(synthesized, "AWS::Lambda::Function"):
+        assert fn["Properties"]["TracingConfig"] == {"Mode": "Active"}, (stack, logical_id)
+        role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        policies = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+                    and {"Ref": role} in r["Properties"]["Roles"]]
+        statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+        xray = [s for s in statements if any(a.startswith("xray:") for a in s["Action"])]
+        assert {a for s in xray for a in s["Action"] if a.startswith("xray:")} == {
+            "xray:PutTelemetryRecords", "xray:PutTraceSegments"}, (stack, logical_id)
+        # CDK merges statements of one resource: "*" holds X-Ray's two and, where a role needs it, the
+        # one other action of this project without a resource-level form.
+        for statement in xray:
+            assert statement["Resource"] == "*" and statement["Effect"] == "Allow"
+            assert set(statement["Action"]) - {"xray:PutTelemetryRecords", "xray:PutTraceSegments"} <= {
+                "cloudwatch:GetMetricStatistics"}, (stack, logical_id, statement)
+        checked += 1
+    assert checked == 9 * len(synthesized)
+
+
+def test_the_drill_is_traced_and_hands_every_step_its_execution(synthesized):
+    machines = list(resources(synthesized, "AWS::StepFunctions::StateMachine"))
+    assert machines
+    for _stack, _logical_id, machine, _template in machines:
+        assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+        definition = "".join(p for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1] if isinstance(p, str))
+        # Three branches' start markers, the secrets step and the report: the Lambdas log and annotate
+        # it as "run", the report records it.
+        assert definition.count('"execution.$":"$$.Execution.Id"') == 5
+
+
+def test_scheduled_verification_jobs_are_handed_the_scheduler_s_execution_id(synthesized):
+    lambdas = 0
+    for _stack, _logical_id, schedule, _template in resources(synthesized, "AWS::Scheduler::Schedule"):
+        target = schedule["Properties"]["Target"]
+        if "Function" in target["Arn"].get("Fn::GetAtt", [""])[0]:
+            assert json.loads(target["Input"]) == {"execution": "<aws.scheduler.execution-id>"}
+            lambdas += 1
+    assert lambdas == 3 * len(synthesized)  # daily, weekly, monthly in each environment
+
+
+def test_every_scheduled_task_logs_json(synthesized):
+    tasks = 0
+    for _stack, _logical_id, task, _template in resources(synthesized, "AWS::ECS::TaskDefinition"):
+        (job,) = [c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "Job"]
+        assert job["Command"][:2] == ["--log-format", "json"], job["Command"]
+        tasks += 1
+    assert tasks >= 3 * len(synthesized)
