@@ -447,3 +447,22 @@ def test_cli_exit_1_when_a_key_fails(s3, tmp_path, monkeypatch):
     assert record["outcome"].startswith("failed: 1 failed")
     assert "failed   k01.pdf" in out and "AccessDenied" in out and "1 failed" in out
     assert Path(tmp_path / "s").exists()
+
+
+def test_cli_json_logs_carry_the_job_and_the_restore_id(s3, tmp_path, monkeypatch):
+    from tavari_dr.core import observability
+    from tests.lambda_logs import JsonLogs
+
+    _, to = changed_history(s3, n=2)
+    logs = JsonLogs()
+    monkeypatch.setattr(observability._JSON_HANDLER, "stream", logs.buffer)
+    result = CliRunner().invoke(main, ["--log-format", "json", "bucket", "restore", "--bucket", "invoices",
+                                       "--region", REGION, "--to", to.isoformat(), "--apply",
+                                       "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (line,) = logs.lines()
+    fingerprint = next((tmp_path / "s").glob("*.journal.jsonl")).name.removesuffix(".journal.jsonl")
+    assert line["message"] == "restore_applied" and line["counts"] == {"done": 2}
+    assert line["job"] == "bucket_restore" and line["restore_id"] == fingerprint and line["service"] == "tavari"
+    assert "restore_applied" not in result.output  # the log lines are on stderr, not in the answer

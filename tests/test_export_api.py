@@ -175,15 +175,21 @@ def test_a_failed_export_is_recorded_counted_and_releases_the_lock(aws, db, caps
     assert export_api.route(request(alice), clients, settings)["statusCode"] == 202  # not locked out
 
 
-def test_logs_say_who_when_what_and_hold_no_personal_data(aws, db, caplog):
-    clients, settings, _ = aws
-    alice = owners(db)[0]
+def personal_data(db, user_id):
+    """A user's e-mail address, business name and one message's text: what no log line may hold."""
     with psycopg.connect(db) as conn:
         email, name = conn.execute(
             "SELECT u.email, b.name FROM auth.users u JOIN public.businesses b ON b.owner_id = u.id "
-            "WHERE u.id = %s", (alice,)).fetchone()
+            "WHERE u.id = %s", (user_id,)).fetchone()
         message = conn.execute("SELECT m.body FROM public.messages m JOIN public.businesses b ON b.id = "
-                               "m.business_id WHERE b.owner_id = %s LIMIT 1", (alice,)).fetchone()[0]
+                               "m.business_id WHERE b.owner_id = %s LIMIT 1", (user_id,)).fetchone()[0]
+    return email, name, message
+
+
+def test_logs_say_who_when_what_and_hold_no_personal_data(aws, db, caplog):
+    clients, settings, _ = aws
+    alice = owners(db)[0]
+    email, name, message = personal_data(db, alice)
     with caplog.at_level(logging.INFO, logger="tavari"):
         export_api.route(request(alice), clients, settings)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.startswith("tavari")]
@@ -240,21 +246,31 @@ def test_authorizer_handler_allows_valid_tokens_and_denies_the_rest(aws, supabas
         assert handler.handler(authorizer_event(header), FakeContext()) == {"isAuthorized": False}, header
 
 
-def test_api_and_worker_handlers_wire_the_same_logic(aws, db, monkeypatch):
-    clients, settings, _ = aws
-    alice = owners(db)[0]
-    environment = {"TAVARI_EXPORT": json.dumps({
+def handler_environment(settings):
+    """The API's and the worker's environment as the stack sets it (every export in the background)."""
+    return {"TAVARI_EXPORT": json.dumps({
         "table": TABLE, "bucket": EXPORTS, "database_url_secret": settings.database_url_secret,
         "sync_row_limit": 0, "invoice_bucket": None, "worker": "arn:aws:lambda:eu-west-1:123456789012:function:w",
         "datasets": [d.__dict__ for d in settings.datasets]})}
+
+
+class FakeLambda:
+    """The API's Lambda client: the worker invocations it dispatches, recorded."""
+
+    def __init__(self, invoked):
+        self.invoked = invoked
+
+    def invoke(self, **kwargs):
+        self.invoked.append(kwargs)
+
+
+def test_api_and_worker_handlers_wire_the_same_logic(aws, db, monkeypatch):
+    clients, settings, _ = aws
+    alice = owners(db)[0]
+    environment = handler_environment(settings)
     api = load_handler("export_api", monkeypatch, environment)
     invoked = []
-
-    class FakeLambda:
-        def invoke(self, **kwargs):
-            invoked.append(kwargs)
-
-    monkeypatch.setattr(api, "_lambda", FakeLambda())
+    monkeypatch.setattr(api, "_lambda", FakeLambda(invoked))
     response = api.handler(request(alice), FakeContext())
     assert response["statusCode"] == 202
     (call,) = invoked
@@ -271,23 +287,15 @@ def test_every_export_handler_logs_json_and_no_personal_data(aws, db, supabase, 
     a message's text or the database URL."""
     clients, settings, _ = aws
     alice = owners(db)[0]
-    with psycopg.connect(db) as conn:
-        email, name = conn.execute(
-            "SELECT u.email, b.name FROM auth.users u JOIN public.businesses b ON b.owner_id = u.id "
-            "WHERE u.id = %s", (alice,)).fetchone()
-        message = conn.execute("SELECT m.body FROM public.messages m JOIN public.businesses b ON b.id = "
-                               "m.business_id WHERE b.owner_id = %s LIMIT 1", (alice,)).fetchone()[0]
+    email, name, message = personal_data(db, alice)
     issuer = supabase.url.removesuffix("/.well-known/jwks.json")
     url_arn = clients.secretsmanager.create_secret(Name="SUPABASE_URL", SecretString=issuer.removesuffix("/auth/v1"))
     authorizer = load_handler("export_authorizer", monkeypatch, {"SUPABASE_URL_SECRET_ARN": url_arn["ARN"],
                                                                  "SUPABASE_JWT_SECRET_ARN": ""})
-    environment = {"TAVARI_EXPORT": json.dumps({
-        "table": TABLE, "bucket": EXPORTS, "database_url_secret": settings.database_url_secret,
-        "sync_row_limit": 0, "invoice_bucket": None, "worker": "arn:aws:lambda:eu-west-1:123456789012:function:w",
-        "datasets": [d.__dict__ for d in settings.datasets]})}
+    environment = handler_environment(settings)
     api = load_handler("export_api", monkeypatch, environment)
     invoked = []
-    monkeypatch.setattr(api, "_lambda", type("FakeLambda", (), {"invoke": lambda self, **kw: invoked.append(kw)})())
+    monkeypatch.setattr(api, "_lambda", FakeLambda(invoked))
     worker = load_handler("export_worker", monkeypatch, environment)
     logs = capture_json_logs(monkeypatch)
 

@@ -156,12 +156,13 @@ def test_dr_drill(monkeypatch):
 
 
 @pytest.mark.moto
-def test_the_scheduled_verification_jobs(world, monkeypatch):  # noqa: F811 - the fixture
+@pytest.mark.parametrize("job", [metrics.DAILY_MONITOR, metrics.WEEKLY_INTEGRITY, metrics.MONTHLY_RESTORE_TEST])
+def test_the_scheduled_verification_jobs(world, monkeypatch, job):  # noqa: F811 - the fixture
     logs = capture_json_logs(monkeypatch)
-    summary = run_handler("daily_monitor", monkeypatch, event={"execution": "sched-exec-1"})
-    assert summary["job"] == "daily_monitor"
-    # The Supabase Management API token the job reads ("sbp_token" in this world) is never logged.
-    lines = assert_structured(logs, job="daily_monitor", forbidden=("sbp_token",))
+    summary = run_handler(job, monkeypatch, event={"execution": "sched-exec-1"})
+    assert summary["job"] == job
+    # The Supabase Management API token the daily job reads ("sbp_token" in this world) is never logged.
+    lines = assert_structured(logs, job=job, forbidden=("sbp_token",))
     assert all(line["run"] == "sched-exec-1" for line in lines)
     written = [line for line in lines if line["message"] == "report_written"]
     assert {line["check"] for line in written} == set(summary["results"])
@@ -230,3 +231,20 @@ def test_every_scheduled_task_logs_json(synthesized):
         assert job["Command"][:2] == ["--log-format", "json"], job["Command"]
         tasks += 1
     assert tasks >= 3 * len(synthesized)
+
+
+def test_traces_record_no_s3_object_key():
+    """What X-Ray's botocore patch would put in an S3 call's subsegment: the bucket, never the key."""
+    from aws_xray_sdk.ext import boto_utils
+
+    key = f"customers/{EMAIL}/invoice-7.pdf"
+    for operation, call in [("GetObject", {"Bucket": "invoices", "Key": key, "VersionId": "v1"}),
+                            ("PutObject", {"Bucket": "invoices", "Key": key}),
+                            ("CopyObject", {"Bucket": "invoices", "Key": key, "CopySource": f"invoices/{key}"})]:
+        recorded = {}
+        boto_utils._extract_whitelisted_params("s3", operation, recorded, (operation, call), {}, None)
+        assert key not in json.dumps(recorded) and EMAIL not in json.dumps(recorded), (operation, recorded)
+    recorded = {}
+    boto_utils._extract_whitelisted_params("s3", "GetObject", recorded, ("GetObject", {"Bucket": "b", "Key": "k"}),
+                                           {}, None)
+    assert recorded == {"bucket_name": "b"}

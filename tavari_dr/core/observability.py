@@ -36,6 +36,21 @@ _JSON_HANDLER = logger.logger_handler
 tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
 
 
+def _no_object_keys_in_traces() -> None:
+    """The botocore patch copies chosen request parameters into each subsegment, for S3 the object's
+    Key (and CopySource): a key is an application's file name and may name a customer. Traces keep
+    the operation and the bucket; the X-Ray SDK has no setting for this, its table is edited."""
+    from aws_xray_sdk.ext import boto_utils
+
+    for operation in boto_utils.whitelist["services"].get("s3", {}).get("operations", {}).values():
+        if "request_parameters" in operation:
+            operation["request_parameters"] = [p for p in operation["request_parameters"]
+                                               if p not in ("Key", "CopySource")]
+
+
+_no_object_keys_in_traces()
+
+
 def correlate(**keys: str | None) -> None:
     """Add correlation keys (CORRELATION_KEYS) to every later log line of this invocation or command,
     and to the current trace as annotations."""
