@@ -3,7 +3,8 @@
 Powertools for AWS Lambda does the work: its Logger writes one JSON object a line, with the Lambda
 request id and cold start, and the keys appended here; its Tracer (the X-Ray SDK underneath) traces
 each invocation and every boto3 call in it, with the job and the backup or restore ID as annotations,
-so a filter expression such as ``annotation.job = "dr_drill"`` finds one quarterly drill end to end.
+so a filter expression such as ``annotation.run = "<drill execution ARN>"`` finds one quarterly
+drill end to end.
 
 Every module of the runtime logs through the stdlib logger ``tavari.<capability>``; the Powertools
 Logger owns their parent ``tavari``, so those lines are JSON too, with the same keys. What may be logged
