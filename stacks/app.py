@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Annotations, App, Aws, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import Annotations, App, Aws, Duration, Environment, RemovalPolicy, Stack, Tags, Token
 from aws_cdk import aws_kms as kms
 
 from backup_constructs.keys import alias_arn
@@ -18,8 +18,10 @@ from stacks.database_backups import (
     DatabaseBackupsStack,
     DrBackups,
     DrillInputs,
+    SupabaseConfigInputs,
     VerificationInputs,
 )
+from stacks.deploy_roles import DeployRolesStack, DeployTarget
 from stacks.invoice_replica import InvoiceReplicaStack, replica_key_alias
 from stacks.invoice_storage import InvoiceStorageStack
 from stacks.monitoring import MonitoringStack, ReplicationWatch
@@ -40,11 +42,13 @@ class TavariApp:
     backups_replica: DatabaseBackupsReplicaStack | None
     data_export: DataExportStack
     tamper_watch: TamperWatch
+    deploy_roles: DeployRolesStack | None = None
 
     @property
     def stacks(self) -> list[Stack]:
         return [s for s in (self.replica, self.storage, self.secrets_replica_key, self.secrets, self.monitoring,
-                            self.backups_replica, self.backups, self.data_export, *self.tamper_watch.stacks)
+                            self.backups_replica, self.backups, self.data_export, *self.tamper_watch.stacks,
+                            self.deploy_roles)
                 if s is not None]
 
 
@@ -190,6 +194,9 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             invoice_access_log_bucket_name=storage.invoices.access_logs.bucket.bucket_name,
             **_dr_drift(config, backups_replica)),
         report_retention_days=config.verification.report_retention_days,
+        supabase_config=SupabaseConfigInputs(url_secret=config_secrets["SUPABASE_URL"],
+                                             token_secret=config_secrets["SUPABASE_ACCESS_TOKEN"]),
+        app_principal_arn=config.invoice_bucket.app_principal_arn,
         drill=DrillInputs(settings=config.drill, secrets_key=secrets.config_secrets.key, secrets={
             entry.name: (config_secrets[entry.name], entry) for entry in config.secrets.all_entries}),
         guard=guard, **common)
@@ -241,11 +248,26 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
     built = TavariApp(storage=storage, replica=replica_stack, secrets=secrets, secrets_replica_key=secrets_replica,
                       monitoring=monitoring, backups=backups, backups_replica=backups_replica,
                       data_export=data_export, tamper_watch=tamper_watch)
+    if config.pipeline.enabled:
+        built.deploy_roles = _deploy_roles(app, config, built.stacks, removal=removal, common=common)
     for stack in built.stacks:
         Tags.of(stack).add("tavari:environment", config.name)
         Tags.of(stack).add("tavari:component", "backup-recovery")
     add_nag_packs(app)
     return built
+
+
+def _deploy_roles(app: App, config: EnvironmentConfig, stacks: list[Stack], *, removal: RemovalPolicy,
+                  common: dict[str, Any]) -> DeployRolesStack:
+    """The GitHub Actions roles, allowed into the bootstrap roles of every account and region a stack of
+    this environment deploys to (an environment-agnostic stack's account is the deploying one)."""
+    targets = [DeployTarget(account=None if Token.is_unresolved(s.account) else s.account, region=s.region)
+               for s in stacks]
+    return DeployRolesStack(
+        app, config.stack_name(outputs.DEPLOY_ROLES),
+        description=f"Tavari {config.name}: GitHub Actions OIDC roles that may only assume the CDK bootstrap roles",
+        env=Environment(account=config.account, region=config.region), environment=config.name,
+        settings=config.pipeline, security=config.security, targets=targets, removal_policy=removal, **common)
 
 
 def _tamper_watch(app: App, config: EnvironmentConfig, *, storage: InvoiceStorageStack,

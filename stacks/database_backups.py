@@ -78,6 +78,15 @@ class TaskJob:
     every: Duration
 
 
+@dataclass(frozen=True)
+class SupabaseConfigInputs:
+    """The secrets the nightly job reads the Supabase project's configuration with: the project URL (its
+    ref) and the Management API token."""
+
+    url_secret: sm.ISecret
+    token_secret: sm.ISecret
+
+
 class DatabaseBackupsStack(Stack):
     """Off-site database backups: the Object-Lock bucket, and the nightly dump, weekly quick check
     and monthly restore test as Fargate tasks on EventBridge Scheduler schedules.
@@ -92,7 +101,9 @@ class DatabaseBackupsStack(Stack):
                  removal_policy: RemovalPolicy, replica: ReplicaTarget | None = None,
                  no_replication_reason: str = "Replication is off in this environment by configuration.",
                  verification: VerificationInputs | None = None, report_retention_days: int = 400,
-                 drill: DrillInputs | None = None, guard: SecurityConfig | None = None, **kwargs: Any) -> None:
+                 drill: DrillInputs | None = None, guard: SecurityConfig | None = None,
+                 supabase_config: SupabaseConfigInputs | None = None, app_principal_arn: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.custodians = custodians_of(self, guard) if guard else None
         self._guard = guard
@@ -160,14 +171,28 @@ class DatabaseBackupsStack(Stack):
                        "--region", self.region, "--publish-metrics"]
         report_args = ["--report-bucket", self.reports.bucket.bucket_name]
         key_args = ["--signing-key", self.signing_key.key_arn]
+        # Imported by ARN: ecs.Secret on the owning stack's secret would write this task's role into
+        # the secrets key policy, and the two stacks would depend on each other.
+        nightly_secrets = {"TAVARI_DATABASE_URL": ecs.Secret.from_secrets_manager(
+            sm.Secret.from_secret_complete_arn(self, "DatabaseUrlSecret", database_url_secret.secret_arn))}
+        config_args: list[str] = []
+        if supabase_config is not None:
+            # The project's configuration (auth, database, network, API, pooler, storage, SSL) is
+            # snapshotted beside each nightly dump through the Management API (tavari_dr.configbackup).
+            config_args = ["--supabase-config"]
+            nightly_secrets.update({
+                "TAVARI_SUPABASE_URL": ecs.Secret.from_secrets_manager(sm.Secret.from_secret_complete_arn(
+                    self, "SupabaseUrlSecret", supabase_config.url_secret.secret_arn)),
+                "TAVARI_SUPABASE_ACCESS_TOKEN": ecs.Secret.from_secrets_manager(sm.Secret.from_secret_complete_arn(
+                    self, "SupabaseTokenSecret", supabase_config.token_secret.secret_arn))})
         self.nightly = ScheduledFargateJob(
             self, "NightlyBackup", **common, schedule=settings.schedule,
             description="Off-site pg_dump of the Supabase database (database_backups.schedule)",
-            command=["db", "backup", "--reason", "nightly", *bucket_args, *key_args],
-            # Imported by ARN: ecs.Secret on the owning stack's secret would write this task's role into
-            # the secrets key policy, and the two stacks would depend on each other.
-            secrets={"TAVARI_DATABASE_URL": ecs.Secret.from_secrets_manager(
-                sm.Secret.from_secret_complete_arn(self, "DatabaseUrlSecret", database_url_secret.secret_arn))})
+            # --cleanup-restored: the expired copies of partial restores go before the dump (not backed up);
+            # dropping them is audited, hence the reports bucket.
+            command=["db", "backup", "--reason", "nightly", "--cleanup-restored", *config_args, *bucket_args,
+                     *report_args, *key_args],
+            secrets=nightly_secrets)
         self.weekly = ScheduledFargateJob(
             self, "WeeklyVerify", **common, schedule=settings.weekly_verify_schedule, cpu=512, memory_mib=1024,
             description="Weekly check of the newest dump: sha256 and table of contents",
@@ -202,17 +227,22 @@ class DatabaseBackupsStack(Stack):
         self.signing_key.grant(self.nightly.task_definition.task_role, "kms:Sign")
         for job in (self.weekly, self.monthly):
             self.signing_key.grant(job.task_definition.task_role, *VERIFY_ACTIONS)
-        for job in (self.weekly, self.monthly):
+        for job in (self.nightly, self.weekly, self.monthly):
             self.reports.bucket.grant_put(job.task_definition.task_role)
         self.nightly.task_definition.task_role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:PutObjectRetention"], resources=[self.backups.bucket.arn_for_objects("dumps/*")]))
         secrets_key.grant_decrypt(self.nightly.task_definition.obtain_execution_role())
         _acknowledge_task_role(self.nightly, "The nightly job writes dump objects of the one backup bucket (keys are "
-                                             "backup IDs), reads them back and sets their retention, through its key.")
+                                             "backup IDs), reads them back and sets their retention, and writes the "
+                                             "audit record of a cleanup into the reports bucket (keys are dates and "
+                                             "IDs), through their keys.")
         for job in (self.weekly, self.monthly):
             _acknowledge_task_role(job, "The job reads dump objects of the backup bucket (keys are backup IDs) and "
                                         "writes its report into the reports bucket (keys are dates), through their "
                                         "keys.")
+        if app_principal_arn:
+            # The application records each erasure it makes in the ledger (README, "Erasure ledger").
+            self.backups.grant_record_erasure(iam.Role.from_role_arn(self, "AppPrincipal", app_principal_arn))
         self.restore_test = SecureBucket(self, "RestoreTest", purpose="Scratch copies of the monthly S3 restore test",
                                          expire_after=Duration.days(1), removal_policy=RemovalPolicy.DESTROY)
         # What the alarms watch (tavari_dr.core.metrics names the jobs): the Fargate jobs here, the

@@ -168,6 +168,19 @@ class MonitoringStack(Stack):
                                 "manifest does not verify with the signing key.",
                                 "Treat as a security incident: tavari-dr db list shows what; do not restore from it "
                                 "without --manifest-version.", "backup-tampered"))
+        m.alarm("ErasureLedgerFailed", metric=_metric(metrics.ERASURE_LEDGER_FAILED, None, "Sum", Duration.minutes(5)),
+                threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook("The erasure ledger could not be read or re-applied: a restored database may hold "
+                                "the rows of erased accounts.",
+                                "Do not put the restored database in service; fix the ledger or the connection, "
+                                "then run tavari-dr erasure apply --target-url.", "erasure-ledger-failed"))
+        m.alarm("SupabaseConfigSnapshotFailed",
+                metric=_metric(metrics.SUPABASE_CONFIG_SNAPSHOT_FAILED, None, "Sum", DAY),
+                threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook("The nightly backup could not snapshot the Supabase project's configuration (the "
+                                "dump itself was taken).",
+                                "Check the SUPABASE_ACCESS_TOKEN secret and the Management API; run tavari-dr db "
+                                "backup --supabase-config by hand.", "supabase-config-snapshot-failed"))
         m.alarm("CheckFailed", metric=_metric(metrics.CHECK_FAILED, None, "Sum", Duration.hours(1)),
                 threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 runbook=Runbook("A backup verification check failed or could not run.",

@@ -37,7 +37,7 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
 
-            do_GET = do_POST = _answer  # noqa: N815
+            do_GET = do_POST = do_PATCH = do_PUT = _answer  # noqa: N815
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -50,6 +50,30 @@ class ScriptedServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class RoutedServer(ScriptedServer):
+    """Answers each request with ``route(method, path, body) -> (status, payload)`` instead of a script: a
+    stand-in for an API whose answers depend on what was written before (records requests the same way)."""
+
+    def __init__(self, route, *, path: str = "") -> None:
+        super().__init__([], path=path)
+        outer = self
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            length = int(handler.headers.get("Content-Length") or 0)
+            raw = handler.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            outer.requests.append({"method": handler.command, "path": handler.path, "headers": dict(handler.headers),
+                                   "body": body, "at": time.monotonic()})
+            status, payload = route(handler.command, handler.path, body)
+            handler.send_response(status)
+            handler.end_headers()
+            handler.wfile.write(json.dumps(payload).encode())
+
+        handler_class = self.server.RequestHandlerClass
+        for verb in ("GET", "POST", "PATCH", "PUT"):
+            setattr(handler_class, f"do_{verb}", answer)
 
 
 def server_factory(build):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -13,6 +12,8 @@ from tavari_dr.alerts import router as alerts
 from tavari_dr.core import metrics
 from tavari_dr.core.outputs import PLACEHOLDER_TEMPLATE
 from tests.http_stub import ScriptedServer, server_factory
+from tests.lambda_logs import FakeContext
+from tests.throttling import record_sleeps
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
 
@@ -66,13 +67,6 @@ def test_garbage_is_forwarded_raw_and_truncated(garbage):
     assert len(alert.text()) < 1700
 
 
-def test_retry_after_parsing():
-    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-    assert alerts.retry_after_seconds("7") == 7.0
-    assert alerts.retry_after_seconds("Wed, 25 Nov 2026 12:00:03 GMT", now) == 3.0
-    assert alerts.retry_after_seconds("soon") is None and alerts.retry_after_seconds(None) is None
-
-
 def Webhook(script):  # noqa: N802 - reads like the class it stands for
     """A Slack-compatible webhook: (status, headers, delay) per request, "ok" or an error text."""
     return ScriptedServer([(status, headers, b"ok" if status < 400 else b"error text", delay)
@@ -90,39 +84,62 @@ def test_200_delivers_once(webhook_factory):
     assert [r["body"] for r in hook.requests] == [{"text": "hi"}]
 
 
-def test_429_honours_retry_after(webhook_factory):
+@pytest.fixture
+def backoffs(monkeypatch):
+    """The waits urllib3's Retry asks for (backoff and Retry-After), recorded instead of slept."""
+    import urllib3.util.retry
+
+    return record_sleeps(monkeypatch, urllib3.util.retry)
+
+
+def test_429_honours_retry_after(webhook_factory, backoffs):
     hook = webhook_factory((429, {"Retry-After": "1"}, 0), (200, {}, 0))
-    slept = []
-    assert alerts.post_json(hook.url, {"text": "x"}, sleep=slept.append, backoff=5.0) == 200
-    assert slept == [1.0] and len(hook.requests) == 2
+    assert alerts.post_json(hook.url, {"text": "x"}, backoff=5.0) == 200
+    assert backoffs == [1.0] and len(hook.requests) == 2
 
 
-def test_500_then_200_retries_with_backoff(webhook_factory):
-    hook = webhook_factory((500, {}, 0), (503, {}, 0), (200, {}, 0))
-    slept = []
-    assert alerts.post_json(hook.url, {"text": "x"}, sleep=slept.append, backoff=0.5) == 200
-    assert slept == [0.5, 1.0]
+def test_a_retry_after_of_minutes_is_capped(webhook_factory, backoffs):
+    hook = webhook_factory((503, {"Retry-After": "3600"}, 0), (200, {}, 0))
+    assert alerts.post_json(hook.url, {"text": "x"}) == 200
+    assert backoffs == [alerts.MAX_RETRY_AFTER_SECONDS]
 
 
-def test_timeout_is_retried_then_gives_up(webhook_factory):
+def test_5xx_is_retried_with_exponential_backoff(webhook_factory, backoffs):
+    hook = webhook_factory((500, {}, 0), (503, {}, 0), (502, {}, 0), (200, {}, 0))
+    assert alerts.post_json(hook.url, {"text": "x"}, backoff=0.5) == 200
+    # urllib3: the first retry at once, then backoff * 2, * 4.
+    assert backoffs == [1.0, 2.0] and len(hook.requests) == 4
+    assert all(r["body"] == {"text": "x"} for r in hook.requests)
+
+
+def test_5xx_that_never_ends_gives_up_after_the_attempts(webhook_factory, backoffs):
+    hook = webhook_factory(*[(503, {}, 0)] * 5)
+    with pytest.raises(alerts.WebhookError) as err:
+        alerts.post_json(hook.url, {"text": "x"}, attempts=3)
+    assert not err.value.permanent and "gave up after 3 attempts: HTTP 503" in str(err.value)
+    assert len(hook.requests) == 3
+
+
+def test_timeout_is_retried_then_gives_up(webhook_factory, backoffs):
     hook = webhook_factory((200, {}, 1.0), (200, {}, 1.0))
     with pytest.raises(alerts.WebhookError) as err:
-        alerts.post_json(hook.url, {"text": "x"}, timeout=0.2, attempts=2, sleep=lambda s: None)
+        alerts.post_json(hook.url, {"text": "x"}, timeout=0.2, attempts=2)
     assert not err.value.permanent and "gave up after 2 attempts" in str(err.value)
+    assert len(hook.requests) == 2
 
 
-def test_permanent_4xx_raises_at_once_for_the_dead_letter_queue(webhook_factory):
+def test_permanent_4xx_raises_at_once_for_the_dead_letter_queue(webhook_factory, backoffs):
     hook = webhook_factory((404, {}, 0), (200, {}, 0))
     with pytest.raises(alerts.WebhookError) as err:
-        alerts.post_json(hook.url, {"text": "x"}, sleep=lambda s: None)
-    assert err.value.permanent and "HTTP 404" in str(err.value)
-    assert len(hook.requests) == 1
+        alerts.post_json(hook.url, {"text": "x"})
+    assert err.value.permanent and "HTTP 404" in str(err.value) and "error text" in str(err.value)
+    assert len(hook.requests) == 1 and backoffs == []
 
 
-def test_connection_refused_is_not_permanent():
+def test_connection_refused_is_not_permanent(backoffs):
     with pytest.raises(alerts.WebhookError) as err:
-        alerts.post_json("http://127.0.0.1:9/x", {"text": "x"}, attempts=2, sleep=lambda s: None, timeout=0.5)
-    assert not err.value.permanent
+        alerts.post_json("http://127.0.0.1:9/x", {"text": "x"}, attempts=2, timeout=0.5)
+    assert not err.value.permanent and "gave up after 2 attempts" in str(err.value)
 
 
 def test_sentry_store_request_from_dsn():
@@ -194,16 +211,6 @@ def test_route_forwards_an_event_of_unexpected_shape(webhook_factory, secrets_cl
     assert alerts.route({"weird": True}, environment="dev", secrets=alerts.SecretCache(secrets_client),
                         webhook_secret=arn) == 1
     assert "Unexpected event shape" in hook.requests[0]["body"]["text"]
-
-
-class FakeContext:
-    function_name = "alert-router"
-    aws_request_id = "req-1"
-    memory_limit_in_mb = 256
-
-    @staticmethod
-    def get_remaining_time_in_millis():
-        return 30000
 
 
 def test_handler_delivers_and_publishes_an_emf_metric(webhook_factory, secrets_client, monkeypatch, capsys):

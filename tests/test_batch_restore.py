@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from moto import mock_aws
 
 from tavari_dr.bucket import batch as b
-from tavari_dr.bucket.restore import COPY, DELETE_MARKER, RESTORE_ARCHIVED, Action, Plan
+from tavari_dr.bucket.restore import COPY, DELETE_MARKER, RESTORE_ARCHIVED, Action, NotVersioned, Plan
 from tavari_dr.cli import main
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
@@ -49,7 +49,8 @@ def test_manifest_is_bucket_urlencoded_key_version_without_header():
 def test_jobs_are_created_with_etag_pinned_manifests_reports_and_confirmation(s3):
     big = 6 * 1024**3
     plan = plan_with(Action("a.pdf", COPY, "v1", 10), Action("b.pdf", COPY, "v2", big),
-                     Action("c.pdf", DELETE_MARKER), Action("d.pdf", RESTORE_ARCHIVED, "v4", 5, "GLACIER"))
+                     Action("c.pdf", DELETE_MARKER, current="v3"),
+                     Action("d.pdf", RESTORE_ARCHIVED, "v4", 5, "GLACIER"))
     control = boto3.client("s3control", region_name=REGION)
     stub = Stubber(control)
     expected_common = {"AccountId": ACCOUNT, "ConfirmationRequired": True, "Priority": 10,
@@ -67,8 +68,9 @@ def test_jobs_are_created_with_etag_pinned_manifests_reports_and_confirmation(s3
     stub.add_response("create_job", {"JobId": "marker-job"}, {
         **expected_common,
         "Operation": {"LambdaInvoke": {"FunctionArn": "arn:aws:lambda:fn", "InvocationSchemaVersion": "2.0",
-                                       "UserArguments": {"bucket": "invoices"}}},
-        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
+                                       "UserArguments": {"bucket": "invoices", "restore_id": plan.fingerprint()}}},
+        # The version column is each key's current version when planned: the Lambda checks it.
+        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key", "VersionId"]},
                      "Location": {"ObjectArn": ANY, "ETag": ANY}},
     })
     with stub:
@@ -168,3 +170,35 @@ def test_cli_batch_operations_path(s3, monkeypatch):
     result = CliRunner().invoke(main, ["bucket", "restore", "--bucket", "invoices", "--region", REGION, "--to",
                                        "2026-11-01T12:00:00Z", "--apply", "--batch-operations"])
     assert result.exit_code == 2 and "needs --env" in result.output
+
+
+@pytest.mark.parametrize("suspended", ["invoices", "elsewhere"])
+def test_jobs_are_refused_unless_both_buckets_are_versioned(s3, suspended):
+    s3.create_bucket(Bucket="elsewhere", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket="elsewhere", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_versioning(Bucket=suspended, VersioningConfiguration={"Status": "Suspended"})
+    plan = plan_with(Action("a.pdf", COPY, "v1", 10), Action("c.pdf", DELETE_MARKER, current="v3"))
+    plan.target_bucket = "elsewhere"
+    control = boto3.client("s3control", region_name=REGION)
+    with Stubber(control), pytest.raises(NotVersioned, match=f"bucket {suspended} has versioning Suspended"):
+        b.create_jobs(s3, control, plan, account_id=ACCOUNT, role_arn="r", delete_marker_function_arn="f",
+                      manifest_bucket="manifests")
+    assert s3.list_objects_v2(Bucket="manifests").get("KeyCount", 0) == 0  # nothing written
+
+
+def test_delete_marker_lambda_leaves_a_key_changed_since_the_plan(s3):
+    planned = s3.put_object(Bucket="invoices", Key="late.pdf", Body=b"x")["VersionId"]
+    s3.put_object(Bucket="invoices", Key="late.pdf", Body=b"the application wrote it again")
+    event = task_event("invoices", "late.pdf")
+    event["tasks"][0]["s3VersionId"] = planned
+    before = {v["VersionId"] for v in s3.list_object_versions(Bucket="invoices")["Versions"]}
+    (result,) = b.delete_marker_tasks(event, s3)["results"]
+    assert result["resultCode"] == "PermanentFailure" and "changed during restore" in result["resultString"]
+    listed = s3.list_object_versions(Bucket="invoices")
+    assert {v["VersionId"] for v in listed["Versions"]} == before and not listed.get("DeleteMarkers")
+    # As planned: the marker goes on, and every version stays.
+    event["tasks"][0]["s3VersionId"] = s3.head_object(Bucket="invoices", Key="late.pdf")["VersionId"]
+    (result,) = b.delete_marker_tasks(event, s3)["results"]
+    assert result["resultCode"] == "Succeeded"
+    listed = s3.list_object_versions(Bucket="invoices")
+    assert {v["VersionId"] for v in listed["Versions"]} == before and len(listed["DeleteMarkers"]) == 1

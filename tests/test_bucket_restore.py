@@ -18,7 +18,9 @@ from moto import mock_aws
 
 from tavari_dr.bucket import restore as r
 from tavari_dr.cli import main
+from tavari_dr.core import aws
 from tests.s3_history import BASE, History
+from tests.throttling import INTERNAL_ERROR, Throttle, record_sleeps
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
 
@@ -38,8 +40,7 @@ def make_bucket(client, name, *, versioned=True, kms_key=None):
 def restore(client, bucket, to, tmp_path, **kwargs):
     plan = r.plan_restore(client, bucket, to, now=NOW, **kwargs)
     journal = r.Journal(tmp_path / f"{plan.fingerprint()}.journal.jsonl")
-    summary = r.apply_plan(client, plan, journal=journal, report_path=tmp_path / "report.jsonl", concurrency=4,
-                           sleep=lambda s: None)
+    summary = r.apply_plan(client, plan, journal=journal, report_path=tmp_path / "report.jsonl", concurrency=4)
     return plan, summary
 
 
@@ -103,7 +104,7 @@ def test_restore_to_t_reproduces_the_state_at_t_exactly(tmp_path_factory, before
 @pytest.fixture
 def s3():
     with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
+        client = aws.client("s3", region=REGION)
         make_bucket(client, "invoices")
         client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
         yield client
@@ -224,13 +225,11 @@ def test_archived_version_is_restored_from_glacier_first_then_copied(s3, tmp_pat
     assert s3.get_object(Bucket="invoices", Key="old.pdf")["Body"].read() == b"archived bytes"
 
 
-class Flaky:
-    """A client that fails the way S3 does under load, or dies half-way."""
+class Dying:
+    """A client whose operator presses Ctrl-C after ``die_after_copies`` copies."""
 
-    def __init__(self, client, *, slowdowns_per_key=0, die_after_copies=None):
+    def __init__(self, client, *, die_after_copies=None):
         self._client = client
-        self.slowdowns_left: dict[str, int] = {}
-        self.slowdowns_per_key = slowdowns_per_key
         self.die_after = die_after_copies
         self.copies = 0
 
@@ -238,12 +237,6 @@ class Flaky:
         return getattr(self._client, name)
 
     def copy_object(self, **kwargs):
-        key = kwargs["Key"]
-        left = self.slowdowns_left.setdefault(key, self.slowdowns_per_key)
-        if left:
-            self.slowdowns_left[key] = left - 1
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                               "ResponseMetadata": {"HTTPStatusCode": 503}}, "CopyObject")
         if self.die_after is not None and self.copies >= self.die_after:
             raise KeyboardInterrupt("operator pressed Ctrl-C")
         self.copies += 1
@@ -260,35 +253,71 @@ def changed_history(s3, n=12):
     return h, to
 
 
-def test_slowdown_is_retried_with_backoff(s3, tmp_path):
+@pytest.fixture
+def backoffs(monkeypatch):
+    """The waits botocore's retry handler asks for, recorded instead of slept."""
+    import botocore.endpoint
+
+    return record_sleeps(monkeypatch, botocore.endpoint)
+
+
+def test_the_project_client_retries_in_standard_mode_s3_longest():
+    with mock_aws():
+        assert aws.client("s3", region=REGION).meta.config.retries == {"mode": "standard", "total_max_attempts": 10}
+        assert aws.client("kms", region=REGION).meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
+        target = aws.AwsTarget(region=REGION, endpoint_url="http://127.0.0.1:1")
+        emulated = target.client("s3")
+        assert emulated.meta.config.retries == aws.RETRIES["s3"]
+        assert emulated.meta.config.response_checksum_validation == "when_required"
+
+
+def test_a_restore_under_slowdown_and_5xx_completes(s3, tmp_path, backoffs):
+    """Every copy is answered 503 SlowDown twice, every delete marker 500 InternalError once, every
+    source HEAD SlowDown once: botocore backs off and retries each call, and the restore completes."""
     h, to = changed_history(s3)
-    flaky = Flaky(s3, slowdowns_per_key=2)
-    slept = []
+    h.delete("k11.pdf")
+    h.put("k12.pdf", b"after T")
     plan = r.plan_restore(s3, "invoices", to, now=NOW)
-    summary = r.apply_plan(flaky, plan, journal=r.Journal(tmp_path / "j.jsonl"), sleep=slept.append, concurrency=3)
-    assert summary.counts == {"done": 12}
-    assert len(slept) == 24 and all(0 < s <= 20 for s in slept)
+    copies = Throttle(s3, "CopyObject", failures=2)
+    markers = Throttle(s3, "DeleteObject", failures=1, error=INTERNAL_ERROR)
+    heads = Throttle(s3, "HeadObject", failures=1)
+    summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"), concurrency=3)
+    assert summary.counts == {"done": 13} and summary.ok
+    assert sorted(copies.attempts.values()) == [3] * 12 and list(markers.attempts.values()) == [2]
+    assert heads.failed == 12
+    assert len(backoffs) == copies.failed + markers.failed + heads.failed == 24 + 1 + 12
+    assert all(0 <= wait <= 20 for wait in backoffs)
     assert r.visible_state(s3, "invoices") == h.state_after(11)
 
 
-def test_slowdown_that_never_ends_fails_the_key_and_the_run(s3, tmp_path):
+def test_slowdown_that_never_ends_fails_the_key_after_the_policy_s_attempts(s3, tmp_path, backoffs):
     _, to = changed_history(s3, n=2)
     plan = r.plan_restore(s3, "invoices", to, now=NOW)
-    summary = r.apply_plan(Flaky(s3, slowdowns_per_key=99), plan, journal=r.Journal(tmp_path / "j.jsonl"),
-                           sleep=lambda s: None, attempts=3)
+    copies = Throttle(s3, "CopyObject", failures=99)
+    summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"))
     assert summary.counts == {"failed": 2} and not summary.ok
-    assert "SlowDown" in summary.results[0].detail
+    assert "SlowDown" in summary.results[0].detail and "reached max retries: 9" in summary.results[0].detail
+    assert list(copies.attempts.values()) == [aws.RETRIES["s3"]["total_max_attempts"]] * 2
+
+
+def test_a_client_error_that_is_not_transient_is_not_retried(s3, tmp_path, backoffs):
+    _, to = changed_history(s3, n=1)
+    plan = r.plan_restore(s3, "invoices", to, now=NOW)
+    denied = Throttle(s3, "CopyObject", failures=99, error=(403, "AccessDenied", "Access Denied"))
+    summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"))
+    assert summary.counts == {"failed": 1} and "AccessDenied" in summary.results[0].detail
+    assert list(denied.attempts.values()) == [1] and backoffs == []
 
 
 def test_interrupted_run_resumes_without_redoing_completed_keys(s3, tmp_path):
     h, to = changed_history(s3)
     plan = r.plan_restore(s3, "invoices", to, now=NOW)
     journal_path = tmp_path / "j.jsonl"
-    dying = Flaky(s3, die_after_copies=5)
+    dying = Dying(s3, die_after_copies=5)
     with pytest.raises(KeyboardInterrupt):
         r.apply_plan(dying, plan, journal=r.Journal(journal_path), concurrency=1)
     assert len(journal_path.read_text().splitlines()) == 5
-    resumed = Flaky(s3)
+    resumed = Dying(s3)
     summary = r.apply_plan(resumed, plan, journal=r.Journal(journal_path), concurrency=2)
     assert summary.counts == {"skipped": 5, "done": 7} and resumed.copies == 7
     assert r.visible_state(s3, "invoices") == h.state_after(11)
@@ -418,3 +447,259 @@ def test_cli_exit_1_when_a_key_fails(s3, tmp_path, monkeypatch):
     assert record["outcome"].startswith("failed: 1 failed")
     assert "failed   k01.pdf" in out and "AccessDenied" in out and "1 failed" in out
     assert Path(tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------- findings: order, versioning, writers
+
+
+def version_ids(s3, *buckets):
+    return {(b, v.key, v.version_id) for b in buckets for v in r.list_versions(s3, b)}
+
+
+def test_same_second_put_and_delete_before_t_is_ambiguous_on_moto_and_left_alone(s3, tmp_path):
+    """moto lists all versions, then all markers, with whole-second times: which of a put and a
+    delete in one second came last cannot be known, so the key is reported, not guessed."""
+    with freeze_time(BASE):
+        s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"v1")
+        s3.delete_object(Bucket="invoices", Key="a.pdf")
+        s3.put_object(Bucket="invoices", Key="other.pdf", Body=b"o1")
+    to = BASE + timedelta(minutes=5)
+    with freeze_time(BASE + timedelta(minutes=10)):
+        s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"v2")
+        s3.put_object(Bucket="invoices", Key="other.pdf", Body=b"o2")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+                        "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    assert code == 1, out
+    assert "ambiguous a.pdf" in out and "left alone" in out and "1 key(s) ambiguous" in out
+    assert s3.get_object(Bucket="invoices", Key="a.pdf")["Body"].read() == b"v2"  # not v1, never a guess
+    assert s3.get_object(Bucket="invoices", Key="other.pdf")["Body"].read() == b"o1"  # the rest is restored
+
+
+class SmallPages:
+    """ListObjectVersions pages of ``size`` entries, so a few keys span pages (moto copies the
+    whole bucket for every page: small data, small pages)."""
+
+    def __init__(self, client, size):
+        self._client, self.size = client, size
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_paginator(self, name):
+        paginator, size = self._client.get_paginator(name), self.size
+
+        class Paginator:
+            def paginate(self, **kwargs):
+                return paginator.paginate(**{**kwargs, "PaginationConfig": {
+                    **kwargs.get("PaginationConfig", {}), "PageSize": size}})
+
+        return Paginator()
+
+
+@pytest.mark.parametrize("page_size", [4, 5])
+def test_versions_spanning_listing_pages_are_ordered_by_the_listing_not_is_latest(s3, tmp_path, page_size):
+    """moto marks the first version of a key on a second page IsLatest."""
+    h = History(s3, "invoices")
+    for i in range(4):
+        h.put(f"k{i}.pdf", f"v1-{i}".encode())
+    for i in range(4):
+        h.put(f"k{i}.pdf", f"v2-{i}".encode())
+    to = h.time_after(7)
+    for i in range(4):
+        h.put(f"k{i}.pdf", f"v3-{i}".encode())
+    small = SmallPages(s3, page_size)
+    pages = list(s3.get_paginator("list_object_versions").paginate(
+        Bucket="invoices", PaginationConfig={"PageSize": page_size}))
+    assert sum(v["IsLatest"] for p in pages for v in p["Versions"]) > 4  # moto's wrong IsLatest is there
+    plan, summary = restore(small, "invoices", to, tmp_path)
+    assert summary.ok and len(plan.actions) == 4, summary.results
+    assert r.visible_state(s3, "invoices") == h.state_after(7)
+
+
+def test_plan_in_apply_rechecks_versioning_and_never_removes_a_version(s3, tmp_path):
+    h = History(s3, "invoices")
+    h.put("a.pdf", b"1")
+    to = h.time_after(0)
+    h.put("late.pdf", b"created after T")
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(),
+                   "--plan-out", str(plan_file))[0] == 0
+    s3.put_bucket_versioning(Bucket="invoices", VersioningConfiguration={"Status": "Suspended"})
+    s3.put_object(Bucket="invoices", Key="late.pdf", Body=b"written while suspended")  # the null version
+    before = version_ids(s3, "invoices")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(plan_file), "--apply",
+                        "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    assert version_ids(s3, "invoices") >= before
+    assert s3.get_object(Bucket="invoices", Key="late.pdf")["Body"].read() == b"written while suspended"
+    assert code == 1 and "refused before writing anything" in out and "versioning Suspended" in out, out
+
+
+def _interrupt_after_first_copy(monkeypatch):
+    real, calls = r.copy_version, []
+
+    def dying(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt("operator pressed Ctrl-C")
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(r, "copy_version", dying)
+    return lambda: monkeypatch.setattr(r, "copy_version", real)
+
+
+@pytest.mark.parametrize("path", ["apply", "plan-in", "resume"])
+@pytest.mark.parametrize("suspended", ["invoices", "rebuilt"])
+def test_every_apply_path_checks_both_buckets_and_version_ids_only_grow(s3, tmp_path, monkeypatch, path, suspended):
+    make_bucket(s3, "rebuilt")
+    h = History(s3, "invoices")
+    for i in range(3):
+        h.put(f"k{i}.pdf", f"v1-{i}".encode())
+    to = h.time_after(2)
+    for i in range(3):
+        h.put(f"k{i}.pdf", f"v2-{i}".encode())
+    with freeze_time(BASE + timedelta(hours=2)):
+        s3.put_object(Bucket="rebuilt", Key="extra.pdf", Body=b"only in the target")
+        s3.put_object(Bucket="rebuilt", Key="k0.pdf", Body=b"target's own k0")
+    common = ("--bucket", "invoices", "--region", REGION, "--target-bucket", "rebuilt",
+              "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports", "--concurrency", "1")
+    plan_file = tmp_path / "plan.json"
+    assert run_cli(*common, "--to", to.isoformat(), "--plan-out", str(plan_file))[0] == 0
+    if path == "resume":
+        restore_copy = _interrupt_after_first_copy(monkeypatch)
+        code, _ = run_cli(*common, "--plan-in", str(plan_file), "--apply")
+        assert code == 1  # interrupted after one key
+        restore_copy()
+    seen = {}
+
+    def suspend_and_write():
+        s3.put_bucket_versioning(Bucket=suspended, VersioningConfiguration={"Status": "Suspended"})
+        with freeze_time(BASE + timedelta(hours=3)):
+            s3.put_object(Bucket=suspended, Key="extra.pdf", Body=b"null version")
+            s3.put_object(Bucket=suspended, Key="k1.pdf", Body=b"null version")
+        seen["before"] = version_ids(s3, "invoices", "rebuilt")
+
+    if path == "apply":  # between this run's own plan and its first write
+        real_plan = r.plan_restore
+
+        def plan_then_suspend(*args, **kwargs):
+            planned = real_plan(*args, **kwargs)
+            if not seen:
+                suspend_and_write()
+            return planned
+
+        monkeypatch.setattr(r, "plan_restore", plan_then_suspend)
+        how = ("--to", to.isoformat())
+    else:
+        suspend_and_write()
+        how = ("--plan-in", str(plan_file))
+    code, out = run_cli(*common, *how, "--apply")
+    assert version_ids(s3, "invoices", "rebuilt") >= seen["before"]
+    assert s3.get_object(Bucket=suspended, Key="k1.pdf")["Body"].read() == b"null version"
+    assert s3.get_object(Bucket=suspended, Key="extra.pdf")["Body"].read() == b"null version"
+    assert code == 1, out
+    assert "refused before writing anything" in out and f"bucket {suspended} has versioning Suspended" in out
+
+
+class Writers:
+    """The application writing while the restore runs: ``before[key]`` writes when the restore's
+    first copy starts; ``after[key]`` writes just after the restore's copy of that key."""
+
+    def __init__(self, client, *, before, after):
+        self._client, self.before, self.after = client, dict(before), dict(after)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def copy_object(self, **kwargs):
+        for key, body in self.before.items():
+            self._client.put_object(Bucket=kwargs["Bucket"], Key=key, Body=body)
+        self.before = {}
+        response = self._client.copy_object(**kwargs)
+        if kwargs["Key"] in self.after:
+            self._client.put_object(Bucket=kwargs["Bucket"], Key=kwargs["Key"], Body=self.after.pop(kwargs["Key"]))
+        return response
+
+
+def test_keys_written_during_the_restore_are_reported_and_fail_the_run(s3, tmp_path, monkeypatch):
+    h, to = changed_history(s3, n=4)
+    h.put("steady.pdf", b"unchanged")  # written after T: the plan gives it a delete marker
+    with freeze_time(BASE):
+        s3.put_object(Bucket="invoices", Key="quiet.pdf", Body=b"same at T and now")
+    writers = Writers(s3, before={"k03.pdf": b"app, before its copy", "quiet.pdf": b"app, unplanned key"},
+                      after={"k01.pdf": b"app, right after its copy"})
+    real_client = boto3.session.Session.client
+    monkeypatch.setattr(boto3.session.Session, "client", lambda self, name, *a, **k: writers if name == "s3"
+                        else real_client(self, name, *a, **k))
+    before = version_ids(s3, "invoices")
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+                        "--concurrency", "1", "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    assert code == 1, out
+    assert "3 key(s) changed during restore" in out and "plan again" in out
+    for key, when in (("k03.pdf", "before its write"), ("k01.pdf", "after its write"),
+                      ("quiet.pdf", "after the last write")):
+        assert f"changed  {key}: changed during restore ({when})" in out, key
+    assert s3.get_object(Bucket="invoices", Key="k03.pdf")["Body"].read() == b"app, before its copy"
+    assert version_ids(s3, "invoices") >= before
+    report = [json.loads(line) for line in next((tmp_path / "s").glob("*.report.jsonl")).read_text().splitlines()]
+    assert {row["key"] for row in report if row["status"] == "changed"} == {"k01.pdf", "k03.pdf", "quiet.pdf"}
+
+
+def test_tags_are_part_of_the_state(s3, tmp_path):
+    h = History(s3, "invoices")
+    h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=long")
+    to = h.time_after(0)
+    # The application re-uploads the same bytes and metadata with other tags: a new version, same content.
+    h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=short&legal-hold=no")
+    args = ("--bucket", "invoices", "--region", REGION, "--to", to.isoformat(), "--apply",
+            "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports")
+    code, out = run_cli(*args)
+    assert s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "long"}]
+    assert code == 0 and "restore-tags" in out and "1 done" in out, out
+    assert r.plan_restore(s3, "invoices", to, now=NOW).actions == []
+    # --no-tags: reported, not restored.
+    h.put("inv.pdf", b"%PDF", {"customer": "c-1"}, Tagging="retention=none")
+    code, out = run_cli(*args, "--no-tags")
+    assert code == 0 and "tags differ inv.pdf" in out and "not restored: --no-tags" in out, out
+    assert s3.get_object_tagging(Bucket="invoices", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "none"}]
+    # Into another bucket: its same-content copy with other tags gets the tags of the version at T.
+    make_bucket(s3, "rebuilt")
+    s3.put_object(Bucket="rebuilt", Key="inv.pdf", Body=b"%PDF", Metadata={"customer": "c-1"},
+                  ContentType="application/pdf", Tagging="retention=none")
+    plan, summary = restore(s3, "invoices", to, tmp_path, target_bucket="rebuilt")
+    assert s3.get_object_tagging(Bucket="rebuilt", Key="inv.pdf")["TagSet"] == [{"Key": "retention", "Value": "long"}]
+    assert [a.action for a in plan.actions] == ["restore-tags"] and summary.ok
+
+
+def test_a_tag_change_on_the_version_current_at_t_cannot_be_seen_and_is_said_so(s3):
+    h = History(s3, "invoices")
+    h.put("inv.pdf", b"%PDF", Tagging="retention=long")
+    to = h.time_after(0)
+    s3.put_object_tagging(Bucket="invoices", Key="inv.pdf", Tagging={"TagSet": [{"Key": "retention", "Value": "x"}]})
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--to", to.isoformat())
+    assert code == 0 and "S3 keeps no history of a version's tags" in out
+
+
+def test_an_old_plan_file_is_refused_with_one_line(s3, tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"bucket": "invoices", "to": NOW.isoformat(), "actions": []}))
+    code, out = run_cli("--bucket", "invoices", "--region", REGION, "--plan-in", str(old), "--apply")
+    assert code == 2 and "older tavari-dr" in out and "Traceback" not in out
+
+
+def test_cli_json_logs_carry_the_job_and_the_restore_id(s3, tmp_path, monkeypatch):
+    from tavari_dr.core import observability
+    from tests.lambda_logs import JsonLogs
+
+    _, to = changed_history(s3, n=2)
+    logs = JsonLogs()
+    monkeypatch.setattr(observability._JSON_HANDLER, "stream", logs.buffer)
+    result = CliRunner().invoke(main, ["--log-format", "json", "bucket", "restore", "--bucket", "invoices",
+                                       "--region", REGION, "--to", to.isoformat(), "--apply",
+                                       "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (line,) = logs.lines()
+    fingerprint = next((tmp_path / "s").glob("*.journal.jsonl")).name.removesuffix(".journal.jsonl")
+    assert line["message"] == "restore_applied" and line["counts"] == {"done": 2}
+    assert line["job"] == "bucket_restore" and line["restore_id"] == fingerprint and line["service"] == "tavari"
+    assert "restore_applied" not in result.output  # the log lines are on stderr, not in the answer

@@ -438,6 +438,18 @@ def test_offsite_freshness_uses_only_complete_dumps(s3, signing):
     assert result.status == "PASS" and result.measured["trust"] == "signed" and not result.measured["tampered"]
 
 
+def test_a_pre_restore_copy_does_not_reset_the_backup_age(s3, signing):
+    """The copy `db restore --force` takes of its target is not a backup of the source: the daily
+    monitor's age (BackupAgeHours, alarmed against the RPO) stays the newest nightly's."""
+    from tavari_dr.database.manifest import PRE_RESTORE
+
+    write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=30))
+    write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=1), reason=PRE_RESTORE)
+    result = freshness(s3, signing)
+    assert result.status == "FAIL" and result.measured["backup_age_hours"] == 30.0
+    assert result.measured["backup_id"].endswith("-nightly")
+
+
 def test_offsite_checks_fail_on_a_replaced_dump_and_say_tampered(s3, signing):
     manifest = write_backup(s3, "scratch", signing.signer, finished=NOW - timedelta(hours=2))
     s3.put_object(Bucket="scratch", Key=manifest.artifacts["data.dump"]["key"], Body=b"PGDMP replaced")

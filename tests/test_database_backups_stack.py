@@ -86,9 +86,13 @@ def containers(env, command_word):
 
 def test_nightly_job_command_secret_and_grants(prod):
     task, job = container(prod, "backup")
-    assert job["Command"][:4] == ["db", "backup", "--reason", "nightly"]
+    assert job["Command"][:6] == ["--log-format", "json", "db", "backup", "--reason", "nightly"]
     assert "--publish-metrics" in job["Command"] and "--env" in job["Command"]
-    assert [s["Name"] for s in job["Secrets"]] == ["TAVARI_DATABASE_URL"]
+    assert [s["Name"] for s in job["Secrets"]] == ["TAVARI_DATABASE_URL", "TAVARI_SUPABASE_URL",
+                                                  "TAVARI_SUPABASE_ACCESS_TOKEN"]
+    assert "--supabase-config" in job["Command"]
+    # The expired copies of partial restores are dropped before the dump, audited in the reports bucket.
+    assert "--cleanup-restored" in job["Command"] and "--report-bucket" in job["Command"]
     assert job["LogConfiguration"]["LogDriver"] == "awslogs"
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     (policy,) = [p for p in resources(prod, "AWS::IAM::Policy").values()

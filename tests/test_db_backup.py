@@ -217,7 +217,7 @@ def test_cli_backup_list_verify_restore(s3, source, empty_db, monkeypatch, signi
     (report_obj,) = s3.list_objects_v2(Bucket="reports")["Contents"]
     assert report_obj["Key"].startswith("reports/db_verify_quick/") and report_obj["Key"].endswith(".json")
     report = json.loads(s3.get_object(Bucket="reports", Key=report_obj["Key"])["Body"].read())
-    assert report["status"] == "PASS" and report["check"] == "db_verify_quick" and len(report["checks"]) == 9
+    assert report["status"] == "PASS" and report["check"] == "db_verify_quick" and len(report["checks"]) == 10
     assert report["trust"] == "signed" and not report["tampered"]
     code, out = run("verify", "--bucket", BUCKET, "--scratch-url", empty_db(), "--signing-key", signing.arn)
     assert code == 0 and "restore test passed" in out and "public.messages" in out

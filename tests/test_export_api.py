@@ -22,6 +22,7 @@ from moto import mock_aws
 from tavari_dr.export import api as export_api
 from tests.conftest import owners
 from tests.http_stub import ScriptedServer
+from tests.lambda_logs import FakeContext, capture_json_logs
 from tests.test_jwt_auth import EC_JWK, HS_SECRET, RSA_JWK, claims, token
 
 pytestmark = [pytest.mark.postgres, pytest.mark.moto]
@@ -174,15 +175,21 @@ def test_a_failed_export_is_recorded_counted_and_releases_the_lock(aws, db, caps
     assert export_api.route(request(alice), clients, settings)["statusCode"] == 202  # not locked out
 
 
-def test_logs_say_who_when_what_and_hold_no_personal_data(aws, db, caplog):
-    clients, settings, _ = aws
-    alice = owners(db)[0]
+def personal_data(db, user_id):
+    """A user's e-mail address, business name and one message's text: what no log line may hold."""
     with psycopg.connect(db) as conn:
         email, name = conn.execute(
             "SELECT u.email, b.name FROM auth.users u JOIN public.businesses b ON b.owner_id = u.id "
-            "WHERE u.id = %s", (alice,)).fetchone()
+            "WHERE u.id = %s", (user_id,)).fetchone()
         message = conn.execute("SELECT m.body FROM public.messages m JOIN public.businesses b ON b.id = "
-                               "m.business_id WHERE b.owner_id = %s LIMIT 1", (alice,)).fetchone()[0]
+                               "m.business_id WHERE b.owner_id = %s LIMIT 1", (user_id,)).fetchone()[0]
+    return email, name, message
+
+
+def test_logs_say_who_when_what_and_hold_no_personal_data(aws, db, caplog):
+    clients, settings, _ = aws
+    alice = owners(db)[0]
+    email, name, message = personal_data(db, alice)
     with caplog.at_level(logging.INFO, logger="tavari"):
         export_api.route(request(alice), clients, settings)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.startswith("tavari")]
@@ -229,36 +236,84 @@ def test_authorizer_handler_allows_valid_tokens_and_denies_the_rest(aws, supabas
     good = {"iss": issuer}
     for valid in (token(body=claims(**good)), token("RS256", "rsa-1", body=claims(**good)),
                   token("HS256", body=claims(**good))):
-        assert handler.handler(authorizer_event(f"Bearer {valid}"), None) == {
+        assert handler.handler(authorizer_event(f"Bearer {valid}"), FakeContext()) == {
             "isAuthorized": True, "context": {"sub": sub}}
     denied = [None, "", "Bearer", f"Basic {token(body=claims(**good))}", "Bearer not.a.token",
               f"Bearer {token(body=claims(exp=0, **good))}", f"Bearer {token(body=claims())}",  # wrong issuer
               f"Bearer {token(body=claims(aud='anon', **good))}", f"Bearer {token('none', body=claims(**good))}",
               f"Bearer {token('HS256', key='wrong-secret-wrong-secret-wrong-secret', body=claims(**good))}"]
     for header in denied:
-        assert handler.handler(authorizer_event(header), None) == {"isAuthorized": False}, header
+        assert handler.handler(authorizer_event(header), FakeContext()) == {"isAuthorized": False}, header
+
+
+def handler_environment(settings):
+    """The API's and the worker's environment as the stack sets it (every export in the background)."""
+    return {"TAVARI_EXPORT": json.dumps({
+        "table": TABLE, "bucket": EXPORTS, "database_url_secret": settings.database_url_secret,
+        "sync_row_limit": 0, "invoice_bucket": None, "worker": "arn:aws:lambda:eu-west-1:123456789012:function:w",
+        "datasets": [d.__dict__ for d in settings.datasets]})}
+
+
+class FakeLambda:
+    """The API's Lambda client: the worker invocations it dispatches, recorded."""
+
+    def __init__(self, invoked):
+        self.invoked = invoked
+
+    def invoke(self, **kwargs):
+        self.invoked.append(kwargs)
 
 
 def test_api_and_worker_handlers_wire_the_same_logic(aws, db, monkeypatch):
     clients, settings, _ = aws
     alice = owners(db)[0]
-    environment = {"TAVARI_EXPORT": json.dumps({
-        "table": TABLE, "bucket": EXPORTS, "database_url_secret": settings.database_url_secret,
-        "sync_row_limit": 0, "invoice_bucket": None, "worker": "arn:aws:lambda:eu-west-1:123456789012:function:w",
-        "datasets": [d.__dict__ for d in settings.datasets]})}
+    environment = handler_environment(settings)
     api = load_handler("export_api", monkeypatch, environment)
     invoked = []
-
-    class FakeLambda:
-        def invoke(self, **kwargs):
-            invoked.append(kwargs)
-
-    monkeypatch.setattr(api, "_lambda", FakeLambda())
-    response = api.handler(request(alice), None)
+    monkeypatch.setattr(api, "_lambda", FakeLambda(invoked))
+    response = api.handler(request(alice), FakeContext())
     assert response["statusCode"] == 202
     (call,) = invoked
     assert call["InvocationType"] == "Event" and call["FunctionName"].endswith(":function:w")
     worker = load_handler("export_worker", monkeypatch, environment)
-    result = worker.handler(json.loads(call["Payload"]), None)
+    result = worker.handler(json.loads(call["Payload"]), FakeContext())
     assert result["key"] == f"exports/{alice}/{json.loads(call['Payload'])['export_id']}.zip"
-    assert body(api.handler(request(alice, body(response)["export_id"]), None))["status"] == "ready"
+    assert body(api.handler(request(alice, body(response)["export_id"]), FakeContext()))["status"] == "ready"
+
+
+def test_every_export_handler_logs_json_and_no_personal_data(aws, db, supabase, monkeypatch):
+    """The authorizer, the API and the worker, as Lambda runs them: every line is JSON with the request
+    id and the job; the worker's carry the export ID; none holds a token, an e-mail address, a name,
+    a message's text or the database URL."""
+    clients, settings, _ = aws
+    alice = owners(db)[0]
+    email, name, message = personal_data(db, alice)
+    issuer = supabase.url.removesuffix("/.well-known/jwks.json")
+    url_arn = clients.secretsmanager.create_secret(Name="SUPABASE_URL", SecretString=issuer.removesuffix("/auth/v1"))
+    authorizer = load_handler("export_authorizer", monkeypatch, {"SUPABASE_URL_SECRET_ARN": url_arn["ARN"],
+                                                                 "SUPABASE_JWT_SECRET_ARN": ""})
+    environment = handler_environment(settings)
+    api = load_handler("export_api", monkeypatch, environment)
+    invoked = []
+    monkeypatch.setattr(api, "_lambda", FakeLambda(invoked))
+    worker = load_handler("export_worker", monkeypatch, environment)
+    logs = capture_json_logs(monkeypatch)
+
+    good, expired = token(body=claims(iss=issuer)), token(body=claims(iss=issuer, exp=0))
+    assert authorizer.handler(authorizer_event(f"Bearer {good}"), FakeContext())["isAuthorized"]
+    assert not authorizer.handler(authorizer_event(f"Bearer {expired}"), FakeContext())["isAuthorized"]
+    export_id = body(api.handler(request(alice), FakeContext()))["export_id"]
+    worker.handler(json.loads(invoked[0]["Payload"]), FakeContext())
+    assert body(api.handler(request(alice, export_id), FakeContext()))["status"] == "ready"
+
+    lines = logs.lines()
+    assert all(line["service"] == "tavari" and line["function_request_id"] == "req-1" for line in lines)
+    jobs = [line["job"] for line in lines if line["message"] == "invocation_finished"]
+    assert jobs == ["export_authorizer", "export_authorizer", "export_api", "export_worker", "export_api"]
+    events = [(line["job"], line["message"]["event"]) for line in lines if isinstance(line["message"], dict)]
+    assert events == [("export_authorizer", "token_refused"), ("export_api", "export_requested"),
+                      ("export_worker", "export_ready")]
+    assert all(line["export_id"] == export_id for line in lines if line["job"] == "export_worker")
+    assert [line.get("export_id") for line in lines if line["job"] == "export_api"][-1] == export_id  # its path
+    for value in (good, expired, email, name, message[:40], db):
+        assert value not in logs.text

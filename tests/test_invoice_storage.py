@@ -47,12 +47,12 @@ def test_stateful_logical_ids_are_pinned(synthesized, env_name):
 def test_stack_names(dev, prod):
     assert set(dev.templates) == {"Tavari-Dev-InvoiceStorage", "Tavari-Dev-Secrets", "Tavari-Dev-Monitoring",
                                   "Tavari-Dev-DatabaseBackups", "Tavari-Dev-DataExport", "Tavari-Dev-TamperWatch",
-                                  "Tavari-Dev-TamperWatchGlobal"}
+                                  "Tavari-Dev-TamperWatchGlobal", "Tavari-Dev-DeployRoles"}
     assert set(prod.templates) == {"Tavari-Prod-InvoiceStorage", "Tavari-Prod-InvoiceReplica",
                                    "Tavari-Prod-Secrets", "Tavari-Prod-SecretsReplicaKey", "Tavari-Prod-Monitoring",
                                    "Tavari-Prod-DatabaseBackups", "Tavari-Prod-DatabaseBackupsReplica",
                                    "Tavari-Prod-DataExport", "Tavari-Prod-TamperWatch", "Tavari-Prod-TamperWatchDr",
-                                   "Tavari-Prod-TamperWatchGlobal"}
+                                   "Tavari-Prod-TamperWatchGlobal", "Tavari-Prod-DeployRoles"}
 
 
 @pytest.mark.parametrize("env_name", ["dev", "prod"])

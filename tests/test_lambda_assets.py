@@ -29,6 +29,7 @@ from packaging.tags import compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
 
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+RUNTIME_DISTRIBUTIONS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six"}
 LAMBDA_PYTHON = (3, 14)
 # Lambda's python3.14 runtime is Amazon Linux 2023 (glibc 2.34) on x86_64, the project's architecture.
 LAMBDA_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(34, 4, -1)] + [
@@ -135,8 +136,12 @@ POSTGRES_DRIVER = ["psycopg", "psycopg-3.2.13.dist-info", "psycopg_binary", "psy
 TOKEN_VERIFICATION = ["jwt", "pyjwt-2.15.1.dist-info", "cryptography", "cryptography-50.0.2.dist-info", "cffi",
                       "cffi-2.1.1.dist-info", "_cffi_backend.cpython-314-x86_64-linux-gnu.so", "pycparser",
                       "pycparser-3.12.dist-info"]
-# What each function carries besides its own code: the functions that read PostgreSQL the driver, the
-# authorizer PyJWT and cryptography; each only its own.
+# Every function: Powertools Logger/Tracer and the X-Ray SDK (tavari_dr.core.observability).
+OBSERVABILITY = ["aws_lambda_powertools", "aws_lambda_powertools-3.37.0.dist-info", "aws_xray_sdk",
+                 "aws_xray_sdk-2.15.0.dist-info", "wrapt", "wrapt-2.5.2.dist-info", "wrapt-stubs",
+                 "typing_extensions-4.16.0.dist-info", "typing_extensions.py"]
+# What each function carries besides its own code and OBSERVABILITY: the functions that read PostgreSQL
+# the driver, the authorizer PyJWT and cryptography; each only its own.
 THIRD_PARTY = {"Export API: GET /api/account/export[/{export_id}]": POSTGRES_DRIVER,
                "Export API: large account exports in the background": POSTGRES_DRIVER,
                "Export API: verifies Supabase access tokens": TOKEN_VERIFICATION}
@@ -147,7 +152,7 @@ def test_the_bundle_holds_our_code_and_nothing_else(synthesized):
         asset = asset_dir(env, resource)
         top = sorted(p.name for p in asset.iterdir())
         third_party = THIRD_PARTY.get(resource["Properties"]["Description"], [])
-        assert top == sorted(["handler.py", "tavari_dr", *third_party]), top
+        assert top == sorted({"handler.py", "tavari_dr", *OBSERVABILITY, *third_party}), top
         assert not list(asset.rglob("__pycache__"))
 
 
@@ -159,7 +164,9 @@ def bundled(asset: Path) -> dict[str, str]:
 
 def test_every_bundled_distribution_has_its_dependencies_on_the_lambda_platform(synthesized):
     """Requires-Dist of each bundled distribution, markers evaluated for CPython 3.14 on Linux x86_64:
-    each one it needs is bundled too, at a version it accepts."""
+    each one it needs is bundled too, at a version it accepts, or is one the runtime's boto3 brings
+    (Powertools needs jmespath, the X-Ray SDK botocore), at a version the one this machine stands in
+    with satisfies."""
     checked = 0
     for env, stack, logical_id, resource in functions(synthesized):
         asset = asset_dir(env, resource)
@@ -173,8 +180,12 @@ def test_every_bundled_distribution_has_its_dependencies_on_the_lambda_platform(
                     continue
                 name = canonicalize_name(requirement.name)
                 where = f"{stack}/{logical_id}: {info.name} needs {requirement}"
-                assert name in present, where
-                assert requirement.specifier.contains(present[name], prereleases=True), where
+                if name in RUNTIME_DISTRIBUTIONS and name not in present:
+                    version = importlib.metadata.version(name)
+                else:
+                    assert name in present, where
+                    version = present[name]
+                assert requirement.specifier.contains(version, prereleases=True), where
                 checked += 1
     assert checked >= 2 * len(synthesized)  # cryptography -> cffi -> pycparser, in every environment
 
@@ -321,3 +332,59 @@ def test_each_asset_carries_core_and_the_capabilities_its_handler_reaches_nothin
         assert all(_source(runtime.parent, m) is not None for m in needed), (where, needed)
         capabilities = {m.split(".")[1] for m in needed if m.count(".") >= 1} - {"core"}
         assert packages == sorted({"core", *capabilities}), (where, packages, capabilities)
+
+
+def test_a_handler_traces_and_logs_from_its_asset_as_in_lambda(synthesized, lambda_runtime_site, tmp_path):
+    """Under Lambda's environment (LAMBDA_TASK_ROOT, the invocation's trace header, the X-Ray daemon's
+    address) the drill-steps handler, from its asset alone: Powertools' tracer loads the X-Ray SDK
+    from the asset, patches botocore (and not http.client: a webhook's URL is a secret), and sends the
+    invocation's subsegment, annotated with the job and the drill's execution, to the daemon (here a
+    UDP socket of this test's); the log lines on stderr are JSON with the same keys."""
+    import socket
+
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(10)
+    env, _stack, logical_id, resource = next(
+        f for f in functions(synthesized) if f[3]["Properties"]["Handler"] == "handler.handler"
+        and f[3]["Properties"]["Description"].startswith("Quarterly DR drill"))
+    asset = asset_dir(env, resource)
+    variables = {k: rendered(v) for k, v in resource["Properties"]["Environment"]["Variables"].items()}
+    variables.update({"LAMBDA_TASK_ROOT": str(asset), "AWS_LAMBDA_FUNCTION_NAME": "drill-steps",
+                      "_X_AMZN_TRACE_ID": "Root=1-6750a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
+                      "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}"})
+    code = """
+import http.client, importlib, types
+import aws_lambda_powertools, aws_xray_sdk, botocore.client
+m = importlib.import_module("handler")
+assert aws_xray_sdk.__file__.startswith(sys.path[0]) and aws_lambda_powertools.__file__.startswith(sys.path[0])
+assert hasattr(botocore.client.BaseClient._make_api_call, "__wrapped__"), "botocore is not traced"
+assert not hasattr(http.client.HTTPConnection._send_request, "__wrapped__"), "http.client is traced"
+context = types.SimpleNamespace(function_name="drill-steps", memory_limit_in_mb=256, aws_request_id="req-9",
+                                invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:drill-steps")
+try:
+    m.handler({"step": "nope", "execution": "arn:aws:states:eu-west-1:123456789012:execution:drill:q1"}, context)
+except ValueError:
+    print("refused")
+"""
+    scratch = tmp_path / logical_id
+    scratch.mkdir()
+    try:
+        result = run_in_asset(asset, code, scratch, lambda_runtime_site, variables)
+        assert result.returncode == 0 and result.stdout.strip() == "refused", result.stderr
+        documents = []
+        while not any(d.get("annotations") for d in documents):
+            header, _, document = daemon.recv(65536).decode().partition("\n")
+            assert json.loads(header) == {"format": "json", "version": 1}
+            documents.append(json.loads(document))
+    finally:
+        daemon.close()
+    (traced,) = [d for d in documents if d.get("annotations")]
+    assert traced["trace_id"] == "1-6750a1b2-0123456789abcdef01234567" and traced["parent_id"] == "53995c3f42cd8ad8"
+    assert traced["annotations"] == {"job": "quarterly_drill", "ColdStart": True, "Service": "tavari",
+                                     "run": "arn:aws:states:eu-west-1:123456789012:execution:drill:q1"}
+    assert traced.get("fault") or traced.get("error")  # the refused step is marked failed in the trace
+    (line,) = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]
+    assert line["message"] == "invocation_finished" and line["outcome"] == "error" and line["error"] == "ValueError"
+    assert line["job"] == "quarterly_drill" and line["function_request_id"] == "req-9"
+    assert line["xray_trace_id"] == "1-6750a1b2-0123456789abcdef01234567"

@@ -12,9 +12,13 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_s3 as s3
 
 from backup_constructs.nag import acknowledge, add_nag_packs
+from tests.conftest import cdk_context
+
+# Every environment of cdk.json (staging too once added), then the session fixture's variants.
+VARIANTS = ["prod-xacct", "prod-xacct-pending", "prod-app", "dev-trail"]
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod", "prod-xacct", "prod-xacct-pending", "prod-app", "dev-trail"])
+@pytest.mark.parametrize("env_name", [*cdk_context()["environments"], *VARIANTS])
 def test_synth_is_nag_clean(synthesized, env_name):
     """The session fixture synthesized with both packs on; a finding would have raised there."""
     report_path = synthesized[env_name].outdir / "validation-report.json"

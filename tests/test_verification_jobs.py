@@ -15,7 +15,7 @@ from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.core.config import VerificationConfig
 from tavari_dr.verification import jobs as v
 from tests.backups import Signing, write_backup
-from tests.test_alerts import FakeContext
+from tests.lambda_logs import FakeContext
 from tests.test_checks import (
     SupabaseApi,
     backups_body,
@@ -73,7 +73,7 @@ def world(monkeypatch):
             api.close()
 
 
-def run_handler(job, monkeypatch):
+def run_handler(job, monkeypatch, event=None):
     import importlib
     import sys
 
@@ -82,7 +82,7 @@ def run_handler(job, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "lambdas" / job))
     sys.modules.pop("handler", None)
     try:
-        return importlib.import_module("handler").handler({"source": "aws.scheduler"}, FakeContext())
+        return importlib.import_module("handler").handler(event or {"source": "aws.scheduler"}, FakeContext())
     finally:
         sys.modules.pop("handler", None)
 

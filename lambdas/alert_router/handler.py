@@ -2,18 +2,17 @@
 
 import os
 
-import boto3
-
 from tavari_dr.alerts import router as alerts
-from tavari_dr.core import metrics
+from tavari_dr.core import aws, metrics, observability
 from tavari_dr.core.aws import SecretCache
 
 ENVIRONMENT = os.environ["TAVARI_ENV"]
 WEBHOOK_SECRET = os.environ["ALERT_WEBHOOK_SECRET_ARN"]
 SENTRY_SECRET = os.environ.get("SENTRY_DSN_SECRET_ARN") or None
-SECRETS = SecretCache(boto3.client("secretsmanager"))
+SECRETS = SecretCache(aws.client("secretsmanager"))
 
 
+@observability.lambda_handler("alert_router")
 def handler(event, context):
     delivered = alerts.route(event, environment=ENVIRONMENT, secrets=SECRETS, webhook_secret=WEBHOOK_SECRET,
                              sentry_secret=SENTRY_SECRET)

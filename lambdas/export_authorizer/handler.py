@@ -1,20 +1,19 @@
 """HTTP API Lambda authorizer: Supabase access token -> user ID. Logic: tavari_dr.export.authorizer / jwt_auth."""
 
-import logging
 import os
 
-import boto3
-
+from tavari_dr.core import aws, observability
 from tavari_dr.core.aws import SecretCache
 from tavari_dr.export import authorizer
 
-logging.getLogger("tavari").setLevel(logging.INFO)
 SUPABASE_URL_SECRET = os.environ["SUPABASE_URL_SECRET_ARN"]
 JWT_SECRET = os.environ.get("SUPABASE_JWT_SECRET_ARN") or None
-SECRETS = SecretCache(boto3.client("secretsmanager"))
+SECRETS = SecretCache(aws.client("secretsmanager"))
 _verifiers = {}  # (project URL, HS256 secret) -> Verifier, so the JWKS cache outlives one invocation
 
 
+# The event holds the bearer token: the decorator never logs or traces an event.
+@observability.lambda_handler("export_authorizer")
 def handler(event, context):
     key = (SECRETS.get(SUPABASE_URL_SECRET), SECRETS.get(JWT_SECRET) if JWT_SECRET else None)
     if key not in _verifiers:

@@ -10,19 +10,21 @@ dead-letter queue, which has its own alarm.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
-import urllib.error
+import logging
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+# urllib3 ships with botocore (the Lambda runtime's and the CLI's): its Retry is the webhook's policy.
+import urllib3
+from urllib3.util import Retry
 
 from tavari_dr.core.aws import SecretCache
 from tavari_dr.core.outputs import is_placeholder
+
+log = logging.getLogger("tavari.alerts")
 
 RAW_LIMIT = 1500
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -129,47 +131,46 @@ class WebhookError(RuntimeError):
         self.permanent = permanent
 
 
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date), or None if absent/invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+class _WebhookRetry(Retry):
+    """urllib3's Retry with Retry-After capped, so a receiver asking for minutes cannot hold the Lambda
+    past its timeout (the runtime's own retry and the dead-letter queue take it from there)."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), MAX_RETRY_AFTER_SECONDS)
+
+
+# One pool per container: a warm Lambda reuses the TLS connection to the webhook.
+_HTTP = urllib3.PoolManager()
+
+
+def webhook_retry(attempts: int = 4, backoff: float = 1.0) -> Retry:
+    """Up to ``attempts`` tries of a POST: timeouts, connection errors, 429 and 5xx are retried with
+    exponential backoff (urllib3: none before the first retry, then ``backoff`` * 2, * 4 ...),
+    honouring Retry-After; any other status is the caller's to judge."""
+    return _WebhookRetry(total=attempts - 1, backoff_factor=backoff, backoff_max=MAX_RETRY_AFTER_SECONDS,
+                         status_forcelist=(429, *range(500, 600)), allowed_methods=frozenset({"POST"}),
+                         respect_retry_after_header=True, raise_on_status=False, redirect=0)
 
 
 def post_json(url: str, payload: dict[str, Any], *, headers: dict[str, str] | None = None,
-              timeout: float = 5.0, attempts: int = 4, backoff: float = 1.0,
-              sleep: Callable[[float], None] = time.sleep) -> int:
+              timeout: float = 5.0, attempts: int = 4, backoff: float = 1.0) -> int:
     """POST JSON; retry timeouts, 429 and 5xx (honouring Retry-After); return the status."""
-    body = json.dumps(payload).encode()
-    last = "no attempt made"
-    for attempt in range(1, attempts + 1):
-        request = urllib.request.Request(  # noqa: S310 - URL comes from our own secret
-            url, data=body, method="POST", headers={"Content-Type": "application/json", **(headers or {})})
-        wait = backoff * 2 ** (attempt - 1)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                return response.status
-        except urllib.error.HTTPError as err:
-            last = f"HTTP {err.code} from {urllib.parse.urlsplit(url).netloc}"
-            if err.code != 429 and err.code < 500:
-                raise WebhookError(f"{last}: {err.read(300).decode(errors='replace')}", permanent=True) from None
-            hinted = retry_after_seconds(err.headers.get("Retry-After"))
-            if hinted is not None:
-                wait = min(hinted, MAX_RETRY_AFTER_SECONDS)
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-        if attempt < attempts:
-            sleep(wait)
-    raise WebhookError(f"gave up after {attempts} attempts: {last}", permanent=False)
+    where = urllib.parse.urlsplit(url).netloc
+    try:
+        response = _HTTP.request("POST", url, body=json.dumps(payload).encode(), timeout=timeout,
+                                 headers={"Content-Type": "application/json", **(headers or {})},
+                                 retries=webhook_retry(attempts, backoff), preload_content=True)
+    except urllib3.exceptions.MaxRetryError as err:
+        raise WebhookError(f"gave up after {attempts} attempts: {type(err.reason).__name__} from {where}",
+                           permanent=False) from None
+    except urllib3.exceptions.HTTPError as err:
+        raise WebhookError(f"{type(err).__name__} from {where}", permanent=False) from None
+    if response.status < 300:
+        return response.status
+    last = f"HTTP {response.status} from {where}"
+    if response.status == 429 or response.status >= 500:
+        raise WebhookError(f"gave up after {attempts} attempts: {last}", permanent=False)
+    raise WebhookError(f"{last}: {response.data[:300].decode(errors='replace')}", permanent=True)
 
 
 def slack_payload(alert: Alert) -> dict[str, Any]:
@@ -219,7 +220,11 @@ def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webh
     dsn = secrets.get(sentry_secret) if sentry_secret else None
     for alert in alerts:
         post(url, slack_payload(alert))
-        if dsn and not is_placeholder(dsn):
+        sentry = bool(dsn and not is_placeholder(dsn))
+        if sentry:
             sentry_url, sentry_event, headers = sentry_store_request(dsn, alert)
             post(sentry_url, sentry_event, headers=headers)
+        # What was delivered, never where: the webhook's URL and the DSN are secrets.
+        log.info("alert_delivered", extra={"kind": alert.kind, "state": alert.state, "title": alert.title,
+                                           "sentry": sentry})
     return len(alerts)

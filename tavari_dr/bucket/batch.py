@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tavari_dr.bucket.restore import COPY, DELETE_MARKER, Action, Plan, encryption_args
+from tavari_dr.bucket.restore import COPY, DELETE_MARKER, Action, Plan, VersioningGuard, encryption_args
+
+log = logging.getLogger("tavari.bucket")
 
 BATCH_COPY_LIMIT = 5 * 1024**3
 MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
@@ -34,14 +37,15 @@ class BatchJobs:
     confirmation_required: bool = True
 
 
-def manifest_csv(bucket: str, actions: list[Action], *, with_version: bool) -> bytes:
-    """Batch Operations CSV: bucket, URL-encoded key[, version ID]; no header."""
+def manifest_csv(bucket: str, actions: list[Action], *, with_version: bool, current: bool = False) -> bytes:
+    """Batch Operations CSV: bucket, URL-encoded key[, version ID]; no header. ``current``: the
+    version column is the destination's current version at plan time (what the Lambda checks)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for a in actions:
         row = [bucket, urllib.parse.quote(a.key, safe="/")]
         if with_version:
-            row.append(a.version_id or "")
+            row.append((a.current if current else a.version_id) or "")
         writer.writerow(row)
     return out.getvalue().encode()
 
@@ -49,7 +53,14 @@ def manifest_csv(bucket: str, actions: list[Action], *, with_version: bool) -> b
 def create_jobs(s3: Any, s3control: Any, plan: Plan, *, account_id: str, role_arn: str,
                 delete_marker_function_arn: str, manifest_bucket: str, confirm: bool = False,
                 token: Callable[[], str] = lambda: str(uuid.uuid4())) -> BatchJobs:
-    """Write the manifests and create the jobs (awaiting confirmation unless ``confirm``)."""
+    """Write the manifests and create the jobs (awaiting confirmation unless ``confirm``).
+
+    Raises NotVersioned, before writing anything, unless both buckets' versioning is Enabled. The
+    jobs run later, inside S3: the delete-marker Lambda checks versioning and each key's current
+    version again per task (the manifest carries the version the plan saw); a Batch copy cannot
+    check the destination, so a key written between plan and job is overwritten as the newest
+    version (the application's version stays, as a noncurrent one) and shows up in a re-plan."""
+    VersioningGuard(s3, {plan.bucket, plan.destination}).check()
     prefix = f"restore-jobs/{plan.fingerprint()}"
     copies: list[Action] = []
     markers: list[Action] = []
@@ -58,16 +69,17 @@ def create_jobs(s3: Any, s3control: Any, plan: Plan, *, account_id: str, role_ar
         if a.action == COPY and a.size <= BATCH_COPY_LIMIT:
             copies.append(a)
         elif a.action == DELETE_MARKER:
-            markers.append(a)
+            markers.append(a)  # restore-tags and archived versions stay on the CLI path
         else:
             jobs.cli_path.append(a)
     report = {"Bucket": f"arn:aws:s3:::{manifest_bucket}", "Prefix": f"{prefix}/reports", "Format": REPORT_FORMAT,
               "Enabled": True, "ReportScope": "AllTasks"}
 
-    def manifest(name: str, actions: list[Action], fields: list[str]) -> dict[str, Any]:
+    def manifest(name: str, actions: list[Action], fields: list[str], *, current: bool = False) -> dict[str, Any]:
         key = f"{prefix}/{name}.csv"
         put = s3.put_object(Bucket=manifest_bucket, Key=key, ContentType="text/csv",
-                            Body=manifest_csv(plan.bucket, actions, with_version="VersionId" in fields))
+                            Body=manifest_csv(plan.bucket, actions, with_version="VersionId" in fields,
+                                              current=current))
         jobs.manifests.append(f"s3://{manifest_bucket}/{key}")
         return {"Spec": {"Format": MANIFEST_FORMAT, "Fields": fields},
                 # The job reads exactly this object version's bytes: the ETag pins it.
@@ -91,8 +103,10 @@ def create_jobs(s3: Any, s3control: Any, plan: Plan, *, account_id: str, role_ar
         jobs.delete_marker_job_id = s3control.create_job(
             **common,
             Operation={"LambdaInvoke": {"FunctionArn": delete_marker_function_arn, "InvocationSchemaVersion": "2.0",
-                                        "UserArguments": {"bucket": plan.destination}}},
-            Manifest=manifest("delete-markers", markers, ["Bucket", "Key"]),
+                                        # restore_id: the plan's fingerprint, the CLI's correlation key
+                                        "UserArguments": {"bucket": plan.destination,
+                                                          "restore_id": plan.fingerprint()}}},
+            Manifest=manifest("delete-markers", markers, ["Bucket", "Key", "VersionId"], current=True),
             ClientRequestToken=token(),
             Description=f"tavari-dr: {len(markers)} delete markers for keys created after {plan.to}",
         )["JobId"]
@@ -102,12 +116,22 @@ def create_jobs(s3: Any, s3control: Any, plan: Plan, *, account_id: str, role_ar
 # --------------------------------------------------------------------------- the Lambda
 
 
+def restore_id_of(event: dict[str, Any]) -> str | None:
+    """The restore (plan fingerprint) a Batch Operations invocation belongs to, as the CLI named it."""
+    arguments = event.get("job", {}).get("userArguments") if isinstance(event.get("job"), dict) else None
+    return arguments.get("restore_id") if isinstance(arguments, dict) else None
+
+
 def delete_marker_tasks(event: dict[str, Any], s3: Any) -> dict[str, Any]:
     """Batch Operations LambdaInvoke (schema 2.0): add a delete marker per task, never delete a version.
 
     Refuses (PermanentFailure) unless the bucket is the one the job named and is versioned:
-    on an unversioned bucket DeleteObject would destroy data.
+    on an unversioned bucket DeleteObject would destroy data. A task whose s3VersionId (the key's
+    current version when the restore was planned) is no longer the current one is not touched:
+    PermanentFailure "changed during restore".
     """
+    from tavari_dr.bucket.restore import current_entry
+
     bucket = event.get("job", {}).get("userArguments", {}).get("bucket")
     results = []
     versioned = None
@@ -123,12 +147,24 @@ def delete_marker_tasks(event: dict[str, Any], s3: Any) -> dict[str, Any]:
                 code, text = "PermanentFailure", f"{bucket} is not versioned; refusing to delete anything"
             else:
                 try:
-                    marker = s3.delete_object(Bucket=bucket, Key=key)
-                    code, text = "Succeeded", f"delete marker {marker.get('VersionId')}"
+                    expected = task.get("s3VersionId")
+                    now = current_entry(s3, bucket, key) if expected else None
+                    if expected and now != expected:
+                        code, text = "PermanentFailure", (f"changed during restore: current version {now or 'none'}, "
+                                                          f"the plan saw {expected}; plan again")
+                    else:
+                        marker = s3.delete_object(Bucket=bucket, Key=key)
+                        code, text = "Succeeded", f"delete marker {marker.get('VersionId')}"
                 except ClientError as err:
                     error = err.response.get("Error", {}).get("Code", "")
                     temporary = error in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout")
                     code, text = ("TemporaryFailure" if temporary else "PermanentFailure"), f"{error}: {err}"
         results.append({"taskId": task.get("taskId"), "resultCode": code, "resultString": text})
+    outcomes: dict[str, int] = {}
+    for result in results:
+        outcomes[result["resultCode"]] = outcomes.get(result["resultCode"], 0) + 1
+    # Counts only: a key is a customer's file name.
+    log.info("delete_markers", extra={"batch_job_id": event.get("job", {}).get("id"), "tasks": len(results),
+                                      "results": outcomes})
     return {"invocationSchemaVersion": "2.0", "treatMissingKeysAs": "PermanentFailure",
             "invocationId": event.get("invocationId"), "results": results}

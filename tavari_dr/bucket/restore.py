@@ -12,7 +12,23 @@ Per key, the state at T is the newest version or delete marker with LastModified
 
 Restoring into another bucket copies the state at T there: keys present at T are copied
 unless the target already holds the same content, keys the target has beyond them get a
-delete marker. Nothing is ever permanently deleted: both buckets must be versioned.
+delete marker. Nothing is ever permanently deleted: both buckets must be versioned, which is
+checked again right before the first write and while writing.
+
+"Newest first" is S3's own listing order, read from the ListObjectVersions document: S3 lists a
+key's versions and delete markers interleaved, newest first, in one XML document; boto3 splits
+them into two lists and loses the order between them, and whole-second LastModified cannot give
+it back. A document that does not interleave (emulators such as moto list every version, then
+every marker) is merged by time where the times differ; where they do not, the key is reported
+ambiguous and left alone, never guessed. IsLatest is not trusted (moto gets it wrong across pages).
+
+Tags are part of the state: a key whose content is the version at T's but whose tags differ gets
+that version's tags back (or is reported, with tags=False). S3 keeps no history of one version's
+tags, so a tag change on the very version that was current at T cannot be seen.
+
+While applying, each key's current version is checked just before and just after its write, and
+the whole scope once more after the last write; a key the application changed meanwhile is
+reported "changed during restore" (re-plan), never silently left different from T.
 
 One module over 400 lines: planning and applying share the version model, the plan (saved with
 --plan-out, applied with --plan-in) and the journal that makes a re-run resume; the Batch
@@ -21,11 +37,13 @@ Operations path (tavari_dr.bucket.batch) is the part that stands apart, and does
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
-import random
 import threading
 import time
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -39,15 +57,22 @@ ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable in mill
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32", "CRC32C", "SHA1", "SHA256")
 MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit; above it, multipart copy
 PART_SIZE = 512 * 1024**2
-RETRYABLE_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
-                   "RequestTimeTooSkewed", "503", "500"}
 COPY = "copy"
 DELETE_MARKER = "delete-marker"
 RESTORE_ARCHIVED = "restore-archived"
+RESTORE_TAGS = "restore-tags"
+LIST_PAGE_SIZE = 1000  # S3's maximum and default page; said explicitly because emulators default lower (moto: 100)
+PLAN_FORMAT = 2  # 2: actions carry the destination's current version at plan time; ambiguous keys; tags
+VERSIONING_RECHECK_SECONDS = 30.0
+REPLAN_HINT = "plan again (tavari-dr bucket restore --to T ...) and apply the new plan"
 
 
 class PlanError(ValueError):
     """The restore cannot be planned as asked; the message says why."""
+
+
+class NotVersioned(PlanError):
+    """A bucket's versioning is not Enabled: writing would overwrite or remove a version."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +85,25 @@ class Version:
     size: int = 0
     etag: str | None = None
     storage_class: str = "STANDARD"
+    page: int = 0           # which ListObjectVersions page listed it
+    in_order: bool = True   # that page's order between versions and delete markers is S3's (see list_versions)
+    uncertain: str = ""      # why its place among the key's entries cannot be known ("" if it can)
+
+    @property
+    def multipart(self) -> bool:
+        # A multipart object's LastModified is when the upload began, not when it became a version.
+        return "-" in (self.etag or "")
 
 
 @dataclass(frozen=True)
 class Action:
     key: str
-    action: str                   # copy | delete-marker | restore-archived
-    version_id: str | None = None  # the version to copy (copy, restore-archived)
+    action: str                   # copy | delete-marker | restore-archived | restore-tags
+    version_id: str | None = None  # the version to copy (copy, restore-archived) or whose tags to put back
     size: int = 0
     storage_class: str | None = None
     reason: str = ""
+    current: str | None = None    # the destination's current version or delete marker at plan time (None: no key)
 
 
 @dataclass
@@ -83,6 +117,10 @@ class Plan:
     unchanged: int = 0
     absent: int = 0
     keys_in_scope: int = 0
+    format: int = PLAN_FORMAT
+    tags: bool = True                                  # False: tag differences are reported, not restored
+    ambiguous: list[dict[str, str]] = field(default_factory=list)  # {"key", "reason"}: left alone
+    tags_not_restored: list[str] = field(default_factory=list)      # keys whose tags differ (tags=False)
 
     @property
     def destination(self) -> str:
@@ -96,6 +134,10 @@ class Plan:
             row["bytes"] += a.size
         out["unchanged"] = {"keys": self.unchanged, "bytes": 0}
         out["absent at T and now"] = {"keys": self.absent, "bytes": 0}
+        if self.ambiguous:
+            out["ambiguous (left alone)"] = {"keys": len(self.ambiguous), "bytes": 0}
+        if self.tags_not_restored:
+            out["tags differ (--no-tags)"] = {"keys": len(self.tags_not_restored), "bytes": 0}
         return out
 
     def to_json(self) -> str:
@@ -104,9 +146,19 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        data = json.loads(text)
-        actions = [Action(**a) for a in data.pop("actions")]
-        return cls(**data, actions=actions)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise PlanError("the plan file is not JSON written by --plan-out") from None
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+            # Older plans lack each key's current version, which the apply checks before writing.
+            raise PlanError("the plan file was written by an older tavari-dr (or is not a plan); plan again "
+                            "with --to ... --plan-out")
+        try:
+            actions = [Action(**a) for a in data.pop("actions")]
+            return cls(**data, actions=actions)
+        except (TypeError, KeyError):
+            raise PlanError("the plan file is not a plan written by --plan-out") from None
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
@@ -129,26 +181,108 @@ def parse_time(text: str) -> datetime:
 # --------------------------------------------------------------------------- listing
 
 
+ENTRY_ORDER = "TavariDrEntryOrder"  # added to each parsed page: True (delete marker) / False (version), in order
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _record_entry_order(response_dict: dict[str, Any], customized_response_dict: dict[str, Any],
+                        **_: Any) -> None:
+    """botocore ``before-parse`` hook: the order of the Version and DeleteMarker elements, which
+    the parsed response (two separate lists) no longer has. The n-th Version element is the n-th
+    entry of ``Versions`` (likewise for markers), so the kinds in order are all that is needed."""
+    body = response_dict.get("body")
+    if response_dict.get("status_code") != 200 or not body:
+        return
+    try:
+        # The same document botocore's own parser reads with the same library, from the endpoint
+        # the client was made for.
+        root = ElementTree.fromstring(body)  # noqa: S314
+    except ElementTree.ParseError:
+        return
+    customized_response_dict[ENTRY_ORDER] = [_local(child.tag) == "DeleteMarker" for child in root
+                                             if _local(child.tag) in ("Version", "DeleteMarker")]
+
+
 def list_versions(client: Any, bucket: str, prefix: str = "") -> Iterator[Version]:
-    """Every version and delete marker under ``prefix`` (ListObjectVersions, 1,000 a page)."""
+    """Every version and delete marker under ``prefix`` (ListObjectVersions, 1,000 a page), in the
+    listing's own order. Each entry says whether its page's order between versions and markers is
+    S3's: proven when a delete marker comes before a version anywhere in the document (a server
+    that lists all versions first cannot produce that), or moot when the page has only one kind."""
+    client.meta.events.register("before-parse.s3.ListObjectVersions", _record_entry_order,
+                                unique_id="tavari-dr-entry-order")
     paginator = client.get_paginator("list_object_versions")
-    # S3's maximum and default page; said explicitly because emulators default lower (moto: 100).
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
-        for v in page.get("Versions", []):
-            yield Version(v["Key"], v["VersionId"], v["LastModified"], v["IsLatest"], False,
-                          v.get("Size", 0), v.get("ETag"), v.get("StorageClass", "STANDARD"))
-        for d in page.get("DeleteMarkers", []):
-            yield Version(d["Key"], d["VersionId"], d["LastModified"], d["IsLatest"], True)
+    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE})
+    for number, page in enumerate(pages):
+        versions = [Version(v["Key"], v["VersionId"], v["LastModified"], v["IsLatest"], False,
+                            v.get("Size", 0), v.get("ETag"), v.get("StorageClass", "STANDARD"), number)
+                    for v in page.get("Versions", [])]
+        markers = [Version(d["Key"], d["VersionId"], d["LastModified"], d["IsLatest"], True, page=number)
+                   for d in page.get("DeleteMarkers", [])]
+        kinds = page.get(ENTRY_ORDER)
+        if kinds is None or sum(kinds) != len(markers) or len(kinds) != len(versions) + len(markers):
+            kinds = [False] * len(versions) + [True] * len(markers)  # no document: order unknown
+            proven = False
+        else:
+            proven = any(kind and not later for kind, later in zip(kinds, kinds[1:], strict=False))
+        in_order = proven or not (versions and markers)
+        queues = {False: iter(versions), True: iter(markers)}
+        for kind in kinds:
+            entry = next(queues[kind])
+            yield entry if in_order else dataclasses.replace(entry, in_order=False)
+
+
+def _uncertain(entries: list[Version], why: str, which: Callable[[Version], bool] = lambda _v: True) -> list[Version]:
+    return [dataclasses.replace(v, uncertain=why) if which(v) else v for v in entries]
+
+
+def _merge_by_time(segment: list[Version]) -> list[Version]:
+    """One page's entries of one key from a document that does not interleave: versions and markers
+    each in listing order, merged by LastModified (ties between them: see _order_key)."""
+    for kind in (False, True):
+        same = [v for v in segment if v.delete_marker is kind]
+        if any(a.last_modified < b.last_modified for a, b in itertools.pairwise(same)):
+            return _uncertain(segment, "its listing's order and its times disagree")
+    merged = sorted(segment, key=lambda v: -v.last_modified.timestamp())  # stable: listing order within a kind
+    for i, marker in enumerate(merged):
+        if marker.delete_marker and any(v.multipart for v in merged[i + 1:] if not v.delete_marker):
+            # A multipart version's LastModified is its upload's start: a marker that looks newer by
+            # time may be older in S3's order, and a document that does not interleave cannot say.
+            return _uncertain(merged, "a delete marker is newer by time than a multipart version, in a "
+                              "ListObjectVersions response that does not interleave them")
+    return merged
+
+
+def _order_key(entries: list[Version]) -> list[Version]:
+    """One key's entries, newest first: S3's listing order, page after page (both S3's and moto's
+    pages follow one order across boundaries). Only a page that does not interleave versions and
+    markers is merged by time; where a version and a marker of the key share a second and one of
+    them comes from such a page (on either side of a page boundary), their order is unknown."""
+    ordered: list[Version] = []
+    for _, on_page in itertools.groupby(entries, key=lambda v: v.page):
+        segment = list(on_page)
+        in_order = segment[0].in_order or len({v.delete_marker for v in segment}) == 1
+        ordered.extend(segment if in_order else _merge_by_time(segment))
+    if all(v.in_order for v in ordered):
+        return ordered
+    for when, tied in itertools.groupby(ordered, key=lambda v: v.last_modified):
+        group = list(tied)
+        if len({v.delete_marker for v in group}) > 1 and not all(v.in_order for v in group):
+            why = (f"a version and a delete marker share the second {when.isoformat()} in a ListObjectVersions "
+                   "response that does not interleave them")
+            ordered = _uncertain(ordered, why, lambda v, when=when: v.last_modified == when and not v.uncertain)
+    return ordered
 
 
 def history_by_key(versions: Iterable[Version]) -> dict[str, list[Version]]:
-    """Each key's entries newest first (the current one first, whatever the clock says)."""
+    """Each key's entries newest first, in S3's listing order (never by IsLatest, and by time only
+    where the document does not interleave; there, entries whose order is unknown are uncertain)."""
     keys: dict[str, list[Version]] = {}
     for v in versions:
         keys.setdefault(v.key, []).append(v)
-    for entries in keys.values():
-        entries.sort(key=lambda v: (not v.is_latest, -v.last_modified.timestamp()))
-    return keys
+    return {key: _order_key(entries) for key, entries in keys.items()}
 
 
 def state_at(entries: list[Version], when: datetime) -> Version | None:
@@ -158,11 +292,19 @@ def state_at(entries: list[Version], when: datetime) -> Version | None:
     return None
 
 
+def _ambiguity(at_t: Version | None, current: Version | None) -> str | None:
+    """Why the state at T, or now, cannot be known from the listing, if it cannot."""
+    for what, entry in (("at T", at_t), ("now", current)):
+        if entry is not None and entry.uncertain:
+            return f"which entry was current {what} is unknown: {entry.uncertain}"
+    return None
+
+
 def _require_versioned(client: Any, bucket: str) -> None:
     status = client.get_bucket_versioning(Bucket=bucket).get("Status")
     if status != "Enabled":
-        raise PlanError(f"bucket {bucket} has versioning {status or 'never enabled'}; a restore writes new "
-                        "versions and delete markers only, which needs versioning Enabled")
+        raise NotVersioned(f"bucket {bucket} has versioning {status or 'never enabled'}; a restore writes new "
+                           "versions and delete markers only, which needs versioning Enabled")
 
 
 def _checksum(head: dict[str, Any]) -> tuple[str, str] | None:
@@ -200,8 +342,15 @@ def _restored(client: Any, bucket: str, v: Version) -> bool:
 # --------------------------------------------------------------------------- plan
 
 
+def _tags(client: Any, bucket: str, v: Version) -> list[dict[str, str]]:
+    tags = client.get_object_tagging(Bucket=bucket, Key=v.key, VersionId=v.version_id).get("TagSet", [])
+    return sorted(tags, key=lambda t: t["Key"])
+
+
 def plan_restore(client: Any, bucket: str, to: datetime, *, prefix: str = "", target_bucket: str | None = None,
-                 now: datetime | None = None) -> Plan:
+                 now: datetime | None = None, tags: bool = True, written: dict[str, str] | None = None) -> Plan:
+    """The actions that bring the destination to the state at ``to``. ``written``: key -> version or
+    marker this run wrote (the check after an apply): such a key is taken as restored without a HEAD."""
     now = now or datetime.now(UTC)
     if to > now:
         raise PlanError(f"--to {to.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})")
@@ -219,25 +368,42 @@ def plan_restore(client: Any, bucket: str, to: datetime, *, prefix: str = "", ta
                         f"({oldest.isoformat()}); nothing existed then")
     target = history_by_key(list_versions(client, target_bucket, prefix)) if target_bucket else source
     plan = Plan(bucket=bucket, to=to.isoformat(), prefix=prefix, target_bucket=target_bucket,
-                created=now.isoformat(timespec="seconds"), keys_in_scope=len(set(source) | set(target)))
+                created=now.isoformat(timespec="seconds"), keys_in_scope=len(set(source) | set(target)), tags=tags)
+    written = written or {}
     for key in sorted(set(source) | set(target)):
         at_t = state_at(source.get(key, []), to)
         current = (target.get(key) or [None])[0]
+        why = _ambiguity(at_t, None) or _ambiguity(None, current)
+        if why:
+            plan.ambiguous.append({"key": key, "reason": why})
+            continue
         current_live = current is not None and not current.delete_marker
+        current_id = current.version_id if current else None
         if at_t is None or at_t.delete_marker:
             if current_live:
-                plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T"))
+                plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", current=current_id))
             else:
                 plan.absent += 1
             continue
-        if current_live and (current.version_id == at_t.version_id and not target_bucket
-                             or same_content(client, bucket, at_t, plan.destination, current)):
-            plan.unchanged += 1
+        if current_live and written.get(key) == current.version_id:
+            plan.unchanged += 1  # this run's own copy of the version at T, tags included
+            continue
+        if current_live and current.version_id == at_t.version_id and not target_bucket:
+            plan.unchanged += 1  # the very version: its tags are its tags (S3 keeps no history of them)
+            continue
+        if current_live and same_content(client, bucket, at_t, plan.destination, current):
+            if _tags(client, bucket, at_t) == _tags(client, plan.destination, current):
+                plan.unchanged += 1
+            elif tags:
+                plan.actions.append(Action(key, RESTORE_TAGS, at_t.version_id, reason="tags changed after T",
+                                           current=current_id))
+            else:
+                plan.tags_not_restored.append(key)
             continue
         archived = at_t.storage_class in ARCHIVED_CLASSES and not _restored(client, bucket, at_t)
         plan.actions.append(Action(
             key, RESTORE_ARCHIVED if archived else COPY, at_t.version_id, at_t.size, at_t.storage_class,
-            reason="deleted after T" if not current_live else "changed after T"))
+            reason="deleted after T" if not current_live else "changed after T", current=current_id))
     return plan
 
 
@@ -248,22 +414,9 @@ def plan_restore(client: Any, bucket: str, to: datetime, *, prefix: str = "", ta
 class Result:
     key: str
     action: str
-    status: str           # done | failed | pending | skipped (already in the journal)
+    status: str           # done | failed | pending | changed (during the restore) | skipped (in the journal)
     detail: str = ""
     version_id: str | None = None  # the new version or delete marker written
-
-
-def _retrying(call: Callable[[], Any], *, attempts: int, sleep: Callable[[float], None]) -> Any:
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if attempt == attempts or (code not in RETRYABLE_CODES and status < 500):
-                raise
-            sleep(min(20.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))  # noqa: S311
-    raise AssertionError("unreachable")
 
 
 def encryption_args(client: Any, bucket: str) -> dict[str, Any]:
@@ -353,35 +506,104 @@ class ApplySummary:
 
     @property
     def ok(self) -> bool:
-        return self.counts.get("failed", 0) == 0 and self.counts.get("pending", 0) == 0
+        return not any(self.counts.get(status) for status in ("failed", "pending", "changed"))
+
+
+def current_entry(client: Any, bucket: str, key: str) -> str | None:
+    """The VersionId of the key's current version or delete marker (S3's own answer, no listing
+    order involved); None when the key has neither."""
+    try:
+        return client.head_object(Bucket=bucket, Key=key).get("VersionId") or "null"
+    except ClientError as err:
+        headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if headers.get("x-amz-delete-marker") == "true":
+            return headers.get("x-amz-version-id") or "null"
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+class VersioningGuard:
+    """Both buckets' versioning, checked before the first write and again every ``interval`` seconds
+    while writing: on a suspended bucket a copy overwrites the ``null`` version and a delete removes
+    it, for good."""
+
+    def __init__(self, client: Any, buckets: Iterable[str], *, interval: float = VERSIONING_RECHECK_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client, self.buckets, self.interval, self.clock = client, sorted(set(buckets)), interval, clock
+        self._lock = threading.Lock()
+        self._checked: float | None = None
+
+    def check(self) -> None:
+        with self._lock:
+            if self._checked is not None and self.clock() - self._checked < self.interval:
+                return
+            for bucket in self.buckets:
+                _require_versioned(self.client, bucket)
+            self._checked = self.clock()
 
 
 def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path | None = None,
-               concurrency: int = 8, attempts: int = 6, sleep: Callable[[float], None] = time.sleep,
-               multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
-               on_result: Callable[[Result], None] | None = None) -> ApplySummary:
+               concurrency: int = 8, multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
+               on_result: Callable[[Result], None] | None = None, verify: bool = True,
+               versioning_interval: float = VERSIONING_RECHECK_SECONDS) -> ApplySummary:
+    """Write the plan's actions. Raises NotVersioned before writing anything if either bucket's
+    versioning is not Enabled. Each key's current version is checked just before and after its
+    write; a key that is not as the plan saw it is ``changed`` (not written). With ``verify``, the
+    scope is planned once more after the last write: any key not at its state at T is ``changed``.
+    Throttling (503 SlowDown) and 5xx answers are retried per call by the client's botocore retry
+    policy (tavari_dr.core.aws.RETRIES: standard mode, 10 attempts for S3); an action whose calls
+    still fail is reported failed, and the same command run again resumes from the journal."""
+    guard = VersioningGuard(client, {plan.bucket, plan.destination}, interval=versioning_interval)
+    guard.check()
     encryption = encryption_args(client, plan.destination)
+
+    def changed(action: Action, now: str | None, when: str) -> Result:
+        return Result(action.key, action.action, "changed",
+                      f"changed during restore ({when}): current version {now or 'none'}, the plan saw "
+                      f"{action.current or 'none'}; {REPLAN_HINT}")
+
+    def current(key: str) -> str | None:
+        return current_entry(client, plan.destination, key)
 
     def run(action: Action) -> Result:
         if journal.contains(action):
             return Result(action.key, action.action, "skipped", "already done (journal)")
         try:
-            if action.action == COPY:
-                assert action.version_id is not None
-                new = _retrying(lambda: copy_version(
-                    client, plan.bucket, action.key, action.version_id, plan.destination, encryption=encryption,
-                    multipart_threshold=multipart_threshold, part_size=part_size), attempts=attempts, sleep=sleep)
-            elif action.action == DELETE_MARKER:
-                # No VersionId: S3 adds a delete marker; a version is never removed.
-                new = _retrying(lambda: client.delete_object(Bucket=plan.destination, Key=action.key),
-                                attempts=attempts, sleep=sleep).get("VersionId")
-            elif action.action == RESTORE_ARCHIVED:
-                _request_restore(client, plan.bucket, action, attempts=attempts, sleep=sleep)
+            if action.action == RESTORE_ARCHIVED:  # a request to the source; nothing is written
+                _request_restore(client, plan.bucket, action)
                 return Result(action.key, action.action, "pending",
                               "Glacier restore requested; run the same command again once it completes "
                               "(Standard tier: 3-5 h, DEEP_ARCHIVE: 12 h)")
+            guard.check()
+            before = current(action.key)
+            if before != action.current:
+                return changed(action, before, "before its write")
+            if action.action == COPY:
+                assert action.version_id is not None
+                new = copy_version(client, plan.bucket, action.key, action.version_id, plan.destination,
+                                   encryption=encryption, multipart_threshold=multipart_threshold, part_size=part_size)
+            elif action.action == DELETE_MARKER:
+                # No VersionId: S3 adds a delete marker; a version is never removed.
+                new = client.delete_object(Bucket=plan.destination, Key=action.key).get("VersionId")
+            elif action.action == RESTORE_TAGS:
+                assert action.version_id is not None and action.current is not None
+                tag_set = client.get_object_tagging(
+                    Bucket=plan.bucket, Key=action.key, VersionId=action.version_id).get("TagSet", [])
+                # The tags go on the version the plan saw, and only that one.
+                client.put_object_tagging(Bucket=plan.destination, Key=action.key, VersionId=action.current,
+                                          Tagging={"TagSet": tag_set})
+                new = action.current
             else:
                 raise PlanError(f"unknown action {action.action!r}")
+            after = current(action.key)
+            if new is not None and after != new:
+                journal.record(action)  # written; do not write it again on a resume
+                return Result(action.key, action.action, "changed",
+                              f"changed during restore (after its write): current version {after or 'none'}, "
+                              f"this restore wrote {new}; {REPLAN_HINT}", version_id=new)
+        except NotVersioned as err:
+            return Result(action.key, action.action, "failed", f"{err}; nothing written for this key")
         except (ClientError, PlanError) as err:
             return Result(action.key, action.action, "failed", str(err))
         journal.record(action)
@@ -389,15 +611,21 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
 
     results: list[Result] = []
     report = report_path.open("a") if report_path else None
+
+    def record(result: Result) -> None:
+        results.append(result)
+        if report:
+            report.write(json.dumps(asdict(result)) + "\n")
+        if on_result:
+            on_result(result)
+
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             for future in as_completed([pool.submit(run, a) for a in plan.actions]):
-                result = future.result()
-                results.append(result)
-                if report:
-                    report.write(json.dumps(asdict(result)) + "\n")
-                if on_result:
-                    on_result(result)
+                record(future.result())
+        if verify:
+            for result in _verify_after(client, plan, results):
+                record(result)
     finally:
         if report:
             report.close()
@@ -407,12 +635,26 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
     return ApplySummary(counts, results)
 
 
-def _request_restore(client: Any, bucket: str, action: Action, *, attempts: int,
-                     sleep: Callable[[float], None]) -> None:
+def _verify_after(client: Any, plan: Plan, results: list[Result]) -> list[Result]:
+    """Plan the same restore once more: every key whose state is not the state at T, and is not
+    already reported, was changed by someone else while this restore ran."""
+    reported = {r.key for r in results if r.status in ("failed", "pending", "changed")}
+    written = {r.key: r.version_id for r in results if r.status == "done" and r.version_id}
+    again = plan_restore(client, plan.bucket, datetime.fromisoformat(plan.to), prefix=plan.prefix,
+                         target_bucket=plan.target_bucket, tags=plan.tags, written=written)
+    seen_ambiguous = {a["key"] for a in plan.ambiguous}
+    out = [Result(a.key, "verify", "changed", f"changed during restore (after the last write): "
+                  f"{a.action} needed again ({a.reason}); {REPLAN_HINT}")
+           for a in again.actions if a.key not in reported]
+    out += [Result(a["key"], "verify", "changed", f"changed during restore: now ambiguous ({a['reason']})")
+            for a in again.ambiguous if a["key"] not in reported and a["key"] not in seen_ambiguous]
+    return out
+
+
+def _request_restore(client: Any, bucket: str, action: Action) -> None:
     try:
-        _retrying(lambda: client.restore_object(
-            Bucket=bucket, Key=action.key, VersionId=action.version_id,
-            RestoreRequest={"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}}), attempts=attempts, sleep=sleep)
+        client.restore_object(Bucket=bucket, Key=action.key, VersionId=action.version_id,
+                              RestoreRequest={"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}})
     except ClientError as err:
         if err.response["Error"]["Code"] != "RestoreAlreadyInProgress":
             raise

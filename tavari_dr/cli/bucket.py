@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +23,12 @@ from tavari_dr.cli.common import (
     format_option,
     report_bucket_option,
 )
-from tavari_dr.core import outputs
+from tavari_dr.core import observability, outputs
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig
+
+log = logging.getLogger("tavari.bucket")
 
 
 @click.group("bucket")
@@ -49,13 +52,18 @@ def group() -> None:
 @click.option("--batch-operations", is_flag=True,
               help="Create S3 Batch Operations jobs instead of copying from this machine (needs --env).")
 @click.option("--confirm", is_flag=True, help="With --batch-operations: start the jobs without a confirmation step.")
+@click.option("--no-tags", is_flag=True,
+              help="Leave object tags as they are; keys whose tags differ from the version at --to are reported.")
 @report_bucket_option
 @format_option
 def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, plan_in, apply, concurrency,
-            state_dir, batch_operations, confirm, report_bucket, output_format):
+            state_dir, batch_operations, confirm, no_tags, report_bucket, output_format):
     client = target.client("s3")
     if plan_in:
-        plan = restore_lib.Plan.from_json(plan_in.read_text())
+        try:
+            plan = restore_lib.Plan.from_json(plan_in.read_text())
+        except restore_lib.PlanError as err:
+            raise click.UsageError(f"--plan-in {plan_in}: {err}") from None
     else:
         if not to_text:
             raise click.UsageError("--to is required (or --plan-in a saved plan)")
@@ -63,7 +71,8 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             to = restore_lib.parse_time(to_text)
             source = Deployed(config, target).resource(bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
                                                        what="bucket", option="--bucket")
-            plan = restore_lib.plan_restore(client, source, to, prefix=prefix, target_bucket=target_bucket)
+            plan = restore_lib.plan_restore(client, source, to, prefix=prefix, target_bucket=target_bucket,
+                                            tags=not no_tags)
         except restore_lib.PlanError as err:
             raise click.UsageError(str(err)) from None
     as_json = output_format == "json"
@@ -79,12 +88,26 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
     if plan_out:
         plan_out.write_text(plan.to_json())
         say(f"plan written to {plan_out}")
+    for entry in plan.ambiguous:
+        say(f"  ambiguous {entry['key']}: {entry['reason']}; left alone")
+    for key in plan.tags_not_restored:
+        say(f"  tags differ {key}: its tags are not those of the version at T (not restored: --no-tags)")
+    if not plan.target_bucket and plan.unchanged:
+        say(f"note: {plan.unchanged} keys still have their version at T; S3 keeps no history of a version's "
+            "tags, so a tag change made on that version after T cannot be seen or restored")
+    outcome["ambiguous"] = plan.ambiguous
+    outcome["tags_not_restored"] = plan.tags_not_restored
     try:
         if not apply:
             say("dry run: nothing written (pass --apply)")
+            _refuse_ambiguous(plan)
         elif not plan.actions:
             outcome.update(applied=True, result={"counts": {}, "seconds": 0.0, "report": None, "problems": []})
-            say("nothing to do: the bucket already matches the state at that time")
+            if plan.ambiguous:
+                say("nothing to do for the keys whose state at that time is known")
+            else:
+                say("nothing to do: the bucket already matches the state at that time")
+            _refuse_ambiguous(plan)
         else:
             if batch_operations and config is None:
                 raise click.UsageError("--batch-operations needs --env: the job role, function and manifest bucket "
@@ -100,22 +123,31 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
                     jobs = _batch_restore(config, target, plan, confirm, say)
                     outcome.update(applied=True, batch_operations=jobs)
                     record.details["jobs"] = jobs
+                    _refuse_ambiguous(plan)
                     audit["outcome"] = "batch jobs created" + (" (awaiting confirmation)"
                                                                if jobs["confirmation_required"] else "")
                 else:
                     result = _apply(client, plan, state_dir, concurrency, say, progress_bar=not as_json)
                     outcome.update(applied=True, result=result)
                     record.details["counts"] = result["counts"]
+                    _refuse_ambiguous(plan)
                     audit["outcome"] = "restored"
     finally:
         if as_json:
             echo_json(outcome)
 
 
+def _refuse_ambiguous(plan: restore_lib.Plan) -> None:
+    if plan.ambiguous:
+        raise Failed(f"{len(plan.ambiguous)} key(s) ambiguous: the listing cannot say which entry was current, so "
+                     "they were left alone (see above); restore them by hand from their versions")
+
+
 def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: int,
            say: Callable[[str], None], *, progress_bar: bool = True) -> dict[str, Any]:
     state_dir.mkdir(parents=True, exist_ok=True)
     stem = state_dir / plan.fingerprint()
+    observability.correlate(job="bucket_restore", restore_id=plan.fingerprint())  # the journal's name too
     journal = restore_lib.Journal(stem.with_suffix(".journal.jsonl"))
     started = time.monotonic()
     # A program reading --format json gets one document and nothing else, on any stream (click 8.1's
@@ -126,23 +158,31 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
             rate = (bar.pos + 1) / max(time.monotonic() - started, 1e-6)
             bar.update(1, f"{rate:.1f} keys/s")
 
-        summary = restore_lib.apply_plan(client, plan, journal=journal,
-                                         report_path=stem.with_suffix(".report.jsonl"),
-                                         concurrency=concurrency, on_result=progress)
+        try:
+            summary = restore_lib.apply_plan(client, plan, journal=journal,
+                                             report_path=stem.with_suffix(".report.jsonl"),
+                                             concurrency=concurrency, on_result=progress)
+        except restore_lib.NotVersioned as err:
+            raise Failed(f"refused before writing anything: {err}") from None
     seconds = time.monotonic() - started
+    log.info("restore_applied", extra={"counts": dict(summary.counts), "seconds": round(seconds, 3)})
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     say(f"{counts} in {seconds:.1f} s; per-key report: {stem.with_suffix('.report.jsonl')}")
-    problems = [r for r in summary.results if r.status in ("failed", "pending")]
+    problems = [r for r in summary.results if r.status in ("failed", "pending", "changed")]
     for result in problems:
         say(f"  {result.status:<8} {result.key}: {result.detail}")
     if summary.counts.get("pending"):
         say("archived versions are being restored from Glacier; run the same command again when done")
+    if summary.counts.get("changed"):
+        say(f"{summary.counts['changed']} key(s) changed during restore (something else wrote them): the bucket "
+            f"is not the state at {plan.to}; stop the writers, then plan again and apply the new plan")
     answer = {"counts": dict(summary.counts), "seconds": round(seconds, 3),
               "report": str(stem.with_suffix(".report.jsonl")),
               "problems": [{"key": r.key, "status": r.status, "detail": r.detail} for r in problems]}
     if not summary.ok:
-        raise Failed(f"{summary.counts.get('failed', 0)} failed, {summary.counts.get('pending', 0)} pending; "
-                     "re-running resumes from the journal")
+        raise Failed(f"{summary.counts.get('failed', 0)} failed, {summary.counts.get('pending', 0)} pending, "
+                     f"{summary.counts.get('changed', 0)} changed during restore; re-running resumes from the "
+                     "journal (changed keys need a new plan)")
     return answer
 
 
@@ -160,11 +200,14 @@ def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: re
         return deployed.resource(None, outputs.INVOICE_STORAGE, key, what="restore operations")
 
     account = target.client("sts").get_caller_identity()["Account"]
-    jobs = batch.create_jobs(
-        target.client("s3"), target.client("s3control"), plan, account_id=account,
-        role_arn=output(outputs.BATCH_OPERATIONS_ROLE_ARN),
-        delete_marker_function_arn=output(outputs.DELETE_MARKER_FUNCTION_ARN),
-        manifest_bucket=output(outputs.RESTORE_OPS_BUCKET_NAME), confirm=confirm)
+    try:
+        jobs = batch.create_jobs(
+            target.client("s3"), target.client("s3control"), plan, account_id=account,
+            role_arn=output(outputs.BATCH_OPERATIONS_ROLE_ARN),
+            delete_marker_function_arn=output(outputs.DELETE_MARKER_FUNCTION_ARN),
+            manifest_bucket=output(outputs.RESTORE_OPS_BUCKET_NAME), confirm=confirm)
+    except restore_lib.NotVersioned as err:
+        raise Failed(f"refused before writing anything: {err}") from None
     for label, job in (("copy job", jobs.copy_job_id), ("delete-marker job", jobs.delete_marker_job_id)):
         if job:
             say(f"{label}: {job}")
@@ -174,8 +217,10 @@ def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: re
         say("jobs await confirmation: aws s3control update-job-status --account-id "
             f"{account} --job-id JOB --requested-job-status Ready")
     if jobs.cli_path:
-        say(f"{len(jobs.cli_path)} key(s) are over 5 GB or archived and stay on the CLI path: "
-            "re-run without --batch-operations once the jobs are done")
+        say(f"{len(jobs.cli_path)} key(s) are over 5 GB, archived or need their tags back, and stay on the CLI "
+            "path: re-run without --batch-operations once the jobs are done")
+    say("once the jobs are done, plan the same restore again (dry run): a key with an action left was changed "
+        "during the restore (the jobs' report says which delete markers were refused as changed)")
     return {"copy_job_id": jobs.copy_job_id, "delete_marker_job_id": jobs.delete_marker_job_id,
             "manifests": jobs.manifests, "confirmation_required": jobs.confirmation_required,
             "cli_path": [a.key for a in jobs.cli_path]}

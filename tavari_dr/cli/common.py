@@ -18,6 +18,7 @@ from tavari_dr.core.audit import AuditRecord, caller_arn
 from tavari_dr.core.aws import AwsTarget, DiscoveryError, stack_outputs
 from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_from_file
 from tavari_dr.core.envfile import EnvFileError
+from tavari_dr.database.failures import describe_anywhere
 from tavari_dr.database.manifest import BackupTampered
 
 
@@ -43,6 +44,13 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise Failed(f"AWS refused {err.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
         except BotoCoreError as err:
             raise Failed(f"AWS call failed: {err}") from None
+        except OSError as err:  # a file that is there, or not, or not ours to write
+            raise Failed(f"{err.filename or 'I/O'}: {err.strerror or err}") from None
+        except Exception as err:
+            described = describe_anywhere(err)  # a PostgreSQL failure, naming its server
+            if described is None:
+                raise
+            raise Failed(described) from None
 
     return wrapper
 
@@ -95,6 +103,8 @@ def load(env_name: str | None, cdk_json: Path, region: str | None, dr_region: st
          endpoint_url: str | None) -> tuple[EnvironmentConfig | None, AwsTarget]:
     if env_name is None:
         return None, AwsTarget(region=region, dr_region=dr_region, endpoint_url=endpoint_url)
+    if not env_name:  # `--env "$UNSET"`: refuse rather than fall back to cdk.json's default environment
+        raise click.UsageError("--env is empty; name an environment in cdk.json")
     config = load_from_file(env_name, cdk_json)
     target = AwsTarget(region=region or config.region, dr_region=dr_region or config.replication.region,
                        endpoint_url=endpoint_url)

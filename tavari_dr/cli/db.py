@@ -1,8 +1,10 @@
-"""`tavari-dr db backup|list|restore|verify`: off-site database backups (tavari_dr.database)."""
+"""`tavari-dr db backup|list|restore|verify|cleanup-restored`: off-site database backups (tavari_dr.database)."""
 
 from __future__ import annotations
 
 import functools
+import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,17 +23,21 @@ from tavari_dr.cli.common import (
     format_option,
     report_bucket_option,
 )
-from tavari_dr.core import metrics, outputs, reports
+from tavari_dr.configbackup import supabase_config
+from tavari_dr.core import metrics, observability, outputs, reports, supabase_api
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
+from tavari_dr.database import erasure, overwrite, partial
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
+
+log = logging.getLogger("tavari.database")
 
 
 @click.group("db")
 def group() -> None:
-    """Off-site database backups: backup, list, restore, verify."""
+    """Off-site database backups: backup, list, restore, verify, cleanup-restored."""
 
 
 def _backup_bucket(config: EnvironmentConfig | None, target: AwsTarget, bucket: str | None) -> str:
@@ -98,8 +104,78 @@ work_dir_option = click.option(
          "whole backup.")
 
 
+def supabase_access(config: EnvironmentConfig | None, target: AwsTarget, api_url: str | None
+                    ) -> tuple[str, str, str]:
+    """(Management API URL, project ref, token): TAVARI_SUPABASE_URL / TAVARI_SUPABASE_ACCESS_TOKEN (the
+    ECS task's way), else the SUPABASE_URL and SUPABASE_ACCESS_TOKEN secrets of --env."""
+    import os
+
+    values = {name: os.environ.get(f"TAVARI_{name}") for name in ("SUPABASE_URL", "SUPABASE_ACCESS_TOKEN")}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        if config is None:
+            raise click.UsageError("name the Supabase project: --env ENV (secrets SUPABASE_URL and "
+                                   "SUPABASE_ACCESS_TOKEN) or TAVARI_SUPABASE_URL and TAVARI_SUPABASE_ACCESS_TOKEN")
+        arns = Deployed(config, target).secret_arns()
+        client = target.client("secretsmanager")
+        for name in missing:
+            value = client.get_secret_value(SecretId=arns[name])["SecretString"]
+            if outputs.is_placeholder(value):
+                raise Failed(f"{name} is still a placeholder: run tavari-dr secrets push")
+            values[name] = value
+    api = api_url or (config.verification.supabase_api_url if config else "https://api.supabase.com")
+    try:
+        ref = supabase_api.project_ref_from_url(values["SUPABASE_URL"] or "")
+    except ValueError as err:
+        raise Failed(str(err)) from None
+    return api, ref, values["SUPABASE_ACCESS_TOKEN"] or ""
+
+
+supabase_api_option = click.option("--supabase-api-url", help="Management API (default: the environment's "
+                                                              "verification.supabase_api_url).")
+
+
+def _config_snapshot(config: EnvironmentConfig | None, target: AwsTarget, api_url: str | None
+                     ) -> tuple[bytes | None, str | None]:
+    """The Supabase configuration to write beside the dump, or why there is none: its failure must not
+    cost the night's dump."""
+    try:
+        api, ref, token = supabase_access(config, target, api_url)
+        document = supabase_config.snapshot(api, ref, token)
+    except (supabase_api.SupabaseApiError, click.ClickException) as err:
+        message = err.format_message() if isinstance(err, click.ClickException) else str(err)
+        return None, message
+    problem = "; ".join(f"{k}: {v}" for k, v in document["unavailable"].items()) or None
+    return supabase_config.encode(document), problem
+
+
+# A migration's name as it becomes part of the backup ID (and so of its S3 keys).
+_MIGRATION_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _reason(reason: str | None, before_migration: str | None, config: EnvironmentConfig | None) -> str:
+    """--reason, or the before-migration hook's: that one needs --env named on the command line, so a
+    developer's ``npm run migrate`` never backs up an environment nobody chose."""
+    if before_migration is None:
+        if not reason:
+            raise click.UsageError("say why: --reason TEXT, or --before-migration NAME")
+        return reason
+    if reason:
+        raise click.UsageError("--before-migration sets the reason itself; drop --reason")
+    if config is None:
+        raise click.UsageError("--before-migration needs --env ENV: name the environment whose database the "
+                               "migration changes (nothing is backed up by default)")
+    if not _MIGRATION_NAME_RE.match(before_migration):
+        raise click.UsageError(f"--before-migration {before_migration!r}: use the migration's name or commit "
+                               "(letters, digits, '.', '_', '-'; at most 64)")
+    return f"before-migration-{before_migration}"
+
+
 @aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
-@click.option("--reason", required=True, help="Why: 'nightly', 'before migration 0042', ...")
+@click.option("--reason", help="Why: 'nightly', 'manual before the upgrade', ...")
+@click.option("--before-migration", metavar="NAME",
+              help="The migration hook: reason before-migration-NAME; needs --env; prints the backup ID "
+                   "(exit 0: migrate; non-zero: do not).")
 @click.option("--database-url", envvar="TAVARI_DATABASE_URL",
               help="Instead of the BACKUP_DATABASE_URL secret (env TAVARI_DATABASE_URL; the ECS task's way).")
 @bucket_option
@@ -108,25 +184,50 @@ work_dir_option = click.option(
 @jobs_option
 @work_dir_option
 @click.option("--publish-metrics", is_flag=True, help="Publish size, duration and success to CloudWatch.")
+@click.option("--supabase-config", "with_config", is_flag=True,
+              help="Also snapshot the Supabase project's configuration (Management API, no secrets) beside the dump.")
+@supabase_api_option
+@click.option("--cleanup-restored", is_flag=True,
+              help="First drop the expired restored_<date> copies of `db restore --table` (as cleanup-restored "
+                   "does), so they are not backed up; a failure there is reported and the backup still runs.")
+@report_bucket_option
 @_db_errors
-def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, jobs, work_dir, publish_metrics):
+def backup(config, target, reason, before_migration, database_url, bucket, signing_key, pg_bin,
+           publish_metrics, with_config, supabase_api_url, cleanup_restored, report_bucket,
+           jobs, work_dir):
+    reason = _reason(reason, before_migration, config)
+    if db_lib._slug(reason) == db_lib.PRE_RESTORE:
+        raise click.UsageError(f"--reason {reason!r} is reserved for the copy `db restore --force` takes of its "
+                               "target (never 'latest'); say why you take this backup")
     url = _database_url(config, target, database_url)
     bucket = _backup_bucket(config, target, bucket)
     signer = KmsSigner(target.client("kms"), _signing_key(config, target, signing_key))
     settings = config.database_backups if config else None
+    if cleanup_restored:
+        try:
+            _cleanup(config, target, url, report_bucket)
+        except (click.ClickException, db_lib.BackupError) as err:
+            message = err.format_message() if isinstance(err, click.ClickException) else str(err)
+            click.echo(f"warning: the expired restored copies were not dropped ({message}); backing up anyway",
+                       err=True)
     started = time.monotonic()
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
+    snapshot, config_problem = _config_snapshot(config, target, supabase_api_url) if with_config else (None, None)
     try:
         manifest = db_lib.run_backup(target.client("s3"), bucket, url, reason=reason, signer=signer,
                                      tiers=_tiers(config),
                                      timezone=settings.timezone if settings else "UTC",
                                      lock_mode=settings.lock_mode if settings else "GOVERNANCE", pg_bin=pg_bin,
+                                     extra_artifacts={supabase_config.ARTIFACT: snapshot} if snapshot else None,
                                      jobs=jobs, work_dir=work_dir)
     except Exception:
         if emit:
             metrics.publish_outcome(metrics.DB_BACKUP, succeeded=False, emit=emit)
         raise
     duration = time.monotonic() - started
+    observability.correlate(job=metrics.DB_BACKUP, backup_id=manifest.backup_id)
+    log.info("backup_written", extra={"tier": manifest.tier, "bytes": manifest.total_bytes,
+                                      "tables": len(manifest.tables), "seconds": round(duration, 3)})
     if emit:
         metrics.publish_outcome(metrics.DB_BACKUP, emit=emit, measurements=[(
             {metrics.BACKUP_SIZE_BYTES: manifest.total_bytes, metrics.BACKUP_DURATION_SECONDS: duration},
@@ -134,6 +235,17 @@ def backup(config, target, reason, database_url, bucket, signing_key, pg_bin, jo
     click.echo(f"backup {manifest.backup_id} ({manifest.tier}, retained until {manifest.retain_until}, "
                f"{manifest.lock_mode} lock): {format_bytes(manifest.total_bytes)} in {duration:.1f} s, "
                f"{len(manifest.tables)} tables, {sum(manifest.tables.values())} rows")
+    if snapshot:
+        click.echo(f"Supabase configuration snapshotted beside it ({supabase_config.ARTIFACT}, signed with the "
+                   "manifest)")
+    if config_problem:
+        if emit:
+            emit({metrics.SUPABASE_CONFIG_SNAPSHOT_FAILED: 1})
+        raise Failed(f"the dump was taken, but the Supabase configuration snapshot "
+                     f"{'is incomplete' if snapshot else 'failed'}: {config_problem}")
+    if before_migration is not None and config is not None:
+        click.echo(f"before migration {before_migration}: to undo it, tavari-dr db restore --env {config.name} "
+                   f"--backup {manifest.backup_id} --target-url …")
 
 
 def _state(entry: db_lib.BackupEntry) -> str:
@@ -142,6 +254,8 @@ def _state(entry: db_lib.BackupEntry) -> str:
         return "expired (lifecycle)"
     if entry.findings():
         return "TAMPERED: " + "; ".join(entry.findings())
+    if entry.complete and entry.pre_restore:
+        return "complete (pre-restore copy of a restore's target: never latest; by ID only)"
     return "complete" if entry.complete else "INCOMPLETE (no manifest; never used)"
 
 
@@ -162,6 +276,7 @@ def list_(config, target, bucket, output_format):
 
     answer(output_format, {"backups": [{"backup_id": b.backup_id, "tier": b.tier, "bytes": b.bytes,
                                         "complete": b.complete, "expired": b.expired, "findings": b.findings(),
+                                        "pre_restore": b.pre_restore,
                                         "last_modified": b.last_modified.isoformat()}
                                        for b in backups]}, table, failure=None if backups else "no backups yet")
 
@@ -171,17 +286,41 @@ def _print_counts(result: db_lib.VerifyResult) -> None:
         click.echo(f"  {'ok ' if passed else 'FAIL'} {name}: {detail}")
     if result.table_counts:
         width = max(len(t) for t in result.table_counts)
-        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'RESTORED':>10}")
+        wrong = result.mismatches()
+        click.echo(f"  {'TABLE':<{width}}  {'MANIFEST':>10}  {'ERASED':>8}  {'RESTORED':>10}")
         for table, (expected, found) in sorted(result.table_counts.items()):
-            mark = "" if expected == found else "   <-- MISMATCH"
-            click.echo(f"  {table:<{width}}  {expected:>10}  {found if found is not None else '-':>10}{mark}")
+            mark = "   <-- MISMATCH" if table in wrong else ""
+            click.echo(f"  {table:<{width}}  {expected:>10}  {result.erased.get(table, 0):>8}  "
+                       f"{found if found is not None else '-':>10}{mark}")
+    if result.erased:
+        click.echo(f"  erasure ledger: {sum(result.erased.values())} row(s) of erased accounts removed after the "
+                   "restore")
 
 
-@aws_command(group, "restore", "Download and verify every artifact, then restore roles, pre-data, data and post-data "
-                                "into --target-url.", env_required=False)
+def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
+    """The ledger could not be applied: a restored database may hold erased accounts (alarmed)."""
+    if emit and isinstance(err, erasure.ErasureError):
+        emit({metrics.ERASURE_LEDGER_FAILED: 1})
+
+
+@aws_command(group, "restore", "Verify, download, then restore roles, pre-data, data and post-data into "
+                              "--target-url; or, with --table, copy chosen tables beside the live ones.",
+             env_required=False)
 @click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
 @click.option("--target-url", required=True, help="The database to restore into (Supabase or plain PostgreSQL).")
-@click.option("--force", is_flag=True, help="Replace user tables the target already holds.")
+@click.option("--force", is_flag=True, help="Replace the user schemas the target already holds: shows what is dropped "
+                                            "(row counts), asks, and backs the target up first.")
+@click.option("--yes", is_flag=True, help="With --force: do not ask (what is dropped is still printed).")
+@click.option("--dry-run", is_flag=True, help="Print what the restore would drop or copy; change nothing anywhere.")
+@click.option("--no-safety-backup", is_flag=True,
+              help="With --force: overwrite without the pre-restore backup of the target (reason pre-restore).")
+@click.option("--table", "tables", multiple=True, metavar="SCHEMA.TABLE",
+              help="Partial restore: copy this table of the backup into restored_<date> of --target-url "
+                   "(repeatable; quote odd names as in SQL).")
+@click.option("--scratch-url", help="With --table: an empty database to restore the backup into first (default: a "
+                                    "new tavari_restore_<backup> on the target's server, dropped afterwards).")
+@click.option("--keep-hours", type=click.FloatRange(min=0, min_open=True), default=partial.DEFAULT_KEEP_HOURS,
+              show_default=True, help="With --table: when the copies expire (cleanup-restored drops them).")
 @bucket_option
 @signing_key_option
 @manifest_version_option
@@ -191,35 +330,164 @@ def _print_counts(result: db_lib.VerifyResult) -> None:
 @jobs_option
 @work_dir_option
 @_db_errors
-def restore(config, target, which, target_url, force, bucket, signing_key, manifest_version, report_bucket,
-            publish_metrics, pg_bin, jobs, work_dir):
+def restore(config, target, which, target_url, force, yes, dry_run, no_safety_backup, tables, scratch_url, keep_hours,
+            bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin, jobs, work_dir):
+    if tables and force:
+        raise click.UsageError("--table copies tables beside the live ones and never overwrites: drop --force")
+    if scratch_url and not tables:
+        raise click.UsageError("--scratch-url is for --table (a full restore goes into --target-url itself)")
+    if (yes or no_safety_backup) and not force:
+        raise click.UsageError("--yes and --no-safety-backup go with --force")
+    database = db_lib.parse_database_url(target_url).url_without_password
     bucket = _backup_bucket(config, target, bucket)
     verifier = _verifier(config, target, signing_key)
+    opening = {"verifier": verifier, "manifest_version": manifest_version, "tiers": _tiers(config)}
+    s3 = target.client("s3")
+
+    def say(message: str) -> None:
+        click.echo(f"  {message}")
+
+    if dry_run:  # reads only: no audit record, no pre-restore backup, nothing written to the target
+        if tables:
+            _print_partial(partial.restore_tables(s3, bucket, which, target_url, list(tables), scratch_url=scratch_url,
+                                                  keep_hours=keep_hours, dry_run=True, **opening))
+        else:
+            plan = overwrite.preview(s3, bucket, which, target_url, force=force, **opening)
+            for line in plan.lines():
+                click.echo(line)
+            if plan.destructive and not plan.refused:
+                click.echo("a pre-restore backup of the target would be taken first" if not no_safety_backup
+                           else "no pre-restore backup would be taken (--no-safety-backup)")
+        click.echo("dry run: nothing was changed")
+        if not tables and plan.refused:
+            raise Failed("without --force this restore would be refused (see above)")
+        return
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
     record = AuditRecord("db_restore", caller="", source={"bucket": bucket, "backup": which,
                                                            "manifest_version": manifest_version},
-                         target={"database": db_lib.parse_database_url(target_url).url_without_password},
-                         details={"force": force})
+                         target={"database": database},
+                         details={"force": force, "tables": list(tables), "safety_backup": None})
     with audited(config, target, report_bucket, record) as audit:
         try:
-            result = db_lib.restore(target.client("s3"), bucket, which, target_url, verifier=verifier,
-                                    manifest_version=manifest_version, tiers=_tiers(config), force=force,
-                                    pg_bin=pg_bin, log=lambda m: click.echo(f"  {m}"), jobs=jobs,
-                                    work_dir=work_dir)
+            if tables:
+                copied = partial.restore_tables(s3, bucket, which, target_url, list(tables), scratch_url=scratch_url,
+                                                keep_hours=keep_hours, pg_bin=pg_bin, log=say, jobs=jobs,
+                                                work_dir=work_dir, **opening)
+                record.source.update(backup=copied.backup_id, trust=copied.trust)
+                record.details.update(findings=copied.findings, partial=copied.document())
+                if copied.findings:
+                    _publish_tampered(emit)
+                _print_partial(copied)
+                if not copied.ok:
+                    raise Failed(f"copied tables of {copied.backup_id}, but row counts differ from the manifest")
+                audit["outcome"] = f"copied {len(copied.copies)} table(s) into {copied.schema}"
+                return
+            if force:
+                outcome = overwrite.restore_over(
+                    s3, bucket, which, target_url, confirm=lambda plan: _confirm(plan, yes),
+                    safety=None if no_safety_backup else _safety(config, target, bucket, signing_key, pg_bin),
+                    pg_bin=pg_bin, log=say, jobs=jobs, work_dir=work_dir, **opening)
+                result = outcome.result
+                record.details.update(dropped=outcome.plan.document() if outcome.plan else None,
+                                      safety_backup=outcome.safety.backup_id if outcome.safety else None)
+            else:
+                result = db_lib.restore(s3, bucket, which, target_url, pg_bin=pg_bin, log=say, jobs=jobs,
+                                        work_dir=work_dir, **opening)
         except db_lib.BackupTampered:
             _publish_tampered(emit)
             raise
+        except erasure.ErasureError as err:
+            _publish_erasure_failed(emit, err)
+            raise
+        observability.correlate(job="db_restore", backup_id=result.backup_id)
+        log.info("restore_finished", extra={"trust": result.trust, "tampered": result.tampered,
+                                            "seconds": round(result.duration_seconds, 3)})
         record.source.update(backup=result.backup_id, trust=result.trust)
-        record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()})
+        record.details.update(findings=result.findings, rows={t: f for t, (_, f) in result.table_counts.items()},
+                              erased_rows=result.erased)
         _print_counts(result)
         if result.tampered:
             _publish_tampered(emit)
-        if any(found != expected for expected, found in result.table_counts.values()):
+        if result.mismatches():
             raise Failed(f"restored {result.backup_id}, but row counts differ from the manifest")
         audit["outcome"] = "restored" + (" from a tampered backup through the named manifest version"
                                          if result.tampered else "")
+    erased = f" ({sum(result.erased.values())} row(s) of erased accounts removed)" if result.erased else ""
+    tampered = " — the bucket was tampered with, see TAMPERING above" if result.tampered else ""
     click.echo(f"restored {result.backup_id} ({result.trust}) in {result.duration_seconds:.1f} s; every row count "
-               "matches" + (" — the bucket was tampered with, see TAMPERING above" if result.tampered else ""))
+               f"matches{erased}{tampered}")
+
+
+def _confirm(plan: overwrite.OverwritePlan, yes: bool) -> bool:
+    for line in plan.lines():
+        click.echo(line)
+    if yes:
+        return True
+    try:
+        return click.confirm(f"Drop all of this in {plan.target} and restore {plan.backup_id}?", default=False)
+    except click.Abort:  # end of input: no answer is no
+        return False
+
+
+def _safety(config: EnvironmentConfig | None, target: AwsTarget, bucket: str, signing_key: str | None,
+            pg_bin: Path | None) -> overwrite.SafetyBackup:
+    settings = config.database_backups if config else None
+    return overwrite.SafetyBackup(target.client("s3"), bucket,
+                                  KmsSigner(target.client("kms"), _signing_key(config, target, signing_key)),
+                                  tiers=_tiers(config), lock_mode=settings.lock_mode if settings else "GOVERNANCE",
+                                  pg_bin=pg_bin)
+
+
+def _print_partial(copied: partial.PartialRestore) -> None:
+    verb = "would copy" if copied.dry_run else "copied"
+    click.echo(f"{verb} from backup {copied.backup_id} (restored first into {copied.scratch}) into "
+               f"{copied.target}, schema {copied.schema}, no access for PUBLIC/anon/authenticated, dropped after "
+               f"{copied.expires_at.isoformat(timespec='seconds')}:")
+    for c in copied.copies:
+        rows = "" if c.rows is None else f"{c.rows} rows" + ("" if c.ok else f"   <-- MISMATCH (manifest {c.expected})")
+        click.echo(f"  {c.source} -> {c.copy}  {rows or f'{c.expected} rows in the manifest'}")
+    if not copied.dry_run:
+        click.echo("compare, then copy rows back with SQL (docs/runbooks/database-corruption.md)")
+
+
+def _cleanup(config: EnvironmentConfig | None, target: AwsTarget, url: str, report_bucket: str | None) -> None:
+    """Drop the expired copies, audited when there is anything to drop."""
+    from tavari_dr.database.failures import server_of
+
+    due = partial.cleanup_restored(url, dry_run=True)
+    if not due.dropped:
+        click.echo(f"no expired restored copies in {server_of(url)}" + (
+            f" ({len(due.kept)} not yet due)" if due.kept else ""))
+        return
+    record = AuditRecord("db_cleanup_restored", caller="", source={},
+                         target={"database": db_lib.parse_database_url(url).url_without_password},
+                         details={"due": due.dropped})
+    with audited(config, target, report_bucket, record) as audit:
+        done = partial.cleanup_restored(url)
+        record.details["dropped"] = done.dropped
+        audit["outcome"] = f"dropped {len(done.dropped)} expired restored cop(ies)"
+    for name in done.dropped:
+        click.echo(f"dropped {name}")
+
+
+@aws_command(group, "cleanup-restored", "Drop the restored_<date> copies of `db restore --table` whose time is up "
+                                        "(the nightly backup does it too, before it dumps).", env_required=False)
+@click.option("--database-url", envvar="TAVARI_DATABASE_URL",
+              help="The live database (default: the BACKUP_DATABASE_URL secret; env TAVARI_DATABASE_URL).")
+@click.option("--dry-run", is_flag=True, help="List what is due; drop nothing.")
+@report_bucket_option
+@_db_errors
+def cleanup_restored(config, target, database_url, dry_run, report_bucket):
+    url = _database_url(config, target, database_url)
+    if dry_run:
+        due = partial.cleanup_restored(url, dry_run=True)
+        for name in due.dropped:
+            click.echo(f"would drop {name}")
+        for name, expires in due.kept:
+            click.echo(f"kept {name} (expires {expires})")
+        click.echo("dry run: nothing was changed")
+        return
+    _cleanup(config, target, url, report_bucket)
 
 
 def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
@@ -228,7 +496,22 @@ def verify_report(result: db_lib.VerifyResult) -> dict[str, Any]:
             "tampered": result.tampered, "findings": result.findings,
             "duration_seconds": round(result.duration_seconds, 3),
             "checks": [{"name": n, "passed": p, "detail": d} for n, p, d in result.checks],
-            "table_counts": {t: {"manifest": e, "restored": f} for t, (e, f) in result.table_counts.items()}}
+            "table_counts": {t: {"manifest": e, "erased": result.erased.get(t, 0), "restored": f}
+                             for t, (e, f) in result.table_counts.items()},
+            "erased_rows": sum(result.erased.values())}
+
+
+def _check_ledger(result: db_lib.VerifyResult, s3: Any, bucket: str, emit: metrics.Emit | None) -> None:
+    """The weekly check reads the erasure ledger a restore would apply: a broken one is found before a
+    restore needs it."""
+    try:
+        entries = erasure.read_ledger(s3, bucket)
+    except erasure.ErasureError as err:
+        result.checks.append(("erasure ledger", False, str(err)))
+        _publish_erasure_failed(emit, err)
+        return
+    result.checks.append(("erasure ledger", True, f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+                                                  "each an account UUID and a time"))
 
 
 @aws_command(group, "verify", "Check a backup: --quick (sha256 + table of contents) or a full restore test.",
@@ -260,19 +543,24 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
     try:
         if quick:
             result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin, **opening)
+            _check_ledger(result, s3, bucket, emit)
         else:
             result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, **opening, jobs=jobs,
                                     work_dir=work_dir,
                                     log=(lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}")))
     except db_lib.BackupTampered as err:  # the full test refuses to restore it: a FAIL with what was found
         result = db_lib.tampered_result(err)
-    except db_lib.BackupError:
+    except db_lib.BackupError as err:
         if emit:  # could not even run: a failed check and a failed job, never silence
             metrics.publish_outcome(check, checks={check: False}, succeeded=False, emit=emit)
+            _publish_erasure_failed(emit, err)
         raise
     if result.tampered:
         _publish_tampered(emit)
     report = verify_report(result)
+    observability.correlate(job=check, backup_id=result.backup_id)
+    log.info("backup_verified", extra={"status": report["status"], "trust": result.trust,
+                                       "seconds": report["duration_seconds"]})
     if not as_json:
         _print_counts(result)
     key = None

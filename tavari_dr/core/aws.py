@@ -1,4 +1,8 @@
-"""boto3 clients, the secret cache of the Lambdas, request accounting and CloudFormation-output discovery."""
+"""boto3 clients, the secret cache of the Lambdas, request accounting and CloudFormation-output discovery.
+
+Every boto3 client of the project is made by ``client`` (``AwsTarget.client`` for the CLI): that is
+the one place botocore's retry policy is set (docs/decisions/0018). Nothing else retries AWS calls.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,44 @@ from tavari_dr.core.costmodel import Counts, kind_of
 # automatic response check is therefore off; the project verifies its own sha256 end to end.
 EMULATOR_CONFIG = Config(response_checksum_validation="when_required")
 
+# botocore's retry policy by service (docs/decisions/0018): "standard" mode everywhere, exponential
+# backoff with full jitter (at most 20 s) on throttling (SlowDown, Throttling...), 5xx, timeouts and
+# connection errors, with botocore's retry quota against retry storms. Not "adaptive": its client-side
+# token bucket starts from the rate it measured, which for a restore's few parallel copies is a few
+# calls a second, and after SlowDown drops towards 0.5 calls/s: measured here (tests/test_bucket_restore,
+# 13 keys, 37 throttled calls, backoff waits recorded, not slept), adaptive took 51 s in its token
+# bucket alone, standard 1.2 s. total_max_attempts counts the first call
+# (botocore's max_attempts would count retries only).
+RETRIES: dict[str, dict[str, Any]] = {
+    # The bucket restore and the backups drive S3 at up to --concurrency calls in parallel; a prefix
+    # answering 503 SlowDown is S3's expected throttle there, worth a longer patience per call.
+    "s3": {"mode": "standard", "total_max_attempts": 10},
+    # One quick call each on the way to a failure report or an interactive answer: a short wait.
+    "sts": {"mode": "standard", "total_max_attempts": 3},
+    "cloudformation": {"mode": "standard", "total_max_attempts": 3},
+}
+DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "total_max_attempts": 5}
+
+
+def client_config(service: str, config: Config | None = None, *, emulator: bool = False) -> Config:
+    """The retry policy of ``service``, merged with ``config`` (its settings win) and, against an
+    emulator, EMULATOR_CONFIG."""
+    merged = Config(retries=dict(RETRIES.get(service, DEFAULT_RETRIES)))
+    if emulator:
+        merged = merged.merge(EMULATOR_CONFIG)
+    return merged.merge(config) if config is not None else merged
+
+
+def client(service: str, *, region: str | None = None, endpoint_url: str | None = None,
+           config: Config | None = None, **kwargs: Any) -> Any:
+    """A boto3 client with the project's retry policy (and, with ``endpoint_url``, the emulator's
+    settings); counted when a drill asked this process to count its requests."""
+    made = boto3.client(service, region_name=region, endpoint_url=endpoint_url,
+                        config=client_config(service, config, emulator=endpoint_url is not None), **kwargs)
+    if _process_counter is not None:
+        _process_counter.attach(made)
+    return made
+
 
 class DiscoveryError(RuntimeError):
     """A deployed resource could not be found; the message says what to deploy or pass."""
@@ -39,11 +81,7 @@ class AwsTarget:
     def client(self, service: str, *, dr: bool = False, region: str | None = None) -> Any:
         """A client in the primary region, the DR region (``dr``), or the ``region`` named."""
         region = region or (self.dr_region if dr and self.dr_region else self.region)
-        config = EMULATOR_CONFIG if self.endpoint_url else None
-        client = boto3.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
-        if _process_counter is not None:
-            _process_counter.attach(client)
-        return client
+        return client(service, region=region, endpoint_url=self.endpoint_url)
 
 
 class SecretCache:

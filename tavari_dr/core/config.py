@@ -27,6 +27,8 @@ from tavari_dr.core.schedule import ScheduleError, dst_conflict, max_interval_se
 DEFAULT_ENV = "dev"
 ENV_CONTEXT_KEY = "env"
 ENVIRONMENTS_CONTEXT_KEY = "environments"
+# -c tavari:deploy=true: this synth is for a deploy or a diff against the environment's real account.
+DEPLOY_CONTEXT_KEY = "tavari:deploy"
 
 ARCHIVE_STORAGE_CLASSES = ("GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
 # Only these classes accept objects under 128 KB when the bucket's
@@ -468,7 +470,75 @@ class SecurityConfig:
 
     def deploy_role_name(self, account: str, region: str) -> str:
         """The CloudFormation execution role of ``cdk bootstrap`` in that account and region."""
-        return f"cdk-{self.cdk_bootstrap_qualifier}-cfn-exec-role-{account}-{region}"
+        return self.bootstrap_role_name("cfn-exec", account, region)
+
+    def bootstrap_role_name(self, kind: str, account: str, region: str) -> str:
+        """A role of ``cdk bootstrap`` (kind: deploy, file-publishing, image-publishing, lookup, cfn-exec)."""
+        return f"cdk-{self.cdk_bootstrap_qualifier}-{kind}-role-{account}-{region}"
+
+    def bootstrap_role_arn(self, kind: str, account: str, region: str) -> str:
+        return f"arn:aws:iam::{account}:role/{self.bootstrap_role_name(kind, account, region)}"
+
+
+# The example account of AWS's documentation, and of this repository's cdk.json until someone sets theirs.
+PLACEHOLDER_ACCOUNT = "123456789012"
+_GITHUB_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+_GITHUB_ENVIRONMENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+_GITHUB_OIDC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):oidc-provider/token\.actions\.githubusercontent\.com$")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """GitHub Actions deploys this environment (.github/workflows/deploy.yml) through OIDC roles of the
+    Tavari-<Env>-DeployRoles stack, which may only assume the CDK bootstrap roles.
+
+    github_repository: OWNER/REPO whose workflows the roles trust (default None: no DeployRoles stack).
+    github_environment: the GitHub environment the deploy job runs in; the deploy role trusts the
+        subject repo:OWNER/REPO:environment:<this> only (default: the environment's name).
+    oidc_provider_arn: the account's existing GitHub OIDC provider (an account holds one per URL;
+        default None: the stack creates it).
+    pull_request_diff: a read-only role (the bootstrap lookup role only) for ``cdk diff`` on pull
+        requests, subject repo:OWNER/REPO:pull_request (default True).
+    """
+
+    github_repository: str | None = rule("pattern", None, regex=_GITHUB_REPOSITORY_RE,
+                                         what="a GitHub repository OWNER/REPO such as tavari/backup-recovery, "
+                                              "or null")
+    github_environment: str = rule("github_environment", None, env_name=lambda v: v["env_name"])
+    oidc_provider_arn: str | None = rule(
+        "pattern", None, regex=_GITHUB_OIDC_ARN_RE,
+        what="the ARN of a GitHub OIDC provider (arn:aws:iam::<12 digits>:oidc-provider/"
+             "token.actions.githubusercontent.com) or null")
+    pull_request_diff: bool = rule("boolean", True)
+
+    @property
+    def enabled(self) -> bool:
+        return self.github_repository is not None
+
+    def subject(self, claim: str) -> str:
+        """The OIDC ``sub`` a role trusts: ``environment:<name>`` or ``pull_request``."""
+        return f"repo:{self.github_repository}:{claim}"
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        arn, account = v["oidc_provider_arn"], v["account"]
+        if arn is not None:
+            match = _GITHUB_OIDC_ARN_RE.match(arn)
+            if match and account is not None and match.group(1) != account:
+                raise ConfigError(f'{s.key("oidc_provider_arn")}: "{arn}" is not allowed; the provider must be '
+                                  f"in the environment's account ({account})")
+            if v["github_repository"] is None:
+                raise ConfigError(f'{s.key("oidc_provider_arn")}: "{arn}" is not allowed without '
+                                  "github_repository (no role would use it)")
+
+
+def refuse_placeholder_accounts(config: EnvironmentConfig) -> None:
+    """Before a deploy (or a diff against AWS): no account may still be the documentation's example."""
+    for key, value in (("account", config.account), ("replication.account", config.replication.account)):
+        if value == PLACEHOLDER_ACCOUNT:
+            raise ConfigError(
+                f'{ENVIRONMENTS_CONTEXT_KEY}.{config.name}.{key}: "{value}" is the documentation\'s example '
+                f"account, not yours; set your 12-digit AWS account ID there in cdk.json before deploying")
 
 
 @dataclass(frozen=True)
@@ -494,6 +564,7 @@ class EnvironmentConfig:
     data_export: DataExportConfig = section(DataExportConfig)
     drill: DrillConfig = section(DrillConfig)
     security: SecurityConfig = section(SecurityConfig)
+    pipeline: PipelineConfig = section(PipelineConfig, env_name=lambda v: v["name"], account=lambda v: v["account"])
 
     @property
     def retain(self) -> bool:
@@ -655,6 +726,15 @@ class _Section:
             return None
         if not isinstance(value, str) or not regex.match(value):
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use {what}")
+        return value
+
+    def github_environment(self, name: str, default: str | None, *, env_name: str) -> str:
+        value = self.get(name, default)
+        if value is None:
+            return env_name
+        if not isinstance(value, str) or not _GITHUB_ENVIRONMENT_RE.match(value):
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a GitHub environment name "
+                              "(letters, digits, '.', '_', '-'; default: the environment's own name)")
         return value
 
     def cross_account_key(self, name: str, default: str | None, *, region: str | None, account: str | None,

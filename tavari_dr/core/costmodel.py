@@ -306,7 +306,8 @@ def database_backup(production: Production, calibration: Calibration) -> Estimat
 
 def bucket_restore(counts: Counts, toy_actions: int, production: Production, calibration: Calibration, *,
                    into_new_bucket: bool, archived_class: str | None = None) -> Estimate:
-    """List the whole bucket, then one request per changed key (per key at T, into a new bucket).
+    """List the whole bucket, then requests per changed key (per key at T, into a new bucket), then
+    list it again (the check after the apply).
 
     Per-object requests are counted per action in the drill and scaled to the production number of
     actions: every key for a new bucket, the breach's share of keys for an in-place restore."""
@@ -316,8 +317,10 @@ def bucket_restore(counts: Counts, toy_actions: int, production: Production, cal
     object_bytes = production.invoice_bytes / max(1, production.invoice_count)
     parts = {"process start-up": counts.processes * calibration.cli_start_seconds,
              "AWS API calls": fixed_requests_seconds(counts),
-             # A new target is listed too (one page: it is empty).
-             "list versions": list_seconds(production.versions) + (list_seconds(0) if into_new_bucket else 0),
+             # Listed to plan and once more after the last write (the check for keys changed during the
+             # restore); a new target too: empty when planned, one version per key at T after.
+             "list versions": 2 * list_seconds(production.versions)
+                              + (list_seconds(0) + list_seconds(production.invoice_count) if into_new_bucket else 0),
              "per-object requests": s3_object_requests_seconds(reads, writes, writes * object_bytes,
                                                                BUCKET_RESTORE_CONCURRENCY)}
     if archived_class:
@@ -325,7 +328,7 @@ def bucket_restore(counts: Counts, toy_actions: int, production: Production, cal
     return _estimate(parts, {"versions": round(production.versions), "actions": round(actions),
                              "toy_actions": toy_actions, "reads": round(reads), "writes": round(writes),
                              "object_bytes": round(object_bytes), "concurrency": BUCKET_RESTORE_CONCURRENCY},
-                     "start-up + ceil(versions / 1000) x latency + max((requests x latency + bytes / 85 MB/s) / "
+                     "start-up + 2 x ceil(versions / 1000) x latency + max((requests x latency + bytes / 85 MB/s) / "
                      "concurrency, requests / per-prefix limit)")
 
 

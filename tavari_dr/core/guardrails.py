@@ -8,7 +8,8 @@ statement exists and what none of them can stop (the account root, and anyone wh
 Two kinds:
 - everywhere: no write to the backup prefix without ``If-None-Match`` (so nothing overwrites a
   backup) and no plain DeleteObject there (a delete marker is allowed by Object Lock and would
-  hide a backup); the same for the reports bucket's ``audit/`` prefix.
+  hide a backup); the same for the erasure ledger (``erasure/``) beside the dumps and for the
+  reports bucket's ``audit/`` prefix.
 - where ``removal_policy`` is retain: the calls that destroy versions, the bucket or a key are
   refused to every principal but the CloudFormation execution role and the break-glass role.
 """
@@ -22,12 +23,15 @@ from typing import Any
 from tavari_dr.core.config import SecurityConfig
 
 BACKUP_PREFIX = "dumps/"
+ERASURE_PREFIX = "erasure/"  # the erasure ledger (tavari_dr.database.erasure), beside the dumps
 AUDIT_PREFIX = "audit/"
 
 UNCONDITIONAL_WRITE_SID = "DenyUnconditionalBackupWrites"
 DELETE_MARKER_SID = "DenyBackupDeleteMarkers"
 VERSION_DESTRUCTION_SID = "DenyBackupVersionDestruction"
 BUCKET_TAMPERING_SID = "DenyBackupBucketTampering"
+ERASURE_WRITE_SID = "DenyUnconditionalErasureWrites"
+ERASURE_DELETE_SID = "DenyErasureDeletion"
 AUDIT_WRITE_SID = "DenyUnconditionalAuditWrites"
 AUDIT_DELETE_SID = "DenyAuditDeletion"
 KEY_DESTRUCTION_SID = "DenyKeyDestruction"
@@ -103,13 +107,25 @@ def backup_bucket_statements(bucket_arn: str, custodians: Custodians | None) -> 
     never s3:PutObject or s3:DeleteObject, so none of these stand in its way."""
     dumps = f"{bucket_arn}/{BACKUP_PREFIX}*"
     statements = [_deny(UNCONDITIONAL_WRITE_SID, ("s3:PutObject",), [dumps], CONDITIONAL_WRITE),
-                  _deny(DELETE_MARKER_SID, ("s3:DeleteObject",), [dumps])]
+                  _deny(DELETE_MARKER_SID, ("s3:DeleteObject",), [dumps]),
+                  *erasure_statements(bucket_arn)]
     if custodians is not None:
         statements += [
             _deny(VERSION_DESTRUCTION_SID, VERSION_DESTRUCTION, [f"{bucket_arn}/*"], custodians.condition()),
             _deny(BUCKET_TAMPERING_SID, BUCKET_TAMPERING, [bucket_arn], custodians.condition()),
         ]
     return statements
+
+
+def erasure_statements(bucket_arn: str) -> list[dict[str, Any]]:
+    """The erasure ledger (``erasure/``) is append-only, like the dumps: every entry is a new object
+    (If-None-Match) and none is ever deleted, not even by a delete marker. Statements of their own (not
+    a second resource on the dumps' ones), so each prefix's guard reads on its own in the drift check.
+    No lifecycle rule of the bucket names ``erasure/`` (each expires one tier's ``dumps/<tier>/``), so
+    entries never expire; their Object Lock ends after every backup that can hold the account's rows."""
+    ledger = f"{bucket_arn}/{ERASURE_PREFIX}*"
+    return [_deny(ERASURE_WRITE_SID, ("s3:PutObject",), [ledger], CONDITIONAL_WRITE),
+            _deny(ERASURE_DELETE_SID, ("s3:DeleteObject",), [ledger])]
 
 
 def audit_statements(bucket_arn: str, *, retain: bool) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The project's own CloudWatch metrics, published as Embedded Metric Format (EMF) lines.
 
 A Lambda prints one JSON line per record; CloudWatch Logs turns it into metrics with no API
-call (and no Powertools dependency in the bundle: EMF is a documented log format, see
-README "Metrics"). Every name and dimension the alarms use is defined here once.
+call (EMF is a documented log format, see README "Metrics"). Every name and dimension the alarms
+use is defined here once, and the stacks import this module to build those alarms: which is why
+it stays ours rather than Powertools Metrics, which the synth must not need (docs/decisions/0018).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ EXPORT_FAILED = "ExportFailed"
 EXPORT_REFUSED = "ExportRefused"
 BACKUP_TAMPERED = "BackupTampered"
 EXPORT_SIGNING_KEYS_UNAVAILABLE = "ExportSigningKeysUnavailable"
+ERASURE_LEDGER_FAILED = "ErasureLedgerFailed"
+SUPABASE_CONFIG_SNAPSHOT_FAILED = "SupabaseConfigSnapshotFailed"
 
 # The Job dimension: every job whose outcome the alarms watch, by the one name its metrics, its alarms
 # and (for the Lambdas) its lambdas/<name> folder use.
@@ -62,6 +65,11 @@ METRICS: dict[str, tuple[str, str]] = {
                                "planted, or with a manifest that does not verify; per Source and in total (alarmed)."),
     EXPORT_SIGNING_KEYS_UNAVAILABLE: ("Count", "1 per token the authorizer refused because the project's JWKS "
                                                "could not be fetched (alarmed)."),
+    ERASURE_LEDGER_FAILED: ("Count", "1 each time the erasure ledger could not be read or re-applied after a restore "
+                                     "(the restored database may hold erased accounts) or by the weekly check "
+                                     "(alarmed)."),
+    SUPABASE_CONFIG_SNAPSHOT_FAILED: ("Count", "1 each time the nightly backup could not snapshot the Supabase "
+                                               "project's configuration (alarmed)."),
 }
 
 

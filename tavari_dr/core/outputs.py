@@ -51,6 +51,11 @@ SECRETS_KEY_ARN = "SecretsKeyArn"
 SECRETS_REPLICA_KEY_ARN = "SecretsReplicaKeyArn"
 
 TAMPER_WATCH = "TamperWatch"
+
+# GitHub Actions' roles (read by people: they set them as the workflow's variables).
+DEPLOY_ROLES = "DeployRoles"
+DEPLOY_ROLE_ARN = "DeployRoleArn"
+DIFF_ROLE_ARN = "DiffRoleArn"
 TRAIL_ARN = "TrailArn"
 TAMPER_WATCH_EXPECTATION = "TamperWatchExpectation"
 

@@ -17,6 +17,7 @@ pg_restore -j (indexes and constraints built once over the loaded rows).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import re
@@ -24,10 +25,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from graphlib import TopologicalSorter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from tavari_dr.core import s3sink
 from tavari_dr.core.config import Tier
 from tavari_dr.core.s3sink import PART_SIZE
 from tavari_dr.core.schedule import local_date
+from tavari_dr.database import erasure
 from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exported for the CLI, jobs and checks
     ARTIFACTS,
     DATA_DIR,
@@ -44,6 +47,8 @@ from tavari_dr.database.manifest import (  # noqa: F401 - the format, re-exporte
     DIRECTORY_TOC,
     FORMAT,
     MANIFEST,
+    OPTIONAL_ARTIFACTS,
+    PRE_RESTORE,
     SCHEMA_ARTIFACTS,
     SIGNED,
     UNSIGNED_LEGACY,
@@ -200,12 +205,56 @@ def _tool_version(tool: str) -> str:
             from None
 
 
+def _relations(cur: Any, kinds: str, excluded: list[str]) -> list[tuple[str, str, str]]:
+    """(quote_ident-qualified name, schema, name) of the relations of ``kinds`` outside ``excluded``:
+    the pair straight from the catalog, as names may hold dots, quotes and spaces."""
+    cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname, c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind::text = ANY(%s) "
+                "AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 2, 3", (list(kinds), excluded))
+    return [(row[0], row[1], row[2]) for row in cur.fetchall()]
+
+
 def list_tables(cur: Any) -> list[str]:
-    excluded = [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
-    cur.execute("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
-                "AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1", (excluded,))
-    return [row[0] for row in cur.fetchall()]
+    return [qualified for qualified, _, _ in _relations(cur, "rp", _data_excluded())]
+
+
+def _data_excluded() -> list[str]:
+    return [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
+
+
+def list_matviews(cur: Any, excluded: list[str]) -> list[dict[str, Any]]:
+    """The materialized views outside ``excluded`` in an order that refreshes each after every one it
+    reads, directly or through plain views: {schema, name, populated, qualified}. pg_restore would refresh them
+    in its post-data section, but a --schema-only plus --data-only pair carries no refresh at all."""
+    cur.execute("SELECT c.oid, n.nspname, c.relname, c.relispopulated, quote_ident(n.nspname) || '.' || "
+                "quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND n.nspname <> ALL(%s) "
+                "AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 2, 3", (excluded,))
+    views = {oid: {"schema": schema, "name": name, "populated": populated, "qualified": qualified}
+             for oid, schema, name, populated, qualified in cur.fetchall()}
+    # What each view and materialized view reads: the relations its rewrite rule depends on.
+    cur.execute("SELECT DISTINCT r.ev_class, d.refobjid FROM pg_rewrite r JOIN pg_depend d "
+                "ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass "
+                "WHERE d.refobjid <> r.ev_class")
+    reads: dict[int, set[int]] = {}
+    for reader, read in cur.fetchall():
+        reads.setdefault(reader, set()).add(read)
+
+    def needs(oid: int) -> set[int]:
+        found, seen, todo = set(), {oid}, list(reads.get(oid, ()))
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if current in views:
+                found.add(current)  # refreshed before; what it reads is its own dependency
+            else:
+                todo.extend(reads.get(current, ()))  # a plain view: look through it
+        return found
+
+    order = TopologicalSorter({oid: needs(oid) for oid in views}).static_order()
+    return [views[oid] for oid in order]
 
 
 def client_major(version: str) -> int:
@@ -246,21 +295,24 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
                now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
                lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC), jobs: int | None = None,
-               work_dir: Path | None = None, upload_concurrency: int = 4) -> Manifest:
+               work_dir: Path | None = None, upload_concurrency: int = 4,
+               extra_artifacts: Mapping[str, bytes] | None = None, tier_name: str | None = None) -> Manifest:
     """Take one backup; returns its manifest (signed and uploaded last).
 
     The data is a directory-format dump (pg_dump -Fd -j ``jobs``) written under ``work_dir`` (default:
     the system temporary directory), then uploaded file by file; the small schema dumps stream to S3
-    meanwhile, from the same exported snapshot."""
+    meanwhile, from the same exported snapshot. ``extra_artifacts``: objects written beside the dump
+    and pinned by the same signed manifest (OPTIONAL_ARTIFACTS names them). ``tier_name`` files it
+    under that tier whatever the day (a restore's pre-restore copy is daily, never kept for a year)."""
     conn_info = parse_database_url(database_url)
     started = now or clock()
-    tier = tier_for(started, tiers, timezone)
+    tier = {t.name: t for t in tiers}[tier_name] if tier_name else tier_for(started, tiers, timezone)
     retain_until = retain_until_for(started, tier.retention_days)
     lock = {"ObjectLockMode": lock_mode, "ObjectLockRetainUntilDate": retain_until}
     backup_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{_slug(reason)}"
     prefix = f"dumps/{tier.name}/{backup_id}"
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
-    excluded = [s for s in INTERNAL_SCHEMAS if s not in DATA_KEPT_SCHEMAS]
+    excluded = _data_excluded()
     pg_dump_version = _tool_version(tool("pg_dump"))
     method, compress = data_compression(client_major(pg_dump_version))
     jobs = jobs or default_jobs()
@@ -278,6 +330,11 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute("SELECT pg_export_snapshot(), current_database(), current_setting('server_version')")
         snapshot, database, server_version = cur.fetchone()
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1", (list(DATA_KEPT_SCHEMAS),))
+        internal = [row[0] for row in cur.fetchall()]
+        # A plain PostgreSQL source has no auth or storage, and pg_dump refuses a --schema that matches
+        # nothing: there, including pg_catalog and excluding it again writes an archive of no objects.
+        only = [f"--schema={s}" for s in internal] or ["--schema=pg_catalog", "--exclude-schema=pg_catalog"]
 
         # The transaction stays open while pg_dump runs, so its snapshot stays importable.
         def schema_dumps() -> dict[str, dict[str, Any]]:
@@ -289,8 +346,8 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
                     [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
                      *internal_excludes], conn_info.env, sink("schema.dump")),
                 "internal_schema.dump": _stream_command(
-                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
-                     *(f"--schema={s}" for s in DATA_KEPT_SCHEMAS)], conn_info.env, sink("internal_schema.dump"))}
+                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only", *only],
+                    conn_info.env, sink("internal_schema.dump"))}
 
         def data_dump() -> dict[str, dict[str, Any]]:
             data_dir = Path(work) / DATA_DIR
@@ -308,21 +365,28 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         # and this connection counts every table's rows in the same snapshot meanwhile.
         with ThreadPoolExecutor(2) as beside:
             schema, data = beside.submit(schema_dumps), beside.submit(data_dump)
-            tables = {}
-            for table in list_tables(cur):
+            tables, table_names = {}, {}
+            for table, schema_name, name in _relations(cur, "rp", excluded):
                 cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - quote_ident'ed names from the catalog
-                tables[table] = cur.fetchone()[0]
+                tables[table], table_names[table] = cur.fetchone()[0], [schema_name, name]
+            matviews = list_matviews(cur, excluded)
+            for view in matviews:
+                if view["populated"]:
+                    cur.execute(_sql().SQL("SELECT count(*) FROM {}").format(_identifier(view)))
+                    view["rows"] = cur.fetchone()[0]
             artifacts.update(data.result())
             artifacts.update(schema.result())
         conn.rollback()
+    for name, body in (extra_artifacts or {}).items():  # e.g. the Supabase project's configuration
+        artifacts[name] = _put_extra(s3, bucket, f"{prefix}/{name}", name, body, lock)
     manifest = Manifest(
         backup_id=backup_id, reason=reason, tier=tier.name, database=database,
         started_at=started.isoformat(timespec="seconds"), finished_at=clock().isoformat(timespec="seconds"),
         server_version=server_version, pg_dump_version=pg_dump_version, snapshot=snapshot,
-        data_schemas=sorted({t.split(".")[0].strip('"') for t in tables}), excluded_schemas=excluded,
+        data_schemas=sorted({schema for schema, _ in table_names.values()}), excluded_schemas=excluded,
         tables=tables, artifacts=dict(sorted(artifacts.items())),
         retain_until=retain_until.isoformat(timespec="seconds"), lock_mode=lock_mode, data_format="directory",
-        data_compression=method)
+        data_compression=method, table_names=table_names, matviews=matviews, internal_schemas=internal)
     payload = manifest.to_json().encode()
     s3sink.put_new(s3, bucket, f"{prefix}/{MANIFEST}", envelope(payload, signer.sign(payload), FORMAT),
                    error=BackupError, ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)
@@ -333,6 +397,14 @@ def _run_dump(command: list[str], env: dict[str, str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BackupError(f"{Path(command[0]).name} exited {done.returncode}: {done.stderr[-800:]}")
+
+
+def _put_extra(s3: Any, bucket: str, key: str, name: str, body: bytes, lock: dict[str, Any]) -> dict[str, Any]:
+    if name not in OPTIONAL_ARTIFACTS:  # a reader would call any other name tampering
+        raise BackupError(f"{name} is not an artifact a backup may hold ({', '.join(OPTIONAL_ARTIFACTS)})")
+    version = s3sink.put_new(s3, bucket, key, body, error=BackupError, ContentType="application/json",
+                             ChecksumAlgorithm="SHA256", **lock)
+    return {"key": key, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(), "version_id": version}
 
 
 # --------------------------------------------------------------------------- verify and restore
@@ -347,11 +419,16 @@ class VerifyResult:
     trust: str = ""
     findings: list[str] = field(default_factory=list)  # tampering found (the backup was read anyway, by name)
     timings: dict[str, float] = field(default_factory=dict)  # restore phase -> seconds (download, pre-data, ...)
+    erased: dict[str, int] = field(default_factory=dict)  # table -> rows the erasure ledger removed (erasure)
+
+    def mismatches(self) -> dict[str, tuple[int, int | None]]:
+        """Tables whose restored count is not the manifest's less the rows the erasure ledger removed."""
+        return {table: (expected, found) for table, (expected, found) in self.table_counts.items()
+                if found != expected - self.erased.get(table, 0)}
 
     @property
     def ok(self) -> bool:
-        return not self.findings and all(passed for _, passed, _ in self.checks) and all(
-            found == expected for expected, found in self.table_counts.values())
+        return not self.findings and all(passed for _, passed, _ in self.checks) and not self.mismatches()
 
     @property
     def tampered(self) -> bool:
@@ -408,18 +485,30 @@ def verify_quick(s3: Any, bucket: str, which: str = "latest", *, verifier: KmsVe
                 archive = Path(work) / label
                 listed = subprocess.run([tool, "--list", str(archive)], capture_output=True, text=True)
                 entries = [line for line in listed.stdout.splitlines() if line and not line.startswith(";")]
-                result.checks.append((f"{label} table of contents", listed.returncode == 0 and bool(entries),
-                                      f"{len(entries)} entries" if listed.returncode == 0 else listed.stderr[-300:]))
+                # A source without auth and storage has nothing to put in internal_schema.dump.
+                may_be_empty = label == "internal_schema.dump" and manifest.internal_schemas == []
+                result.checks.append((f"{label} table of contents", listed.returncode == 0 and (
+                    bool(entries) or may_be_empty), f"{len(entries)} entries" + (
+                    " (the source has no auth or storage schema)" if may_be_empty else "")
+                    if listed.returncode == 0 else listed.stderr[-300:]))
             shutil.rmtree(Path(work) / label) if label.endswith("/") else (Path(work) / label).unlink()
     result.duration_seconds = time.monotonic() - started
     return result
 
 
 def user_tables(cur: Any) -> list[str]:
-    cur.execute("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1",
-                (list(INTERNAL_SCHEMAS),))
-    return [row[0] for row in cur.fetchall()]
+    """The target's tables outside Supabase's schemas, quote_ident-qualified."""
+    return [qualified for qualified, _, _ in _relations(cur, "rp", list(INTERNAL_SCHEMAS))]
+
+
+def _sql() -> Any:
+    from psycopg import sql
+
+    return sql
+
+
+def _identifier(view: dict[str, Any]) -> Any:
+    return _sql().Identifier(view["schema"], view["name"])
 
 
 def platform_sql() -> str:
@@ -539,13 +628,21 @@ def restore_steps(manifest: Manifest, work: Path, jobs: int, pg_restore: str = "
 def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsVerifier | None,
             manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, force: bool = False,
             pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None, jobs: int | None = None,
-            work_dir: Path | None = None) -> VerifyResult:
+            work_dir: Path | None = None, before_write: Callable[[Manifest, list[str]], None] | None = None,
+            only_missing_roles: bool = False) -> VerifyResult:
     """Verify (signature, recorded versions), download every artifact into ``work_dir`` (default: the
     system temporary directory) checking each sha256 — nothing is written to the target before all
     match — then restore roles, the schema's pre-data, the data and the schema's post-data in that
-    order (pg_restore -j ``jobs``, default: default_jobs()), then compare row counts. A tampered
-    backup is refused (BackupTampered) unless the operator named the manifest version to trust; then
-    its findings are in the result. ``result.timings`` has each phase's seconds."""
+    order (pg_restore -j ``jobs``, default: default_jobs()), re-apply the erasure ledger
+    (tavari_dr.database.erasure; ``result.erased``), refresh the materialized views the source had
+    populated, in dependency order, then compare row counts with the manifest's less what the ledger
+    removed. A tampered backup is refused (BackupTampered) unless the operator named the manifest
+    version to trust; then its findings are in the result. ``result.timings`` has each phase's seconds.
+
+    ``before_write(manifest, existing user tables)`` runs once the backup is opened and the target
+    inspected, before anything is written to the target; it may raise to stop (tavari_dr.database.
+    overwrite: confirm, take the pre-restore copy). ``only_missing_roles``: create the roles the
+    cluster lacks and leave the others as they are (a scratch database on a live server)."""
     started = time.monotonic()
     opened = find_backup(s3, bucket, which, verifier=verifier, manifest_version=manifest_version, tiers=tiers)
     manifest = opened.manifest
@@ -560,6 +657,8 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
     tool = (lambda name: str(pg_bin / name)) if pg_bin else (lambda name: name)
     result = VerifyResult(manifest.backup_id, [])
     _opened(result, opened)
+    # A plain PostgreSQL source has no auth or storage: nothing of Supabase's to bring to a plain target.
+    supabase_source = manifest.internal_schemas is None or bool(manifest.internal_schemas)
     with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
         kind = detect_target(cur)
         existing = user_tables(cur)
@@ -567,6 +666,8 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         if existing and not force:
             raise BackupError(f"the target already holds {len(existing)} user table(s) (e.g. {existing[0]}); "
                               "restore into an empty database, or pass --force to replace them")
+    if before_write is not None:
+        before_write(manifest, existing)
 
     def timed(phase: str, action: Callable[[], Any]) -> None:
         begun = time.monotonic()
@@ -582,28 +683,52 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         paths = {name: Path(work) / name for name in SCHEMA_ARTIFACTS}
         begun = time.monotonic()
         with _connect(target, autocommit=True) as conn:
-            if kind == "plain":
+            if kind == "plain" and supabase_source:
                 conn.execute(platform_sql())
-            _apply_roles(conn, paths["roles.sql"].read_text())
+            _apply_roles(conn, paths["roles.sql"].read_text(), only_missing=only_missing_roles)
         log("roles restored")
         base = ["--dbname", target.url_without_password, "--no-password", "--exit-on-error"]
-        if kind == "plain":
+        if kind == "plain" and supabase_source:
             _run_restore([tool("pg_restore"), *base, "--schema-only", str(paths["internal_schema.dump"])], target)
             log("auth and storage schemas restored (plain target)")
         if force:
             _clear_for_restore(target, manifest, existing)
             log("--force: user schemas dropped and recreated, auth/storage rows truncated")
         result.timings["roles"] = round(time.monotonic() - begun, 3)  # and, on a plain target, the platform
+        # Rows load with triggers off where the role may (session_replication_role = replica, as
+        # Supabase's own restore guide loads its data): no trigger rewrites or duplicates them.
+        replica = _may_set_replica_role(target)
         for step in restore_steps(manifest, Path(work), jobs, tool("pg_restore")):
             begun = time.monotonic()
-            _run_restore(step.command(tool("pg_restore"), base), target)
+            _run_restore(step.command(tool("pg_restore"), base), target,
+                         options=REPLICA_ROLE if replica and step.section == "data" else None)
             seconds = time.monotonic() - begun
             result.timings[step.section] = round(result.timings.get(step.section, 0.0) + seconds, 3)
             log(f"{step.section} restored ({step.what}) from {step.archive.name}"
                 f"{f' with pg_restore -j {step.jobs}' if step.jobs > 1 else ''} in {seconds:.1f} s")
+        if not replica:
+            log("this role may not set session_replication_role: the tables' triggers fired while their rows "
+                "were loaded")
+    # Erased accounts stay erased, before the views are refreshed so no view summarises their rows.
+    result.erased = erasure.reapply(s3, bucket, lambda: _connect(target), log=log)
+    begun = time.monotonic()
+    views = _refresh_views(target, manifest, log)
+    result.timings["materialized views"] = round(time.monotonic() - begun, 3)
     begun = time.monotonic()
     found = count_rows(target, list(manifest.tables), jobs)
     result.table_counts.update({table: (expected, found[table]) for table, expected in manifest.tables.items()})
+    counted = [v for v in views if "rows" in v]
+    if counted and any(result.erased.values()):
+        # A view's count in the manifest includes the erased accounts' rows; which of them it held is
+        # not recorded, so there is nothing exact to compare it with.
+        result.checks.append(("materialized view row counts", True, "not compared: the erasure ledger "
+                              "removed rows the views may summarise (they were refreshed after it)"))
+        counted = []
+    if counted:
+        with _connect(target) as conn, conn.cursor() as cur:
+            for view in counted:
+                cur.execute(_sql().SQL("SELECT count(*) FROM {}").format(_identifier(view)))
+                result.table_counts[view["qualified"]] = (view["rows"], cur.fetchone()[0])
     result.timings["row counts"] = round(time.monotonic() - begun, 3)
     result.duration_seconds = time.monotonic() - started
     return result
@@ -632,21 +757,65 @@ def count_rows(target: Connection, tables: list[str], workers: int) -> dict[str,
     return counts
 
 
-def _apply_roles(conn: Any, roles_sql: str) -> None:
+def _refresh_views(target: Connection, manifest: Manifest, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Refresh the materialized views the source had populated, each after the views it reads (the
+    manifest's order); one created WITH NO DATA stays so. Returns the views."""
     import psycopg
 
+    sql = _sql()
+    with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
+        views = manifest.matviews
+        if views is None:  # a manifest from before: every view, in the target's dependency order
+            views = [{**v, "populated": True} for v in list_matviews(cur, _data_excluded())]
+        for view in views:
+            if view["populated"]:
+                try:
+                    cur.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(_identifier(view)))
+                except psycopg.Error as err:
+                    raise BackupError(f"refreshing materialized view {view['qualified']} failed: "
+                                      f"{str(err).strip()}") from err
+    if views:
+        filled = sum(1 for v in views if v["populated"])
+        log(f"materialized views refreshed in dependency order: {filled}, left with no data as in the source: "
+            f"{len(views) - filled}")
+    return views
+
+
+def _apply_roles(conn: Any, roles_sql: str, *, only_missing: bool = False) -> None:
+    """roles.sql, line by line. ``only_missing``: CREATE ROLE, and the ALTER/COMMENT of roles just
+    created; a role the cluster already has keeps its attributes and memberships."""
+    import psycopg
+
+    created: set[str] = set()
+    role_of = re.compile(r'^(?:CREATE|ALTER|COMMENT ON) ROLE ("(?:[^"]|"")+"|[^\s;]+)')
     for statement in roles_sql.splitlines():
         line = statement.strip()
         if not line or line.startswith("--") or line.startswith("\\") or line.startswith("SET "):
+            continue
+        named = role_of.match(line)
+        role = named.group(1) if named else None
+        if only_missing and not (line.startswith("CREATE ROLE ") or role in created):
             continue
         try:
             conn.execute(line)
         except (psycopg.errors.DuplicateObject, psycopg.errors.InsufficientPrivilege):
             continue  # already there (a fresh Supabase project has its own), or the platform's to manage
+        if line.startswith("CREATE ROLE ") and role:
+            created.add(role)
 
 
-def _schema_of(table: str) -> str:
-    return table.split(".")[0].strip('"')
+def target_user_schemas(cur: Any) -> set[str]:
+    """The schemas the target's user tables are in, as the catalog names them."""
+    return {schema for _, schema, _ in _relations(cur, "rp", list(INTERNAL_SCHEMAS))}
+
+
+def force_clears(manifest: Manifest, there: set[str]) -> tuple[list[str], list[str]]:
+    """What --force clears: the user schemas it drops (the backup's and ``there``, the target's) and the
+    platform tables it truncates (the backup's auth/storage tables, as the manifest names them; those
+    the target has are emptied)."""
+    pairs = manifest.table_pairs()
+    user = ({schema for schema, _ in pairs.values()} | set(manifest.data_schemas) | there) - set(INTERNAL_SCHEMAS)
+    return sorted(user), [table for table, (schema, _) in pairs.items() if schema in DATA_KEPT_SCHEMAS]
 
 
 def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[str]) -> None:
@@ -655,20 +824,106 @@ def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[st
     other schemas depend on."""
     from psycopg import sql
 
-    user = {_schema_of(t) for t in [*manifest.tables, *existing]} - set(INTERNAL_SCHEMAS)
-    kept = [t for t in manifest.tables if _schema_of(t) in DATA_KEPT_SCHEMAS]
-    with _connect(target, autocommit=True) as conn:
+    del existing  # quoted names: the target's schemas are read again below, as the catalog names them
+    pairs = manifest.table_pairs()
+    with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
+        user, kept_tables = force_clears(manifest, target_user_schemas(cur))
+        kept = [pairs[table] for table in kept_tables]
         for schema in sorted(user):
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             if schema != "public":  # pg_dump never creates public; every other schema is in the dump
                 continue
             conn.execute("CREATE SCHEMA public")
-        present = [t for t in kept if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+        present = [sql.Identifier(*pair) for pair in kept if conn.execute(
+            "SELECT to_regclass(%s)", (sql.Identifier(*pair).as_string(conn),)).fetchone()[0]]
         if present:
-            conn.execute(f"TRUNCATE {', '.join(present)} CASCADE")
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(present)))
 
 
-def _run_restore(command: list[str], target: Connection) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, env=target.env)
+REPLICA_ROLE = "-c session_replication_role=replica"
+
+
+def _may_set_replica_role(target: Connection) -> bool:
+    """Whether the restoring role may load rows with triggers off (session_replication_role =
+    replica, as Supabase's own restore guide loads its data file; a superuser may). Asked the way
+    pg_restore will set it, as a connection option. A data-only restore otherwise fires every
+    trigger again: a BEFORE INSERT trigger rewrites the rows it loads, one on auth.users inserts
+    the profile rows the dump brings next."""
+    import psycopg
+
+    try:
+        with _connect(target, options=REPLICA_ROLE) as conn:
+            return conn.execute("SHOW session_replication_role").fetchone()[0] == "replica"
+    except psycopg.OperationalError as err:  # FATAL at connection: permission denied to set parameter
+        if "session_replication_role" not in str(err):
+            raise BackupError(f"connecting to the target failed: {str(err).strip()}") from err
+        return False
+
+
+def _run_restore(command: list[str], target: Connection, options: str | None = None) -> None:
+    env = target.env if options is None else {**target.env, "PGOPTIONS": options}
+    if _major(_tool_version(command[0])) > _server_major(target):
+        _restore_through_psql(command, env)
+        return
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BackupError(f"{' '.join(c for c in command[:1])} failed: {done.stderr[-1500:]}")
+
+
+def _major(version: str) -> int:
+    found = re.search(r"\) (\d+)", version)  # "pg_restore (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    if not found:
+        raise BackupError(f"cannot read a PostgreSQL version from {version!r}")
+    return int(found.group(1))
+
+
+def _server_major(target: Connection) -> int:
+    with _connect(target) as conn:
+        return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+
+
+# What pg_restore 17 sends first on every connection; a server before 17 rejects the setting.
+_NEWER_SETTINGS = (b"SET transaction_timeout = 0;\n",)
+_HEADER_LINES = 64  # pg_restore's fixed settings come before any object, in the first few lines
+
+
+def _restore_through_psql(command: list[str], env: dict[str, str]) -> None:
+    """Restore into an older major (the 17 client into a 15 server: a project not yet upgraded, the
+    monthly test's scratch image): pg_restore's SQL, without the settings only newer servers know,
+    run by psql with ON_ERROR_STOP (as --exit-on-error)."""
+    url, script_args, skip = "", [], False
+    for i, arg in enumerate(command[1:], 1):
+        if skip:
+            skip = False
+        elif arg == "--dbname":
+            url, skip = command[i + 1], True
+        elif arg not in ("--no-password", "--exit-on-error") and not arg.startswith("--jobs="):
+            script_args.append(arg)  # not -j: pg_restore writes a script serially
+    psql = str(Path(command[0]).with_name("psql"))
+    with tempfile.TemporaryFile() as restore_err, tempfile.TemporaryFile() as psql_err:
+        producer = subprocess.Popen([command[0], "--file=-", *script_args], stdout=subprocess.PIPE,
+                                    stderr=restore_err, env=env)
+        consumer = subprocess.Popen([psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--dbname", url],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=psql_err, env=env)
+        assert producer.stdout is not None and consumer.stdin is not None
+        try:
+            for _ in range(_HEADER_LINES):
+                line = producer.stdout.readline()
+                if not line:
+                    break
+                if line not in _NEWER_SETTINGS:
+                    consumer.stdin.write(line)
+            for chunk in iter(lambda: producer.stdout.read(1024 * 1024), b""):  # type: ignore[union-attr]
+                consumer.stdin.write(chunk)
+            consumer.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped on an error: its stderr says which
+        finally:
+            consumed = consumer.wait()
+            if consumed != 0:
+                producer.kill()  # psql stopped first: its error is the cause
+            produced = producer.wait()
+        for name, code, err in ((psql, consumed, psql_err), (command[0], produced, restore_err)):
+            if code != 0:
+                err.seek(0)
+                raise BackupError(f"{name} failed: {err.read().decode(errors='replace')[-1500:]}")

@@ -9,6 +9,7 @@ Layout of one backup (``<id>`` = ``20261125T020000Z-nightly``)::
                                             pg_dump -Fd -j N --data-only, auth and storage data included:
                                             a directory-format archive, one object per file (data_format
                                             "directory"; ADR 0014)
+    dumps/<tier>/<id>/supabase_config.json  (optional) the Supabase project's configuration, no secrets
     dumps/<tier>/<id>/manifest.json         written LAST: no manifest = incomplete, never "latest"
 
 Backups written before ADR 0014 hold ``data.dump`` (pg_dump -Fc --data-only) instead of ``data/``;
@@ -45,11 +46,19 @@ DIRECTORY_TOC = f"{DATA_DIR}/toc.dat"
 # What pg_dump -Fd writes: toc.dat, a file per table's data (<dump id>.dat, compressed .gz/.lz4/.zst)
 # and large objects (blobs.toc / blobs_<id>.toc, blob_<oid>.dat...). Anything else under data/ is a stranger.
 DIRECTORY_FILE = re.compile(r"^data/(toc\.dat|\d+\.dat|blobs(_\d+)?\.toc|blob_\d+\.dat)(\.gz|\.lz4|\.zst)?$")
+# Written beside the dump when there is one, pinned and signed like the rest; a restore of the database
+# never needs it (tavari_dr.configbackup.supabase_config: the Supabase project's configuration).
+OPTIONAL_ARTIFACTS = ("supabase_config.json",)
 MANIFEST = "manifest.json"
 FORMAT = "tavari-db-backup/2"
 LEGACY_FORMAT = "tavari-db-backup/1"
 ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 SIGNED, UNSIGNED_LEGACY = "signed", "unsigned (written before manifests were signed)"
+# The reason (and so the ID's suffix) of the copy `db restore --force` takes of its target before it
+# overwrites it: a copy of the database being replaced, not of the source, so never "latest" and never
+# what the backup-age alarm counts. The ID is in the signed manifest, so the suffix cannot be forged
+# onto a genuine nightly (tavari_dr.database.overwrite).
+PRE_RESTORE = "pre-restore"
 DEFAULT_TIERS = DatabaseBackupsConfig().tiers
 
 
@@ -86,6 +95,20 @@ class Manifest:
     # "custom": data.dump (every backup before ADR 0014, whose manifests lack the field); "directory": data/.
     data_format: str = "custom"
     data_compression: str = "gzip"  # pg_dump --compress method of the data ("gzip" before ADR 0014)
+    # Written since names may hold any character: each table's (schema, name) from the catalog, so no
+    # reader splits "a.b".t on a dot. Older manifests lack it (table_pairs parses their quoted names).
+    table_names: dict[str, list[str]] = field(default_factory=dict)
+    # Materialized views in refresh (dependency) order: {schema, name, qualified, populated, rows}. None: a
+    # manifest from before, whose views a restore refreshes all (it cannot know which had no data).
+    matviews: list[dict[str, Any]] | None = None
+    # Of auth and storage, those the source had (a plain PostgreSQL source has neither). None: a
+    # manifest from before, when every source was a Supabase project.
+    internal_schemas: list[str] | None = None
+
+    def table_pairs(self) -> dict[str, tuple[str, str]]:
+        """Each table of ``tables`` as (schema, name)."""
+        return {t: (self.table_names[t][0], self.table_names[t][1]) if t in self.table_names else split_qualified(t)
+                for t in self.tables}
 
     @property
     def total_bytes(self) -> int:
@@ -111,8 +134,22 @@ class Manifest:
 
 
 def is_artifact_name(name: str) -> bool:
-    """A name some backup writes (either data format)."""
-    return name in ARTIFACTS or bool(DIRECTORY_FILE.match(name))
+    """A name some backup writes (either data format, or an optional artifact beside the dump)."""
+    return name in ARTIFACTS or name in OPTIONAL_ARTIFACTS or bool(DIRECTORY_FILE.match(name))
+
+
+_IDENT = r'(?:"((?:[^"]|"")*)"|([^".]+))'
+_QUALIFIED = re.compile(rf"{_IDENT}\.{_IDENT}")
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    """(schema, name) of a quote_ident-qualified name (what manifests before table_names recorded)."""
+    found = _QUALIFIED.fullmatch(name)
+    if not found:
+        raise ValueError(f"{name!r} is not a schema-qualified table name")
+    schema_q, schema, table_q, table = found.groups()
+    return (schema if schema_q is None else schema_q.replace('""', '"'),
+            table if table_q is None else table_q.replace('""', '"'))
 
 
 # --------------------------------------------------------------------------- listing
@@ -137,6 +174,11 @@ class BackupEntry:
     @property
     def complete(self) -> bool:
         return bool(self.history.get(MANIFEST, KeyHistory()).versions)
+
+    @property
+    def pre_restore(self) -> bool:
+        """The safety copy of a restore's target (PRE_RESTORE), not a backup of the source."""
+        return self.backup_id.partition("-")[2] == PRE_RESTORE
 
     @property
     def artifacts(self) -> list[str]:
@@ -226,15 +268,19 @@ class OpenedBackup:
 
 def find_backup(s3: Any, bucket: str, which: str, *, verifier: KmsVerifier | None,
                 manifest_version: str | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> OpenedBackup:
-    """``latest`` (the newest backup with a manifest, unless lifecycle expired it) or a backup ID.
+    """``latest`` (the newest backup with a manifest, unless lifecycle expired it or it is a restore's
+    pre-restore safety copy) or a backup ID.
 
     The newest folder with a manifest is *the* latest: if it was tampered with, that is refused,
     never skipped for an older one (which is what an attacker hiding the newest would want)."""
     backups = list_backups(s3, bucket, tiers)
     if which == "latest":
-        complete = [b for b in backups if b.complete and not b.expired]
+        complete = [b for b in backups if b.complete and not b.expired and not b.pre_restore]
         if not complete:
-            raise BackupError(f"no complete backup (with a manifest) in s3://{bucket}/dumps/")
+            safety = [b.backup_id for b in backups if b.complete and not b.expired and b.pre_restore]
+            raise BackupError(f"no complete backup (with a manifest) in s3://{bucket}/dumps/" + (
+                f"; only pre-restore safety copies ({', '.join(safety)}), which are read only by their ID"
+                if safety else ""))
         entry = complete[0]
     else:
         matches = [b for b in backups if b.backup_id == which]

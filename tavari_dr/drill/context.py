@@ -186,15 +186,13 @@ class Drill:
 
     def counted_s3(self, step: Step) -> Any:
         """An S3 client of the drill's own whose requests count towards ``step``."""
-        import boto3
-
-        from tavari_dr.core.aws import EMULATOR_CONFIG
+        from tavari_dr.core import aws
 
         counter = RequestCounter()
         counter.counts = step.counts
-        return counter.attach(boto3.client(
-            "s3", region_name=self.config.region, endpoint_url=self.moto.url, aws_access_key_id="drill",
-            aws_secret_access_key="drill", config=EMULATOR_CONFIG))  # noqa: S106 - the emulator's throwaway keys
+        return counter.attach(aws.client(
+            "s3", region=self.config.region, endpoint_url=self.moto.url, aws_access_key_id="drill",
+            aws_secret_access_key="drill"))  # noqa: S106 - the emulator's throwaway keys
 
     def replicate(self) -> None:
         """What CRR would have copied by now (moto never replicates)."""

@@ -311,15 +311,13 @@ class LocalDeployer:
         self._clients: dict[tuple[str, str], Any] = {}
 
     def client(self, service: str, region: str) -> Any:
-        import boto3
-
-        from tavari_dr.core.aws import EMULATOR_CONFIG
+        from tavari_dr.core import aws
 
         key = (service, region)
         if key not in self._clients:
-            self._clients[key] = boto3.client(
-                service, region_name=region, endpoint_url=self.endpoint_url, aws_access_key_id=self.credentials[0],
-                aws_secret_access_key=self.credentials[1], config=EMULATOR_CONFIG)
+            self._clients[key] = aws.client(
+                service, region=region, endpoint_url=self.endpoint_url, aws_access_key_id=self.credentials[0],
+                aws_secret_access_key=self.credentials[1])
         return self._clients[key]
 
     def deploy(self, cdk_out: Path, *, progress: Callable[[str], None] = lambda _: None) -> Deployment:

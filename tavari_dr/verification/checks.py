@@ -15,8 +15,6 @@ import hashlib
 import json
 import random
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr.core import guardrails
 from tavari_dr.core.guardrails import Custodians
+from tavari_dr.core.supabase_api import (  # noqa: F401 - re-exported: the checks' names for the client
+    SupabaseApiError,
+    project_ref_from_url,
+    supabase_get,
+)
 
 PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
 ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
@@ -68,44 +71,8 @@ def fail(result: CheckResult, message: str) -> None:
 # --------------------------------------------------------------------------- Supabase backups
 
 
-class SupabaseApiError(OSError):
-    """The Management API did not give a usable answer."""
-
-
-def supabase_get(url: str, token: str, *, timeout: float = 10.0, attempts: int = 4,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> Any:
-    """GET a Management API resource: Bearer auth, 429 honours X-RateLimit-Reset, 5xx retried."""
-    last = ""
-    for attempt in range(1, attempts + 1):
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}",  # noqa: S310
-                                                       "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - https API URL
-                body = response.read()
-            try:
-                return json.loads(body)
-            except ValueError:
-                raise SupabaseApiError(f"malformed JSON from {url}: {body[:120]!r}") from None
-        except urllib.error.HTTPError as err:
-            if err.code in (401, 403):
-                raise SupabaseApiError(f"HTTP {err.code}: the Management API token was refused "
-                                       "(SUPABASE_ACCESS_TOKEN)") from None
-            if err.code != 429 and err.code < 500:
-                raise SupabaseApiError(f"HTTP {err.code} from {url}") from None
-            last = f"HTTP {err.code}"
-            wait = 2.0 ** attempt
-            reset = err.headers.get("X-RateLimit-Reset")
-            if err.code == 429 and reset and reset.strip().isdigit():
-                value = float(reset)
-                # Seconds until the window resets, or (if large) the reset time as a Unix timestamp.
-                wait = max(0.0, value - clock()) if value > 10**9 else value
-            if attempt < attempts:
-                sleep(min(wait, 60.0))
-        except (urllib.error.URLError, TimeoutError) as err:
-            last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-            if attempt < attempts:
-                sleep(2.0 ** attempt)
-    raise SupabaseApiError(f"gave up on {url} after {attempts} attempts: {last}")
+# The Management API client (SupabaseApiError, supabase_get) is core's: the nightly job's configuration
+# snapshot uses it too (tavari_dr.core.supabase_api); its names stay importable from here.
 
 
 def supabase_backups(result: CheckResult, *, api_url: str, project_ref: str, token: str, rpo_hours: float,
@@ -144,14 +111,6 @@ def supabase_backups(result: CheckResult, *, api_url: str, project_ref: str, tok
 def _parse_time(text: str) -> datetime:
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def project_ref_from_url(supabase_url: str) -> str:
-    """https://abcd.supabase.co -> abcd"""
-    host = supabase_url.split("://", 1)[-1].split("/", 1)[0]
-    if not host.endswith(".supabase.co"):
-        raise ValueError(f"SUPABASE_URL {supabase_url!r} is not https://<ref>.supabase.co")
-    return host.split(".", 1)[0]
 
 
 # --------------------------------------------------------------------------- bucket drift

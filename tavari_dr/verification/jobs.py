@@ -14,6 +14,7 @@ a new version and changes nothing else.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from tavari_dr.core.config import VerificationConfig
 from tavari_dr.core.guardrails import Custodians
 from tavari_dr.core.outputs import is_placeholder
 from tavari_dr.verification import checks
+
+log = logging.getLogger("tavari.verification")
 
 JOBS = {
     metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "backup_drift", "replication_health",
@@ -199,11 +202,15 @@ def _replication(result: checks.CheckResult, clients: Clients, targets: Targets,
 
 
 def record(results: list[checks.CheckResult], *, job: str, s3: Any, reports_bucket: str, now: datetime,
-           emit: Callable[..., None] = metrics.publish) -> list[str]:
-    """Leave the evidence: a report per check, then the job's outcome metrics (per check and in total,
-    backup ages, the restore test's duration, JobSucceeded)."""
-    keys = [reports.write_report(s3, reports_bucket, result.name, {"job": job, **result.to_dict()}, now=now)
-            for result in results]
+           emit: Callable[..., None] = metrics.publish, run: str | None = None) -> list[str]:
+    """Leave the evidence: a report per check (with the ``run`` that wrote it: the ID in that run's log
+    lines), then the job's outcome metrics (per check and in total, backup ages, the restore test's
+    duration, JobSucceeded)."""
+    keys = []
+    for result in results:
+        body = {"job": job, **({"run": run} if run else {}), **result.to_dict()}
+        keys.append(reports.write_report(s3, reports_bucket, result.name, body, now=now))
+        log.info("report_written", extra={"check": result.name, "status": result.status, "report": keys[-1]})
     measurements = []
     for result in results:
         age = result.measured.get("backup_age_hours")
@@ -224,11 +231,12 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def handle(job: str, environ: Any = None) -> dict[str, Any]:
-    """The Lambda entry: settings and targets come from the function's environment (set by CDK)."""
+def handle(job: str, environ: Any = None, *, run: str | None = None) -> dict[str, Any]:
+    """The Lambda entry: settings and targets come from the function's environment (set by CDK);
+    ``run`` (the scheduler's execution id) goes into every report."""
     import os
 
-    import boto3
+    from tavari_dr.core import aws
 
     environ = environ if environ is not None else os.environ
     settings = VerificationConfig(**json.loads(environ["TAVARI_VERIFICATION"]))
@@ -238,16 +246,15 @@ def handle(job: str, environ: Any = None) -> dict[str, Any]:
     # What the checks asked of AWS, for the quarterly drill's cost-model comparison (counted before
     # the reports are written, which are not part of the check).
     counter = RequestCounter()
-    clients = Clients(s3=counter.attach(boto3.client("s3")),
-                      replica_s3=counter.attach(boto3.client("s3",
-                                                             region_name=environ.get("TAVARI_DR_REGION") or None)),
-                      cloudwatch=counter.attach(boto3.client("cloudwatch")),
-                      secretsmanager=counter.attach(boto3.client("secretsmanager")),
-                      kms=counter.attach(boto3.client("kms")),
-                      regional=lambda service, region: counter.attach(boto3.client(service, region_name=region)))
+    clients = Clients(s3=counter.attach(aws.client("s3")),
+                      replica_s3=counter.attach(aws.client("s3", region=environ.get("TAVARI_DR_REGION") or None)),
+                      cloudwatch=counter.attach(aws.client("cloudwatch")),
+                      secretsmanager=counter.attach(aws.client("secretsmanager")),
+                      kms=counter.attach(aws.client("kms")),
+                      regional=lambda service, region: counter.attach(aws.client(service, region=region)))
     now = now_utc()
     results = run_checks(JOBS[job], clients=clients, targets=targets, settings=settings,
                          rpo_hours=float(environ["TAVARI_RPO_HOURS"]), now=now)
     counts = counter.counts.to_json()
-    record(results, job=job, s3=clients.s3, reports_bucket=targets.reports_bucket, now=now)
+    record(results, job=job, s3=clients.s3, reports_bucket=targets.reports_bucket, now=now, run=run)
     return {"job": job, "results": {r.name: r.status for r in results}, "counts": counts}

@@ -19,6 +19,7 @@ the model's S3 constants get corrected from real runs.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ from tavari_dr.core.config import SecretEntry
 from tavari_dr.core.costmodel import Counts
 
 JOB = metrics.QUARTERLY_DRILL
+log = logging.getLogger("tavari.verification")
 
 
 @dataclass(frozen=True)
@@ -160,17 +162,22 @@ def handle(event: dict[str, Any], environ: Any = None) -> dict[str, Any]:
     """The Lambda entry: ``{"step": "secrets"}`` or ``{"step": "report", "branches": [...], ...}``."""
     import os
 
-    import boto3
+    from tavari_dr.core import aws
 
     environ = environ if environ is not None else os.environ
     if event.get("step") == "secrets":
-        return secrets_step(boto3.client("secretsmanager"), json.loads(environ["TAVARI_SECRETS"]))
+        answer = secrets_step(aws.client("secretsmanager"), json.loads(environ["TAVARI_SECRETS"]))
+        # Entry names and states only (details): a secret's value is never read into a result.
+        log.info("drill_step", extra={"step": "secrets", "status": answer["results"]["secrets_check"],
+                                      "failed": answer["details"]})
+        return answer
     if event.get("step") == "report":
         now = datetime.now(UTC)
         objectives = Objectives(**json.loads(environ["TAVARI_OBJECTIVES"]))
         result = report(event, objectives=objectives, environment=environ["TAVARI_ENV"], now=now)
-        result["report"] = record(result, s3=boto3.client("s3"), reports_bucket=environ["TAVARI_REPORTS_BUCKET"],
+        result["report"] = record(result, s3=aws.client("s3"), reports_bucket=environ["TAVARI_REPORTS_BUCKET"],
                                   now=now)
+        log.info("drill_step", extra={"step": "report", "passed": result["passed"], "report": result["report"]})
         return {"passed": result["passed"], "report": result["report"],
                 "rto_critical_seconds": result["rto_critical"]["achieved_seconds"],
                 "rto_non_critical_seconds": result["rto_non_critical"]["achieved_seconds"]}

@@ -1,0 +1,130 @@
+"""Structured logs and traces of the Lambdas and of the CLI's ``--log-format json`` (docs/decisions/0018).
+
+Powertools for AWS Lambda does the work: its Logger writes one JSON object a line, with the Lambda
+request id and cold start, and the keys appended here; its Tracer (the X-Ray SDK underneath) traces
+each invocation and every boto3 call in it, with the job and the backup or restore ID as annotations,
+so a filter expression such as ``annotation.run = "<drill execution ARN>"`` finds one quarterly
+drill end to end.
+
+Every module of the runtime logs through the stdlib logger ``tavari.<capability>``; the Powertools
+Logger owns their parent ``tavari``, so those lines are JSON too, with the same keys. What may be logged
+is said where it is logged: IDs, names, counts, durations, outcomes — never a token, an e-mail
+address or a row's contents (tests/test_observability.py holds every handler to that).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+
+SERVICE = "tavari"  # the stdlib logger every runtime module logs under, as tavari.<capability>
+# The correlation keys: each is a log key and, where set, an X-Ray annotation (indexed, searchable).
+CORRELATION_KEYS = ("job", "run", "backup_id", "restore_id", "export_id")
+
+# stderr: the CLI's stdout is for its answers (--format json is one document); in Lambda both streams
+# reach the function's log group.
+logger = Logger(service=SERVICE, stream=sys.stderr, use_rfc3339=True, utc=True)
+_JSON_HANDLER = logger.logger_handler
+# Outside Lambda (tests, the CLI) Powertools disables the tracer by itself: no daemon listens there.
+# botocore alone is patched (every AWS call a subsegment): the X-Ray SDK's HTTP patches would record
+# the URLs the alert router posts to, and a webhook's URL is its secret.
+tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
+
+
+def _no_object_keys_in_traces() -> None:
+    """The botocore patch copies chosen request parameters into each subsegment, for S3 the object's
+    Key (and CopySource): a key is an application's file name and may name a customer. Traces keep
+    the operation and the bucket; the X-Ray SDK has no setting for this, its table is edited."""
+    from aws_xray_sdk.ext import boto_utils
+
+    for operation in boto_utils.whitelist["services"].get("s3", {}).get("operations", {}).values():
+        if "request_parameters" in operation:
+            operation["request_parameters"] = [p for p in operation["request_parameters"]
+                                               if p not in ("Key", "CopySource")]
+
+
+_no_object_keys_in_traces()
+
+
+def correlate(**keys: str | None) -> None:
+    """Add correlation keys (CORRELATION_KEYS) to every later log line of this invocation or command,
+    and to the current trace as annotations."""
+    unknown = set(keys) - set(CORRELATION_KEYS)
+    if unknown:
+        raise ValueError(f"not correlation keys: {sorted(unknown)}; known: {', '.join(CORRELATION_KEYS)}")
+    given = {k: v for k, v in keys.items() if v}
+    logger.append_keys(**given)
+    for key, value in given.items():
+        tracer.put_annotation(key, value)
+
+
+Correlation = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def from_event(**fields: str) -> Correlation:
+    """Correlation keys read from the event: ``from_event(run="execution")`` takes ``run`` from the
+    event's ``execution`` (the scheduler's execution id, the drill's Step Functions execution)."""
+    return lambda event: {key: str(event[field]) for key, field in fields.items() if event.get(field)}
+
+
+Handler = Callable[..., Any]
+
+
+def lambda_handler(job: str, *, correlation: Correlation | None = None) -> Callable[[Handler], Handler]:
+    """The handler decorator of every Lambda: JSON logs with the request id and ``job``, an X-Ray
+    subsegment annotated with ``job`` and the event's ``correlation`` keys (``run``: the ID that ties
+    one scheduled run or one drill together), one ``invocation_finished`` line with its outcome and
+    duration.
+
+    Neither the event nor the response is logged or attached to the trace: they may carry a token
+    (the authorizer's) or rows (the export's). A failure is logged by its exception type only."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def correlated(event: Any, context: Any) -> Any:
+            correlate(job=job, **(correlation(event) if correlation and isinstance(event, dict) else {}))
+            started = time.monotonic()
+            try:
+                response = handler(event, context)
+            except Exception as err:
+                logger.error("invocation_finished", extra={"outcome": "error", "error": type(err).__name__,
+                                                           "seconds": round(time.monotonic() - started, 3)})
+                raise
+            logger.info("invocation_finished", extra={"outcome": "ok",
+                                                      "seconds": round(time.monotonic() - started, 3)})
+            return response
+
+        traced = tracer.capture_lambda_handler(correlated, capture_response=False, capture_error=False)
+        return logger.inject_lambda_context(traced, log_event=False, clear_state=True)
+
+    return decorate
+
+
+def current(key: str) -> str | None:
+    """A correlation key of this invocation or command (e.g. ``run``, for the reports it writes)."""
+    value = logger.get_current_keys().get(key)
+    return str(value) if value is not None else None
+
+
+def cli_logging(log_format: str) -> None:
+    """The CLI's logs on stderr: ``json``, the Lambdas' structured lines with the same correlation keys
+    (for a scheduled task whose logs are searched by backup ID); ``text``, warnings and errors only,
+    as plain lines."""
+    root = logging.getLogger(SERVICE)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    logger.remove_keys([k for k in CORRELATION_KEYS])  # one command, one set of keys (tests run many)
+    if log_format == "json":
+        root.addHandler(_JSON_HANDLER)
+        root.setLevel(logging.INFO)
+        return
+    text = logging.StreamHandler(sys.stderr)
+    text.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(text)
+    root.setLevel(logging.WARNING)
