@@ -157,12 +157,21 @@ def test_a_backup_reason_of_pre_restore_is_reserved(s3, source, signing):
     assert not d.list_backups(s3, BUCKET)
 
 
-def test_a_failed_safety_backup_changes_nothing(s3, pg, damaged, signing):
-    """A plain database without auth/storage cannot be dumped the backup's way: the overwrite stops."""
+def test_a_failed_safety_backup_changes_nothing(s3, pg, damaged, signing, monkeypatch):
+    """The dump of the target fails (here: pg_dump refuses, as on a table the login may not read): the
+    overwrite stops before anything is written."""
     target = pg.create_database(f"plain_{next(_databases)}")
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.precious AS SELECT 1 AS id")
+    real = d.run_backup
+
+    def refused(*args, **kwargs):
+        raise d.BackupError("pg_dump exited 1: pg_dump: error: query failed: ERROR:  permission denied for table "
+                            "precious")
+
+    monkeypatch.setattr(d, "run_backup", refused)
     code, out = cli(*restore_args(target, signing), "--force", "--yes")
+    monkeypatch.setattr(d, "run_backup", real)
     assert code == 1 and "the pre-restore backup of the target failed, so nothing was changed" in out
     assert "--no-safety-backup" in out and "Traceback" not in out
     with psycopg.connect(target) as conn:
