@@ -271,6 +271,20 @@ def test_the_project_client_retries_in_standard_mode_s3_longest():
         assert emulated.meta.config.response_checksum_validation == "when_required"
 
 
+def test_an_operators_own_retry_settings_win(monkeypatch, backoffs):
+    """AWS_MAX_ATTEMPTS / AWS_RETRY_MODE are botocore's documented settings: an operator who sets them
+    (a test that wants one attempt, a throttled account that wants more) gets them."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    with mock_aws():
+        client = aws.client("s3", region=REGION)
+        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+        client.create_bucket(Bucket="retry-settings", CreateBucketConfiguration={"LocationConstraint": REGION})
+        throttle = Throttle(client, "HeadBucket", failures=5)
+        with pytest.raises(ClientError):
+            client.head_bucket(Bucket="retry-settings")
+        assert list(throttle.attempts.values()) == [2]
+
+
 def test_a_restore_under_slowdown_and_5xx_completes(s3, tmp_path, backoffs):
     """Every copy is answered 503 SlowDown twice, every delete marker 500 InternalError once, every
     source HEAD SlowDown once: botocore backs off and retries each call, and the restore completes."""
@@ -284,8 +298,10 @@ def test_a_restore_under_slowdown_and_5xx_completes(s3, tmp_path, backoffs):
     summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j.jsonl"), concurrency=3)
     assert summary.counts == {"done": 13} and summary.ok
     assert sorted(copies.attempts.values()) == [3] * 12 and list(markers.attempts.values()) == [2]
-    assert heads.failed == 12
-    assert len(backoffs) == copies.failed + markers.failed + heads.failed == 24 + 1 + 12
+    # Once per URL: the 12 source versions copied, and each of the 13 keys' current-version check
+    # (the one before its write; the one after asks the same URL again and passes).
+    assert heads.failed == 12 + 13
+    assert len(backoffs) == copies.failed + markers.failed + heads.failed == 24 + 1 + 25
     assert all(0 <= wait <= 20 for wait in backoffs)
     assert r.visible_state(s3, "invoices") == h.state_after(11)
 

@@ -59,12 +59,13 @@ def value_for(param: click.Parameter, tmp_path: Path) -> list[str]:
     if name == "out":
         return [param.opts[0], str(tmp_path / f"out-{next(_fresh)}")]  # a path nothing is at yet
     if param.required:
-        return [param.opts[0], "00000000-0000-0000-0000-000000000001" if "id" in name else "x"]
+        return [param.opts[0], "00000000-0000-0000-0000-000000000001" if "id" in name or name == "account" else "x"]
     return []
 
 
 # What a command needs beyond its required options to get as far as a connection, one list per run.
 VARIANTS = {("bucket", "restore"): [["--to", "2026-11-30T12:00:00Z"]],
+            ("db", "backup"): [["--reason", "nightly"]],
             ("db", "verify"): [["--quick"], ["--scratch-url", DATABASE_URL]],
             ("db", "restore"): [[], ["--table", "public.invoices", "--scratch-url", DATABASE_URL],
                                 ["--force", "--yes", "--dry-run"], ["--force", "--yes"]]}

@@ -49,7 +49,14 @@ DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "total_max_attempts": 5}
 def client_config(service: str, config: Config | None = None, *, emulator: bool = False) -> Config:
     """The retry policy of ``service``, merged with ``config`` (its settings win) and, against an
     emulator, EMULATOR_CONFIG."""
-    merged = Config(retries=dict(RETRIES.get(service, DEFAULT_RETRIES)))
+    policy = dict(RETRIES.get(service, DEFAULT_RETRIES))
+    # An operator's own AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (botocore's documented settings) still win:
+    # a Config's retries would silently override them.
+    if os.environ.get("AWS_MAX_ATTEMPTS"):
+        policy.pop("total_max_attempts")
+    if os.environ.get("AWS_RETRY_MODE"):
+        policy.pop("mode")
+    merged = Config(retries=policy) if policy else Config()
     if emulator:
         merged = merged.merge(EMULATOR_CONFIG)
     return merged.merge(config) if config is not None else merged
