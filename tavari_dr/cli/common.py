@@ -19,7 +19,7 @@ from tavari_dr.core.aws import AwsTarget, DiscoveryError, stack_outputs
 from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_from_file
 from tavari_dr.core.envfile import EnvFileError
 from tavari_dr.database.failures import describe_anywhere
-from tavari_dr.database.manifest import BackupTampered
+from tavari_dr.database.manifest import BackupError, BackupTampered
 
 
 class Failed(click.ClickException):
@@ -217,3 +217,15 @@ def audited(config: EnvironmentConfig | None, target: AwsTarget, report_bucket: 
     finally:
         state["record"] = f"s3://{bucket}/{record.write(target.client('s3'), bucket, state['outcome'])}"
         (say or (lambda line: click.echo(line, err=True)))(f"audit record: {state['record']}")
+
+
+def backup_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A backup, verification or restore step that failed (BackupError names the step): one line, exit 1."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BackupError as err:
+            raise Failed(str(err)) from None
+
+    return wrapper

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from tavari_dr.cli.common import (
     answer,
     audited,
     aws_command,
+    backup_errors,
     echo_json,
     format_bytes,
     format_option,
@@ -75,17 +74,6 @@ def _database_url(config: EnvironmentConfig | None, target: AwsTarget, url: str 
     if outputs.is_placeholder(value):
         raise Failed("BACKUP_DATABASE_URL is still a placeholder: run tavari-dr secrets push")
     return value
-
-
-def _db_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except db_lib.BackupError as err:
-            raise Failed(str(err)) from None
-
-    return wrapper
 
 
 bucket_option = click.option("--bucket", help="Backup bucket (default: the DatabaseBackups stack output).")
@@ -191,7 +179,7 @@ def _reason(reason: str | None, before_migration: str | None, config: Environmen
               help="First drop the expired restored_<date> copies of `db restore --table` (as cleanup-restored "
                    "does), so they are not backed up; a failure there is reported and the backup still runs.")
 @report_bucket_option
-@_db_errors
+@backup_errors
 def backup(config, target, reason, before_migration, database_url, bucket, signing_key, pg_bin,
            publish_metrics, with_config, supabase_api_url, cleanup_restored, report_bucket,
            jobs, work_dir):
@@ -263,7 +251,7 @@ def _state(entry: db_lib.BackupEntry) -> str:
              env_required=False)
 @bucket_option
 @format_option
-@_db_errors
+@backup_errors
 def list_(config, target, bucket, output_format):
     backups = db_lib.list_backups(target.client("s3"), _backup_bucket(config, target, bucket), _tiers(config))
 
@@ -329,7 +317,7 @@ def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
 @pg_bin_option
 @jobs_option
 @work_dir_option
-@_db_errors
+@backup_errors
 def restore(config, target, which, target_url, force, yes, dry_run, no_safety_backup, tables, scratch_url, keep_hours,
             bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin, jobs, work_dir):
     if tables and force:
@@ -476,7 +464,7 @@ def _cleanup(config: EnvironmentConfig | None, target: AwsTarget, url: str, repo
               help="The live database (default: the BACKUP_DATABASE_URL secret; env TAVARI_DATABASE_URL).")
 @click.option("--dry-run", is_flag=True, help="List what is due; drop nothing.")
 @report_bucket_option
-@_db_errors
+@backup_errors
 def cleanup_restored(config, target, database_url, dry_run, report_bucket):
     url = _database_url(config, target, database_url)
     if dry_run:
@@ -528,7 +516,7 @@ def _check_ledger(result: db_lib.VerifyResult, s3: Any, bucket: str, emit: metri
 @click.option("--publish-metrics", is_flag=True, help="Publish RestoreTestDurationSeconds and CheckPassed/Failed.")
 @click.option("--report-bucket", help="Also write the JSON report to reports/<check>/<date>.json in this bucket.")
 @format_option
-@_db_errors
+@backup_errors
 def verify(config, target, which, scratch_url, quick, bucket, signing_key, manifest_version, pg_bin, jobs, work_dir,
            publish_metrics, report_bucket, output_format):
     if not quick and not scratch_url:

@@ -3,14 +3,19 @@ restores (tavari_dr.database.erasure)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 
-from tavari_dr.cli.common import Failed, answer, audited, aws_command, format_option, report_bucket_option
+from tavari_dr.cli.common import (
+    Failed,
+    answer,
+    audited,
+    aws_command,
+    backup_errors,
+    format_option,
+    report_bucket_option,
+)
 from tavari_dr.cli.db import _backup_bucket, _tiers, bucket_option
 from tavari_dr.core import metrics
 from tavari_dr.core.audit import AuditRecord
@@ -21,17 +26,6 @@ from tavari_dr.database import erasure
 @click.group("erasure")
 def group() -> None:
     """The erasure ledger: record an erased account, list the ledger, re-apply it to a database."""
-
-
-def _errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except db_lib.BackupError as err:
-            raise Failed(str(err)) from None
-
-    return wrapper
 
 
 def _account(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -74,7 +68,7 @@ def record(config, target, account, erased_at, bucket, report_bucket):
 @aws_command(group, "list", "The ledger: each erased account and when.", env_required=False)
 @bucket_option
 @format_option
-@_errors
+@backup_errors
 def list_(config, target, bucket, output_format):
     bucket = _backup_bucket(config, target, bucket)
     entries = erasure.read_ledger(target.client("s3"), bucket)
@@ -95,7 +89,7 @@ def list_(config, target, bucket, output_format):
 @bucket_option
 @report_bucket_option
 @click.option("--publish-metrics", is_flag=True, help="Publish ErasureLedgerFailed when the ledger cannot be applied.")
-@_errors
+@backup_errors
 def apply(config, target, target_url, bucket, report_bucket, publish_metrics):
     bucket = _backup_bucket(config, target, bucket)
     connection = db_lib.parse_database_url(target_url)

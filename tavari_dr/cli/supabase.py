@@ -7,10 +7,9 @@ import io
 
 import click
 
-from tavari_dr.cli.common import Failed, audited, aws_command, report_bucket_option
+from tavari_dr.cli.common import Failed, audited, aws_command, backup_errors, report_bucket_option
 from tavari_dr.cli.db import (
     _backup_bucket,
-    _db_errors,
     _tiers,
     _verifier,
     bucket_option,
@@ -40,7 +39,7 @@ def group() -> None:
 @signing_key_option
 @manifest_version_option
 @report_bucket_option
-@_db_errors
+@backup_errors
 def restore_config(config, target, which, dry_run, project_ref, supabase_api_url, bucket, signing_key,
                    manifest_version, report_bucket):
     s3 = target.client("s3")
