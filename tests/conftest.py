@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -154,6 +155,26 @@ def pg():
 
     with LocalPostgres() as cluster:
         yield cluster
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def source(pg):
+    """A fresh Supabase-like demo database (the seeded Tavari schema) on the module's cluster."""
+    from tavari_dr.drill import demo_data
+
+    url = pg.create_database(f"source_{next(_databases)}")
+    demo_data.create_supabase_like(url)
+    demo_data.seed(url)
+    return url
+
+
+@pytest.fixture
+def empty_db(pg):
+    """Makes an empty database on the module's cluster, one per call."""
+    return lambda: pg.create_database(f"target_{next(_databases)}")
 
 
 @pytest.fixture

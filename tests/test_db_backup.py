@@ -25,20 +25,8 @@ BUCKET = "tavari-db-backups"
 TUESDAY = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
 
-_databases = iter(range(10_000))
 
 
-@pytest.fixture
-def source(pg):
-    url = pg.create_database(f"supabase_{next(_databases)}")
-    demo_data.create_supabase_like(url)
-    demo_data.seed(url)
-    return url
-
-
-@pytest.fixture
-def empty_db(pg):
-    return lambda: pg.create_database(f"target_{next(_databases)}")
 
 
 @pytest.fixture

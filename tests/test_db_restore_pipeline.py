@@ -15,7 +15,6 @@ from click.testing import CliRunner
 
 from tavari_dr.cli import main
 from tavari_dr.database import backup as d
-from tavari_dr.drill import demo_data
 from tests.backups import backup_s3
 from tests.test_backup_fixtures import FIXTURES, replay
 
@@ -61,13 +60,6 @@ def s3():
     with backup_s3(BUCKET, REGION) as client:
         yield client
 
-
-@pytest.fixture
-def source(pg):
-    url = pg.create_database(f"pipeline_source_{next(_databases)}")
-    demo_data.create_supabase_like(url)
-    demo_data.seed(url)
-    return url
 
 
 def logged_target(pg) -> str:

@@ -15,7 +15,6 @@ from freezegun import freeze_time
 from tavari_dr.cli import main
 from tavari_dr.database import backup as d
 from tavari_dr.database.manifest import PRE_RESTORE
-from tavari_dr.drill import demo_data
 from tests.backups import backup_s3
 from tests.test_db_backup import fingerprint
 
@@ -32,13 +31,6 @@ def s3(monkeypatch):
     with backup_s3(BUCKET, REGION) as client:
         yield client
 
-
-@pytest.fixture
-def source(pg):
-    url = pg.create_database(f"live_{next(_databases)}")
-    demo_data.create_supabase_like(url)
-    demo_data.seed(url)
-    return url
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from tavari_dr.core import accountmap, metrics
 from tavari_dr.core import guardrails as g
 from tavari_dr.database import backup as d
 from tavari_dr.database import erasure
-from tavari_dr.drill import demo_data
 from tests.backups import backup_s3
 from tests.conftest import APP_ROLE_ARN, owners
 from tests.policy_eval import Request, decide
@@ -26,7 +25,6 @@ REGION = "eu-west-1"
 BUCKET = "tavari-db-backups"
 TUESDAY = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 ERASED = TUESDAY + timedelta(hours=5)  # after the backup started
-_databases = iter(range(10_000))
 
 
 @pytest.fixture
@@ -35,17 +33,6 @@ def s3():
         yield client
 
 
-@pytest.fixture
-def source(pg):
-    url = pg.create_database(f"erasure_src_{next(_databases)}")
-    demo_data.create_supabase_like(url)
-    demo_data.seed(url)
-    return url
-
-
-@pytest.fixture
-def empty_db(pg):
-    return lambda: pg.create_database(f"erasure_dst_{next(_databases)}")
 
 
 def account_rows(url: str, account: str) -> dict[str, int]:
