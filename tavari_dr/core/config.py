@@ -348,6 +348,72 @@ class DatabaseBackupsConfig:
                         "ends; ADR 0011)")
 
 
+@dataclass(frozen=True)
+class ChangesConfig:
+    """Continuous capture of every committed change off-site (`tavari-dr db stream`, ADR 0020): a logical
+    replication slot read by an always-on task and written as immutable, signed segments beside the dumps.
+
+    enabled: run the capture service and alarm on it (default True).
+    publication / slot: the names `db stream --setup` creates on the source (default tavari_backup).
+    segment_seconds: a segment is closed this often (default 60: the RPO it gives).
+    segment_max_bytes: or when it reaches this size (default 64 MiB).
+    max_lag_seconds: capture lag past this alarms (default 180).
+    retained_wal_alarm_bytes: WAL the slot holds on the source past this alarms (default 1 GiB).
+    retained_wal_limit_bytes: past this the slot is dropped, a fresh dump taken and an alert sent, so the
+        source's disk never fills because of us (default 4 GiB).
+    retention_days: segments are kept this long (default 35; at least the dumps' daily tier there).
+    cpu / memory_mib: the Fargate task's size (default 256 / 512, the smallest).
+    """
+
+    enabled: bool = rule("boolean", True)
+    publication: str = rule("pattern", "tavari_backup", regex=_IDENT_RE, optional=False,
+                            what="a lower-case PostgreSQL identifier such as tavari_backup")
+    slot: str = rule("pattern", "tavari_backup", regex=_IDENT_RE, optional=False,
+                     what="a lower-case PostgreSQL identifier such as tavari_backup")
+    segment_seconds: int = rule("integer", 60, minimum=5, maximum=3600)
+    segment_max_bytes: int = rule("integer", 64 * 1024 * 1024, minimum=1024 * 1024)
+    max_lag_seconds: int = rule("integer", 180, minimum=10)
+    retained_wal_alarm_bytes: int = rule("integer", 1024 ** 3, minimum=16 * 1024 * 1024)
+    retained_wal_limit_bytes: int = rule("integer", 4 * 1024 ** 3, minimum=16 * 1024 * 1024)
+    retention_days: int = rule("integer", 35, minimum=1)
+    cpu: int = rule("choice", 256, choices=(256, 512, 1024, 2048, 4096))
+    memory_mib: int = rule("integer", 512, minimum=512, maximum=30720)
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        if v["retained_wal_limit_bytes"] <= v["retained_wal_alarm_bytes"]:
+            raise ConfigError(f"{s.key('retained_wal_limit_bytes')}: {v['retained_wal_limit_bytes']} is not allowed; "
+                              f"it must exceed retained_wal_alarm_bytes ({v['retained_wal_alarm_bytes']})")
+
+
+@dataclass(frozen=True)
+class InventoryConfig:
+    """Planning bucket restores without listing (`bucket restore --from-inventory`, ADR 0022): a daily S3
+    Inventory of every version and an ordered change feed of every write and delete, both delivered to
+    the restore-ops bucket.
+
+    enabled: declare the inventory, the feed and the Athena workgroup (default True).
+    retention_days: inventory reports are kept this long (default 14).
+    feed_retention_days: change-feed records are kept this long (default 400).
+    late_after_hours: no new inventory for this long alarms (default 36; S3 delivers daily).
+    canary_minutes: a canary object is written this often so a quiet bucket still feeds (default 60).
+    feed_silence_minutes: no feed record for this long alarms (default 180; above canary_minutes).
+    """
+
+    enabled: bool = rule("boolean", True)
+    retention_days: int = rule("integer", 14, minimum=2)
+    feed_retention_days: int = rule("integer", 400, minimum=2)
+    late_after_hours: int = rule("integer", 36, minimum=25)
+    canary_minutes: int = rule("integer", 60, minimum=5, maximum=1440)
+    feed_silence_minutes: int = rule("integer", 180, minimum=10)
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        if v["feed_silence_minutes"] <= v["canary_minutes"]:
+            raise ConfigError(f"{s.key('feed_silence_minutes')}: {v['feed_silence_minutes']} is not allowed; it "
+                              f"must exceed canary_minutes ({v['canary_minutes']}), or a quiet bucket alarms")
+
+
 _CHECK_EXAMPLE = "cron(0 6 * * ? *)"
 
 
@@ -565,6 +631,8 @@ class EnvironmentConfig:
     drill: DrillConfig = section(DrillConfig)
     security: SecurityConfig = section(SecurityConfig)
     pipeline: PipelineConfig = section(PipelineConfig, env_name=lambda v: v["name"], account=lambda v: v["account"])
+    changes: ChangesConfig = section(ChangesConfig)
+    inventory: InventoryConfig = section(InventoryConfig)
 
     @property
     def retain(self) -> bool:
