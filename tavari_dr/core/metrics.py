@@ -35,6 +35,12 @@ BACKUP_TAMPERED = "BackupTampered"
 EXPORT_SIGNING_KEYS_UNAVAILABLE = "ExportSigningKeysUnavailable"
 ERASURE_LEDGER_FAILED = "ErasureLedgerFailed"
 SUPABASE_CONFIG_SNAPSHOT_FAILED = "SupabaseConfigSnapshotFailed"
+# The continuous capture (`db stream`, ADR 0020), Source=changes.
+REPLICATION_LAG_SECONDS = "ReplicationLagSeconds"
+RETAINED_WAL_BYTES = "RetainedWalBytes"
+CHANGE_SEGMENT_AGE_SECONDS = "ChangeSegmentAgeSeconds"
+CHANGE_SEGMENTS_WRITTEN = "ChangeSegmentsWritten"
+CHANGE_BASE_RESET = "ChangeBaseReset"
 
 # The Job dimension: every job whose outcome the alarms watch, by the one name its metrics, its alarms
 # and (for the Lambdas) its lambdas/<name> folder use.
@@ -45,6 +51,7 @@ DAILY_MONITOR = "daily_monitor"                # the verification Lambdas
 WEEKLY_INTEGRITY = "weekly_integrity"
 MONTHLY_RESTORE_TEST = "monthly_restore_test"
 QUARTERLY_DRILL = "quarterly_drill"            # the quarterly drill in AWS (Step Functions)
+DB_STREAM = "db_stream"                        # the continuous capture of committed changes (Fargate service)
 
 METRICS: dict[str, tuple[str, str]] = {
     BACKUP_AGE_HOURS: ("None", "Hours since the newest complete backup, per Source (supabase, offsite)."),
@@ -70,6 +77,15 @@ METRICS: dict[str, tuple[str, str]] = {
                                      "(alarmed)."),
     SUPABASE_CONFIG_SNAPSHOT_FAILED: ("Count", "1 each time the nightly backup could not snapshot the Supabase "
                                                "project's configuration (alarmed)."),
+    REPLICATION_LAG_SECONDS: ("Seconds", "Seconds between the newest change committed on the source and the newest "
+                                         "durably written off-site; Source=changes (alarmed)."),
+    RETAINED_WAL_BYTES: ("Bytes", "WAL the capture's replication slot holds on the source; Source=changes (alarmed "
+                                  "before the hard bound at which the slot is dropped)."),
+    CHANGE_SEGMENT_AGE_SECONDS: ("Seconds", "Age of the newest closed change segment; Source=changes (the daily "
+                                            "monitor checks it against the RPO; alarmed)."),
+    CHANGE_SEGMENTS_WRITTEN: ("Count", "Change segments durably written; Source=changes."),
+    CHANGE_BASE_RESET: ("Count", "1 each time the capture started a new base (slot lost or dropped past the bound, "
+                                 "schema changed) and forced a fresh dump; Source=changes (alarmed)."),
 }
 
 
