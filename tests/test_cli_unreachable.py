@@ -40,6 +40,7 @@ def commands(group: click.Group = main, path: tuple[str, ...] = ()):
 
 
 _fresh = itertools.count()
+ARGUMENT = "00000000-0000-0000-0000-000000000001"  # a well-formed ID (a job's): the command gets as far as AWS
 
 
 def value_for(param: click.Parameter, tmp_path: Path) -> list[str]:
@@ -79,7 +80,9 @@ def invocations(tmp_path: Path):
         names = {p.name for p in command.params}
 
         def base(command=command):
-            return [x for p in command.params if isinstance(p, click.Option) for x in value_for(p, tmp_path)]
+            # Positional arguments (a job ID) last, after the options.
+            return ([x for p in command.params if isinstance(p, click.Option) for x in value_for(p, tmp_path)]
+                    + [ARGUMENT for p in command.params if isinstance(p, click.Argument)])
 
         named = [x for option, value in (("bucket", "b"), ("signing_key", "arn:aws:kms:eu-west-1:1:key/k"),
                                         ("report_bucket", "r"))

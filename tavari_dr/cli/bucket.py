@@ -16,6 +16,7 @@ from tavari_dr.bucket import restore as restore_lib
 from tavari_dr.cli.common import (
     Deployed,
     Failed,
+    answer,
     audited,
     aws_command,
     echo_json,
@@ -33,7 +34,7 @@ log = logging.getLogger("tavari.bucket")
 
 @click.group("bucket")
 def group() -> None:
-    """The invoice bucket: point-in-time restore."""
+    """The invoice bucket: point-in-time restore, and the restore's Batch Operations jobs."""
 
 
 @aws_command(group, "restore", "Bring a versioned bucket back to how it was at --to (dry run unless --apply).",
@@ -214,13 +215,244 @@ def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: re
     for manifest in jobs.manifests:
         say(f"manifest: {manifest}")
     if jobs.confirmation_required:
-        say("jobs await confirmation: aws s3control update-job-status --account-id "
-            f"{account} --job-id JOB --requested-job-status Ready")
+        say("the jobs await confirmation: once S3 has prepared them (status Suspended), check and start each with "
+            "`tavari-dr bucket jobs confirm JOB_ID`; follow them with `tavari-dr bucket jobs list --active`")
     if jobs.cli_path:
         say(f"{len(jobs.cli_path)} key(s) are over 5 GB, archived or need their tags back, and stay on the CLI "
             "path: re-run without --batch-operations once the jobs are done")
-    say("once the jobs are done, plan the same restore again (dry run): a key with an action left was changed "
-        "during the restore (the jobs' report says which delete markers were refused as changed)")
+    say("once the jobs are done, `tavari-dr bucket jobs report JOB_ID` reads each one's completion report into the "
+        "audit trail (`retry` re-runs the failed tasks); then plan the same restore again (dry run): a key with an "
+        "action left was changed during the restore")
     return {"copy_job_id": jobs.copy_job_id, "delete_marker_job_id": jobs.delete_marker_job_id,
             "manifests": jobs.manifests, "confirmation_required": jobs.confirmation_required,
             "cli_path": [a.key for a in jobs.cli_path]}
+
+
+# --------------------------------------------------------------------------- the Batch Operations jobs
+
+
+@group.group("jobs")
+def jobs_group() -> None:
+    """The restore's S3 Batch Operations jobs: follow them to the end (list, show, confirm, cancel, report, retry)."""
+
+
+def _job_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from tavari_dr.bucket.jobs import JobError, check_job_id
+
+    try:
+        return check_job_id(value)
+    except JobError as err:  # refused before any AWS call
+        raise click.BadParameter(str(err)) from None
+
+
+job_id_argument = click.argument("job_id", metavar="JOB_ID", callback=_job_id)
+
+
+def _jobs_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A job that cannot be acted on as asked: one line, exit 1."""
+    import functools
+
+    from tavari_dr.bucket.jobs import JobError
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except JobError as err:
+            raise Failed(str(err)) from None
+
+    return wrapper
+
+
+def _account(target: AwsTarget) -> str:
+    return target.client("sts").get_caller_identity()["Account"]
+
+
+def _progress(total: int, succeeded: int, failed: int) -> str:
+    return f"{succeeded}/{total} succeeded, {failed} failed"
+
+
+@aws_command(jobs_group, "list", "This tool's Batch Operations jobs (newest first), with status and progress.",
+             env_required=False)
+@click.option("--active", is_flag=True, help="Only jobs in flight (not Complete, Cancelled or Failed).")
+@format_option
+@_jobs_errors
+def jobs_list(config, target, active, output_format):
+    from tavari_dr.bucket import jobs as jobs_lib
+
+    found = jobs_lib.list_jobs(target.client("s3control"), _account(target),
+                               statuses=jobs_lib.ACTIVE if active else None)
+    answer(output_format, {"jobs": [j.as_dict() for j in found]}, lambda: [
+        f"{j.job_id}  {j.status:<10}  {j.created or '-':<25}  {_progress(j.total, j.succeeded, j.failed):<32}  "
+        f"{j.description}" for j in found] or [f"no {'active ' if active else ''}tavari-dr jobs"])
+
+
+@aws_command(jobs_group, "show", "One job in full (DescribeJob).", env_required=False)
+@job_id_argument
+@format_option
+@_jobs_errors
+def jobs_show(config, target, job_id, output_format):
+    from tavari_dr.bucket import jobs as jobs_lib
+
+    job = jobs_lib.describe(target.client("s3control"), _account(target), job_id, ours=False)
+
+    def lines():
+        progress = job.get("ProgressSummary", {})
+        operation = next(iter(job.get("Operation", {})), "?")
+        report = job.get("Report", {})
+        yield f"job {job['JobId']}: {job.get('Status')}" + (f" ({job['StatusUpdateReason']})"
+                                                              if job.get("StatusUpdateReason") else "")
+        yield f"  description   {job.get('Description', '')}"
+        if not jobs_lib.is_ours(job.get("Description")):
+            yield "  (not created by tavari-dr: confirm, cancel and retry leave it alone)"
+        yield f"  operation     {operation}, priority {job.get('Priority')}, confirmation required " \
+              f"{job.get('ConfirmationRequired')}"
+        yield f"  progress      {_progress(progress.get('TotalNumberOfTasks', 0), progress.get('NumberOfTasksSucceeded', 0), progress.get('NumberOfTasksFailed', 0))}"  # noqa: E501
+        yield f"  created       {job.get('CreationTime')}" + (f", ended {job['TerminationDate']}"
+                                                              if job.get("TerminationDate") else "")
+        yield f"  manifest      {job.get('Manifest', {}).get('Location', {}).get('ObjectArn')}"
+        yield f"  report        {report.get('Bucket')}/{report.get('Prefix', '')} ({report.get('ReportScope')})"
+        yield f"  role          {job.get('RoleArn')}"
+        if jobs_lib.restore_id(job):
+            yield f"  restore       {jobs_lib.restore_id(job)}"
+        for reason in job.get("FailureReasons", []):
+            yield f"  failure       {reason.get('FailureCode')}: {reason.get('FailureReason')}"
+
+    answer(output_format, {"job": job}, lines)
+
+
+def _job_record(action: str, job: dict[str, Any], account: str, **details: Any) -> AuditRecord:
+    from tavari_dr.bucket import jobs as jobs_lib
+
+    return AuditRecord(action, caller="", source={"job_id": job["JobId"], "description": job.get("Description"),
+                                                  "restore_id": jobs_lib.restore_id(job)},
+                       target={"account": account, "status_before": job.get("Status")}, details=details)
+
+
+def _ask(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:  # end of input: no answer is no
+        return False
+
+
+@aws_command(jobs_group, "confirm", "Start a job that awaits confirmation (Suspended -> Ready), once its task "
+                                    "count is the plan's.", env_required=False)
+@job_id_argument
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@report_bucket_option
+@_jobs_errors
+def jobs_confirm(config, target, job_id, yes, report_bucket):
+    from tavari_dr.bucket import jobs as jobs_lib
+
+    control, account = target.client("s3control"), _account(target)
+    job = jobs_lib.describe(control, account, job_id)
+    total = job.get("ProgressSummary", {}).get("TotalNumberOfTasks", 0)
+    click.echo(f"job {job_id}: {job.get('Status')}, {total} tasks: {job.get('Description')}")
+    if not _ask(f"Start job {job_id} ({total} tasks write to the bucket)?", yes):
+        raise Failed("not confirmed; nothing changed")
+    record = _job_record("bucket_batch_confirm", job, account, tasks=total, planned=jobs_lib.planned_tasks(job))
+    with audited(config, target, report_bucket, record) as audit:
+        status = jobs_lib.confirm(control, account, job)
+        audit["outcome"] = f"confirmed: {status}"
+    click.echo(f"job {job_id} confirmed ({status}); follow it with: tavari-dr bucket jobs show {job_id}")
+
+
+@aws_command(jobs_group, "cancel", "Cancel a job that has not finished (tasks already run stay done).",
+             env_required=False)
+@job_id_argument
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@report_bucket_option
+@_jobs_errors
+def jobs_cancel(config, target, job_id, yes, report_bucket):
+    from tavari_dr.bucket import jobs as jobs_lib
+
+    control, account = target.client("s3control"), _account(target)
+    job = jobs_lib.describe(control, account, job_id)
+    progress = job.get("ProgressSummary", {})
+    click.echo(f"job {job_id}: {job.get('Status')}, "
+               f"{_progress(progress.get('TotalNumberOfTasks', 0), progress.get('NumberOfTasksSucceeded', 0), progress.get('NumberOfTasksFailed', 0))}")  # noqa: E501
+    if not _ask(f"Cancel job {job_id}? The tasks it has run stay done; plan the restore again afterwards.", yes):
+        raise Failed("not cancelled; nothing changed")
+    record = _job_record("bucket_batch_cancel", job, account, progress=progress)
+    with audited(config, target, report_bucket, record) as audit:
+        status = jobs_lib.cancel(control, account, job)
+        audit["outcome"] = f"cancelled: {status}"
+    click.echo(f"job {job_id}: {status}; once it is Cancelled, `tavari-dr bucket jobs report {job_id}` says what ran")
+
+
+@aws_command(jobs_group, "report", "Summarise a finished job's completion report (succeeded, failed per error "
+                                   "code, the first failures); records the outcome in the audit trail.",
+             env_required=False)
+@job_id_argument
+@click.option("--first", type=click.IntRange(0, 10_000), default=20, show_default=True,
+              help="How many failures to list.")
+@report_bucket_option
+@format_option
+@_jobs_errors
+def jobs_report(config, target, job_id, first, report_bucket, output_format):
+    from tavari_dr.bucket import jobs as jobs_lib
+
+    control, account = target.client("s3control"), _account(target)
+    job = jobs_lib.describe(control, account, job_id)
+    report = jobs_lib.read_report(target.client("s3"), job, first=first)
+    document = {**report.as_dict(first=first), "restore_id": jobs_lib.restore_id(job)}
+    say: Callable[[str], None] = (lambda _line: None) if output_format == "json" else click.echo
+    if job.get("Status") in jobs_lib.TERMINAL:
+        # The restore's outcome, beside the record of its start (which names this job): appended, never edited.
+        record = _job_record("bucket_batch_result", job, account, **{k: v for k, v in document.items()
+                                                                      if k != "first_failures"})
+        with audited(config, target, report_bucket, record, say=say) as audit:
+            document["audit_record"] = audit
+            audit["outcome"] = f"job {job.get('Status')}: {report.succeeded} succeeded, {report.failed} failed"
+
+    def lines():
+        yield f"job {job_id}: {job.get('Status')}: {report.succeeded} succeeded, {report.failed} failed"
+        for code, n in report.by_error.most_common():
+            yield f"  {n:>8}  {code}"
+        for f in report.first_failures:
+            yield f"  failed {f.key} ({f.version_id or 'no version'}): {f.error_code} {f.http_status} {f.message}"
+        if report.failed > len(report.first_failures):
+            yield f"  ... and {report.failed - len(report.first_failures)} more (--first N, or --format json)"
+
+    retry_hint = f"retry the failed tasks: tavari-dr bucket jobs retry {job_id}" if report.failed else None
+    answer(output_format, document, lines, summary=retry_hint)
+
+
+@aws_command(jobs_group, "retry", "A new job over a finished job's failed tasks only (same operation, role and "
+                                  "report), awaiting confirmation unless --confirm.", env_required=False)
+@job_id_argument
+@click.option("--confirm", is_flag=True, help="Start the new job without the confirmation step.")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@report_bucket_option
+@format_option
+@_jobs_errors
+def jobs_retry(config, target, job_id, confirm, yes, report_bucket, output_format):
+    from tavari_dr.bucket import jobs as jobs_lib
+
+    control, account = target.client("s3control"), _account(target)
+    job = jobs_lib.describe(control, account, job_id)
+    report = jobs_lib.read_report(target.client("s3"), job, first=0)
+    say: Callable[[str], None] = (lambda _line: None) if output_format == "json" else click.echo
+    say(f"job {job_id}: {job.get('Status')}: {report.failed} failed task(s) "
+        f"({', '.join(f'{n} {c}' for c, n in report.by_error.most_common()) or 'none'})")
+    if job.get("Status") in jobs_lib.TERMINAL and report.failed and not _ask(
+            f"Create a new job over the failed tasks of {job_id}?", yes or output_format == "json"):
+        raise Failed("no retry created")
+    record = _job_record("bucket_batch_retry", job, account, failed=report.failed,
+                         failed_by_error=dict(report.by_error))
+    with audited(config, target, report_bucket, record, say=say) as audit:
+        made = jobs_lib.retry(target.client("s3"), control, account, job, report, confirm=confirm)
+        record.details["retry"] = vars(made)
+        audit["outcome"] = f"retry job {made.job_id} created" + (" (awaiting confirmation)"
+                                                                 if made.confirmation_required else "")
+    say(f"retry job: {made.job_id} ({made.tasks} tasks, manifest {made.manifest})")
+    if made.left_for_a_new_plan:
+        say(f"{made.left_for_a_new_plan} task(s) were refused as changed during restore: plan the restore again "
+            "for those")
+    if made.confirmation_required:
+        say(f"it awaits confirmation: tavari-dr bucket jobs confirm {made.job_id}")
+    if output_format == "json":
+        echo_json({**vars(made), "audit_record": audit})
