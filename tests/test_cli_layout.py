@@ -16,7 +16,8 @@ from tavari_dr.cli import main
 from tavari_dr.core import metrics
 
 SHARED = {"env_name", "cdk_json", "region", "dr_region", "endpoint_url"}
-REPORTING = {("db", "list"), ("db", "verify"), ("verify",), ("secrets", "check"), ("bucket", "restore")}
+REPORTING = {("db", "list"), ("db", "verify"), ("verify",), ("secrets", "check"), ("bucket", "restore"),
+             *(("bucket", "jobs", name) for name in ("list", "show", "report", "retry"))}
 
 
 def commands(group: click.Group = main, path: tuple[str, ...] = ()):
