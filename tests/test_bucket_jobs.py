@@ -320,10 +320,10 @@ def test_cli_report_records_the_restores_outcome_and_retry_creates_the_job(cli, 
     write_report(s3, "job-copy-1", [("succeeded", SUCCEEDED), ("failed", FAILED)])
     expect_describe(stub, job())
     code, out = run("report", "job-copy-1", "--report-bucket", "reports", "--first", "1")
-    assert code == 0, out
+    assert code == 1, out  # the restore is not done while a task has failed
     assert "job job-copy-1: Complete: 3 succeeded, 3 failed" in out and "1  AccessDenied" in out
     assert "failed c,d.pdf (v4): AccessDenied 403" in out and "... and 2 more" in out
-    assert "tavari-dr bucket jobs retry job-copy-1" in out
+    assert "Error: 3 task(s) failed; retry them with `tavari-dr bucket jobs retry job-copy-1`" in out
     (record,) = audit_records(s3, "bucket_batch_result")
     assert record["outcome"] == "job Complete: 3 succeeded, 3 failed"
     assert record["details"]["restore_id"] == RESTORE and record["details"]["failed_by_error"]["InternalError"] == 1
@@ -337,6 +337,17 @@ def test_cli_report_records_the_restores_outcome_and_retry_creates_the_job(cli, 
     assert answer["job_id"] == "job-retry-1" and answer["tasks"] == 2 and answer["left_for_a_new_plan"] == 1
     (record,) = audit_records(s3, "bucket_batch_retry")
     assert record["outcome"] == "retry job job-retry-1 created (awaiting confirmation)"
+
+
+def test_cli_report_of_a_job_that_all_succeeded_exits_0(cli, s3):
+    run, stub = cli
+    write_report(s3, "job-copy-1", [("succeeded", SUCCEEDED)])
+    expect_describe(stub, job(total=3, ok=3, failed=0))
+    code, out = run("report", "job-copy-1", "--report-bucket", "reports", "--format", "json")
+    assert code == 0, out
+    document = json.loads(out)
+    assert (document["succeeded"], document["failed"], document["restore_id"]) == (3, 0, RESTORE)
+    assert document["audit_record"]["record"].startswith("s3://reports/audit/bucket_batch_result/")
 
 
 def test_cli_report_of_a_job_still_running_says_so(cli, s3):

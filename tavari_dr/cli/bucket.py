@@ -384,7 +384,8 @@ def jobs_cancel(config, target, job_id, yes, report_bucket):
 
 
 @aws_command(jobs_group, "report", "Summarise a finished job's completion report (succeeded, failed per error "
-                                   "code, the first failures); records the outcome in the audit trail.",
+                                   "code, the first failures); records the outcome in the audit trail. Exit 1 "
+                                   "when a task failed.",
              env_required=False)
 @job_id_argument
 @click.option("--first", type=click.IntRange(0, 10_000), default=20, show_default=True,
@@ -417,8 +418,14 @@ def jobs_report(config, target, job_id, first, report_bucket, output_format):
         if report.failed > len(report.first_failures):
             yield f"  ... and {report.failed - len(report.first_failures)} more (--first N, or --format json)"
 
-    retry_hint = f"retry the failed tasks: tavari-dr bucket jobs retry {job_id}" if report.failed else None
-    answer(output_format, document, lines, summary=retry_hint)
+    # Exit 1 unless every task succeeded: the restore is not done while a task has failed.
+    failure = None
+    if report.failed:
+        failure = (f"{report.failed} task(s) failed; retry them with `tavari-dr bucket jobs retry {job_id}` (or "
+                   "plan the restore again)")
+    elif job.get("Status") != "Complete":
+        failure = f"job {job.get('Status')}: the tasks above ran, the others did not; plan the restore again"
+    answer(output_format, document, lines, failure=failure)
 
 
 @aws_command(jobs_group, "retry", "A new job over a finished job's failed tasks only (same operation, role and "
