@@ -339,6 +339,16 @@ def test_cli_report_records_the_restores_outcome_and_retry_creates_the_job(cli, 
     assert record["outcome"] == "retry job job-retry-1 created (awaiting confirmation)"
 
 
+def test_cli_retry_asks_first_and_json_needs_yes(cli, s3):
+    run, stub = cli
+    code, out = run("retry", "job-copy-1", "--format", "json", "--report-bucket", "reports")
+    assert code == 2 and "--format json needs --yes" in out  # before any AWS call
+    write_report(s3, "job-copy-1", [("failed", FAILED)])
+    expect_describe(stub, job())
+    code, out = run("retry", "job-copy-1", "--report-bucket", "reports", input="n\n")
+    assert code == 1 and "no retry created" in out and not audit_records(s3, "bucket_batch_retry")
+
+
 def test_cli_report_of_a_job_that_all_succeeded_exits_0(cli, s3):
     run, stub = cli
     write_report(s3, "job-copy-1", [("succeeded", SUCCEEDED)])

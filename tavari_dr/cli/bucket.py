@@ -439,6 +439,8 @@ def jobs_report(config, target, job_id, first, report_bucket, output_format):
 def jobs_retry(config, target, job_id, confirm, yes, report_bucket, output_format):
     from tavari_dr.bucket import jobs as jobs_lib
 
+    if output_format == "json" and not yes:
+        raise click.UsageError("--format json needs --yes: a program reading the answer cannot answer a question")
     control, account = target.client("s3control"), _account(target)
     job = jobs_lib.describe(control, account, job_id)
     report = jobs_lib.read_report(target.client("s3"), job, first=0)
@@ -446,7 +448,7 @@ def jobs_retry(config, target, job_id, confirm, yes, report_bucket, output_forma
     say(f"job {job_id}: {job.get('Status')}: {report.failed} failed task(s) "
         f"({', '.join(f'{n} {c}' for c, n in report.by_error.most_common()) or 'none'})")
     if job.get("Status") in jobs_lib.TERMINAL and report.failed and not _ask(
-            f"Create a new job over the failed tasks of {job_id}?", yes or output_format == "json"):
+            f"Create a new job over the failed tasks of {job_id}?", yes):
         raise Failed("no retry created")
     record = _job_record("bucket_batch_retry", job, account, failed=report.failed,
                          failed_by_error=dict(report.by_error))
