@@ -272,6 +272,13 @@ def _progress(total: int, succeeded: int, failed: int) -> str:
     return f"{succeeded}/{total} succeeded, {failed} failed"
 
 
+def _progress_of(job: dict[str, Any]) -> str:
+    """DescribeJob's ProgressSummary, as _progress says it."""
+    progress = job.get("ProgressSummary", {})
+    return _progress(progress.get("TotalNumberOfTasks", 0), progress.get("NumberOfTasksSucceeded", 0),
+                     progress.get("NumberOfTasksFailed", 0))
+
+
 @aws_command(jobs_group, "list", "This tool's Batch Operations jobs (newest first), with status and progress.",
              env_required=False)
 @click.option("--active", is_flag=True, help="Only jobs in flight (not Complete, Cancelled or Failed).")
@@ -297,7 +304,6 @@ def jobs_show(config, target, job_id, output_format):
     job = jobs_lib.describe(target.client("s3control"), _account(target), job_id, ours=False)
 
     def lines():
-        progress = job.get("ProgressSummary", {})
         operation = next(iter(job.get("Operation", {})), "?")
         report = job.get("Report", {})
         yield f"job {job['JobId']}: {job.get('Status')}" + (f" ({job['StatusUpdateReason']})"
@@ -307,7 +313,7 @@ def jobs_show(config, target, job_id, output_format):
             yield "  (not created by tavari-dr: confirm, cancel and retry leave it alone)"
         yield f"  operation     {operation}, priority {job.get('Priority')}, confirmation required " \
               f"{job.get('ConfirmationRequired')}"
-        yield f"  progress      {_progress(progress.get('TotalNumberOfTasks', 0), progress.get('NumberOfTasksSucceeded', 0), progress.get('NumberOfTasksFailed', 0))}"  # noqa: E501
+        yield f"  progress      {_progress_of(job)}"
         yield f"  created       {job.get('CreationTime')}" + (f", ended {job['TerminationDate']}"
                                                               if job.get("TerminationDate") else "")
         yield f"  manifest      {job.get('Manifest', {}).get('Location', {}).get('ObjectArn')}"
@@ -372,8 +378,7 @@ def jobs_cancel(config, target, job_id, yes, report_bucket):
     control, account = target.client("s3control"), _account(target)
     job = jobs_lib.describe(control, account, job_id)
     progress = job.get("ProgressSummary", {})
-    click.echo(f"job {job_id}: {job.get('Status')}, "
-               f"{_progress(progress.get('TotalNumberOfTasks', 0), progress.get('NumberOfTasksSucceeded', 0), progress.get('NumberOfTasksFailed', 0))}")  # noqa: E501
+    click.echo(f"job {job_id}: {job.get('Status')}, {_progress_of(job)}")
     if not _ask(f"Cancel job {job_id}? The tasks it has run stay done; plan the restore again afterwards.", yes):
         raise Failed("not cancelled; nothing changed")
     record = _job_record("bucket_batch_cancel", job, account, progress=progress)
