@@ -74,6 +74,9 @@ def deployed(moto, db, tmp_path_factory):
         client(moto, "s3", region).create_bucket(
             Bucket=names[name], CreateBucketConfiguration={"LocationConstraint": region},
             ObjectLockEnabledForBucket=name.startswith("backups"))
+    for name in ("backups", "backups_dr"):  # as deployed: a default retention (replicas take it too)
+        client(moto, "s3", PRIMARY).put_object_lock_configuration(Bucket=names[name], ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
     kms = client(moto, "kms", PRIMARY)
     key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     manifest = db_lib.run_backup(s3, names["backups"], db, reason="nightly", signer=KmsSigner(kms, key))

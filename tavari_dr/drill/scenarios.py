@@ -204,8 +204,82 @@ def complete_system_failure(d: Drill) -> None:
     record_rpo(d, scenario, incident)
 
 
+def region_outage(d: Drill) -> None:
+    """4: the primary region is down — every request that touches it fails, whichever region the client
+    names (its buckets, its keys and secrets, any client there); fail over to the DR region from its
+    replicas alone with `tavari-dr failover` (docs/runbooks/region-outage.md)."""
+    from tavari_dr.core import outputs
+    from tavari_dr.core.aws import OUTAGE_ENV
+    from tavari_dr.core.envfile import parse
+    from tavari_dr.drill import outage
+    from tavari_dr.drill.pgcluster import LocalPostgres
+
+    scenario = "4 region outage"
+    name, region = d.config.name, d.config.region
+    s3 = d.s3()
+    # Peacetime: what replication has copied by now (moto never replicates; version IDs kept, as S3's
+    # replication keeps them), and the signing key's public key in the incident kit (the runbook's export).
+    replica_stack = d.config.stack_name(outputs.DATABASE_BACKUPS + "Replica")
+    if replica_stack in d.deployment.stacks:
+        outage.replicate_keeping_versions(s3, d.backup_bucket,
+                                          d.deployment.outputs(replica_stack)[outputs.BACKUP_BUCKET_NAME])
+    public_key = outage.public_key(d.deployer.client("kms", region), d.signing_key, d.work / "signing-key.der")
+    incident = datetime.now(UTC)
+    d.env[OUTAGE_ENV] = str(outage.declare(d.work / "outage.json", region, outage.buckets_in(s3, region)))
+    new: dict[str, str] = {}
+    try:
+        def down(step: Step) -> None:
+            try:
+                d.cli(step, "secrets", "check", "--env", name)
+            except DrillFailed as refused:
+                if f"region {region} is down" not in str(refused):
+                    raise
+                step.detail = f"tavari-dr secrets check: region {region} is down, as every command there finds it"
+                return
+            raise DrillFailed(f"{region} still answers: the outage is not in force")
+
+        d.step(scenario, f"{region} is down (its buckets, keys, secrets and endpoints refuse every request)", down)
+
+        def plan(step: Step) -> None:
+            answer = d.cli_json(step, "failover", "plan", "--env", name, "--signing-public-key", str(public_key))
+            if answer["invoice_bucket"] != d.replica_bucket:
+                raise DrillFailed(f"the plan names {answer['invoice_bucket']}, not the replica {d.replica_bucket}")
+            step.detail = (f"backup {answer['backup']['backup_id']} from {answer['backup_bucket']}, bucket "
+                           f"{answer['invoice_bucket']}, {len(answer['secrets'])} secret replicas in "
+                           f"{answer['dr_region']}")
+
+        d.step(scenario, "plan the failover (what the DR region holds)", plan, recovery=CRITICAL, kind="cli")
+
+        def provision(step: Step) -> None:
+            cluster = d.services.enter_context(LocalPostgres())
+            new["database"] = cluster.create_database("postgres_tavari")
+            step.detail = f"new PostgreSQL cluster in the DR region (emulated: port {cluster.port})"
+
+        d.step(scenario, "provision a database in the DR region", provision, recovery=CRITICAL, kind="provision")
+
+        def apply(step: Step) -> None:
+            out = d.work / "failover.env"
+            d.log(step, d.cli(step, "failover", "apply", "--env", name, "--signing-public-key", str(public_key),
+                              "--target-url", new["database"], "--out", str(out), "--force", "--yes"))
+            if parse(out.read_text()) != d.env_values:
+                raise DrillFailed("the configuration from the replicas differs from what was pushed last")
+            d.app_database_url = new["database"]
+            step.counts.rows = sum(d.backup_manifest.tables.values())
+
+        d.step(scenario, "fail over: the database from the backups' DR replica, the configuration from the secret "
+                         "replicas", apply, recovery=CRITICAL, kind="db_restore")
+        verify_database(d, scenario, new["database"])
+        if d.replica_bucket:
+            verify_bucket(d, scenario, "verify the invoice replica (the app's bucket now) equals the state at the "
+                                       "restore point", d.replica_bucket)
+        verify_health(d, scenario)
+    finally:
+        d.env.pop(OUTAGE_ENV, None)
+    record_rpo(d, scenario, incident)
+
+
 # The order they are played in: the report lists them in the plan's order, whatever this is.
-PLAYED = (database_corruption, data_breach, complete_system_failure)
+PLAYED = (database_corruption, data_breach, complete_system_failure, region_outage)
 
 
 # --------------------------------------------------------------------------- what recoveries share
