@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from tavari_dr.cli import bucket, db, drill, erasure, export, failover, secrets, supabase, verify
+from tavari_dr.cli import breach, bucket, db, drill, erasure, export, failover, secrets, supabase, verify
 from tavari_dr.core import observability
 from tavari_dr.core.aws import count_requests_of_this_process
 
@@ -30,7 +30,7 @@ def main(log_format: str) -> None:
 
 
 for _command in (secrets.group, bucket.group, db.group, erasure.group, supabase.group, verify.command, export.group,
-                 drill.command, failover.group):
+                 drill.command, failover.group, breach.group):
     main.add_command(_command)
 
 
