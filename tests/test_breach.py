@@ -202,3 +202,9 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
     assert result.exit_code == 0, result.output
     assert "NOT READ: CloudTrail data events: the trail" in result.output
     assert "logs no read data events of invoices" in result.output
+    # No trail named and none deployed: the scope still completes, and says which source it lacked.
+    without_trail = [a for i, a in enumerate(args) if a != "--trail-arn" and (i == 0 or args[i - 1] != "--trail-arn")]
+    result = CliRunner().invoke(main, [*without_trail, "--force"])
+    assert result.exit_code == 0, result.output
+    assert "NOT READ: CloudTrail data events: no trail named (--trail-arn), and stack Tavari-Prod-TamperWatch is " \
+           "not deployed" in result.output

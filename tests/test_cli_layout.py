@@ -16,7 +16,8 @@ from tavari_dr.cli import main
 from tavari_dr.core import metrics
 
 SHARED = {"env_name", "cdk_json", "region", "dr_region", "endpoint_url"}
-REPORTING = {("db", "list"), ("db", "verify"), ("verify",), ("secrets", "check"), ("bucket", "restore")}
+REPORTING = {("db", "list"), ("db", "verify"), ("verify",), ("secrets", "check"), ("bucket", "restore"),
+             ("failover", "plan"), ("breach", "scope")}
 
 
 def commands(group: click.Group = main, path: tuple[str, ...] = ()):

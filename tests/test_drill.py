@@ -86,10 +86,10 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
             "tavari-dr db list", "tavari-dr db restore", "tavari-dr db verify", "tavari-dr bucket restore"} <= commands
     runbook_commands = set()
     for runbook in (ROOT / "docs" / "runbooks").glob("*.md"):
-        runbook_commands |= set(re.findall(r"tavari-dr (?:verify|(?:secrets|db|bucket|export|failover) [a-z]+)",
+        runbook_commands |= set(re.findall(r"tavari-dr (?:verify|(?:secrets|db|bucket|export|failover|breach) [a-z]+)",
                                            runbook.read_text()))
     exercised = {c for s in report["steps"] if s["command"] for c in re.findall(
-        r"tavari-dr (?:verify|(?:secrets|db|bucket|export|failover) [a-z]+)", s["command"])}
+        r"tavari-dr (?:verify|(?:secrets|db|bucket|export|failover|breach) [a-z]+)", s["command"])}
     assert runbook_commands and runbook_commands <= exercised, runbook_commands - exercised
     bucket = steps[("2 complete system failure", "restore the invoice bucket into a new bucket")]
     assert "DR replica" in bucket["detail"] and bucket["toy_actions"] == len(bucket_keys(out, 2))
@@ -100,6 +100,9 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     assert "| 2 complete system failure |" in markdown and "operator auditor@tavari" in markdown
     health = steps[("3 data breach", "verify health endpoints")]["detail"]
     assert "https://app.tavari.example/api/health (emulated: stand-in http://127.0.0.1:" in health
+    scoped = steps[("3 data breach", "scope the breach: accounts touched, from the data and the logs (tavari-dr "
+                                     "breach scope)")]
+    assert scoped["ok"] and f"{SMALL.businesses} account(s) named" in scoped["detail"]
     # 4: with the primary region down, the failover ran from the DR region alone (every command met the outage).
     outage = report["scenarios"]["4 region outage"]["steps"]
     assert "region eu-west-1 is down" in outage[0]["detail"]

@@ -26,6 +26,7 @@ from tavari_dr.cli.db import (
 )
 from tavari_dr.cli.erasure import _when
 from tavari_dr.core import outputs
+from tavari_dr.core.aws import DiscoveryError
 
 FILES = ("breach-scope.json", "accounts.csv")
 
@@ -85,11 +86,14 @@ def scope(config, target, since, aware_at, database_url, scratch_url, out, force
     invoices = deployed.resource(invoice_bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
                                  what="invoice bucket", option="--invoice-bucket")
     sources = [logs.read_access_logs(s3, invoices, since)]
-    trail = trail_arn or config.security.trail_arn
+    trail, why = trail_arn or config.security.trail_arn, "no trail named (--trail-arn)"
     if trail is None:
-        trail = deployed.outputs(outputs.TAMPER_WATCH).get(outputs.TRAIL_ARN)
+        try:
+            trail = deployed.outputs(outputs.TAMPER_WATCH).get(outputs.TRAIL_ARN)
+        except DiscoveryError as err:  # a source not read is reported, never the end of the scope
+            why = f"no trail named (--trail-arn), and {err}"
     sources.append(logs.read_trail(target.client("cloudtrail"), s3, trail, invoices, since) if trail else
-                   logs.Source("CloudTrail data events", False, "no trail named (--trail-arn) or deployed"))
+                   logs.Source("CloudTrail data events", False, why))
     found = scope_lib.Scope(since, manifest.backup_id, manifest.started_at, data, sources,
                             scope_lib.deadlines(aware_at, now))
     out.mkdir(parents=True, exist_ok=True)

@@ -85,13 +85,20 @@ def data_breach(d: Drill) -> None:
     import psycopg
 
     s3 = d.s3()
+    messages_before = _messages_per_business(d.database_url)  # what the breach scope's check is judged against
     breach = datetime.now(UTC)
     time.sleep(1.1)
+    requests = []  # what S3's server access logs would record of them (moto delivers none)
     for i, key in enumerate(d.pdf_keys):
         if i % 4 == 0:
             s3.put_object(Bucket=d.invoice_bucket, Key=key, Body=b"ransom note")
+            requests.append((datetime.now(UTC), "put", key))
         elif i % 4 == 1:
             s3.delete_object(Bucket=d.invoice_bucket, Key=key)
+            requests.append((datetime.now(UTC), "delete", key))
+        elif i % 4 == 2:
+            s3.get_object(Bucket=d.invoice_bucket, Key=key)["Body"].read()  # exfiltrated: no trace in the data
+            requests.append((datetime.now(UTC), "get", key))
     s3.put_object(Bucket=d.invoice_bucket, Key="invoices/planted.pdf", Body=b"malware")
     d.replicate()  # CRR copies the attacker's writes and deletes too
     with psycopg.connect(d.database_url) as conn:
@@ -101,6 +108,7 @@ def data_breach(d: Drill) -> None:
     # copy in the second of the attacker's delete could not be ordered against it when the restore
     # checks its work, and would rightly be reported, not guessed. An operator restores minutes later.
     time.sleep(1.1)
+    scope_breach(d, scenario, breach, requests, messages_before)
 
     def restore_bucket(step: Step) -> None:
         step.versions_per_key = _versions_per_key(d, d.invoice_bucket)
@@ -129,6 +137,60 @@ def data_breach(d: Drill) -> None:
            kind="cli")
     verify_health(d, scenario)
     record_rpo(d, scenario, breach)
+
+
+def _messages_per_business(url: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT business_id::text, count(*) FROM public.messages GROUP BY 1").fetchall())
+
+
+def scope_breach(d: Drill, scenario: str, breach: datetime, requests: list[tuple[datetime, str, str]],
+                 before: dict[str, int]) -> None:
+    """`tavari-dr breach scope` right after the breach, on the breached database: it must name exactly the
+    accounts the breach touched — whose rows it changed or deleted, whose invoices it read or wrote."""
+    import csv
+    import io
+
+    import psycopg
+
+    from tavari_dr.drill.access_logs import deliver
+
+    deliver(d.s3(), d.invoice_bucket, requests)
+
+    def scope(step: Step) -> None:
+        out = d.work / "breach-scope"
+        answer = d.cli_json(step, "breach", "scope", "--env", d.config.name, "--since",
+                            breach.isoformat(timespec="seconds"), "--database-url", d.database_url, "--out", str(out),
+                            "--force")
+        with psycopg.connect(d.database_url) as conn:
+            owner = dict(conn.execute("SELECT id::text, owner_id::text FROM public.businesses").fetchall())
+            renamed = {r[0] for r in conn.execute("SELECT owner_id::text FROM public.businesses WHERE name = 'pwned'")}
+        messages = _messages_per_business(d.database_url)
+        lost = {owner[b] for b, n in before.items() if messages.get(b, 0) < n}
+        objects = {owner[k.split("/")[1]] for _, _, k in requests}
+        expected = renamed | lost | objects
+        rows = list(csv.DictReader(io.StringIO((out / "accounts.csv").read_text())))
+        named = {r["account_id"] for r in rows}
+        if named != expected:
+            raise DrillFailed(f"breach scope named {len(named)} account(s), the breach touched {len(expected)}: "
+                              f"{sorted(named ^ expected)[:3]} differ")
+        # (scenario 1's corruption of this same database, after the backup, is in the diff too: the scope says
+        # so; the breach's own deletions are the messages')
+        deleted = sum(answer["tables"]["public.messages"]["deleted"].values())
+        if deleted != sum(before.values()) - sum(messages.values()):
+            raise DrillFailed(f"breach scope counts {deleted} deleted row(s), the breach deleted "
+                              f"{sum(before.values()) - sum(messages.values())}")
+        reads = sum(int(r["objects_read"]) for r in rows)
+        if reads != sum(1 for _, action, _ in requests if action == "get"):
+            raise DrillFailed(f"breach scope counts {reads} object read(s) of the {len(requests)} requests logged")
+        unread = answer["sources_not_read"]
+        step.detail = (f"{len(named)} account(s) named, as touched ({deleted} messages deleted, {reads} invoices "
+                       f"read); sources not read: {', '.join(unread) or 'none'}")
+
+    d.step(scenario, "scope the breach: accounts touched, from the data and the logs (tavari-dr breach scope)",
+           scope)
 
 
 def complete_system_failure(d: Drill) -> None:
