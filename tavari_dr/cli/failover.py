@@ -90,7 +90,7 @@ def _dr_outputs(target: AwsTarget, config: EnvironmentConfig, purpose: str, surv
         return {}
 
 
-def _secret_replicas(client: Any, config: EnvironmentConfig) -> dict[str, list[dict[str, Any]]]:
+def _secret_replicas(client: Any, config: EnvironmentConfig, primary: str) -> dict[str, list[dict[str, Any]]]:
     """Entry name -> the DR region's replicas that can be its secret: replicas of the primary region's
     secrets whose description names the entry (the Secrets stack writes "NAME: ..."), of the Secrets
     stack (its CloudFormation tag, replicated with the secret; where a secret has no such tag, as in the
@@ -99,7 +99,7 @@ def _secret_replicas(client: Any, config: EnvironmentConfig) -> dict[str, list[d
     found: dict[str, list[dict[str, Any]]] = {e.name: [] for e in config.secrets.all_entries}
     for page in client.get_paginator("list_secrets").paginate():
         for secret in page.get("SecretList", []):
-            if secret.get("PrimaryRegion") != config.region:
+            if secret.get("PrimaryRegion") != primary:
                 continue
             tags = {t["Key"]: t["Value"] for t in secret.get("Tags", [])}
             ours = tags[STACK_TAG] == stack if STACK_TAG in tags else stack.lower() in secret["Name"].lower()
@@ -139,7 +139,7 @@ def survey(config: EnvironmentConfig, target: AwsTarget, public_key: bytes | Non
             except BackupError as err:
                 found.missing.append(f"backup in s3://{found.backup_bucket}: {err}")
     client = target.client("secretsmanager", dr=True)
-    replicas = _secret_replicas(client, config)
+    replicas = _secret_replicas(client, config, found.primary_region)
     for entry in config.secrets.all_entries:
         candidates = replicas[entry.name]
         if len(candidates) != 1:
