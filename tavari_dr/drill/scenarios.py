@@ -321,8 +321,9 @@ def region_outage(d: Drill) -> None:
 
         def apply(step: Step) -> None:
             out = d.work / "failover.env"
-            d.log(step, d.cli(step, "failover", "apply", "--env", name, "--signing-public-key", str(public_key),
-                              "--target-url", new["database"], "--out", str(out), "--force", "--yes"))
+            printed = d.cli(step, "failover", "apply", "--env", name, "--signing-public-key", str(public_key),
+                            "--target-url", new["database"], "--out", str(out), "--force", "--yes")
+            step.detail = next((line for line in printed.splitlines() if line.startswith("restored ")), printed[-200:])
             if parse(out.read_text()) != d.env_values:
                 raise DrillFailed("the configuration from the replicas differs from what was pushed last")
             d.app_database_url = new["database"]
