@@ -17,6 +17,7 @@ from tavari_dr.core import metrics
 
 SHARED = {"env_name", "cdk_json", "region", "dr_region", "endpoint_url"}
 REPORTING = {("db", "list"), ("db", "verify"), ("verify",), ("secrets", "check"), ("bucket", "restore"),
+             ("failover", "plan"), ("breach", "scope"),
              *(("bucket", "jobs", name) for name in ("list", "show", "report", "retry"))}
 
 

@@ -58,7 +58,8 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     report, lines, out = run_drill(synthesized, env_name, tmp_path, cdk_json=cdk_json, operator="auditor@tavari")
     assert report["passed"], report["failures"]
     assert os.environ["AWS_PROFILE"] == "no-such-profile"
-    assert list(report["scenarios"]) == ["1 database corruption", "2 complete system failure", "3 data breach"]
+    assert list(report["scenarios"]) == ["1 database corruption", "2 complete system failure", "3 data breach",
+                                         "4 region outage"]
     for data in report["scenarios"].values():
         for kind in ("rto_critical", "rto_non-critical"):
             assert data[kind]["met"] and data[kind]["projected_seconds"] >= data[kind]["measured_seconds"]
@@ -85,10 +86,10 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
             "tavari-dr db list", "tavari-dr db restore", "tavari-dr db verify", "tavari-dr bucket restore"} <= commands
     runbook_commands = set()
     for runbook in (ROOT / "docs" / "runbooks").glob("*.md"):
-        runbook_commands |= set(re.findall(r"tavari-dr (?:verify|(?:secrets|db|bucket|export) [a-z]+)",
+        runbook_commands |= set(re.findall(r"tavari-dr (?:verify|(?:secrets|db|bucket|export|failover|breach) [a-z]+)",
                                            runbook.read_text()))
     exercised = {c for s in report["steps"] if s["command"] for c in re.findall(
-        r"tavari-dr (?:verify|(?:secrets|db|bucket|export) [a-z]+)", s["command"])}
+        r"tavari-dr (?:verify|(?:secrets|db|bucket|export|failover|breach) [a-z]+)", s["command"])}
     # Batch Operations jobs do not exist in the drill's emulator (moto has no S3 Control jobs):
     # `bucket jobs` is proven against the documented API shapes in tests/test_bucket_jobs.py instead.
     not_emulated = {"tavari-dr bucket jobs"}
@@ -102,6 +103,15 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     assert "| 2 complete system failure |" in markdown and "operator auditor@tavari" in markdown
     health = steps[("3 data breach", "verify health endpoints")]["detail"]
     assert "https://app.tavari.example/api/health (emulated: stand-in http://127.0.0.1:" in health
+    scoped = steps[("3 data breach", "scope the breach: accounts touched, from the data and the logs (tavari-dr "
+                                     "breach scope)")]
+    assert scoped["ok"] and f"{SMALL.businesses} account(s) named" in scoped["detail"]
+    # 4: with the primary region down, the failover ran from the DR region alone (every command met the outage).
+    outage = report["scenarios"]["4 region outage"]["steps"]
+    assert "region eu-west-1 is down" in outage[0]["detail"]
+    failover = steps[("4 region outage", "fail over: the database from the backups' DR replica, the configuration "
+                                         "from the secret replicas")]
+    assert failover["command"].startswith("tavari-dr failover apply --env prod") and failover["kind"] == "db_restore"
     stored = json.loads((out / "drill-report.json").read_text())
     assert stored["passed"] is True and stored["emulated"] is True and stored["kind"] == "local"
     validate(stored)

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tavari_dr.core.costmodel import Counts, kind_of
 
@@ -70,6 +70,8 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
                         config=client_config(service, config, emulator=endpoint_url is not None), **kwargs)
     if _process_counter is not None:
         _process_counter.attach(made)
+    if endpoint_url is not None:  # an emulator: only there may a drill take a region down
+        _refuse_the_region_that_is_down(made)
     return made
 
 
@@ -173,3 +175,65 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
             ) from None
         raise
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+# --------------------------------------------------------------------------- a region outage, in a drill
+
+# Set by the local drill's region-outage scenario for each command it runs: a JSON file naming the region
+# that is down and the buckets that live there. Honoured only by clients of an emulator (endpoint_url set),
+# never against AWS. moto's buckets are global (any client region reaches any bucket), so a refusal by the
+# client's region alone would let a DR-region client read a primary-region bucket: the bucket's own region
+# decides, as do the region in any ARN a call names (a secret, a key), and the client's region.
+OUTAGE_ENV = "TAVARI_DR_DRILL_OUTAGE"
+
+
+class RegionDown(EndpointConnectionError):
+    """What a call to a region that is down meets: no connection (botocore's own error, so callers see
+    exactly what they would in an outage), naming the resource that lives there."""
+
+    fmt = 'Could not connect to the endpoint URL: "{endpoint_url}" (region {region} is down: {resource})'
+
+
+@dataclass(frozen=True)
+class Outage:
+    region: str
+    buckets: frozenset[str]
+
+    @classmethod
+    def load(cls, path: str) -> Outage:
+        document = json.loads(Path(path).read_text())
+        return cls(document["region"], frozenset(document.get("buckets", ())))
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps({"region": self.region, "buckets": sorted(self.buckets)}))
+
+    def refusal(self, client_region: str | None, service: str, params: dict[str, Any]) -> str | None:
+        """What of this call lives in the region that is down (None: nothing, it may go)."""
+        if client_region == self.region:
+            return f"{service} client in {self.region}"
+        for name in ("Bucket", "CopySource"):
+            value = params.get(name)
+            bucket = value.get("Bucket") if isinstance(value, dict) else (
+                value.lstrip("/").split("/", 1)[0] if isinstance(value, str) else None)
+            if bucket in self.buckets:
+                return f"bucket {bucket}"
+        for value in params.values():
+            if isinstance(value, str) and value.startswith("arn:") and value.split(":")[3:4] == [self.region]:
+                return value
+        return None
+
+
+def _refuse_the_region_that_is_down(made: Any) -> None:
+    path = os.environ.get(OUTAGE_ENV)
+    if not path:
+        return
+    outage = Outage.load(path)
+    region, service = made.meta.region_name, made.meta.service_model.service_name
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        resource = outage.refusal(region, service, params)
+        if resource is not None:
+            raise RegionDown(endpoint_url=made.meta.endpoint_url, region=outage.region, resource=resource)
+
+    # Before the request is built: a refused call is never sent, and never retried.
+    made.meta.events.register("before-parameter-build", refuse)

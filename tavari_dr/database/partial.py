@@ -251,6 +251,10 @@ def _scratch(target_url: str, backup_id: str, scratch_url: str | None, log: Call
         log(f"scratch database {name} dropped")
 
 
+# The breach scope (tavari_dr.breach.scope) restores a backup into a scratch database the same way.
+scratch = _scratch
+
+
 def _exists(conn: Any, schema: str, table: str) -> bool:
     return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                         "WHERE n.nspname = %s AND c.relname = %s)", (schema, table)).fetchone()[0]

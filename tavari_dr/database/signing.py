@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 ALGORITHM = "ECDSA_SHA_256"  # the ECC_NIST_P256 key's algorithm (the stack's ManifestSigningKey)
@@ -78,6 +78,44 @@ class KmsVerifier:
     @property
     def cutover(self) -> datetime:
         return self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]["CreationDate"]
+
+
+@dataclass(frozen=True)
+class PublicKeyVerifier:
+    """Verifies without KMS, with the signing key's public key (KMS GetPublicKey's DER, or PEM), exported
+    while the key's region was up: a failover to the DR region cannot reach the key (docs/decisions/0026).
+
+    KMS signs ``MessageType=DIGEST`` as ECDSA over the given SHA-256 digest, so this verifies the same
+    digest as pre-hashed (cryptography's Prehashed). The export does not carry the key's creation date:
+    every unsigned (format 1) manifest is refused, never judged by a cut-over it cannot know."""
+
+    public_key: bytes
+    key_id: str = "the exported public key"
+
+    def verify(self, payload: bytes, signature: Any) -> None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+        if not isinstance(signature, dict) or signature.get("algorithm") != ALGORITHM \
+                or not isinstance(signature.get("value"), str):
+            raise SignatureInvalid(f"the signature is malformed (expected {{key_id, algorithm: {ALGORITHM}, value}})")
+        try:
+            value = base64.b64decode(signature["value"], validate=True)
+        except (binascii.Error, ValueError):
+            raise SignatureInvalid("the signature is not base64") from None
+        key = (serialization.load_pem_public_key(self.public_key) if self.public_key.lstrip().startswith(b"-----")
+               else serialization.load_der_public_key(self.public_key))
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise SignatureInvalid(f"{self.key_id} is not an elliptic-curve key ({ALGORITHM})")
+        try:
+            key.verify(value, _digest(payload), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        except InvalidSignature:
+            raise SignatureInvalid(f"the signature does not verify with {self.key_id}") from None
+
+    @property
+    def cutover(self) -> datetime:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _same_key(a: str, b: str) -> bool:

@@ -12,7 +12,7 @@ from tavari_dr.core import costmodel, schedule
 from tavari_dr.core.config import EnvironmentConfig
 from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Sizes, Step
 
-SCENARIOS = ("1 database corruption", "2 complete system failure", "3 data breach")
+SCENARIOS = ("1 database corruption", "2 complete system failure", "3 data breach", "4 region outage")
 
 
 @dataclass

@@ -7,6 +7,12 @@ refuse every request. Here such a Deny is kept, and read back by GetBucketPolicy
 would have put it, but judged not to match: the drill's drift checks see the deployed policy, and
 its jobs run as they would where the condition does not hold. A Deny without a condition is still
 enforced. The local deployer reports each such statement (ADR 0006, ADR 0011).
+
+Two more gaps of moto's are closed here, both for the region-outage scenario (ADR 0026): KMS
+``MessageType=DIGEST`` (moto hashes the digest again, so a signature never verifies with the key's
+public key, as a failover to the DR region must verify it), and the version IDs CRR keeps (moto's
+CopyObject makes new ones, so a replicated backup's pinned versions would not be found). A copy that
+carries the header ``x-tavari-drill-replicate`` keeps the source's version ID, as a replica does.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 
 from moto import server
 from moto.iam import access_control
+
+from tavari_dr.drill.outage import REPLICATE_HEADER
 
 
 def _conditional_denies_not_enforced() -> None:
@@ -32,6 +40,78 @@ def _conditional_denies_not_enforced() -> None:
     statement_class.is_action_permitted = is_action_permitted
 
 
+def _kms_signs_digests() -> None:
+    """Sign and verify ``MessageType=DIGEST`` as KMS does: ECDSA over the given digest, not over its hash."""
+    import base64
+    import json
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    from moto.kms.responses import KmsResponse
+
+    prehashed = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+    sign, verify = KmsResponse.sign, KmsResponse.verify
+
+    def digest_key(self: Any) -> Any:
+        if self._get_param("MessageType") != "DIGEST" or self._get_param("SigningAlgorithm") != "ECDSA_SHA_256":
+            return None
+        key = self.kms_backend.describe_key(self._get_param("KeyId"))
+        return key, self._get_param("Message")  # moto's _get_param decodes Message from base64
+
+    def signed(self: Any) -> str:
+        found = digest_key(self)
+        if found is None:
+            return sign(self)
+        key, digest = found
+        signature = key.private_key.private_key.sign(digest, prehashed)
+        return json.dumps({"KeyId": key.arn, "Signature": base64.b64encode(signature).decode(),
+                           "SigningAlgorithm": "ECDSA_SHA_256"})
+
+    def verified(self: Any) -> str:
+        found = digest_key(self)
+        if found is None:
+            return verify(self)
+        key, digest = found
+        try:
+            key.private_key.private_key.public_key().verify(base64.b64decode(self._get_param("Signature")), digest,
+                                                            prehashed)
+            valid = True
+        except InvalidSignature:
+            valid = False
+        return json.dumps({"KeyId": key.arn, "SignatureValid": valid, "SigningAlgorithm": "ECDSA_SHA_256"})
+
+    KmsResponse.sign, KmsResponse.verify = signed, verified
+
+
+def _replicated_copies_keep_versions() -> None:
+    import contextvars
+
+    from moto.s3.models import S3Backend
+    from moto.s3.responses import S3Response
+
+    replicating: contextvars.ContextVar[bool] = contextvars.ContextVar("replicating", default=False)
+    respond, copy = S3Response.copy_object, S3Backend.copy_object
+
+    def respond_replicating(self: Any) -> Any:
+        token = replicating.set(self.headers.get(REPLICATE_HEADER) is not None)
+        try:
+            return respond(self)
+        finally:
+            replicating.reset(token)
+
+    def copy_keeping_version(self: Any, src_key: Any, dest_bucket_name: str, dest_key_name: str,
+                             *args: Any, **kwargs: Any) -> Any:
+        result = copy(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs)
+        if replicating.get():
+            self.get_object(dest_bucket_name, dest_key_name)._version_id = src_key.version_id
+        return result
+
+    S3Response.copy_object, S3Backend.copy_object = respond_replicating, copy_keeping_version
+
+
 if __name__ == "__main__":
     _conditional_denies_not_enforced()
+    _kms_signs_digests()
+    _replicated_copies_keep_versions()
     server.main(sys.argv[1:])

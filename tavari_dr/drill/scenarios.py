@@ -85,13 +85,20 @@ def data_breach(d: Drill) -> None:
     import psycopg
 
     s3 = d.s3()
+    messages_before = _messages_per_business(d.database_url)  # what the breach scope's check is judged against
     breach = datetime.now(UTC)
     time.sleep(1.1)
+    requests = []  # what S3's server access logs would record of them (moto delivers none)
     for i, key in enumerate(d.pdf_keys):
         if i % 4 == 0:
             s3.put_object(Bucket=d.invoice_bucket, Key=key, Body=b"ransom note")
+            requests.append((datetime.now(UTC), "put", key))
         elif i % 4 == 1:
             s3.delete_object(Bucket=d.invoice_bucket, Key=key)
+            requests.append((datetime.now(UTC), "delete", key))
+        elif i % 4 == 2:
+            s3.get_object(Bucket=d.invoice_bucket, Key=key)["Body"].read()  # exfiltrated: no trace in the data
+            requests.append((datetime.now(UTC), "get", key))
     s3.put_object(Bucket=d.invoice_bucket, Key="invoices/planted.pdf", Body=b"malware")
     d.replicate()  # CRR copies the attacker's writes and deletes too
     with psycopg.connect(d.database_url) as conn:
@@ -101,6 +108,7 @@ def data_breach(d: Drill) -> None:
     # copy in the second of the attacker's delete could not be ordered against it when the restore
     # checks its work, and would rightly be reported, not guessed. An operator restores minutes later.
     time.sleep(1.1)
+    scope_breach(d, scenario, breach, requests, messages_before)
 
     def restore_bucket(step: Step) -> None:
         step.versions_per_key = _versions_per_key(d, d.invoice_bucket)
@@ -129,6 +137,60 @@ def data_breach(d: Drill) -> None:
            kind="cli")
     verify_health(d, scenario)
     record_rpo(d, scenario, breach)
+
+
+def _messages_per_business(url: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT business_id::text, count(*) FROM public.messages GROUP BY 1").fetchall())
+
+
+def scope_breach(d: Drill, scenario: str, breach: datetime, requests: list[tuple[datetime, str, str]],
+                 before: dict[str, int]) -> None:
+    """`tavari-dr breach scope` right after the breach, on the breached database: it must name exactly the
+    accounts the breach touched — whose rows it changed or deleted, whose invoices it read or wrote."""
+    import csv
+    import io
+
+    import psycopg
+
+    from tavari_dr.drill.access_logs import deliver
+
+    deliver(d.s3(), d.invoice_bucket, requests)
+
+    def scope(step: Step) -> None:
+        out = d.work / "breach-scope"
+        answer = d.cli_json(step, "breach", "scope", "--env", d.config.name, "--since",
+                            breach.isoformat(timespec="seconds"), "--database-url", d.database_url, "--out", str(out),
+                            "--force")
+        with psycopg.connect(d.database_url) as conn:
+            owner = dict(conn.execute("SELECT id::text, owner_id::text FROM public.businesses").fetchall())
+            renamed = {r[0] for r in conn.execute("SELECT owner_id::text FROM public.businesses WHERE name = 'pwned'")}
+        messages = _messages_per_business(d.database_url)
+        lost = {owner[b] for b, n in before.items() if messages.get(b, 0) < n}
+        objects = {owner[k.split("/")[1]] for _, _, k in requests}
+        expected = renamed | lost | objects
+        rows = list(csv.DictReader(io.StringIO((out / "accounts.csv").read_text())))
+        named = {r["account_id"] for r in rows}
+        if named != expected:
+            raise DrillFailed(f"breach scope named {len(named)} account(s), the breach touched {len(expected)}: "
+                              f"{sorted(named ^ expected)[:3]} differ")
+        # (scenario 1's corruption of this same database, after the backup, is in the diff too: the scope says
+        # so; the breach's own deletions are the messages')
+        deleted = sum(answer["tables"]["public.messages"]["deleted"].values())
+        if deleted != sum(before.values()) - sum(messages.values()):
+            raise DrillFailed(f"breach scope counts {deleted} deleted row(s), the breach deleted "
+                              f"{sum(before.values()) - sum(messages.values())}")
+        reads = sum(int(r["objects_read"]) for r in rows)
+        if reads != sum(1 for _, action, _ in requests if action == "get"):
+            raise DrillFailed(f"breach scope counts {reads} object read(s) of the {len(requests)} requests logged")
+        unread = answer["sources_not_read"]
+        step.detail = (f"{len(named)} account(s) named, as touched ({deleted} messages deleted, {reads} invoices "
+                       f"read); sources not read: {', '.join(unread) or 'none'}")
+
+    d.step(scenario, "scope the breach: accounts touched, from the data and the logs (tavari-dr breach scope)",
+           scope)
 
 
 def complete_system_failure(d: Drill) -> None:
@@ -204,8 +266,83 @@ def complete_system_failure(d: Drill) -> None:
     record_rpo(d, scenario, incident)
 
 
+def region_outage(d: Drill) -> None:
+    """4: the primary region is down — every request that touches it fails, whichever region the client
+    names (its buckets, its keys and secrets, any client there); fail over to the DR region from its
+    replicas alone with `tavari-dr failover` (docs/runbooks/region-outage.md)."""
+    from tavari_dr.core import outputs
+    from tavari_dr.core.aws import OUTAGE_ENV
+    from tavari_dr.core.envfile import parse
+    from tavari_dr.drill import outage
+    from tavari_dr.drill.pgcluster import LocalPostgres
+
+    scenario = "4 region outage"
+    name, region = d.config.name, d.config.region
+    s3 = d.s3()
+    # Peacetime: what replication has copied by now (moto never replicates; version IDs kept, as S3's
+    # replication keeps them), and the signing key's public key in the incident kit (the runbook's export).
+    replica_stack = d.config.stack_name(outputs.DATABASE_BACKUPS + "Replica")
+    if replica_stack in d.deployment.stacks:
+        outage.replicate_keeping_versions(s3, d.backup_bucket,
+                                          d.deployment.outputs(replica_stack)[outputs.BACKUP_BUCKET_NAME])
+    public_key = outage.public_key(d.deployer.client("kms", region), d.signing_key, d.work / "signing-key.der")
+    incident = datetime.now(UTC)
+    d.env[OUTAGE_ENV] = str(outage.declare(d.work / "outage.json", region, outage.buckets_in(s3, region)))
+    new: dict[str, str] = {}
+    try:
+        def down(step: Step) -> None:
+            try:
+                d.cli(step, "secrets", "check", "--env", name)
+            except DrillFailed as refused:
+                if f"region {region} is down" not in str(refused):
+                    raise
+                step.detail = f"tavari-dr secrets check: region {region} is down, as every command there finds it"
+                return
+            raise DrillFailed(f"{region} still answers: the outage is not in force")
+
+        d.step(scenario, f"{region} is down (its buckets, keys, secrets and endpoints refuse every request)", down)
+
+        def plan(step: Step) -> None:
+            answer = d.cli_json(step, "failover", "plan", "--env", name, "--signing-public-key", str(public_key))
+            if answer["invoice_bucket"] != d.replica_bucket:
+                raise DrillFailed(f"the plan names {answer['invoice_bucket']}, not the replica {d.replica_bucket}")
+            step.detail = (f"backup {answer['backup']['backup_id']} from {answer['backup_bucket']}, bucket "
+                           f"{answer['invoice_bucket']}, {len(answer['secrets'])} secret replicas in "
+                           f"{answer['dr_region']}")
+
+        d.step(scenario, "plan the failover (what the DR region holds)", plan, recovery=CRITICAL, kind="cli")
+
+        def provision(step: Step) -> None:
+            cluster = d.services.enter_context(LocalPostgres())
+            new["database"] = cluster.create_database("postgres_tavari")
+            step.detail = f"new PostgreSQL cluster in the DR region (emulated: port {cluster.port})"
+
+        d.step(scenario, "provision a database in the DR region", provision, recovery=CRITICAL, kind="provision")
+
+        def apply(step: Step) -> None:
+            out = d.work / "failover.env"
+            printed = d.cli(step, "failover", "apply", "--env", name, "--signing-public-key", str(public_key),
+                            "--target-url", new["database"], "--out", str(out), "--force", "--yes")
+            step.detail = next((line for line in printed.splitlines() if line.startswith("restored ")), printed[-200:])
+            if parse(out.read_text()) != d.env_values:
+                raise DrillFailed("the configuration from the replicas differs from what was pushed last")
+            d.app_database_url = new["database"]
+            step.counts.rows = sum(d.backup_manifest.tables.values())
+
+        d.step(scenario, "fail over: the database from the backups' DR replica, the configuration from the secret "
+                         "replicas", apply, recovery=CRITICAL, kind="db_restore")
+        verify_database(d, scenario, new["database"])
+        if d.replica_bucket:
+            verify_bucket(d, scenario, "verify the invoice replica (the app's bucket now) equals the state at the "
+                                       "restore point", d.replica_bucket)
+        verify_health(d, scenario)
+    finally:
+        d.env.pop(OUTAGE_ENV, None)
+    record_rpo(d, scenario, incident)
+
+
 # The order they are played in: the report lists them in the plan's order, whatever this is.
-PLAYED = (database_corruption, data_breach, complete_system_failure)
+PLAYED = (database_corruption, data_breach, complete_system_failure, region_outage)
 
 
 # --------------------------------------------------------------------------- what recoveries share

@@ -1,0 +1,167 @@
+"""A breach's scope: the accounts whose data changed since T (tavari_dr.breach.diff), the object requests
+since T (tavari_dr.breach.logs), which sources were read and which could not be, and the deadlines as the
+regulation words them. The CSV is for the notification mail merge: one line per account.
+
+This states what was found and quotes the law; it is not legal advice: whether a breach is likely to
+result in a risk, or a high risk, is for the controller (with its counsel and DPO) to judge.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tavari_dr.breach.diff import KINDS, DataDiff
+from tavari_dr.breach.logs import ObjectEvent, Source
+
+ART_33 = ("GDPR Art. 33(1): \"In the case of a personal data breach, the controller shall without undue delay and, "
+          "where feasible, not later than 72 hours after having become aware of it, notify the personal data breach "
+          "to the supervisory authority competent in accordance with Article 55, unless the personal data breach is "
+          "unlikely to result in a risk to the rights and freedoms of natural persons. Where the notification to the "
+          "supervisory authority is not made within 72 hours, it shall be accompanied by reasons for the delay.\"")
+ART_34 = ("GDPR Art. 34(1): \"When the personal data breach is likely to result in a high risk to the rights and "
+          "freedoms of natural persons, the controller shall communicate the personal data breach to the data "
+          "subject without undue delay.\"")
+NOT_ADVICE = ("This report quotes the regulation and states what the sources show; it is not legal advice. Whether "
+              "the breach is likely to result in a risk (Art. 33) or a high risk (Art. 34) is the controller's "
+              "judgement.")
+CSV_COLUMNS = ("account_id", "email", "tables", "rows_changed", "rows_deleted", "rows_added", "objects_read",
+               "objects_written")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def deadlines(aware_at: datetime, now: datetime) -> dict[str, Any]:
+    authority = aware_at + timedelta(hours=72)
+    return {
+        "aware_at": aware_at.isoformat(timespec="seconds"),
+        "supervisory_authority": {"not_later_than": authority.isoformat(timespec="seconds"),
+                                  "hours_left": round((authority - now).total_seconds() / 3600, 1),
+                                  "quote": ART_33},
+        "data_subjects": {"when": "without undue delay, where the breach is likely to result in a high risk",
+                          "quote": ART_34},
+        "note": NOT_ADVICE,
+    }
+
+
+def object_account(key: str, owners: dict[str, str], accounts: set[str]) -> str | None:
+    """The account an object key names: a path segment that is a business ID (invoices/<business>/...)
+    or a user ID."""
+    for segment in key.split("/"):
+        if _UUID.match(segment):
+            if segment in owners:
+                return owners[segment]
+            if segment in accounts:
+                return segment
+    return None
+
+
+@dataclass
+class Scope:
+    since: datetime
+    backup_id: str
+    backup_started_at: str
+    diff: DataDiff
+    sources: list[Source]
+    deadlines: dict[str, Any]
+
+    def events(self) -> list[ObjectEvent]:
+        return [e for s in self.sources for e in s.events]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One per account touched, by rows or by object requests (for the CSV)."""
+        known = set(self.diff.emails) | set(self.diff.business_owners.values())
+        objects: dict[str, Counter[str]] = {}
+        for event in self.events():
+            account = object_account(event.key, self.diff.business_owners, known)
+            if account is not None:
+                objects.setdefault(account, Counter())[event.action] += 1
+        accounts = sorted(self.diff.accounts() | set(objects))
+        rows = []
+        for account in accounts:
+            touched = [t for t in self.diff.tables if account in t.accounts()]
+            row = {"account_id": account, "email": self.diff.emails.get(account, ""),
+                   "tables": ";".join(t.table for t in touched)}
+            for kind in KINDS:
+                row[f"rows_{kind}"] = sum(t.counts[kind][account] for t in touched)
+            row["objects_read"] = objects.get(account, Counter())["read"]
+            row["objects_written"] = objects.get(account, Counter())["write"]
+            rows.append(row)
+        return rows
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows())
+        return out.getvalue()
+
+    def document(self) -> dict[str, Any]:
+        unread = [s.name for s in self.sources if not s.read]
+        return {
+            "format": "tavari-breach-scope/1",
+            "since": self.since.isoformat(timespec="seconds"),
+            "compared_with": {"backup_id": self.backup_id, "started_at": self.backup_started_at,
+                              "caveat": "the diff sees every change since the backup, also those between the "
+                                        "backup and T and the users' own since; it cannot see reads"},
+            "accounts": self.rows(),
+            "tables": {t.table: {"keyed_by": t.keyed_by or None,
+                                 **{k: dict(sorted(t.counts[k].items())) for k in KINDS},
+                                 "rows_of_no_account": t.unowned} for t in self.diff.tables},
+            "tables_not_compared": self.diff.missing,
+            "object_requests": [e.document() for e in self.events()],
+            "sources": [{"source": "database diff", "read": True,
+                         "detail": f"live database against backup {self.backup_id}"},
+                        *(s.document() for s in self.sources)],
+            "sources_not_read": unread,
+            "deadlines": self.deadlines,
+        }
+
+    def lines(self) -> list[str]:
+        rows = self.rows()
+        authority = self.deadlines["supervisory_authority"]
+        lines = [f"breach scope since {self.since.isoformat(timespec='seconds')}: {len(rows)} account(s) touched "
+                 f"(live database against backup {self.backup_id}, started {self.backup_started_at})"]
+        for t in self.diff.tables:
+            totals = {k: sum(t.counts[k].values()) + t.unowned[k] for k in KINDS}
+            if any(totals.values()):
+                lines.append(f"  {t.table}: " + ", ".join(f"{n} {k}" for k, n in totals.items())
+                             + f" in {len(t.accounts())} account(s)")
+        for source in self.sources:
+            lines.append(f"  {'read' if source.read else 'NOT READ'}: {source.name}: {source.detail}")
+        reads = [e for e in self.events() if e.action == "read"]
+        lines.append(f"  object requests since T: {len(reads)} read(s), {len(self.events()) - len(reads)} write(s)")
+        lines += [f"deadline (supervisory authority): not later than {authority['not_later_than']} "
+                  f"({authority['hours_left']} h left), 72 hours after becoming aware at {self.deadlines['aware_at']}",
+                  f"  {ART_33}", "affected people: without undue delay where the risk is high", f"  {ART_34}",
+                  NOT_ADVICE]
+        return lines
+
+
+def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, verifier: Any, tiers: Any,
+                   scratch_url: str | None, log: Any, compare: Any, **restore_options: Any) -> tuple[Any, Any]:
+    """The last backup that finished before ``since`` (its ID is its finishing time: a dump still running
+    at T could hold the attacker's rows), restored into a scratch database (the partial restore's: an
+    empty one given, or a new one on the live server, dropped afterwards), then ``compare(scratch)``.
+    Returns (the opened backup's manifest, what compare returned)."""
+    from tavari_dr.database import backup as db
+    from tavari_dr.database import partial
+    from tavari_dr.database.manifest import BackupError, find_backup, id_time, list_backups
+
+    usable = [b for b in list_backups(s3, bucket, tiers) if b.complete and not b.expired and not b.pre_restore
+              and (id_time(b.backup_id) or since) < since]
+    if not usable:
+        raise BackupError(f"no complete backup in s3://{bucket}/dumps/ finished before {since.isoformat()}")
+    chosen = usable[0].backup_id
+    manifest = find_backup(s3, bucket, chosen, verifier=verifier, tiers=tiers).manifest  # refused if tampered
+    with partial.scratch(live_url, chosen, scratch_url, log) as scratch:
+        restored = db.restore(s3, bucket, chosen, scratch, verifier=verifier, tiers=tiers, log=log,
+                              only_missing_roles=True, **restore_options)
+        wrong = list(restored.mismatches())
+        if wrong:
+            raise BackupError(f"the scratch restore of {chosen} does not match its manifest ({wrong[0]})")
+        return manifest, compare(scratch)
