@@ -68,6 +68,10 @@ def value_for(param: click.Parameter, tmp_path: Path) -> list[str]:
 VARIANTS = {("bucket", "restore"): [["--to", "2026-11-30T12:00:00Z"]],
             ("db", "backup"): [["--reason", "nightly"]],
             ("db", "verify"): [["--quick"], ["--scratch-url", DATABASE_URL]],
+            ("breach", "scope"): [["--since", "2026-11-30T12:00:00Z"]],
+            # dev keeps no DR region (and says so before any connection): prod's is what fails over.
+            ("failover", "plan"): [["--env", "prod"]],
+            ("failover", "apply"): [["--env", "prod"]],
             ("db", "restore"): [[], ["--table", "public.invoices", "--scratch-url", DATABASE_URL],
                                 ["--force", "--yes", "--dry-run"], ["--force", "--yes"]]}
 
