@@ -7,6 +7,11 @@ refuse every request. Here such a Deny is kept, and read back by GetBucketPolicy
 would have put it, but judged not to match: the drill's drift checks see the deployed policy, and
 its jobs run as they would where the condition does not hold. A Deny without a condition is still
 enforced. The local deployer reports each such statement (ADR 0006, ADR 0011).
+
+moto's CloudFormation models no CloudWatch alarm, so a stack registered with its alarms would list
+none of them and `tavari-dr status` could not tell a declared alarm from none. Here an alarm
+resource of a registered stack is listed by ListStackResources under its name, as CloudFormation
+lists it; the alarm itself is put by the local deployer through PutMetricAlarm (ADR 0025).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import sys
 from typing import Any
 
 from moto import server
+from moto.core.common_models import CloudFormationModel
 from moto.iam import access_control
+
+ALARM_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")
 
 
 def _conditional_denies_not_enforced() -> None:
@@ -32,6 +40,59 @@ def _conditional_denies_not_enforced() -> None:
     statement_class.is_action_permitted = is_action_permitted
 
 
+def _listed(resource_type: str) -> type[CloudFormationModel]:
+    """A stack resource that is only listed (its physical ID is its AlarmName): moto finds models among
+    CloudFormationModel's subclasses, so defining the class registers it."""
+
+    class Listed(CloudFormationModel):
+        def __init__(self, name: str) -> None:
+            self.physical_resource_id = name
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return resource_type
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "AlarmName"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr == "Arn"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                            account_id: str, region_name: str, **kwargs: Any) -> Any:
+            return cls(resource_name)
+
+        @classmethod
+        def update_from_cloudformation_json(cls, original_resource: Any, new_resource_name: str,
+                                            cloudformation_json: dict[str, Any], account_id: str,
+                                            region_name: str) -> Any:
+            return cls(new_resource_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                            account_id: str, region_name: str) -> None:
+            return None
+
+    Listed.__name__ = Listed.__qualname__ = "Listed" + resource_type.rsplit("::", 1)[-1]
+    return Listed
+
+
+def alarms_listed_by_cloudformation() -> None:
+    """Make moto's CloudFormation list the alarm resources of a stack (idempotent)."""
+    from moto.cloudformation import parsing
+
+    known = {model.cloudformation_type() for model in CloudFormationModel.__subclasses__()}
+    for resource_type in ALARM_TYPES:
+        if resource_type not in known:
+            _listed(resource_type)
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
+
 if __name__ == "__main__":
     _conditional_denies_not_enforced()
+    alarms_listed_by_cloudformation()
     server.main(sys.argv[1:])
