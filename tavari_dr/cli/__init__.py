@@ -1,7 +1,7 @@
 """`tavari-dr`: the operator CLI. Exit codes: 0 ok, 1 a check or operation failed, 2 usage error.
 
-One module per command group (secrets, bucket, db, erasure, supabase, verify, status, export, drill); what they share is in
-tavari_dr.cli.common. Every command that talks to AWS takes --env (config from cdk.json through
+One module per command group (secrets, bucket, db, erasure, supabase, verify, status, export, drill); what they
+share is in tavari_dr.cli.common. Every command that talks to AWS takes --env (config from cdk.json through
 tavari_dr.core.config, the loader app.py uses), --cdk-json, --region, --dr-region and
 --endpoint-url (an emulator such as moto server, or real AWS), and finds deployed resources
 through the stacks' CloudFormation outputs; each resource can also be named explicitly.
