@@ -163,7 +163,7 @@ def test_check_fails_on_placeholders_and_passes_once_pushed(deployed, tmp_path):
     run("secrets", "push", "--env", "dev", "--env-file", str(env_file(tmp_path, FULL_ENV)), "--apply")
     code, out = run("secrets", "check", "--env", "dev", "--max-age-days", "30")
     assert code == 0, out
-    assert "all 10 entries ok" in out
+    assert "all 12 entries ok" in out
 
 
 def test_check_reports_a_missing_secret(deployed, tmp_path):

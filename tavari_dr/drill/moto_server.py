@@ -45,6 +45,9 @@ def _listed(resource_type: str) -> type[CloudFormationModel]:
     CloudFormationModel's subclasses, so defining the class registers it."""
 
     class Listed(CloudFormationModel):
+        # moto files every model under its module's second part; run as __main__ there is none.
+        __module__ = "tavari_dr.drill.moto_server"
+
         def __init__(self, name: str) -> None:
             self.physical_resource_id = name
 

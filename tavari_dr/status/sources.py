@@ -1,13 +1,14 @@
 """Where `tavari-dr status` reads its evidence, one function per source, each a bounded number of calls.
 
 Every function takes the ``Evidence`` (clients made without retries, the config, ``now``) and returns
-rows; an AWS or I/O error escapes to ``read``, which turns it into one "could not read" line. Bounds
-(docs/decisions/0025): CloudFormation one DescribeStacks per region and one ListStackResources per
-stack (a page per 100 resources); alarms one DescribeAlarms per 100 alarms; backups one
+rows; an AWS or I/O error escapes to ``collect``, which turns it into one "could not read" line.
+Bounds (docs/decisions/0025): CloudFormation one DescribeStacks per region and one ListStackResources
+per stack (a page per 100 resources); alarms one DescribeAlarms per 100 alarms; backups one
 ListObjectVersions per tier over a window (not the bucket's history); each check's report one
-ListObjectsV2 from a start key and one GetObject; metrics one GetMetricData; Batch Operations one
-ListJobs page per 1,000 jobs; secrets two calls per entry; restores one ListObjectsV2 per restore
-action under audit/ and one GetObject per restore shown.
+ListObjectsV2 from a start key and one GetObject; metrics one GetMetricData (the replication metrics'
+dimensions are those its declared alarm watches); Batch Operations one ListJobs page per 1,000 jobs;
+secrets two calls per entry; restores one ListObjectsV2 per restore action under audit/ and one
+GetObject per restore shown.
 """
 
 from __future__ import annotations
@@ -367,6 +368,11 @@ def metric_rows(ev: Evidence) -> list[Row]:
         for qid, name in (("lag", metrics.REPLICATION_LAG_SECONDS), ("segment", metrics.CHANGE_SEGMENT_AGE_SECONDS)):
             queries.append(_query(qid, metrics.NAMESPACE, name, {"Source": "changes"}))
     replication = _replication_rule(ev) if ev.config.replication.enabled else None
+    if ev.config.replication.enabled and replication is None:
+        rows_before = [Row("replication", "invoice bucket", WARN, "replication is on, but no deployed alarm watches "
+                                                                 "its ReplicationLatency (deploy the current app)")]
+    else:
+        rows_before = []
     if replication:
         for qid, name in (("latency", "ReplicationLatency"), ("pending", "BytesPendingReplication")):
             queries.append(_query(qid, "AWS/S3", name, replication))
@@ -377,12 +383,12 @@ def metric_rows(ev: Evidence) -> list[Row]:
         for result in answer.get("MetricDataResults", []):
             if result.get("Timestamps"):
                 values[result["Id"]] = (result["Timestamps"][0], float(result["Values"][0]))
-    rows = []
+    rows = rows_before
     if not capture:
         rows.append(Row("changes", "capture", OK, "changes.enabled is false: dumps only (RPO from the schedule)"))
     elif not capture_declared:
         rows.append(Row("changes", "capture", WARN, "changes.enabled, but no deployed alarm watches "
-                                                   f"{metrics.REPLICATION_LAG_SECONDS}: the capture is not deployed "
+                                                   f"{metrics.REPLICATION_LAG_SECONDS}: capture not deployed "
                                                    "(deploy the current app)"))
     else:
         limits = {"lag": (metrics.REPLICATION_LAG_SECONDS, ev.config.changes.max_lag_seconds),
@@ -420,15 +426,12 @@ def _query(qid: str, namespace: str, name: str, dimensions: dict[str, str]) -> d
 
 
 def _replication_rule(ev: Evidence) -> dict[str, str] | None:
-    """The dimensions of the invoice bucket's replication metrics (SourceBucket, DestinationBucket, RuleId),
-    from its replication configuration."""
-    bucket = ev.output(outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME)
-    rules = ev.client("s3", None).get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]["Rules"]
-    rule = next((r for r in rules if r.get("Status") == "Enabled"), None)
-    if rule is None:
-        return None
-    return {"SourceBucket": bucket, "DestinationBucket": rule["Destination"]["Bucket"].rsplit(":", 1)[-1],
-            "RuleId": rule.get("ID", "")}
+    """The dimensions of the invoice bucket's replication metrics (SourceBucket, DestinationBucket, RuleId):
+    those the declared ReplicationLatency alarm watches (the stacks declare it where replication is on)."""
+    for alarm in ev.alarms:
+        if alarm.get("Namespace") == "AWS/S3" and alarm.get("MetricName") == "ReplicationLatency":
+            return {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+    return None
 
 
 # --------------------------------------------------------------------------- batch jobs, secrets, restores
