@@ -36,6 +36,8 @@ FULL_ENV = {
     "TWILIO_AUTH_TOKEN": "multi\nline\ttoken $HOME",
     "SENTRY_DSN": "https://public@o1.ingest.sentry.io/42",
     "SUPABASE_JWT_SECRET": "super-secret-jwt-token-with-at-least-32-characters-long",
+    "PAGERDUTY_ROUTING_KEY": "R0123456789abcdef0123456789abcdef",
+    "HEARTBEAT_URL": "https://hc-ping.com/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278",
 }
 
 
@@ -74,7 +76,7 @@ def env_file(tmp_path, values, name=".env.production"):
 def test_push_is_a_dry_run_by_default_and_shows_names_only(deployed, tmp_path):
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(env_file(tmp_path, FULL_ENV)))
     assert code == 0, out
-    assert "10 added, 0 changed, 0 unchanged, 0 unknown, 0 not in file" in out
+    assert "12 added, 0 changed, 0 unchanged, 0 unknown, 0 not in file" in out
     assert "dry run: nothing written" in out
     assert "abcd.supabase.co" not in out and "sk_test" not in out  # never values
     sm = boto3.client("secretsmanager", region_name=REGION)
@@ -106,7 +108,7 @@ def test_push_reports_changed_and_missing_entries(deployed, tmp_path):
                     "--apply")
     assert code == 0
     assert "changed     SUPABASE_URL" in out and "unchanged   SUPABASE_ANON_KEY" in out
-    assert "1 added" not in out and "8 not in file" in out
+    assert "1 added" not in out and "10 not in file" in out
     sm = boto3.client("secretsmanager", region_name=REGION)
     assert sm.get_secret_value(SecretId=deployed["SUPABASE_URL"])["SecretString"] == "https://new.supabase.co"
 

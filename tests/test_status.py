@@ -270,16 +270,16 @@ def test_batch_jobs_in_flight_are_this_tools_unfinished_ones_across_pages():
     statuses = list(sources.ACTIVE_JOB_STATUSES)
     with Stubber(s3control) as stub:
         stub.add_response("list_jobs", {"Jobs": [
-            {"JobId": "a1", "Description": "tavari-dr: copy 3 versions back", "Status": "Active",
+            {"JobId": "job-a1", "Description": "tavari-dr: copy 3 versions back", "Status": "Active",
              "ProgressSummary": {"TotalNumberOfTasks": 3, "NumberOfTasksSucceeded": 1, "NumberOfTasksFailed": 0}},
-            {"JobId": "x9", "Description": "someone else's job", "Status": "Active"}], "NextToken": "n"},
+            {"JobId": "job-x9", "Description": "someone else's job", "Status": "Active"}], "NextToken": "n"},
             {"AccountId": "123456789012", "JobStatuses": statuses, "MaxResults": 1000})
-        stub.add_response("list_jobs", {"Jobs": [{"JobId": "b2", "Description": "tavari-dr: 2 delete markers",
+        stub.add_response("list_jobs", {"Jobs": [{"JobId": "job-b2", "Description": "tavari-dr: 2 delete markers",
                                                   "Status": "Failing"}]},
                           {"AccountId": "123456789012", "JobStatuses": statuses, "MaxResults": 1000,
                            "NextToken": "n"})
         jobs = sources.active_jobs(s3control, "123456789012")
-    assert [j["JobId"] for j in jobs] == ["a1", "b2"]
+    assert [j["JobId"] for j in jobs] == ["job-a1", "job-b2"]
     assert "Complete" not in statuses and "Failed" not in statuses and "Cancelled" not in statuses
 
 

@@ -160,7 +160,8 @@ def alarms(ev: Evidence) -> list[Row]:
     waiting = [logical for _, logical, name in declared if states.get(name, {}).get("StateValue")
                == "INSUFFICIENT_DATA"]
     summary = f"{len(declared)} declared: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    rows.insert(0, Row("alarms", "declared", OK if not waiting and not rows else (WARN if not rows else RED),
+    # (the red ones are their own rows: the summary is yellow at most, so each red is counted once)
+    rows.insert(0, Row("alarms", "declared", WARN if waiting else OK,
                        summary + (f" (no data yet: {', '.join(waiting[:4])}{' …' if len(waiting) > 4 else ''})"
                                   if waiting else ""), data={"counts": counts}))
     return rows
