@@ -90,9 +90,9 @@ def test_push_apply_then_pull_reproduces_the_file_exactly(deployed, tmp_path):
         + "".join(f"export {k}={json.dumps(v)}\r\n" for k, v in FULL_ENV.items()))
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(source), "--apply")
     assert code == 0, out
-    assert "wrote 10 secret(s)" in out
+    assert "wrote 12 secret(s)" in out
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(source))
-    assert "0 added, 0 changed, 10 unchanged" in out
+    assert "0 added, 0 changed, 12 unchanged" in out
 
     restored = tmp_path / ".env.restored"
     code, out = run("secrets", "pull", "--env", "dev", "--out", str(restored))
@@ -121,7 +121,7 @@ def test_unknown_keys_are_refused_unless_skipped(deployed, tmp_path):
     sm = boto3.client("secretsmanager", region_name=REGION)
     assert secrets_lib.is_placeholder(sm.get_secret_value(SecretId=deployed["SUPABASE_URL"])["SecretString"])
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(path), "--apply", "--skip-unknown")
-    assert code == 0 and "wrote 10 secret(s)" in out
+    assert code == 0 and "wrote 12 secret(s)" in out
 
 
 @pytest.mark.parametrize("content", ["A=1\nA=2\n", "NO_EQUALS_SIGN\n", 'A="unterminated\n'])

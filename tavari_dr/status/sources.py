@@ -150,8 +150,8 @@ def alarms(ev: Evidence) -> list[Row]:
         state = alarm["StateValue"] if alarm else "MISSING"
         counts[state] = counts.get(state, 0) + 1
         if state == "MISSING":
-            rows.append(Row("alarms", logical, RED, f"declared by {stack} as {name}, missing from the account "
-                                                    "(deleted?): redeploy the stack", data={"name": name}))
+            rows.append(Row("alarms", logical, RED, f"missing from the account (deleted?): declared by {stack} as "
+                                                    f"{name}; redeploy the stack", data={"name": name}))
         elif state == "ALARM":
             since = alarm.get("StateUpdatedTimestamp")
             rows.append(Row("alarms", logical, RED, f"ALARM: {alarm.get('StateReason', '')}",
