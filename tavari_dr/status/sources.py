@@ -389,8 +389,7 @@ def metric_rows(ev: Evidence) -> list[Row]:
         rows.append(Row("changes", "capture", OK, "changes.enabled is false: dumps only (RPO from the schedule)"))
     elif not capture_declared:
         rows.append(Row("changes", "capture", WARN, "changes.enabled, but no deployed alarm watches "
-                                                   f"{metrics.REPLICATION_LAG_SECONDS}: capture not deployed "
-                                                   "(deploy the current app)"))
+                                                   f"{metrics.REPLICATION_LAG_SECONDS}: capture not deployed yet"))
     else:
         limits = {"lag": (metrics.REPLICATION_LAG_SECONDS, ev.config.changes.max_lag_seconds),
                   "segment": (metrics.CHANGE_SEGMENT_AGE_SECONDS, ev.config.monitoring.rpo_hours * 3600)}
