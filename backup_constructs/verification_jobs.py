@@ -75,7 +75,8 @@ class VerificationJobs(Construct):
     signing_key: the key whose signature on a backup's manifest those checks verify (kms:Verify).
     scratch: the restore test's scratch bucket (the monthly job writes and removes its copies).
     invoice_access: the invoice stack's read-only managed policy.
-    supabase_secrets: the Management API secrets the daily monitor reads (id -> ARN), through secrets_key.
+    supabase_secrets: the secrets the daily monitor reads (id -> ARN: the Management API's, the heartbeat URL),
+        through secrets_key.
     drift_keys: the keys whose policies the daily monitor's drift check reads (kms:GetKeyPolicy).
     dr_drift: what the drift check reads in the DR region, where it shares the account (default none).
     log_key / log_retention / removal_policy: as for PythonFunction.

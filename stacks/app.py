@@ -147,8 +147,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         description=f"Tavari {config.name}: alert topic, alert router, backup alarms, dashboard",
         env=primary_env, environment=config.name, settings=config.monitoring, alert_emails=config.alert_emails,
         invoice_bucket=storage.invoices.bucket, webhook_secret=config_secrets["ALERT_WEBHOOK_URL"],
-        sentry_secret=config_secrets.get("SENTRY_DSN"), secrets_key=secrets.config_secrets.key,
-        replication=replication_watch, removal_policy=removal,
+        sentry_secret=config_secrets.get("SENTRY_DSN"), pagerduty_secret=config_secrets.get("PAGERDUTY_ROUTING_KEY"),
+        secrets_key=secrets.config_secrets.key, replication=replication_watch, removal_policy=removal,
         **common,
     )
 
@@ -188,6 +188,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             archive_storage_class=config.invoice_bucket.archive_storage_class,
             supabase_url_secret=config_secrets["SUPABASE_URL"],
             supabase_token_secret=config_secrets["SUPABASE_ACCESS_TOKEN"],
+            heartbeat_secret=config_secrets.get("HEARTBEAT_URL"),
             secrets_key=secrets.config_secrets.key,
             replica_bucket_name=replica_stack.replica.bucket.bucket_name if replica_stack else None,
             dr_region=config.replication.region,

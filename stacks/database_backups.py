@@ -328,6 +328,7 @@ class DatabaseBackupsStack(Stack):
             "scratch_bucket": self.restore_test.bucket.bucket_name, "replica_bucket": inputs.replica_bucket_name,
             "supabase_url_secret": inputs.supabase_url_secret.secret_arn,
             "supabase_token_secret": inputs.supabase_token_secret.secret_arn,
+            **({"heartbeat_url_secret": inputs.heartbeat_secret.secret_arn} if inputs.heartbeat_secret else {}),
             "invoice_access_log_bucket": inputs.invoice_access_log_bucket_name,
             "backup_lock_mode": self._settings.lock_mode,
             "backup_default_retention_days": self._settings.default_retention_days,
@@ -346,7 +347,9 @@ class DatabaseBackupsStack(Stack):
             scratch=self.restore_test.bucket,
             invoice_access=inputs.invoice_access, secrets_key=inputs.secrets_key,
             supabase_secrets={"SupabaseUrl": inputs.supabase_url_secret.secret_arn,
-                              "SupabaseToken": inputs.supabase_token_secret.secret_arn},
+                              "SupabaseToken": inputs.supabase_token_secret.secret_arn,
+                              **({"HeartbeatUrl": inputs.heartbeat_secret.secret_arn} if inputs.heartbeat_secret
+                                 else {})},
             drift_keys=tuple(drift_keys.values()),
             dr_drift=DrDrift(inputs.dr_backups.region, inputs.dr_backups.bucket.bucket_arn,
                              tuple(inputs.dr_backups.key_aliases.values())) if inputs.dr_backups else None,
@@ -381,6 +384,7 @@ class VerificationInputs:
     invoice_access_log_bucket_name: str | None = None
     dr_backups: DrBackups | None = None  # the DR side of the drift check, where it shares the account
     dr_backups_unchecked: str | None = None  # why there is no DR side to check (said in the check's report)
+    heartbeat_secret: sm.ISecret | None = None  # the dead man's switch the daily monitor pings when all is green
 
 
 @dataclass(frozen=True)

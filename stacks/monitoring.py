@@ -41,7 +41,7 @@ class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, environment: str, settings: MonitoringConfig,
                  alert_emails: tuple[str, ...], invoice_bucket: s3.IBucket, webhook_secret: sm.ISecret,
                  sentry_secret: sm.ISecret | None, secrets_key: kms.IKey, replication: ReplicationWatch | None,
-                 removal_policy: RemovalPolicy, **kwargs: Any) -> None:
+                 removal_policy: RemovalPolicy, pagerduty_secret: sm.ISecret | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.monitoring = Monitoring(self, "Monitoring", environment=environment, runbook_url=settings.runbook_url,
                                      alert_emails=alert_emails, removal_policy=removal_policy)
@@ -55,11 +55,13 @@ class MonitoringStack(Stack):
                 "TAVARI_ENV": environment,
                 "ALERT_WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,
                 **({"SENTRY_DSN_SECRET_ARN": sentry_secret.secret_arn} if sentry_secret else {}),
+                **({"PAGERDUTY_ROUTING_KEY_SECRET_ARN": pagerduty_secret.secret_arn} if pagerduty_secret else {}),
             },
         )
         # Granted through imports: Secret.grant_read on the owning stack's secret would also
         # write this role into the secrets key policy, and the two stacks would depend on each other.
-        for secret_id, secret in (("WebhookSecret", webhook_secret), ("SentrySecret", sentry_secret)):
+        for secret_id, secret in (("WebhookSecret", webhook_secret), ("SentrySecret", sentry_secret),
+                                  ("PagerDutySecret", pagerduty_secret)):
             if secret is not None:
                 sm.Secret.from_secret_complete_arn(self, secret_id, secret.secret_arn).grant_read(self.router.role)
         secrets_key.grant_decrypt(self.router.role)
@@ -181,6 +183,12 @@ class MonitoringStack(Stack):
                                 "dump itself was taken).",
                                 "Check the SUPABASE_ACCESS_TOKEN secret and the Management API; run tavari-dr db "
                                 "backup --supabase-config by hand.", "supabase-config-snapshot-failed"))
+        m.alarm("HeartbeatPingFailed", metric=_metric(metrics.HEARTBEAT_PING_FAILED, None, "Sum", DAY),
+                threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                runbook=Runbook("Every check passed but the daily monitor could not ping the heartbeat URL: the "
+                                "service outside AWS will report this environment as down.",
+                                "Check the HEARTBEAT_URL secret and the service's status; ping it by hand once "
+                                "fixed.", "heartbeat"))
         m.alarm("CheckFailed", metric=_metric(metrics.CHECK_FAILED, None, "Sum", Duration.hours(1)),
                 threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 runbook=Runbook("A backup verification check failed or could not run.",

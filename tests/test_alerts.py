@@ -230,3 +230,112 @@ def test_handler_delivers_and_publishes_an_emf_metric(webhook_factory, secrets_c
     assert emf[metrics.ALERTS_DELIVERED] == 1
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == metrics.NAMESPACE
     sys.modules.pop("handler", None)
+
+
+# --------------------------------------------------------------------------- Block Kit and PagerDuty
+
+ALARM_ARN = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B"
+FULL_ALARM = {**ALARM, "AWSAccountId": "123456789012", "AlarmArn": ALARM_ARN}
+
+
+def test_slack_blocks_say_what_where_since_and_the_runbook_with_the_text_fallback():
+    payload = alerts.slack_payload(alerts.parse_message(json.dumps(FULL_ALARM), environment="prod"))
+    assert payload["text"].startswith(":red_circle: *[prod] Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B*")
+    header, section, details, context = payload["blocks"]
+    assert header == {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                                 "text": "[prod] Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B"}}
+    assert section["text"]["text"].startswith("Threshold Crossed: 2 datapoints")
+    fields = [f["text"] for f in section["fields"]]
+    assert fields == ["*State*\n:red_circle: ALARM", "*Where*\naccount 123456789012 / eu-west-1 / env prod",
+                      "*Since*\n2026-11-25T06:00:00.000+0000"]
+    assert "Metric: Tavari/Backup/BackupAgeHours (Source=offsite); threshold > 24.0" in details["text"]["text"]
+    assert context == {"type": "context", "elements": [
+        {"type": "mrkdwn", "text": "Runbook: <https://example.org/alarms.md#backup-age>"}]}
+
+
+def test_slack_blocks_stay_within_block_kit_limits():
+    long = {**FULL_ALARM, "AlarmName": "A" * 400, "NewStateReason": "r" * 5000}
+    blocks = alerts.slack_payload(alerts.parse_message(json.dumps(long), environment="prod"))["blocks"]
+    assert len(blocks[0]["text"]["text"]) <= 150
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
+
+
+def PagerDuty(*script):  # noqa: N802 - reads like the class it stands for
+    """Events API v2 as documented: 202 {status, message, dedup_key}; 400 {status, message, errors}; 429."""
+    answers = {202: {"status": "success", "message": "Event processed", "dedup_key": "k"},
+               400: {"status": "invalid event", "message": "Event object is invalid",
+                     "errors": ["'payload.summary' is missing"]},
+               429: {"status": "throttle event", "message": "Requests for this service are arriving too quickly."}}
+    return ScriptedServer([(status, {"Content-Type": "application/json"}, answers[status], 0) for status in script],
+                          path="/v2/enqueue")
+
+
+def test_pagerduty_triggers_on_alarm_and_resolves_on_ok_with_the_alarms_arn_as_dedup_key():
+    alarm = alerts.parse_message(json.dumps(FULL_ALARM), environment="prod")
+    event = alerts.pagerduty_event(alarm, "R0UTINGKEY")
+    assert event["event_action"] == "trigger" and event["dedup_key"] == ALARM_ARN
+    assert event["routing_key"] == "R0UTINGKEY" and event["payload"]["severity"] == "error"
+    assert event["payload"]["summary"].startswith("[prod] Tavari-Prod-Monitoring-BackupAgeOffsite-1A2B: Threshold")
+    assert event["payload"]["source"] == "account 123456789012 / eu-west-1 / env prod"
+    assert event["links"] == [{"href": "https://example.org/alarms.md#backup-age", "text": "Runbook"}]
+    ok = alerts.parse_message(json.dumps({**FULL_ALARM, "NewStateValue": "OK"}), environment="prod")
+    assert alerts.pagerduty_event(ok, "R0UTINGKEY") == {"routing_key": "R0UTINGKEY", "event_action": "resolve",
+                                                       "dedup_key": ALARM_ARN}
+    waiting = alerts.parse_message(json.dumps({**FULL_ALARM, "NewStateValue": "INSUFFICIENT_DATA"}),
+                                   environment="prod")
+    assert alerts.pagerduty_event(waiting, "R0UTINGKEY") is None
+    assert alerts.pagerduty_event(alerts.parse_message("garbage", environment="prod"), "R0UTINGKEY") is None
+    failure = alerts.parse_message(json.dumps({"source": "tavari", "job": "db_backup", "detail": "pg_dump exited 1"}),
+                                   environment="prod")
+    paged = alerts.pagerduty_event(failure, "R0UTINGKEY")
+    assert paged["event_action"] == "trigger" and paged["dedup_key"] == "prod:failure:db_backup:db_backup"
+
+
+def test_route_pages_pagerduty_and_retries_its_429(webhook_factory, secrets_client, backoffs):
+    hook = webhook_factory()
+    pagerduty = PagerDuty(429, 202, 202)
+    try:
+        arns = {name: secrets_client.create_secret(Name=name, SecretString=value)["ARN"]
+                for name, value in (("hook", hook.url), ("pd", "R0UTINGKEY\n"))}
+        ok = {**FULL_ALARM, "NewStateValue": "OK"}
+        event = sns_event(json.dumps(FULL_ALARM), json.dumps(ok), "garbage")
+        assert alerts.route(event, environment="prod", secrets=alerts.SecretCache(secrets_client),
+                            webhook_secret=arns["hook"], pagerduty_secret=arns["pd"],
+                            pagerduty_url=pagerduty.url) == 3
+        assert len(hook.requests) == 3 and all("blocks" in r["body"] for r in hook.requests)
+        sent = [r["body"] for r in pagerduty.requests]
+        assert [e["event_action"] for e in sent] == ["trigger", "trigger", "resolve"]  # the 429, then its retry
+        assert all(e["routing_key"] == "R0UTINGKEY" and e["dedup_key"] == ALARM_ARN for e in sent)
+        assert backoffs == []  # urllib3 retries once at once; later retries back off (test_5xx_... above)
+    finally:
+        pagerduty.close()
+
+
+def test_pagerduty_400_is_permanent(webhook_factory, secrets_client, backoffs):
+    hook = webhook_factory()
+    pagerduty = PagerDuty(400)
+    try:
+        arns = {name: secrets_client.create_secret(Name=name, SecretString=value)["ARN"]
+                for name, value in (("hook", hook.url), ("pd", "R0UTINGKEY"))}
+        with pytest.raises(alerts.WebhookError) as err:
+            alerts.route(sns_event(json.dumps(FULL_ALARM)), environment="prod",
+                         secrets=alerts.SecretCache(secrets_client), webhook_secret=arns["hook"],
+                         pagerduty_secret=arns["pd"], pagerduty_url=pagerduty.url)
+        assert err.value.permanent and "HTTP 400" in str(err.value) and "Event object is invalid" in str(err.value)
+        assert len(pagerduty.requests) == 1 and backoffs == []
+    finally:
+        pagerduty.close()
+
+
+def test_a_placeholder_routing_key_pages_no_one(webhook_factory, secrets_client):
+    hook = webhook_factory()
+    pagerduty = PagerDuty()
+    try:
+        hook_arn = secrets_client.create_secret(Name="hook", SecretString=hook.url)["ARN"]
+        pd_arn = secrets_client.create_secret(Name="pd", SecretString=PLACEHOLDER_TEMPLATE)["ARN"]
+        assert alerts.route(sns_event(json.dumps(FULL_ALARM)), environment="prod",
+                            secrets=alerts.SecretCache(secrets_client), webhook_secret=hook_arn,
+                            pagerduty_secret=pd_arn, pagerduty_url=pagerduty.url) == 1
+        assert pagerduty.requests == [] and len(hook.requests) == 1
+    finally:
+        pagerduty.close()

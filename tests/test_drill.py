@@ -267,7 +267,11 @@ def test_deployer_resolves_intrinsics_across_stacks_and_custom_resources(tmp_pat
             "BucketEncryption": {"ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {
                 "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": ["Key", "Arn"]}}}]}}},
         "Lookup": {"Type": "Custom::Lookup", "Properties": {"ServiceToken": "arn:aws:lambda:x", "Answer": "42"}},
-        "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {}}},
+        "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "Namespace": "Tavari/Backup", "MetricName": "CheckFailed", "Statistic": "Sum", "Period": 3600,
+            "EvaluationPeriods": 1, "Threshold": 0, "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmDescription": {"Fn::Sub": "checks in ${AWS::Region}"}}},
+        "Board": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {"DashboardBody": "{}"}}},
         "Outputs": {"DataName": {"Value": {"Ref": "Data"}, "Export": {"Name": "data-name"}},
                     "Answer": {"Value": {"Fn::GetAtt": ["Lookup", "Answer"]}},
                     "Where": {"Value": {"Fn::Sub": "${AWS::Region}/${Data}/${Key.Arn}"}}}}
@@ -296,6 +300,11 @@ def test_deployer_resolves_intrinsics_across_stacks_and_custom_resources(tmp_pat
                            aws_secret_access_key="t", region_name="eu-west-1")
         registered = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="Producer")[
             "Stacks"][0]["Outputs"]}
+        # The alarm is put as declared and listed under its name as CloudFormation lists it (ADR 0025).
+        listed = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cfn.list_stack_resources(
+            StackName="Producer")["StackResourceSummaries"] if r["ResourceType"] == "AWS::CloudWatch::Alarm"}
+        alarms = boto3.client("cloudwatch", endpoint_url=moto.url, aws_access_key_id="t", aws_secret_access_key="t",
+                              region_name="eu-west-1").describe_alarms(AlarmNames=[listed["Alarm"]])["MetricAlarms"]
     assert registered == producer_out  # what the CLI's discovery reads
     assert producer_out["Answer"] == "42"
     assert producer_out["Where"].startswith(f"eu-west-1/{bucket}/arn:aws:kms:eu-west-1:")
@@ -305,7 +314,10 @@ def test_deployer_resolves_intrinsics_across_stacks_and_custom_resources(tmp_pat
     report = deployment.stacks["Producer"]
     reasons = {item["type"]: item["reason"] for item in report.not_applied}
     assert "its Lambda did not run" in reasons["custom resource handler"]
-    assert "alarms" in reasons["AWS::CloudWatch::Alarm"]
+    assert reasons["AWS::CloudWatch::Dashboard"] == "presentation only"
+    assert [(a["MetricName"], a["Threshold"], a["AlarmDescription"]) for a in alarms] == [
+        ("CheckFailed", 0.0, "checks in eu-west-1")]
+    assert "AWS::CloudWatch::Alarm" not in reasons and not report.errors
     assert "AWS::S3::Bucket.VersioningConfiguration" in report.moto_would_ignore
     assert "AWS::S3::Bucket.BucketEncryption" not in report.moto_would_ignore
 

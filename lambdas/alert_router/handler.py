@@ -1,4 +1,5 @@
-"""SNS alert topic -> webhook (and Sentry when its DSN is set). Logic: tavari_dr.alerts.router."""
+"""SNS alert topic -> webhook (and Sentry when its DSN is set, PagerDuty when its routing key is).
+Logic: tavari_dr.alerts.router."""
 
 import os
 
@@ -9,12 +10,13 @@ from tavari_dr.core.aws import SecretCache
 ENVIRONMENT = os.environ["TAVARI_ENV"]
 WEBHOOK_SECRET = os.environ["ALERT_WEBHOOK_SECRET_ARN"]
 SENTRY_SECRET = os.environ.get("SENTRY_DSN_SECRET_ARN") or None
+PAGERDUTY_SECRET = os.environ.get("PAGERDUTY_ROUTING_KEY_SECRET_ARN") or None
 SECRETS = SecretCache(aws.client("secretsmanager"))
 
 
 @observability.lambda_handler("alert_router")
 def handler(event, context):
     delivered = alerts.route(event, environment=ENVIRONMENT, secrets=SECRETS, webhook_secret=WEBHOOK_SECRET,
-                             sentry_secret=SENTRY_SECRET)
+                             sentry_secret=SENTRY_SECRET, pagerduty_secret=PAGERDUTY_SECRET)
     metrics.publish({metrics.ALERTS_DELIVERED: delivered})
     return {"delivered": delivered}

@@ -1,9 +1,13 @@
-"""Alert routing: SNS messages -> one readable message -> a Slack-compatible webhook.
+"""Alert routing: SNS messages -> one readable message -> a Slack-compatible webhook (Block Kit, with the
+plain text Slack shows in notifications), Sentry when its DSN is set, PagerDuty when its routing key is.
 
 Three kinds of message reach the alert topic: CloudWatch alarm state changes, the project's
 own events (``{"source": "tavari", ...}``: failures published by jobs, and the tamper rules'
 ``"kind": "tampering"`` alerts), and anything else.
-Nothing is dropped: an unknown or malformed message is forwarded raw (truncated).
+Nothing is dropped: an unknown or malformed message is forwarded raw (truncated) to the webhook.
+PagerDuty (Events API v2) pages for what a person must act on — an alarm entering ALARM, a failed job,
+a tamper alert — and resolves an alarm's incident when it returns to OK, one incident per alarm (its ARN
+is the dedup_key); INSUFFICIENT_DATA and unrecognised messages go to the webhook only.
 Delivery failures raise, so the Lambda runtime retries and finally parks the event in the
 dead-letter queue, which has its own alarm.
 """
@@ -40,14 +44,26 @@ _ICONS = {"ALARM": ":red_circle:", "OK": ":large_green_circle:", "INSUFFICIENT_D
           "FAILURE": ":red_circle:", "UNKNOWN": ":warning:"}
 
 
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+HEADER_LIMIT = 150    # Block Kit: a header's plain text
+SECTION_LIMIT = 3000  # a section's text
+SUMMARY_LIMIT = 1024  # PagerDuty: payload.summary
+DEDUP_LIMIT = 255     # PagerDuty: dedup_key
+
+
 @dataclass(frozen=True)
 class Alert:
-    kind: str            # alarm | failure | unknown
+    kind: str            # alarm | failure | tampering | unknown
     title: str
     state: str           # ALARM | OK | INSUFFICIENT_DATA | FAILURE | UNKNOWN
     environment: str
     lines: tuple[str, ...]
     runbook: str | None = None
+    reason: str | None = None     # what happened, in one paragraph (an alarm's NewStateReason, a job's detail)
+    account: str | None = None
+    region: str | None = None
+    since: str | None = None      # an alarm's StateChangeTime; a job's time
+    key: str | None = None        # one incident per alarm (its ARN) or per failing job and check
 
     def text(self) -> str:
         head = f"{_ICONS.get(self.state, ':warning:')} *[{self.environment}] {self.title}* — {self.state}"
@@ -57,6 +73,11 @@ class Alert:
 
 def _truncate(text: str, limit: int = RAW_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most ``limit`` characters (the API's bound on the field, which refuses longer ones)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _runbook(description: str | None) -> str | None:
@@ -102,8 +123,13 @@ def _alarm(data: dict[str, Any], environment: str) -> Alert:
         lines.append(_truncate(str(description).split("Runbook:")[0].strip(), 500))
     if data.get("Region"):
         lines.append(f"Region: {data['Region']}")
+    arn = str(data.get("AlarmArn") or "")
     return Alert("alarm", str(data["AlarmName"]), str(data["NewStateValue"]), environment, tuple(lines),
-                 _runbook(description))
+                 _runbook(description), reason=_truncate(str(reason), 500) if reason else None,
+                 account=str(data.get("AWSAccountId") or "") or None,
+                 # The ARN names the region's code (eu-west-1); the message's Region is its long name.
+                 region=(arn.split(":")[3] if arn.count(":") >= 5 else None) or data.get("Region"),
+                 since=str(since) if since else None, key=arn or f"{environment}:alarm:{data['AlarmName']}")
 
 
 def _failure(data: dict[str, Any], environment: str) -> Alert:
@@ -113,11 +139,16 @@ def _failure(data: dict[str, Any], environment: str) -> Alert:
     for key in ("detail", "value", "threshold", "time"):
         if data.get(key) is not None:
             lines.append(f"{key.capitalize()}: {_truncate(str(data[key]), 500)}")
+    env = str(data.get("environment") or environment)
+    common = {"reason": _truncate(str(data["detail"]), 500) if data.get("detail") is not None else None,
+              "account": data.get("account"), "region": data.get("region"),
+              "since": str(data["time"]) if data.get("time") is not None else None,
+              "key": f"{env}:{'tampering' if tampering else 'failure'}:{data.get('job') or ''}:{what}"}
     if tampering:  # a tamper rule's alert (backup_constructs.tamper_watch) carries its own title
-        return Alert("tampering", str(data.get("title") or "Tampering"), "ALARM",
-                     str(data.get("environment") or environment), tuple(lines), data.get("runbook"))
-    return Alert("failure", f"{data.get('job', 'Tavari job')} failed", "FAILURE",
-                 str(data.get("environment") or environment), tuple(lines), data.get("runbook"))
+        return Alert("tampering", str(data.get("title") or "Tampering"), "ALARM", env, tuple(lines),
+                     data.get("runbook"), **common)
+    return Alert("failure", f"{data.get('job', 'Tavari job')} failed", "FAILURE", env, tuple(lines),
+                 data.get("runbook"), **common)
 
 
 # --------------------------------------------------------------------------- delivery
@@ -173,8 +204,59 @@ def post_json(url: str, payload: dict[str, Any], *, headers: dict[str, str] | No
     raise WebhookError(f"{last}: {response.data[:300].decode(errors='replace')}", permanent=True)
 
 
+def _where(alert: Alert) -> str:
+    return " / ".join(p for p in (f"account {alert.account}" if alert.account else None, alert.region,
+                                  f"env {alert.environment}") if p)
+
+
 def slack_payload(alert: Alert) -> dict[str, Any]:
-    return {"text": alert.text()}
+    """Block Kit: a header (what), a section (why, with where and since as fields), the details, and the
+    runbook as context; ``text`` stays the whole message, which Slack shows in notifications and where
+    blocks cannot be drawn."""
+    icon = _ICONS.get(alert.state, ":warning:")
+    fields = [{"type": "mrkdwn", "text": f"*State*\n{icon} {alert.state}"},
+              {"type": "mrkdwn", "text": f"*Where*\n{_where(alert)}"}]
+    if alert.since:
+        fields.append({"type": "mrkdwn", "text": f"*Since*\n{alert.since}"})
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                    "text": _cut(f"[{alert.environment}] {alert.title}", HEADER_LIMIT)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(alert.reason or alert.title, SECTION_LIMIT)},
+         "fields": fields}]
+    details = [line for line in alert.lines if not line.startswith(("Since:", "Region:"))]
+    if details:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                   "text": _cut("\n".join(details), SECTION_LIMIT)}})
+    if alert.runbook:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Runbook: <{alert.runbook}>"}]})
+    return {"text": alert.text(), "blocks": blocks}
+
+
+# --------------------------------------------------------------------------- PagerDuty
+
+
+def pagerduty_event(alert: Alert, routing_key: str) -> dict[str, Any] | None:
+    """The Events API v2 event for ``alert``: trigger on ALARM, a failure or a tamper alert; resolve when
+    an alarm returns to OK; None (not paged) for INSUFFICIENT_DATA and unrecognised messages."""
+    key = (alert.key or f"{alert.environment}:{alert.kind}:{alert.title}")[:DEDUP_LIMIT]
+    if alert.kind == "alarm" and alert.state == "OK":
+        return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
+    if alert.state not in ("ALARM", "FAILURE"):
+        return None
+    details = {"environment": alert.environment, "state": alert.state, "kind": alert.kind,
+               **({"account": alert.account} if alert.account else {}),
+               **({"since": alert.since} if alert.since else {}), "details": list(alert.lines)}
+    event: dict[str, Any] = {
+        "routing_key": routing_key, "event_action": "trigger", "dedup_key": key,
+        "payload": {"summary": _cut(f"[{alert.environment}] {alert.title}: {alert.reason or alert.state}",
+                                    SUMMARY_LIMIT),
+                    "source": _where(alert), "severity": "critical" if alert.kind == "tampering" else "error",
+                    "component": "backup-recovery", "group": alert.environment, "class": alert.kind,
+                    "custom_details": details},
+        "client": "tavari-dr alert router"}
+    if alert.runbook:
+        event["links"] = [{"href": alert.runbook, "text": "Runbook"}]
+    return event
 
 
 # --------------------------------------------------------------------------- Sentry
@@ -202,8 +284,10 @@ def sentry_store_request(dsn: str, alert: Alert) -> tuple[str, dict[str, Any], d
 
 
 def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webhook_secret: str,
-          sentry_secret: str | None = None, post: Callable[..., int] = post_json) -> int:
-    """Deliver every SNS record of one invocation; return how many were delivered."""
+          sentry_secret: str | None = None, pagerduty_secret: str | None = None,
+          pagerduty_url: str = PAGERDUTY_EVENTS_URL, post: Callable[..., int] = post_json) -> int:
+    """Deliver every SNS record of one invocation; return how many were delivered. A placeholder in an
+    optional secret (Sentry, PagerDuty) means "not configured"; in the webhook's, a failure."""
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list) or not records:
         alerts = [parse_message(json.dumps(event, default=str), environment=environment,
@@ -218,13 +302,19 @@ def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webh
     if is_placeholder(url):
         raise WebhookError("ALERT_WEBHOOK_URL is still a placeholder: run tavari-dr secrets push", permanent=True)
     dsn = secrets.get(sentry_secret) if sentry_secret else None
+    routing_key = secrets.get(pagerduty_secret) if pagerduty_secret else None
+    if routing_key is not None and is_placeholder(routing_key):
+        routing_key = None
     for alert in alerts:
         post(url, slack_payload(alert))
         sentry = bool(dsn and not is_placeholder(dsn))
         if sentry:
             sentry_url, sentry_event, headers = sentry_store_request(dsn, alert)
             post(sentry_url, sentry_event, headers=headers)
-        # What was delivered, never where: the webhook's URL and the DSN are secrets.
+        paged = pagerduty_event(alert, routing_key.strip()) if routing_key else None
+        if paged is not None:
+            post(pagerduty_url, paged)  # 202 accepted; 400 permanent; 429 and 5xx retried (post_json)
+        # What was delivered, never where: the webhook's URL, the DSN and the routing key are secrets.
         log.info("alert_delivered", extra={"kind": alert.kind, "state": alert.state, "title": alert.title,
-                                           "sentry": sentry})
+                                           "sentry": sentry, "pagerduty": paged["event_action"] if paged else None})
     return len(alerts)

@@ -194,6 +194,12 @@ DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
     SecretEntry("SENTRY_DSN", "Sentry DSN; alerts are also reported to Sentry when set", required=False),
     SecretEntry("SUPABASE_JWT_SECRET", "Supabase legacy JWT secret; only where the project still signs "
                                        "access tokens with HS256 (the export API verifies them)", required=False),
+    SecretEntry("PAGERDUTY_ROUTING_KEY", "PagerDuty Events API v2 routing (integration) key; alarms also page "
+                                         "PagerDuty when set", required=False),
+    # A secret, not a cdk.json field: the ping URL carries the check's token, and whoever holds it can report
+    # "all good" and silence the dead man's switch (ADR 0025).
+    SecretEntry("HEARTBEAT_URL", "Dead man's switch outside AWS (healthchecks-style ping URL): the daily monitor "
+                                 "pings it only when every check passed", required=False),
 )
 
 

@@ -35,6 +35,7 @@ BACKUP_TAMPERED = "BackupTampered"
 EXPORT_SIGNING_KEYS_UNAVAILABLE = "ExportSigningKeysUnavailable"
 ERASURE_LEDGER_FAILED = "ErasureLedgerFailed"
 SUPABASE_CONFIG_SNAPSHOT_FAILED = "SupabaseConfigSnapshotFailed"
+HEARTBEAT_PING_FAILED = "HeartbeatPingFailed"  # the dead man's switch outside AWS (ADR 0025)
 # The continuous capture (`db stream`, ADR 0020), Source=changes.
 REPLICATION_LAG_SECONDS = "ReplicationLagSeconds"
 RETAINED_WAL_BYTES = "RetainedWalBytes"
@@ -77,6 +78,8 @@ METRICS: dict[str, tuple[str, str]] = {
                                      "(alarmed)."),
     SUPABASE_CONFIG_SNAPSHOT_FAILED: ("Count", "1 each time the nightly backup could not snapshot the Supabase "
                                                "project's configuration (alarmed)."),
+    HEARTBEAT_PING_FAILED: ("Count", "1 each time the daily monitor could not deliver its all-green ping to the "
+                                     "heartbeat URL (the dead man's switch outside AWS; alarmed)."),
     REPLICATION_LAG_SECONDS: ("Seconds", "Seconds between the newest change committed on the source and the newest "
                                          "durably written off-site; Source=changes (alarmed)."),
     RETAINED_WAL_BYTES: ("Bytes", "WAL the capture's replication slot holds on the source; Source=changes (alarmed "

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -224,12 +224,21 @@ def id_time(backup_id: str) -> datetime | None:
         return None
 
 
-def list_backups(s3: Any, bucket: str, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> list[BackupEntry]:
+def list_backups(s3: Any, bucket: str, tiers: tuple[Tier, ...] = DEFAULT_TIERS, *,
+                 newer_than: Mapping[str, datetime] | None = None) -> list[BackupEntry]:
     """Every backup folder, newest first, with every version and delete marker of each key: a
-    listing of current objects alone would not see a delete marker hiding a manifest."""
+    listing of current objects alone would not see a delete marker hiding a manifest.
+    ``newer_than`` (tier name -> time): only those tiers, and in each only the backups whose ID is
+    after that time — IDs begin with their UTC time, so the listing starts there (KeyMarker) and
+    reads a window, not the bucket's whole history."""
     days = {t.name: t.retention_days for t in tiers}
     entries: dict[str, BackupEntry] = {}
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="dumps/"):
+    listings = [{"Prefix": "dumps/"}] if newer_than is None else [
+        {"Prefix": f"dumps/{tier}/", "KeyMarker": f"dumps/{tier}/{since.astimezone(UTC).strftime(ID_TIME_FORMAT)}"}
+        for tier, since in newer_than.items()]
+    pages = (page for listing in listings
+             for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, **listing))
+    for page in pages:
         for kind, items in (("versions", page.get("Versions", [])), ("markers", page.get("DeleteMarkers", []))):
             for item in items:
                 parts = item["Key"].split("/")

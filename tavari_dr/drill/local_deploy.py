@@ -39,7 +39,6 @@ NOT_NEEDED = {
     "AWS::Lambda::Function": "the drill runs handlers in-process (the emulator cannot run Lambdas without Docker)",
     "AWS::Lambda::Permission": "no Lambda runs in the emulator",
     "AWS::Lambda::EventInvokeConfig": "no Lambda runs in the emulator",
-    "AWS::CloudWatch::Alarm": "alarms are asserted by the template tests; the drill reads its own results",
     "AWS::CloudWatch::Dashboard": "presentation only",
     "AWS::Scheduler::Schedule": "the drill runs the scheduled jobs itself, in order",
     "AWS::ECS::Cluster": "the drill runs the job's command (tavari-dr ...) itself instead of a Fargate task",
@@ -115,7 +114,10 @@ def probe(client: Callable[..., Any], region: str) -> MotoSupport:
     CloudFormation models, and deploy one bucket per property through it to see what it keeps."""
     from moto.cloudformation.parsing import NULL_MODELS, get_model_map
 
-    types = set(get_model_map()) - set(NULL_MODELS)
+    from tavari_dr.drill.moto_server import ALARM_TYPES
+
+    # (the alarm types: moto models none; its server here only lists them, see tavari_dr.drill.moto_server)
+    types = set(get_model_map()) - set(NULL_MODELS) - set(ALARM_TYPES)
     cfn, s3 = client("cloudformation", region), client("s3", region)
     log_bucket = f"probe-logs-{_suffix()}"
     s3.create_bucket(Bucket=log_bucket, **_location(region))
@@ -387,8 +389,12 @@ class LocalDeployer:
         self._register_outputs(stack)
 
     def _register_outputs(self, stack: _Stack) -> None:
-        """A stack in the emulator's CloudFormation carrying the resolved outputs: the CLI's discovery."""
-        template = {"Resources": {"Deployed": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        """A stack in the emulator's CloudFormation carrying the resolved outputs (the CLI's discovery) and
+        its alarms by name (what `tavari-dr status` compares the account's alarms with: the moto server
+        of tavari_dr.drill.moto_server lists them as CloudFormation does)."""
+        alarms = {a["logical_id"]: {"Type": a["type"], "Properties": {"AlarmName": a["physical_id"]}}
+                  for a in stack.report.applied if a["type"] in _ALARM_TYPES}
+        template = {"Resources": {"Deployed": {"Type": "AWS::CloudFormation::WaitConditionHandle"}, **alarms},
                     "Outputs": {k: {"Value": v} for k, v in stack.report.outputs.items()}}
         self.client("cloudformation", stack.region).create_stack(StackName=stack.name,
                                                                 TemplateBody=json.dumps(template))
@@ -725,6 +731,46 @@ def _queue_policy(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, An
     stack.physical[logical] = f"{logical}-policy"
 
 
+_ALARM_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")  # as moto_server.ALARM_TYPES
+# The template's alarm properties that PutMetricAlarm takes under the same name (AlarmName is the deployer's).
+_ALARM_PROPERTIES = ("AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions", "InsufficientDataActions",
+                     "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit",
+                     "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator",
+                     "TreatMissingData", "EvaluateLowSampleCountPercentile", "Metrics", "ThresholdMetricId", "Tags")
+_COMPOSITE_PROPERTIES = ("AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions",
+                         "InsufficientDataActions", "AlarmRule", "ActionsSuppressor", "ActionsSuppressorWaitPeriod",
+                         "ActionsSuppressorExtensionPeriod")
+
+
+def _str_values(value: Any) -> Any:
+    """Resolved values as the API takes them: an unresolved reference (a Lambda's name) stays readable text."""
+    if isinstance(value, dict):
+        return {k: _str_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_str_values(v) for v in value]
+    return str(value) if isinstance(value, str) else value
+
+
+def _alarm(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
+    """A metric alarm as the template declares it (moto models alarms; it never evaluates them, so each
+    stays INSUFFICIENT_DATA unless a test sets its state)."""
+    name = str(p.get("AlarmName") or _name(stack, logical, 255))
+    args = {k: _str_values(p[k]) for k in _ALARM_PROPERTIES if k in p}
+    if "Threshold" in args:
+        args["Threshold"] = float(args["Threshold"])
+    d.client("cloudwatch", stack.region).put_metric_alarm(AlarmName=name, **args)
+    stack.physical[logical] = name
+    stack.attributes[logical] = {"Arn": _arn(stack, "cloudwatch", f"alarm:{name}")}
+
+
+def _composite_alarm(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
+    name = str(p.get("AlarmName") or _name(stack, logical, 255))
+    args = {k: _str_values(p[k]) for k in _COMPOSITE_PROPERTIES if k in p}
+    d.client("cloudwatch", stack.region).put_composite_alarm(AlarmName=name, **args)
+    stack.physical[logical] = name
+    stack.attributes[logical] = {"Arn": _arn(stack, "cloudwatch", f"alarm:{name}")}
+
+
 def _custom_resource(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:
     """A Lambda-backed custom resource never completes without Docker: it resolves to its own
     properties (the CDK pattern of passing values through), and says so in the report."""
@@ -751,6 +797,8 @@ _HANDLERS: dict[str, Callable[[LocalDeployer, _Stack, str, dict[str, Any], MotoS
     "AWS::Logs::LogGroup": _log_group,
     "AWS::CloudTrail::Trail": _trail,
     "AWS::Events::Rule": _rule,
+    "AWS::CloudWatch::Alarm": _alarm,
+    "AWS::CloudWatch::CompositeAlarm": _composite_alarm,
     "AWS::IAM::Role": _role,
     "AWS::IAM::Policy": _policy,
     "AWS::IAM::ManagedPolicy": _managed_policy,

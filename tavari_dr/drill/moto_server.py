@@ -13,6 +13,11 @@ Two more gaps of moto's are closed here, both for the region-outage scenario (AD
 public key, as a failover to the DR region must verify it), and the version IDs CRR keeps (moto's
 CopyObject makes new ones, so a replicated backup's pinned versions would not be found). A copy that
 carries the header ``x-tavari-drill-replicate`` keeps the source's version ID, as a replica does.
+
+moto's CloudFormation models no CloudWatch alarm, so a stack registered with its alarms would list
+none of them and `tavari-dr status` could not tell a declared alarm from none. Here an alarm
+resource of a registered stack is listed by ListStackResources under its name, as CloudFormation
+lists it; the alarm itself is put by the local deployer through PutMetricAlarm (ADR 0025).
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ import sys
 from typing import Any
 
 from moto import server
+from moto.core.common_models import CloudFormationModel
 from moto.iam import access_control
 
 from tavari_dr.drill.outage import REPLICATE_HEADER
+
+ALARM_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")
 
 
 def _conditional_denies_not_enforced() -> None:
@@ -109,9 +117,64 @@ def _replicated_copies_keep_versions() -> None:
 
     S3Response.copy_object, S3Backend.copy_object = respond_replicating, copy_keeping_version
 
+def _listed(resource_type: str) -> type[CloudFormationModel]:
+    """A stack resource that is only listed (its physical ID is its AlarmName): moto finds models among
+    CloudFormationModel's subclasses, so defining the class registers it."""
+
+    class Listed(CloudFormationModel):
+        # moto files every model under its module's second part; run as __main__ there is none.
+        __module__ = "tavari_dr.drill.moto_server"
+
+        def __init__(self, name: str) -> None:
+            self.physical_resource_id = name
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return resource_type
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "AlarmName"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr == "Arn"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                            account_id: str, region_name: str, **kwargs: Any) -> Any:
+            return cls(resource_name)
+
+        @classmethod
+        def update_from_cloudformation_json(cls, original_resource: Any, new_resource_name: str,
+                                            cloudformation_json: dict[str, Any], account_id: str,
+                                            region_name: str) -> Any:
+            return cls(new_resource_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                            account_id: str, region_name: str) -> None:
+            return None
+
+    Listed.__name__ = Listed.__qualname__ = "Listed" + resource_type.rsplit("::", 1)[-1]
+    return Listed
+
+
+def alarms_listed_by_cloudformation() -> None:
+    """Make moto's CloudFormation list the alarm resources of a stack (idempotent)."""
+    from moto.cloudformation import parsing
+
+    known = {model.cloudformation_type() for model in CloudFormationModel.__subclasses__()}
+    for resource_type in ALARM_TYPES:
+        if resource_type not in known:
+            _listed(resource_type)
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
 
 if __name__ == "__main__":
     _conditional_denies_not_enforced()
     _kms_signs_digests()
     _replicated_copies_keep_versions()
+    alarms_listed_by_cloudformation()
     server.main(sys.argv[1:])

@@ -81,6 +81,16 @@ class LocalDrill:
             jobs.corrupt_newest_backup(context)
         for scenario in scenarios.PLAYED:
             scenario(context)
+        context.step("status", "tavari-dr status (the operator's one screen, from stored evidence)",
+                     lambda step: self._status(context, step))
+
+    def _status(self, context: Drill, step: Step) -> None:
+        """What an operator sees after the incidents: it must be all green (exit 0), or the drill fails."""
+        output = context.cli(step, "status", "--env", self.config.name, "--drill-report",
+                             str(self.report_dir.resolve() / "drill-report.json"))
+        for line in output.splitlines():
+            self.say(f"  {line}")
+        step.detail = output.splitlines()[-1] if output else ""
 
     def _clear_previous_report(self) -> None:
         """A new run replaces the drill's own files in the report folder (a stale restore journal would

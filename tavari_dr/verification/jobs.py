@@ -64,6 +64,7 @@ class Targets:
     # shares the account; else why it is not checked.
     dr_backups: dict[str, Any] | None = None
     dr_backups_unchecked: str | None = None
+    heartbeat_url_secret: str | None = None  # the dead man's switch the daily monitor pings when all passed
 
     def backup_expectation(self) -> checks.BackupExpectation:
         if self.backup_lock_mode is None or self.backup_default_retention_days is None:
@@ -257,4 +258,32 @@ def handle(job: str, environ: Any = None, *, run: str | None = None) -> dict[str
                          rpo_hours=float(environ["TAVARI_RPO_HOURS"]), now=now)
     counts = counter.counts.to_json()
     record(results, job=job, s3=clients.s3, reports_bucket=targets.reports_bucket, now=now, run=run)
-    return {"job": job, "results": {r.name: r.status for r in results}, "counts": counts}
+    answer: dict[str, Any] = {"job": job, "results": {r.name: r.status for r in results}, "counts": counts}
+    if job == metrics.DAILY_MONITOR:
+        answer["heartbeat"] = heartbeat(results, clients=clients, targets=targets)
+    return answer
+
+
+def heartbeat(results: list[checks.CheckResult], *, clients: Clients, targets: Targets,
+              ping: Callable[[str], int] | None = None, emit: Callable[..., None] = metrics.publish) -> str:
+    """Ping the heartbeat URL only when every check passed (tavari_dr.verification.heartbeat); say what
+    was done. A ping that failed is HeartbeatPingFailed, never only a log line."""
+    from tavari_dr.verification import heartbeat as beat
+
+    if not targets.heartbeat_url_secret:
+        return "not configured"
+    url = clients.secretsmanager.get_secret_value(SecretId=targets.heartbeat_url_secret)["SecretString"].strip()
+    if is_placeholder(url):
+        return "not configured (HEARTBEAT_URL is unset)"
+    failed = [r.name for r in results if not r.ok]
+    if failed:  # silence: the outside service alerts when the ping does not come
+        log.warning("heartbeat_withheld", extra={"failed": failed})
+        return f"withheld: {', '.join(failed)} did not pass"
+    try:
+        status = (ping or beat.ping)(url)
+    except beat.HeartbeatError as err:
+        log.error("heartbeat_failed", extra={"error": str(err)})
+        emit({metrics.HEARTBEAT_PING_FAILED: 1})
+        return f"failed: {err}"
+    log.info("heartbeat_sent", extra={"status": status})
+    return f"sent (HTTP {status})"

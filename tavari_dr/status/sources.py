@@ -1,0 +1,588 @@
+"""Where `tavari-dr status` reads its evidence, one function per source, each a bounded number of calls.
+
+Every function takes the ``Evidence`` (clients made without retries, the config, ``now``) and returns
+rows; an AWS or I/O error escapes to ``collect``, which turns it into one "could not read" line.
+Bounds (docs/decisions/0025): CloudFormation one DescribeStacks per region and one ListStackResources
+per stack (a page per 100 resources); alarms one DescribeAlarms per 100 alarms; backups one
+ListObjectVersions per tier over a window (not the bucket's history); each check's report one
+ListObjectsV2 from a start key and one GetObject; metrics one GetMetricData (the replication metrics'
+dimensions are those its declared alarm watches); Batch Operations one ListJobs page per 1,000 jobs;
+secrets two calls per entry; restores one ListObjectsV2 per restore action under audit/ and one
+GetObject per restore shown.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tavari_dr.configbackup import secrets as secrets_lib
+from tavari_dr.core import metrics, outputs
+from tavari_dr.core.audit import PREFIX as AUDIT_PREFIX
+from tavari_dr.core.aws import RequestCounter
+from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.core.schedule import max_interval_seconds
+from tavari_dr.database.manifest import id_time, list_backups
+from tavari_dr.status.board import OK, RED, WARN, Board, Row, Unreadable
+from tavari_dr.verification import jobs as verification
+
+ALARM_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")
+# S3 Batch Operations jobs that are not finished (ListJobs' JobStatuses, less the terminal ones).
+ACTIVE_JOB_STATUSES = ("New", "Preparing", "Suspended", "Ready", "Active", "Pausing", "Paused", "Completing",
+                       "Cancelling", "Failing")
+JOB_DESCRIPTION_PREFIX = "tavari-dr:"
+METRIC_WINDOW = timedelta(minutes=15)
+# Backups are listed over a window per tier, longer than the longest gap the calendar allows there:
+# a Sunday's dumps are weekly and a 1st's monthly, so the daily tier can skip two days and the weekly
+# one two weeks (a Sunday that is a 1st).
+BACKUP_WINDOWS = {"daily": timedelta(days=7), "weekly": timedelta(days=35), "monthly": timedelta(days=100)}
+TIER_CADENCE = {"daily": timedelta(days=3), "weekly": timedelta(days=15), "monthly": timedelta(days=32)}
+QUARTER = timedelta(days=92)
+# A report is overdue once its job's longest gap between runs, plus this for the run itself, has passed.
+REPORT_GRACE = timedelta(hours=2)
+RESTORES_SHOWN = 3
+
+
+@dataclass
+class Stack:
+    name: str
+    region: str
+    created: datetime
+    outputs: dict[str, str]
+
+
+@dataclass
+class Evidence:
+    """What the sources read with: ``client(service, region)`` (no retries), the config and ``now``."""
+
+    config: EnvironmentConfig
+    now: datetime
+    client: Callable[[str, str | None], Any]
+    drill_report: Path
+    emulator: bool = False
+    stacks: dict[str, Stack] = field(default_factory=dict)
+    alarms: list[dict[str, Any]] = field(default_factory=list)  # DescribeAlarms' answers (metric and composite)
+
+    def output(self, purpose: str, key: str) -> str:
+        stack = self.stacks.get(self.config.stack_name(purpose))
+        if stack is None:
+            raise LookupError(f"stack {self.config.stack_name(purpose)} is not deployed")
+        if key not in stack.outputs:
+            raise LookupError(f"{stack.name} has no output {key}; deploy the current app")
+        return stack.outputs[key]
+
+    @property
+    def deployed_at(self) -> datetime:
+        """When the environment's oldest stack was created: what evidence it can have yet."""
+        return min((s.created for s in self.stacks.values()), default=self.now)
+
+    def young(self, cadence: timedelta) -> bool:
+        return self.now - self.deployed_at < cadence
+
+
+def regions(config: EnvironmentConfig) -> list[str]:
+    """Where the environment's stacks live: its region, the DR region, and us-east-1 (global services)."""
+    found = [config.region]
+    if config.replication.enabled and config.replication.region:
+        found.append(config.replication.region)
+    return list(dict.fromkeys([*found, "us-east-1"]))
+
+
+def stacks(ev: Evidence) -> list[Row]:
+    prefix = ev.config.stack_name("")
+    for region in regions(ev.config):
+        for page in ev.client("cloudformation", region).get_paginator("describe_stacks").paginate():
+            for s in page.get("Stacks", []):
+                if s["StackName"].startswith(prefix) and not s.get("StackStatus", "").startswith("DELETE"):
+                    ev.stacks[s["StackName"]] = Stack(s["StackName"], region, s["CreationTime"], {
+                        o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])})
+    if ev.config.stack_name(outputs.DATABASE_BACKUPS) not in ev.stacks:
+        raise LookupError(f"no {prefix}* stacks in {', '.join(regions(ev.config))} (not deployed, or another "
+                          "--region/--endpoint-url)")
+    return []
+
+
+# --------------------------------------------------------------------------- alarms
+
+
+def declared_alarms(ev: Evidence) -> list[tuple[str, str, str]]:
+    """(stack, logical ID, alarm name) of every alarm the deployed stacks declare, as CloudFormation lists
+    them: a deleted alarm is still listed there, under the name it had."""
+    found = []
+    for stack in ev.stacks.values():
+        paginator = ev.client("cloudformation", stack.region).get_paginator("list_stack_resources")
+        for page in paginator.paginate(StackName=stack.name):
+            for r in page.get("StackResourceSummaries", []):
+                if r["ResourceType"] in ALARM_TYPES and r.get("PhysicalResourceId"):
+                    found.append((stack.name, r["LogicalResourceId"], r["PhysicalResourceId"]))
+    return found
+
+
+def alarms(ev: Evidence) -> list[Row]:
+    declared = declared_alarms(ev)
+    if not declared:
+        return [Row("alarms", "declared", RED, "the deployed stacks declare no alarm: nothing would page anyone")]
+    by_region: dict[str, list[tuple[str, str, str]]] = {}
+    for item in declared:
+        by_region.setdefault(ev.stacks[item[0]].region, []).append(item)
+    states: dict[str, dict[str, Any]] = {}
+    for region, items in by_region.items():
+        cloudwatch = ev.client("cloudwatch", region)
+        names = [name for _, _, name in items]
+        for start in range(0, len(names), 100):
+            answer = cloudwatch.describe_alarms(AlarmNames=names[start:start + 100],
+                                                AlarmTypes=["MetricAlarm", "CompositeAlarm"], MaxRecords=100)
+            for alarm in [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]:
+                states[alarm["AlarmName"]] = alarm
+    ev.alarms.extend(states.values())  # (shared with the later sources: the change stream's row reads them)
+    rows = []
+    counts: dict[str, int] = {}
+    for stack, logical, name in declared:
+        alarm = states.get(name)
+        state = alarm["StateValue"] if alarm else "MISSING"
+        counts[state] = counts.get(state, 0) + 1
+        if state == "MISSING":
+            rows.append(Row("alarms", logical, RED, f"missing from the account (deleted?): declared by {stack} as "
+                                                    f"{name}; redeploy the stack", data={"name": name}))
+        elif state == "ALARM":
+            since = alarm.get("StateUpdatedTimestamp")
+            rows.append(Row("alarms", logical, RED, f"ALARM: {alarm.get('StateReason', '')}",
+                            (ev.now - since).total_seconds() if since else None,
+                            {"name": name, "runbook": _runbook(alarm.get("AlarmDescription"))}))
+    waiting = [logical for _, logical, name in declared if states.get(name, {}).get("StateValue")
+               == "INSUFFICIENT_DATA"]
+    summary = f"{len(declared)} declared: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    # (the red ones are their own rows: the summary is yellow at most, so each red is counted once)
+    rows.insert(0, Row("alarms", "declared", WARN if waiting else OK,
+                       summary + (f" (no data yet: {', '.join(waiting[:4])}{' …' if len(waiting) > 4 else ''})"
+                                  if waiting else ""), data={"counts": counts}))
+    return rows
+
+
+def _runbook(description: str | None) -> str | None:
+    for word in (description or "").split():
+        if word.startswith("https://"):
+            return word.rstrip(").,")
+    return None
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def backups(ev: Evidence) -> list[Row]:
+    bucket = ev.output(outputs.DATABASE_BACKUPS, outputs.BACKUP_BUCKET_NAME)
+    tiers = ev.config.database_backups.tiers
+    entries = list_backups(ev.client("s3", None), bucket, tiers,
+                           newer_than={t.name: ev.now - BACKUP_WINDOWS[t.name] for t in tiers})
+    complete = [e for e in entries if e.complete and not e.pre_restore and id_time(e.backup_id)]
+    rpo = timedelta(hours=ev.config.monitoring.rpo_hours)
+    rows = []
+    newest = max(complete, key=lambda e: e.backup_id, default=None)
+    if newest is None:
+        rows.append(Row("backups", "newest", WARN if ev.young(rpo) else RED,
+                        f"no complete backup in the last {BACKUP_WINDOWS['daily'].days} days (RPO {rpo_text(rpo)})"))
+    else:
+        taken = id_time(newest.backup_id)
+        assert taken is not None
+        late = ev.now - taken > rpo
+        rows.append(Row("backups", "newest", RED if late else OK,
+                        f"{newest.tier}/{newest.backup_id}, {'older than' if late else 'within'} the RPO of "
+                        f"{rpo_text(rpo)}", (ev.now - taken).total_seconds(),
+                        {"backup_id": newest.backup_id, "tier": newest.tier}))
+    for tier in tiers:
+        found = max((e for e in complete if e.tier == tier.name), key=lambda e: e.backup_id, default=None)
+        cadence = TIER_CADENCE[tier.name]
+        if found is None:
+            rows.append(Row("backups", tier.name, WARN if ev.young(cadence) else RED,
+                            f"none in the last {BACKUP_WINDOWS[tier.name].days} days"
+                            + (" (the environment is younger than the tier's cadence)" if ev.young(cadence) else "")))
+            continue
+        taken = id_time(found.backup_id)
+        assert taken is not None
+        late = ev.now - taken > cadence
+        rows.append(Row("backups", tier.name, RED if late else OK,
+                        f"{found.backup_id}, {found.bytes / 1024 / 1024:.1f} MiB"
+                        + (f"; older than the tier's {cadence.days}-day cadence" if late else ""),
+                        (ev.now - taken).total_seconds(), {"backup_id": found.backup_id}))
+    return rows
+
+
+def rpo_text(rpo: timedelta) -> str:
+    return f"{rpo.total_seconds() / 3600:g} h"
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _report_cadences(config: EnvironmentConfig, year: int) -> dict[str, timedelta]:
+    """Check -> the longest its job leaves between two runs (the schedules' calendar)."""
+    v, db = config.verification, config.database_backups
+    by_job = {metrics.DAILY_MONITOR: v.daily_schedule, metrics.WEEKLY_INTEGRITY: v.weekly_schedule,
+              metrics.MONTHLY_RESTORE_TEST: v.monthly_schedule}
+    cadences = {check: timedelta(seconds=max_interval_seconds(by_job[job], v.timezone, year=year))
+                for job, names in verification.JOBS.items() for check in names}
+    cadences[metrics.DB_VERIFY_QUICK] = timedelta(seconds=max_interval_seconds(db.weekly_verify_schedule,
+                                                                               db.timezone, year=year))
+    cadences[metrics.DB_RESTORE_TEST] = timedelta(seconds=max_interval_seconds(db.monthly_verify_schedule,
+                                                                               db.timezone, year=year))
+    return cadences
+
+
+def _newest_report(s3: Any, bucket: str, name: str, since: datetime) -> tuple[str, dict[str, Any]] | None:
+    """The newest reports/<name>/<date>.json from ``since`` on: one listing from that date's key, one read."""
+    prefix = f"reports/{name}/"
+    answer = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, StartAfter=f"{prefix}{since:%Y-%m-%d}")
+    keys = [o["Key"] for o in answer.get("Contents", []) if o["Key"].endswith(".json")]
+    if answer.get("IsTruncated"):  # more than 1,000 reports of one check in the window: read the last page
+        raise ValueError(f"{prefix}: more than 1,000 reports since {since:%Y-%m-%d}")
+    if not keys:
+        return None
+    key = max(keys)
+    return key, json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _when(document: dict[str, Any], key: str) -> datetime | None:
+    for name in ("at", "finished", "started"):
+        value = document.get(name)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(key.rsplit("/", 1)[-1][:10], "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def check_reports(ev: Evidence, names: Iterable[str] | None = None) -> list[Row]:
+    bucket = ev.output(outputs.DATABASE_BACKUPS, outputs.REPORTS_BUCKET_NAME)
+    s3 = ev.client("s3", None)
+    cadences = _report_cadences(ev.config, ev.now.year)
+    rows = []
+    for name in names or cadences:
+        overdue = cadences[name] + REPORT_GRACE
+        found = _newest_report(s3, bucket, name, ev.now - overdue - timedelta(days=1))
+        if found is None:
+            young = ev.young(overdue)
+            rows.append(Row("checks", name, WARN if young else RED,
+                            "no report yet" + (" (deployed since less than one run's interval)" if young else
+                                               f" within {age_days(overdue)}: its job has not run or not written")))
+            continue
+        key, document = found
+        when = _when(document, key)
+        status = str(document.get("status", "?"))
+        seconds = (ev.now - when).total_seconds() if when else None
+        stale = seconds is None or seconds > overdue.total_seconds()
+        detail = "; ".join(document.get("details") or [])[:160]
+        rows.append(Row("checks", name, RED if status != "PASS" or stale else OK,
+                        f"{status}" + (f", overdue (expected every {age_days(cadences[name])})" if stale else "")
+                        + (f": {detail}" if detail and status != "PASS" else ""), seconds,
+                        {"status": status, "report": f"s3://{bucket}/{key}", "run": document.get("run")}))
+    return rows
+
+
+def age_days(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 86400:.1f} days"
+
+
+# --------------------------------------------------------------------------- drills
+
+
+def _drill_row(item: str, document: dict[str, Any], when: datetime | None, where: str, ev: Evidence) -> Row:
+    passed = bool(document.get("passed"))
+    seconds = (ev.now - when).total_seconds() if when else None
+    if "rto_critical" in document:  # the quarterly drill in AWS: achieved seconds
+        c, n = document["rto_critical"], document["rto_non_critical"]
+        rto = (f"RTO critical {c['achieved_seconds'] / 60:.1f}/{c['objective_seconds'] / 60:.0f} min, all "
+               f"{n['achieved_seconds'] / 60:.1f}/{n['objective_seconds'] / 60:.0f} min")
+    else:  # the local drill: projected seconds per scenario (the worst), and the worst-case RPO
+        scenarios = document.get("scenarios", {}).values()
+        worst_c = max((s["rto_critical"]["projected_seconds"] for s in scenarios if s.get("rto_critical")),
+                      default=None)
+        objectives = document.get("objectives", {})
+        rpo = document.get("rpo_worst_case") or {}
+        rto = (f"RTO critical {worst_c / 60:.1f}/{objectives.get('rto_critical_seconds', 0) / 60:.0f} min (projected)"
+               if worst_c is not None else "no scenario judged")
+        if rpo:
+            rto += f", RPO worst case {rpo['worst_case_seconds'] / 3600:.1f}/{rpo['objective_seconds'] / 3600:.0f} h"
+    stale = seconds is not None and seconds > QUARTER.total_seconds()
+    level = RED if not passed else (WARN if stale else OK)
+    return Row("drills", item, level, f"{'PASSED' if passed else 'FAILED'}: {rto}"
+               + ("; older than a quarter" if stale and passed else ""), seconds,
+               {"passed": passed, "report": where, "failures": document.get("failures")})
+
+
+def quarterly_drill(ev: Evidence) -> list[Row]:
+    bucket = ev.output(outputs.DATABASE_BACKUPS, outputs.REPORTS_BUCKET_NAME)
+    found = _newest_report(ev.client("s3", None), bucket, metrics.QUARTERLY_DRILL, ev.now - QUARTER - timedelta(days=7))
+    if found is None:
+        young = ev.young(QUARTER)
+        return [Row("drills", "quarterly (AWS)", WARN if young else RED,
+                    "none yet (the environment is younger than a quarter)" if young else
+                    "no quarterly drill report within a quarter: run the DrDrill state machine")]
+    key, document = found
+    when = _when(document, key)
+    row = _drill_row("quarterly (AWS)", document, when, f"s3://{bucket}/{key}", ev)
+    if when and ev.now - when > QUARTER:
+        row = Row(row.section, row.item, RED, row.summary, row.age_seconds, row.data)
+    return [row]
+
+
+def local_drill(ev: Evidence) -> list[Row]:
+    path = ev.drill_report
+    if not path.is_file():
+        return [Row("drills", "local", WARN, f"no local drill report at {path} (tavari-dr drill --local writes it)")]
+    document = json.loads(path.read_text())
+    if document.get("environment") != ev.config.name:
+        return [Row("drills", "local", WARN, f"{path} is a drill of {document.get('environment')!r}, not "
+                                             f"{ev.config.name!r}")]
+    return [_drill_row("local", document, _when(document, ""), str(path), ev)]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _declares(ev: Evidence, metric: str) -> bool:
+    return any(a.get("MetricName") == metric and a.get("Namespace") == metrics.NAMESPACE for a in ev.alarms) or any(
+        m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == metric
+        for a in ev.alarms for m in a.get("Metrics", []))
+
+
+def metric_rows(ev: Evidence) -> list[Row]:
+    """The change stream's lag and newest segment (when changes.enabled) and the invoice bucket's
+    replication (where it is on): one GetMetricData over the last 15 minutes."""
+    queries: list[dict[str, Any]] = []
+    capture = ev.config.changes.enabled
+    capture_declared = capture and (_declares(ev, metrics.REPLICATION_LAG_SECONDS)
+                                    or _declares(ev, metrics.CHANGE_SEGMENT_AGE_SECONDS))
+    if capture_declared:
+        for qid, name in (("lag", metrics.REPLICATION_LAG_SECONDS), ("segment", metrics.CHANGE_SEGMENT_AGE_SECONDS)):
+            queries.append(_query(qid, metrics.NAMESPACE, name, {"Source": "changes"}))
+    replication = _replication_rule(ev) if ev.config.replication.enabled else None
+    if ev.config.replication.enabled and replication is None:
+        rows_before = [Row("replication", "invoice bucket", WARN, "replication is on, but no deployed alarm watches "
+                                                                 "its ReplicationLatency (deploy the current app)")]
+    else:
+        rows_before = []
+    if replication:
+        for qid, name in (("latency", "ReplicationLatency"), ("pending", "BytesPendingReplication")):
+            queries.append(_query(qid, "AWS/S3", name, replication))
+    values: dict[str, tuple[datetime, float]] = {}
+    if queries:
+        answer = ev.client("cloudwatch", None).get_metric_data(
+            MetricDataQueries=queries, StartTime=ev.now - METRIC_WINDOW, EndTime=ev.now, ScanBy="TimestampDescending")
+        for result in answer.get("MetricDataResults", []):
+            if result.get("Timestamps"):
+                values[result["Id"]] = (result["Timestamps"][0], float(result["Values"][0]))
+    rows = rows_before
+    if not capture:
+        rows.append(Row("changes", "capture", OK, "changes.enabled is false: dumps only (RPO from the schedule)"))
+    elif not capture_declared:
+        rows.append(Row("changes", "capture", WARN, "changes.enabled, but no deployed alarm watches "
+                                                   f"{metrics.REPLICATION_LAG_SECONDS}: capture not deployed yet"))
+    else:
+        limits = {"lag": (metrics.REPLICATION_LAG_SECONDS, ev.config.changes.max_lag_seconds),
+                  "segment": (metrics.CHANGE_SEGMENT_AGE_SECONDS, ev.config.monitoring.rpo_hours * 3600)}
+        for qid, (name, limit) in limits.items():
+            if qid not in values:
+                rows.append(Row("changes", name, RED, f"no data in the last {METRIC_WINDOW.seconds // 60} min: the "
+                                                      "capture is not publishing"))
+                continue
+            at, value = values[qid]
+            rows.append(Row("changes", name, RED if value > limit else OK, f"{value:.0f} s (limit {limit} s)",
+                            (ev.now - at).total_seconds(), {"value": value}))
+    if replication:
+        latency, pending = values.get("latency"), values.get("pending")
+        limit = ev.config.monitoring.replication_latency_seconds
+        if latency is None and pending is None:
+            rows.append(Row("replication", "invoice bucket", WARN,
+                            f"no replication metrics in the last {METRIC_WINDOW.seconds // 60} min (no writes to "
+                            "replicate, or RTC metrics off)", data=replication))
+        else:
+            late = latency is not None and latency[1] > limit
+            text = (f"latency {latency[1]:.0f} s (limit {limit} s)" if latency else "latency: no data") + \
+                   (f", {pending[1] / 1024 / 1024:.1f} MiB pending" if pending else "")
+            newest = max(v[0] for v in (latency, pending) if v)
+            rows.append(Row("replication", "invoice bucket", RED if late else OK, text,
+                            (ev.now - newest).total_seconds(), replication))
+    return rows
+
+
+def _query(qid: str, namespace: str, name: str, dimensions: dict[str, str]) -> dict[str, Any]:
+    return {"Id": qid, "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": namespace, "MetricName": name,
+                   "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]},
+        "Period": 60, "Stat": "Maximum"}}
+
+
+def _replication_rule(ev: Evidence) -> dict[str, str] | None:
+    """The dimensions of the invoice bucket's replication metrics (SourceBucket, DestinationBucket, RuleId):
+    those the declared ReplicationLatency alarm watches (the stacks declare it where replication is on)."""
+    for alarm in ev.alarms:
+        if alarm.get("Namespace") == "AWS/S3" and alarm.get("MetricName") == "ReplicationLatency":
+            return {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+    return None
+
+
+# --------------------------------------------------------------------------- batch jobs, secrets, restores
+
+
+def active_jobs(s3control: Any, account_id: str) -> list[dict[str, Any]]:
+    """S3 Batch Operations jobs of this tool (Description "tavari-dr: ...") that have not finished.
+    (To be replaced by tavari_dr.bucket.jobs.active_jobs when that lands.)"""
+    found, token = [], None
+    while True:
+        answer = s3control.list_jobs(AccountId=account_id, JobStatuses=list(ACTIVE_JOB_STATUSES), MaxResults=1000,
+                                     **({"NextToken": token} if token else {}))
+        found += [j for j in answer.get("Jobs", []) if str(j.get("Description", "")).startswith(JOB_DESCRIPTION_PREFIX)]
+        token = answer.get("NextToken")
+        if not token:
+            return found
+
+
+def batch_jobs(ev: Evidence) -> list[Row]:
+    if ev.emulator:
+        # S3 Control addresses <account>.s3-control.<region>: no such host on a loopback emulator, and moto
+        # models no jobs.
+        return [Row("batch jobs", "in flight", WARN, "not readable against the emulator (S3 Control's "
+                                                    "account host names; moto models no jobs)")]
+    account = ev.config.account or ev.client("sts", None).get_caller_identity()["Account"]
+    found = active_jobs(ev.client("s3control", None), account)
+    if not found:
+        return [Row("batch jobs", "in flight", OK, "none")]
+    rows = []
+    for job in found:
+        progress = job.get("ProgressSummary") or {}
+        created = job.get("CreationTime")
+        failed = job.get("Status") in ("Failing", "Suspended")
+        rows.append(Row("batch jobs", str(job["JobId"])[:28], RED if failed else WARN,
+                        f"{job.get('Status')}: {job.get('Description')} ({progress.get('NumberOfTasksSucceeded', 0)}"
+                        f"/{progress.get('TotalNumberOfTasks', '?')} tasks, {progress.get('NumberOfTasksFailed', 0)} "
+                        "failed)", (ev.now - created).total_seconds() if created else None))
+    return rows
+
+
+def secret_rows(ev: Evidence) -> list[Row]:
+    stack = ev.stacks.get(ev.config.stack_name(outputs.SECRETS))
+    if stack is None:
+        raise LookupError(f"stack {ev.config.stack_name(outputs.SECRETS)} is not deployed")
+    entries = ev.config.secrets.all_entries
+    arns = {}
+    for entry in entries:
+        key = outputs.secret_output_key(entry.name)
+        if key not in stack.outputs:
+            raise LookupError(f"{stack.name} has no output {key}; deploy the current app")
+        arns[entry.name] = stack.outputs[key]
+    checked = secrets_lib.check(secrets_lib.read_states(ev.client("secretsmanager", None), entries, arns), now=ev.now)
+    failed = [r for r in checked if r.failed]
+    unset = [r.name for r in checked if r.status == "unset (optional)"]
+    summary = f"{len(checked) - len(failed) - len(unset)} set"
+    if failed:
+        summary += (f"; {len(failed)} not: " + ", ".join(f"{r.name} ({r.status})" for r in failed)
+                    + f" — tavari-dr secrets push --env {ev.config.name} --apply")
+    if unset:
+        summary += f"; optional, unset: {', '.join(unset)}"
+    return [Row("secrets", "entries", RED if failed else OK, summary,
+                data={"failed": {r.name: r.status for r in failed}, "unset": unset})]
+
+
+# The audit records of real restores (audit/ also holds erasure and clean-up records, not shown here).
+RESTORE_ACTIONS = ("db_restore", "bucket_restore", "bucket_batch_restore", "supabase_restore_config")
+
+
+def restores(ev: Evidence) -> list[Row]:
+    bucket = ev.output(outputs.DATABASE_BACKUPS, outputs.REPORTS_BUCKET_NAME)
+    s3 = ev.client("s3", None)
+    keys = [o["Key"] for action in RESTORE_ACTIONS
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{AUDIT_PREFIX}{action}/")
+            for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+    if not keys:
+        return [Row("restores", "last", OK, "no real restore recorded")]
+    # audit/<action>/<Y/m/d>/<YYYYmmddTHHMMSSZ>-<id>.json: the file name sorts by start time.
+    newest = sorted(keys, key=lambda k: k.rsplit("/", 1)[-1], reverse=True)[:RESTORES_SHOWN]
+    rows = [Row("restores", "recorded", OK, f"{len(keys)} real restore(s) in the audit records; the newest:")]
+    for key in newest:
+        record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        outcome = str(record.get("outcome", "?"))
+        finished = _when({"at": record.get("finished_at")}, key)
+        source = record.get("source") or {}
+        what = source.get("backup") or source.get("to") or ""
+        caller = str(record.get("caller", "?")).rsplit("/", 1)[-1]
+        # A failed or refused restore is history to know about, not a state to act on now.
+        rows.append(Row("restores", str(record.get("action", "?")),
+                        WARN if outcome.startswith(("failed", "refused")) else OK,
+                        f"{outcome[:70]}; from {what} by {caller}",
+                        (ev.now - finished).total_seconds() if finished else None, {"record": f"s3://{bucket}/{key}"}))
+    return rows
+
+
+# --------------------------------------------------------------------------- all of them
+
+
+# The sources after the stacks and the alarms (the change stream's row needs to know which alarms exist),
+# read in parallel: one screen in the time of the slowest, not of the sum.
+PARALLEL: tuple[tuple[str, Callable[[Evidence], list[Row]]], ...] = (
+    ("backups", backups), ("verification reports", check_reports), ("quarterly drill report", quarterly_drill),
+    ("local drill report", local_drill), ("metrics", metric_rows), ("batch jobs", batch_jobs),
+    ("secrets", secret_rows), ("audit records", restores))
+
+
+def describe_error(err: BaseException) -> str:
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return f"{err.operation_name}: {error.get('Code')}: {error.get('Message') or 'no message'}"
+    if isinstance(err, json.JSONDecodeError):
+        return f"not JSON: {err}"
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror or err}"
+    if isinstance(err, (LookupError, BotoCoreError)):  # their messages say what and where already
+        return str(err).strip("'\"")
+    return f"{type(err).__name__}: {err}"
+
+
+UNREADABLE = (ClientError, BotoCoreError, LookupError, ValueError, OSError, TypeError)
+
+
+def collect(ev: Evidence, make_client: Callable[[str, str | None], Any], board: Board) -> Board:
+    """Read every source into ``board``; each one's calls are counted on its own (``board.requests``)."""
+    lock = threading.Lock()
+
+    def run(name: str, source: Callable[[Evidence], list[Row]]) -> list[Row]:
+        counter = RequestCounter()
+        made: dict[tuple[str, str | None], Any] = {}
+
+        def client(service: str, region: str | None) -> Any:
+            if (service, region) not in made:
+                with lock:  # boto3's default session is not safe to make clients from in parallel
+                    made[service, region] = counter.attach(make_client(service, region))
+            return made[service, region]
+
+        try:
+            return source(replace(ev, client=client))
+        except UNREADABLE as err:
+            with lock:
+                board.unreadable.append(Unreadable(name, describe_error(err)))
+            return []
+        finally:
+            with lock:
+                board.requests[name] = sum(counter.counts.requests.values())
+
+    run("stacks", stacks)
+    if board.unreadable:  # nothing else can be found without the stacks' outputs
+        return board
+    rows = run("alarms", alarms)
+    with ThreadPoolExecutor(max_workers=len(PARALLEL)) as pool:
+        answers = list(pool.map(lambda item: run(*item), PARALLEL))
+    board.rows = rows + [row for answer in answers for row in answer]
+    board.unreadable.sort(key=lambda u: u.source)
+    return board
