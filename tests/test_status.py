@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import click
 import pytest
-from botocore.stub import Stubber
 from click.testing import CliRunner
 
 from tavari_dr.cli import main
@@ -263,24 +262,6 @@ def test_the_capture_row_is_red_without_data_and_green_with_a_fresh_lag(seeded):
     # Without the capture's alarm deployed, changes.enabled alone is not red: nothing publishes yet.
     bare = replace(ev, alarms=[])
     assert {(r.section, r.item): r.level for r in sources.metric_rows(bare)}[("changes", "capture")] == "warn"
-
-
-def test_batch_jobs_in_flight_are_this_tools_unfinished_ones_across_pages():
-    s3control = boto3.client("s3control", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
-    statuses = list(sources.ACTIVE_JOB_STATUSES)
-    with Stubber(s3control) as stub:
-        stub.add_response("list_jobs", {"Jobs": [
-            {"JobId": "job-a1", "Description": "tavari-dr: copy 3 versions back", "Status": "Active",
-             "ProgressSummary": {"TotalNumberOfTasks": 3, "NumberOfTasksSucceeded": 1, "NumberOfTasksFailed": 0}},
-            {"JobId": "job-x9", "Description": "someone else's job", "Status": "Active"}], "NextToken": "n"},
-            {"AccountId": "123456789012", "JobStatuses": statuses, "MaxResults": 1000})
-        stub.add_response("list_jobs", {"Jobs": [{"JobId": "job-b2", "Description": "tavari-dr: 2 delete markers",
-                                                  "Status": "Failing"}]},
-                          {"AccountId": "123456789012", "JobStatuses": statuses, "MaxResults": 1000,
-                           "NextToken": "n"})
-        jobs = sources.active_jobs(s3control, "123456789012")
-    assert [j["JobId"] for j in jobs] == ["job-a1", "job-b2"]
-    assert "Complete" not in statuses and "Failed" not in statuses and "Cancelled" not in statuses
 
 
 def test_the_table_has_colours_only_where_wanted(seeded, monkeypatch):

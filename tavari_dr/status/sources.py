@@ -24,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tavari_dr.bucket.jobs import active_jobs
 from tavari_dr.configbackup import secrets as secrets_lib
 from tavari_dr.core import metrics, outputs
 from tavari_dr.core.audit import PREFIX as AUDIT_PREFIX
@@ -35,10 +36,6 @@ from tavari_dr.status.board import OK, RED, WARN, Board, Row, Unreadable
 from tavari_dr.verification import jobs as verification
 
 ALARM_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")
-# S3 Batch Operations jobs that are not finished (ListJobs' JobStatuses, less the terminal ones).
-ACTIVE_JOB_STATUSES = ("New", "Preparing", "Suspended", "Ready", "Active", "Pausing", "Paused", "Completing",
-                       "Cancelling", "Failing")
-JOB_DESCRIPTION_PREFIX = "tavari-dr:"
 METRIC_WINDOW = timedelta(minutes=15)
 # Backups are listed over a window per tier, longer than the longest gap the calendar allows there:
 # a Sunday's dumps are weekly and a 1st's monthly, so the daily tier can skip two days and the weekly
@@ -437,19 +434,6 @@ def _replication_rule(ev: Evidence) -> dict[str, str] | None:
 # --------------------------------------------------------------------------- batch jobs, secrets, restores
 
 
-def active_jobs(s3control: Any, account_id: str) -> list[dict[str, Any]]:
-    """S3 Batch Operations jobs of this tool (Description "tavari-dr: ...") that have not finished.
-    (To be replaced by tavari_dr.bucket.jobs.active_jobs when that lands.)"""
-    found, token = [], None
-    while True:
-        answer = s3control.list_jobs(AccountId=account_id, JobStatuses=list(ACTIVE_JOB_STATUSES), MaxResults=1000,
-                                     **({"NextToken": token} if token else {}))
-        found += [j for j in answer.get("Jobs", []) if str(j.get("Description", "")).startswith(JOB_DESCRIPTION_PREFIX)]
-        token = answer.get("NextToken")
-        if not token:
-            return found
-
-
 def batch_jobs(ev: Evidence) -> list[Row]:
     if ev.emulator:
         # S3 Control addresses <account>.s3-control.<region>: no such host on a loopback emulator, and moto
@@ -462,13 +446,12 @@ def batch_jobs(ev: Evidence) -> list[Row]:
         return [Row("batch jobs", "in flight", OK, "none")]
     rows = []
     for job in found:
-        progress = job.get("ProgressSummary") or {}
-        created = job.get("CreationTime")
-        failed = job.get("Status") in ("Failing", "Suspended")
-        rows.append(Row("batch jobs", str(job["JobId"])[:28], RED if failed else WARN,
-                        f"{job.get('Status')}: {job.get('Description')} ({progress.get('NumberOfTasksSucceeded', 0)}"
-                        f"/{progress.get('TotalNumberOfTasks', '?')} tasks, {progress.get('NumberOfTasksFailed', 0)} "
-                        "failed)", (ev.now - created).total_seconds() if created else None))
+        created = datetime.fromisoformat(job["created"]) if job["created"] else None
+        # Suspended: awaiting the operator's `bucket jobs confirm`; Failing: tasks are failing now.
+        failed = job["status"] in ("Failing", "Suspended")
+        rows.append(Row("batch jobs", job["job_id"][:28], RED if failed else WARN,
+                        f"{job['status']}: {job['description']} ({job['succeeded']}/{job['total']} tasks, "
+                        f"{job['failed']} failed)", (ev.now - created).total_seconds() if created else None))
     return rows
 
 
