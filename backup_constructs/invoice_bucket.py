@@ -97,10 +97,14 @@ class InvoiceBucket(Construct):
             ),
         ]
         # After the rules above: the small-object override below addresses rule 0 by index.
-        lifecycle_rules += [
-            s3.LifecycleRule(id=f"Expire{''.join(p.capitalize() for p in prefix.strip('/_').split('_'))}",
-                             prefix=prefix, expiration=kept, noncurrent_version_expiration=kept)
-            for prefix, kept in (short_lived or {}).items()]
+        for prefix, kept in (short_lived or {}).items():
+            name = "".join(p.capitalize() for p in prefix.strip("/_").split("_"))
+            lifecycle_rules.append(s3.LifecycleRule(id=f"Expire{name}", prefix=prefix, expiration=kept,
+                                                    noncurrent_version_expiration=kept))
+            # Expiry leaves a delete marker on each key; once its last version is gone S3 removes it only
+            # where a rule says so, and that flag cannot share a rule with an expiration in days.
+            lifecycle_rules.append(s3.LifecycleRule(id=f"Expire{name}DeleteMarkers", prefix=prefix,
+                                                    expired_object_delete_marker=True))
         self.bucket = s3.Bucket(
             self,
             "Bucket",
