@@ -13,6 +13,8 @@ from moto import mock_aws
 from tavari_dr.bucket import inventory as inv
 from tavari_dr.core import metrics, outputs
 
+pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)
+
 REGION = "eu-west-1"
 INVOICES, OPS = "invoices", "restore-ops"
 PREFIX = outputs.inventory_key_prefix(INVOICES)
