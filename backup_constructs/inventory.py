@@ -229,11 +229,13 @@ class InvoiceInventory(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
             resources=[ops.bucket.arn_for_objects(f"{p}*") for p in prefixes]))
+        # Through S3 only. With the bucket's S3 Bucket Key on, S3 asks KMS with the bucket's ARN as the
+        # encryption context (the object's ARN without it): both are allowed, the S3 grants above limit where.
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[ops.key.key_arn],
             conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"},
                         "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
-                            ops.bucket.arn_for_objects(f"{p}*") for p in prefixes]}}))
+                            ops.bucket.bucket_arn, *(ops.bucket.arn_for_objects(f"{p}*") for p in prefixes)]}}))
         log_group.grant_write(role)
         acknowledge_wildcards(grant_policy(role), "Firehose writes new, uniquely named objects under feed/ and "
                               "feed-errors/ of the restore-ops bucket (and its log streams); names are Firehose's.",

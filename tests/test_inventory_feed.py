@@ -176,6 +176,14 @@ def test_firehose_writes_gzip_json_lines_under_feed_by_day_with_the_restore_ops_
     assert s3["EncryptionConfiguration"] == {"KMSEncryptionConfig": {"AWSKMSKeyARN": {"Fn::GetAtt": [OPS_KEY,
                                                                                                      "Arn"]}}}
     assert s3["CloudWatchLoggingOptions"]["Enabled"] is True
+    # The bucket's S3 Bucket Key is on: S3 asks KMS with the bucket's ARN as encryption context, so a
+    # condition naming object ARNs only would refuse every delivery.
+    assert template["Resources"][OPS]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "BucketKeyEnabled"] is True
+    role_id = s3["RoleARN"]["Fn::GetAtt"][0]
+    (kms,) = [st for p in of_type(template, "AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
+              for st in p["Properties"]["PolicyDocument"]["Statement"] if "kms:GenerateDataKey" in st["Action"]]
+    assert {"Fn::GetAtt": [OPS, "Arn"]} in kms["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
 
 
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
