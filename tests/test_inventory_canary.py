@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tavari_dr.bucket import inventory as inv
+from tavari_dr.bucket import canary as inv
 from tavari_dr.core import metrics, outputs
 
 pytestmark = pytest.mark.moto  # AWS emulated in-process: its own budget (benches/synth.sh)

@@ -1,10 +1,10 @@
-"""Scheduled: the inventory canary (ADR 0022). Logic: tavari_dr.bucket.inventory."""
+"""Scheduled: the inventory canary (ADR 0022). Logic: tavari_dr.bucket.canary."""
 
 import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from tavari_dr.bucket.inventory import run_canary
+from tavari_dr.bucket.canary import run_canary
 from tavari_dr.core import aws, metrics, observability
 
 S3 = aws.client("s3")
