@@ -58,6 +58,22 @@ NONCURRENT_INVOICE_GB = 0.0
 # The daily drift checks' own S3 configuration reads (GetBucket*, ~10 a bucket) and the offsite
 # freshness check's listing; ASSUMPTION: 30 requests a day.
 DAILY_CHECK_REQUESTS = 30
+# Planning without listing (ADR 0022). Each canary object makes four feed events: its put, the delete
+# marker its expiry adds, the expiry of the then noncurrent version, and the removal of the marker.
+CANARY_EVENTS_PER_OBJECT = 4
+# Firehose bills each record rounded up to 5 KB (its pricing page); a feed line is far smaller.
+FIREHOSE_RECORD_BYTES = 5 * 1024
+# ASSUMPTION: a feed line is about 300 bytes of JSON (a 60-character key), a tenth of that gzipped; an
+# inventory row about 100 bytes of Parquet.
+FEED_LINE_BYTES, FEED_GZIP_RATIO, INVENTORY_ROW_BYTES = 300, 0.1, 100
+# ASSUMPTION: one restore is planned from the inventory a month (the monthly restore test's size), each a
+# query of one report and of the feed since it.
+PLANS_PER_MONTH = 1
+FEED_BUFFER_SECONDS = 300  # backup_constructs.inventory.FEED_BUFFER
+# EventBridge charges nothing for AWS service events on the default bus, S3's notifications among them
+# (https://aws.amazon.com/eventbridge/pricing/); the price table holds only what is charged.
+EVENTBRIDGE_AWS_SERVICE_EVENTS = 0.0
+ATHENA_MINIMUM_BYTES = 10 * 1024 ** 2
 
 
 @dataclass
@@ -283,7 +299,8 @@ def estimate(config: EnvironmentConfig, templates: dict[str, dict], prices: Pric
             props = functions[target]
             gb_seconds += runs * props.get("Timeout", 3) * props.get("MemorySize", 128) / 1024
             invocations += runs
-    add(Line("Lambda", "scheduled verification functions (at their timeouts)", gb_seconds, "GB-second",
+    add(Line("Lambda", "scheduled functions: verification jobs, inventory canary (at their timeouts)", gb_seconds,
+             "GB-second",
              prices("lambda_gb_second", region), f"{invocations:.0f} runs a month x memory x timeout"))
     add(Line("Lambda", "their invocations", invocations / 1e6, "1M requests",
              prices("lambda_per_million_requests", region), "as above"))
@@ -329,7 +346,47 @@ def estimate(config: EnvironmentConfig, templates: dict[str, dict], prices: Pric
                          f"${prices('s3_standard_gb_month', dr):g}/GB-month in the replica")
     est.notes = [new_invoices, "noncurrent invoice versions past archive_after_days: "
                                f"${prices('s3_glacier_ir_gb_month', region):g}/GB-month"]
+    if config.inventory.enabled:
+        _planning(est, config, prices)
     return est
+
+
+def _planning(est: Estimate, config: EnvironmentConfig, prices: Prices) -> None:
+    """S3 Inventory, the change feed (EventBridge, Firehose, its objects) and Athena at cdk.json's sizes: the
+    feed's own traffic is the canary's (invoices are written once, as above; per invoice in the notes)."""
+    region, settings, add = est.region, config.inventory, est.lines.append
+    canary_objects = runs_per_month(f"rate({settings.canary_minutes} minutes)")
+    # The canary's versions a report lists: a day of objects, each with its delete marker.
+    versions = config.drill.invoice_count + 2 * canary_objects / DAYS_PER_MONTH
+    add(Line("S3 Inventory", "every version, daily", versions * DAYS_PER_MONTH / 1e6, "1M objects listed",
+             prices("s3_inventory_per_million_objects", region),
+             f"{versions:,.0f} versions (drill.invoice_count + the canary's day) x {DAYS_PER_MONTH:.1f} reports"))
+    events = canary_objects * CANARY_EVENTS_PER_OBJECT
+    add(Line("EventBridge (feed)", "S3 events to the feed rules", events / 1e6, "1M events",
+             EVENTBRIDGE_AWS_SERVICE_EVENTS,
+             f"{canary_objects:.0f} canary objects x {CANARY_EVENTS_PER_OBJECT} events"))
+    add(Line("Firehose (feed)", "feed lines ingested (5 KB each, billed)", events * FIREHOSE_RECORD_BYTES / GB, "GB",
+             prices("firehose_direct_put_gb", region), f"{events:.0f} lines x 5 KB"))
+    buffers = DAYS_PER_MONTH * 86400 / FEED_BUFFER_SECONDS
+    add(Line("Firehose (feed)", "feed objects and inventory reports written", (min(events, buffers)
+             + DAYS_PER_MONTH * 3) / 1000, "1,000 PUT", prices("s3_put_per_1000", region),
+             "a feed object per 5-minute buffer that holds a line + a report's manifest, checksum and data"))
+    held_gb = (events * FEED_LINE_BYTES * FEED_GZIP_RATIO * settings.feed_retention_days / DAYS_PER_MONTH
+               + versions * INVENTORY_ROW_BYTES * settings.retention_days) / GB
+    add(Line("S3 storage", "change feed and inventory reports (Standard)", held_gb, "GB-month",
+             prices("s3_standard_gb_month", region),
+             f"feed kept {settings.feed_retention_days} days, reports {settings.retention_days}"))
+    scanned = max(ATHENA_MINIMUM_BYTES, versions * INVENTORY_ROW_BYTES) + max(
+        ATHENA_MINIMUM_BYTES, events * FEED_LINE_BYTES * FEED_GZIP_RATIO)
+    add(Line("Athena (planning)", "queries of the inventory and the feed", PLANS_PER_MONTH * scanned / 1024 ** 4,
+             "TB", prices("athena_tb_scanned", region),
+             f"{PLANS_PER_MONTH} plan a month: one query of each table, at least 10 MB each"))
+    per_million_lines = FIREHOSE_RECORD_BYTES * 1e6 / GB * prices("firehose_direct_put_gb", region)
+    per_million_versions = prices("s3_inventory_per_million_objects", region) * DAYS_PER_MONTH
+    est.notes.append(f"each invoice written or deleted: one feed line, ${per_million_lines:.2f} per million "
+                     f"(Firehose at 5 KB a line; feed objects stay at most one per 5-minute buffer, "
+                     f"{buffers:,.0f} a month); each version kept: ${per_million_versions:.3f} per million a month "
+                     "in the daily inventory; each planning query: $5 per TB scanned")
 
 
 # --------------------------------------------------------------------------- rendering

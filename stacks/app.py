@@ -80,7 +80,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             app, config.stack_name(outputs.INVOICE_REPLICA),
             description=f"Tavari {config.name}: DR replica of the invoice bucket",
             env=Environment(account=dr_account, region=dr_region),
-            settings=config.invoice_bucket, removal_policy=removal, key_alias=alias, guard=guard, **common,
+            settings=config.invoice_bucket, removal_policy=removal, key_alias=alias, guard=guard,
+            canary_expires=config.inventory.enabled, **common,
         )
         if not config.cross_account_replication:
             replica_args = {"replica_key_arn": alias_arn(dr_region, dr_account, alias),
@@ -99,7 +100,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         app, config.stack_name(outputs.INVOICE_STORAGE),
         description=f"Tavari {config.name}: versioned, encrypted invoice bucket",
         env=primary_env, settings=config.invoice_bucket, removal_policy=removal,
-        log_retention_days=config.monitoring.log_retention_days, guard=guard, **replica_args, **common,
+        log_retention_days=config.monitoring.log_retention_days, guard=guard, inventory=config.inventory,
+        **replica_args, **common,
     )
     if "no_replication_reason" in replica_args:
         Annotations.of(storage).add_warning_v2(
@@ -226,6 +228,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
 
     if backups.drill is not None:
         monitoring.watch_drill(backups.drill.state_machine)
+    if storage.inventory is not None:
+        monitoring.watch_inventory(storage.inventory.feed_watch, config.inventory)
     data_export = DataExportStack(
         app, config.stack_name(outputs.DATA_EXPORT),
         description=f"Tavari {config.name}: GDPR/CCPA account export API (GET /api/account/export)",

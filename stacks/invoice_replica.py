@@ -8,6 +8,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from backup_constructs.guardrails import custodians_of, protect_key
+from backup_constructs.inventory import CANARY_SHORT_LIVED
 from backup_constructs.replication import accept_cross_account_replication
 from stacks.invoice_storage import invoice_bucket_from
 from tavari_dr.core import outputs
@@ -26,11 +27,12 @@ class InvoiceReplicaStack(Stack):
     guard: the security settings where removal_policy is retain: the replica key refuses deletion,
         disabling and policy changes to all but this account's and region's deploy and break-glass
         roles (default None).
+    canary_expires: replicas of the inventory canary's objects expire as on the primary (default False).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: InvoiceBucketConfig,
                  removal_policy: RemovalPolicy, key_alias: str, guard: SecurityConfig | None = None,
-                 **kwargs: Any) -> None:
+                 canary_expires: bool = False, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.replica = invoice_bucket_from(
             self, "Replica", settings, removal_policy=removal_policy,
@@ -38,6 +40,7 @@ class InvoiceReplicaStack(Stack):
             # a generated name keeps that reference literal, with no cross-stack export.
             bucket_name=PhysicalName.GENERATE_IF_NEEDED,
             no_replication_reason="This bucket is itself the cross-region replica of the invoice bucket.",
+            short_lived=CANARY_SHORT_LIVED if canary_expires else None,
         )
         # A name the primary's environment can use before this key exists; a key ARN would
         # need a cross-region export, which another account cannot read.

@@ -9,13 +9,15 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.guardrails import custodians_of, protect_key
+from backup_constructs.inventory import CANARY_SHORT_LIVED, InvoiceInventory, prefix_retention
 from backup_constructs.invoice_backup import InvoiceBackupPlan
 from backup_constructs.invoice_bucket import InvoiceBucket
 from backup_constructs.nag import acknowledge_wildcards
+from backup_constructs.python_function import retention
 from backup_constructs.replication import ReplicaTarget
 from backup_constructs.restore_ops import RestoreOps
 from tavari_dr.core import outputs
-from tavari_dr.core.config import InvoiceBucketConfig, SecurityConfig
+from tavari_dr.core.config import InventoryConfig, InvoiceBucketConfig, SecurityConfig
 
 STORAGE_CLASSES = {
     "GLACIER_IR": s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
@@ -52,14 +54,17 @@ class InvoiceStorageStack(Stack):
                  replica_key_arn: str | None = None, replica_key_alias: str | None = None,
                  replica_account: str | None = None, replication_time_control: bool = True,
                  no_replication_reason: str | None = None, log_retention_days: int = 365,
-                 guard: SecurityConfig | None = None, **kwargs: Any) -> None:
+                 guard: SecurityConfig | None = None, inventory: InventoryConfig | None = None,
+                 **kwargs: Any) -> None:
         """replica_bucket: the DR replica (default None: no replication).
         replica_key_arn: the replica key's alias ARN (same account) or key ARN (cross-account).
         replica_key_alias: the alias name when replica_key_arn is an alias ARN.
         replica_account: the replica's account when it is not this stack's (owner override).
         no_replication_reason: why there is no replica, for the nag acknowledgment.
         guard: the security settings where removal_policy is retain: the invoice key refuses deletion,
-        disabling and policy changes to all but the deploy and break-glass roles (default None)."""
+        disabling and policy changes to all but the deploy and break-glass roles (default None).
+        inventory: the ``inventory`` section: S3 Inventory, the change feed, Athena and the canary of the
+        invoice bucket, delivered to the restore-ops bucket (default None, or enabled=false: none of them)."""
         super().__init__(scope, construct_id, **kwargs)
         replica = None
         if replica_bucket is not None:
@@ -72,7 +77,10 @@ class InvoiceStorageStack(Stack):
                 replication_time_control=replication_time_control,
                 destination_account=replica_account,
             )
-        extra = {"no_replication_reason": no_replication_reason} if no_replication_reason else {}
+        extra: dict[str, Any] = {"no_replication_reason": no_replication_reason} if no_replication_reason else {}
+        planning = inventory if inventory is not None and inventory.enabled else None
+        if planning is not None:
+            extra["short_lived"] = CANARY_SHORT_LIVED
         self.invoices = invoice_bucket_from(
             self, "Invoices", settings, removal_policy=removal_policy, replica=replica,
             bucket_name=settings.existing_bucket_name, **extra,
@@ -86,7 +94,15 @@ class InvoiceStorageStack(Stack):
                 retention=Duration.days(settings.aws_backup_retention_days),
                 copy_vault_arn=settings.aws_backup_copy_vault_arn, removal_policy=removal_policy)
         self.restore_ops = RestoreOps(self, "RestoreOps", bucket=self.invoices.bucket,
-                                      log_retention_days=log_retention_days, removal_policy=removal_policy)
+                                      log_retention_days=log_retention_days, removal_policy=removal_policy,
+                                      also_keeps=prefix_retention(planning) if planning else None)
+        self.inventory = None
+        if planning is not None:
+            self.inventory = InvoiceInventory(
+                self, "Inventory", bucket=self.invoices.bucket, key=self.invoices.key, ops=self.restore_ops.work,
+                settings=planning, retain=removal_policy == RemovalPolicy.RETAIN, log_key=self.restore_ops.log_key,
+                log_retention=retention(log_retention_days), removal_policy=removal_policy,
+                adopted_bucket_name=settings.existing_bucket_name)
         self.verifier_access = self._verifier_access()
         self.export_access = self._export_access()
         if settings.app_principal_arn:
@@ -103,6 +119,15 @@ class InvoiceStorageStack(Stack):
         CfnOutput(self, outputs.BATCH_OPERATIONS_ROLE_ARN, value=self.restore_ops.batch_role.role_arn)
         CfnOutput(self, outputs.DELETE_MARKER_FUNCTION_ARN,
                   value=self.restore_ops.delete_marker.function.function_arn)
+        if self.inventory is not None:
+            CfnOutput(self, outputs.INVENTORY_WORKGROUP, value=self.inventory.workgroup.ref,
+                      description="Athena workgroup over the invoice bucket's inventory and change feed")
+            CfnOutput(self, outputs.INVENTORY_DATABASE, value=self.inventory.database.ref,
+                      description="Glue database: tables inventory and change_feed")
+            CfnOutput(self, outputs.INVENTORY_PREFIX, value=self.inventory.inventory_prefix,
+                      description="The invoice bucket's S3 Inventory reports in the restore-ops bucket")
+            CfnOutput(self, outputs.FEED_PREFIX, value=outputs.FEED_KEY_PREFIX,
+                      description="The invoice bucket's change feed (JSON lines, GZIP) in the restore-ops bucket")
         if self.invoices.replication_role is not None:
             CfnOutput(self, outputs.REPLICATION_ROLE_ARN, value=self.invoices.replication_role.role_arn)
 

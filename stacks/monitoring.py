@@ -14,16 +14,18 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from backup_constructs.inventory import FeedWatch
 from backup_constructs.keys import log_group_key
 from backup_constructs.monitoring import Monitoring, Runbook
 from backup_constructs.python_function import PythonFunction, retention
 from tavari_dr.core import metrics, outputs
-from tavari_dr.core.config import MonitoringConfig
+from tavari_dr.core.config import InventoryConfig, MonitoringConfig
 
 GT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
 LT = cw.ComparisonOperator.LESS_THAN_THRESHOLD
 DAY = Duration.days(1)
 ROUTER_TIMEOUT = Duration.seconds(60)
+CANARY_GRACE = Duration.minutes(15)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,75 @@ class MonitoringStack(Stack):
             runbook=Runbook("An account export (GDPR/CCPA request) failed; the user was told to retry.",
                             "Read the export functions' logs by export ID; export by hand with tavari-dr export "
                             "account if the user cannot wait.", "export-failed"))
+
+    def watch_inventory(self, watch: FeedWatch, settings: InventoryConfig) -> None:
+        """The inventory and change feed of the invoice bucket (ADR 0022): the newest inventory report too old,
+        the feed silent although the canary writes, Firehose failing to deliver, the feed rules failing or
+        parking events in their dead-letter queue, and the canary itself failing or not running."""
+        every = watch.canary_every
+        # Two canary periods: every window holds a report while the canary runs (its own alarms say when not).
+        late_period = Duration.minutes(min(2 * int(every.to_minutes()), 24 * 60))
+        self.monitoring.alarm(
+            "InventoryLate", metric=_metric(metrics.INVENTORY_AGE_HOURS, None, "Maximum", late_period),
+            threshold=settings.late_after_hours, comparison=GT, treat_missing_data=cw.TreatMissingData.BREACHING,
+            runbook=Runbook(f"The invoice bucket's newest S3 Inventory report is older than "
+                            f"{settings.late_after_hours} h (or no age was reported).",
+                            "Check the inventory configuration and the restore-ops bucket and key policies; plan "
+                            "restores by listing until a report arrives.", "inventory-late"))
+        stream = {"DeliveryStreamName": watch.delivery_stream_name}
+        self.monitoring.alarm(
+            "FeedSilent", metric=cw.Metric(namespace="AWS/Firehose", metric_name="DeliveryToS3.Records",
+                                           dimensions_map=stream, statistic="Sum",
+                                           period=Duration.minutes(settings.feed_silence_minutes)),
+            threshold=1, comparison=LT, treat_missing_data=cw.TreatMissingData.BREACHING,
+            runbook=Runbook(f"No change-feed record reached the restore-ops bucket for "
+                            f"{settings.feed_silence_minutes} minutes, although the canary writes every "
+                            f"{int(every.to_minutes())}.",
+                            "Check the bucket's EventBridge notifications, the feed rules and the delivery stream; "
+                            "until fixed, plan restores by listing.", "feed-silent"))
+        self.monitoring.alarm(
+            "FeedDeliveryFailed", metric=cw.Metric(namespace="AWS/Firehose", metric_name="DeliveryToS3.Success",
+                                                   dimensions_map=stream, statistic="Minimum",
+                                                   period=Duration.minutes(5)),
+            threshold=1, comparison=LT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            runbook=Runbook("Firehose failed to write change-feed records to the restore-ops bucket (it retries for "
+                            "24 h, then writes them under feed-errors/).",
+                            "Read the delivery stream's log group; check its role and the restore-ops key.",
+                            "feed-delivery-failed"))
+        failed = cw.MathExpression(
+            expression=" + ".join(f"FILL(r{i}, 0)" for i in range(len(watch.rule_names))),
+            using_metrics={f"r{i}": cw.Metric(namespace="AWS/Events", metric_name="FailedInvocations",
+                                              dimensions_map={"RuleName": name}, statistic="Sum")
+                           for i, name in enumerate(watch.rule_names)},
+            period=Duration.minutes(5), label="Change-feed rules: failed invocations")
+        self.monitoring.alarm(
+            "FeedRuleFailures", metric=failed, threshold=0, comparison=GT,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            runbook=Runbook("An EventBridge rule of the change feed could not put an event to Firehose.",
+                            "Check the rules' role and the delivery stream; parked events wait in the feed's "
+                            "dead-letter queue.", "feed-delivery-failed"))
+        self.monitoring.alarm(
+            "FeedDeadLetters", metric=watch.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Max"),
+            threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            runbook=Runbook("Change-feed events wait in the feed's dead-letter queue: the feed has a gap.",
+                            "Fix delivery, then put the parked events to the delivery stream; a restore planned "
+                            "across the gap must list instead.", "feed-dead-letters"))
+        canary = watch.canary.function
+        self.monitoring.alarm(
+            "InventoryCanaryErrors", metric=canary.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=0, comparison=GT, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            runbook=Runbook("The inventory canary failed: it could not write under _canary/ or read the newest "
+                            "inventory manifest.", "Read its log group; check its role and both keys.",
+                            "inventory-canary"))
+        window = Duration.seconds(every.to_seconds() + CANARY_GRACE.to_seconds())
+        self.monitoring.alarm(
+            "InventoryCanaryMissingRun",
+            metric=_metric(metrics.JOB_SUCCEEDED, {"Job": metrics.INVENTORY_CANARY}, "Sum", window),
+            threshold=1, comparison=LT, treat_missing_data=cw.TreatMissingData.BREACHING,
+            runbook=Runbook(f"The inventory canary has not succeeded for {int(window.to_minutes())} minutes: a quiet "
+                            "bucket no longer feeds, and the inventory's age is not judged.",
+                            "Check its schedule and log group; run it by hand.", "inventory-canary"))
 
     def _authorizer_alarms(self, authorizer: lambda_.IFunction) -> None:
         """A failing or throttled authorizer answers 500/503 to every export request, and one that

@@ -420,6 +420,11 @@ def test_replication_health_compares_replicas_by_size_and_checksum_never_etag(s3
     assert result.status == "PASS" and result.measured["pending"] == 1  # recent: within the RTC window
     result = run({"a.pdf": "COMPLETED", "b.pdf": "PENDING"}, now=datetime.now(UTC) + timedelta(hours=1))
     assert result.status == "FAIL" and "PENDING for more than" in result.details[0]
+    # The inventory canary's objects, newest of all, are not the invoices' sample (ADR 0022).
+    for i in range(12):
+        s3.put_object(Bucket="invoices", Key=f"_canary/2026-12-01T0{i % 10}-00-0{i // 10}Z/probe a+b", Body=b"c")
+    result = run({"a.pdf": "COMPLETED", "b.pdf": "FAILED"})
+    assert result.measured["sampled"] == 2 and result.measured["failed"] == 1
 
 
 def freshness(s3, signing, verify=False):

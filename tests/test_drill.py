@@ -181,6 +181,8 @@ def test_the_deployer_reports_exactly_what_motos_cloudformation_ignores(synthesi
              "DeleteMarkerReplication": {"Status": "Enabled"},
              "Destination": {"Bucket": "arn:aws:s3:::independent-replica"}}]}
         properties["BucketName"] = "independent-invoices"
+        for inventory in properties.get("InventoryConfigurations", []):  # ADR 0022: into the restore-ops bucket
+            inventory["Destination"]["BucketArn"] = "arn:aws:s3:::independent-logs"
         kw = dict(endpoint_url=moto.url, aws_access_key_id="t", aws_secret_access_key="t", region_name="eu-west-1")
         s3 = boto3.client("s3", **kw)
         s3.create_bucket(Bucket="independent-logs", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})

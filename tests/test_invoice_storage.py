@@ -115,7 +115,9 @@ def test_access_log_bucket_is_locked_down_with_its_own_retention(synthesized, en
 
 def test_lifecycle_archives_noncurrent_versions_to_glacier_ir_after_90_days_never_small_ones(prod):
     lifecycle = invoice_bucket(prod)["Properties"]["LifecycleConfiguration"]
-    archive, housekeeping = lifecycle["Rules"]
+    archive, housekeeping, *canary = lifecycle["Rules"]
+    # The inventory canary's objects expire (tests/test_inventory_feed.py); nothing else does.
+    assert {r.get("Prefix") for r in canary} == {outputs.CANARY_KEY_PREFIX}
     assert archive == {
         "Id": "ArchiveNoncurrentVersions",
         "NoncurrentVersionTransitions": [{"StorageClass": "GLACIER_IR", "TransitionInDays": 90}],
@@ -129,7 +131,8 @@ def test_lifecycle_archives_noncurrent_versions_to_glacier_ir_after_90_days_neve
 
 def test_noncurrent_expiration_is_off_in_prod_and_explicit_in_dev(dev, prod):
     prod_rules = invoice_bucket(prod)["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert not any("NoncurrentVersionExpiration" in r for r in prod_rules)
+    assert not any("NoncurrentVersionExpiration" in r for r in prod_rules
+                   if r.get("Prefix") != outputs.CANARY_KEY_PREFIX)
     dev_rules = invoice_bucket(dev)["Properties"]["LifecycleConfiguration"]["Rules"]
     assert dev_rules[1]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 180}
 
@@ -289,7 +292,8 @@ def test_restore_ops_batch_role_and_delete_marker_function_are_least_privilege(p
                                                                   else [s["Action"]])}
     assert {"s3:PutObject", "s3:GetObject*", "lambda:InvokeFunction"} <= batch_actions
     assert not any("Delete" in a for a in batch_actions)
-    (function,) = [v for v in resources_.values() if v["Type"] == "AWS::Lambda::Function"]
+    (function,) = [v for v in resources_.values() if v["Type"] == "AWS::Lambda::Function"
+                   and v["Properties"]["Description"].startswith("S3 Batch Operations")]
     fn_role = function["Properties"]["Role"]["Fn::GetAtt"][0]
     fn_actions = {a for s in policies[fn_role] for a in (s["Action"] if isinstance(s["Action"], list)
                                                          else [s["Action"]])}

@@ -404,6 +404,7 @@ class InventoryConfig:
     late_after_hours: no new inventory for this long alarms (default 36; S3 delivers daily).
     canary_minutes: a canary object is written this often so a quiet bucket still feeds (default 60).
     feed_silence_minutes: no feed record for this long alarms (default 180; above canary_minutes).
+    athena_scan_limit_gb: the inventory workgroup cancels a query that scans more than this (default 10).
     """
 
     enabled: bool = rule("boolean", True)
@@ -411,7 +412,8 @@ class InventoryConfig:
     feed_retention_days: int = rule("integer", 400, minimum=2)
     late_after_hours: int = rule("integer", 36, minimum=25)
     canary_minutes: int = rule("integer", 60, minimum=5, maximum=1440)
-    feed_silence_minutes: int = rule("integer", 180, minimum=10)
+    feed_silence_minutes: int = rule("integer", 180, minimum=10, maximum=1440)
+    athena_scan_limit_gb: int = rule("integer", 10, minimum=1, maximum=100_000)
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:

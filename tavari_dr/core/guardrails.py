@@ -35,6 +35,8 @@ ERASURE_DELETE_SID = "DenyErasureDeletion"
 AUDIT_WRITE_SID = "DenyUnconditionalAuditWrites"
 AUDIT_DELETE_SID = "DenyAuditDeletion"
 KEY_DESTRUCTION_SID = "DenyKeyDestruction"
+FEED_WRITE_SID = "DenyFeedWritesButFirehose"
+FEED_DELETE_SID = "DenyFeedDeletion"
 
 # Action names as the Service Authorization Reference spells them (the API is in brackets when it differs).
 VERSION_DESTRUCTION = ("s3:DeleteObjectVersion", "s3:BypassGovernanceRetention")
@@ -138,6 +140,19 @@ def audit_statements(bucket_arn: str, *, retain: bool) -> list[dict[str, Any]]:
     deletes = ("s3:DeleteObject", "s3:DeleteObjectVersion") if retain else ("s3:DeleteObject",)
     return [_deny(AUDIT_WRITE_SID, ("s3:PutObject",), [audit], CONDITIONAL_WRITE),
             _deny(AUDIT_DELETE_SID, deletes, [audit])]
+
+
+def feed_statements(bucket_arn: str, prefixes: tuple[str, ...], *, writer_arn: str, retain: bool
+                    ) -> list[dict[str, Any]]:
+    """The change feed (``feed/``, and what Firehose could not deliver, ``feed-errors/``, in the restore-ops
+    bucket) is append-only: only the Firehose delivery role writes there (every object a new, uniquely named
+    one; Firehose cannot send If-None-Match), and no principal deletes. As for ``audit/``, versions stay
+    deletable where the environment is destroyable, and lifecycle expiry (S3's own) still ends records
+    after ``inventory.feed_retention_days``."""
+    resources = [f"{bucket_arn}/{prefix}*" for prefix in prefixes]
+    deletes = ("s3:DeleteObject", "s3:DeleteObjectVersion") if retain else ("s3:DeleteObject",)
+    return [_deny(FEED_WRITE_SID, ("s3:PutObject",), resources, {"ArnNotEquals": {"aws:PrincipalArn": writer_arn}}),
+            _deny(FEED_DELETE_SID, deletes, resources)]
 
 
 def key_statement(custodians: Custodians) -> dict[str, Any]:

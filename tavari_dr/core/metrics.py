@@ -42,6 +42,8 @@ RETAINED_WAL_BYTES = "RetainedWalBytes"
 CHANGE_SEGMENT_AGE_SECONDS = "ChangeSegmentAgeSeconds"
 CHANGE_SEGMENTS_WRITTEN = "ChangeSegmentsWritten"
 CHANGE_BASE_RESET = "ChangeBaseReset"
+# Planning without listing (ADR 0022): the age of the invoice bucket's newest S3 Inventory report.
+INVENTORY_AGE_HOURS = "InventoryAgeHours"
 
 # The Job dimension: every job whose outcome the alarms watch, by the one name its metrics, its alarms
 # and (for the Lambdas) its lambdas/<name> folder use.
@@ -53,6 +55,7 @@ WEEKLY_INTEGRITY = "weekly_integrity"
 MONTHLY_RESTORE_TEST = "monthly_restore_test"
 QUARTERLY_DRILL = "quarterly_drill"            # the quarterly drill in AWS (Step Functions)
 DB_STREAM = "db_stream"                        # the continuous capture of committed changes (Fargate service)
+INVENTORY_CANARY = "inventory_canary"          # writes under _canary/ so a quiet bucket still feeds (Lambda)
 
 METRICS: dict[str, tuple[str, str]] = {
     BACKUP_AGE_HOURS: ("None", "Hours since the newest complete backup, per Source (supabase, offsite)."),
@@ -89,6 +92,9 @@ METRICS: dict[str, tuple[str, str]] = {
     CHANGE_SEGMENTS_WRITTEN: ("Count", "Change segments durably written; Source=changes."),
     CHANGE_BASE_RESET: ("Count", "1 each time the capture started a new base (slot lost or dropped past the bound, "
                                  "schema changed) and forced a fresh dump; Source=changes (alarmed)."),
+    INVENTORY_AGE_HOURS: ("None", "Hours since the creationTimestamp of the invoice bucket's newest S3 Inventory "
+                                  "report (before the first, hours since the feed started less S3's 48 h first-"
+                                  "delivery allowance), from each canary run (alarmed)."),
 }
 
 

@@ -23,6 +23,20 @@ REPLICA_KEY_ARN = "ReplicaKeyArn"
 RESTORE_OPS_BUCKET_NAME = "RestoreOpsBucketName"
 BATCH_OPERATIONS_ROLE_ARN = "BatchOperationsRoleArn"
 DELETE_MARKER_FUNCTION_ARN = "DeleteMarkerFunctionArn"
+# Planning without listing (docs/formats/inventory-and-feed.md, ADR 0022): where S3 Inventory and the change
+# feed land in the restore-ops bucket, the Athena workgroup and Glue database over them.
+INVENTORY_WORKGROUP = "InventoryWorkgroup"
+INVENTORY_DATABASE = "InventoryDatabase"
+INVENTORY_PREFIX = "InventoryPrefix"
+FEED_PREFIX = "FeedPrefix"
+INVENTORY_DESTINATION_PREFIX = "inventory"  # S3 adds /<source bucket>/<configuration id>/
+INVENTORY_CONFIGURATION_ID = "all-versions"
+FEED_KEY_PREFIX = "feed/"
+FEED_ERRORS_KEY_PREFIX = "feed-errors/"
+ATHENA_RESULTS_KEY_PREFIX = "athena-results/"
+RESTORE_JOBS_KEY_PREFIX = "restore-jobs/"
+# The canary's objects in the invoice bucket: planners, restores and verifications ignore every key under it.
+CANARY_KEY_PREFIX = "_canary/"
 
 DATABASE_BACKUPS = "DatabaseBackups"
 BACKUP_BUCKET_NAME = "BackupBucketName"
@@ -58,6 +72,11 @@ DEPLOY_ROLE_ARN = "DeployRoleArn"
 DIFF_ROLE_ARN = "DiffRoleArn"
 TRAIL_ARN = "TrailArn"
 TAMPER_WATCH_EXPECTATION = "TamperWatchExpectation"
+
+
+def inventory_key_prefix(source_bucket: str) -> str:
+    """Where S3 writes the invoice bucket's inventory reports (manifests, data/, hive/) in the restore-ops bucket."""
+    return f"{INVENTORY_DESTINATION_PREFIX}/{source_bucket}/{INVENTORY_CONFIGURATION_ID}/"
 
 
 def tamper_rule_prefix(env_name: str) -> str:

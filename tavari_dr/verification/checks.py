@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr.core import guardrails
 from tavari_dr.core.guardrails import Custodians
+from tavari_dr.core.outputs import CANARY_KEY_PREFIX
 from tavari_dr.core.supabase_api import (  # noqa: F401 - re-exported: the checks' names for the client
     SupabaseApiError,
     project_ref_from_url,
@@ -360,7 +361,9 @@ def replication_health(result: CheckResult, *, s3: Any, replica_s3: Any, bucket:
     pages = s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, PaginationConfig={"PageSize": 1000, "MaxItems": max_pages * 1000})
     for page in pages:
-        newest.extend(page.get("Contents", []))
+        # The inventory canary writes the newest objects every hour (ADR 0022): sampled, they would
+        # crowd the invoices out of a quiet bucket's sample.
+        newest.extend(o for o in page.get("Contents", []) if not o["Key"].startswith(CANARY_KEY_PREFIX))
         newest = sorted(newest, key=lambda o: o["LastModified"], reverse=True)[:n]
     result.measured.update(sampled=len(newest), completed=0, pending=0, failed=0)
     for obj in newest:
