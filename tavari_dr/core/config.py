@@ -194,6 +194,9 @@ DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
     SecretEntry("SENTRY_DSN", "Sentry DSN; alerts are also reported to Sentry when set", required=False),
     SecretEntry("SUPABASE_JWT_SECRET", "Supabase legacy JWT secret; only where the project still signs "
                                        "access tokens with HS256 (the export API verifies them)", required=False),
+    SecretEntry("STREAM_DATABASE_URL", "PostgreSQL URL of the continuous capture (`db stream`, ADR 0020): the "
+                                       "DIRECT connection (db.<ref>.supabase.co:5432), which speaks the "
+                                       "replication protocol the poolers do not", required=False),
 )
 
 
