@@ -291,6 +291,11 @@ class Capture:
 
     def _resume(self, cur: Any) -> None:
         """The base this slot belongs to, and what of it is already written; or a new base."""
+        for base_id in reversed(list_bases(self.s3, self.bucket)):
+            base = read_base(self.s3, self.bucket, base_id, self.verifier)
+            if base.slot == self.settings.slot and base.publication == self.settings.publication:
+                self.base = base
+                break
         state = slot_state(cur, self.settings.slot)
         if state is None:
             self._recreate_slot(cur, "slot missing (dropped or never created)")
@@ -298,11 +303,6 @@ class Capture:
         if state[0] == "lost":
             self._recreate_slot(cur, "slot lost (the server removed WAL it still needed)")
             return
-        for base_id in reversed(list_bases(self.s3, self.bucket)):
-            base = read_base(self.s3, self.bucket, base_id, self.verifier)
-            if base.slot == self.settings.slot and base.publication == self.settings.publication:
-                self.base = base
-                break
         if self.base is None:
             self._start_base(cur, "first start", parse_lsn(state[2]), reset=False)
             return
