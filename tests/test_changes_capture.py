@@ -411,3 +411,50 @@ def test_snapshot_visibility_is_pg_visible_in_snapshot(pg):
 @pytest.fixture
 def superuser_of():
     return lambda url: url.replace("postgres@", "supabase_admin@")
+
+
+def test_the_cli_sets_up_lists_windows_and_restores_to_a_second(pg, aws, monkeypatch):
+    from click.testing import CliRunner
+
+    # moto's multipart CRC32 is not the whole object's, which botocore checks by default (as the pipeline test says)
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+
+    from tavari_dr.cli import main
+
+    url = h.database(pg)
+    common = ["--bucket", aws.bucket, "--signing-key", aws.signing.arn]
+    audit = ["--report-bucket", "reports"]
+    done = CliRunner().invoke(main, ["db", "stream", "--setup", "--database-url", url])
+    assert done.exit_code == 0, done.output
+    assert "publication tavari_backup: created" in done.output and "slot tavari_backup: created" in done.output
+    again = CliRunner().invoke(main, ["db", "stream", "--setup", "--database-url", url])
+    assert "publication tavari_backup: exists" in again.output and "slot tavari_backup: exists" in again.output
+    owners = seed(url)
+    running = h.Running(h.capture(url, aws)).started()
+    manifest = dump(pg, aws, url)
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO public.accounts (owner, name) VALUES (%s, 'after the dump')", (owners[0],))
+    time.sleep(1.1)
+    before, to = h.rows(url), h.server_now(url)
+    x, _ = last_xid(url)
+    running.wait_for(x)
+    running.stop()
+    listed = CliRunner().invoke(main, ["db", "list", *common])
+    assert listed.exit_code == 0, listed.output
+    assert f"{manifest.backup_id}" in listed.output and "--to up to " in listed.output
+    bad = CliRunner().invoke(main, ["db", "restore", "--to", "yesterday", "--target-url", url, *common])
+    assert bad.exit_code == 2 and "'yesterday' is not a time" in bad.output and "Traceback" not in bad.output
+    later = (to + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    late = CliRunner().invoke(main, ["db", "restore", "--to", later, "--target-url", url, "--dry-run", *common])
+    assert late.exit_code == 0 and f"would restore backup {manifest.backup_id}" in late.output
+    target = h.database(pg, "SELECT 1").replace("postgres@", "supabase_admin@")
+    second = (to.replace(microsecond=0)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    done = CliRunner().invoke(main, ["db", "restore", "--to", second, "--target-url", target, "--pg-bin",
+                                     str(pg.client_bin), "--jobs", "1", *common, *audit])
+    assert done.exit_code == 0, done.output
+    assert f"restored to {second}: backup {manifest.backup_id}" in done.output
+    assert h.rows(target)["public.accounts"] == before["public.accounts"]
+    beyond = CliRunner().invoke(main, ["db", "restore", "--to", later, "--target-url",
+                                       h.database(pg, "SELECT 1").replace("postgres@", "supabase_admin@"),
+                                       "--pg-bin", str(pg.client_bin), *common, *audit])
+    assert beyond.exit_code == 1 and "the change log reaches only" in beyond.output, beyond.output

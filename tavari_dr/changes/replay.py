@@ -317,4 +317,36 @@ def _set_sequences(conn: Any, sampled: dict[str, int | None]) -> dict[str, int]:
     return done
 
 
-__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "plan", "replay", "window"]
+
+
+def windows(s3: Any, bucket: str, manifests: list[Manifest], verifier: KmsVerifier,
+            now: datetime) -> dict[str, tuple[datetime, datetime] | None]:
+    """window() of many dumps with one listing and one segment read per base (`db list`)."""
+    covered = [m for m in manifests if m.wal_lsn_before and m.xid_snapshot]
+    answer: dict[str, tuple[datetime, datetime] | None] = {m.backup_id: None for m in manifests}
+    if not covered:
+        return answer
+    all_bases = bases(s3, bucket, verifier)
+    since = min(_time(m.started_at) for m in covered) - LOOKBACK
+    keys = list_segments(s3, bucket, since, now)
+    newest: dict[str, datetime] = {}
+    for manifest in covered:
+        base, following = base_of(manifest, all_bases)
+        if base is None:
+            continue
+        start = _time(manifest.started_at)
+        if base.base_id not in newest:
+            mine = [k for k in keys if k.start_lsn >= parse_lsn(base.start_lsn)
+                    and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
+            if mine:
+                opened = open_segment(s3, bucket, mine[-1].key, verifier)
+                newest[base.base_id] = _time(opened.header.last_commit)
+                opened.close()
+            else:
+                newest[base.base_id] = start
+        answer[manifest.backup_id] = (start, max(start, newest[base.base_id]))
+    return answer
+
+
+__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "plan", "replay", "window",
+           "windows"]

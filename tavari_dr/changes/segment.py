@@ -168,11 +168,19 @@ def write_segment(s3: Any, bucket: str, header: Header, body: IO[bytes], signer:
     """Upload one segment (If-None-Match: the key is new or already holds these very bytes); the
     header must already carry the body's sha256 and size. Returns {key, bytes, sha256, version_id}."""
     payload = json.dumps(asdict(header), separators=(",", ":"), sort_keys=True).encode()
+    first = _compact_envelope(payload, signer.sign(payload), FORMAT)
+    if len(first) + header.body_bytes <= PART_SIZE:  # one request; a multipart upload only past one part
+        body.seek(0)
+        whole = first + body.read()
+        version = s3sink.put_new(s3, bucket, header.key, whole, error=SegmentError,
+                                 ContentType="application/octet-stream", ChecksumAlgorithm="SHA256")
+        return {"key": header.key, "bytes": len(whole), "sha256": hashlib.sha256(whole).hexdigest(),
+                "version_id": version}
     sink = s3sink.MultipartSink(s3, bucket, header.key, lock={}, part_size=PART_SIZE, if_none_match=True,
                                 content_type="application/octet-stream")
     sink.error = SegmentError
     try:
-        sink.write(_compact_envelope(payload, signer.sign(payload), FORMAT))
+        sink.write(first)
         body.seek(0)
         for chunk in iter(lambda: body.read(1024 * 1024), b""):
             sink.write(chunk)
