@@ -310,8 +310,9 @@ def test_a_slot_past_the_retained_wal_limit_is_dropped_for_a_new_base(pg, aws, s
         for n in range(12_000):  # ~12 MB of WAL the stopped capture's slot holds
             copy.write_row(("y" * 1000, n))
     emitted, dumps = [], []
+    asked: list[int] = []
     h.capture(src, aws, emitted=emitted, dumps=dumps, retained_wal_limit_bytes=8 * 1024 * 1024).run(
-        stop=iter([False, True]).__next__)
+        stop=lambda: asked.append(1) or len(asked) > 1)  # one pass of the loop
     assert len(dumps) == 1 and "past retained_wal_limit_bytes" in dumps[0]
     retained = [v[metrics.RETAINED_WAL_BYTES] for v, _ in emitted if metrics.RETAINED_WAL_BYTES in v]
     assert retained[0] > 8 * 1024 * 1024
@@ -393,9 +394,9 @@ def test_a_missing_segment_is_a_gap_and_a_rewritten_one_is_refused(pg, aws, src)
     aws.s3.delete_object(Bucket=aws.bucket, Key=keys[1].key)  # a delete marker hides it from the listing
     manifest = pitr.newest_dump_before(aws.s3, aws.bucket, to, verifier=aws.signing.verifier)
     the_plan = replay.plan(aws.s3, aws.bucket, manifest, to, aws.signing.verifier)
-    with pytest.raises(replay.ReplayError, match="gap"), psycopg.connect(h.database(pg, "SELECT 1")) as _c:
-        replay.replay(aws.s3, aws.bucket, the_plan, lambda: psycopg.connect(h.database(pg, "SELECT 1")),
-                      aws.signing.verifier)
+    schema_only = h.database(pg)  # the tables, so without the gap check every change would apply silently
+    with pytest.raises(replay.ReplayError, match="gap"):
+        replay.replay(aws.s3, aws.bucket, the_plan, lambda: psycopg.connect(schema_only), aws.signing.verifier)
 
 
 def test_snapshot_visibility_is_pg_visible_in_snapshot(pg):

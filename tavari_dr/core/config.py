@@ -495,6 +495,8 @@ class DrillConfig:
         10); an in-place bucket restore costs one request per changed key.
     health_endpoints: URLs that must answer 200 after a recovery ("verify all services").
     quarterly_schedule / timezone: when the Step Functions drill runs in AWS.
+    changes_per_day: rows Tavari's database changes a day (default 200000); a point-in-time restore replays
+        at most a day of them after the newest dump (the cost model's replay step, ADR 0020).
     """
 
     rto_critical_minutes: int = rule("integer", 60, minimum=1)
@@ -507,6 +509,7 @@ class DrillConfig:
     quarterly_schedule: str = rule("schedule", "cron(0 9 ? 1,4,7,10 MON#1 *)", timezone=lambda v: v["timezone"],
                                    example="cron(0 9 ? 1,4,7,10 MON#1 *)")
     timezone: str = rule("timezone", "UTC")
+    changes_per_day: int = rule("integer", 200_000, minimum=0)
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
