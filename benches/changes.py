@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # moto only: no request may reach AWS; moto's multipart checksums are not whole-object ones, which
 # botocore would otherwise check on every GET of a dump's data files.
-os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
-                   "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"})
+os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "eu-west-1", "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"})
 os.environ.pop("AWS_PROFILE", None)
 
 import boto3  # noqa: E402
