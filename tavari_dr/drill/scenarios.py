@@ -163,6 +163,10 @@ def complete_system_failure(d: Drill) -> None:
     if logged is None:
         raise DrillFailed("the change log is empty: nothing to restore to")
     kept = [n for n, at in probes if at <= logged]
+    # The measured RPO: what the failure cut off, whatever the recovery steps then do.
+    record_rpo(d, scenario, incident, restore_point=logged,
+               lost={"transactions": len(probes) - len(kept), "of": len(probes),
+                     "segment_seconds": capture.DRILL_SEGMENT_SECONDS})
     point = logged.replace(microsecond=0)  # --to takes whole seconds: the log's last second it can vouch for
     # A probe's time is read in its INSERT, a moment before its commit: those within that moment of the
     # point may fall either side of it; any other is certainly in or out.
@@ -243,9 +247,6 @@ def complete_system_failure(d: Drill) -> None:
 
     d.step(scenario, "update connection strings, restart services", update_config, recovery=CRITICAL, kind="cli")
     verify_health(d, scenario)
-    record_rpo(d, scenario, incident, restore_point=logged,
-               lost={"transactions": len(probes) - len(kept), "of": len(probes),
-                     "segment_seconds": capture.DRILL_SEGMENT_SECONDS})
 
 
 # The order they are played in: the report lists them in the plan's order, whatever this is.
