@@ -52,10 +52,6 @@ def database(pg: LocalPostgres, schema: str = SCHEMA) -> str:
     return pg.url(name)
 
 
-def empty(pg: LocalPostgres) -> str:
-    return database(pg, "SELECT 1")
-
-
 def rows(url: str, tables: tuple[str, ...] = ("auth.users", "public.accounts", "public.notes",
                                               "public.events")) -> dict[str, list[tuple]]:
     """Every row of every table, in a stable order."""
