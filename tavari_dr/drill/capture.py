@@ -23,8 +23,8 @@ def start(d: Drill, step: Step) -> None:
     command = [sys.executable, "-m", "tavari_dr", "db", "stream", "--env", d.config.name, "--cdk-json",
                str(d.cdk_json), "--database-url", d.database_url, "--segment-seconds", str(DRILL_SEGMENT_SECONDS),
                "--publish-metrics"]
-    step.commands.append(f"tavari-dr db stream --env {d.config.name} --database-url … --segment-seconds "
-                         f"{DRILL_SEGMENT_SECONDS} --publish-metrics (in the background)")
+    step.commands.append(f"tavari-dr db stream --env {d.config.name} --cdk-json {d.cdk_json} --database-url … "
+                         f"--segment-seconds {DRILL_SEGMENT_SECONDS} --publish-metrics (in the background)")
     step.command = "; ".join(step.commands)
     process = subprocess.Popen(command, env=d.subprocess_env(), stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
                                cwd=d.cdk_json.parent)
