@@ -329,9 +329,11 @@ def test_the_verdict_comes_from_counts_never_from_wall_time(tmp_path):
         busy["scenarios"]["1 database corruption"]["rto_critical"]["projected_seconds"]
     restore = quiet["steps"][0]
     assert restore["model"]["inputs"]["dump_bytes"] == 1e9 and restore["model"]["parts"]["pg_restore data"] > 0
-    # download, then each section of the restore in the order it runs (ADR 0014)
+    # download, then each section of the restore in the order it runs (ADR 0014), then the change log's
+    # replay up to the second (ADR 0020: a day of drill.changes_per_day)
     assert list(restore["model"]["parts"])[2:] == ["download artifacts", "roles", "pg_restore pre-data",
-                                                   "pg_restore data", "pg_restore post-data", "row counts"]
+                                                   "pg_restore data", "pg_restore post-data", "row counts",
+                                                   "replay change log"]
     for report in (quiet, busy):  # (only one scenario played: the drill as a whole is not passed)
         assert report["scenarios"]["1 database corruption"]["rto_critical"]["met"]
         assert report["scenarios"]["1 database corruption"]["rto_non-critical"]["met"]
