@@ -161,6 +161,6 @@ def test_a_point_in_time_restore_adds_the_replay_of_a_day_of_changes():
     day = Production(PROD.dump_bytes, PROD.invoice_count, PROD.invoice_bytes, PROD.breach_changed_share,
                      PROD.versions_per_key, replay_changes=200_000, replay_segments=1440)
     replayed = m.database_restore(counts, day, CAL)
-    expected = 1440 * m.S3_REQUEST_SECONDS + 200_000 / m.REPLAY_CHANGES_PER_SECOND
+    expected = 1440 * m.S3_REQUEST_SECONDS / m.REPLAY_PREFETCH + 200_000 / m.REPLAY_CHANGES_PER_SECOND
     assert replayed.parts["replay change log"] == pytest.approx(expected)
     assert replayed.seconds == pytest.approx(plain.seconds + expected)

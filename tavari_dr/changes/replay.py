@@ -211,10 +211,9 @@ def replay(s3: Any, bucket: str, the_plan: Plan, connect: Callable[[], Any], ver
     last_applied = 0
     reached = False
     last_header: Header | None = None
-    with connect() as conn:
+    with connect() as conn, _Prefetch(s3, bucket, the_plan.segments, verifier) as segments:
         applier = _Applier(conn)
-        for key in the_plan.segments:
-            opened = open_segment(s3, bucket, key.key, verifier)
+        for key, opened in segments:
             try:
                 header = opened.header
                 if header.base_id != the_plan.base.base_id:
@@ -271,6 +270,47 @@ def replay(s3: Any, bucket: str, the_plan: Plan, connect: Callable[[], Any], ver
             conn.commit()
     result.seconds = round(time.monotonic() - begun, 3)
     return result
+
+
+class _Prefetch:
+    """The plan's segments in order, PREFETCH of them downloaded and verified ahead of the one being
+    applied (each GET's latency overlaps the replay instead of adding to it); those left unread when
+    the replay stops early are closed."""
+
+    def __init__(self, s3: Any, bucket: str, keys: list[SegmentKey], verifier: KmsVerifier) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.s3, self.bucket, self.keys, self.verifier = s3, bucket, keys, verifier
+        self.pool = ThreadPoolExecutor(PREFETCH)
+        self.pending: list[Any] = []
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __iter__(self):
+        upcoming = iter(self.keys)
+        for key in upcoming:
+            self.pending.append((key, self.pool.submit(open_segment, self.s3, self.bucket, key.key, self.verifier)))
+            if len(self.pending) >= PREFETCH:
+                break
+        while self.pending:
+            key, future = self.pending.pop(0)
+            following = next(upcoming, None)
+            if following is not None:
+                self.pending.append((following, self.pool.submit(open_segment, self.s3, self.bucket, following.key,
+                                                                 self.verifier)))
+            yield key, future.result()
+
+    def __exit__(self, *exc: object) -> None:
+        for _, future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        for _, future in self.pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().close()
+
+
+PREFETCH = 4
 
 
 def _lsn(value: int) -> str:

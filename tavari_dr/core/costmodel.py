@@ -241,6 +241,7 @@ def glacier_wait_seconds(storage_class: str, tier: str = "Standard") -> float:
 # benches/changes.py measured 1,676 and 2,215 changes/s on this shared 2-core machine (0.03-0.06 x a COPY
 # beside it); below the lower end, so the estimate is not optimistic.
 REPLAY_CHANGES_PER_SECOND = 1500.0
+REPLAY_PREFETCH = 4  # tavari_dr.changes.replay.PREFETCH: segments downloaded ahead of the one applied
 
 
 @dataclass(frozen=True)
@@ -297,12 +298,13 @@ def database_restore(counts: Counts, production: Production, calibration: Calibr
     inputs = {"dump_bytes": dump, "artifact_gets": gets, "processes": counts.processes,
               "download_concurrency": DB_DOWNLOAD_CONCURRENCY, "fits": fits}
     if production.replay_changes:
-        # The segments are read one after the other (commit order), each verified before it is applied.
-        parts["replay change log"] = (production.replay_segments * S3_REQUEST_SECONDS
+        # The segments are applied one after the other (commit order), each verified first; REPLAY_PREFETCH
+        # of them are fetched ahead, so their GETs' latency spreads over that many connections.
+        parts["replay change log"] = (production.replay_segments * S3_REQUEST_SECONDS / REPLAY_PREFETCH
                                       + production.replay_changes / REPLAY_CHANGES_PER_SECOND)
         inputs.update(replay_changes=production.replay_changes, replay_segments=production.replay_segments,
-                      replay_changes_per_second=REPLAY_CHANGES_PER_SECOND)
-        formula += " + segments x latency + changes / replay rate"
+                      replay_changes_per_second=REPLAY_CHANGES_PER_SECOND, replay_prefetch=REPLAY_PREFETCH)
+        formula += " + segments x latency / prefetch + changes / replay rate"
     return _estimate(parts, inputs, formula)
 
 
