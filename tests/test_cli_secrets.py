@@ -38,6 +38,7 @@ FULL_ENV = {
     "SUPABASE_JWT_SECRET": "super-secret-jwt-token-with-at-least-32-characters-long",
     "PAGERDUTY_ROUTING_KEY": "R0123456789abcdef0123456789abcdef",
     "HEARTBEAT_URL": "https://hc-ping.com/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278",
+    "STREAM_DATABASE_URL": "postgresql://postgres:p%40ss@db.abcd.supabase.co:5432/postgres",
 }
 
 
@@ -76,7 +77,7 @@ def env_file(tmp_path, values, name=".env.production"):
 def test_push_is_a_dry_run_by_default_and_shows_names_only(deployed, tmp_path):
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(env_file(tmp_path, FULL_ENV)))
     assert code == 0, out
-    assert "12 added, 0 changed, 0 unchanged, 0 unknown, 0 not in file" in out
+    assert "13 added, 0 changed, 0 unchanged, 0 unknown, 0 not in file" in out
     assert "dry run: nothing written" in out
     assert "abcd.supabase.co" not in out and "sk_test" not in out  # never values
     sm = boto3.client("secretsmanager", region_name=REGION)
@@ -90,9 +91,9 @@ def test_push_apply_then_pull_reproduces_the_file_exactly(deployed, tmp_path):
         + "".join(f"export {k}={json.dumps(v)}\r\n" for k, v in FULL_ENV.items()))
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(source), "--apply")
     assert code == 0, out
-    assert "wrote 12 secret(s)" in out
+    assert "wrote 13 secret(s)" in out
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(source))
-    assert "0 added, 0 changed, 12 unchanged" in out
+    assert "0 added, 0 changed, 13 unchanged" in out
 
     restored = tmp_path / ".env.restored"
     code, out = run("secrets", "pull", "--env", "dev", "--out", str(restored))
@@ -108,7 +109,7 @@ def test_push_reports_changed_and_missing_entries(deployed, tmp_path):
                     "--apply")
     assert code == 0
     assert "changed     SUPABASE_URL" in out and "unchanged   SUPABASE_ANON_KEY" in out
-    assert "1 added" not in out and "10 not in file" in out
+    assert "1 added" not in out and "11 not in file" in out
     sm = boto3.client("secretsmanager", region_name=REGION)
     assert sm.get_secret_value(SecretId=deployed["SUPABASE_URL"])["SecretString"] == "https://new.supabase.co"
 
@@ -121,7 +122,7 @@ def test_unknown_keys_are_refused_unless_skipped(deployed, tmp_path):
     sm = boto3.client("secretsmanager", region_name=REGION)
     assert secrets_lib.is_placeholder(sm.get_secret_value(SecretId=deployed["SUPABASE_URL"])["SecretString"])
     code, out = run("secrets", "push", "--env", "dev", "--env-file", str(path), "--apply", "--skip-unknown")
-    assert code == 0 and "wrote 12 secret(s)" in out
+    assert code == 0 and "wrote 13 secret(s)" in out
 
 
 @pytest.mark.parametrize("content", ["A=1\nA=2\n", "NO_EQUALS_SIGN\n", 'A="unterminated\n'])
@@ -165,7 +166,7 @@ def test_check_fails_on_placeholders_and_passes_once_pushed(deployed, tmp_path):
     run("secrets", "push", "--env", "dev", "--env-file", str(env_file(tmp_path, FULL_ENV)), "--apply")
     code, out = run("secrets", "check", "--env", "dev", "--max-age-days", "30")
     assert code == 0, out
-    assert "all 12 entries ok" in out
+    assert "all 13 entries ok" in out
 
 
 def test_check_reports_a_missing_secret(deployed, tmp_path):

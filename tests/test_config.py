@@ -175,12 +175,12 @@ def test_unreadable_cdk_json(tmp_path):
 def test_secret_entries_default_to_the_core_set_plus_third_party_keys():
     prod = load_environment(cdk_context(), "prod")
     names = [e.name for e in prod.secrets.all_entries]
-    assert names[:10] == ["SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ACCESS_TOKEN",
-                         "BACKUP_DATABASE_URL", "ALERT_WEBHOOK_URL", "SENTRY_DSN", "SUPABASE_JWT_SECRET",
-                         "PAGERDUTY_ROUTING_KEY", "HEARTBEAT_URL"]
+    assert names[:11] == ["SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ACCESS_TOKEN",
+                          "BACKUP_DATABASE_URL", "ALERT_WEBHOOK_URL", "SENTRY_DSN", "SUPABASE_JWT_SECRET",
+                          "PAGERDUTY_ROUTING_KEY", "HEARTBEAT_URL", "STREAM_DATABASE_URL"]
     assert "OPENAI_API_KEY" in names
     assert [e.name for e in prod.secrets.all_entries if not e.required] == [
-        "SENTRY_DSN", "SUPABASE_JWT_SECRET", "PAGERDUTY_ROUTING_KEY", "HEARTBEAT_URL"]
+        "SENTRY_DSN", "SUPABASE_JWT_SECRET", "PAGERDUTY_ROUTING_KEY", "HEARTBEAT_URL", "STREAM_DATABASE_URL"]
     custom = with_prod(lambda p: p["secrets"].update(
         entries=[{"name": "ONLY_ONE", "description": "d", "required": False}], third_party_keys=[]))
     (entry,) = load_environment(custom, "prod").secrets.all_entries

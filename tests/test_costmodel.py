@@ -153,3 +153,14 @@ def test_the_counter_counts_requests_by_kind_and_bytes():
     assert counter.counts.requests == {"put": 1, "head": 1, "get": 1, "copy": 1, "list": 1, "delete": 1, "api": 1}
     assert counter.counts.bytes_written == 1000 and counter.counts.bytes_read == 1000
     assert Counts.from_json(json.loads(json.dumps(counter.counts.to_json()))) == counter.counts
+
+
+def test_a_point_in_time_restore_adds_the_replay_of_a_day_of_changes():
+    counts = Counts(processes=1, requests={"get": 10})
+    plain = m.database_restore(counts, PROD, CAL)
+    day = Production(PROD.dump_bytes, PROD.invoice_count, PROD.invoice_bytes, PROD.breach_changed_share,
+                     PROD.versions_per_key, replay_changes=200_000, replay_segments=1440)
+    replayed = m.database_restore(counts, day, CAL)
+    expected = 1440 * m.S3_REQUEST_SECONDS / m.REPLAY_PREFETCH + 200_000 / m.REPLAY_CHANGES_PER_SECOND
+    assert replayed.parts["replay change log"] == pytest.approx(expected)
+    assert replayed.seconds == pytest.approx(plain.seconds + expected)

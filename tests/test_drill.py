@@ -70,9 +70,11 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     assert worst["met"] and worst["worst_case_seconds"] > 13 * 3600
     steps = {(s["scenario"], s["name"]): s for s in report["steps"]}
     restore = steps[("2 complete system failure", "restore the database from the off-site backup")]
-    assert restore["command"].startswith("tavari-dr db restore --env " + env_name)
-    # the manifest + 13 artifacts: roles, schema, internal schema, data/toc.dat and one file per table's data
-    assert restore["kind"] == "db_restore" and restore["counts"]["requests"]["get"] == 14
+    assert restore["command"].startswith("tavari-dr db restore --env " + env_name) and " --to " in restore["command"]
+    # the manifest + 13 artifacts: roles, schema, internal schema, data/toc.dat and one file per table's data;
+    # then the change log's base record and its segments (restore --to, ADR 0020)
+    assert restore["kind"] == "db_restore" and restore["counts"]["requests"]["get"] > 14
+    assert restore["model"]["parts"]["replay change log"] > 0
     assert restore["model"]["inputs"]["dump_bytes"] == 2e9 and restore["projected_seconds"] > 60
     # Every command the drill started read the cdk.json it was given (`verify` a copy of it whose only
     # change is the stand-in Management API URL), never the project's own.
@@ -354,9 +356,11 @@ def test_the_verdict_comes_from_counts_never_from_wall_time(tmp_path):
         busy["scenarios"]["1 database corruption"]["rto_critical"]["projected_seconds"]
     restore = quiet["steps"][0]
     assert restore["model"]["inputs"]["dump_bytes"] == 1e9 and restore["model"]["parts"]["pg_restore data"] > 0
-    # download, then each section of the restore in the order it runs (ADR 0014)
+    # download, then each section of the restore in the order it runs (ADR 0014), then the change log's
+    # replay up to the second (ADR 0020: a day of drill.changes_per_day)
     assert list(restore["model"]["parts"])[2:] == ["download artifacts", "roles", "pg_restore pre-data",
-                                                   "pg_restore data", "pg_restore post-data", "row counts"]
+                                                   "pg_restore data", "pg_restore post-data", "row counts",
+                                                   "replay change log"]
     for report in (quiet, busy):  # (only one scenario played: the drill as a whole is not passed)
         assert report["scenarios"]["1 database corruption"]["rto_critical"]["met"]
         assert report["scenarios"]["1 database corruption"]["rto_non-critical"]["met"]

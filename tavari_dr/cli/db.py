@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from tavari_dr.changes import capture as capture_lib
+from tavari_dr.changes import pitr
+from tavari_dr.changes import replay as replay_lib
 from tavari_dr.cli.common import (
     Deployed,
     Failed,
@@ -29,6 +33,7 @@ from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
 from tavari_dr.database import erasure, overwrite, partial
+from tavari_dr.database.manifest import open_backup
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
 
 log = logging.getLogger("tavari.database")
@@ -36,7 +41,7 @@ log = logging.getLogger("tavari.database")
 
 @click.group("db")
 def group() -> None:
-    """Off-site database backups: backup, list, restore, verify, cleanup-restored."""
+    """Off-site database backups: backup, list, restore, verify, cleanup-restored, stream."""
 
 
 def _backup_bucket(config: EnvironmentConfig | None, target: AwsTarget, bucket: str | None) -> str:
@@ -250,23 +255,50 @@ def _state(entry: db_lib.BackupEntry) -> str:
 @aws_command(group, "list", "Backups, newest first: tier, size, and complete, incomplete or tampered.",
              env_required=False)
 @bucket_option
+@signing_key_option
 @format_option
 @backup_errors
-def list_(config, target, bucket, output_format):
-    backups = db_lib.list_backups(target.client("s3"), _backup_bucket(config, target, bucket), _tiers(config))
+def list_(config, target, bucket, signing_key, output_format):
+    s3, bucket = target.client("s3"), _backup_bucket(config, target, bucket)
+    backups = db_lib.list_backups(s3, bucket, _tiers(config))
+    reach = _windows(config, target, s3, bucket, signing_key, backups)
+
+    def shown(backup_id: str) -> str:
+        found = reach.get(backup_id)
+        return f"--to up to {found[1]:%Y-%m-%dT%H:%M:%SZ}" if found else "-"
 
     def table():
         if not backups:
             return
-        yield f"{'BACKUP':<44} {'TIER':<8} {'SIZE':>10}  STATE"
+        yield f"{'BACKUP':<44} {'TIER':<8} {'SIZE':>10}  {'RESTORES TO':<31} STATE"
         for b in backups:
-            yield f"{b.backup_id:<44} {b.tier:<8} {format_bytes(b.bytes):>10}  {_state(b)}"
+            yield f"{b.backup_id:<44} {b.tier:<8} {format_bytes(b.bytes):>10}  {shown(b.backup_id):<31} {_state(b)}"
 
     answer(output_format, {"backups": [{"backup_id": b.backup_id, "tier": b.tier, "bytes": b.bytes,
                                         "complete": b.complete, "expired": b.expired, "findings": b.findings(),
                                         "pre_restore": b.pre_restore,
-                                        "last_modified": b.last_modified.isoformat()}
+                                        "last_modified": b.last_modified.isoformat(),
+                                        "restore_window": [t.isoformat() for t in reach[b.backup_id]]
+                                        if reach.get(b.backup_id) else None}
                                        for b in backups]}, table, failure=None if backups else "no backups yet")
+
+
+def _windows(config: EnvironmentConfig | None, target: AwsTarget, s3: Any, bucket: str, signing_key: str | None,
+             backups: list[db_lib.BackupEntry]) -> dict[str, tuple[datetime, datetime] | None]:
+    """Per complete, untampered backup: the seconds `restore --to` can reach from it (its dump through the
+    change log's newest commit; ADR 0020). Without the signing key nothing can be trusted: none shown."""
+    try:
+        verifier = _verifier(config, target, signing_key)
+    except click.ClickException:
+        return {}
+    manifests = []
+    for b in backups:
+        if b.complete and not b.expired and not b.pre_restore and not b.findings():
+            try:
+                manifests.append(open_backup(s3, bucket, b, verifier=verifier).manifest)
+            except db_lib.BackupError:
+                continue
+    return replay_lib.windows(s3, bucket, manifests, verifier, datetime.now(UTC))
 
 
 def _print_counts(result: db_lib.VerifyResult) -> None:
@@ -295,6 +327,9 @@ def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
                               "--target-url; or, with --table, copy chosen tables beside the live ones.",
              env_required=False)
 @click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
+@click.option("--to", "to", metavar="YYYY-MM-DDTHH:MM:SSZ",
+              help="Point in time: the newest backup before it, then the change log up to the last transaction "
+                   "committed at or before this second (`db list` shows how far each backup reaches).")
 @click.option("--target-url", required=True, help="The database to restore into (Supabase or plain PostgreSQL).")
 @click.option("--force", is_flag=True, help="Replace the user schemas the target already holds: shows what is dropped "
                                             "(row counts), asks, and backs the target up first.")
@@ -318,8 +353,15 @@ def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
 @jobs_option
 @work_dir_option
 @backup_errors
-def restore(config, target, which, target_url, force, yes, dry_run, no_safety_backup, tables, scratch_url, keep_hours,
-            bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin, jobs, work_dir):
+def restore(config, target, which, to, target_url, force, yes, dry_run, no_safety_backup, tables, scratch_url,
+            keep_hours, bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin, jobs, work_dir):
+    if to is not None:
+        point = _point_in_time(to)
+        if which != "latest" or tables or force or manifest_version:
+            raise click.UsageError("--to picks the backup itself and restores into an empty database: drop --backup, "
+                                   "--table, --force and --manifest-version")
+        return _restore_to(config, target, point, target_url, dry_run, bucket, signing_key, report_bucket,
+                           publish_metrics, pg_bin, jobs, work_dir)
     if tables and force:
         raise click.UsageError("--table copies tables beside the live ones and never overwrites: drop --force")
     if scratch_url and not tables:
@@ -404,6 +446,65 @@ def restore(config, target, which, target_url, force, yes, dry_run, no_safety_ba
     tampered = " — the bucket was tampered with, see TAMPERING above" if result.tampered else ""
     click.echo(f"restored {result.backup_id} ({result.trust}) in {result.duration_seconds:.1f} s; every row count "
                f"matches{erased}{tampered}")
+
+
+def _point_in_time(text: str) -> datetime:
+    try:
+        point = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a time such as 2026-12-01T14:03:27Z", param_hint="--to") from None
+    if point.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no time zone; write it in UTC, e.g. 2026-12-01T14:03:27Z",
+                                 param_hint="--to")
+    return point.astimezone(UTC)
+
+
+def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: datetime, target_url: str, dry_run: bool,
+                bucket: str | None, signing_key: str | None, report_bucket: str | None, publish_metrics: bool,
+                pg_bin: Path | None, jobs: int | None, work_dir: Path | None) -> None:
+    bucket = _backup_bucket(config, target, bucket)
+    verifier = _verifier(config, target, signing_key)
+    s3 = target.client("s3")
+
+    def say(message: str) -> None:
+        click.echo(f"  {message}")
+
+    try:
+        if dry_run:
+            manifest = pitr.newest_dump_before(s3, bucket, point, verifier=verifier, tiers=_tiers(config))
+            the_plan = replay_lib.plan(s3, bucket, manifest, point, verifier)
+            click.echo(f"would restore backup {manifest.backup_id}, then replay {len(the_plan.segments)} change "
+                       f"segment(s) of base {the_plan.base.base_id} up to {point:%Y-%m-%dT%H:%M:%SZ}")
+            click.echo("dry run: nothing was changed")
+            return
+        emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
+        record = AuditRecord("db_restore", caller="", source={"bucket": bucket, "to": point.isoformat()},
+                             target={"database": db_lib.parse_database_url(target_url).url_without_password},
+                             details={"point_in_time": True})
+        with audited(config, target, report_bucket, record) as audit:
+            try:
+                result, outcome = pitr.restore_to(s3, bucket, point, target_url, verifier=verifier,
+                                                  tiers=_tiers(config), log=say, pg_bin=pg_bin, jobs=jobs,
+                                                  work_dir=work_dir)
+            except db_lib.BackupTampered:
+                _publish_tampered(emit)
+                raise
+            except erasure.ErasureError as err:
+                _publish_erasure_failed(emit, err)
+                raise
+            record.source.update(backup=result.backup_id, trust=result.trust)
+            record.details.update(replayed_transactions=outcome.applied, last_commit=outcome.last_commit,
+                                  rows={t: f for t, (_, f) in result.table_counts.items()}, erased_rows=result.erased)
+            _print_counts(result)
+            if not result.ok:
+                raise Failed(f"restored {result.backup_id} and replayed the change log to "
+                             f"{point:%Y-%m-%dT%H:%M:%SZ}, but a check failed (see above)")
+            audit["outcome"] = f"restored to {point.isoformat()}"
+    except (replay_lib.ReplayError, replay_lib.SegmentError) as err:
+        raise Failed(str(err)) from None
+    click.echo(f"restored to {point:%Y-%m-%dT%H:%M:%SZ}: backup {result.backup_id} and {outcome.applied} "
+               f"transaction(s) of the change log (the last committed at {outcome.last_commit or 'the dump'}) in "
+               f"{result.duration_seconds:.1f} s; every row count matches what the log says the tables held")
 
 
 def _confirm(plan: overwrite.OverwritePlan, yes: bool) -> bool:
@@ -566,3 +667,95 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
     if not as_json:
         click.echo(f"{result.backup_id}: {'quick check' if quick else 'restore test'} passed "
                    f"in {result.duration_seconds:.1f} s")
+
+
+def _stream_url(config: EnvironmentConfig | None, target: AwsTarget, url: str | None) -> str:
+    if url:
+        return url
+    if config is None:
+        raise click.UsageError("name the database: --env ENV (secret STREAM_DATABASE_URL) or --database-url URL")
+    arn = Deployed(config, target).secret_arns().get("STREAM_DATABASE_URL")
+    if not arn:
+        raise Failed("no STREAM_DATABASE_URL secret in this environment: deploy the Secrets stack, then "
+                     "tavari-dr secrets push")
+    value = target.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    if outputs.is_placeholder(value):
+        raise Failed("STREAM_DATABASE_URL is still a placeholder: run tavari-dr secrets push (the DIRECT "
+                     "connection, db.<ref>.supabase.co:5432: the poolers do not speak the replication protocol)")
+    return value
+
+
+@aws_command(group, "stream", "Continuously capture every committed change into signed segments beside the dumps "
+                             "(long-running; exits non-zero when it cannot go on). --setup: create the publication "
+                             "and the slot, once.", env_required=False)
+@click.option("--setup", "do_setup", is_flag=True, help="Create (idempotently) the publication, the slot and what "
+                                                      "the role needs; print what was done and found; then exit.")
+@click.option("--database-url", envvar="TAVARI_STREAM_DATABASE_URL",
+              help="Instead of the STREAM_DATABASE_URL secret (env TAVARI_STREAM_DATABASE_URL; the ECS task's way).")
+@click.option("--backup-database-url", envvar="TAVARI_DATABASE_URL",
+              help="Where the fresh dump after a base reset is taken from (default: BACKUP_DATABASE_URL with --env, "
+                   "else the stream's URL).")
+@click.option("--segment-seconds", type=click.FloatRange(min=0.1), default=None,
+              help="Close a segment this often (default: changes.segment_seconds).")
+@bucket_option
+@signing_key_option
+@pg_bin_option
+@click.option("--publish-metrics", is_flag=True, help="Publish lag, retained WAL, segments and base resets, and "
+                                                      "JobFailed on a fatal error, to CloudWatch.")
+@backup_errors
+def stream(config, target, do_setup, database_url, backup_database_url, segment_seconds, bucket, signing_key, pg_bin,
+           publish_metrics):
+    changes = config.changes if config else None
+    publication = changes.publication if changes else "tavari_backup"
+    slot = changes.slot if changes else "tavari_backup"
+    url = _stream_url(config, target, database_url)
+    if do_setup:
+        try:
+            for said in capture_lib.setup(url, publication, slot):
+                click.echo(said)
+        except capture_lib.CaptureError as err:
+            raise Failed(str(err)) from None
+        return
+    bucket = _backup_bucket(config, target, bucket)
+    key = _signing_key(config, target, signing_key)
+    kms = target.client("kms")
+    signer, verifier = KmsSigner(kms, key), KmsVerifier(kms, key)
+    emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
+    dump_url = backup_database_url or (_database_url(config, target, None) if config else url)
+    s3 = target.client("s3")
+
+    def fresh_dump(reason: str) -> None:
+        manifest = db_lib.run_backup(s3, bucket, dump_url, reason=reason, signer=signer, tiers=_tiers(config),
+                                     pg_bin=pg_bin)
+        click.echo(f"fresh dump {manifest.backup_id} after the base reset ({reason})")
+
+    settings = capture_lib.Settings(
+        publication=publication, slot=slot,
+        segment_seconds=segment_seconds or (changes.segment_seconds if changes else 60),
+        segment_max_bytes=changes.segment_max_bytes if changes else 64 * 1024 * 1024,
+        retained_wal_limit_bytes=changes.retained_wal_limit_bytes if changes else 4 * 1024 ** 3)
+    capture = capture_lib.Capture(url, s3, bucket, signer, verifier, settings, fresh_dump=fresh_dump, emit=emit,
+                                  say=lambda message: click.echo(message))
+    stopping: list[int] = []
+
+    def stop_on(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # signal handlers may only be set there
+        for signum in (signal.SIGTERM, signal.SIGINT):  # ECS stops a task with SIGTERM: close the open segment
+            signal.signal(signum, stop_on)
+    try:
+        capture.run(stop=lambda: bool(stopping))
+    except (capture_lib.CaptureError, replay_lib.SegmentError, db_lib.BackupError) as err:
+        if emit:
+            metrics.publish_outcome(metrics.DB_STREAM, succeeded=False, emit=emit)
+        raise Failed(f"the change capture stopped: {err}") from None
+    except Exception as err:  # any other failure is as fatal: counted, then one line and non-zero for ECS
+        if emit:
+            metrics.publish_outcome(metrics.DB_STREAM, succeeded=False, emit=emit)
+        raise Failed(f"the change capture stopped: {type(err).__name__}: {str(err).strip()}") from None
+    click.echo(f"stopped: {capture.segments_written} segment(s) written, the slot confirmed to "
+               f"{capture_lib.lsn_text(capture.confirmed)}")

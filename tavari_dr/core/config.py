@@ -200,6 +200,9 @@ DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
     # "all good" and silence the dead man's switch (ADR 0025).
     SecretEntry("HEARTBEAT_URL", "Dead man's switch outside AWS (healthchecks-style ping URL): the daily monitor "
                                  "pings it only when every check passed", required=False),
+    SecretEntry("STREAM_DATABASE_URL", "PostgreSQL URL of the continuous capture (`db stream`, ADR 0020): the "
+                                       "DIRECT connection (db.<ref>.supabase.co:5432), which speaks the "
+                                       "replication protocol the poolers do not", required=False),
 )
 
 
@@ -500,6 +503,8 @@ class DrillConfig:
         10); an in-place bucket restore costs one request per changed key.
     health_endpoints: URLs that must answer 200 after a recovery ("verify all services").
     quarterly_schedule / timezone: when the Step Functions drill runs in AWS.
+    changes_per_day: rows Tavari's database changes a day (default 200000); a point-in-time restore replays
+        at most a day of them after the newest dump (the cost model's replay step, ADR 0020).
     """
 
     rto_critical_minutes: int = rule("integer", 60, minimum=1)
@@ -512,6 +517,7 @@ class DrillConfig:
     quarterly_schedule: str = rule("schedule", "cron(0 9 ? 1,4,7,10 MON#1 *)", timezone=lambda v: v["timezone"],
                                    example="cron(0 9 ? 1,4,7,10 MON#1 *)")
     timezone: str = rule("timezone", "UTC")
+    changes_per_day: int = rule("integer", 200_000, minimum=0)
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:

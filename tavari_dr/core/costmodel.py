@@ -237,6 +237,13 @@ def glacier_wait_seconds(storage_class: str, tier: str = "Standard") -> float:
     return GLACIER_RESTORE_SECONDS.get((storage_class, tier), 0.0)
 
 
+# A point-in-time restore's replay (tavari_dr.changes.replay, ADR 0020) applies the change log row by row:
+# benches/changes.py measured 1,676 and 2,215 changes/s on this shared 2-core machine (0.03-0.06 x a COPY
+# beside it); below the lower end, so the estimate is not optimistic.
+REPLAY_CHANGES_PER_SECOND = 1500.0
+REPLAY_PREFETCH = 4  # tavari_dr.changes.replay.PREFETCH: segments downloaded ahead of the one applied
+
+
 @dataclass(frozen=True)
 class Production:
     """The production sizes a drill is judged at (cdk.json ``drill``)."""
@@ -246,6 +253,10 @@ class Production:
     invoice_bytes: float
     breach_changed_share: float
     versions_per_key: float  # from the drill's own bucket: listing entries per key
+    # A restore --to replays at most a day of changes after the newest dump (drill.changes_per_day),
+    # read from this many segments, one GET each, in order.
+    replay_changes: float = 0.0
+    replay_segments: float = 0.0
 
     @property
     def versions(self) -> float:
@@ -284,8 +295,17 @@ def database_restore(counts: Counts, production: Production, calibration: Calibr
         parts["pg_restore"] = calibration.restore(dump)
         fits = {"restore": asdict(calibration.restore)}
         formula = "start-up + API calls + (GETs x latency / concurrency + bytes / 85 MB/s) + restore_fit(bytes)"
-    return _estimate(parts, {"dump_bytes": dump, "artifact_gets": gets, "processes": counts.processes,
-                             "download_concurrency": DB_DOWNLOAD_CONCURRENCY, "fits": fits}, formula)
+    inputs = {"dump_bytes": dump, "artifact_gets": gets, "processes": counts.processes,
+              "download_concurrency": DB_DOWNLOAD_CONCURRENCY, "fits": fits}
+    if production.replay_changes:
+        # The segments are applied one after the other (commit order), each verified first; REPLAY_PREFETCH
+        # of them are fetched ahead, so their GETs' latency spreads over that many connections.
+        parts["replay change log"] = (production.replay_segments * S3_REQUEST_SECONDS / REPLAY_PREFETCH
+                                      + production.replay_changes / REPLAY_CHANGES_PER_SECOND)
+        inputs.update(replay_changes=production.replay_changes, replay_segments=production.replay_segments,
+                      replay_changes_per_second=REPLAY_CHANGES_PER_SECOND, replay_prefetch=REPLAY_PREFETCH)
+        formula += " + segments x latency / prefetch + changes / replay rate"
+    return _estimate(parts, inputs, formula)
 
 
 def database_scan(production: Production, calibration: Calibration) -> Estimate:

@@ -104,6 +104,12 @@ class Manifest:
     # Of auth and storage, those the source had (a plain PostgreSQL source has neither). None: a
     # manifest from before, when every source was a Supabase project.
     internal_schemas: list[str] | None = None
+    # The dump's transaction snapshot as pg_current_snapshot() text ("xmin:xmax:xip,..."), read in the very
+    # transaction whose exported snapshot pg_dump reads, and the WAL position read just before that
+    # transaction began: a point-in-time restore replays exactly the logged transactions this snapshot
+    # does not see (tavari_dr.changes.replay, ADR 0020). None: a manifest from before.
+    xid_snapshot: str | None = None
+    wal_lsn_before: str | None = None
 
     def table_pairs(self) -> dict[str, tuple[str, str]]:
         """Each table of ``tables`` as (schema, name)."""

@@ -29,10 +29,14 @@ def production(config: EnvironmentConfig, sizes: Sizes, versions_per_key: float 
     """Production sizes; a bucket's history is as deep per key as the toy bucket the step listed
     (the drill writes several versions of every invoice, so this errs on the long side)."""
     d = config.drill
+    # With the capture on, a database restore goes to a second (restore --to): the newest dump, then up to a
+    # day of the change log, in segments of changes.segment_seconds (fewer where fewer changes come).
+    replay = d.changes_per_day if config.changes.enabled else 0
     return costmodel.Production(
         dump_bytes=d.database_gb * 1e9, invoice_count=d.invoice_count, invoice_bytes=d.invoice_gb * 1e9,
         breach_changed_share=d.breach_changed_percent / 100,
-        versions_per_key=versions_per_key or float(sizes.invoice_versions))
+        versions_per_key=versions_per_key or float(sizes.invoice_versions), replay_changes=replay,
+        replay_segments=min(replay, 86_400 / config.changes.segment_seconds))
 
 
 def price(steps: list[Step], config: EnvironmentConfig, sizes: Sizes, calibration: costmodel.Calibration) -> None:

@@ -103,8 +103,10 @@ class LocalPostgres:
     ``LocalPostgres(major=17)`` runs PostgreSQL 17 (PostgresUnavailable if its binaries are not here)."""
 
     def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None,
-                 major: int = DEFAULT_MAJOR) -> None:
+                 major: int = DEFAULT_MAJOR, superuser: str = "postgres") -> None:
         self.major = major
+        # Another name leaves "postgres" free to be created as Supabase has it: not a superuser.
+        self.superuser = superuser
         self.bin = server_bin_dir(major)
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres and not _runnable_by_postgres(self.bin):
@@ -127,7 +129,7 @@ class LocalPostgres:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.sockets, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        self._run("initdb", "-D", str(self.data), "-U", self.superuser, "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8")
         options = " ".join([f"-p {self.port}", f"-k {self.sockets}", "-c listen_addresses=127.0.0.1",
                             *(f"-c {k}={v}" for k, v in self.settings.items())])
@@ -159,13 +161,13 @@ class LocalPostgres:
     def server_version(self) -> str:
         import psycopg
 
-        with psycopg.connect(self.url()) as conn:
+        with psycopg.connect(self.url(user=self.superuser)) as conn:
             return str(conn.execute("SHOW server_version").fetchone()[0])
 
     def create_database(self, name: str) -> str:
         import psycopg
 
-        with psycopg.connect(self.url(), autocommit=True) as conn:
+        with psycopg.connect(self.url(user=self.superuser), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

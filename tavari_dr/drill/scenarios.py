@@ -9,12 +9,13 @@ database, verify a bucket, the health endpoints, the RPO achieved — are the fu
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import urllib3
 
 from tavari_dr.core import costmodel
+from tavari_dr.drill import capture
 from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Drill, DrillFailed, Step
 from tavari_dr.drill.jobs import secrets_check
 from tavari_dr.drill.setup import env_values
@@ -26,10 +27,19 @@ def database_corruption(d: Drill) -> None:
     scenario = "1 database corruption"
     import psycopg
 
+    # Changes after the nightly dump, which only the change log holds; then the state a second before the damage.
+    with psycopg.connect(d.database_url) as conn:
+        conn.execute("INSERT INTO public.messages (business_id, direction, body, sent_at) "
+                     "SELECT id, 'in', 'after the nightly dump', now() FROM public.businesses")
+        conn.execute("UPDATE public.support_tickets SET status = 'closed' WHERE id % 2 = 0")
+    time.sleep(1.1)
+    before = fingerprints(d.database_url)
+    time.sleep(1.1)
+    incident = datetime.now(UTC)
     with psycopg.connect(d.database_url) as conn:
         conn.execute("UPDATE public.messages SET body = 'CORRUPTED' WHERE id % 5 = 0")
         conn.execute("DELETE FROM public.invoices WHERE number LIKE '%-1'")
-    incident = datetime.now(UTC)
+    point = capture.second_before(incident)
 
     def identify(step: Step) -> None:
         now = fingerprints(d.database_url)
@@ -51,9 +61,9 @@ def database_corruption(d: Drill) -> None:
 
     d.step(scenario, "identify the last good backup", last_good, recovery=CRITICAL, kind="cli")
     target = d.primary.create_database("restored_s1")
-    restore_database(d, scenario, target, d.chosen_backup)
-    verify_database(d, scenario, target)
-    record_rpo(d, scenario, incident)
+    restore_database(d, scenario, target, d.chosen_backup, to=point)
+    verify_database(d, scenario, target, expected=before)
+    record_rpo(d, scenario, incident, restore_point=point)
 
     def partial(step: Step) -> None:
         """The runbook's first move when a few tables are damaged: copies beside the live ones."""
@@ -86,6 +96,7 @@ def data_breach(d: Drill) -> None:
 
     s3 = d.s3()
     messages_before = _messages_per_business(d.database_url)  # what the breach scope's check is judged against
+    before = fingerprints(d.database_url)  # the database a second before the breach reaches it
     breach = datetime.now(UTC)
     time.sleep(1.1)
     requests = []  # what S3's server access logs would record of them (moto delivers none)
@@ -101,6 +112,7 @@ def data_breach(d: Drill) -> None:
             requests.append((datetime.now(UTC), "get", key))
     s3.put_object(Bucket=d.invoice_bucket, Key="invoices/planted.pdf", Body=b"malware")
     d.replicate()  # CRR copies the attacker's writes and deletes too
+    point = capture.second_before(datetime.now(UTC))
     with psycopg.connect(d.database_url) as conn:
         conn.execute("DELETE FROM public.messages WHERE id % 2 = 0")
         conn.execute("UPDATE public.businesses SET name = 'pwned'")
@@ -123,8 +135,8 @@ def data_breach(d: Drill) -> None:
            kind="bucket_restore")
     verify_bucket(d, scenario, "verify the bucket equals its state before the breach", d.invoice_bucket)
     target = d.primary.create_database("restored_s3")
-    restore_database(d, scenario, target, d.chosen_backup)
-    verify_database(d, scenario, target)
+    restore_database(d, scenario, target, d.chosen_backup, to=point)
+    verify_database(d, scenario, target, expected=before)
 
     def rotate(step: Step) -> None:
         d.app_database_url = target
@@ -136,7 +148,7 @@ def data_breach(d: Drill) -> None:
     d.step(scenario, "rotate every key and point the app at the restored database", rotate, recovery=CRITICAL,
            kind="cli")
     verify_health(d, scenario)
-    record_rpo(d, scenario, breach)
+    record_rpo(d, scenario, breach, restore_point=point)
 
 
 def _messages_per_business(url: str) -> dict[str, int]:
@@ -201,8 +213,27 @@ def complete_system_failure(d: Drill) -> None:
 
     scenario = "2 complete system failure"
     s3 = d.s3()
-    incident = datetime.now(UTC)
-    d.primary.stop()  # the database is gone, cluster and all
+    before = fingerprints(d.database_url)
+    probes: list[tuple[int, datetime]] = []
+    with capture.probe_writer(d.database_url, probes):
+        # Mid-segment: a segment and a half of traffic after the last one closed.
+        time.sleep(capture.DRILL_SEGMENT_SECONDS * 1.5)
+        incident = datetime.now(UTC)
+        d.primary.stop()  # the database is gone, cluster and all, in the middle of a segment
+    time.sleep(2)  # a segment write in flight at the kill lands or fails; the capture exits (ECS would restart it)
+    logged = capture.newest_logged_commit(d)
+    if logged is None:
+        raise DrillFailed("the change log is empty: nothing to restore to")
+    kept = [n for n, at in probes if at <= logged]
+    # The measured RPO: what the failure cut off, whatever the recovery steps then do.
+    record_rpo(d, scenario, incident, restore_point=logged,
+               lost={"transactions": len(probes) - len(kept), "of": len(probes),
+                     "segment_seconds": capture.DRILL_SEGMENT_SECONDS})
+    point = logged.replace(microsecond=0)  # --to takes whole seconds: the log's last second it can vouch for
+    # A probe's time is read in its INSERT, a moment before its commit: those within that moment of the
+    # point may fall either side of it; any other is certainly in or out.
+    surely_in = len([at for _, at in probes if at <= point - timedelta(seconds=0.2)])
+    maybe_in = len([at for _, at in probes if at <= point])
     lost_bucket = d.invoice_bucket
     # The bucket is gone, every version with it, in every environment: what survives is only what
     # the configuration keeps elsewhere (the DR replica, where replication is on).
@@ -235,8 +266,23 @@ def complete_system_failure(d: Drill) -> None:
         step.detail = f"{len(recovered)} entries recovered from Secrets Manager"
 
     d.step(scenario, "recover the configuration from Secrets Manager", config, recovery=CRITICAL, kind="cli")
-    restore_database(d, scenario, new["database"], d.chosen_backup)
-    verify_database(d, scenario, new["database"])
+    restore_database(d, scenario, new["database"], d.chosen_backup, to=point)
+
+    def verify_probes(step: Step) -> None:
+        restored = fingerprints(new["database"])
+        differ = sorted(t for t in before if t != "public.messages" and restored.get(t) != before[t])
+        found = capture.probes_in(new["database"])
+        if differ or found != list(range(len(found))) or not surely_in <= len(found) <= maybe_in \
+                or restored["public.messages"]["rows"] != before["public.messages"]["rows"] + len(found):
+            raise DrillFailed(f"the restore to {point:%H:%M:%S} differs from the state then: tables {differ}, "
+                              f"probe rows {found[:3]}...{found[-3:]} ({len(found)}; {surely_in}-{maybe_in} "
+                              "were committed by then)")
+        step.detail = (f"{len(restored)} tables equal the state at {point:%H:%M:%S}, with the first {len(found)} "
+                       "probe rows, those committed by then")
+        step.counts.rows = sum(t["rows"] for t in restored.values())
+
+    d.step(scenario, "verify integrity (row counts and content hashes)", verify_probes, recovery=CRITICAL,
+           kind="db_scan")
 
     def restore_bucket(step: Step) -> None:
         if source is None:
@@ -263,7 +309,6 @@ def complete_system_failure(d: Drill) -> None:
 
     d.step(scenario, "update connection strings, restart services", update_config, recovery=CRITICAL, kind="cli")
     verify_health(d, scenario)
-    record_rpo(d, scenario, incident)
 
 
 def region_outage(d: Drill) -> None:
@@ -348,22 +393,31 @@ PLAYED = (database_corruption, data_breach, complete_system_failure, region_outa
 # --------------------------------------------------------------------------- what recoveries share
 
 
-def restore_database(d: Drill, scenario: str, target_url: str, backup: str) -> None:
+def restore_database(d: Drill, scenario: str, target_url: str, backup: str, *, to: datetime | None = None) -> None:
+    """From ``backup``, or with ``to`` the newest backup before it and the change log up to that second."""
     def restore(step: Step) -> None:
-        d.log(step, d.cli(step, "db", "restore", "--env", d.config.name, "--backup", backup, "--target-url",
-                          target_url))
+        if to is None:
+            d.log(step, d.cli(step, "db", "restore", "--env", d.config.name, "--backup", backup, "--target-url",
+                              target_url))
+        else:
+            capture.wait_logged_past(d, to)
+            d.log(step, d.cli(step, "db", "restore", "--env", d.config.name, "--to", capture.to_text(to),
+                              "--target-url", target_url))
         step.counts.rows = sum(d.backup_manifest.tables.values())
 
     d.step(scenario, "restore the database from the off-site backup", restore, recovery=CRITICAL, kind="db_restore")
 
 
-def verify_database(d: Drill, scenario: str, url: str) -> None:
+def verify_database(d: Drill, scenario: str, url: str, *, expected: dict[str, dict[str, Any]] | None = None) -> None:
+    """Against the backed-up state, or ``expected``: the state at the second a restore --to went to."""
     def verify(step: Step) -> None:
         restored = fingerprints(url)
-        differ = sorted(t for t in d.baseline if restored.get(t) != d.baseline[t])
+        state = expected if expected is not None else d.baseline
+        differ = sorted(t for t in state if restored.get(t) != state[t])
         if differ:
-            raise DrillFailed(f"restored tables differ from the state at the backup: {differ}")
-        step.detail = f"{len(restored)} tables: row counts and content hashes equal the backed-up state"
+            raise DrillFailed(f"restored tables differ from the state at the restore point: {differ}")
+        step.detail = (f"{len(restored)} tables: row counts and content hashes equal the "
+                       f"{'state at the restore point' if expected is not None else 'backed-up state'}")
         step.counts.rows = sum(t["rows"] for t in restored.values())
 
     d.step(scenario, "verify integrity (row counts and content hashes)", verify, recovery=CRITICAL, kind="db_scan")
@@ -407,11 +461,16 @@ def verify_health(d: Drill, scenario: str, *, attempts: int = 10) -> None:
     d.step(scenario, "verify health endpoints", health, recovery=CRITICAL, kind="health")
 
 
-def record_rpo(d: Drill, scenario: str, incident: datetime) -> None:
-    backed_up = datetime.fromisoformat(d.backup_manifest.started_at)
+def record_rpo(d: Drill, scenario: str, incident: datetime, *, restore_point: datetime | None = None,
+               lost: dict[str, Any] | None = None) -> None:
+    """The data lost: from the restore point (the dump's start, or the second restore --to went to) to
+    the incident; ``lost``: what a failure cut off, counted (the measured RPO)."""
+    restored_to = restore_point or datetime.fromisoformat(d.backup_manifest.started_at)
     d.facts.setdefault("rpo", {})[scenario] = {
-        "incident": incident.isoformat(timespec="seconds"), "restore_point": backed_up.isoformat(timespec="seconds"),
-        "data_loss_window_seconds": round((incident - backed_up).total_seconds(), 1)}
+        "incident": incident.isoformat(timespec="seconds"),
+        "restore_point": restored_to.isoformat(timespec="seconds"),
+        "data_loss_window_seconds": round(max(0.0, (incident - restored_to).total_seconds()), 1),
+        **({"lost": lost} if lost else {})}
 
 
 def _restore_point(d: Drill) -> str:

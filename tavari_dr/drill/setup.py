@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tavari_dr.core import evidence, outputs
 from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.drill import capture
 from tavari_dr.drill.context import Drill, Sizes, Step, environ
 from tavari_dr.drill.state import bucket_state, fingerprints
 
@@ -29,7 +30,10 @@ def start(*, config: EnvironmentConfig, sizes: Sizes, cdk_json: Path, report_dir
     # hidden while the drill runs, put back when it ends.
     services.enter_context(environ({"AWS_PROFILE": None}))
     moto = services.enter_context(MotoServer(work / "moto.log"))
-    primary = services.enter_context(LocalPostgres())
+    from tavari_dr.drill.capture import LOGICAL
+
+    # wal_level=logical: the change capture reads a logical replication slot, as on Supabase.
+    primary = services.enter_context(LocalPostgres(settings=LOGICAL))
     return Drill(
         config=config, sizes=sizes, cdk_json=cdk_json, report_dir=report_dir, work=work, say=say, steps=steps,
         facts=facts, moto=moto, primary=primary, deployer=LocalDeployer(moto.url), services=services,
@@ -47,6 +51,8 @@ def prepare(d: Drill, cdk_out: Path) -> None:
     d.step("setup", "seed the database (Supabase-like schema, Tavari rows)", lambda s: _seed_database(d, s))
     d.step("setup", "seed invoice PDFs (several versions each)", lambda s: _seed_invoices(d, s))
     d.step("setup", "push configuration to Secrets Manager", lambda s: _push_secrets(d, s))
+    d.step("setup", "start the change capture (db stream --setup, then db stream in the background)",
+           lambda s: capture.start(d, s))
 
 
 def _deploy(d: Drill, step: Step, cdk_out: Path) -> None:
@@ -137,6 +143,7 @@ def env_values(d: Drill, rotated: bool = False) -> dict[str, str]:
         "BACKUP_DATABASE_URL": d.app_database_url,
         "ALERT_WEBHOOK_URL": f"{d.standin.url}/webhook",
         "SUPABASE_JWT_SECRET": f"jwt-{tag}-{os.urandom(16).hex()}",
+        "STREAM_DATABASE_URL": d.app_database_url,
     }
     for key in d.config.secrets.third_party_keys:
         values[key] = f"{key.lower()}-{tag}-{os.urandom(6).hex()}"

@@ -1,0 +1,392 @@
+"""Point-in-time restore: the log's transactions a dump's snapshot does not see, up to a second.
+
+A dump records its snapshot (pg_current_snapshot() in the transaction pg_dump reads) and the WAL
+position before it. Replay reads the segments of the base that dump belongs to, from the one the
+log was complete before that position, in LSN (= commit) order, and applies each transaction
+exactly once: those the snapshot sees are in the dump already (skipped), those it does not see are
+applied, a transaction at or before the last one applied (segments overlap after a crash) is
+skipped, and it stops at the first commit after the target second. Continuity is checked from
+each signed header (a segment begins where the log was complete), so a missing segment is an
+error, never a silent gap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from tavari_dr.changes.pgoutput import UNCHANGED, parse_lsn
+from tavari_dr.changes.segment import (
+    Base,
+    Header,
+    SegmentError,
+    SegmentKey,
+    list_bases,
+    list_segments,
+    open_segment,
+    read_base,
+)
+from tavari_dr.changes.snapshot import Snapshot
+from tavari_dr.database.manifest import Manifest
+from tavari_dr.database.signing import KmsVerifier
+
+# A segment's first commit precedes the dump's WAL position by at most this much (a segment holds
+# what the capture read within segment_seconds, at most an hour; a day leaves room for a lagging capture).
+LOOKBACK = timedelta(days=1)
+
+
+class ReplayError(RuntimeError):
+    """The log cannot bring this dump to that second; the message says why and what can."""
+
+
+@dataclass
+class Plan:
+    manifest: Manifest
+    base: Base
+    to: datetime
+    snapshot: Snapshot
+    segments: list[SegmentKey]
+    next_base: Base | None = None
+
+
+@dataclass
+class ReplayResult:
+    applied: int = 0  # transactions
+    changes: int = 0
+    skipped_visible: int = 0  # in the dump already
+    skipped_repeated: int = 0  # in an overlapping segment already
+    segments: int = 0
+    last_commit: str | None = None
+    expected: dict[str, int] = field(default_factory=dict)  # manifest table key -> rows the log says it holds
+    sequences: dict[str, int] = field(default_factory=dict)
+    uncaptured: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def bases(s3: Any, bucket: str, verifier: KmsVerifier) -> list[Base]:
+    return [read_base(s3, bucket, b, verifier) for b in list_bases(s3, bucket)]
+
+
+def base_of(manifest: Manifest, all_bases: list[Base]) -> tuple[Base | None, Base | None]:
+    """The base a dump can be replayed in (it began before the dump's snapshot), and the one after it."""
+    if not manifest.wal_lsn_before:
+        return None, None
+    # By position, not clock: the base's log is complete from its start LSN, the dump's snapshot came after
+    # its WAL position; a base that began later cannot hold what the snapshot missed.
+    before = parse_lsn(manifest.wal_lsn_before)
+    fitting = [b for b in all_bases if parse_lsn(b.start_lsn) <= before]
+    if not fitting:
+        return None, None
+    base = fitting[-1]
+    later = [b for b in all_bases if parse_lsn(b.start_lsn) > parse_lsn(base.start_lsn)
+             or (b.start_lsn == base.start_lsn and b.base_id > base.base_id)]
+    return base, (later[0] if later else None)
+
+
+def window(s3: Any, bucket: str, manifest: Manifest, all_bases: list[Base],
+           verifier: KmsVerifier, now: datetime) -> tuple[datetime, datetime] | None:
+    """[the dump's start, the newest commit the log holds] a restore from this dump can go to; None
+    when no base covers it (a dump from before the capture, or taken before its base began)."""
+    base, following = base_of(manifest, all_bases)
+    if base is None:
+        return None
+    keys = [k for k in list_segments(s3, bucket, _time(manifest.started_at) - LOOKBACK, now)
+            if k.start_lsn >= parse_lsn(base.start_lsn)
+            and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
+    start = _time(manifest.started_at)
+    if not keys:
+        return start, start
+    newest = open_segment(s3, bucket, keys[-1].key, verifier)
+    try:
+        return start, max(start, _time(newest.header.last_commit))
+    finally:
+        newest.close()
+
+
+def plan(s3: Any, bucket: str, manifest: Manifest, to: datetime, verifier: KmsVerifier) -> Plan:
+    if not manifest.xid_snapshot or not manifest.wal_lsn_before:
+        raise ReplayError(f"backup {manifest.backup_id} predates the change capture (its manifest records no "
+                          "snapshot): restore it as it is, without --to")
+    all_bases = bases(s3, bucket, verifier)
+    base, following = base_of(manifest, all_bases)
+    if base is None:
+        raise ReplayError(f"no change log covers backup {manifest.backup_id}: it was taken before the capture's "
+                          "base began (`tavari-dr db stream` was not running yet, or had just reset)")
+    if following is not None and to >= _time(following.created_at):
+        raise ReplayError(f"{to:%Y-%m-%dT%H:%M:%SZ} is past the end of base {base.base_id}: a new base began at "
+                          f"{following.created_at} ({following.reason}); restore from the first dump after it")
+    before = parse_lsn(manifest.wal_lsn_before)
+    keys = [k for k in list_segments(s3, bucket, _time(manifest.started_at) - LOOKBACK, to + timedelta(days=1))
+            if k.start_lsn >= parse_lsn(base.start_lsn) and k.end_lsn > before
+            and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
+    return Plan(manifest, base, to, Snapshot.parse(manifest.xid_snapshot), keys, following)
+
+
+class _Applier:
+    def __init__(self, conn: Any) -> None:
+        from psycopg import sql
+
+        self.conn, self.sql = conn, sql
+        self.cur = conn.cursor()
+
+    def _table(self, rel: dict[str, Any]) -> Any:
+        return self.sql.Identifier(rel["schema"], rel["table"])
+
+    def _where(self, rel: dict[str, Any], kind: str | None, old: list | None, new: list | None) -> tuple[Any, list]:
+        sql = self.sql
+        columns = rel["columns"]
+        if kind == "O":  # REPLICA IDENTITY FULL: the whole old row; one row that matches it, as text
+            parts, params = [], []
+            for column, value in zip(columns, old or [], strict=True):
+                if _unchanged(value):
+                    continue
+                parts.append(sql.SQL("{}::text IS NOT DISTINCT FROM %s").format(sql.Identifier(column)))
+                params.append(value)
+            where = sql.SQL(" AND ").join(parts)
+            return sql.SQL("ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)").format(
+                self._table(rel), where), params
+        source = old if kind == "K" else new
+        keyed = [(c, v) for c, v, k in zip(columns, source or [], rel["key"], strict=True) if k]
+        if not keyed:
+            raise ReplayError(f"{rel['schema']}.{rel['table']} has no replica identity to find the row by")
+        return (sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c, _ in keyed),
+                [v for _, v in keyed])
+
+    def apply(self, record: list[Any], relations: dict[str, dict[str, Any]]) -> None:
+        sql = self.sql
+        op = record[0]
+        if op == "X":
+            _, keys, cascade, restart = record
+            tables = sql.SQL(", ").join(self._table(relations[k]) for k in keys)
+            self.cur.execute(sql.SQL("TRUNCATE {}{}{}").format(
+                tables, sql.SQL(" RESTART IDENTITY" if restart else ""), sql.SQL(" CASCADE" if cascade else "")))
+            return
+        rel = relations[record[1]]
+        if op == "I":
+            self.cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                self._table(rel), sql.SQL(", ").join(map(sql.Identifier, rel["columns"])),
+                sql.SQL(", ").join(sql.Placeholder() * len(rel["columns"]))), record[2])
+            return
+        if op == "U":
+            _, _, kind, old, new = record
+            # An unchanged TOASTed column ('u') was not sent: the stored value stays.
+            sets = [(c, v) for c, v in zip(rel["columns"], new, strict=True) if not _unchanged(v)]
+            where, params = self._where(rel, kind, old, new)
+            statement = sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                self._table(rel), sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c, _ in sets),
+                where)
+            self.cur.execute(statement, [v for _, v in sets] + params)
+        else:
+            _, _, kind, old = record
+            where, params = self._where(rel, kind, old, None)
+            self.cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(self._table(rel), where), params)
+        if self.cur.rowcount != 1:
+            raise ReplayError(f"{op} on {rel['schema']}.{rel['table']} touched {self.cur.rowcount} rows, not 1: the "
+                              "restored database is not the state the log continues from")
+
+
+def _unchanged(value: Any) -> bool:
+    return value == UNCHANGED and not isinstance(value, (bool, str)) and value is not None
+
+
+def replay(s3: Any, bucket: str, the_plan: Plan, connect: Callable[[], Any], verifier: KmsVerifier, *,
+           log: Callable[[str], None] = lambda _m: None) -> ReplayResult:
+    """Apply the plan through ``connect()`` (a psycopg connection to the restored database, with
+    triggers off where the role may). Returns what it applied and the row counts the log implies."""
+    begun = time.monotonic()
+    manifest, snapshot, to = the_plan.manifest, the_plan.snapshot, the_plan.to
+    result = ReplayResult(expected=dict(manifest.tables))
+    by_pair = {pair: key for key, pair in manifest.table_pairs().items()}
+    captured = set(the_plan.base.schema)
+    result.uncaptured = sorted(f"{s}.{t}" for s, t in by_pair if f"{s}.{t}" not in captured)
+    before = parse_lsn(manifest.wal_lsn_before or "0/0")
+    complete_to = parse_lsn(the_plan.base.start_lsn)  # the log is complete up to here (checked per header)
+    last_applied = 0
+    reached = False
+    last_header: Header | None = None
+    with connect() as conn, _Prefetch(s3, bucket, the_plan.segments, verifier) as segments:
+        applier = _Applier(conn)
+        for key, opened in segments:
+            try:
+                header = opened.header
+                if header.base_id != the_plan.base.base_id:
+                    continue  # another base's segment in the same LSN range (it never overlaps ours in content)
+                if parse_lsn(header.prev_end_lsn) > max(complete_to, before if not result.segments else 0):
+                    raise ReplayError(f"the log has a gap before {key.key}: it begins where the log was complete up "
+                                      f"to {header.prev_end_lsn}, the segments before reach only "
+                                      f"{_lsn(complete_to)} — a segment is missing")
+                result.segments += 1
+                last_header = header
+                complete_to = max(complete_to, parse_lsn(header.end_lsn))
+                pending = 0
+                skip = False
+                for record in opened.lines():
+                    if record[0] == "T":
+                        if pending:
+                            raise ReplayError(f"{key.key}: a transaction ends early")
+                        _, xid, commit_lsn, _end, commit_time, pending = record
+                        if _time(commit_time) > to:
+                            reached = True
+                            break
+                        lsn = parse_lsn(commit_lsn)
+                        skip = lsn <= last_applied or snapshot.visible(xid)
+                        if lsn <= last_applied:
+                            result.skipped_repeated += 1
+                        elif skip:
+                            result.skipped_visible += 1
+                        else:
+                            last_applied = lsn
+                            result.applied += 1
+                            result.last_commit = commit_time
+                        continue
+                    pending -= 1
+                    if skip:
+                        continue
+                    applier.apply(record, header.relations)
+                    result.changes += 1
+                    _count(result.expected, by_pair, header.relations, record)
+                conn.commit()
+            finally:
+                opened.close()
+            if reached:
+                break
+            log(f"replayed {key.key}: {result.applied} transaction(s) so far")
+        # Past the newest segment's last commit the log cannot say nothing else committed (until the next
+        # segment shows a later commit): such a second is refused, never restored on a guess.
+        if not reached and (last_header is None or _time(last_header.last_commit) < to):
+            reaches = last_header.last_commit if last_header else manifest.started_at
+            raise ReplayError(f"the change log reaches only {reaches}: it cannot show what the database held at "
+                              f"{to:%Y-%m-%dT%H:%M:%SZ} (is `tavari-dr db stream` running? a segment is written "
+                              "every changes.segment_seconds)")
+        if last_header is not None:
+            result.sequences = _set_sequences(conn, last_header.sequences)
+            conn.commit()
+    result.seconds = round(time.monotonic() - begun, 3)
+    return result
+
+
+class _Prefetch:
+    """The plan's segments in order, PREFETCH of them downloaded and verified ahead of the one being
+    applied (each GET's latency overlaps the replay instead of adding to it); those left unread when
+    the replay stops early are closed."""
+
+    def __init__(self, s3: Any, bucket: str, keys: list[SegmentKey], verifier: KmsVerifier) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.s3, self.bucket, self.keys, self.verifier = s3, bucket, keys, verifier
+        self.pool = ThreadPoolExecutor(PREFETCH)
+        self.pending: list[Any] = []
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __iter__(self):
+        upcoming = iter(self.keys)
+        for key in upcoming:
+            self.pending.append((key, self.pool.submit(open_segment, self.s3, self.bucket, key.key, self.verifier)))
+            if len(self.pending) >= PREFETCH:
+                break
+        while self.pending:
+            key, future = self.pending.pop(0)
+            following = next(upcoming, None)
+            if following is not None:
+                self.pending.append((following, self.pool.submit(open_segment, self.s3, self.bucket, following.key,
+                                                                 self.verifier)))
+            yield key, future.result()
+
+    def __exit__(self, *exc: object) -> None:
+        for _, future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        for _, future in self.pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().close()
+
+
+PREFETCH = 4
+
+
+def _lsn(value: int) -> str:
+    from tavari_dr.changes.pgoutput import lsn_text
+
+    return lsn_text(value)
+
+
+def _count(expected: dict[str, int], by_pair: dict[tuple[str, str], str], relations: dict[str, dict[str, Any]],
+           record: list[Any]) -> None:
+    def key_of(rel_key: str) -> str | None:
+        rel = relations[rel_key]
+        return by_pair.get((rel["schema"], rel["table"]))
+
+    if record[0] == "X":
+        for rel_key in record[1]:
+            if (k := key_of(rel_key)) is not None:
+                expected[k] = 0
+        return
+    k = key_of(record[1])
+    if k is None:
+        return
+    expected[k] = expected.get(k, 0) + {"I": 1, "D": -1}.get(record[0], 0)
+
+
+def _set_sequences(conn: Any, sampled: dict[str, int | None]) -> dict[str, int]:
+    """Each sequence to at least the value the source had handed out (sampled as each segment closed):
+    pgoutput carries no sequence changes, and a sequence behind its table's rows collides on insert."""
+    done: dict[str, int] = {}
+    with conn.cursor() as cur:
+        for name, value in sorted(sampled.items()):
+            if value is None:
+                continue
+            schema, _, seq = name.partition(".")
+            cur.execute("SELECT last_value FROM pg_sequences WHERE schemaname = %s AND sequencename = %s",
+                        (schema, seq))
+            row = cur.fetchone()
+            if row is None:
+                continue
+            if row[0] is None or row[0] < value:
+                cur.execute("SELECT setval(format('%%I.%%I', %s::text, %s::text)::regclass, %s, true)",
+                            (schema, seq, value))
+                done[name] = value
+    return done
+
+
+
+
+def windows(s3: Any, bucket: str, manifests: list[Manifest], verifier: KmsVerifier,
+            now: datetime) -> dict[str, tuple[datetime, datetime] | None]:
+    """window() of many dumps with one listing and one segment read per base (`db list`)."""
+    covered = [m for m in manifests if m.wal_lsn_before and m.xid_snapshot]
+    answer: dict[str, tuple[datetime, datetime] | None] = {m.backup_id: None for m in manifests}
+    if not covered:
+        return answer
+    all_bases = bases(s3, bucket, verifier)
+    since = min(_time(m.started_at) for m in covered) - LOOKBACK
+    keys = list_segments(s3, bucket, since, now)
+    newest: dict[str, datetime] = {}
+    for manifest in covered:
+        base, following = base_of(manifest, all_bases)
+        if base is None:
+            continue
+        start = _time(manifest.started_at)
+        if base.base_id not in newest:
+            mine = [k for k in keys if k.start_lsn >= parse_lsn(base.start_lsn)
+                    and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
+            if mine:
+                opened = open_segment(s3, bucket, mine[-1].key, verifier)
+                newest[base.base_id] = _time(opened.header.last_commit)
+                opened.close()
+            else:
+                newest[base.base_id] = start
+        answer[manifest.backup_id] = (start, max(start, newest[base.base_id]))
+    return answer
+
+
+__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "plan", "replay", "window",
+           "windows"]

@@ -1,0 +1,130 @@
+"""The change capture in the drill (ADR 0020): `db stream --setup`, then `db stream` as a background
+process for the whole run, as the ECS service runs it; what scenarios need of its log."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from tavari_dr.drill.context import Drill, DrillFailed, Step
+
+# Short segments so the drill waits seconds, not the default minute, for its log (the RPO it
+# measures is then this, plus the write): say so wherever a number comes from it.
+DRILL_SEGMENT_SECONDS = 2.0
+LOGICAL = {"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10"}
+
+
+def start(d: Drill, step: Step) -> None:
+    d.log(step, d.cli(step, "db", "stream", "--env", d.config.name, "--setup", "--database-url", d.database_url))
+    log = (d.work / "db-stream.log").open("w")
+    command = [sys.executable, "-m", "tavari_dr", "db", "stream", "--env", d.config.name, "--cdk-json",
+               str(d.cdk_json), "--database-url", d.database_url, "--segment-seconds", str(DRILL_SEGMENT_SECONDS),
+               "--publish-metrics"]
+    step.commands.append(f"tavari-dr db stream --env {d.config.name} --cdk-json {d.cdk_json} --database-url … "
+                         f"--segment-seconds {DRILL_SEGMENT_SECONDS} --publish-metrics (in the background)")
+    step.command = "; ".join(step.commands)
+    process = subprocess.Popen(command, env=d.subprocess_env(), stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
+                               cwd=d.cdk_json.parent)
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()  # SIGTERM: the segment it holds is written before it exits
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+
+    d.services.callback(stop)
+    deadline = time.monotonic() + 60
+    s3 = d.s3()
+    while not s3.list_objects_v2(Bucket=d.backup_bucket, Prefix="changes/bases/").get("KeyCount"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise DrillFailed(f"`tavari-dr db stream` did not start: {(d.work / 'db-stream.log').read_text()[-600:]}")
+        time.sleep(0.2)
+    step.detail = f"capturing, a segment every {DRILL_SEGMENT_SECONDS:g} s (the drill's; production: 60 s)"
+
+
+def newest_logged_commit(d: Drill) -> datetime | None:
+    """The last commit the log holds (its newest segment's), or None."""
+    from tavari_dr.changes.segment import list_segments, open_segment
+    from tavari_dr.database.signing import KmsVerifier
+
+    now = datetime.now(UTC)
+    keys = list_segments(d.s3(), d.backup_bucket, now - timedelta(days=1), now + timedelta(hours=1))
+    if not keys:
+        return None
+    verifier = KmsVerifier(d.deployer.client("kms", d.config.region), d.signing_key)
+    opened = open_segment(d.s3(), d.backup_bucket, keys[-1].key, verifier)
+    try:
+        return datetime.fromisoformat(opened.header.last_commit)
+    finally:
+        opened.close()
+
+
+def wait_logged_past(d: Drill, point: datetime, timeout: float = 60) -> datetime:
+    """Until the log holds a commit at or after ``point`` (so it shows everything up to it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        newest = newest_logged_commit(d)
+        if newest is not None and newest >= point:
+            return newest
+        if time.monotonic() > deadline:
+            raise DrillFailed(f"the change log holds nothing after {point:%H:%M:%S} within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def second_before(moment: datetime) -> datetime:
+    """The whole second at least one second before ``moment`` (what an operator types into --to)."""
+    return (moment - timedelta(seconds=1)).replace(microsecond=0)
+
+
+def to_text(point: datetime) -> str:
+    return point.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextlib.contextmanager
+def probe_writer(url: str, rows: list[tuple[int, datetime]]):
+    """A message committed every 0.1 s, each one's index and commit time (the server's clock) recorded,
+    until the block ends: the traffic a mid-segment failure cuts off."""
+    import threading
+
+    import psycopg
+
+    stop = threading.Event()
+
+    def write() -> None:
+        with contextlib.suppress(psycopg.OperationalError), psycopg.connect(url, autocommit=True) as conn:
+            business = conn.execute("SELECT id FROM public.businesses ORDER BY id LIMIT 1").fetchone()[0]
+            n = 0
+            while not stop.is_set():
+                at = conn.execute("INSERT INTO public.messages (business_id, direction, body, sent_at) VALUES "
+                                  "(%s, 'in', %s, now()) RETURNING clock_timestamp()",
+                                  (business, f"rpo probe {n}")).fetchone()[0]
+                rows.append((n, at))
+                n += 1
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def probes_in(url: str) -> list[int]:
+    """The probe rows' indexes, in order."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return sorted(int(r[0].rsplit(" ", 1)[1]) for r in conn.execute(
+            "SELECT body FROM public.messages WHERE body LIKE 'rpo probe %'"))
+
+
+__all__ = ["LOGICAL", "probes_in", "newest_logged_commit", "probe_writer", "second_before", "start",
+           "to_text", "wait_logged_past"]
