@@ -246,6 +246,13 @@ def test_the_guardrails_deny_unconditional_writes_and_delete_markers_under_chang
     assert statements[g.CHANGES_DELETE_SID]["Action"] == ["s3:DeleteObject"]
 
 
+def test_the_drift_check_misses_a_removed_changes_guard():
+    statements = g.backup_bucket_statements("arn:aws:s3:::b", None)
+    kept = [s for s in statements if s["Sid"] not in (g.CHANGES_WRITE_SID, g.CHANGES_DELETE_SID)]
+    assert g.missing_statements({"Statement": kept}, statements) == [
+        f"{g.CHANGES_WRITE_SID}: missing", f"{g.CHANGES_DELETE_SID}: missing"]
+
+
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
 def test_the_daily_monitor_checks_the_newest_segment(captured, env_name):
     template = _backups(captured[env_name])
