@@ -276,3 +276,34 @@ def test_nag_clean_and_cfn_lint_clean_with_the_capture(captured):
                              "--ignore-checks", "W", "I", "--", *templates], capture_output=True, text=True,
                             timeout=300)
     assert [line for line in result.stdout.splitlines() if ":E" in line] == [], result.stdout
+
+
+def _cost():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benches_cost_capture", ROOT / "benches" / "cost.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_the_cost_estimate_prices_the_always_on_service_from_its_template(captured, env_name):
+    cost = _cost()
+    config, prices = _config(env_name), cost.Prices()
+    estimate = cost.estimate(config, captured[env_name].templates, prices)
+    lines = {line.item: line for line in estimate.lines if line.group == "Continuous capture"}
+    vcpu, memory_gb = config.changes.cpu / 1024, config.changes.memory_mib / 1024
+    (task,) = [line for item, line in lines.items() if item.startswith("db stream (Fargate, always on)")]
+    assert task.quantity == pytest.approx(365 / 12 * 24)  # one task, every hour of the month
+    assert task.price == pytest.approx(vcpu * prices("fargate_vcpu_hour", config.region)
+                                       + memory_gb * prices("fargate_gb_hour", config.region))
+    (address,) = [line for item, line in lines.items() if item.startswith("its public IPv4")]
+    assert address.monthly == pytest.approx(365 / 12 * 24 * 0.005)
+    segments = 365 / 12 * 86400 / config.changes.segment_seconds
+    assert lines["segment signatures (KMS Sign, ECC)"].quantity == pytest.approx(segments / 10000)
+    # Without the service (no STREAM_DATABASE_URL secret yet, or changes.enabled false) nothing is priced.
+    bare = {stack: {**t, "Resources": {k: r for k, r in t["Resources"].items() if r["Type"] != "AWS::ECS::Service"}}
+            for stack, t in captured[env_name].templates.items()}
+    assert not [line for line in cost.estimate(config, bare, prices).lines if line.group == "Continuous capture"]
