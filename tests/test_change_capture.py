@@ -226,6 +226,24 @@ def test_changes_are_guarded_expired_and_locked_like_the_dumps(synthesized, env_
                         "Days": config.database_backups.default_retention_days}
 
 
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_an_administrator_cannot_overwrite_or_hide_a_segment(synthesized, env_name):
+    """The synthesized bucket policies, evaluated: under changes/ only a new object may be written, and no
+    delete (a delete marker would hide a segment from a replay) is allowed to anyone."""
+    from tests.policy_eval import Request, decide
+    from tests.test_guardrails import ACCOUNT, ADMIN, DEV_ACCOUNT, policy_of
+
+    env = synthesized[env_name]
+    account = DEV_ACCOUNT if env_name == "dev" else ACCOUNT
+    for purpose in [outputs.DATABASE_BACKUPS] + ([outputs.DATABASE_BACKUPS + "Replica"] if env_name == "prod" else []):
+        policy, arn = policy_of(env, purpose, "BackupsBucket", account=account)
+        key = f"{arn}/changes/segments/2027/03/01/00/20270301T000000Z-0000000001000000-0000000001000100.seg"
+        create = {"s3:ObjectCreationOperation": "true"}
+        assert decide(policy, Request(ADMIN, "s3:PutObject", key, create)) == "deny"
+        assert decide(policy, Request(ADMIN, "s3:PutObject", key, {**create, "s3:if-none-match": "*"})) != "deny"
+        assert decide(policy, Request(ADMIN, "s3:DeleteObject", key)) == "deny"
+
+
 def test_the_tamper_trail_and_rules_cover_the_whole_backup_bucket(synthesized):
     """Every object of a backup bucket is watched (changes/ too): the trail logs writes under the bucket's
     ARN and "/", and the objects rule names buckets, never a key prefix."""
