@@ -154,8 +154,8 @@ class DatabaseBackupsStack(Stack):
         # Supabase pooler over TLS, and a NAT gateway costs ~$33/month per AZ for a nightly task.
         # With the continuous capture the VPC is dual-stack: Supabase's direct connection (the only one a
         # replication slot can be read over) resolves to IPv6 alone unless the project buys the IPv4
-        # add-on, and a public subnet's IPv6 route is the internet gateway itself (no NAT, no egress-only
-        # gateway, no charge per GB).
+        # add-on, and a public subnet's IPv6 route is the internet gateway itself (no NAT or egress-only
+        # gateway, and no per-GB processing charge).
         self.vpc = ec2.Vpc(self, "Vpc", availability_zones=zones, nat_gateways=0,
                            restrict_default_security_group=False,
                            ip_protocol=ec2.IpProtocol.DUAL_STACK if capture_on else ec2.IpProtocol.IPV4_ONLY,
@@ -316,7 +316,7 @@ class DatabaseBackupsStack(Stack):
             log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
         secrets_key.grant_decrypt(capture.task_definition.obtain_execution_role())  # the URL secret's key
         capture.grant_changes(self.backups.bucket, self.backups.key, CHANGES_PREFIX)
-        capture.grant_signing(self.signing_key, *VERIFY_ACTIONS)
+        capture.grant_signing(self.signing_key)  # as the nightly job: Sign only (the slot holds its position)
         capture.grant_metrics()
         capture.acknowledge("The capture writes, reads and lists change segments under changes/ of the one backup "
                             "bucket (keys are LSNs and times), through its key.")

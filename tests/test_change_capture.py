@@ -119,8 +119,8 @@ def test_the_role_writes_reads_and_lists_changes_only(captured, env_name):
     statements = _task_statements(_backups(captured[env_name]))
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
-                       "s3:ListBucketVersions", "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign", "kms:Verify",
-                       "kms:DescribeKey", "cloudwatch:PutMetricData"}
+                       "s3:ListBucketVersions", "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign",
+                       "cloudwatch:PutMetricData"}
     assert all(s["Effect"] == "Allow" for s in statements)
     for statement in statements:
         text = json.dumps(statement["Resource"])
@@ -279,6 +279,13 @@ def test_the_daily_monitor_checks_the_newest_segment(captured, env_name):
     targets = json.dumps(daily["Environment"]["Variables"]["TAVARI_TARGETS"])
     assert '\\"changes_enabled\\":true' in targets
     assert f'\\"changes_max_lag_seconds\\":{_config(env_name).changes.max_lag_seconds}' in targets
+    # Its role lists the backup bucket (ListObjectsV2 of the hour prefixes needs s3:ListBucket on it).
+    role = daily["Role"]["Fn::GetAtt"][0]
+    bucket = {"Fn::GetAtt": [next(k for k in template.to_json()["Resources"] if k.startswith("BackupsBucket")
+                                  and template.to_json()["Resources"][k]["Type"] == "AWS::S3::Bucket"), "Arn"]}
+    statements = [s for p in template.find_resources("AWS::IAM::Policy").values()
+                  if {"Ref": role} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert any("s3:List*" in s["Action"] and bucket in s["Resource"] for s in statements)
 
 
 def test_nag_clean_and_cfn_lint_clean_with_the_capture(captured):
