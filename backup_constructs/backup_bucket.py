@@ -14,7 +14,7 @@ from backup_constructs.keys import customer_managed_key
 from backup_constructs.nag import acknowledge_inline_policy, acknowledge_wildcards
 from backup_constructs.replication import ReplicaTarget, Replication
 from backup_constructs.secure_bucket import locked_down
-from tavari_dr.core.guardrails import ERASURE_PREFIX, Custodians
+from tavari_dr.core.guardrails import CHANGES_PREFIX, ERASURE_PREFIX, Custodians
 
 LOCK_MODES = {"GOVERNANCE": s3.ObjectLockRetention.governance, "COMPLIANCE": s3.ObjectLockRetention.compliance}
 
@@ -47,13 +47,18 @@ class BackupBucket(Construct):
     name_for_other_environments: give the bucket a generated name, for a replica another
         environment's replication rule must name (default False).
     replica: replicate everything to this bucket, which must have Object Lock too (default None).
+    changes_retention: how long the continuous capture's segments under ``changes/`` are kept: they
+        expire then, and their noncurrent versions a day later, as a tier's dumps do (default None: no
+        rule, for a bucket no capture writes to). Their Object Lock is the default retention above,
+        and the denies of ``changes/`` (tavari_dr.core.guardrails) hold everywhere.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, tiers: Sequence[RetentionTier],
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
                  access_log_retention: Duration = Duration.days(365),
                  name_for_other_environments: bool = False, replica: ReplicaTarget | None = None,
-                 lock_mode: str = "GOVERNANCE", custodians: Custodians | None = None) -> None:
+                 lock_mode: str = "GOVERNANCE", custodians: Custodians | None = None,
+                 changes_retention: Duration | None = None) -> None:
         super().__init__(scope, construct_id)
         if lock_mode not in LOCK_MODES:
             raise ValueError(f"lock_mode {lock_mode!r}: choose one of {', '.join(LOCK_MODES)}")
@@ -68,6 +73,9 @@ class BackupBucket(Construct):
                                   expiration=Duration.days(t.days + 1),
                                   noncurrent_version_expiration=Duration.days(1))
                  for t in tiers]
+        if changes_retention is not None:
+            rules.append(s3.LifecycleRule(id="ExpireChanges", prefix=CHANGES_PREFIX, expiration=changes_retention,
+                                          noncurrent_version_expiration=Duration.days(1)))
         rules.append(s3.LifecycleRule(id="AbortUploads", abort_incomplete_multipart_upload_after=Duration.days(1)))
         self.bucket = s3.Bucket(
             self, "Bucket",

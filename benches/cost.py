@@ -55,6 +55,12 @@ FARGATE_MINIMUM_SECONDS = 60
 # ASSUMPTION: invoices are written once (cdk.json gives no rate of change), so no noncurrent
 # versions reach the archive class; their price per GB is in the notes.
 NONCURRENT_INVOICE_GB = 0.0
+# ASSUMPTION: the continuous capture writes two objects per closed segment (the segment and what signs
+# it; "other keys under changes/" are rarer) and one PutMetricData call carrying all its metrics.
+CAPTURE_PUTS_PER_SEGMENT = 2
+# The capture's metrics (Source=changes, and JobFailed{Job=db_stream}) and its alarms (stacks/monitoring.py).
+CAPTURE_METRICS = 6
+HOURS_PER_MONTH = DAYS_PER_MONTH * 24
 # The daily drift checks' own S3 configuration reads (GetBucket*, ~10 a bucket) and the offsite
 # freshness check's listing; ASSUMPTION: 30 requests a day.
 DAILY_CHECK_REQUESTS = 30
@@ -348,6 +354,7 @@ def estimate(config: EnvironmentConfig, templates: dict[str, dict], prices: Pric
                                f"${prices('s3_glacier_ir_gb_month', region):g}/GB-month"]
     if config.inventory.enabled:
         _planning(est, config, prices)
+    _continuous_capture(est, config, templates, prices)
     return est
 
 
@@ -387,6 +394,49 @@ def _planning(est: Estimate, config: EnvironmentConfig, prices: Prices) -> None:
                      f"(Firehose at 5 KB a line; feed objects stay at most one per 5-minute buffer, "
                      f"{buffers:,.0f} a month); each version kept: ${per_million_versions:.3f} per million a month "
                      "in the daily inventory; each planning query: $5 per TB scanned")
+
+
+def _continuous_capture(est: Estimate, config: EnvironmentConfig, templates: dict[str, dict], prices: Prices) -> None:
+    """The always-on `db stream` service, where the templates deploy it: its task from the task
+    definition's size, its public IPv4 address (instead of a NAT gateway), and what each segment costs
+    (PUTs, a signature, data keys, a metrics call); its custom metrics and alarms."""
+    services = _resources(templates, "AWS::ECS::Service")
+    if not services:
+        return
+    region, add = config.region, est.lines.append
+    tasks = {logical: props for _, logical, props in _resources(templates, "AWS::ECS::TaskDefinition")}
+    group = "Continuous capture"
+    for _stack, _logical, props in services:
+        task = tasks[props["TaskDefinition"]["Ref"]]
+        vcpu, memory_gb = int(task["Cpu"]) / 1024, int(task["Memory"]) / 1024
+        price = vcpu * prices("fargate_vcpu_hour", region) + memory_gb * prices("fargate_gb_hour", region)
+        hours = props.get("DesiredCount", 1) * HOURS_PER_MONTH
+        add(Line(group, f"db stream (Fargate, always on): {vcpu:g} vCPU, {memory_gb:g} GB", hours, "task-hour",
+                 price, f"{props.get('DesiredCount', 1)} task x {HOURS_PER_MONTH:.0f} h"))
+        if props["NetworkConfiguration"]["AwsvpcConfiguration"].get("AssignPublicIp") == "ENABLED":
+            add(Line(group, "its public IPv4 address (AWS APIs without a NAT gateway; Supabase over IPv6)", hours,
+                     "address-hour", prices("vpc_public_ipv4_hour", region),
+                     f"one per task; a NAT gateway would be ${prices('nat_gateway_hour', region) * HOURS_PER_MONTH:.2f}"
+                     "/month per AZ plus its per-GB charge"))
+    segments = DAYS_PER_MONTH * 86400 / config.changes.segment_seconds
+    puts = segments * CAPTURE_PUTS_PER_SEGMENT
+    add(Line(group, "segment writes (S3 PUT)", puts / 1000, "1,000 PUT", prices("s3_put_per_1000", region),
+             f"{segments:,.0f} segments (one per changes.segment_seconds={config.changes.segment_seconds}) x "
+             f"{CAPTURE_PUTS_PER_SEGMENT} objects"))
+    add(Line(group, "segment signatures (KMS Sign, ECC)", segments / 10000, "10,000 requests",
+             prices("kms_asymmetric_per_10000", region), "one Sign per segment"))
+    add(Line(group, "data keys for the segments (upper bound)", puts / 10000, "10,000 requests",
+             prices("kms_symmetric_per_10000", region), "one per object written"))
+    add(Line(group, "metrics: PutMetricData", segments / 1000, "1,000 requests",
+             prices("cloudwatch_put_metric_per_1000", region), "one call per segment"))
+    add(Line(group, f"metrics: {CAPTURE_METRICS} custom metrics", CAPTURE_METRICS, "metric-month",
+             prices("cloudwatch_metric_month", region), "Source=changes (5) and JobFailed{Job=db_stream}"))
+    add(Line(group, f"alarms ({CAPTURE_METRICS})", CAPTURE_METRICS, "alarm-month",
+             prices("cloudwatch_alarm_month", region), "lag, retained WAL, stalled, base reset, failed, not running"))
+    est.notes.append(
+        f"change segments: each GB of changes a month is kept {config.changes.retention_days} days, "
+        f"${prices('s3_standard_gb_month', region) * config.changes.retention_days / DAYS_PER_MONTH:.4f} per GB of "
+        "monthly change volume (the replication stream into AWS is inbound transfer, not charged)")
 
 
 # --------------------------------------------------------------------------- rendering

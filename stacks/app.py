@@ -14,6 +14,7 @@ from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
 from backup_constructs.tamper_watch import Protected, TrailSettings
 from stacks.data_export import API_TIMEOUT, WORKER_TIMEOUT, DataExportStack
 from stacks.database_backups import (
+    ChangeCaptureInputs,
     DatabaseBackupsReplicaStack,
     DatabaseBackupsStack,
     DrBackups,
@@ -29,6 +30,9 @@ from stacks.secrets import SecretsReplicaKeyStack, SecretsStack, secrets_replica
 from stacks.tamper_watch import GLOBAL_STS_REGION, RemoteSite, TamperWatch, build_tamper_watch
 from tavari_dr.core import guardrails, metrics, outputs
 from tavari_dr.core.config import EnvironmentConfig
+
+# The secret entry of the capture's direct connection (declared with the others in tavari_dr.core.config).
+STREAM_DATABASE_URL = "STREAM_DATABASE_URL"
 
 
 @dataclass
@@ -164,7 +168,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             app, config.stack_name(outputs.DATABASE_BACKUPS + "Replica"),
             description=f"Tavari {config.name}: DR copy of the database backups (Object Lock)",
             env=Environment(account=dr_account, region=dr_region),
-            settings=config.database_backups, key_alias=alias, removal_policy=removal, guard=guard, **common)
+            settings=config.database_backups, key_alias=alias, removal_policy=removal, guard=guard,
+            changes_retention_days=config.changes.retention_days, **common)
         cross = config.cross_account_replication
         key_ref = config.replication.backup_replica_key_arn if cross else alias_arn(dr_region, dr_account or "", alias)
         if key_ref:
@@ -200,6 +205,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         supabase_config=SupabaseConfigInputs(url_secret=config_secrets["SUPABASE_URL"],
                                              token_secret=config_secrets["SUPABASE_ACCESS_TOKEN"]),
         app_principal_arn=config.invoice_bucket.app_principal_arn,
+        changes=ChangeCaptureInputs(settings=config.changes,
+                                    database_url_secret=config_secrets.get(STREAM_DATABASE_URL)),
         drill=DrillInputs(settings=config.drill, secrets_key=secrets.config_secrets.key, secrets={
             entry.name: (config_secrets[entry.name], entry) for entry in config.secrets.all_entries}),
         guard=guard, **common)
@@ -212,6 +219,10 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             "dedicated backup account (README: Security and threat model).")
     if backups_pending:
         Annotations.of(backups).add_warning_v2("tavari:backup-replication-pending", backups_pending)
+    if config.changes.enabled and backups.capture is None:
+        Annotations.of(backups).add_info(
+            f"environments.{config.name}.changes.enabled is true but the secrets have no {STREAM_DATABASE_URL} "
+            "entry: the continuous capture is not deployed (README: Continuous capture).")
     if backups_replica is not None:
         backups.add_stack_dependency(backups_replica, "the replica must exist before replication points at it")
         role = backups.backups.replication_role
@@ -230,6 +241,8 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         monitoring.watch_drill(backups.drill.state_machine)
     if storage.inventory is not None:
         monitoring.watch_inventory(storage.inventory.feed_watch, config.inventory)
+    if backups.capture is not None:
+        monitoring.watch_changes(config.changes, backups.capture)
     data_export = DataExportStack(
         app, config.stack_name(outputs.DATA_EXPORT),
         description=f"Tavari {config.name}: GDPR/CCPA account export API (GET /api/account/export)",

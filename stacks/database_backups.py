@@ -16,6 +16,7 @@ from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from backup_constructs.backup_bucket import BackupBucket, RetentionTier
+from backup_constructs.change_capture import ChangeCaptureService
 from backup_constructs.guardrails import custodians_of, protect_audit_prefix, protect_key
 from backup_constructs.keys import customer_managed_key, log_group_key
 from backup_constructs.nag import (
@@ -31,7 +32,15 @@ from backup_constructs.scheduled_task import ScheduledFargateJob, Sidecar
 from backup_constructs.secure_bucket import SecureBucket
 from backup_constructs.verification_jobs import VERIFY_ACTIONS, DrDrift, VerificationJob, VerificationJobs
 from tavari_dr.core import guardrails, metrics, outputs
-from tavari_dr.core.config import DatabaseBackupsConfig, DrillConfig, SecretEntry, SecurityConfig, VerificationConfig
+from tavari_dr.core.config import (
+    ChangesConfig,
+    DatabaseBackupsConfig,
+    DrillConfig,
+    SecretEntry,
+    SecurityConfig,
+    VerificationConfig,
+)
+from tavari_dr.core.guardrails import CHANGES_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 # The job image's build context: only what docker/backup/Dockerfile copies (so the asset hash
@@ -51,11 +60,15 @@ class DatabaseBackupsReplicaStack(Stack):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: DatabaseBackupsConfig, key_alias: str,
-                 removal_policy: RemovalPolicy, guard: SecurityConfig | None = None, **kwargs: Any) -> None:
+                 removal_policy: RemovalPolicy, guard: SecurityConfig | None = None,
+                 changes_retention_days: int | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        # changes_retention_days: the replicated change segments expire as the primary's do.
         self.backups = BackupBucket(self, "Backups", tiers=tiers_of(settings), removal_policy=removal_policy,
                                     name_for_other_environments=True, lock_mode=settings.lock_mode,
-                                    custodians=custodians_of(self, guard) if guard else None)
+                                    custodians=custodians_of(self, guard) if guard else None,
+                                    changes_retention=Duration.days(changes_retention_days)
+                                    if changes_retention_days else None)
         kms.Alias(self, "KeyAlias", alias_name=key_alias, target_key=self.backups.key)
         acknowledge(self.backups.bucket, "This bucket is itself the DR replica of the backup bucket.",
                     "NIST.800.53.R5-S3BucketReplicationEnabled")
@@ -76,6 +89,15 @@ class TaskJob:
     name: str
     job: ScheduledFargateJob
     every: Duration
+
+
+@dataclass(frozen=True)
+class ChangeCaptureInputs:
+    """The continuous capture's settings and the secret of the direct connection it reads the slot over
+    (STREAM_DATABASE_URL: db.<ref>.supabase.co:5432; the pooler cannot carry a replication connection)."""
+
+    settings: ChangesConfig
+    database_url_secret: sm.ISecret | None
 
 
 @dataclass(frozen=True)
@@ -103,7 +125,7 @@ class DatabaseBackupsStack(Stack):
                  verification: VerificationInputs | None = None, report_retention_days: int = 400,
                  drill: DrillInputs | None = None, guard: SecurityConfig | None = None,
                  supabase_config: SupabaseConfigInputs | None = None, app_principal_arn: str | None = None,
-                 **kwargs: Any) -> None:
+                 changes: ChangeCaptureInputs | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.custodians = custodians_of(self, guard) if guard else None
         self._guard = guard
@@ -111,8 +133,12 @@ class DatabaseBackupsStack(Stack):
         zones = [f"{self.region}a", f"{self.region}b"]
         # Pinned so synth never looks availability zones up in the account (it must work offline).
         self.node.set_context(f"availability-zones:account={self.account}:region={self.region}", zones)
+        # The capture runs where its settings are on and its connection secret exists.
+        capture_on = changes is not None and changes.settings.enabled and changes.database_url_secret is not None
         self.backups = BackupBucket(self, "Backups", tiers=tiers_of(settings), removal_policy=removal_policy,
-                                    replica=replica, lock_mode=settings.lock_mode, custodians=self.custodians)
+                                    replica=replica, lock_mode=settings.lock_mode, custodians=self.custodians,
+                                    changes_retention=Duration.days(changes.settings.retention_days)
+                                    if changes is not None else None)
         if replica is None:
             acknowledge(self.backups.bucket, no_replication_reason, "NIST.800.53.R5-S3BucketReplicationEnabled")
         # Signs every backup's manifest (which pins each artifact's version ID, size and sha256): only the
@@ -126,8 +152,13 @@ class DatabaseBackupsStack(Stack):
 
         # Public subnets and a public IP instead of NAT gateways: the jobs only call AWS APIs and the
         # Supabase pooler over TLS, and a NAT gateway costs ~$33/month per AZ for a nightly task.
+        # With the continuous capture the VPC is dual-stack: Supabase's direct connection (the only one a
+        # replication slot can be read over) resolves to IPv6 alone unless the project buys the IPv4
+        # add-on, and a public subnet's IPv6 route is the internet gateway itself (no NAT or egress-only
+        # gateway, and no per-GB processing charge).
         self.vpc = ec2.Vpc(self, "Vpc", availability_zones=zones, nat_gateways=0,
                            restrict_default_security_group=False,
+                           ip_protocol=ec2.IpProtocol.DUAL_STACK if capture_on else ec2.IpProtocol.IPV4_ONLY,
                            subnet_configuration=[ec2.SubnetConfiguration(name="Public",
                                                                          subnet_type=ec2.SubnetType.PUBLIC)])
         self.log_key = log_group_key(self, "LogsKey", removal_policy=removal_policy)
@@ -147,6 +178,7 @@ class DatabaseBackupsStack(Stack):
                               "closing it needs a custom-resource Lambda for no gain.",
                     "NIST.800.53.R5-VPCDefaultSecurityGroupClosed")
         self.security_group = ec2.SecurityGroup(self, "JobsSecurityGroup", vpc=self.vpc, allow_all_outbound=True,
+                                                allow_all_ipv6_outbound=capture_on,
                                                 description="Backup jobs: no inbound, HTTPS/PostgreSQL out")
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc,
                                    container_insights_v2=ecs.ContainerInsights.ENABLED)
@@ -250,6 +282,9 @@ class DatabaseBackupsStack(Stack):
         self.task_jobs = (TaskJob(metrics.DB_BACKUP, self.nightly, DAY),
                           TaskJob(metrics.DB_VERIFY_QUICK, self.weekly, WEEK),
                           TaskJob(metrics.DB_RESTORE_TEST, self.monthly, MONTH))
+        self.capture = self._change_capture(changes, image=image, bucket_args=bucket_args, key_args=key_args,
+                                            secrets_key=secrets_key) if capture_on and changes is not None else None
+        self._changes = changes.settings if changes is not None else None
         self.verification = self._verification_jobs(verification)
         self.drill = self._quarterly_drill(drill, environment, log_retention_days)
 
@@ -262,6 +297,31 @@ class DatabaseBackupsStack(Stack):
         CfnOutput(self, outputs.BACKUP_CLUSTER_ARN, value=self.cluster.cluster_arn)
         CfnOutput(self, outputs.BACKUP_TASK_DEFINITION_ARN, value=self.nightly.task_definition.task_definition_arn)
 
+
+    def _change_capture(self, inputs: ChangeCaptureInputs, *, image: ecs.ContainerImage, bucket_args: list[str],
+                        key_args: list[str], secrets_key: kms.IKey) -> ChangeCaptureService:
+        """`tavari-dr db stream` as an always-on service (ADR 0021): the nightly job's image and way of
+        passing its settings (bucket, region and signing key as arguments, the connection as a secret)."""
+        assert inputs.database_url_secret is not None
+        settings = inputs.settings
+        args = [arg for arg in bucket_args if arg != "--publish-metrics"]  # the capture always publishes
+        capture = ChangeCaptureService(
+            self, "ChangeCapture", cluster=self.cluster, security_group=self.security_group, image=image,
+            command=["db", "stream", *args, *key_args], cpu=settings.cpu, memory_mib=settings.memory_mib,
+            # The task's public IPv4 reaches the AWS APIs (ECR, S3, KMS, CloudWatch, Secrets Manager)
+            # without a NAT gateway; its IPv6 address reaches Supabase's direct connection.
+            subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC), assign_public_ip=True,
+            secrets={"TAVARI_DATABASE_URL": ecs.Secret.from_secrets_manager(sm.Secret.from_secret_complete_arn(
+                self, "StreamDatabaseUrlSecret", inputs.database_url_secret.secret_arn))},
+            log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
+        secrets_key.grant_decrypt(capture.task_definition.obtain_execution_role())  # the URL secret's key
+        capture.grant_changes(self.backups.bucket, self.backups.key, CHANGES_PREFIX)
+        capture.grant_signing(self.signing_key)  # as the nightly job: Sign only (the slot holds its position)
+        capture.grant_metrics()
+        capture.acknowledge("The capture writes, reads and lists change segments under changes/ of the one backup "
+                            "bucket (keys are LSNs and times), through its key.")
+        CfnOutput(self, outputs.CHANGE_CAPTURE_SERVICE_NAME, value=capture.service.service_name)
+        return capture
 
     def _quarterly_drill(self, inputs: DrillInputs | None, environment: str,
                          log_retention_days: int) -> QuarterlyDrill | None:
@@ -334,7 +394,10 @@ class DatabaseBackupsStack(Stack):
             "backup_default_retention_days": self._settings.default_retention_days,
             "protected_keys": {name: key.key_arn for name, key in drift_keys.items()},
             "custodian_arns": list(self.custodians.arns) if self.custodians else [],
-            "dr_backups": self._dr_backups(inputs.dr_backups), "dr_backups_unchecked": inputs.dr_backups_unchecked})
+            "dr_backups": self._dr_backups(inputs.dr_backups), "dr_backups_unchecked": inputs.dr_backups_unchecked,
+            # The daily change_freshness check: the newest segment against the lag bound, where the capture runs.
+            "changes_enabled": self.capture is not None,
+            "changes_max_lag_seconds": self._changes.max_lag_seconds if self._changes else None})
         return VerificationJobs(
             self, "Verify", time_zone=settings.timezone, jobs=[
                 VerificationJob(metrics.DAILY_MONITOR, settings.daily_schedule, Duration.minutes(5), DAY),

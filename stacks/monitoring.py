@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,15 +15,18 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from backup_constructs.change_capture import ChangeCaptureService
 from backup_constructs.inventory import FeedWatch
 from backup_constructs.keys import log_group_key
 from backup_constructs.monitoring import Monitoring, Runbook
 from backup_constructs.python_function import PythonFunction, retention
 from tavari_dr.core import metrics, outputs
-from tavari_dr.core.config import InventoryConfig, MonitoringConfig
+from tavari_dr.core.config import ChangesConfig, InventoryConfig, MonitoringConfig
 
 GT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
+GE = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 LT = cw.ComparisonOperator.LESS_THAN_THRESHOLD
+CHANGES = {"Source": "changes"}
 DAY = Duration.days(1)
 ROUTER_TIMEOUT = Duration.seconds(60)
 CANARY_GRACE = Duration.minutes(15)
@@ -100,6 +104,68 @@ class MonitoringStack(Stack):
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             runbook=Runbook("The quarterly drill missed an RTO objective or a restore test failed.",
                             "Read the drill report; see which step was slow or failed.", "drill-failed"))
+
+    def watch_changes(self, settings: ChangesConfig, capture: ChangeCaptureService) -> list[cw.Alarm]:
+        """The continuous capture (`db stream`): lag past the bound, WAL piling up on the source, no new
+        segment (a dead service publishes nothing, so missing data breaches), a new base, a fatal error,
+        and no running task. Each on the alert topic, and on the dashboard."""
+        m, five = self.monitoring, Duration.minutes(5)
+        age_bound, age_period = segment_age_bound(settings.segment_seconds)
+        lag = _metric(metrics.REPLICATION_LAG_SECONDS, CHANGES, "Maximum", five)
+        wal = _metric(metrics.RETAINED_WAL_BYTES, CHANGES, "Maximum", five)
+        age = _metric(metrics.CHANGE_SEGMENT_AGE_SECONDS, CHANGES, "Maximum", age_period)
+        resets = _metric(metrics.CHANGE_BASE_RESET, CHANGES, "Sum", five)
+        written = _metric(metrics.CHANGE_SEGMENTS_WRITTEN, CHANGES, "Sum", five)
+        running = capture.metric_running_tasks(five)
+        not_breaching = cw.TreatMissingData.NOT_BREACHING
+        alarms = [
+            m.alarm("ChangeCaptureLag", metric=lag, threshold=settings.max_lag_seconds, comparison=GT,
+                    treat_missing_data=not_breaching,
+                    runbook=Runbook(f"The continuous capture lags the source by more than "
+                                    f"{settings.max_lag_seconds} s: committed changes are not yet off-site (the "
+                                    "RPO it gives is exceeded).",
+                                    "Read the db-stream log group; check the source's load and the task's CPU.",
+                                    "change-capture-lag")),
+            m.alarm("ChangeCaptureRetainedWal", metric=wal, threshold=settings.retained_wal_alarm_bytes,
+                    comparison=GT, treat_missing_data=not_breaching,
+                    runbook=Runbook(f"The capture's replication slot holds more than "
+                                    f"{settings.retained_wal_alarm_bytes} bytes of WAL on the Supabase database (its "
+                                    "disk fills while it grows).",
+                                    f"Get the capture consuming again before {settings.retained_wal_limit_bytes} "
+                                    "bytes, where it drops the slot and starts a new base.",
+                                    "change-capture-retained-wal")),
+            m.alarm("ChangeCaptureStalled", metric=age, threshold=age_bound, comparison=GT,
+                    treat_missing_data=cw.TreatMissingData.BREACHING,
+                    runbook=Runbook(f"No new change segment for more than {age_bound} s (or the capture reports "
+                                    "nothing): changes since then exist only in Supabase.",
+                                    "Check the ECS service's task and the db-stream log group; take a dump "
+                                    "(tavari-dr db backup) if it stays down.", "change-capture-stalled")),
+            m.alarm("ChangeCaptureBaseReset", metric=resets, threshold=1, comparison=GE,
+                    treat_missing_data=not_breaching,
+                    runbook=Runbook("The capture started a new base (its slot was lost or dropped past the WAL bound, "
+                                    "or the schema changed): no point between the last base and now is restorable "
+                                    "from segments alone.",
+                                    "Confirm the fresh dump it forced finished (tavari-dr db list); find why the "
+                                    "slot went.", "change-capture-base-reset")),
+            m.alarm("ChangeCaptureFailed",
+                    metric=_metric(metrics.JOB_FAILED, {"Job": metrics.DB_STREAM}, "Sum", five), threshold=1,
+                    comparison=GE, treat_missing_data=not_breaching,
+                    runbook=Runbook("The continuous capture stopped on a fatal error (ECS restarts it).",
+                                    "Read the db-stream log group for the error; fix the connection or the slot.",
+                                    "change-capture-failed")),
+            m.alarm("ChangeCaptureNotRunning", metric=running, threshold=1, comparison=LT, evaluation_periods=2,
+                    treat_missing_data=cw.TreatMissingData.BREACHING,
+                    runbook=Runbook("The continuous capture's ECS service has had no running task for 10 minutes.",
+                                    "Read the service's events (stopped reason) and the db-stream log group.",
+                                    "change-capture-not-running")),
+        ]
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Capture lag and newest segment age (s)", left=[lag, age], width=6),
+            cw.GraphWidget(title="Capture: WAL retained on the source (bytes)", left=[wal], width=6),
+            cw.GraphWidget(title="Capture: segments written / new bases", left=[written, resets], width=6),
+            cw.GraphWidget(title="Capture: running tasks", left=[running], width=6))
+        self.dashboard.add_widgets(cw.AlarmStatusWidget(title="Continuous capture", alarms=alarms, width=24))
+        return alarms
 
     def watch_exports(self, *, authorizer: lambda_.IFunction, api: lambda_.IFunction, api_timeout: Duration,
                       worker: lambda_.IFunction, worker_timeout: Duration,
@@ -340,6 +406,14 @@ class MonitoringStack(Stack):
         rows.append([cw.AlarmStatusWidget(title="Every alarm", alarms=self.monitoring.alarms, width=24)])
         return cw.Dashboard(self, "Dashboard", widgets=rows,
                             default_interval=Duration.days(14), period_override=cw.PeriodOverride.INHERIT)
+
+
+def segment_age_bound(segment_seconds: int) -> tuple[int, Duration]:
+    """The newest segment's age past which the capture is stalled: two segment periods (one closing late)
+    and a minute for the upload; and the alarm's period, at least five minutes and never shorter than the
+    bound, so a healthy capture publishes in every period and an empty one means a dead one."""
+    bound = 2 * segment_seconds + 60
+    return bound, Duration.minutes(max(5, math.ceil(bound / 60)))
 
 
 def _metric(name: str, dimensions: dict[str, str] | None, statistic: str, period: Duration) -> cw.Metric:

@@ -617,3 +617,66 @@ def test_a_cross_account_dr_side_is_said_to_be_unchecked(guarded):
     result = c.run_check("backup_drift", lambda r: jobs._backup_drift(r, clients, targets))
     assert result.status == "PASS" and result.details == [
         "DR side not checked: the backup replica is in account 210987654321"]
+
+
+# --------------------------------------------------------------------------- continuous capture
+
+
+def _segment(s3, hour, name="seg"):
+    """A change segment filed under ``hour``'s prefix; returns its key and S3's LastModified."""
+    key = f"{c.SEGMENTS_PREFIX}{hour:%Y/%m/%d/%H}/{hour:%Y%m%dT%H%M%SZ}-{name}.seg"
+    s3.put_object(Bucket="backups", Key=key, Body=b"changes")
+    return key, s3.head_object(Bucket="backups", Key=key)["LastModified"]
+
+
+def _listed(s3):
+    """The Prefix of every ListObjectsV2 call made through ``s3`` from now on."""
+    prefixes = []
+    s3.meta.events.register("provide-client-params.s3.ListObjectsV2",
+                            lambda params, **_: prefixes.append(params.get("Prefix")))
+    return prefixes
+
+
+def _freshness(s3, now, *, enabled=True, max_lag=180):
+    return c.run_check("change_freshness", lambda r: c.change_freshness(
+        r, s3=s3, bucket="backups", enabled=enabled, max_lag_seconds=max_lag, now=now))
+
+
+def test_segment_hour_prefixes_are_this_hour_and_the_one_before_across_a_day():
+    assert c.segment_hour_prefixes(datetime(2027, 3, 1, 0, 1, tzinfo=UTC), 180) == [
+        "changes/segments/2027/03/01/00/", "changes/segments/2027/02/28/23/"]
+    assert c.segment_hour_prefixes(datetime(2027, 3, 1, 10, 30, tzinfo=UTC), 7200) == [
+        "changes/segments/2027/03/01/10/", "changes/segments/2027/03/01/09/", "changes/segments/2027/03/01/08/"]
+
+
+def test_a_fresh_segment_passes_and_only_the_hour_prefixes_are_listed(s3):
+    s3.create_bucket(Bucket="backups", CreateBucketConfiguration={"LocationConstraint": REGION})
+    _segment(s3, datetime.now(UTC) - timedelta(hours=1), "older")
+    key, written = _segment(s3, datetime.now(UTC), "newest")
+    listed = _listed(s3)
+    result = _freshness(s3, written + timedelta(seconds=30))
+    assert result.status == c.PASS, result.details
+    assert result.measured["newest_segment"] == key and 29 <= result.measured["segment_age_seconds"] <= 31
+    assert len(listed) == 2 and all(p.startswith(c.SEGMENTS_PREFIX) and p.count("/") == 6 for p in listed)
+
+
+def test_a_segment_older_than_the_lag_bound_fails(s3):
+    s3.create_bucket(Bucket="backups", CreateBucketConfiguration={"LocationConstraint": REGION})
+    key, written = _segment(s3, datetime.now(UTC))
+    result = _freshness(s3, written + timedelta(seconds=185))
+    assert result.status == c.FAIL and key in result.details[0] and "max_lag_seconds 180" in result.details[0]
+
+
+def test_no_segment_while_enabled_fails_and_segments_outside_the_window_are_not_looked_for(s3):
+    s3.create_bucket(Bucket="backups", CreateBucketConfiguration={"LocationConstraint": REGION})
+    assert _freshness(s3, datetime.now(UTC)).status == c.FAIL
+    # Filed three hours back (the window of a 180 s bound is this hour and the last): never listed.
+    _segment(s3, datetime.now(UTC) - timedelta(hours=3))
+    result = _freshness(s3, datetime.now(UTC) + timedelta(seconds=5))
+    assert result.status == c.FAIL and "wrote nothing" in result.details[0]
+
+
+def test_with_the_capture_off_the_check_passes_without_listing(s3):
+    listed = _listed(s3)
+    result = _freshness(s3, NOW, enabled=False)
+    assert result.status == c.PASS and result.measured == {"enabled": False} and listed == []

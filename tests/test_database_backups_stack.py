@@ -228,7 +228,11 @@ def test_only_the_nightly_job_may_sign_manifests_and_every_reader_verifies(prod,
                 verifiers.add(role_id)
             assert not any(a in ("kms:*", "kms:Sign") and r == '"*"' for a, r in granted), role_id
         nightly, _ = container(env, "backup")
-        assert signers == {nightly["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]}
+        # The continuous capture signs its segments as the nightly job signs its dumps (where it is deployed).
+        template = env.templates[env.stack(BACKUPS)]["Resources"]
+        capture = {template[s["Properties"]["TaskDefinition"]["Ref"]]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+                   for s in resources(env, "AWS::ECS::Service").values()}
+        assert signers == {nightly["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]} | capture
         # The weekly and monthly tasks, the daily monitor and the weekly integrity Lambda.
         assert len(verifiers) == 4 and not signers & verifiers
         for command in ("backup", "verify"):

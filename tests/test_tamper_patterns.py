@@ -135,6 +135,12 @@ def test_lifecycle_puts_match_under_cloudtrails_event_name():
         "DeleteObject", BACKUPS, "dumps/daily/x/data.dump", versionId="v1",
         **{"x-amz-bypass-governance-retention": "true"})),
     ("multi-object delete", s3_object_call("DeleteObjects", BACKUPS, "", delete="")),
+    # The continuous capture's segments beside the dumps are watched the same way (no prefix filter).
+    ("delete marker over a change segment", s3_object_call(
+        "DeleteObject", BACKUPS, "changes/segments/2027/03/01/00/20270301T000000Z-0000000001000000-1.seg")),
+    ("version delete of a change segment", s3_object_call(
+        "DeleteObject", BACKUPS, "changes/segments/2027/03/01/00/20270301T000000Z-0000000001000000-1.seg",
+        versionId="v1")),
     ("retention shortened with the bypass header", s3_object_call(
         "PutObjectRetention", BACKUPS, "dumps/daily/x/data.dump", retention="",
         **{"x-amz-bypass-governance-retention": "true"})),

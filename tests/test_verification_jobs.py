@@ -45,6 +45,10 @@ def world(monkeypatch):
                 s3.put_object(Bucket="invoices", Key=f"inv/{i}.pdf", Body=f"v{version} {i}".encode())
         signing = Signing()
         write_backup(s3, "backups", signing.signer, finished=datetime.now(UTC) - timedelta(hours=2))
+        # A change segment the continuous capture just wrote (filed under this UTC hour).
+        s3.put_object(Bucket="backups", Key=f"changes/segments/{datetime.now(UTC):%Y/%m/%d/%H}/"
+                                            f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-0000000001000000-0000000001000100.seg",
+                      Body=b"segment")
         # The policies last: moto refuses object writes under a Deny whatever its conditions say.
         configure_like_the_stack(s3)
         guard_like_a_dev_stack(s3, "backups", "reports")
@@ -60,7 +64,7 @@ def world(monkeypatch):
                    "supabase_url_secret": url,
                    "supabase_token_secret": token, "invoice_access_log_bucket": "invoice-access-logs",
                    "backup_lock_mode": "GOVERNANCE", "backup_default_retention_days": 7, "protected_keys": {},
-                   "custodian_arns": []}
+                   "custodian_arns": [], "changes_enabled": True, "changes_max_lag_seconds": 180}
         settings = VerificationConfig(supabase_api_url=api.url, integrity_sample_size=5, restore_test_sample_size=3)
         monkeypatch.setenv("TAVARI_VERIFICATION", json.dumps(asdict(settings)))
         monkeypatch.setenv("TAVARI_TARGETS", json.dumps(targets))
@@ -96,14 +100,15 @@ def test_daily_monitor_leaves_reports_and_metrics(world, monkeypatch, capsys):
     summary = run_handler("daily_monitor", monkeypatch)
     assert summary["job"] == "daily_monitor"
     assert summary["results"] == {"supabase_backups": "PASS", "bucket_drift": "PASS", "backup_drift": "PASS",
-                                  "replication_health": "PASS", "offsite_freshness": "PASS", "tamper_watch": "PASS"}
+                                  "replication_health": "PASS", "offsite_freshness": "PASS", "tamper_watch": "PASS",
+                                  "change_freshness": "PASS"}
     keys = sorted(o["Key"] for o in world.list_objects_v2(Bucket="reports")["Contents"])
     assert [k.split("/")[1] for k in keys] == sorted(summary["results"])
     report = json.loads(world.get_object(Bucket="reports", Key=keys[0])["Body"].read())
     assert {"check", "at", "job", "status", "measured", "details", "duration_seconds"} <= set(report)
     metrics = emf_lines(capsys)
     passed = [m for m in metrics if "CheckPassed" in m]
-    assert len(passed) == 6 and all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Check"], []]
+    assert len(passed) == 7 and all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Check"], []]
                                     for m in passed)
     ages = {m["Source"]: m["BackupAgeHours"] for m in metrics if "BackupAgeHours" in m}
     assert set(ages) == {"supabase", "offsite"} and ages["offsite"] < 3
@@ -139,7 +144,7 @@ def test_a_second_run_the_same_day_is_harmless(world, monkeypatch):
     run_handler("daily_monitor", monkeypatch)
     run_handler("daily_monitor", monkeypatch)
     keys = [o["Key"] for o in world.list_objects_v2(Bucket="reports")["Contents"]]
-    assert len(keys) == 6  # same keys, new versions
+    assert len(keys) == 7  # same keys, new versions
 
 
 def test_unknown_check_names_are_refused():

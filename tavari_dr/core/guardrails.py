@@ -8,8 +8,8 @@ statement exists and what none of them can stop (the account root, and anyone wh
 Two kinds:
 - everywhere: no write to the backup prefix without ``If-None-Match`` (so nothing overwrites a
   backup) and no plain DeleteObject there (a delete marker is allowed by Object Lock and would
-  hide a backup); the same for the erasure ledger (``erasure/``) beside the dumps and for the
-  reports bucket's ``audit/`` prefix.
+  hide a backup); the same for the erasure ledger (``erasure/``) and the continuous capture's
+  change segments (``changes/``) beside the dumps, and for the reports bucket's ``audit/`` prefix.
 - where ``removal_policy`` is retain: the calls that destroy versions, the bucket or a key are
   refused to every principal but the CloudFormation execution role and the break-glass role.
 """
@@ -24,6 +24,7 @@ from tavari_dr.core.config import SecurityConfig
 
 BACKUP_PREFIX = "dumps/"
 ERASURE_PREFIX = "erasure/"  # the erasure ledger (tavari_dr.database.erasure), beside the dumps
+CHANGES_PREFIX = "changes/"  # the continuous capture's signed change segments (`db stream`), beside the dumps
 AUDIT_PREFIX = "audit/"
 
 UNCONDITIONAL_WRITE_SID = "DenyUnconditionalBackupWrites"
@@ -32,6 +33,8 @@ VERSION_DESTRUCTION_SID = "DenyBackupVersionDestruction"
 BUCKET_TAMPERING_SID = "DenyBackupBucketTampering"
 ERASURE_WRITE_SID = "DenyUnconditionalErasureWrites"
 ERASURE_DELETE_SID = "DenyErasureDeletion"
+CHANGES_WRITE_SID = "DenyUnconditionalChangeWrites"
+CHANGES_DELETE_SID = "DenyChangeDeleteMarkers"
 AUDIT_WRITE_SID = "DenyUnconditionalAuditWrites"
 AUDIT_DELETE_SID = "DenyAuditDeletion"
 KEY_DESTRUCTION_SID = "DenyKeyDestruction"
@@ -110,7 +113,7 @@ def backup_bucket_statements(bucket_arn: str, custodians: Custodians | None) -> 
     dumps = f"{bucket_arn}/{BACKUP_PREFIX}*"
     statements = [_deny(UNCONDITIONAL_WRITE_SID, ("s3:PutObject",), [dumps], CONDITIONAL_WRITE),
                   _deny(DELETE_MARKER_SID, ("s3:DeleteObject",), [dumps]),
-                  *erasure_statements(bucket_arn)]
+                  *erasure_statements(bucket_arn), *changes_statements(bucket_arn)]
     if custodians is not None:
         statements += [
             _deny(VERSION_DESTRUCTION_SID, VERSION_DESTRUCTION, [f"{bucket_arn}/*"], custodians.condition()),
@@ -128,6 +131,17 @@ def erasure_statements(bucket_arn: str) -> list[dict[str, Any]]:
     ledger = f"{bucket_arn}/{ERASURE_PREFIX}*"
     return [_deny(ERASURE_WRITE_SID, ("s3:PutObject",), [ledger], CONDITIONAL_WRITE),
             _deny(ERASURE_DELETE_SID, ("s3:DeleteObject",), [ledger])]
+
+
+def changes_statements(bucket_arn: str) -> list[dict[str, Any]]:
+    """The change segments (``changes/``) are what a point-in-time restore replays after a dump, so they
+    get the dumps' two denies: every segment is a new object (If-None-Match; the capture writes them with
+    a conditional PutObject) and no delete marker may hide one. Statements of their own, so the drift
+    check names the prefix whose guard changed. Their expiry is the bucket's lifecycle rule for
+    ``changes/`` (S3's own, no principal's), after ``changes.retention_days``."""
+    changes = f"{bucket_arn}/{CHANGES_PREFIX}*"
+    return [_deny(CHANGES_WRITE_SID, ("s3:PutObject",), [changes], CONDITIONAL_WRITE),
+            _deny(CHANGES_DELETE_SID, ("s3:DeleteObject",), [changes])]
 
 
 def audit_statements(bucket_arn: str, *, retain: bool) -> list[dict[str, Any]]:

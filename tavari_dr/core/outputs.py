@@ -48,6 +48,7 @@ RESTORE_TEST_BUCKET_NAME = "RestoreTestBucketName"
 BACKUP_CLUSTER_ARN = "BackupClusterArn"
 BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
 DRILL_STATE_MACHINE_ARN = "DrillStateMachineArn"
+CHANGE_CAPTURE_SERVICE_NAME = "ChangeCaptureServiceName"  # the `db stream` ECS service
 
 MONITORING = "Monitoring"
 ALERT_TOPIC_ARN = "AlertTopicArn"

@@ -424,6 +424,54 @@ def offsite_freshness(result: CheckResult, *, s3: Any, bucket: str, verifier: An
         result.measured["sha256_verified"] = result.status == PASS
 
 
+# --------------------------------------------------------------------------- continuous capture
+
+SEGMENTS_PREFIX = "changes/segments/"
+
+
+def segment_hour_prefixes(now: datetime, lookback_seconds: float) -> list[str]:
+    """The hour prefixes (changes/segments/<YYYY>/<MM>/<DD>/<HH>/) a segment written within
+    ``lookback_seconds`` of ``now`` can be under, newest first: always this UTC hour and the one before
+    (a segment is filed by its first commit, which may be in the previous hour), never the whole prefix."""
+    now = now.astimezone(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    oldest = min(hour - timedelta(hours=1), now - timedelta(seconds=lookback_seconds))
+    prefixes = []
+    while hour >= oldest.replace(minute=0, second=0, microsecond=0):
+        prefixes.append(f"{SEGMENTS_PREFIX}{hour:%Y/%m/%d/%H}/")
+        hour -= timedelta(hours=1)
+    return prefixes
+
+
+def change_freshness(result: CheckResult, *, s3: Any, bucket: str, enabled: bool, max_lag_seconds: float | None,
+                     now: datetime) -> None:
+    """The newest change segment of the continuous capture (`db stream`): written (S3 LastModified) no
+    more than ``max_lag_seconds`` ago. Only the hour prefixes that window can reach are listed."""
+    result.measured["enabled"] = enabled
+    if not enabled:
+        result.details.append("the continuous capture is off in this environment (changes.enabled)")
+        return
+    if max_lag_seconds is None:
+        raise ValueError("changes_max_lag_seconds is not configured")
+    prefixes = segment_hour_prefixes(now, max_lag_seconds)
+    newest: dict[str, Any] | None = None
+    for prefix in prefixes:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if newest is None or item["LastModified"] > newest["LastModified"]:
+                    newest = item
+    result.measured["prefixes_listed"] = len(prefixes)
+    if newest is None:
+        fail(result, f"no change segment under {prefixes[-1]} … {prefixes[0]}: the capture wrote nothing in the "
+                     f"last {len(prefixes)} hours (bound {max_lag_seconds:g} s)")
+        return
+    age = (now - newest["LastModified"]).total_seconds()
+    result.measured.update(newest_segment=newest["Key"], segment_age_seconds=round(age, 1))
+    if age > max_lag_seconds:
+        fail(result, f"newest change segment {newest['Key']} was written {age:.0f} s ago "
+                     f"(changes.max_lag_seconds {max_lag_seconds:g})")
+
+
 class _NullWriter:
     def write(self, _data: bytes) -> None:
         return None

@@ -1,7 +1,8 @@
 """The three scheduled verification jobs, shared by their Lambdas and `tavari-dr verify`.
 
 daily_monitor:        Supabase backups, invoice bucket drift, backup guardrail drift, replication health,
-                      off-site freshness, the tamper watch (trail logging, rules enabled with their targets)
+                      off-site freshness, the tamper watch (trail logging, rules enabled with their targets),
+                      the continuous capture's newest change segment
 weekly_integrity:     integrity sample, sizes and growth, newest dump's sha256
 monthly_restore_test: restore a sample of noncurrent invoice versions into a scratch prefix
 
@@ -32,7 +33,7 @@ log = logging.getLogger("tavari.verification")
 
 JOBS = {
     metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "backup_drift", "replication_health",
-                            "offsite_freshness", "tamper_watch"),
+                            "offsite_freshness", "tamper_watch", "change_freshness"),
     metrics.WEEKLY_INTEGRITY: ("integrity_sample", "sizes", "offsite_sha256"),
     metrics.MONTHLY_RESTORE_TEST: ("s3_restore_test",),
 }
@@ -65,6 +66,9 @@ class Targets:
     dr_backups: dict[str, Any] | None = None
     dr_backups_unchecked: str | None = None
     heartbeat_url_secret: str | None = None  # the dead man's switch the daily monitor pings when all passed
+    # The continuous capture (`db stream`): whether it runs, and the bound its newest segment must meet.
+    changes_enabled: bool = False
+    changes_max_lag_seconds: int | None = None
 
     def backup_expectation(self) -> checks.BackupExpectation:
         if self.backup_lock_mode is None or self.backup_default_retention_days is None:
@@ -150,6 +154,10 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
                                                                 rpo_hours=rpo_hours, now=now),
         "tamper_watch": lambda r: checks.tamper_watch(r, client=_regional(clients),
                                                       expect=_tamper_expectation(targets)),
+        "change_freshness": lambda r: checks.change_freshness(r, s3=s3, bucket=targets.backup_bucket,
+                                                              enabled=targets.changes_enabled,
+                                                              max_lag_seconds=targets.changes_max_lag_seconds,
+                                                              now=now),
         "integrity_sample": lambda r: checks.integrity_sample(
             r, s3=s3, bucket=targets.invoice_bucket, n=settings.integrity_sample_size,
             baselines=checks.BaselineStore(s3, targets.reports_bucket, targets.invoice_bucket),
