@@ -283,7 +283,8 @@ class DatabaseBackupsStack(Stack):
                           TaskJob(metrics.DB_VERIFY_QUICK, self.weekly, WEEK),
                           TaskJob(metrics.DB_RESTORE_TEST, self.monthly, MONTH))
         self.capture = self._change_capture(changes, image=image, bucket_args=bucket_args, key_args=key_args,
-                                            secrets_key=secrets_key) if capture_on and changes is not None else None
+                                            secrets_key=secrets_key,
+                                            dump_url=nightly_secrets["TAVARI_DATABASE_URL"]) if capture_on and changes is not None else None
         self._changes = changes.settings if changes is not None else None
         self.verification = self._verification_jobs(verification)
         self.drill = self._quarterly_drill(drill, environment, log_retention_days)
@@ -299,20 +300,23 @@ class DatabaseBackupsStack(Stack):
 
 
     def _change_capture(self, inputs: ChangeCaptureInputs, *, image: ecs.ContainerImage, bucket_args: list[str],
-                        key_args: list[str], secrets_key: kms.IKey) -> ChangeCaptureService:
+                        key_args: list[str], secrets_key: kms.IKey, dump_url: ecs.Secret) -> ChangeCaptureService:
         """`tavari-dr db stream` as an always-on service (ADR 0021): the nightly job's image and way of
-        passing its settings (bucket, region and signing key as arguments, the connection as a secret)."""
+        passing its settings (bucket, region and signing key as arguments, the connections as secrets: the
+        direct one it replicates over, and the nightly job's, which the fresh dump after a base reset uses)."""
         assert inputs.database_url_secret is not None
         settings = inputs.settings
-        args = [arg for arg in bucket_args if arg != "--publish-metrics"]  # the capture always publishes
+        args = bucket_args  # --publish-metrics among them: the stalled and lag alarms watch what it publishes
         capture = ChangeCaptureService(
             self, "ChangeCapture", cluster=self.cluster, security_group=self.security_group, image=image,
             command=["db", "stream", *args, *key_args], cpu=settings.cpu, memory_mib=settings.memory_mib,
             # The task's public IPv4 reaches the AWS APIs (ECR, S3, KMS, CloudWatch, Secrets Manager)
             # without a NAT gateway; its IPv6 address reaches Supabase's direct connection.
             subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC), assign_public_ip=True,
-            secrets={"TAVARI_DATABASE_URL": ecs.Secret.from_secrets_manager(sm.Secret.from_secret_complete_arn(
-                self, "StreamDatabaseUrlSecret", inputs.database_url_secret.secret_arn))},
+            # The names `db stream` reads (--database-url, --backup-database-url).
+            secrets={"TAVARI_STREAM_DATABASE_URL": ecs.Secret.from_secrets_manager(sm.Secret.from_secret_complete_arn(
+                self, "StreamDatabaseUrlSecret", inputs.database_url_secret.secret_arn)),
+                "TAVARI_DATABASE_URL": dump_url},
             log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
         secrets_key.grant_decrypt(capture.task_definition.obtain_execution_role())  # the URL secret's key
         capture.grant_changes(self.backups.bucket, self.backups.key, CHANGES_PREFIX)

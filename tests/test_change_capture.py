@@ -81,9 +81,15 @@ def test_the_task_runs_db_stream_sized_by_the_changes_section(captured, env_name
     (container,) = task["ContainerDefinitions"]
     assert container["Command"][:6] == ["--log-format", "json", "db", "stream", "--env", env_name]
     assert "--bucket" in container["Command"] and "--signing-key" in container["Command"]
+    # What the stalled, lag and WAL alarms watch is only published with this flag.
+    assert "--publish-metrics" in container["Command"]
     assert container["StopTimeout"] == 120  # time to close the open segment on SIGTERM
-    (secret,) = container["Secrets"]
-    assert secret["Name"] == "TAVARI_DATABASE_URL" and "StreamDatabaseUrl" in json.dumps(secret["ValueFrom"])
+    # The names `db stream` reads: the direct connection it replicates over, and the nightly job's URL for
+    # the fresh dump after a base reset.
+    secrets = {s["Name"]: json.dumps(s["ValueFrom"]) for s in container["Secrets"]}
+    assert set(secrets) == {"TAVARI_STREAM_DATABASE_URL", "TAVARI_DATABASE_URL"}
+    assert "StreamDatabaseUrl" in secrets["TAVARI_STREAM_DATABASE_URL"]
+    assert "BackupDatabaseUrl" in secrets["TAVARI_DATABASE_URL"]
     group = container["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
     logs = template.to_json()["Resources"][group]["Properties"]
     assert logs["RetentionInDays"] == config.monitoring.log_retention_days and "KmsKeyId" in logs

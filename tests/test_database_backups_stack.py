@@ -195,8 +195,8 @@ def test_verification_jobs_have_the_standard_job_alarms(prod):
         missing = [a for a in alarms if a.get("MetricName") == "JobSucceeded"
                    and a.get("Dimensions") == [{"Name": "Job", "Value": job}]]
         assert len(missing) == 1 and missing[0]["TreatMissingData"] == "breaching", job
-    # router, three jobs, export API, worker and authorizer
-    assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 7
+    # router, three jobs, export API, worker, authorizer and the inventory canary
+    assert len([a for a in alarms if a.get("MetricName") == "Errors"]) == 8
 
 
 def _role_actions(env, role_id):

@@ -200,7 +200,7 @@ def test_every_function_traces_actively_and_may_write_traces_nothing_more_with_r
             assert set(statement["Action"]) - {"xray:PutTelemetryRecords", "xray:PutTraceSegments"} <= {
                 "cloudwatch:GetMetricStatistics"}, (stack, logical_id, statement)
         checked += 1
-    assert checked == 9 * len(synthesized)
+    assert checked == 10 * len(synthesized)  # nine and the inventory canary
 
 
 def test_the_drill_is_traced_and_hands_every_step_its_execution(synthesized):
@@ -221,7 +221,8 @@ def test_scheduled_verification_jobs_are_handed_the_scheduler_s_execution_id(syn
         if "Function" in target["Arn"].get("Fn::GetAtt", [""])[0]:
             assert json.loads(target["Input"]) == {"execution": "<aws.scheduler.execution-id>"}
             lambdas += 1
-    assert lambdas == 3 * len(synthesized)  # daily, weekly, monthly in each environment
+    # daily, weekly, monthly and the inventory canary in each environment
+    assert lambdas == 4 * len(synthesized)
 
 
 def test_every_scheduled_task_logs_json(synthesized):
