@@ -23,6 +23,12 @@ REPLICA_KEY_ARN = "ReplicaKeyArn"
 RESTORE_OPS_BUCKET_NAME = "RestoreOpsBucketName"
 BATCH_OPERATIONS_ROLE_ARN = "BatchOperationsRoleArn"
 DELETE_MARKER_FUNCTION_ARN = "DeleteMarkerFunctionArn"
+# The inventory and change feed of the invoice bucket (InvoiceStorage; docs/formats/inventory-and-feed.md):
+# `bucket restore --from-inventory` finds them, and the Athena workgroup and Glue database over them, by these.
+INVENTORY_WORKGROUP = "InventoryWorkgroup"
+INVENTORY_DATABASE = "InventoryDatabase"
+INVENTORY_PREFIX = "InventoryPrefix"
+FEED_PREFIX = "FeedPrefix"
 
 DATABASE_BACKUPS = "DatabaseBackups"
 BACKUP_BUCKET_NAME = "BackupBucketName"
