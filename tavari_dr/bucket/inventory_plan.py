@@ -175,7 +175,8 @@ class Window:
     decode_keys: bool           # the feed's keys are form-encoded (the canary says)
     trusted_since: datetime     # feed records before this do not order against entries without one (rule 2)
     gap_after: datetime         # a listed version after this with no feed record: the feed has a gap
-    heads: tuple[tuple[str, str, datetime | None], ...] = ()  # (key, version, LastModified or None: gone)
+    # (key, version, LastModified or None: not said, gone): what HEAD said of feed-only versions near T
+    heads: tuple[tuple[str, str, datetime | None, bool], ...] = ()
 
 
 def _feed_cte(source: str, w: Window) -> str:
@@ -224,7 +225,7 @@ WHERE i.key IS NULL AND f.seq IS NOT NULL AND NOT f.gone
 
 def _heads_values(w: Window) -> str:
     rows = [f"({sql_string(k)}, {sql_string(v)}, {sql_time(lm) if lm else 'CAST(NULL AS TIMESTAMP)'}, "
-            f"{'false' if lm else 'true'})" for k, v, lm in w.heads]
+            f"{'true' if gone else 'false'})" for k, v, lm, gone in w.heads]
     if not rows:
         return ("SELECT CAST(NULL AS VARCHAR) AS key, CAST(NULL AS VARCHAR) AS version_id, "
                 "CAST(NULL AS TIMESTAMP) AS lm, false AS gone WHERE 1 = 0")
@@ -454,18 +455,24 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def head_last_modified(client: Any, bucket: str, key: str, version_id: str) -> datetime | None:
-    """A version's LastModified from S3 (a delete marker answers 405 with the header); None: gone."""
+def head_last_modified(client: Any, bucket: str, key: str, version_id: str) -> tuple[datetime | None, bool]:
+    """(LastModified, gone) of a version, from S3. "If the specified version in the request is a delete
+    marker, the response returns a 405 Method Not Allowed error and the Last-Modified: timestamp response
+    header" (S3 API Reference, HeadObject); without that header (emulators: moto sends none) the marker's
+    feed time stands in, a delete having no body to take long over."""
     try:
-        return client.head_object(Bucket=bucket, Key=key, VersionId=version_id)["LastModified"]
+        return client.head_object(Bucket=bucket, Key=key, VersionId=version_id)["LastModified"], False
     except ClientError as err:
         headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if headers.get("last-modified"):
             from email.utils import parsedate_to_datetime
 
-            return parsedate_to_datetime(headers["last-modified"])
+            return parsedate_to_datetime(headers["last-modified"]), False
+        if status == 405 or err.response.get("Error", {}).get("Code") == "MethodNotAllowed":
+            return None, False
         if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "NotFound"):
-            return None
+            return None, True
         raise
 
 
@@ -505,7 +512,7 @@ def plan_from_inventory(client: Any, engine: Engine, bucket: str, to: datetime, 
                      else datetime(1970, 1, 1, tzinfo=UTC))
     gap_after = max(trusted_since, state.first_record) + FEED_GAP_GRACE
     window = Window(bucket, prefix, to, encoded, trusted_since, gap_after)
-    heads = tuple((r["key"], r["version_id"], head_last_modified(client, bucket, r["key"], r["version_id"]))
+    heads = tuple((r["key"], r["version_id"], *head_last_modified(client, bucket, r["key"], r["version_id"]))
                   for r in engine.rows(heads_needed_sql(engine.inventory, engine.feed, window)))
     window = dataclasses.replace(window, heads=heads)
 
