@@ -66,15 +66,17 @@ def deliver(s3, *, inventory_after: int, history: list[r.Version], folder: str =
         data = path.read_bytes()
     data_key = f"{PREFIX}data/0f1e.parquet"
     s3.put_object(Bucket=OPS, Key=data_key, Body=data)
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
     manifest = json.dumps({"sourceBucket": "invoices", "destinationBucket": f"arn:aws:s3:::{OPS}", "version":
                            "2016-11-30", "creationTimestamp": "1793620800000", "fileFormat": "Parquet",
-                           "fileSchema": "message s3.inventory {}", "files": [
-                               {"key": data_key, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}]})
+                           "fileSchema": "message s3.inventory {}",
+                           "files": [{"key": data_key, "size": len(data), "MD5checksum": digest}]})
     s3.put_object(Bucket=OPS, Key=f"{PREFIX}{folder}/manifest.json", Body=manifest)
     s3.put_object(Bucket=OPS, Key=f"{PREFIX}{folder}/manifest.checksum",
-                  Body=hashlib.md5(manifest.encode()).hexdigest())
+                  Body=hashlib.md5(manifest.encode(), usedforsecurity=False).hexdigest())
     records = [{"event_id": f"e{i}", "event_time": v.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "bucket": "invoices", "key": urllib.parse.quote_plus(v.key, safe="/"), "version_id": v.version_id, "sequencer": f"{i + 1:016X}",
+                "bucket": "invoices", "key": urllib.parse.quote_plus(v.key, safe="/"), "version_id": v.version_id,
+                "sequencer": f"{i + 1:016X}",
                 "kind": "delete_marker" if v.delete_marker else "put", "size": None if v.delete_marker else v.size,
                 "etag": None if v.delete_marker else (v.etag or "").strip('"')} for i, v in enumerate(history)]
     s3.put_object(Bucket=OPS, Key="feed/dt=2026-11-01/tavari-feed-1-2026-11-01-12-00-00-x.gz",
