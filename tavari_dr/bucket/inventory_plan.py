@@ -259,60 +259,71 @@ entries AS (
 seconds AS (
   -- entries without a feed record, per second: rule 3 cannot order two in one second
   SELECT key, lm, count(*) AS n, sum(CASE WHEN multipart THEN 1 ELSE 0 END) AS n_multipart,
-    max(version_id) AS one_id
+    max(version_id) AS one_id, bool_or(marker) AS one_marker
   FROM entries WHERE seq IS NULL GROUP BY key, lm
 ),
 unordered AS (
   SELECT key,
     max_by(n, lm) AS n_top_now, sum(n_multipart) AS mp_now, max_by(n_multipart, lm) AS top_mp_now,
-    max_by(one_id, lm) AS id_now,
+    max_by(one_id, lm) AS id_now, max_by(one_marker, lm) AS marker_now,
     max_by(n, lm) FILTER (WHERE lm <= {to}) AS n_top_t, sum(n_multipart) FILTER (WHERE lm <= {to}) AS mp_t,
     max_by(n_multipart, lm) FILTER (WHERE lm <= {to}) AS top_mp_t,
-    max_by(one_id, lm) FILTER (WHERE lm <= {to}) AS id_t
+    max_by(one_id, lm) FILTER (WHERE lm <= {to}) AS id_t, max_by(one_marker, lm) FILTER (WHERE lm <= {to}) AS marker_t
   FROM seconds GROUP BY key
 ),
 keyed AS (
   SELECT key,
     max_by(version_id, seq) FILTER (WHERE seq IS NOT NULL) AS seq_now,
+    max_by(marker, seq) FILTER (WHERE seq IS NOT NULL) AS seq_now_marker,
     max_by(version_id, seq) FILTER (WHERE seq IS NOT NULL AND lm <= {to}) AS seq_t,
+    max_by(marker, seq) FILTER (WHERE seq IS NOT NULL AND lm <= {to}) AS seq_t_marker,
     max(CASE WHEN is_latest THEN version_id END) AS latest_id,
     max(CASE WHEN is_latest THEN lm END) AS latest_lm,
+    bool_or(is_latest AND marker) AS latest_marker,
     bool_or(missing_record) AS missing_record,
     min(lm) AS oldest
   FROM entries GROUP BY key
 ),
 decided AS (
+  -- the newest entry at T and now: by sequencer (rules 1, 2), else is_latest, else the newest second (rule 3)
   SELECT k.key, k.oldest, k.missing_record,
     coalesce(k.seq_now, k.latest_id, u.id_now) AS now_id,
+    CASE WHEN k.seq_now IS NOT NULL THEN k.seq_now_marker WHEN k.latest_id IS NOT NULL THEN k.latest_marker
+         ELSE u.marker_now END AS now_marker,
     (k.seq_now IS NULL AND k.latest_id IS NULL
      AND coalesce(u.n_top_now > 1 OR u.mp_now > u.top_mp_now, false)) AS now_unknown,
     coalesce(k.seq_t, CASE WHEN k.latest_lm <= {to} THEN k.latest_id END, u.id_t) AS t_id,
+    CASE WHEN k.seq_t IS NOT NULL THEN k.seq_t_marker WHEN k.latest_lm <= {to} THEN k.latest_marker
+         ELSE u.marker_t END AS t_marker,
     (k.seq_t IS NULL AND NOT coalesce(k.latest_lm <= {to}, false)
      AND coalesce(u.n_top_t > 1 OR u.mp_t > u.top_mp_t, false)) AS t_unknown
   FROM keyed k LEFT JOIN unordered u ON u.key = k.key
 ),
 classified AS (
-  SELECT d.key, d.oldest, d.missing_record, d.t_unknown, d.now_unknown,
-    d.t_id, t.marker AS t_marker, t.size AS t_size, t.etag AS t_etag, t.storage_class AS t_class,
-    t.lm AS t_lm, t.listed AS t_listed,
-    d.now_id, n.marker AS now_marker, n.size AS now_size, n.etag AS now_etag, n.storage_class AS now_class,
-    n.lm AS now_lm,
-    CASE WHEN d.missing_record OR d.t_unknown OR d.now_unknown THEN 'decide'
-         WHEN (d.t_id IS NULL OR t.marker) AND n.marker THEN 'absent'
-         WHEN d.t_id = d.now_id AND NOT t.marker THEN 'unchanged'
+  SELECT key, oldest, missing_record, t_unknown, now_unknown, t_id, now_id,
+    CASE WHEN missing_record OR t_unknown OR now_unknown THEN 'decide'
+         WHEN (t_id IS NULL OR t_marker) AND now_marker THEN 'absent'
+         WHEN t_id = now_id AND NOT t_marker THEN 'unchanged'
          ELSE 'decide' END AS status
-  FROM decided d
-  LEFT JOIN entries t ON t.key = d.key AND t.version_id = d.t_id
-  LEFT JOIN entries n ON n.key = d.key AND n.version_id = d.now_id
+  FROM decided
 ),
 totals AS (
-  SELECT c.*, count(*) OVER () AS keys_in_scope,
-    sum(CASE WHEN status = 'unchanged' THEN 1 ELSE 0 END) OVER () AS unchanged_keys,
-    sum(CASE WHEN status = 'absent' THEN 1 ELSE 0 END) OVER () AS absent_keys,
-    min(oldest) OVER () AS oldest_in_scope, min(key) OVER () AS first_key
-  FROM classified c
+  -- one row; a cross join, not window functions: DuckDB runs an unpartitioned window on one thread
+  SELECT count(*) AS keys_in_scope, sum(CASE WHEN status = 'unchanged' THEN 1 ELSE 0 END) AS unchanged_keys,
+    sum(CASE WHEN status = 'absent' THEN 1 ELSE 0 END) AS absent_keys, min(oldest) AS oldest_in_scope,
+    min(key) AS first_key
+  FROM classified
+),
+picked AS (
+  SELECT c.*, s.* FROM classified c CROSS JOIN totals s WHERE c.status = 'decide' OR c.key = s.first_key
 )
-SELECT * FROM totals WHERE status = 'decide' OR key = first_key"""
+-- only the keys to decide (about the changed share) are joined back for their entries' attributes
+SELECT p.*, t.marker AS t_marker, t.size AS t_size, t.etag AS t_etag, t.storage_class AS t_class,
+  t.lm AS t_lm, t.listed AS t_listed,
+  n.marker AS now_marker, n.size AS now_size, n.etag AS now_etag, n.storage_class AS now_class, n.lm AS now_lm
+FROM picked p
+LEFT JOIN entries t ON t.key = p.key AND t.version_id = p.t_id
+LEFT JOIN entries n ON n.key = p.key AND n.version_id = p.now_id"""
 
 
 def feed_facts_sql(feed: str, bucket: str) -> str:
