@@ -46,6 +46,7 @@ def generate(versions: int, into: Path) -> dict[str, int]:
     import duckdb
 
     keys = versions // 2
+    shutil.rmtree(into, ignore_errors=True)  # a kept run's files
     (into / "inventory").mkdir(parents=True, exist_ok=True)
     (into / "feed").mkdir(exist_ok=True)
     con = duckdb.connect(config={"threads": 2, "memory_limit": "3GB", "temp_directory": str(into / "spill"),

@@ -29,6 +29,7 @@ from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig
 
 log = logging.getLogger("tavari.bucket")
+LARGE_PLAN = 100_000  # actions beyond which one machine's copies take hours (README: "Millions of changed keys")
 
 
 @click.group("bucket")
@@ -117,6 +118,9 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
         say(f"planned from the inventory of {feed['inventory_created']} and the change feed up to "
             f"{feed['feed_last_record']}: writes after that are not in this plan (the apply checks each key it "
             "writes against S3)")
+        if len(plan.actions) > LARGE_PLAN and not batch_operations:
+            say(f"{len(plan.actions)} actions: consider --batch-operations (S3 Batch Operations copies inside S3; "
+                "its manifest lists each version ID)")
     for action, row in plan.summary().items():
         say(f"  {action:<22} {row['keys']:>8} keys  {format_bytes(row['bytes']):>12}")
     if plan_out:
