@@ -39,6 +39,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +63,7 @@ FEED_GAP_GRACE = timedelta(hours=1)  # a version this long after the feed's firs
 # LastModified is earlier, for a multipart upload by as long as the upload took). Where that can decide
 # "at or before T", the version is asked for it (HEAD); a single PUT is taken to finish within an hour.
 LAST_MODIFIED_WINDOW = timedelta(hours=1)
+HEAD_CONCURRENCY = 16  # as the apply's (--concurrency default): boto3 clients are thread-safe
 CANARY_ENCODED, CANARY_RAW = "/probe+a%2Bb", "/probe a+b"  # the canary's key "probe a+b", form-encoded or not
 MANIFEST_FOLDER = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/manifest\.json$")
 FEED_DAY = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/")
@@ -523,8 +525,10 @@ def plan_from_inventory(client: Any, engine: Engine, bucket: str, to: datetime, 
                      else datetime(1970, 1, 1, tzinfo=UTC))
     gap_after = max(trusted_since, state.first_record) + FEED_GAP_GRACE
     window = Window(bucket, prefix, to, encoded, trusted_since, gap_after)
-    heads = tuple((r["key"], r["version_id"], *head_last_modified(client, bucket, r["key"], r["version_id"]))
-                  for r in engine.rows(heads_needed_sql(engine.inventory, engine.feed, window)))
+    needed = [(r["key"], r["version_id"]) for r in engine.rows(heads_needed_sql(engine.inventory, engine.feed, window))]
+    with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY) as pool:  # one HEAD per version written around T
+        heads = tuple((k, v, *said) for (k, v), said in zip(
+            needed, pool.map(lambda kv: head_last_modified(client, bucket, *kv), needed), strict=True))
     window = dataclasses.replace(window, heads=heads)
 
     plan = Plan(bucket=bucket, to=to.isoformat(), prefix=prefix, created=now.isoformat(timespec="seconds"), tags=tags)
