@@ -148,3 +148,18 @@ def test_the_newest_report_is_the_one_planned_from(s3):
     snapshot = ip.newest_snapshot(s3, OPS, PREFIX, "invoices")
     assert snapshot.manifest_key.endswith("2026-11-01T12-00Z/manifest.json") and snapshot.dt == "2026-11-01-12-00"
     assert snapshot.created == datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+
+
+def test_an_inventory_plan_goes_to_a_batch_operations_manifest_with_version_ids(s3):
+    from tavari_dr.bucket import batch
+
+    _, to = history(s3)
+    deliver(s3, inventory_after=6, history=oldest_first(s3))
+    snapshot = ip.newest_snapshot(s3, OPS, PREFIX, "invoices")
+    with tempfile.TemporaryDirectory() as work:
+        engine = ip.local_engine(s3, OPS, snapshot, ip.feed_files(s3, OPS, "feed/"), Path(work))
+        plan, _ = ip.plan_from_inventory(s3, engine, "invoices", to)
+    copies = [a for a in plan.actions if a.action == r.COPY]
+    rows = batch.manifest_csv(plan.bucket, copies, with_version=True).decode().splitlines()
+    assert sorted(rows) == sorted(f"invoices,{urllib.parse.quote(a.key, safe='/')},{a.version_id}" for a in copies)
+    assert any(row.startswith("invoices,a%20b%2Bc.pdf,") for row in rows)
