@@ -12,8 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+import duckdb  # noqa: F401 (C extensions the CLI loads lazily are imported before freeze_time patches
+import psycopg  # noqa: F401  datetime: their modules must see the real type)
 import pytest
 from click.testing import CliRunner
+from freezegun import freeze_time
 from moto import mock_aws
 
 from tavari_dr.bucket import inventory_plan as ip
@@ -28,6 +31,8 @@ pytestmark = pytest.mark.moto
 REGION = "eu-west-1"
 OPS = "restore-ops"
 PREFIX = "inventory/invoices/all-versions/"
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+BASE_DAY = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -90,8 +95,10 @@ def oldest_first(s3):
 
 
 def run(*args):
-    result = CliRunner().invoke(main, ["bucket", "restore", "--env", "dev", "--format", "json", *args],
-                                catch_exceptions=False)
+    # The feed's files expire after feed_retention_days: "now" is fixed so that no run depends on today's date.
+    with freeze_time(NOW, tick=True):
+        result = CliRunner().invoke(main, ["bucket", "restore", "--env", "dev", "--format", "json", *args],
+                                    catch_exceptions=False)
     return result.exit_code, result.output
 
 
@@ -158,7 +165,7 @@ def test_an_inventory_plan_goes_to_a_batch_operations_manifest_with_version_ids(
     snapshot = ip.newest_snapshot(s3, OPS, PREFIX, "invoices")
     with tempfile.TemporaryDirectory() as work:
         engine = ip.local_engine(s3, OPS, snapshot, ip.feed_files(s3, OPS, "feed/"), Path(work))
-        plan, _ = ip.plan_from_inventory(s3, engine, "invoices", to)
+        plan, _ = ip.plan_from_inventory(s3, engine, "invoices", to, now=NOW, feed_first_day=BASE_DAY)
     copies = [a for a in plan.actions if a.action == r.COPY]
     rows = batch.manifest_csv(plan.bucket, copies, with_version=True).decode().splitlines()
     assert sorted(rows) == sorted(f"invoices,{urllib.parse.quote(a.key, safe='/')},{a.version_id}" for a in copies)
