@@ -282,9 +282,11 @@ class DatabaseBackupsStack(Stack):
         self.task_jobs = (TaskJob(metrics.DB_BACKUP, self.nightly, DAY),
                           TaskJob(metrics.DB_VERIFY_QUICK, self.weekly, WEEK),
                           TaskJob(metrics.DB_RESTORE_TEST, self.monthly, MONTH))
-        self.capture = self._change_capture(changes, image=image, bucket_args=bucket_args, key_args=key_args,
-                                            secrets_key=secrets_key,
-                                            dump_url=nightly_secrets["TAVARI_DATABASE_URL"]) if capture_on and changes is not None else None
+        self.capture = None
+        if capture_on and changes is not None:
+            self.capture = self._change_capture(changes, image=image, bucket_args=bucket_args, key_args=key_args,
+                                                secrets_key=secrets_key,
+                                                dump_url=nightly_secrets["TAVARI_DATABASE_URL"])
         self._changes = changes.settings if changes is not None else None
         self.verification = self._verification_jobs(verification)
         self.drill = self._quarterly_drill(drill, environment, log_retention_days)

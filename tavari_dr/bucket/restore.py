@@ -53,6 +53,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tavari_dr.core import outputs
+
 ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable in milliseconds
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32", "CRC32C", "SHA1", "SHA256")
 MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit; above it, multipart copy
@@ -64,6 +66,9 @@ RESTORE_TAGS = "restore-tags"
 LIST_PAGE_SIZE = 1000  # S3's maximum and default page; said explicitly because emulators default lower (moto: 100)
 PLAN_FORMAT = 2  # 2: actions carry the destination's current version at plan time; ambiguous keys; tags
 VERSIONING_RECHECK_SECONDS = 30.0
+# The change feed's canary writes here in the invoice bucket every hour (docs/formats/inventory-and-feed.md §3):
+# planners, restores and verifications ignore it, so both planners see the same keys.
+CANARY_PREFIX = outputs.CANARY_KEY_PREFIX
 REPLAN_HINT = "plan again (tavari-dr bucket restore --to T ...) and apply the new plan"
 
 
@@ -278,9 +283,12 @@ def _order_key(entries: list[Version]) -> list[Version]:
 
 def history_by_key(versions: Iterable[Version]) -> dict[str, list[Version]]:
     """Each key's entries newest first, in S3's listing order (never by IsLatest, and by time only
-    where the document does not interleave; there, entries whose order is unknown are uncertain)."""
+    where the document does not interleave; there, entries whose order is unknown are uncertain).
+    Keys under CANARY_PREFIX are left out: they are the change feed's canary, not data."""
     keys: dict[str, list[Version]] = {}
     for v in versions:
+        if v.key.startswith(CANARY_PREFIX):
+            continue
         keys.setdefault(v.key, []).append(v)
     return {key: _order_key(entries) for key, entries in keys.items()}
 
@@ -371,40 +379,49 @@ def plan_restore(client: Any, bucket: str, to: datetime, *, prefix: str = "", ta
                 created=now.isoformat(timespec="seconds"), keys_in_scope=len(set(source) | set(target)), tags=tags)
     written = written or {}
     for key in sorted(set(source) | set(target)):
-        at_t = state_at(source.get(key, []), to)
-        current = (target.get(key) or [None])[0]
-        why = _ambiguity(at_t, None) or _ambiguity(None, current)
-        if why:
-            plan.ambiguous.append({"key": key, "reason": why})
-            continue
-        current_live = current is not None and not current.delete_marker
-        current_id = current.version_id if current else None
-        if at_t is None or at_t.delete_marker:
-            if current_live:
-                plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", current=current_id))
-            else:
-                plan.absent += 1
-            continue
-        if current_live and written.get(key) == current.version_id:
-            plan.unchanged += 1  # this run's own copy of the version at T, tags included
-            continue
-        if current_live and current.version_id == at_t.version_id and not target_bucket:
-            plan.unchanged += 1  # the very version: its tags are its tags (S3 keeps no history of them)
-            continue
-        if current_live and same_content(client, bucket, at_t, plan.destination, current):
-            if _tags(client, bucket, at_t) == _tags(client, plan.destination, current):
-                plan.unchanged += 1
-            elif tags:
-                plan.actions.append(Action(key, RESTORE_TAGS, at_t.version_id, reason="tags changed after T",
-                                           current=current_id))
-            else:
-                plan.tags_not_restored.append(key)
-            continue
-        archived = at_t.storage_class in ARCHIVED_CLASSES and not _restored(client, bucket, at_t)
-        plan.actions.append(Action(
-            key, RESTORE_ARCHIVED if archived else COPY, at_t.version_id, at_t.size, at_t.storage_class,
-            reason="deleted after T" if not current_live else "changed after T", current=current_id))
+        decide(client, plan, key, state_at(source.get(key, []), to), (target.get(key) or [None])[0],
+               written=written)
     return plan
+
+
+def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Version | None, *,
+           written: dict[str, str] | None = None) -> None:
+    """One key's part of the plan, from its entry at T and its current entry (None: none), whichever
+    planner found them (the listing here, the inventory and change feed in
+    tavari_dr.bucket.inventory_plan): an action, a count, or an ambiguous key. An entry whose place
+    is unknown carries ``uncertain``; the key is then reported, never guessed."""
+    why = _ambiguity(at_t, None) or _ambiguity(None, current)
+    if why:
+        plan.ambiguous.append({"key": key, "reason": why})
+        return
+    bucket, target_bucket, written = plan.bucket, plan.target_bucket, written or {}
+    current_live = current is not None and not current.delete_marker
+    current_id = current.version_id if current else None
+    if at_t is None or at_t.delete_marker:
+        if current_live:
+            plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", current=current_id))
+        else:
+            plan.absent += 1
+        return
+    if current_live and written.get(key) == current.version_id:
+        plan.unchanged += 1  # this run's own copy of the version at T, tags included
+        return
+    if current_live and current.version_id == at_t.version_id and not target_bucket:
+        plan.unchanged += 1  # the very version: its tags are its tags (S3 keeps no history of them)
+        return
+    if current_live and same_content(client, bucket, at_t, plan.destination, current):
+        if _tags(client, bucket, at_t) == _tags(client, plan.destination, current):
+            plan.unchanged += 1
+        elif plan.tags:
+            plan.actions.append(Action(key, RESTORE_TAGS, at_t.version_id, reason="tags changed after T",
+                                       current=current_id))
+        else:
+            plan.tags_not_restored.append(key)
+        return
+    archived = at_t.storage_class in ARCHIVED_CLASSES and not _restored(client, bucket, at_t)
+    plan.actions.append(Action(
+        key, RESTORE_ARCHIVED if archived else COPY, at_t.version_id, at_t.size, at_t.storage_class,
+        reason="deleted after T" if not current_live else "changed after T", current=current_id))
 
 
 # --------------------------------------------------------------------------- apply
@@ -546,11 +563,13 @@ class VersioningGuard:
 def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path | None = None,
                concurrency: int = 8, multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
                on_result: Callable[[Result], None] | None = None, verify: bool = True,
-               versioning_interval: float = VERSIONING_RECHECK_SECONDS) -> ApplySummary:
+               versioning_interval: float = VERSIONING_RECHECK_SECONDS,
+               replan: Callable[[dict[str, str]], Plan] | None = None) -> ApplySummary:
     """Write the plan's actions. Raises NotVersioned before writing anything if either bucket's
     versioning is not Enabled. Each key's current version is checked just before and after its
     write; a key that is not as the plan saw it is ``changed`` (not written). With ``verify``, the
-    scope is planned once more after the last write: any key not at its state at T is ``changed``.
+    scope is planned once more after the last write (by ``replan``, given what this run wrote; default:
+    the listing planner): any key not at its state at T is ``changed``.
     Throttling (503 SlowDown) and 5xx answers are retried per call by the client's botocore retry
     policy (tavari_dr.core.aws.RETRIES: standard mode, 10 attempts for S3); an action whose calls
     still fail is reported failed, and the same command run again resumes from the journal."""
@@ -624,7 +643,7 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
             for future in as_completed([pool.submit(run, a) for a in plan.actions]):
                 record(future.result())
         if verify:
-            for result in _verify_after(client, plan, results):
+            for result in _verify_after(client, plan, results, replan):
                 record(result)
     finally:
         if report:
@@ -635,13 +654,15 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
     return ApplySummary(counts, results)
 
 
-def _verify_after(client: Any, plan: Plan, results: list[Result]) -> list[Result]:
+def _verify_after(client: Any, plan: Plan, results: list[Result],
+                  replan: Callable[[dict[str, str]], Plan] | None = None) -> list[Result]:
     """Plan the same restore once more: every key whose state is not the state at T, and is not
     already reported, was changed by someone else while this restore ran."""
     reported = {r.key for r in results if r.status in ("failed", "pending", "changed")}
     written = {r.key: r.version_id for r in results if r.status == "done" and r.version_id}
-    again = plan_restore(client, plan.bucket, datetime.fromisoformat(plan.to), prefix=plan.prefix,
-                         target_bucket=plan.target_bucket, tags=plan.tags, written=written)
+    again = replan(written) if replan else plan_restore(
+        client, plan.bucket, datetime.fromisoformat(plan.to), prefix=plan.prefix, target_bucket=plan.target_bucket,
+        tags=plan.tags, written=written)
     seen_ambiguous = {a["key"] for a in plan.ambiguous}
     out = [Result(a.key, "verify", "changed", f"changed during restore (after the last write): "
                   f"{a.action} needed again ({a.reason}); {REPLAN_HINT}")

@@ -30,6 +30,7 @@ from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import EnvironmentConfig
 
 log = logging.getLogger("tavari.bucket")
+LARGE_PLAN = 100_000  # actions beyond which one machine's copies take hours (README: "Millions of changed keys")
 
 
 @click.group("bucket")
@@ -55,12 +56,41 @@ def group() -> None:
 @click.option("--confirm", is_flag=True, help="With --batch-operations: start the jobs without a confirmation step.")
 @click.option("--no-tags", is_flag=True,
               help="Leave object tags as they are; keys whose tags differ from the version at --to are reported.")
+@click.option("--from-inventory", is_flag=True,
+              help="Plan from the newest S3 Inventory report and the change feed instead of listing every version "
+                   "(needs --env; in place only).")
+@click.option("--engine", type=click.Choice(["duckdb", "athena"]), default="duckdb", show_default=True,
+              help="With --from-inventory: run the query here (DuckDB, offline) or in the environment's Athena "
+                   "workgroup.")
+@click.option("--memory-limit", default="3GB", show_default=True,
+              help="With --from-inventory --engine duckdb: DuckDB's memory limit (it spills to disk beyond it).")
 @report_bucket_option
 @format_option
 def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, plan_in, apply, concurrency,
-            state_dir, batch_operations, confirm, no_tags, report_bucket, output_format):
+            state_dir, batch_operations, confirm, no_tags, from_inventory, engine, memory_limit, report_bucket,
+            output_format):
     client = target.client("s3")
-    if plan_in:
+    replan = None
+    if from_inventory and (plan_in or target_bucket):
+        raise click.UsageError("--from-inventory plans an in-place restore: not with --plan-in or --target-bucket")
+    if from_inventory:
+        if not to_text:
+            raise click.UsageError("--to is required")
+        if config is None:
+            raise click.UsageError("--from-inventory needs --env: the inventory, the feed and Athena are stack outputs")
+        try:
+            to = restore_lib.parse_time(to_text)
+            source = Deployed(config, target).resource(bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
+                                                       what="bucket", option="--bucket")
+
+            def replan(written):  # the check after the apply: the same inputs, fetched again
+                return _plan_from_inventory(config, target, source, to, prefix, not no_tags, engine, memory_limit,
+                                            written=written)[0]
+
+            plan, feed = _plan_from_inventory(config, target, source, to, prefix, not no_tags, engine, memory_limit)
+        except restore_lib.PlanError as err:
+            raise click.UsageError(str(err)) from None
+    elif plan_in:
         try:
             plan = restore_lib.Plan.from_json(plan_in.read_text())
         except restore_lib.PlanError as err:
@@ -84,6 +114,14 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
                                "plan_out": str(plan_out) if plan_out else None, "applied": False}
     destination = f"s3://{plan.destination}/{plan.prefix}"
     say(f"restore {destination} to {plan.to} ({plan.keys_in_scope} keys in scope)")
+    if from_inventory:
+        outcome["planned_from"] = feed
+        say(f"planned from the inventory of {feed['inventory_created']} and the change feed up to "
+            f"{feed['feed_last_record']}: writes after that are not in this plan (the apply checks each key it "
+            "writes against S3)")
+        if len(plan.actions) > LARGE_PLAN and not batch_operations:
+            say(f"{len(plan.actions)} actions: consider --batch-operations (S3 Batch Operations copies inside S3; "
+                "its manifest lists each version ID)")
     for action, row in plan.summary().items():
         say(f"  {action:<22} {row['keys']:>8} keys  {format_bytes(row['bytes']):>12}")
     if plan_out:
@@ -128,7 +166,8 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
                     audit["outcome"] = "batch jobs created" + (" (awaiting confirmation)"
                                                                if jobs["confirmation_required"] else "")
                 else:
-                    result = _apply(client, plan, state_dir, concurrency, say, progress_bar=not as_json)
+                    result = _apply(client, plan, state_dir, concurrency, say, progress_bar=not as_json,
+                                    replan=replan)
                     outcome.update(applied=True, result=result)
                     record.details["counts"] = result["counts"]
                     _refuse_ambiguous(plan)
@@ -145,7 +184,8 @@ def _refuse_ambiguous(plan: restore_lib.Plan) -> None:
 
 
 def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: int,
-           say: Callable[[str], None], *, progress_bar: bool = True) -> dict[str, Any]:
+           say: Callable[[str], None], *, progress_bar: bool = True,
+           replan: Callable[[dict[str, str]], restore_lib.Plan] | None = None) -> dict[str, Any]:
     state_dir.mkdir(parents=True, exist_ok=True)
     stem = state_dir / plan.fingerprint()
     observability.correlate(job="bucket_restore", restore_id=plan.fingerprint())  # the journal's name too
@@ -162,7 +202,7 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
         try:
             summary = restore_lib.apply_plan(client, plan, journal=journal,
                                              report_path=stem.with_suffix(".report.jsonl"),
-                                             concurrency=concurrency, on_result=progress)
+                                             concurrency=concurrency, on_result=progress, replan=replan)
         except restore_lib.NotVersioned as err:
             raise Failed(f"refused before writing anything: {err}") from None
     seconds = time.monotonic() - started
@@ -185,6 +225,37 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
                      f"{summary.counts.get('changed', 0)} changed during restore; re-running resumes from the "
                      "journal (changed keys need a new plan)")
     return answer
+
+
+def _plan_from_inventory(config: EnvironmentConfig, target: AwsTarget, source: str, to, prefix: str, tags: bool,
+                         engine: str, memory_limit: str, *, written: dict[str, str] | None = None
+                         ) -> tuple[restore_lib.Plan, dict[str, Any]]:
+    """Fetch the newest inventory report and the feed (DuckDB) or name them to Athena, and plan."""
+    from tavari_dr.bucket import inventory_plan
+
+    deployed = Deployed(config, target)
+
+    def output(key: str) -> str:
+        return deployed.resource(None, outputs.INVOICE_STORAGE, key, what="inventory",
+                                 hint="deploy the current app (inventory.enabled) or plan without --from-inventory")
+
+    s3 = target.client("s3")
+    ops = output(outputs.RESTORE_OPS_BUCKET_NAME)
+    snapshot = inventory_plan.newest_snapshot(s3, ops, output(outputs.INVENTORY_PREFIX), source)
+    files = inventory_plan.feed_files(s3, ops, output(outputs.FEED_PREFIX))
+    options = {"prefix": prefix, "tags": tags, "feed_first_day": files.first_day,
+               "feed_retention_days": config.inventory.feed_retention_days, "written": written}
+    if engine == "athena":
+        runner = inventory_plan.AthenaEngine(target.client("athena"), output(outputs.INVENTORY_WORKGROUP),
+                                             output(outputs.INVENTORY_DATABASE), snapshot.dt)
+        plan, feed = inventory_plan.plan_from_inventory(s3, runner, source, to, **options)
+    else:
+        with inventory_plan.temporary_workdir() as work:
+            local = inventory_plan.local_engine(s3, ops, snapshot, files, Path(work), memory_limit=memory_limit)
+            plan, feed = inventory_plan.plan_from_inventory(s3, local, source, to, **options)
+    return plan, {"inventory": snapshot.manifest_key, "inventory_created": snapshot.created.isoformat(),
+                  "feed_records": feed.records,
+                  "feed_last_record": feed.last_record.isoformat() if feed.last_record else None, "engine": engine}
 
 
 def _batch_restore(config: EnvironmentConfig | None, target: AwsTarget, plan: restore_lib.Plan, confirm: bool,

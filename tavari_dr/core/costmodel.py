@@ -165,6 +165,36 @@ class Calibration:
                    restore_sections=sections)
 
 
+@dataclass(frozen=True)
+class InventoryPlanRate:
+    """`bucket restore --from-inventory`'s planning (ADR 0023), as benches/plan_scale.py measured it:
+    DuckDB's seconds per version (2 threads) and the inventory + feed bytes per version to fetch."""
+
+    fixed_seconds: float
+    seconds_per_version: float
+    bytes_per_version: float
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InventoryPlanRate:
+        return cls(float(data["fixed_seconds"]), float(data["seconds_per_version"]), float(data["bytes_per_version"]),
+                   {k: data.get(k) for k in ("written_by", "command", "host", "date", "threads", "memory_limit")})
+
+
+def load_inventory_plan_rate() -> InventoryPlanRate | None:
+    """The measured rate (tavari_dr/core/data/inventory_plan.json), None before the bench has written one."""
+    path = resources.files("tavari_dr.core").joinpath("data/inventory_plan.json")
+    if not path.is_file():
+        return None
+    return InventoryPlanRate.from_json(json.loads(path.read_text()))
+
+
+def inventory_plan_parts(versions: float, rate: InventoryPlanRate) -> dict[str, float]:
+    """Fetch the newest report and the feed (one connection's throughput), then plan in DuckDB."""
+    return {"fetch inventory and feed": versions * rate.bytes_per_version / S3_CONNECTION_BYTES_PER_SECOND,
+            "plan in DuckDB": rate.fixed_seconds + rate.seconds_per_version * versions}
+
+
 def load_calibration() -> Calibration:
     text = resources.files("tavari_dr.core").joinpath("data/calibration.json").read_text()
     return Calibration.from_json(json.loads(text))
@@ -325,9 +355,13 @@ def database_backup(production: Production, calibration: Calibration) -> Estimat
 
 
 def bucket_restore(counts: Counts, toy_actions: int, production: Production, calibration: Calibration, *,
-                   into_new_bucket: bool, archived_class: str | None = None) -> Estimate:
+                   into_new_bucket: bool, archived_class: str | None = None,
+                   inventory: InventoryPlanRate | None = None) -> Estimate:
     """List the whole bucket, then requests per changed key (per key at T, into a new bucket), then
-    list it again (the check after the apply).
+    list it again (the check after the apply). With ``inventory`` (in place only: the inventory is the
+    source bucket's), both plans come from the inventory and the feed instead of the listing
+    (`--from-inventory`, ADR 0023) — whichever of the two paths is faster at this size is priced, the
+    other kept in the inputs.
 
     Per-object requests are counted per action in the drill and scaled to the production number of
     actions: every key for a new bucket, the breach's share of keys for an in-place restore."""
@@ -345,11 +379,25 @@ def bucket_restore(counts: Counts, toy_actions: int, production: Production, cal
                                                                BUCKET_RESTORE_CONCURRENCY)}
     if archived_class:
         parts["Glacier restore wait"] = glacier_wait_seconds(archived_class)
-    return _estimate(parts, {"versions": round(production.versions), "actions": round(actions),
-                             "toy_actions": toy_actions, "reads": round(reads), "writes": round(writes),
-                             "object_bytes": round(object_bytes), "concurrency": BUCKET_RESTORE_CONCURRENCY},
-                     "start-up + 2 x ceil(versions / 1000) x latency + max((requests x latency + bytes / 85 MB/s) / "
-                     "concurrency, requests / per-prefix limit)")
+    inputs: dict[str, Any] = {"versions": round(production.versions), "actions": round(actions),
+                              "toy_actions": toy_actions, "reads": round(reads), "writes": round(writes),
+                              "object_bytes": round(object_bytes), "concurrency": BUCKET_RESTORE_CONCURRENCY}
+    formula = ("start-up + 2 x ceil(versions / 1000) x latency + max((requests x latency + bytes / 85 MB/s) / "
+               "concurrency, requests / per-prefix limit)")
+    if inventory is not None and not into_new_bucket:
+        planned = {f"{name} (x2: plan, check after)": 2 * seconds
+                   for name, seconds in inventory_plan_parts(production.versions, inventory).items()}
+        inputs["planning_seconds"] = {"listing": round(parts["list versions"], 1),
+                                      "inventory": round(sum(planned.values()), 1)}
+        inputs["inventory_plan_rate"] = {"seconds_per_version": inventory.seconds_per_version,
+                                         "bytes_per_version": inventory.bytes_per_version, **inventory.source}
+        if sum(planned.values()) < parts["list versions"]:
+            del parts["list versions"]
+            parts = {**dict(list(parts.items())[:2]), **planned, **dict(list(parts.items())[2:])}
+            formula = ("start-up + 2 x (versions x bytes per version / 85 MB/s + fixed + versions x seconds per "
+                       "version) + max((requests x latency + bytes / 85 MB/s) / concurrency, requests / per-prefix "
+                       "limit)")
+    return _estimate(parts, inputs, formula)
 
 
 def bucket_verify(counts: Counts, production: Production) -> Estimate:

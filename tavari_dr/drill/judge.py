@@ -42,16 +42,19 @@ def production(config: EnvironmentConfig, sizes: Sizes, versions_per_key: float 
 def price(steps: list[Step], config: EnvironmentConfig, sizes: Sizes, calibration: costmodel.Calibration) -> None:
     """Price every recovery step's counts at the production sizes (tavari_dr.core.costmodel)."""
     archived = config.invoice_bucket.archive_storage_class
+    inventory = costmodel.load_inventory_plan_rate() if config.inventory.enabled else None
     for step in steps:
         if step.recovery is None or step.kind is None:
             continue
-        estimate = _estimate(step, config, production(config, sizes, step.versions_per_key), calibration)
+        estimate = _estimate(step, config, production(config, sizes, step.versions_per_key), calibration,
+                             inventory)
         step.model = {**estimate.to_json(), "archive_storage_class": archived}
         step.projected_seconds = round(estimate.seconds, 1)
 
 
 def _estimate(step: Step, config: EnvironmentConfig, at_scale: costmodel.Production,
-              calibration: costmodel.Calibration) -> costmodel.Estimate:
+              calibration: costmodel.Calibration,
+              inventory: costmodel.InventoryPlanRate | None = None) -> costmodel.Estimate:
     """The cost model's formula for the step's kind."""
     match step.kind:
         case "cli":
@@ -65,8 +68,9 @@ def _estimate(step: Step, config: EnvironmentConfig, at_scale: costmodel.Product
         case "bucket_restore" | "bucket_restore_new":
             # The state at T of a breach or a loss is recent: its versions are current, never archived
             # (noncurrent versions move to the archive class only after archive_after_days).
+            # In place, the faster of listing and `--from-inventory` (ADR 0023) at production size.
             return costmodel.bucket_restore(step.counts, step.toy_actions, at_scale, calibration,
-                                            into_new_bucket=step.kind == "bucket_restore_new")
+                                            into_new_bucket=step.kind == "bucket_restore_new", inventory=inventory)
         case "bucket_verify":
             return costmodel.bucket_verify(step.counts, at_scale)
         case "health":
