@@ -82,10 +82,10 @@ class ChangeCaptureService(Construct):
             conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}}))
         key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
 
-    def grant_signing(self, signing_key: kms.IKey) -> None:
-        """Sign each segment's manifest, as the nightly job signs a dump's (and, like it, never verify:
-        the readers do)."""
-        signing_key.grant(self.role, "kms:Sign")
+    def grant_signing(self, signing_key: kms.IKey, verify_actions: tuple[str, ...]) -> None:
+        """Sign each segment's manifest and each base record, as the nightly job signs a dump's; and verify
+        the base records it reads back when it resumes after a restart (a forged base would redirect it)."""
+        signing_key.grant(self.role, "kms:Sign", *verify_actions)
 
     def grant_metrics(self) -> None:
         self.role.add_to_principal_policy(iam.PolicyStatement(

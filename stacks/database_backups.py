@@ -322,10 +322,21 @@ class DatabaseBackupsStack(Stack):
             log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
         secrets_key.grant_decrypt(capture.task_definition.obtain_execution_role())  # the URL secret's key
         capture.grant_changes(self.backups.bucket, self.backups.key, CHANGES_PREFIX)
-        capture.grant_signing(self.signing_key)  # as the nightly job: Sign only (the slot holds its position)
+        capture.grant_signing(self.signing_key, VERIFY_ACTIONS)
+        # A base reset (slot lost, dropped past the WAL bound, schema changed) takes a fresh dump in this
+        # task, exactly as the nightly job takes one: the same writes, under the same bucket rules.
+        role = capture.task_definition.task_role
+        self.backups.bucket.grant_read(role)
+        self.backups.bucket.grant_put(role)
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:PutObjectRetention"], resources=[self.backups.bucket.arn_for_objects("dumps/*")]))
         capture.grant_metrics()
         capture.acknowledge("The capture writes, reads and lists change segments under changes/ of the one backup "
                             "bucket (keys are LSNs and times), through its key.")
+        acknowledge_wildcards(grant_policy(role), "A base reset's fresh dump is written and read back as the nightly "
+                                                  "job's are: objects of the one backup bucket (keys are backup IDs).",
+                              actions=BUCKET_READ_PUT_ACTIONS,
+                              select=lambda resource: not resource.endswith("/changes/*"))
         CfnOutput(self, outputs.CHANGE_CAPTURE_SERVICE_NAME, value=capture.service.service_name)
         return capture
 

@@ -233,8 +233,9 @@ def test_only_the_nightly_job_may_sign_manifests_and_every_reader_verifies(prod,
         capture = {template[s["Properties"]["TaskDefinition"]["Ref"]]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
                    for s in resources(env, "AWS::ECS::Service").values()}
         assert signers == {nightly["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]} | capture
-        # The weekly and monthly tasks, the daily monitor and the weekly integrity Lambda.
-        assert len(verifiers) == 4 and not signers & verifiers
+        # The weekly and monthly tasks, the daily monitor and the weekly integrity Lambda; and the capture,
+        # which reads back the signed base records it resumes from.
+        assert len(verifiers) == 4 + len(capture) and signers & verifiers == capture
         for command in ("backup", "verify"):
             for _, job in containers(env, command):
                 assert job["Command"][job["Command"].index("--signing-key") + 1] == {"Fn::GetAtt": [key_id, "Arn"]}
