@@ -167,9 +167,25 @@ def test_each_environment_deploys_in_its_github_environment_with_the_guarded_mak
         assert any(r.startswith(f".venv/bin/tavari-dr verify --env {env_name} --check ") for r in runs)
         assert job["permissions"] == {"contents": "read", "id-token": "write"}
         status = next(r for r in runs if "tavari-dr status" in r)
-        assert status.startswith("if .venv/bin/tavari-dr status --help")  # runs only once the command exists
+        assert f".venv/bin/tavari-dr status --env {env_name}" in status
     assert jobs["deploy-dev"]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert jobs["deploy-prod"]["needs"] == "deploy-dev" and jobs["deploy-dev"]["needs"] == "test"
+
+
+@pytest.mark.parametrize(("status_exit", "step_exit"), [(0, 0), (1, 1), (2, 0), (3, 3)])
+def test_the_status_step_fails_the_deploy_on_red_and_warns_on_what_the_read_only_role_cannot_read(
+        tmp_path, status_exit, step_exit):
+    """The step's script as GitHub runs it (bash -eo pipefail), against a tavari-dr that exits as told."""
+    (job,) = [j for j in workflow()["jobs"].values() if j.get("environment") == "dev"]
+    script = next(s["run"] for s in job["steps"] if "tavari-dr status" in s.get("run", ""))
+    fake = tmp_path / ".venv" / "bin" / "tavari-dr"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!/bin/sh\nexit {status_exit}\n")
+    fake.chmod(0o755)
+    run = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == step_exit, run.stdout + run.stderr
+    assert ("::warning::" in run.stdout) == (status_exit == 2)
 
 
 def test_the_smoke_assumes_the_primary_regions_lookup_role(tmp_path):
