@@ -14,7 +14,7 @@ from backup_constructs.keys import customer_managed_key
 from backup_constructs.nag import acknowledge_inline_policy, acknowledge_wildcards
 from backup_constructs.replication import ReplicaTarget, Replication
 from backup_constructs.secure_bucket import locked_down
-from tavari_dr.core.guardrails import CHANGES_PREFIX, ERASURE_PREFIX, Custodians
+from tavari_dr.core.guardrails import CHANGE_SEGMENTS_PREFIX, ERASURE_PREFIX, Custodians
 
 LOCK_MODES = {"GOVERNANCE": s3.ObjectLockRetention.governance, "COMPLIANCE": s3.ObjectLockRetention.compliance}
 
@@ -74,7 +74,8 @@ class BackupBucket(Construct):
                                   noncurrent_version_expiration=Duration.days(1))
                  for t in tiers]
         if changes_retention is not None:
-            rules.append(s3.LifecycleRule(id="ExpireChanges", prefix=CHANGES_PREFIX, expiration=changes_retention,
+            rules.append(s3.LifecycleRule(id="ExpireChanges", prefix=CHANGE_SEGMENTS_PREFIX,
+                                          expiration=changes_retention,
                                           noncurrent_version_expiration=Duration.days(1)))
         rules.append(s3.LifecycleRule(id="AbortUploads", abort_incomplete_multipart_upload_after=Duration.days(1)))
         self.bucket = s3.Bucket(

@@ -125,8 +125,11 @@ class VerificationJobs(Construct):
         for fn in (daily, weekly):
             backups.grant_read(fn.role)
             signing_key.grant(fn.role, *VERIFY_ACTIONS)
-        weekly.role.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"],
-                                                                 resources=["*"]))
+        # weekly: the bucket size metrics (sizes); daily: the capture's own age metric, which tells an idle
+        # database from a dead capture when no segment was written lately (change_freshness).
+        for fn in (daily, weekly):
+            fn.role.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"],
+                                                                resources=["*"]))
         scratch.grant_read(monthly.role)
         scratch.grant_put(monthly.role)
         scratch.grant_delete(monthly.role)  # scratch copies are removed after each test
@@ -136,8 +139,9 @@ class VerificationJobs(Construct):
                                   actions=BUCKET_READ_PUT_ACTIONS)
         if dr_drift is not None:
             dr_drift.grant(daily.role)
-        acknowledge(grant_policy(weekly.role), "cloudwatch:GetMetricStatistics has no resource-level form.",
-                    "AwsSolutions-IAM5[Resource::*]")
+        for fn in (daily, weekly):
+            acknowledge(grant_policy(fn.role), "cloudwatch:GetMetricStatistics has no resource-level form.",
+                        "AwsSolutions-IAM5[Resource::*]")
         acknowledge_wildcards(grant_policy(monthly.role), "The restore test reads and writes reports in the "
                               "reports bucket (as every verification job may), and writes, reads and then deletes "
                               "its scratch copies in the restore-test bucket, through their keys; keys are data.",

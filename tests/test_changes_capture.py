@@ -319,6 +319,33 @@ def test_a_slot_past_the_retained_wal_limit_is_dropped_for_a_new_base(pg, aws, s
     assert ({metrics.CHANGE_BASE_RESET: 1}, {"Source": "changes"}) in emitted
 
 
+def test_an_idle_capture_confirms_what_it_does_not_publish_so_the_source_releases_its_wal(pg, aws, src,
+                                                                                         superuser_of):
+    """WAL that carries nothing for the publication (here: logical messages pgoutput does not send) must
+    not stay behind the slot while the published tables are quiet."""
+    seed(src)
+    running = h.Running(h.capture(src, aws)).started()
+    try:
+        with psycopg.connect(superuser_of(src), autocommit=True) as conn:
+            def confirmed() -> int:
+                (lsn,) = conn.execute("SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
+                                      "WHERE slot_name = %s", (SLOT,)).fetchone()
+                return int(lsn)
+
+            time.sleep(1.5)  # the seed's segment written and confirmed
+            before = confirmed()
+            for _ in range(4):
+                conn.execute("SELECT pg_logical_emit_message(true, 'tavari-test', repeat('x', 1000000))")
+            (wal,) = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+            deadline = time.monotonic() + 30
+            while confirmed() < int(wal) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert confirmed() >= int(wal) > before + 4_000_000
+    finally:
+        running.stop()
+    assert running.capture.segments_written >= 1
+
+
 class _CrashAfterWrite(Capture):
     """Dies after a segment is durably written and before the slot is confirmed."""
 

@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from tavari_dr.core import guardrails as g
+from tavari_dr.core import metrics
 from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.core.guardrails import Custodians
 from tavari_dr.verification import checks as c
@@ -637,9 +638,16 @@ def _listed(s3):
     return prefixes
 
 
-def _freshness(s3, now, *, enabled=True, max_lag=180):
+def _freshness(s3, now, *, enabled=True, max_lag=180, cloudwatch=None):
     return c.run_check("change_freshness", lambda r: c.change_freshness(
-        r, s3=s3, bucket="backups", enabled=enabled, max_lag_seconds=max_lag, now=now))
+        r, s3=s3, bucket="backups", enabled=enabled, max_lag_seconds=max_lag, now=now, cloudwatch=cloudwatch))
+
+
+def _published(cloudwatch, age_seconds, at):
+    """What the capture publishes on each tick (ChangeSegmentAgeSeconds{Source=changes})."""
+    cloudwatch.put_metric_data(Namespace=metrics.NAMESPACE, MetricData=[{
+        "MetricName": metrics.CHANGE_SEGMENT_AGE_SECONDS, "Value": age_seconds, "Unit": "Seconds", "Timestamp": at,
+        "Dimensions": [{"Name": "Source", "Value": "changes"}]}])
 
 
 def test_segment_hour_prefixes_are_this_hour_and_the_one_before_across_a_day():
@@ -674,6 +682,25 @@ def test_no_segment_while_enabled_fails_and_segments_outside_the_window_are_not_
     _segment(s3, datetime.now(UTC) - timedelta(hours=3))
     result = _freshness(s3, datetime.now(UTC) + timedelta(seconds=5))
     assert result.status == c.FAIL and "wrote nothing" in result.details[0]
+
+
+def test_an_old_segment_passes_when_the_capture_says_it_is_caught_up_and_fails_when_it_says_nothing(s3):
+    """A quiet database: no commit, no segment; the capture's own metric tells idle from dead."""
+    s3.create_bucket(Bucket="backups", CreateBucketConfiguration={"LocationConstraint": REGION})
+    _key, written = _segment(s3, datetime.now(UTC))
+    now = written + timedelta(seconds=600)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    silent = _freshness(s3, now, cloudwatch=cloudwatch)
+    assert silent.status == c.FAIL and "published no ChangeSegmentAgeSeconds" in silent.details[0]
+    _published(cloudwatch, 0, now - timedelta(seconds=30))
+    idle = _freshness(s3, now, cloudwatch=cloudwatch)
+    assert idle.status == c.PASS and "caught up" in idle.details[0], idle.details
+    # An old publication (before the window) does not count: the capture died since.
+    late = _freshness(s3, now + timedelta(seconds=400), cloudwatch=cloudwatch)
+    assert late.status == c.FAIL
+    _published(cloudwatch, 900, now + timedelta(seconds=370))
+    behind = _freshness(s3, now + timedelta(seconds=400), cloudwatch=cloudwatch)
+    assert behind.status == c.FAIL and "900 s old" in behind.details[0]
 
 
 def test_with_the_capture_off_the_check_passes_without_listing(s3):

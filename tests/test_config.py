@@ -305,3 +305,15 @@ def test_every_configurable_field_carries_its_rule():
         for f in dataclasses.fields(cls):
             if "rule" in f.metadata:
                 assert hasattr(config._Section, f.metadata["rule"][0]), (cls.__name__, f.name)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"segment_seconds": 300, "max_lag_seconds": 180},
+     "environments.prod.changes.max_lag_seconds: 180 is not allowed; it must be at least segment_seconds + 60 (360)"),
+    ({"retained_wal_alarm_bytes": 2 ** 30, "retained_wal_limit_bytes": 2 ** 30},
+     "environments.prod.changes.retained_wal_limit_bytes: 1073741824 is not allowed; it must exceed"),
+])
+def test_the_capture_s_bounds_must_leave_a_healthy_capture_quiet(changes, message):
+    with pytest.raises(ConfigError) as err:
+        load_environment(with_prod(lambda p: p.update(changes=changes)), "prod")
+    assert str(err.value).startswith(message), err.value

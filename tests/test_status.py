@@ -72,6 +72,12 @@ def seeded(emulator):
     s3.put_object(Bucket=bucket, Key=f"audit/db_restore/{now:%Y/%m/%d}/{now:%Y%m%dT%H%M%SZ}-abc.json", Body=json.dumps({
         "action": "db_restore", "caller": "arn:aws:iam::123456789012:user/ops", "outcome": "restored",
         "source": {"backup": backup_id}, "finished_at": now.isoformat()}).encode())
+    # The capture's own metrics, as a running `db stream --publish-metrics` publishes them.
+    cloudwatch = boto3.client("cloudwatch", **kw)
+    for name, value in ((metrics.REPLICATION_LAG_SECONDS, 3.0), (metrics.CHANGE_SEGMENT_AGE_SECONDS, 0.0)):
+        cloudwatch.put_metric_data(Namespace=metrics.NAMESPACE, MetricData=[{
+            "MetricName": name, "Value": value, "Unit": "Seconds", "Timestamp": now - timedelta(minutes=1),
+            "Dimensions": [{"Name": "Source", "Value": "changes"}]}])
     drill = emulator["work"] / "drill-report.json"
     drill.write_text(json.dumps({"environment": "prod", "passed": True, "finished": now.isoformat(),
                                  "objectives": {"rto_critical_seconds": 3600},
@@ -243,7 +249,9 @@ def test_the_capture_row_is_red_without_data_and_green_with_a_fresh_lag(seeded):
     def client(service, region):
         return boto3.client(service, **{**seeded["kw"], "region_name": region or REGION})
 
-    ev = sources.Evidence(config=CONFIG, now=datetime.now(UTC), client=client, drill_report=seeded["drill"],
+    # A day on: the seeded environment's capture has published nothing in the 15 minutes before then.
+    ev = sources.Evidence(config=CONFIG, now=datetime.now(UTC) + timedelta(days=1), client=client,
+                          drill_report=seeded["drill"],
                           alarms=[{"AlarmName": "lag", "Namespace": metrics.NAMESPACE,
                                    "MetricName": metrics.REPLICATION_LAG_SECONDS}])
     sources.stacks(ev)

@@ -68,6 +68,9 @@ class Scope:
     diff: DataDiff
     sources: list[Source]
     deadlines: dict[str, Any]
+    # T itself when the change log carried the backup to T (db restore --to): then the diff is exactly what
+    # changed since T; None when only the last backup before T could be compared.
+    replayed_to: str | None = None
 
     def events(self) -> list[ObjectEvent]:
         return [e for s in self.sources for e in s.events]
@@ -100,14 +103,24 @@ class Scope:
         writer.writerows(self.rows())
         return out.getvalue()
 
+    @property
+    def _against(self) -> str:
+        if self.replayed_to:
+            return f"backup {self.backup_id} and the change log replayed to {self.replayed_to}"
+        return f"backup {self.backup_id}, started {self.backup_started_at}"
+
     def document(self) -> dict[str, Any]:
         unread = [s.name for s in self.sources if not s.read]
         return {
             "format": "tavari-breach-scope/1",
             "since": self.since.isoformat(timespec="seconds"),
             "compared_with": {"backup_id": self.backup_id, "started_at": self.backup_started_at,
-                              "caveat": "the diff sees every change since the backup, also those between the "
-                                        "backup and T and the users' own since; it cannot see reads"},
+                              "replayed_to": self.replayed_to,
+                              "caveat": ("the diff sees every change since T (the backup and the change log up "
+                                         "to T), the users' own included; it cannot see reads")
+                              if self.replayed_to else
+                              ("the diff sees every change since the backup, also those between the backup and "
+                               "T and the users' own since; it cannot see reads")},
             "accounts": self.rows(),
             "tables": {t.table: {"keyed_by": t.keyed_by or None,
                                  **{k: dict(sorted(t.counts[k].items())) for k in KINDS},
@@ -115,7 +128,7 @@ class Scope:
             "tables_not_compared": self.diff.missing,
             "object_requests": [e.document() for e in self.events()],
             "sources": [{"source": "database diff", "read": True,
-                         "detail": f"live database against backup {self.backup_id}"},
+                         "detail": f"live database against {self._against}"},
                         *(s.document() for s in self.sources)],
             "sources_not_read": unread,
             "deadlines": self.deadlines,
@@ -125,7 +138,7 @@ class Scope:
         rows = self.rows()
         authority = self.deadlines["supervisory_authority"]
         lines = [f"breach scope since {self.since.isoformat(timespec='seconds')}: {len(rows)} account(s) touched "
-                 f"(live database against backup {self.backup_id}, started {self.backup_started_at})"]
+                 f"(live database against {self._against})"]
         for t in self.diff.tables:
             totals = {k: sum(t.counts[k].values()) + t.unowned[k] for k in KINDS}
             if any(totals.values()):
@@ -143,15 +156,36 @@ class Scope:
 
 
 def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, verifier: Any, tiers: Any,
-                   scratch_url: str | None, log: Any, compare: Any, **restore_options: Any) -> tuple[Any, Any]:
-    """The last backup that finished before ``since`` (its ID is its finishing time: a dump still running
-    at T could hold the attacker's rows), restored into a scratch database (the partial restore's: an
-    empty one given, or a new one on the live server, dropped afterwards), then ``compare(scratch)``.
-    Returns (the opened backup's manifest, what compare returned)."""
+                   scratch_url: str | None, log: Any, compare: Any,
+                   **restore_options: Any) -> tuple[Any, Any, str | None]:
+    """The state at ``since`` in a scratch database (the partial restore's: an empty one given, or a new one
+    on the live server, dropped afterwards), then ``compare(scratch)``: where the change log reaches T, the
+    newest dump before T and the log replayed to T (`db restore --to`), so the diff is exactly what changed
+    since; else the last backup that finished before T (its ID is its finishing time: a dump still running
+    at T could hold the attacker's rows). Returns (the backup's manifest, what compare returned, T as
+    replayed to or None)."""
+    from tavari_dr.changes import pitr
+    from tavari_dr.changes import replay as replay_lib
     from tavari_dr.database import backup as db
     from tavari_dr.database import partial
     from tavari_dr.database.manifest import BackupError, find_backup, id_time, list_backups
 
+    try:  # planned before anything is written: a T the log cannot reach falls back to the dump
+        exact = pitr.newest_dump_before(s3, bucket, since, verifier=verifier, tiers=tiers)
+        replay_lib.plan(s3, bucket, exact, since, verifier)
+    except (BackupError, replay_lib.ReplayError) as err:
+        log(f"the change log does not reach {since.isoformat(timespec='seconds')} ({err}): comparing with the "
+            "last backup finished before it")
+        exact = None
+    if exact is not None:
+        with partial.scratch(live_url, exact.backup_id, scratch_url, log) as scratch:
+            restored, _outcome = pitr.restore_to(s3, bucket, since, scratch, verifier=verifier, tiers=tiers, log=log,
+                                                 only_missing_roles=True, **restore_options)
+            wrong = list(restored.mismatches())
+            if wrong:
+                raise BackupError(f"the scratch restore to {since.isoformat(timespec='seconds')} does not match "
+                                  f"its backup and change log ({wrong[0]})")
+            return exact, compare(scratch), since.isoformat(timespec="seconds")
     usable = [b for b in list_backups(s3, bucket, tiers) if b.complete and not b.expired and not b.pre_restore
               and (id_time(b.backup_id) or since) < since]
     if not usable:
@@ -164,4 +198,4 @@ def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, veri
         wrong = list(restored.mismatches())
         if wrong:
             raise BackupError(f"the scratch restore of {chosen} does not match its manifest ({wrong[0]})")
-        return manifest, compare(scratch)
+        return manifest, compare(scratch), None

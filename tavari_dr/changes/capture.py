@@ -523,6 +523,14 @@ class Capture:
                     self._check_source(c)
                 if self.open is None and self.txn is None:
                     self._publish({metrics.CHANGE_SEGMENT_AGE_SECONDS: 0, metrics.REPLICATION_LAG_SECONDS: 0})
+                    # Nothing received is unwritten, and the server has sent all it decoded up to wal_end:
+                    # confirm that far, or WAL of what we do not publish (Supabase's own schemas, other
+                    # roles' tables) piles up behind the slot until the hard bound drops it. The log's own
+                    # position (self.confirmed, each segment's prev_end) stays where the last segment ended.
+                    # (psycopg2's keepalive replies advance this too once caught up — the test sees the slot
+                    # move either way; this does not depend on that detail of its C code.)
+                    if cur.wal_end > self.confirmed:
+                        cur.send_feedback(flush_lsn=cur.wal_end)
             wait = 0.2 if self.open is None else max(0.0, min(0.2, self.settings.segment_seconds
                                                                - (time.monotonic() - self.open.opened)))
             select.select([replication], [], [], wait)

@@ -31,11 +31,11 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from tavari_dr.changes.pgoutput import lsn_text, parse_lsn
-from tavari_dr.core import s3sink
+from tavari_dr.core import guardrails, s3sink
 from tavari_dr.database.signing import KmsSigner, KmsVerifier, SignatureInvalid, envelope
 
-PREFIX = "changes/segments/"
-BASES = "changes/bases/"
+PREFIX = guardrails.CHANGE_SEGMENTS_PREFIX
+BASES = guardrails.CHANGE_BASES_PREFIX
 EXT = "tcs"
 FORMAT = "tavari-changes/1"
 BASE_FORMAT = "tavari-changes-base/1"

@@ -78,7 +78,7 @@ def scope(config, target, since, aware_at, database_url, scratch_url, out, force
         click.echo(f"  {message}", err=True)
 
     datasets = config.data_export.datasets
-    manifest, data = scope_lib.restore_before(
+    manifest, data, replayed_to = scope_lib.restore_before(
         s3, backups, since, live, verifier=_verifier(config, target, signing_key),
         tiers=config.database_backups.tiers, scratch_url=scratch_url, log=say,
         compare=lambda scratch: diff_lib.compare(scratch, live, datasets), pg_bin=pg_bin, jobs=jobs,
@@ -95,7 +95,7 @@ def scope(config, target, since, aware_at, database_url, scratch_url, out, force
     sources.append(logs.read_trail(target.client("cloudtrail"), s3, trail, invoices, since) if trail else
                    logs.Source("CloudTrail data events", False, why))
     found = scope_lib.Scope(since, manifest.backup_id, manifest.started_at, data, sources,
-                            scope_lib.deadlines(aware_at, now))
+                            scope_lib.deadlines(aware_at, now), replayed_to=replayed_to)
     out.mkdir(parents=True, exist_ok=True)
     document = found.document()
     (out / "breach-scope.json").write_text(json.dumps(document, indent=1, sort_keys=True))

@@ -390,6 +390,11 @@ class ChangesConfig:
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
+        # A healthy capture's lag reaches a segment's length plus its write: a bound below that alarms always.
+        if v["max_lag_seconds"] < v["segment_seconds"] + 60:
+            raise ConfigError(f"{s.key('max_lag_seconds')}: {v['max_lag_seconds']} is not allowed; it must be at "
+                              f"least segment_seconds + 60 ({v['segment_seconds'] + 60}), or a healthy capture alarms "
+                              "on every segment")
         if v["retained_wal_limit_bytes"] <= v["retained_wal_alarm_bytes"]:
             raise ConfigError(f"{s.key('retained_wal_limit_bytes')}: {v['retained_wal_limit_bytes']} is not allowed; "
                               f"it must exceed retained_wal_alarm_bytes ({v['retained_wal_alarm_bytes']})")

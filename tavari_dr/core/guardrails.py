@@ -25,6 +25,10 @@ from tavari_dr.core.config import SecurityConfig
 BACKUP_PREFIX = "dumps/"
 ERASURE_PREFIX = "erasure/"  # the erasure ledger (tavari_dr.database.erasure), beside the dumps
 CHANGES_PREFIX = "changes/"  # the continuous capture's signed change segments (`db stream`), beside the dumps
+# Under it: the segments, which expire after changes.retention_days, and the base records, which never do —
+# a base lives as long as its slot and schema, often longer than that, and every replay starts from it.
+CHANGE_SEGMENTS_PREFIX = f"{CHANGES_PREFIX}segments/"
+CHANGE_BASES_PREFIX = f"{CHANGES_PREFIX}bases/"
 AUDIT_PREFIX = "audit/"
 
 UNCONDITIONAL_WRITE_SID = "DenyUnconditionalBackupWrites"

@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tavari_dr.core import guardrails
+from tavari_dr.core import guardrails, metrics
 from tavari_dr.core.guardrails import Custodians
 from tavari_dr.core.outputs import CANARY_KEY_PREFIX
 from tavari_dr.core.supabase_api import (  # noqa: F401 - re-exported: the checks' names for the client
@@ -426,7 +426,7 @@ def offsite_freshness(result: CheckResult, *, s3: Any, bucket: str, verifier: An
 
 # --------------------------------------------------------------------------- continuous capture
 
-SEGMENTS_PREFIX = "changes/segments/"
+SEGMENTS_PREFIX = guardrails.CHANGE_SEGMENTS_PREFIX
 
 
 def segment_hour_prefixes(now: datetime, lookback_seconds: float) -> list[str]:
@@ -444,9 +444,13 @@ def segment_hour_prefixes(now: datetime, lookback_seconds: float) -> list[str]:
 
 
 def change_freshness(result: CheckResult, *, s3: Any, bucket: str, enabled: bool, max_lag_seconds: float | None,
-                     now: datetime) -> None:
+                     now: datetime, cloudwatch: Any = None) -> None:
     """The newest change segment of the continuous capture (`db stream`): written (S3 LastModified) no
-    more than ``max_lag_seconds`` ago. Only the hour prefixes that window can reach are listed."""
+    more than ``max_lag_seconds`` ago. Only the hour prefixes that window can reach are listed.
+
+    A capture writes a segment only when a commit arrives: on a quiet database the newest one ages while
+    the capture is well. Then its own ChangeSegmentAgeSeconds (published each idle tick, 0 when caught up)
+    decides: published lately and no older than the bound, the capture is idle; missing or past it, it is dead."""
     result.measured["enabled"] = enabled
     if not enabled:
         result.details.append("the continuous capture is off in this environment (changes.enabled)")
@@ -462,14 +466,37 @@ def change_freshness(result: CheckResult, *, s3: Any, bucket: str, enabled: bool
                     newest = item
     result.measured["prefixes_listed"] = len(prefixes)
     if newest is None:
-        fail(result, f"no change segment under {prefixes[-1]} … {prefixes[0]}: the capture wrote nothing in the "
-                     f"last {len(prefixes)} hours (bound {max_lag_seconds:g} s)")
+        stale = (f"no change segment under {prefixes[-1]} … {prefixes[0]}: the capture wrote nothing in the "
+                 f"last {len(prefixes)} hours (bound {max_lag_seconds:g} s)")
+    else:
+        age = (now - newest["LastModified"]).total_seconds()
+        result.measured.update(newest_segment=newest["Key"], segment_age_seconds=round(age, 1))
+        if age <= max_lag_seconds:
+            return
+        stale = (f"newest change segment {newest['Key']} was written {age:.0f} s ago "
+                 f"(changes.max_lag_seconds {max_lag_seconds:g})")
+    idle = _capture_caught_up(cloudwatch, now, max_lag_seconds) if cloudwatch is not None else None
+    if idle is None:
+        fail(result, f"{stale}, and the capture published no ChangeSegmentAgeSeconds within the bound: it is not "
+                     "running or cannot publish")
         return
-    age = (now - newest["LastModified"]).total_seconds()
-    result.measured.update(newest_segment=newest["Key"], segment_age_seconds=round(age, 1))
-    if age > max_lag_seconds:
-        fail(result, f"newest change segment {newest['Key']} was written {age:.0f} s ago "
-                     f"(changes.max_lag_seconds {max_lag_seconds:g})")
+    result.measured["published_segment_age_seconds"] = idle
+    if idle > max_lag_seconds:
+        fail(result, f"{stale}; the capture says its open work is {idle:.0f} s old")
+        return
+    result.details.append(f"{stale}; the capture is running and caught up (its newest ChangeSegmentAgeSeconds: "
+                          f"{idle:.0f} s): no change was committed since")
+
+
+def _capture_caught_up(cloudwatch: Any, now: datetime, window_seconds: float) -> float | None:
+    """The capture's newest published ChangeSegmentAgeSeconds{Source=changes} (its Maximum per minute)
+    within ``window_seconds`` of ``now``, or None when it published none."""
+    answer = cloudwatch.get_metric_statistics(
+        Namespace=metrics.NAMESPACE, MetricName=metrics.CHANGE_SEGMENT_AGE_SECONDS,
+        Dimensions=[{"Name": "Source", "Value": "changes"}], StartTime=now - timedelta(seconds=window_seconds),
+        EndTime=now, Period=60, Statistics=["Maximum"])
+    points = sorted(answer.get("Datapoints", []), key=lambda p: p["Timestamp"])
+    return float(points[-1]["Maximum"]) if points else None
 
 
 class _NullWriter:

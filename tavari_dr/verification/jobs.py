@@ -157,7 +157,7 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
         "change_freshness": lambda r: checks.change_freshness(r, s3=s3, bucket=targets.backup_bucket,
                                                               enabled=targets.changes_enabled,
                                                               max_lag_seconds=targets.changes_max_lag_seconds,
-                                                              now=now),
+                                                              now=now, cloudwatch=clients.cloudwatch),
         "integrity_sample": lambda r: checks.integrity_sample(
             r, s3=s3, bucket=targets.invoice_bucket, n=settings.integrity_sample_size,
             baselines=checks.BaselineStore(s3, targets.reports_bucket, targets.invoice_bucket),
