@@ -409,6 +409,8 @@ class DuckDbEngine:
     connection: Any = field(init=False, repr=False)
     _staged: dict[tuple[str, str, bool], list[tuple[str, str]]] = field(init=False, repr=False,
                                                                          default_factory=dict)
+    # the range files: removed with the engine (or at exit), wherever temp_directory is
+    _stage_dirs: list[tempfile.TemporaryDirectory[str]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         import duckdb
@@ -456,7 +458,8 @@ class DuckDbEngine:
         bounds = sorted({sample[len(sample) * i // wanted] for i in range(1, wanted)} - {sample[0]}) if sample else []
         if not bounds:
             return [(self.inventory, self.feed)]
-        stage = Path(tempfile.mkdtemp(prefix="partitions-", dir=self.temp_directory))
+        self._stage_dirs.append(tempfile.TemporaryDirectory(prefix="partitions-", dir=self.temp_directory))
+        stage = Path(self._stage_dirs[-1].name)
         columns = ", ".join(INVENTORY_COLUMNS)
         feed_key = "url_decode(replace(key, '+', '%20'))" if w.decode_keys else "key"
         self._copy(f"SELECT {columns}, {partition_expr('key', bounds)} AS p FROM {self.inventory} WHERE {in_scope}",
