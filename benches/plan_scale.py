@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/plan-scale"),  # noqa: S108 (the room is there)
-                        help="where the files go (tens of GB at 100 M: check df)")
+                        help="where the files go (~10 GB at 100 M: the report, then its key-range copy)")
     parser.add_argument("--memory-limit", default="3GB")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--write", action="store_true", help="store the fitted rate for the cost model")

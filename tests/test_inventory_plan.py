@@ -43,7 +43,7 @@ def listing_plan(m, cuts, when, *, interleave=True):
 
 
 def inventory_plan(m, when, *, taken_after, feed_since=0, parts=(1, 1), duplicate=0.0, seed=0, encode=True,
-                   drop=(), extra=(), stub=None):
+                   drop=(), extra=(), stub=None, partition_count=None, parts_used=None):
     """The inventory planner's plan: inventory after ``taken_after`` events, feed from ``feed_since``."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as work:
@@ -51,10 +51,13 @@ def inventory_plan(m, when, *, taken_after, feed_since=0, parts=(1, 1), duplicat
         records = [x for x in feed_records(m, feed_since, encode=encode) if x["version_id"] not in drop]
         feed = write_feed([*records, canary_record(encode=encode), *extra], Path(work) / "feed", parts[1],
                           duplicate=duplicate, rng=rng)
-        engine = ip.DuckDbEngine(inventory, feed, memory_limit="256MB", threads=1)
+        engine = ip.DuckDbEngine(inventory, feed, memory_limit="256MB", threads=1, temp_directory=Path(work),
+                                 partition_count=partition_count)
         stub = stub or VersionStub(m, [])
         plan, _ = ip.plan_from_inventory(stub.client, engine, "bkt", when, now=NOW,
                                          feed_first_day=BASE.replace(hour=0))
+        if parts_used is not None:
+            parts_used.extend(p for staged in engine._staged.values() for p in staged)
         return plan
 
 
@@ -272,3 +275,63 @@ def test_with_the_feed_begun_mid_history_the_plan_is_right_or_says_ambiguous_exa
         k: v for k, v in actions(listing).items() if k not in both}
     decided = len(m.keys()) - len(expected)
     assert plan.keys_in_scope == listing.keys_in_scope and plan.unchanged + plan.absent + len(plan.actions) == decided
+
+
+# --------------------------------------------------------------------------- partitioned by key range
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(), st.data(), st.integers(2, 5), st.booleans())
+def test_a_plan_by_key_range_is_the_plan_of_one_query(history, data, partitions, encode):
+    """What a large report is planned as (one query per key range) must be the one-query plan, reasons
+    and counts included, whatever the feed's start and key encoding."""
+    m, when, _, taken_after = history
+    feed_since = data.draw(st.integers(min_value=0, max_value=taken_after))
+    whole = inventory_plan(m, when, taken_after=taken_after, feed_since=feed_since, encode=encode)
+    split = inventory_plan(m, when, taken_after=taken_after, feed_since=feed_since, encode=encode,
+                           partition_count=partitions)
+    assert split == whole, (split, whole)
+
+
+def test_many_keys_planned_by_key_range_make_the_same_plan_in_key_order():
+    m = Model()
+    keys = [f"k{i:03d}/{chr(0x61 + i % 26)} +%2B.pdf" for i in range(60)]
+    for i, key in enumerate(keys):  # before the feed: one version a key, two in one second for some
+        m.add(key, second=i % 7)
+        if i % 5 == 0:
+            m.add(key, delete=i % 2 == 0, second=i % 7)
+    feed_since = len(m.events)
+    for i, key in enumerate(keys):  # in the feed, after T: rewritten or deleted
+        if i % 3:
+            m.add(key, delete=i % 2 == 0, second=30 + i % 5)
+    when = BASE + timedelta(seconds=20)
+    whole = inventory_plan(m, when, taken_after=feed_since + 10, feed_since=feed_since)
+    used = []
+    split = inventory_plan(m, when, taken_after=feed_since + 10, feed_since=feed_since, partition_count=7,
+                           parts_used=used)
+    assert len(used) == 7 and whole.actions and whole.ambiguous
+    assert split == whole
+    assert [a.key for a in split.actions] == sorted(a.key for a in split.actions)
+
+
+def test_the_partition_count_follows_the_report_size_and_memory_limit(monkeypatch):
+    assert ip.memory_bytes("3GB") == 3 * 10**9 and ip.memory_bytes("512MiB") == 512 * 2**20
+    with pytest.raises(r.PlanError, match="not a size"):
+        ip.memory_bytes("lots")
+    assert ip.partition_expr("key", []) == "0"
+    bounds = ["b", "d", "f"]
+    expr = ip.partition_expr("k", bounds)
+    import duckdb
+
+    con = duckdb.connect()
+    got = {k: con.execute(f"SELECT {expr} AS p FROM (SELECT ? AS k)", [k]).fetchone()[0]  # noqa: S608 (ours)
+           for k in ["a", "b", "c", "d", "e", "f", "g"]}
+    assert got == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 2, "f": 3, "g": 3}
+    m = Model()
+    for i in range(40):
+        m.add(f"key{i:02d}", second=i)
+    monkeypatch.setattr(ip, "BYTES_PER_VERSION", 10_000_000)  # 40 versions x 10 MB over 256 MB: 2 ranges
+    used = []
+    assert inventory_plan(m, BASE + timedelta(seconds=30), taken_after=40, parts_used=used) == inventory_plan(
+        m, BASE + timedelta(seconds=30), taken_after=40, partition_count=1)
+    assert len(used) == 2

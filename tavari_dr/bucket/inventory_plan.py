@@ -349,29 +349,76 @@ class Engine(Protocol):
 
     def rows(self, sql: str) -> Iterator[dict[str, Any]]: ...
 
+    def partitions(self, w: Window) -> list[tuple[str, str]]:
+        """(inventory, feed) FROMs that split the keys in scope into disjoint sets, in key order."""
+        ...
+
 
 FEED_COLUMNS = {"event_id": "VARCHAR", "event_time": "VARCHAR", "bucket": "VARCHAR", "key": "VARCHAR",
                 "version_id": "VARCHAR", "sequencer": "VARCHAR", "kind": "VARCHAR", "size": "BIGINT",
                 "etag": "VARCHAR"}
 
 
+INVENTORY_COLUMNS = ("bucket", "key", "version_id", "is_latest", "is_delete_marker", "size", "e_tag", "storage_class",
+                     "is_multipart_uploaded", "last_modified_date")  # what inputs_sql reads of a report
+# Memory_limit / this = the versions one key range holds. The plan query's joins and aggregations take
+# ~1.5 GiB for 1 M versions and spill beyond ~3 M at 3 GB (benches/plan_scale.py); ranges of ~1 M
+# versions at 3 GB stay in memory and were the fastest per version measured (10 M: 4.1 s per
+# million in 10 ranges, 5.2 in 4).
+BYTES_PER_VERSION = 3_000
+BOUNDARY_SAMPLE = 100_000  # keys sampled to place the partition boundaries (any boundaries give the same plan)
+MEMORY_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20,
+                "GIB": 2**30, "TIB": 2**40}
+
+
+def memory_bytes(limit: str) -> int:
+    """A DuckDB memory_limit ('3GB', '512MiB') in bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", limit.upper())
+    if not match or match.group(2) not in MEMORY_UNITS:
+        raise PlanError(f"--memory-limit {limit!r} is not a size (e.g. 3GB, 512MB)")
+    return int(float(match.group(1)) * MEMORY_UNITS[match.group(2)])
+
+
+def partition_expr(column: str, bounds: list[str]) -> str:
+    """The index of ``column``'s key range among ``bounds`` (sorted): how many bounds are <= it, as a
+    binary tree of comparisons (log2 of the partitions per row, not one per boundary)."""
+    def tree(lo: int, hi: int) -> str:
+        if lo == hi:
+            return str(lo)
+        mid = (lo + hi + 1) // 2
+        return f"CASE WHEN {column} < {sql_string(bounds[mid - 1])} THEN {tree(lo, mid - 1)} ELSE {tree(mid, hi)} END"
+    return tree(0, len(bounds))
+
+
 @dataclass
 class DuckDbEngine:
     """DuckDB in this process over local copies of the files: its Parquet and JSON readers are built
-    in, and extension loading is switched off so nothing is fetched at run time."""
+    in, and extension loading is switched off so nothing is fetched at run time.
+
+    A report too large for one query in ``memory_limit`` is planned by key range: the rows in scope are
+    written once into Parquet partitioned by range (only the columns the query reads), then the same
+    plan query runs per range. A key's entries all fall in one range, so the per-key result is the
+    same; ranges are taken in key order, so the decided keys come out in the same order."""
 
     inventory_files: list[Path]
     feed_paths: list[Path]
     memory_limit: str = "3GB"
     threads: int = 2
     temp_directory: Path | None = None
+    partition_count: int | None = None  # None: from the report's row count and memory_limit
     connection: Any = field(init=False, repr=False)
+    _staged: dict[tuple[str, str, bool], list[tuple[str, str]]] = field(init=False, repr=False,
+                                                                         default_factory=dict)
+    # the range files: removed with the engine (or at exit), wherever temp_directory is
+    _stage_dirs: list[tempfile.TemporaryDirectory[str]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         import duckdb
 
+        # preserve_insertion_order off: no query here relies on row order (the plan sorts by key), and
+        # keeping it makes DuckDB buffer results it could stream
         config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
-                  "memory_limit": self.memory_limit, "threads": self.threads}
+                  "memory_limit": self.memory_limit, "threads": self.threads, "preserve_insertion_order": False}
         if self.temp_directory:
             config["temp_directory"] = str(self.temp_directory)
         self.connection = duckdb.connect(config=config)
@@ -390,6 +437,55 @@ class DuckDbEngine:
             nulls = ", ".join(f"CAST(NULL AS {'TIMESTAMP' if k == 'event_time' else v}) AS {k}"
                               for k, v in FEED_COLUMNS.items())
             self.feed = f"(SELECT {nulls} WHERE 1 = 0)"
+
+    def partitions(self, w: Window) -> list[tuple[str, str]]:
+        key = (w.bucket, w.prefix, w.decode_keys)
+        if key not in self._staged:
+            self._staged[key] = self._partition(w)
+        return self._staged[key]
+
+    def _partition(self, w: Window) -> list[tuple[str, str]]:
+        in_scope = f"bucket = {sql_string(w.bucket)} AND starts_with(key, {sql_string(w.prefix)})"
+        wanted = self.partition_count
+        if wanted is None:
+            versions = next(self.rows(f"SELECT count(*) AS n FROM {self.inventory}"))["n"]
+            wanted = -(-versions * BYTES_PER_VERSION // memory_bytes(self.memory_limit))
+        if wanted <= 1:
+            return [(self.inventory, self.feed)]
+        sample = sorted({r["key"] for r in self.rows(
+            f"SELECT key FROM (SELECT key FROM {self.inventory} WHERE {in_scope}) "
+            f"USING SAMPLE reservoir({BOUNDARY_SAMPLE} ROWS) REPEATABLE (23)")})
+        bounds = sorted({sample[len(sample) * i // wanted] for i in range(1, wanted)} - {sample[0]}) if sample else []
+        if not bounds:
+            return [(self.inventory, self.feed)]
+        self._stage_dirs.append(tempfile.TemporaryDirectory(prefix="partitions-", dir=self.temp_directory))
+        stage = Path(self._stage_dirs[-1].name)
+        columns = ", ".join(INVENTORY_COLUMNS)
+        feed_key = "url_decode(replace(key, '+', '%20'))" if w.decode_keys else "key"
+        self._copy(f"SELECT {columns}, {partition_expr('key', bounds)} AS p FROM {self.inventory} WHERE {in_scope}",
+                   stage / "inventory")
+        self._copy(f"SELECT *, {partition_expr(feed_key, bounds)} AS p FROM {self.feed} "
+                   f"WHERE bucket = {sql_string(w.bucket)} AND starts_with({feed_key}, {sql_string(w.prefix)})",
+                   stage / "feed")
+        inventory = self._staged_source(stage / "inventory", self.inventory)
+        feed = self._staged_source(stage / "feed", self.feed)
+        return [(inventory(i), feed(i)) for i in range(len(bounds) + 1)]
+
+    def _copy(self, select: str, into: Path) -> None:
+        import duckdb
+
+        try:
+            self.connection.execute(f"COPY ({select}) TO {sql_string(str(into))} (FORMAT parquet, PARTITION_BY (p))")
+        except duckdb.Error as err:
+            raise PlanError(f"the inventory or change feed could not be read: {err}") from None
+
+    @staticmethod
+    def _staged_source(folder: Path, empty_like: str) -> Callable[[int], str]:
+        if not any(folder.glob("p=*/*.parquet")):  # nothing in scope there: no file to read
+            return lambda _i: f"(SELECT * FROM {empty_like} WHERE 1 = 0)"
+        files = sql_string(str(folder / "p=*" / "*.parquet"))
+        # hive partitioning: the filter on p reads only that range's files
+        return lambda i: f"(SELECT * FROM read_parquet({files}, hive_partitioning = true) WHERE p = {i})"
 
     def rows(self, sql: str) -> Iterator[dict[str, Any]]:
         import duckdb
@@ -420,6 +516,9 @@ class AthenaEngine:
         self.inventory = f"(SELECT * FROM inventory WHERE dt = {sql_string(self.snapshot_dt)})"
         self.feed = ("(SELECT event_id, date_parse(event_time, '%Y-%m-%dT%H:%i:%sZ') AS event_time, bucket, key, "
                      "version_id, sequencer, kind, size, etag FROM change_feed)")
+
+    def partitions(self, w: Window) -> list[tuple[str, str]]:
+        return [(self.inventory, self.feed)]  # Athena spreads one query over its own workers
 
     def rows(self, sql: str) -> Iterator[dict[str, Any]]:
         execution = self.athena.start_query_execution(
@@ -525,39 +624,53 @@ def plan_from_inventory(client: Any, engine: Engine, bucket: str, to: datetime, 
                      else datetime(1970, 1, 1, tzinfo=UTC))
     gap_after = max(trusted_since, state.first_record) + FEED_GAP_GRACE
     window = Window(bucket, prefix, to, encoded, trusted_since, gap_after)
-    needed = [(r["key"], r["version_id"]) for r in engine.rows(heads_needed_sql(engine.inventory, engine.feed, window))]
+    parts = engine.partitions(window)
+    needed = [(r["key"], r["version_id"]) for inventory, feed in parts
+              for r in engine.rows(heads_needed_sql(inventory, feed, window))]
     with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY) as pool:  # one HEAD per version written around T
         heads = tuple((k, v, *said) for (k, v), said in zip(
             needed, pool.map(lambda kv: head_last_modified(client, bucket, *kv), needed), strict=True))
     window = dataclasses.replace(window, heads=heads)
 
     plan = Plan(bucket=bucket, to=to.isoformat(), prefix=prefix, created=now.isoformat(timespec="seconds"), tags=tags)
-    rows = list(engine.rows(plan_sql(engine.inventory, engine.feed, window)))
-    if not rows:
+    seen, oldest = False, None
+    for inventory, feed in parts:  # one key range at a time: only its decided rows are held
+        rows = list(engine.rows(plan_sql(inventory, feed, window)))
+        if not rows:
+            continue
+        first, seen = rows[0], True
+        part_oldest = _utc(first["oldest_in_scope"])
+        assert part_oldest is not None
+        oldest = part_oldest if oldest is None else min(oldest, part_oldest)
+        plan.keys_in_scope += int(first["keys_in_scope"])
+        plan.unchanged += int(first["unchanged_keys"])
+        plan.absent += int(first["absent_keys"])
+        # Before the oldest version (checked below, once every range is read) no key has an entry at T,
+        # so decide makes no S3 request for any key: deciding first changes nothing but the time spent.
+        for row in sorted((r for r in rows if r["status"] == "decide"), key=lambda r: r["key"]):
+            _decide_row(client, plan, row, to, written)
+    if not seen:
         raise PlanError(f"no versions under s3://{bucket}/{prefix} in the inventory or the change feed; nothing to "
                         "restore")
-    first = rows[0]
-    oldest = _utc(first["oldest_in_scope"])
     assert oldest is not None
     if to < oldest:
         raise PlanError(f"--to {to.isoformat()} is before the oldest version in scope ({oldest.isoformat()}); "
                         "nothing existed then")
-    plan.keys_in_scope = int(first["keys_in_scope"])
-    plan.unchanged = int(first["unchanged_keys"])
-    plan.absent = int(first["absent_keys"])
-    for row in sorted((r for r in rows if r["status"] == "decide"), key=lambda r: r["key"]):
-        at_t, current = _entry(row, "t", to), _entry(row, "now", to)
-        if written and row["key"] in written and current is not None:
-            # This run's own write (the check after an apply): the feed may not have its record yet.
-            gone = at_t is None or at_t.delete_marker
-            current = dataclasses.replace(current, version_id=written[row["key"]], delete_marker=gone, uncertain="")
-        if at_t is not None and not row["t_listed"] and not at_t.delete_marker and (
-                current is None or current.version_id != at_t.version_id):
-            # Written after the inventory: the feed does not say its storage class (a PUT may set GLACIER).
-            head = client.head_object(Bucket=bucket, Key=at_t.key, VersionId=at_t.version_id)
-            at_t = dataclasses.replace(at_t, storage_class=head.get("StorageClass", "STANDARD"))
-        decide(client, plan, row["key"], at_t, current, written=written)
     return plan, state
+
+
+def _decide_row(client: Any, plan: Plan, row: dict[str, Any], to: datetime, written: dict[str, str] | None) -> None:
+    at_t, current = _entry(row, "t", to), _entry(row, "now", to)
+    if written and row["key"] in written and current is not None:
+        # This run's own write (the check after an apply): the feed may not have its record yet.
+        gone = at_t is None or at_t.delete_marker
+        current = dataclasses.replace(current, version_id=written[row["key"]], delete_marker=gone, uncertain="")
+    if at_t is not None and not row["t_listed"] and not at_t.delete_marker and (
+            current is None or current.version_id != at_t.version_id):
+        # Written after the inventory: the feed does not say its storage class (a PUT may set GLACIER).
+        head = client.head_object(Bucket=plan.bucket, Key=at_t.key, VersionId=at_t.version_id)
+        at_t = dataclasses.replace(at_t, storage_class=head.get("StorageClass", "STANDARD"))
+    decide(client, plan, row["key"], at_t, current, written=written)
 
 
 def _entry(row: dict[str, Any], side: str, to: datetime) -> Version | None:
