@@ -340,7 +340,8 @@ def test_an_idle_capture_confirms_what_it_does_not_publish_so_the_source_release
             deadline = time.monotonic() + 30
             while confirmed() < int(wal) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert confirmed() >= int(wal) > before + 4_000_000
+            # (the WAL grew by megabytes the publication does not carry, and the slot is past all of it)
+            assert confirmed() >= int(wal) > before + 1_000_000
     finally:
         running.stop()
     assert running.capture.segments_written >= 1
