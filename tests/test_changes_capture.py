@@ -256,6 +256,9 @@ def test_a_schema_change_closes_the_base_forces_a_dump_and_is_never_replayed_acr
     running = h.Running(h.capture(src, aws, emitted=emitted,
                                   fresh_dump=lambda reason: dumps.append((reason, dump(pg, aws, src))))).started()
     first = dump(pg, aws, src)
+    # A backup's ID is its second and reason: the forced dump in the same second as this one would be
+    # refused (nothing is overwritten), as it should; an operator's change comes later than that.
+    time.sleep(1.1)
     with psycopg.connect(src) as conn:
         conn.execute("INSERT INTO public.notes VALUES (1, 'before', 'x')")
     with psycopg.connect(src) as conn:
