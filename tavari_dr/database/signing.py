@@ -45,6 +45,17 @@ class KmsSigner:
                 "value": base64.b64encode(answer["Signature"]).decode()}
 
 
+def _signature_bytes(signature: Any) -> bytes:
+    """The signature's bytes, from the envelope's ``{key_id, algorithm, value}``; refused when malformed."""
+    if not isinstance(signature, dict) or signature.get("algorithm") != ALGORITHM \
+            or not isinstance(signature.get("value"), str):
+        raise SignatureInvalid(f"the signature is malformed (expected {{key_id, algorithm: {ALGORITHM}, value}})")
+    try:
+        return base64.b64decode(signature["value"], validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureInvalid("the signature is not base64") from None
+
+
 @dataclass(frozen=True)
 class KmsVerifier:
     """Verifies with the trusted key; ``cutover`` is that key's creation time."""
@@ -55,13 +66,7 @@ class KmsVerifier:
     def verify(self, payload: bytes, signature: Any) -> None:
         from botocore.exceptions import ClientError
 
-        if not isinstance(signature, dict) or signature.get("algorithm") != ALGORITHM \
-                or not isinstance(signature.get("value"), str):
-            raise SignatureInvalid(f"the signature is malformed (expected {{key_id, algorithm: {ALGORITHM}, value}})")
-        try:
-            value = base64.b64decode(signature["value"], validate=True)
-        except (binascii.Error, ValueError):
-            raise SignatureInvalid("the signature is not base64") from None
+        value = _signature_bytes(signature)
         try:
             answer = self.kms.verify(KeyId=self.key_id, Message=_digest(payload), MessageType="DIGEST",
                                      Signature=value, SigningAlgorithm=ALGORITHM)
@@ -97,13 +102,7 @@ class PublicKeyVerifier:
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-        if not isinstance(signature, dict) or signature.get("algorithm") != ALGORITHM \
-                or not isinstance(signature.get("value"), str):
-            raise SignatureInvalid(f"the signature is malformed (expected {{key_id, algorithm: {ALGORITHM}, value}})")
-        try:
-            value = base64.b64decode(signature["value"], validate=True)
-        except (binascii.Error, ValueError):
-            raise SignatureInvalid("the signature is not base64") from None
+        value = _signature_bytes(signature)
         key = (serialization.load_pem_public_key(self.public_key) if self.public_key.lstrip().startswith(b"-----")
                else serialization.load_der_public_key(self.public_key))
         if not isinstance(key, ec.EllipticCurvePublicKey):
