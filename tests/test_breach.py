@@ -23,7 +23,7 @@ from tavari_dr.cli import main
 from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.core.config import DEFAULT_DATASETS
 from tavari_dr.database import backup as db_lib
-from tavari_dr.database.signing import KmsSigner
+from tavari_dr.database.signing import KmsSigner, KmsVerifier
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.moto
@@ -208,3 +208,20 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
     assert result.exit_code == 0, result.output
     assert "NOT READ: CloudTrail data events: no trail named (--trail-arn), and stack Tavari-Prod-TamperWatch is " \
            "not deployed" in result.output
+    # A change log that covers the backup but cannot show T (its capture behind): the scope says so and
+    # compares with the last backup before T, never a state the log did not reach.
+    from tavari_dr.changes import pitr
+    from tavari_dr.changes import replay as replay_lib
+
+    def behind(*_args, **_kwargs):
+        raise replay_lib.ReplayError("the change log reaches only 10:00:00")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pitr, "newest_dump_before", lambda *a, **k: db_lib.find_backup(
+            s3, "backups", "latest", verifier=KmsVerifier(kms, key)).manifest)
+        patch.setattr(replay_lib, "plan", lambda *a, **k: None)
+        patch.setattr(pitr, "restore_to", behind)
+        result = CliRunner(mix_stderr=False).invoke(main, [*args, "--force", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert "the change log cannot show the state at" in result.stderr
+    assert json.loads(result.stdout)["compared_with"]["replayed_to"] is None

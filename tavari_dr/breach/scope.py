@@ -178,14 +178,18 @@ def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, veri
             "last backup finished before it")
         exact = None
     if exact is not None:
-        with partial.scratch(live_url, exact.backup_id, scratch_url, log) as scratch:
-            restored, _outcome = pitr.restore_to(s3, bucket, since, scratch, verifier=verifier, tiers=tiers, log=log,
-                                                 only_missing_roles=True, **restore_options)
-            wrong = list(restored.mismatches())
-            if wrong:
-                raise BackupError(f"the scratch restore to {since.isoformat(timespec='seconds')} does not match "
-                                  f"its backup and change log ({wrong[0]})")
-            return exact, compare(scratch), since.isoformat(timespec="seconds")
+        try:
+            with partial.scratch(live_url, exact.backup_id, scratch_url, log) as scratch:
+                restored, _outcome = pitr.restore_to(s3, bucket, since, scratch, verifier=verifier, tiers=tiers,
+                                                     log=log, only_missing_roles=True, **restore_options)
+                wrong = list(restored.mismatches())
+                if wrong:
+                    raise BackupError(f"the scratch restore to {since.isoformat(timespec='seconds')} does not "
+                                      f"match its backup and change log ({wrong[0]})")
+                return exact, compare(scratch), since.isoformat(timespec="seconds")
+        except replay_lib.ReplayError as err:  # e.g. the log does not yet reach past T (a capture behind)
+            log(f"the change log cannot show the state at {since.isoformat(timespec='seconds')} ({err}): comparing "
+                "with the last backup finished before it")
     usable = [b for b in list_backups(s3, bucket, tiers) if b.complete and not b.expired and not b.pre_restore
               and (id_time(b.backup_id) or since) < since]
     if not usable:

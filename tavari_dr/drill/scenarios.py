@@ -172,6 +172,8 @@ def scope_breach(d: Drill, scenario: str, breach: datetime, requests: list[tuple
     deliver(d.s3(), d.invoice_bucket, requests)
 
     def scope(step: Step) -> None:
+        # As an operator scopes it: once the change log holds the breach, so the state at T is exact.
+        capture.wait_logged_past(d, breach)
         out = d.work / "breach-scope"
         answer = d.cli_json(step, "breach", "scope", "--env", d.config.name, "--since",
                             breach.isoformat(timespec="seconds"), "--database-url", d.database_url, "--out", str(out),
