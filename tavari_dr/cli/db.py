@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -323,6 +325,20 @@ def _publish_erasure_failed(emit: metrics.Emit | None, err: Exception) -> None:
         emit({metrics.ERASURE_LEDGER_FAILED: 1})
 
 
+@contextlib.contextmanager
+def _restore_failures_counted(emit: metrics.Emit | None) -> Iterator[None]:
+    """A restore that found a tampered backup or could not apply the erasure ledger is counted (both alarm),
+    then fails as it would."""
+    try:
+        yield
+    except db_lib.BackupTampered:
+        _publish_tampered(emit)
+        raise
+    except erasure.ErasureError as err:
+        _publish_erasure_failed(emit, err)
+        raise
+
+
 @aws_command(group, "restore", "Verify, download, then restore roles, pre-data, data and post-data into "
                               "--target-url; or, with --table, copy chosen tables beside the live ones.",
              env_required=False)
@@ -398,7 +414,7 @@ def restore(config, target, which, to, target_url, force, yes, dry_run, no_safet
                          target={"database": database},
                          details={"force": force, "tables": list(tables), "safety_backup": None})
     with audited(config, target, report_bucket, record) as audit:
-        try:
+        with _restore_failures_counted(emit):
             if tables:
                 copied = partial.restore_tables(s3, bucket, which, target_url, list(tables), scratch_url=scratch_url,
                                                 keep_hours=keep_hours, pg_bin=pg_bin, log=say, jobs=jobs,
@@ -423,12 +439,6 @@ def restore(config, target, which, to, target_url, force, yes, dry_run, no_safet
             else:
                 result = db_lib.restore(s3, bucket, which, target_url, pg_bin=pg_bin, log=say, jobs=jobs,
                                         work_dir=work_dir, **opening)
-        except db_lib.BackupTampered:
-            _publish_tampered(emit)
-            raise
-        except erasure.ErasureError as err:
-            _publish_erasure_failed(emit, err)
-            raise
         observability.correlate(job="db_restore", backup_id=result.backup_id)
         log.info("restore_finished", extra={"trust": result.trust, "tampered": result.tampered,
                                             "seconds": round(result.duration_seconds, 3)})
@@ -482,16 +492,10 @@ def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: date
                              target={"database": db_lib.parse_database_url(target_url).url_without_password},
                              details={"point_in_time": True})
         with audited(config, target, report_bucket, record) as audit:
-            try:
+            with _restore_failures_counted(emit):
                 result, outcome = pitr.restore_to(s3, bucket, point, target_url, verifier=verifier,
                                                   tiers=_tiers(config), log=say, pg_bin=pg_bin, jobs=jobs,
                                                   work_dir=work_dir)
-            except db_lib.BackupTampered:
-                _publish_tampered(emit)
-                raise
-            except erasure.ErasureError as err:
-                _publish_erasure_failed(emit, err)
-                raise
             record.source.update(backup=result.backup_id, trust=result.trust)
             record.details.update(replayed_transactions=outcome.applied, last_commit=outcome.last_commit,
                                   rows={t: f for t, (_, f) in result.table_counts.items()}, erased_rows=result.erased)
