@@ -13,6 +13,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_constructs.nag import acknowledge, acknowledge_wildcards, grant_policy
+from backup_constructs.scheduled_task import fargate_task
 from tavari_dr.core import metrics
 
 # Fargate's longest stop timeout: on a deployment or a scale-in the consumer gets SIGTERM and this long
@@ -51,12 +52,8 @@ class ChangeCaptureService(Construct):
                  cpu: int = 256, memory_mib: int = 512) -> None:
         super().__init__(scope, construct_id)
         self.cluster = cluster
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
-                                       removal_policy=removal_policy)
-        self.task_definition = ecs.FargateTaskDefinition(self, "Task", cpu=cpu, memory_limit_mib=memory_mib,
-                                                         runtime_platform=ecs.RuntimePlatform(
-                                                             cpu_architecture=ecs.CpuArchitecture.X86_64,
-                                                             operating_system_family=ecs.OperatingSystemFamily.LINUX))
+        self.log_group, self.task_definition = fargate_task(self, cpu=cpu, memory_mib=memory_mib, log_key=log_key,
+                                                            log_retention=log_retention, removal_policy=removal_policy)
         self.container = self.task_definition.add_container(
             "Job", image=image, command=["--log-format", "json", *command], environment=dict(environment or {}),
             secrets=dict(secrets or {}), stop_timeout=STOP_TIMEOUT, readonly_root_filesystem=False,

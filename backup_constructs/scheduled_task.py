@@ -48,6 +48,19 @@ class Sidecar:
     secrets: Mapping[str, ecs.Secret]
 
 
+def fargate_task(scope: Construct, *, cpu: int, memory_mib: int, log_key: kms.IKey, log_retention: logs.RetentionDays,
+                 removal_policy: RemovalPolicy) -> tuple[logs.LogGroup, ecs.FargateTaskDefinition]:
+    """The job image's task (Linux, x86-64: the image is built for it) and its encrypted log group, as
+    children "Logs" and "Task" of ``scope``: the scheduled jobs and the always-on capture share them."""
+    log_group = logs.LogGroup(scope, "Logs", retention=log_retention, encryption_key=log_key,
+                              removal_policy=removal_policy)
+    task_definition = ecs.FargateTaskDefinition(scope, "Task", cpu=cpu, memory_limit_mib=memory_mib,
+                                                runtime_platform=ecs.RuntimePlatform(
+                                                    cpu_architecture=ecs.CpuArchitecture.X86_64,
+                                                    operating_system_family=ecs.OperatingSystemFamily.LINUX))
+    return log_group, task_definition
+
+
 class ScheduledFargateJob(Construct):
     """One container job on a schedule: a Fargate task definition, its log group, and an
     EventBridge Scheduler schedule (explicit time zone) with retries and a dead-letter queue.
@@ -65,12 +78,8 @@ class ScheduledFargateJob(Construct):
                  cpu: int = 1024, memory_mib: int = 2048, sidecar: Sidecar | None = None,
                  description: str = "") -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
-                                       removal_policy=removal_policy)
-        self.task_definition = ecs.FargateTaskDefinition(self, "Task", cpu=cpu, memory_limit_mib=memory_mib,
-                                                         runtime_platform=ecs.RuntimePlatform(
-                                                             cpu_architecture=ecs.CpuArchitecture.X86_64,
-                                                             operating_system_family=ecs.OperatingSystemFamily.LINUX))
+        self.log_group, self.task_definition = fargate_task(self, cpu=cpu, memory_mib=memory_mib, log_key=log_key,
+                                                            log_retention=log_retention, removal_policy=removal_policy)
         logging = ecs.LogDrivers.aws_logs(stream_prefix=construct_id.lower(), log_group=self.log_group)
         self.container = self.task_definition.add_container(
             # The job is tavari-dr: structured logs (tavari_dr.core.observability), searchable by backup ID.
