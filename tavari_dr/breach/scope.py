@@ -172,7 +172,7 @@ def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, veri
 
     try:  # planned before anything is written: a T the log cannot reach falls back to the dump
         exact = pitr.newest_dump_before(s3, bucket, since, verifier=verifier, tiers=tiers)
-        replay_lib.plan(s3, bucket, exact, since, verifier)
+        replay_lib.plan(s3, bucket, exact, since, verifier, keep=False)
     except (BackupError, replay_lib.ReplayError) as err:
         log(f"the change log does not reach {since.isoformat(timespec='seconds')} ({err}): comparing with the "
             "last backup finished before it")

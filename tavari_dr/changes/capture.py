@@ -38,11 +38,12 @@ from tavari_dr.changes.segment import (
     list_bases,
     list_segments,
     read_base,
+    source_tag,
     write_base,
     write_segment,
 )
 from tavari_dr.core import metrics
-from tavari_dr.database.backup import _data_excluded, parse_database_url
+from tavari_dr.database.backup import FIXED_SESSION_OPTIONS, _data_excluded, parse_database_url, source_identity
 from tavari_dr.database.signing import KmsSigner, KmsVerifier
 
 log = logging.getLogger("tavari.changes")
@@ -74,14 +75,36 @@ def _connect(url: str, **kwargs: Any):
 
 
 def _backed_up_tables(cur: Any) -> list[tuple[str, str, str, bool, str, bool]]:
-    """(schema, name, owner, may own, replica identity, has a primary key) of every table a dump holds."""
+    """(schema, name, owner, may own, replica identity, has a primary key) of every table a dump holds, a
+    partitioned table as its root (publishing it publishes each partition, those created later too)."""
     cur.execute(
         "SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner), pg_has_role(current_user, c.relowner, 'USAGE'), "
         "c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
         "AND NOT c.relispartition AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2",
         (_data_excluded(),))
     return [tuple(row) for row in cur.fetchall()]
+
+
+LARGE_OBJECTS = "pg_largeobject"
+
+
+def coverage(cur: Any, publication: str) -> tuple[list[str], list[str]]:
+    """(what the source holds that the publication does not carry, its partitioned tables). Every table with
+    rows of its own (partitions included) must be published; large objects never are (logical decoding does
+    not carry them), so while any exist they are named as "pg_largeobject"."""
+    cur.execute(
+        "SELECT format('%%s.%%s', n.nspname, c.relname), c.relkind = 'p' FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s) "
+        "AND n.nspname NOT LIKE 'pg\\_%%' AND NOT EXISTS (SELECT 1 FROM pg_publication_tables p WHERE "
+        "p.pubname = %s AND p.schemaname = n.nspname AND p.tablename = c.relname) ORDER BY 1",
+        (_data_excluded(), publication))
+    uncovered, partitioned = [], []
+    for name, is_root in cur.fetchall():
+        (partitioned if is_root else uncovered).append(name)
+    if cur.execute("SELECT EXISTS (SELECT 1 FROM pg_largeobject_metadata)").fetchone()[0]:
+        uncovered.append(LARGE_OBJECTS)
+    return uncovered, partitioned
 
 
 def published(cur: Any, publication: str) -> set[tuple[str, str]]:
@@ -132,6 +155,39 @@ def slot_state(cur: Any, slot: str) -> tuple[str | None, int | None, str | None]
     return (row[0], row[1], row[2]) if row else None
 
 
+def publish_backed_up(cur: Any, publication: str) -> list[str]:
+    """Add every backed-up table the role may alter to the publication (REPLICA IDENTITY FULL where it has no
+    primary key); name those it may not. One line per thing done or found."""
+    from psycopg import sql
+
+    said: list[str] = []
+    have = published(cur, publication)
+    cur.execute("SELECT c.relnamespace::regnamespace::text, c.relname FROM pg_class c "
+                "JOIN pg_partitioned_table p ON p.partrelid = c.oid")
+    roots = {(r[0], r[1]) for r in cur.fetchall()}
+    cur.execute("SELECT pn.nspname, pc.relname FROM pg_publication_tables t JOIN pg_namespace n ON n.nspname = "
+                "t.schemaname JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename "
+                "CROSS JOIN LATERAL pg_partition_ancestors(c.oid) a JOIN pg_class pc ON pc.oid = a.relid "
+                "JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE t.pubname = %s", (publication,))
+    have |= {(r[0], r[1]) for r in cur.fetchall()}  # a partitioned table is published through its partitions
+    for schema, name, owner, may, identity, has_pk in _backed_up_tables(cur):
+        table = sql.Identifier(schema, name)
+        shown = f"{schema}.{name}"
+        if not may:
+            if (schema, name) not in have:
+                said.append(f"NOT CAPTURED {shown}: owned by {owner}, which this role is not a member of "
+                            "(a point-in-time restore refuses it unless named with --dump-only)")
+            continue
+        if (schema, name) not in roots and (identity == "d" and not has_pk or identity == "n"):
+            cur.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(table))
+            said.append(f"{shown}: no primary key, REPLICA IDENTITY FULL set (updates and deletes log the "
+                        "whole old row)")
+        if (schema, name) not in have:
+            cur.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), table))
+            said.append(f"{shown}: added to the publication")
+    return said
+
+
 def setup(url: str, publication: str, slot: str) -> list[str]:
     """Idempotent: the publication over the backed-up tables, REPLICA IDENTITY FULL where a table has no
     primary key and the role may alter it, the slot. Returns what it did and found, one line each."""
@@ -153,22 +209,7 @@ def setup(url: str, publication: str, slot: str) -> list[str]:
         else:
             cur.execute(sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(publication)))
             said.append(f"publication {publication}: created")
-        have = published(cur, publication)
-        for schema, name, owner, may, identity, has_pk in _backed_up_tables(cur):
-            table = sql.Identifier(schema, name)
-            shown = f"{schema}.{name}"
-            if not may:
-                if (schema, name) not in have:
-                    said.append(f"NOT CAPTURED {shown}: owned by {owner}, which this role is not a member of "
-                                "(a point-in-time restore brings it back as of the dump only)")
-                continue
-            if identity == "d" and not has_pk or identity == "n":
-                cur.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(table))
-                said.append(f"{shown}: no primary key, REPLICA IDENTITY FULL set (updates and deletes log the "
-                            "whole old row)")
-            if (schema, name) not in have:
-                cur.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), table))
-                said.append(f"{shown}: added to the publication")
+        said += publish_backed_up(cur, publication)
         said.append(f"publication {publication}: {len(published(cur, publication))} table(s)")
         state = slot_state(cur, slot)
         if state is None:
@@ -247,6 +288,10 @@ class Capture:
         self.max_xid_written = 0
         self.resets: list[str] = []
         self._cursor: Any = None
+        self.identity: dict[str, Any] | None = None  # the source's (source_identity), read at start
+        # The source's clock at the last check that found every table the source holds captured by the base
+        # (at each segment's close and each idle interval): a new base records it for the one it ends.
+        self.covered_until: str | None = None
 
     # -- metrics
     def _publish(self, values: dict[str, float]) -> None:
@@ -257,14 +302,25 @@ class Capture:
         return schema_of(cur, self.settings.publication)
 
     def _start_base(self, cur: Any, reason: str, start_lsn: int, *, reset: bool) -> None:
+        said = publish_backed_up(cur, self.settings.publication)  # what appeared since is captured from here on
+        for line_ in said:
+            self.say(line_)
         schema = self._schema(cur)
-        now = self.clock()
+        uncovered, partitioned = coverage(cur, self.settings.publication)
+        # The source's clock (as every time the log compares): restores at or after it use the new base.
+        now = cur.execute("SELECT clock_timestamp()").fetchone()[0].astimezone(UTC)
+        previous = self.base if self.base is not None and self.base.identity == self.identity else None
         base = Base(base_id=base_id_for(now, start_lsn), slot=self.settings.slot,
                     publication=self.settings.publication, created_at=now.isoformat(timespec="microseconds"),
                     start_lsn=lsn_text(start_lsn), reason=reason, schema_fingerprint=fingerprint(schema),
-                    schema=schema, previous=self.base.base_id if self.base else None)
+                    schema=schema, previous=previous.base_id if previous else None, identity=self.identity,
+                    uncaptured=uncovered, partitioned=partitioned,
+                    previous_covered_until=self.covered_until if previous else None)
         write_base(self.s3, self.bucket, base, self.signer)
-        self.base, self.confirmed = base, start_lsn
+        self.base, self.confirmed, self.covered_until = base, start_lsn, now.isoformat(timespec="microseconds")
+        if uncovered:
+            self.say(f"base {base.base_id}: NOT CAPTURED {', '.join(uncovered)} (a restore --to refuses "
+                     f"{'it' if len(uncovered) == 1 else 'them'} unless named with --dump-only)")
         self.relations.clear()
         self.say(f"base {base.base_id}: {reason}")
         if reset:
@@ -290,12 +346,19 @@ class Capture:
         self._start_base(cur, reason, parse_lsn(cur.fetchone()[0]), reset=True)
 
     def _resume(self, cur: Any) -> None:
-        """The base this slot belongs to, and what of it is already written; or a new base."""
+        """The base of this very source (identity, slot, publication) the slot continues, and what of it is
+        already written; or a new base. A base of another source (a rebuilt database after a failover, another
+        database into the same bucket) is never resumed: its positions mean nothing in this one's WAL."""
+        self.identity = source_identity(cur)
+        other: Base | None = None
         for base_id in reversed(list_bases(self.s3, self.bucket)):
             base = read_base(self.s3, self.bucket, base_id, self.verifier)
-            if base.slot == self.settings.slot and base.publication == self.settings.publication:
+            if base.slot != self.settings.slot or base.publication != self.settings.publication:
+                continue
+            if base.identity == self.identity:
                 self.base = base
                 break
+            other = other or base
         state = slot_state(cur, self.settings.slot)
         if state is None:
             self._recreate_slot(cur, "slot missing (dropped or never created)")
@@ -303,14 +366,32 @@ class Capture:
         if state[0] == "lost":
             self._recreate_slot(cur, "slot lost (the server removed WAL it still needed)")
             return
+        if self.base is None and other is not None:
+            theirs = other.identity or {}
+            self._start_base(cur, f"another source database than base {other.base_id}'s (system "
+                             f"{self.identity['system_identifier']} timeline {self.identity['timeline']} database "
+                             f"{self.identity['database']} oid {self.identity['database_oid']}, was system "
+                             f"{theirs.get('system_identifier')} timeline {theirs.get('timeline')} database "
+                             f"{theirs.get('database')} oid {theirs.get('database_oid')})", parse_lsn(state[2]),
+                             reset=True)
+            return
         if self.base is None:
             self._start_base(cur, "first start", parse_lsn(state[2]), reset=False)
             return
+        if parse_lsn(state[2]) < parse_lsn(self.base.start_lsn):
+            self._start_base(cur, f"the slot's confirmed position {state[2]} is behind base {self.base.base_id}'s "
+                             f"start {self.base.start_lsn}: it does not continue that base", parse_lsn(state[2]),
+                             reset=True)
+            return
         since = datetime.fromisoformat(self.base.created_at)
-        ends = [k.end_lsn for k in list_segments(self.s3, self.bucket, since, self.clock())
+        ends = [k.end_lsn for k in list_segments(self.s3, self.bucket, since, self.clock(),
+                                                 source=source_tag(self.identity))
                 if k.start_lsn >= parse_lsn(self.base.start_lsn)]
         self.confirmed = max([parse_lsn(self.base.start_lsn), *ends])
         self.say(f"base {self.base.base_id}: resuming; the log is written up to {lsn_text(self.confirmed)}")
+        gap = self._coverage_gap(cur)
+        if gap:  # a table appeared while the capture was down
+            self._new_base_for_gap(cur, gap)
 
     # -- checks on the source
     def _check_source(self, cur: Any) -> None:
@@ -322,6 +403,28 @@ class Capture:
         if state[1] is not None and state[1] > self.settings.retained_wal_limit_bytes:
             raise _SlotGone(f"the slot held {state[1]} bytes of WAL, past retained_wal_limit_bytes "
                             f"({self.settings.retained_wal_limit_bytes}): dropped so the source's disk cannot fill")
+
+    def _coverage_gap(self, cur: Any) -> tuple[str, list[str]] | None:
+        """(the source's clock, then what it holds that the base does not capture beyond the base's own
+        uncaptured tables); None when covered. covered_until moves to that clock only when, besides, the
+        published tables' schema is still the base's. The clock is read first: a table created (or a column
+        changed) before it is in the catalog read after it."""
+        now = cur.execute("SELECT clock_timestamp()").fetchone()[0].astimezone(UTC).isoformat(timespec="microseconds")
+        uncovered, _ = coverage(cur, self.settings.publication)
+        new = sorted(set(uncovered) - set(self.base.uncaptured if self.base else ()))
+        if new:
+            return now, new
+        if self.base is not None and fingerprint(self._schema(cur)) == self.base.schema_fingerprint:
+            self.covered_until = now
+        return None
+
+    def _new_base_for_gap(self, cur: Any, gap: tuple[str, list[str]]) -> None:
+        """A table the base does not capture exists: alarmed, published where the role may, and a new base."""
+        _, tables = gap
+        self._publish({metrics.CHANGE_COVERAGE_GAP: 1})
+        log.error("change capture: the source holds %s, which base %s does not capture", ", ".join(tables),
+                  self.base.base_id if self.base else "-")
+        self._start_base(cur, f"not captured: {', '.join(tables)}", self.confirmed, reset=True)
 
     def _refuse_unidentified(self, cur: Any) -> None:
         missing = without_identity(cur, self.settings.publication)
@@ -420,6 +523,7 @@ class Capture:
         try:
             sha, size = digest_file(body)
             with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
+                gap = self._coverage_gap(cur)
                 sequences, schema = sample_sequences(cur), self._schema(cur)
                 # The source's clock, as the commit times are: everything committed before it has been read
                 # (transactions arrive in commit order, and this one's data was all received).
@@ -431,7 +535,9 @@ class Capture:
                 closed_at=closed_at.isoformat(), transactions=seg.transactions, changes=seg.changes,
                 xid_min=seg.xid_min, xid_max=seg.xid_max,
                 relations={k: self.rel_desc[k] for k in sorted(seg.relations)}, sequences=sequences,
-                schema_fingerprint=fingerprint(schema), tables=seg.tables, body_sha256=sha, body_bytes=size)
+                schema_fingerprint=fingerprint(schema), tables=seg.tables, body_sha256=sha, body_bytes=size,
+                identity=self.identity, uncovered=gap[1] if gap else [],
+                covered_at=gap[0] if gap else self.covered_until)
             write_segment(self.s3, self.bucket, header, body, self.signer)
         finally:
             seg.body.close()
@@ -447,6 +553,10 @@ class Capture:
         self.say(f"segment {header.key}: {seg.transactions} transaction(s), {seg.changes} change(s), {size} bytes")
         with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
             self._check_source(cur)  # past the retained-WAL limit: _SlotGone, once this segment is safe
+        if gap:
+            with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
+                self._new_base_for_gap(cur, gap)
+            raise _Reconnect
         if header.schema_fingerprint != self.base.schema_fingerprint:  # type: ignore[union-attr]
             changed = sorted(set(schema) ^ set(self.base.schema) | {  # type: ignore[union-attr]
                 t for t in schema if schema[t] != self.base.schema.get(t)})  # type: ignore[union-attr]
@@ -468,7 +578,10 @@ class Capture:
             try:
                 with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
                     self._check_source(cur)
+                # The walsender renders every value as text under this session's settings: fixed, so the
+                # replay parses what the capture meant whatever the role's or the server's defaults.
                 replication = psycopg2.connect(info.url_without_password, password=info.password,
+                                               options=FIXED_SESSION_OPTIONS,
                                                connection_factory=psycopg2.extras.LogicalReplicationConnection)
                 try:
                     self._stream(replication, stop)
@@ -521,6 +634,14 @@ class Capture:
                 checked = time.monotonic()
                 with _connect(self.url, autocommit=True) as conn, conn.cursor() as c:
                     self._check_source(c)
+                    if self.open is None and self.txn is None:
+                        gap = self._coverage_gap(c)
+                        if gap or fingerprint(self._schema(c)) != self.base.schema_fingerprint:  # type: ignore[union-attr]
+                            if gap:
+                                self._new_base_for_gap(c, gap)
+                            else:
+                                self._start_base(c, "schema change (seen while idle)", self.confirmed, reset=True)
+                            raise _Reconnect
                 if self.open is None and self.txn is None:
                     self._publish({metrics.CHANGE_SEGMENT_AGE_SECONDS: 0, metrics.REPLICATION_LAG_SECONDS: 0})
                     # Nothing received is unwritten, and the server has sent all it decoded up to wal_end:

@@ -15,19 +15,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tavari_dr.changes.pgoutput import UNCHANGED, parse_lsn
 from tavari_dr.changes.segment import (
     Base,
     Header,
+    OpenedSegment,
     SegmentError,
     SegmentKey,
     list_bases,
     list_segments,
     open_segment,
     read_base,
+    source_tag,
 )
 from tavari_dr.changes.snapshot import Snapshot
 from tavari_dr.database.manifest import Manifest
@@ -44,12 +46,24 @@ class ReplayError(RuntimeError):
 
 @dataclass
 class Plan:
+    """What a restore to ``to`` needs, checked and downloaded before anything is written: the dump, its base,
+    and every segment up to the first commit after ``to``, each verified (signature, body, source, base,
+    continuity, coverage). ``opened`` are those verified segments on local disk; close() when not replayed."""
+
     manifest: Manifest
     base: Base
     to: datetime
     snapshot: Snapshot
     segments: list[SegmentKey]
     next_base: Base | None = None
+    dump_only: list[str] = field(default_factory=list)  # tables restored as of the dump, named by the operator
+    opened: list[tuple[SegmentKey, OpenedSegment]] = field(default_factory=list)
+    verified: int = 0  # segments downloaded and verified up to the first commit after ``to``
+
+    def close(self) -> None:
+        for _, opened in self.opened:
+            opened.close()
+        self.opened = []
 
 
 @dataclass
@@ -62,12 +76,19 @@ class ReplayResult:
     last_commit: str | None = None
     expected: dict[str, int] = field(default_factory=dict)  # manifest table key -> rows the log says it holds
     sequences: dict[str, int] = field(default_factory=dict)
-    uncaptured: list[str] = field(default_factory=list)
+    uncaptured: list[str] = field(default_factory=list)  # restored as of the dump (the operator named them)
     seconds: float = 0.0
 
 
 def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def served_from(manifest: Manifest) -> datetime | None:
+    """The earliest point in time this dump serves: the server's clock read after its snapshot was taken
+    (a manifest from before that was recorded: None, it serves no point in time)."""
+    return _time(manifest.snapshot_at) if manifest.snapshot_at else None
 
 
 def bases(s3: Any, bucket: str, verifier: KmsVerifier) -> list[Base]:
@@ -75,58 +96,136 @@ def bases(s3: Any, bucket: str, verifier: KmsVerifier) -> list[Base]:
 
 
 def base_of(manifest: Manifest, all_bases: list[Base]) -> tuple[Base | None, Base | None]:
-    """The base a dump can be replayed in (it began before the dump's snapshot), and the one after it."""
-    if not manifest.wal_lsn_before:
+    """The base a dump can be replayed in (the same source database, begun before the dump's snapshot),
+    and the next base of that source after it. Bases of other sources never count."""
+    if not manifest.wal_lsn_before or not manifest.source_identity:
         return None, None
+    mine = [b for b in all_bases if b.identity == manifest.source_identity]
     # By position, not clock: the base's log is complete from its start LSN, the dump's snapshot came after
     # its WAL position; a base that began later cannot hold what the snapshot missed.
     before = parse_lsn(manifest.wal_lsn_before)
-    fitting = [b for b in all_bases if parse_lsn(b.start_lsn) <= before]
+    fitting = [b for b in mine if parse_lsn(b.start_lsn) <= before]
     if not fitting:
         return None, None
-    base = fitting[-1]
-    later = [b for b in all_bases if parse_lsn(b.start_lsn) > parse_lsn(base.start_lsn)
-             or (b.start_lsn == base.start_lsn and b.base_id > base.base_id)]
+    base = max(fitting, key=lambda b: (parse_lsn(b.start_lsn), b.base_id))
+    later = sorted((b for b in mine if (parse_lsn(b.start_lsn), b.base_id) > (parse_lsn(base.start_lsn), base.base_id)),
+                   key=lambda b: (parse_lsn(b.start_lsn), b.base_id))
     return base, (later[0] if later else None)
+
+
+def _keys(s3: Any, bucket: str, manifest: Manifest, base: Base, following: Base | None,
+          until: datetime) -> list[SegmentKey]:
+    """This base's segments (its source's tag, its LSN range) that may hold a transaction the dump missed."""
+    start = served_from(manifest) or _time(manifest.started_at)
+    before = parse_lsn(manifest.wal_lsn_before or "0/0")
+    return [k for k in list_segments(s3, bucket, start - LOOKBACK, until, source=source_tag(base.identity))
+            if k.start_lsn >= parse_lsn(base.start_lsn) and k.end_lsn > before
+            and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
 
 
 def window(s3: Any, bucket: str, manifest: Manifest, all_bases: list[Base],
            verifier: KmsVerifier, now: datetime) -> tuple[datetime, datetime] | None:
-    """[the dump's start, the newest commit the log holds] a restore from this dump can go to; None
-    when no base covers it (a dump from before the capture, or taken before its base began)."""
-    base, following = base_of(manifest, all_bases)
-    if base is None:
-        return None
-    keys = [k for k in list_segments(s3, bucket, _time(manifest.started_at) - LOOKBACK, now)
-            if k.start_lsn >= parse_lsn(base.start_lsn)
-            and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
-    start = _time(manifest.started_at)
-    if not keys:
-        return start, start
-    newest = open_segment(s3, bucket, keys[-1].key, verifier)
-    try:
-        return start, max(start, _time(newest.header.last_commit))
-    finally:
-        newest.close()
+    """[the earliest second the dump serves, the newest commit the log holds] a restore from this dump can
+    go to; None when no base of its source covers it (a dump from before the capture, or before its base)."""
+    return windows(s3, bucket, [manifest], verifier, now, all_bases=all_bases)[manifest.backup_id]
 
 
-def plan(s3: Any, bucket: str, manifest: Manifest, to: datetime, verifier: KmsVerifier) -> Plan:
-    if not manifest.xid_snapshot or not manifest.wal_lsn_before:
-        raise ReplayError(f"backup {manifest.backup_id} predates the change capture (its manifest records no "
-                          "snapshot): restore it as it is, without --to")
+def _uncovered_tables(manifest: Manifest, base: Base) -> list[str]:
+    """Tables the dump holds (or the base knows exist) whose changes this base does not capture."""
+    captured = set(base.schema) | set(base.partitioned)
+    held = {f"{s}.{t}" for s, t in manifest.table_pairs().values()}
+    return sorted((held - captured) | set(base.uncaptured))
+
+
+def plan(s3: Any, bucket: str, manifest: Manifest, to: datetime, verifier: KmsVerifier, *,
+         dump_only: tuple[str, ...] | list[str] = (), keep: bool = True) -> Plan:
+    """Everything a restore of ``manifest`` to ``to`` needs, verified before anything is written; raises
+    ReplayError naming why when the result could not be the source's state at ``to``. ``keep``: keep the
+    verified segments for replay() (else they are closed: a dry run, a check)."""
+    if not manifest.xid_snapshot or not manifest.wal_lsn_before or not manifest.snapshot_at \
+            or not manifest.source_identity:
+        raise ReplayError(f"backup {manifest.backup_id} predates this change log format (its manifest records no "
+                          "snapshot time or source identity): restore it as it is, without --to")
+    served = served_from(manifest)
+    if served is not None and to < served:
+        raise ReplayError(f"backup {manifest.backup_id}'s snapshot was taken at {manifest.snapshot_at} (the "
+                          f"server's clock), after {to.isoformat()}: it holds transactions committed after that "
+                          "point; restore from an earlier backup")
     all_bases = bases(s3, bucket, verifier)
     base, following = base_of(manifest, all_bases)
     if base is None:
-        raise ReplayError(f"no change log covers backup {manifest.backup_id}: it was taken before the capture's "
-                          "base began (`tavari-dr db stream` was not running yet, or had just reset)")
+        raise ReplayError(f"no change log of this backup's source covers backup {manifest.backup_id}: it was taken "
+                          "before the capture's base began (`tavari-dr db stream` was not running yet, or had just "
+                          "reset)")
     if following is not None and to >= _time(following.created_at):
         raise ReplayError(f"{to:%Y-%m-%dT%H:%M:%SZ} is past the end of base {base.base_id}: a new base began at "
                           f"{following.created_at} ({following.reason}); restore from the first dump after it")
-    before = parse_lsn(manifest.wal_lsn_before)
-    keys = [k for k in list_segments(s3, bucket, _time(manifest.started_at) - LOOKBACK, to + timedelta(days=1))
-            if k.start_lsn >= parse_lsn(base.start_lsn) and k.end_lsn > before
-            and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
-    return Plan(manifest, base, to, Snapshot.parse(manifest.xid_snapshot), keys, following)
+    if following is not None and following.previous_covered_until and to > _time(following.previous_covered_until):
+        raise ReplayError(f"{to.isoformat()} is after {following.previous_covered_until}, the last time base "
+                          f"{base.base_id} was seen capturing every table ({following.reason}): a table it did not "
+                          "capture may have existed then; restore from the first dump after the new base")
+    others = sorted({b.base_id for b in all_bases if b.identity != base.identity and
+                     served <= _time(b.created_at) <= to})  # type: ignore[operator]
+    if others:
+        raise ReplayError(f"another source database began a change log in this bucket between backup "
+                          f"{manifest.backup_id} and {to.isoformat()} (base {', '.join(others)}): after a failover, "
+                          "restore from that database's first dump; two databases never share one bucket's log")
+    missing = [t for t in _uncovered_tables(manifest, base) if t not in dump_only]
+    if missing:
+        raise ReplayError(f"base {base.base_id} does not capture {', '.join(missing)}: the log cannot bring "
+                          f"{'it' if len(missing) == 1 else 'them'} to {to.isoformat()}; name each with "
+                          "--dump-only to restore it as of the dump, or restore the backup without --to")
+    keys = _keys(s3, bucket, manifest, base, following, to + timedelta(days=1))
+    the_plan = Plan(manifest, base, to, Snapshot.parse(manifest.xid_snapshot), keys, following,
+                    sorted(_uncovered_tables(manifest, base)))
+    try:
+        _preflight(s3, bucket, the_plan, verifier)
+    except BaseException:
+        the_plan.close()
+        raise
+    if not keep:
+        the_plan.close()
+    return the_plan
+
+
+def _preflight(s3: Any, bucket: str, the_plan: Plan, verifier: KmsVerifier) -> None:
+    """Download and verify each segment up to the first commit after T: signature and body (open_segment),
+    the source and base, continuity from the dump's WAL position, the tables the source held; and that the
+    log reaches T. Keeps them in the plan; raises ReplayError at the first that fails."""
+    base, to = the_plan.base, the_plan.to
+    before = parse_lsn(the_plan.manifest.wal_lsn_before or "0/0")
+    complete_to = parse_lsn(base.start_lsn)
+    last_header: Header | None = None
+    reached = False
+    with _Prefetch(s3, bucket, the_plan.segments, verifier) as segments:
+        for key, opened in segments:
+            the_plan.opened.append((key, opened))
+            header = opened.header
+            if header.identity != base.identity or header.base_id != base.base_id:
+                raise ReplayError(f"{key.key} belongs to base {header.base_id} of another source or base than "
+                                  f"{base.base_id}: the log is mixed; refusing to replay it")
+            if parse_lsn(header.prev_end_lsn) > max(complete_to, before if last_header is None else 0):
+                raise ReplayError(f"the log has a gap before {key.key}: it begins where the log was complete up "
+                                  f"to {header.prev_end_lsn}, the segments before reach only "
+                                  f"{_lsn(complete_to)} — a segment is missing")
+            if header.uncovered:
+                raise ReplayError(f"{key.key}: when it closed ({header.closed_at}) the source held "
+                                  f"{', '.join(header.uncovered)}, which base {base.base_id} does not capture: "
+                                  "restore from the first dump after the new base")
+            complete_to = max(complete_to, parse_lsn(header.end_lsn))
+            last_header = header
+            if _time(header.last_commit) > to:
+                reached = any(record[0] == "T" and _time(record[4]) > to for record in opened.lines())
+            if reached:
+                break
+    the_plan.verified = len(the_plan.opened)
+    # Past the newest segment's last commit the log cannot say nothing else committed (until the next
+    # segment shows a later commit): such a second is refused, never restored on a guess.
+    if not reached and (last_header is None or _time(last_header.last_commit) < to):
+        reaches = last_header.last_commit if last_header else the_plan.manifest.snapshot_at
+        raise ReplayError(f"the change log reaches only {reaches}: it cannot show what the database held at "
+                          f"{to.isoformat()} (is `tavari-dr db stream` running? a segment is written "
+                          "every changes.segment_seconds)")
 
 
 class _Applier:
@@ -198,35 +297,25 @@ def _unchanged(value: Any) -> bool:
 
 def replay(s3: Any, bucket: str, the_plan: Plan, connect: Callable[[], Any], verifier: KmsVerifier, *,
            log: Callable[[str], None] = lambda _m: None) -> ReplayResult:
-    """Apply the plan through ``connect()`` (a psycopg connection to the restored database, with
-    triggers off where the role may). Returns what it applied and the row counts the log implies."""
+    """Apply the plan's verified segments through ``connect()`` (a psycopg connection to the restored
+    database, with triggers off where the role may). Returns what it applied and the row counts the log
+    implies. The plan's segments are closed when it returns."""
     begun = time.monotonic()
     manifest, snapshot, to = the_plan.manifest, the_plan.snapshot, the_plan.to
-    result = ReplayResult(expected=dict(manifest.tables))
+    result = ReplayResult(expected=dict(manifest.tables), uncaptured=list(the_plan.dump_only))
     by_pair = {pair: key for key, pair in manifest.table_pairs().items()}
-    captured = set(the_plan.base.schema)
-    result.uncaptured = sorted(f"{s}.{t}" for s, t in by_pair if f"{s}.{t}" not in captured)
-    before = parse_lsn(manifest.wal_lsn_before or "0/0")
-    complete_to = parse_lsn(the_plan.base.start_lsn)  # the log is complete up to here (checked per header)
     last_applied = 0
-    reached = False
     last_header: Header | None = None
-    with connect() as conn, _Prefetch(s3, bucket, the_plan.segments, verifier) as segments:
-        applier = _Applier(conn)
-        for key, opened in segments:
-            try:
+    try:
+        with connect() as conn:
+            _fix_session(conn)
+            applier = _Applier(conn)
+            for key, opened in the_plan.opened:
                 header = opened.header
-                if header.base_id != the_plan.base.base_id:
-                    continue  # another base's segment in the same LSN range (it never overlaps ours in content)
-                if parse_lsn(header.prev_end_lsn) > max(complete_to, before if not result.segments else 0):
-                    raise ReplayError(f"the log has a gap before {key.key}: it begins where the log was complete up "
-                                      f"to {header.prev_end_lsn}, the segments before reach only "
-                                      f"{_lsn(complete_to)} — a segment is missing")
                 result.segments += 1
                 last_header = header
-                complete_to = max(complete_to, parse_lsn(header.end_lsn))
                 pending = 0
-                skip = False
+                skip = reached = False
                 for record in opened.lines():
                     if record[0] == "T":
                         if pending:
@@ -253,23 +342,46 @@ def replay(s3: Any, bucket: str, the_plan: Plan, connect: Callable[[], Any], ver
                     result.changes += 1
                     _count(result.expected, by_pair, header.relations, record)
                 conn.commit()
-            finally:
-                opened.close()
-            if reached:
-                break
-            log(f"replayed {key.key}: {result.applied} transaction(s) so far")
-        # Past the newest segment's last commit the log cannot say nothing else committed (until the next
-        # segment shows a later commit): such a second is refused, never restored on a guess.
-        if not reached and (last_header is None or _time(last_header.last_commit) < to):
-            reaches = last_header.last_commit if last_header else manifest.started_at
-            raise ReplayError(f"the change log reaches only {reaches}: it cannot show what the database held at "
-                              f"{to:%Y-%m-%dT%H:%M:%SZ} (is `tavari-dr db stream` running? a segment is written "
-                              "every changes.segment_seconds)")
-        if last_header is not None:
-            result.sequences = _set_sequences(conn, last_header.sequences)
-            conn.commit()
+                if reached:
+                    break
+                log(f"replayed {key.key}: {result.applied} transaction(s) so far")
+            _sum_partitions(conn, result.expected, by_pair)
+            if last_header is not None:
+                result.sequences = _set_sequences(conn, last_header.sequences)
+                conn.commit()
+    finally:
+        the_plan.close()
     result.seconds = round(time.monotonic() - begun, 3)
     return result
+
+
+def _fix_session(conn: Any) -> None:
+    """The replay parses the values the capture's walsender rendered under the same fixed settings."""
+    from tavari_dr.database.backup import FIXED_SESSION
+
+    with conn.cursor() as cur:
+        for name, value in FIXED_SESSION.items():
+            cur.execute("SELECT set_config(%s, %s, false)", (name, value))
+    conn.commit()
+
+
+def _sum_partitions(conn: Any, expected: dict[str, int], by_pair: dict[tuple[str, str], str]) -> None:
+    """A partitioned table holds what its leaf partitions hold: the log names the leaves, so each partitioned
+    table's expected rows are the sum of its leaves' (as counted in the dump, then changed by the log)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pn.nspname, p.relname, ln.nspname, l.relname FROM pg_class p "
+                    "JOIN pg_namespace pn ON pn.oid = p.relnamespace "
+                    "CROSS JOIN LATERAL pg_partition_tree(p.oid) t JOIN pg_class l ON l.oid = t.relid "
+                    "JOIN pg_namespace ln ON ln.oid = l.relnamespace WHERE p.relkind = 'p' AND t.isleaf")
+        leaves: dict[str, list[str]] = {}
+        for ps, pt, ls, lt in cur.fetchall():
+            root, leaf = by_pair.get((ps, pt)), by_pair.get((ls, lt))
+            if root is not None:
+                leaves.setdefault(root, [])
+                if leaf is not None:
+                    leaves[root].append(leaf)
+    for root, keys in leaves.items():
+        expected[root] = sum(expected.get(k, 0) for k in keys)
 
 
 class _Prefetch:
@@ -360,23 +472,25 @@ def _set_sequences(conn: Any, sampled: dict[str, int | None]) -> dict[str, int]:
 
 
 def windows(s3: Any, bucket: str, manifests: list[Manifest], verifier: KmsVerifier,
-            now: datetime) -> dict[str, tuple[datetime, datetime] | None]:
-    """window() of many dumps with one listing and one segment read per base (`db list`)."""
-    covered = [m for m in manifests if m.wal_lsn_before and m.xid_snapshot]
+            now: datetime, *, all_bases: list[Base] | None = None) -> dict[str, tuple[datetime, datetime] | None]:
+    """window() of many dumps with one listing per source and one segment read per base (`db list`)."""
+    covered = [m for m in manifests if m.wal_lsn_before and m.xid_snapshot and m.snapshot_at and m.source_identity]
     answer: dict[str, tuple[datetime, datetime] | None] = {m.backup_id: None for m in manifests}
     if not covered:
         return answer
-    all_bases = bases(s3, bucket, verifier)
-    since = min(_time(m.started_at) for m in covered) - LOOKBACK
+    all_bases = bases(s3, bucket, verifier) if all_bases is None else all_bases
+    since = min(served_from(m) for m in covered) - LOOKBACK  # type: ignore[type-var,operator]
     keys = list_segments(s3, bucket, since, now)
     newest: dict[str, datetime] = {}
     for manifest in covered:
         base, following = base_of(manifest, all_bases)
         if base is None:
             continue
-        start = _time(manifest.started_at)
+        start = served_from(manifest)
+        assert start is not None
         if base.base_id not in newest:
-            mine = [k for k in keys if k.start_lsn >= parse_lsn(base.start_lsn)
+            tag = source_tag(base.identity)
+            mine = [k for k in keys if k.source == tag and k.start_lsn >= parse_lsn(base.start_lsn)
                     and (following is None or k.start_lsn < parse_lsn(following.start_lsn))]
             if mine:
                 opened = open_segment(s3, bucket, mine[-1].key, verifier)
@@ -388,5 +502,5 @@ def windows(s3: Any, bucket: str, manifests: list[Manifest], verifier: KmsVerifi
     return answer
 
 
-__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "plan", "replay", "window",
-           "windows"]
+__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "plan", "replay", "served_from",
+           "window", "windows"]

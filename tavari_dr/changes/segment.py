@@ -40,8 +40,10 @@ EXT = "tcs"
 FORMAT = "tavari-changes/1"
 BASE_FORMAT = "tavari-changes-base/1"
 TIME = "%Y%m%dT%H%M%SZ"
-KEY = re.compile(r"^changes/segments/(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{8}T\d{6}Z)-([0-9A-F]{16})-([0-9A-F]{16})\."
-                 + EXT + "$")
+# The optional last part tags the source (source_tag of its identity): two databases' logs in one bucket, or a
+# failover's new database beside the old one's, are told apart from the key alone. Keys without it predate it.
+KEY = re.compile(r"^changes/segments/(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{8}T\d{6}Z)-([0-9A-F]{16})-([0-9A-F]{16})"
+                 r"(?:-([0-9a-f]{12}))?\." + EXT + "$")
 PART_SIZE = 8 * 1024 * 1024
 
 
@@ -49,9 +51,16 @@ class SegmentError(RuntimeError):
     """A segment or base record cannot be trusted or read; the message says which and why."""
 
 
-def segment_key(first_commit: datetime, start_lsn: int, end_lsn: int) -> str:
+def source_tag(identity: dict[str, Any] | None) -> str | None:
+    """A short, stable name of one source database (system identifier, timeline, database OID and name)."""
+    if not identity:
+        return None
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def segment_key(first_commit: datetime, start_lsn: int, end_lsn: int, tag: str | None = None) -> str:
     t = first_commit.astimezone(UTC)
-    return f"{PREFIX}{t:%Y/%m/%d/%H}/{t:{TIME}}-{start_lsn:016X}-{end_lsn:016X}.{EXT}"
+    return f"{PREFIX}{t:%Y/%m/%d/%H}/{t:{TIME}}-{start_lsn:016X}-{end_lsn:016X}{f'-{tag}' if tag else ''}.{EXT}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class SegmentKey:
     first_commit: datetime
     start_lsn: int
     end_lsn: int
+    source: str | None = None  # source_tag of the database it came from (None: a key from before the tag)
 
     @classmethod
     def parse(cls, key: str) -> SegmentKey | None:
@@ -67,7 +77,7 @@ class SegmentKey:
         if not found:
             return None
         when = datetime.strptime(found.group(5), TIME).replace(tzinfo=UTC)
-        return cls(key, when, int(found.group(6), 16), int(found.group(7), 16))
+        return cls(key, when, int(found.group(6), 16), int(found.group(7), 16), found.group(8))
 
 
 @dataclass
@@ -91,10 +101,17 @@ class Header:
     body_sha256: str
     body_bytes: int
     format: str = FORMAT
+    # The source database (source_identity()); None only in segments from before it was recorded.
+    identity: dict[str, Any] | None = None
+    # Tables the source held when the segment closed that its base does not capture, beyond the base's own
+    # `uncaptured` (read after the server time `covered_at`); None: from before the check existed.
+    uncovered: list[str] | None = None
+    covered_at: str | None = None
 
     @property
     def key(self) -> str:
-        return segment_key(_time(self.first_commit), parse_lsn(self.start_lsn), parse_lsn(self.end_lsn))
+        return segment_key(_time(self.first_commit), parse_lsn(self.start_lsn), parse_lsn(self.end_lsn),
+                           source_tag(self.identity))
 
 
 @dataclass
@@ -109,6 +126,17 @@ class Base:
     schema: dict[str, list[list[Any]]]  # "schema.table" -> [[column, type oid], ...] (what pgoutput sends)
     previous: str | None = None
     format: str = BASE_FORMAT
+    # The source database (system identifier, timeline, database name and OID): a base is resumed, and a dump
+    # replayed in it, only by the same source. None: a base from before it was recorded (never resumed).
+    identity: dict[str, Any] | None = None
+    # Tables the source held at the start that this base cannot capture (not published: owned by a role the
+    # capture's is not a member of; "pg_largeobject" while large objects exist): a restore --to refuses them
+    # unless the operator names each as restored as of the dump.
+    uncaptured: list[str] = field(default_factory=list)
+    partitioned: list[str] = field(default_factory=list)  # partitioned roots: no rows of their own, leaves published
+    # The source's clock when the previous base was last seen covering every table: past it, a restore in the
+    # previous base is refused (a table it did not capture may have existed).
+    previous_covered_until: str | None = None
 
     @property
     def key(self) -> str:
@@ -244,9 +272,11 @@ def list_bases(s3: Any, bucket: str) -> list[str]:
     return sorted(ids)
 
 
-def list_segments(s3: Any, bucket: str, since: datetime, until: datetime | None = None) -> list[SegmentKey]:
+def list_segments(s3: Any, bucket: str, since: datetime, until: datetime | None = None, *,
+                  source: str | None = None) -> list[SegmentKey]:
     """The segments whose first commit falls in [the hour of ``since``, ``until``], oldest first,
-    listing one day's prefix at a time. Keys that do not parse are refused (nothing the capture wrote)."""
+    listing one day's prefix at a time. Keys that do not parse are refused (nothing the capture wrote).
+    ``source``: only that source_tag's segments."""
     found: list[SegmentKey] = []
     day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     end = (until or datetime.now(UTC)).astimezone(UTC)
@@ -257,7 +287,7 @@ def list_segments(s3: Any, bucket: str, since: datetime, until: datetime | None 
                 parsed = SegmentKey.parse(item["Key"])
                 if parsed is None:
                     raise SegmentError(f"s3://{bucket}/{item['Key']}: not a key the capture writes")
-                if start_hour <= parsed.first_commit <= end:
+                if start_hour <= parsed.first_commit <= end and (source is None or parsed.source == source):
                     found.append(parsed)
         day += timedelta(days=1)
     return sorted(found, key=lambda k: (k.start_lsn, k.end_lsn))
@@ -316,6 +346,6 @@ def open_segment(s3: Any, bucket: str, key: str, verifier: KmsVerifier) -> Opene
     return OpenedSegment(header, body)
 
 
-__all__ = ["Base", "BodyWriter", "Header", "OpenedSegment", "SegmentError", "SegmentKey", "base_id_for",
+__all__ = ["Base", "BodyWriter", "Header", "OpenedSegment", "SegmentError", "SegmentKey", "base_id_for", "source_tag",
            "digest_file", "line", "list_bases", "list_segments", "lsn_text", "open_segment", "read_base",
            "segment_key", "write_base", "write_segment"]

@@ -344,8 +344,12 @@ def _restore_failures_counted(emit: metrics.Emit | None) -> Iterator[None]:
              env_required=False)
 @click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
 @click.option("--to", "to", metavar="YYYY-MM-DDTHH:MM:SSZ",
-              help="Point in time: the newest backup before it, then the change log up to the last transaction "
-                   "committed at or before this second (`db list` shows how far each backup reaches).")
+              help="Point in time (fractions of a second allowed): the newest backup whose snapshot serves it, then "
+                   "the change log up to the last transaction committed at or before it (`db list` shows how far "
+                   "each backup reaches).")
+@click.option("--dump-only", "dump_only", multiple=True, metavar="SCHEMA.TABLE",
+              help="With --to: restore this table as of the dump although the change log does not capture it "
+                   "(repeatable; without it such a restore is refused, naming the tables).")
 @click.option("--target-url", required=True, help="The database to restore into (Supabase or plain PostgreSQL).")
 @click.option("--force", is_flag=True, help="Replace the user schemas the target already holds: shows what is dropped "
                                             "(row counts), asks, and backs the target up first.")
@@ -369,15 +373,18 @@ def _restore_failures_counted(emit: metrics.Emit | None) -> Iterator[None]:
 @jobs_option
 @work_dir_option
 @backup_errors
-def restore(config, target, which, to, target_url, force, yes, dry_run, no_safety_backup, tables, scratch_url,
-            keep_hours, bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin, jobs, work_dir):
+def restore(config, target, which, to, dump_only, target_url, force, yes, dry_run, no_safety_backup, tables,
+            scratch_url, keep_hours, bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin,
+            jobs, work_dir):
+    if dump_only and to is None:
+        raise click.UsageError("--dump-only goes with --to")
     if to is not None:
         point = _point_in_time(to)
         if which != "latest" or tables or force or manifest_version:
             raise click.UsageError("--to picks the backup itself and restores into an empty database: drop --backup, "
                                    "--table, --force and --manifest-version")
         return _restore_to(config, target, point, target_url, dry_run, bucket, signing_key, report_bucket,
-                           publish_metrics, pg_bin, jobs, work_dir)
+                           publish_metrics, pg_bin, jobs, work_dir, tuple(dump_only))
     if tables and force:
         raise click.UsageError("--table copies tables beside the live ones and never overwrites: drop --force")
     if scratch_url and not tables:
@@ -471,7 +478,7 @@ def _point_in_time(text: str) -> datetime:
 
 def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: datetime, target_url: str, dry_run: bool,
                 bucket: str | None, signing_key: str | None, report_bucket: str | None, publish_metrics: bool,
-                pg_bin: Path | None, jobs: int | None, work_dir: Path | None) -> None:
+                pg_bin: Path | None, jobs: int | None, work_dir: Path | None, dump_only: tuple[str, ...] = ()) -> None:
     bucket = _backup_bucket(config, target, bucket)
     verifier = _verifier(config, target, signing_key)
     s3 = target.client("s3")
@@ -480,11 +487,11 @@ def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: date
         click.echo(f"  {message}")
 
     try:
-        if dry_run:
-            manifest = pitr.newest_dump_before(s3, bucket, point, verifier=verifier, tiers=_tiers(config))
-            the_plan = replay_lib.plan(s3, bucket, manifest, point, verifier)
-            click.echo(f"would restore backup {manifest.backup_id}, then replay {len(the_plan.segments)} change "
-                       f"segment(s) of base {the_plan.base.base_id} up to {point:%Y-%m-%dT%H:%M:%SZ}")
+        if dry_run:  # the very plan and checks the real run makes before its first write
+            the_plan = pitr.plan_to(s3, bucket, point, verifier=verifier, tiers=_tiers(config), dump_only=dump_only,
+                                    keep=False)
+            click.echo(f"would restore backup {the_plan.manifest.backup_id}, then replay {the_plan.verified} "
+                       f"verified change segment(s) of base {the_plan.base.base_id} up to {point.isoformat()}")
             click.echo("dry run: nothing was changed")
             return
         emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
@@ -495,7 +502,7 @@ def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: date
             with _restore_failures_counted(emit):
                 result, outcome = pitr.restore_to(s3, bucket, point, target_url, verifier=verifier,
                                                   tiers=_tiers(config), log=say, pg_bin=pg_bin, jobs=jobs,
-                                                  work_dir=work_dir)
+                                                  work_dir=work_dir, dump_only=dump_only)
             record.source.update(backup=result.backup_id, trust=result.trust)
             record.details.update(replayed_transactions=outcome.applied, last_commit=outcome.last_commit,
                                   rows={t: f for t, (_, f) in result.table_counts.items()}, erased_rows=result.erased)

@@ -42,6 +42,7 @@ RETAINED_WAL_BYTES = "RetainedWalBytes"
 CHANGE_SEGMENT_AGE_SECONDS = "ChangeSegmentAgeSeconds"
 CHANGE_SEGMENTS_WRITTEN = "ChangeSegmentsWritten"
 CHANGE_BASE_RESET = "ChangeBaseReset"
+CHANGE_COVERAGE_GAP = "ChangeCoverageGap"
 # Planning without listing (ADR 0022): the age of the invoice bucket's newest S3 Inventory report.
 INVENTORY_AGE_HOURS = "InventoryAgeHours"
 

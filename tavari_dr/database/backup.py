@@ -139,6 +139,25 @@ def _connect(conn: Connection, **kwargs: Any):
     return psycopg.connect(conn.url_without_password, password=conn.password, **kwargs)
 
 
+# Every session that reads or writes values as text for the change log (the capture's walsender, which
+# renders each value, and the replay that parses them back) fixes these, so no role's or operator's
+# defaults change a value on the way: a timestamptz in another TimeZone, a float cut short, bytea as escape.
+FIXED_SESSION = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "IntervalStyle": "postgres",
+                 "extra_float_digits": "3", "bytea_output": "hex"}
+FIXED_SESSION_OPTIONS = " ".join(f"-c {name}={value.replace(' ', '')}" for name, value in FIXED_SESSION.items())
+
+
+def source_identity(cur: Any) -> dict[str, Any]:
+    """Which database this is, beyond its URL: the cluster's system identifier and timeline (a rebuilt or
+    restored cluster has another; a promoted standby another timeline), the database's name and OID (a
+    database dropped and created again has another). The change log is resumed and replayed only within one."""
+    cur.execute("SELECT s.system_identifier::text, c.timeline_id, d.datname, d.oid::bigint "
+                "FROM pg_control_system() s, pg_control_checkpoint() c, pg_database d "
+                "WHERE d.datname = current_database()")
+    system, timeline, name, oid = cur.fetchone()
+    return {"system_identifier": system, "timeline": int(timeline), "database": name, "database_oid": int(oid)}
+
+
 # --------------------------------------------------------------------------- upload
 
 
@@ -333,9 +352,13 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
             tempfile.TemporaryDirectory(dir=work_dir, prefix="tavari-backup-") as work:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # pg_current_snapshot() here is the exported snapshot's: one REPEATABLE READ transaction, one snapshot.
+        # clock_timestamp() is the server's clock after this transaction's snapshot was taken (its first
+        # statement takes it): every transaction the snapshot sees committed before it, so the dump serves a
+        # point in time at or after it — never the job's clock, read before the snapshot and cut to the second.
         cur.execute("SELECT pg_export_snapshot(), current_database(), current_setting('server_version'), "
-                    "pg_current_snapshot()::text")
-        snapshot, database, server_version, xid_snapshot = cur.fetchone()
+                    "pg_current_snapshot()::text, clock_timestamp()")
+        snapshot, database, server_version, xid_snapshot, snapshot_at = cur.fetchone()
+        identity = source_identity(cur)
         cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1", (list(DATA_KEPT_SCHEMAS),))
         internal = [row[0] for row in cur.fetchall()]
         # A plain PostgreSQL source has no auth or storage, and pg_dump refuses a --schema that matches
@@ -393,7 +416,8 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         tables=tables, artifacts=dict(sorted(artifacts.items())),
         retain_until=retain_until.isoformat(timespec="seconds"), lock_mode=lock_mode, data_format="directory",
         data_compression=method, table_names=table_names, matviews=matviews, internal_schemas=internal,
-        xid_snapshot=xid_snapshot, wal_lsn_before=wal_lsn_before)
+        xid_snapshot=xid_snapshot, wal_lsn_before=wal_lsn_before,
+        snapshot_at=snapshot_at.astimezone(UTC).isoformat(timespec="microseconds"), source_identity=identity)
     payload = manifest.to_json().encode()
     s3sink.put_new(s3, bucket, f"{prefix}/{MANIFEST}", envelope(payload, signer.sign(payload), FORMAT),
                    error=BackupError, ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)

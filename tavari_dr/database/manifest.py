@@ -110,6 +110,11 @@ class Manifest:
     # does not see (tavari_dr.changes.replay, ADR 0020). None: a manifest from before.
     xid_snapshot: str | None = None
     wal_lsn_before: str | None = None
+    # The source server's clock read in that transaction after its snapshot was taken (microseconds): the
+    # earliest point in time this dump serves. And the source's identity (backup.source_identity): the change
+    # log it is replayed with must come from the same database. None: a manifest from before.
+    snapshot_at: str | None = None
+    source_identity: dict[str, Any] | None = None
 
     def table_pairs(self) -> dict[str, tuple[str, str]]:
         """Each table of ``tables`` as (schema, name)."""
