@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth deploy diff test lint bench bench-db clean postgres-binaries
+.PHONY: install run synth deploy diff test lint bench bench-db clean postgres-binaries oracle
 
 install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries
 
@@ -87,6 +87,14 @@ lint: install
 
 test: install lint
 	$(VENV)/bin/pytest -q
+
+# The restore oracles beyond CI's seeds (tests/oracle/): `make oracle SEEDS=500 [FIRST=1] [MAJOR=15]` prints
+# histories, restore points, exact, refused (with reasons) and silent-wrong; exits 1 on any silent-wrong restore.
+SEEDS ?= 20
+FIRST ?= 1
+MAJOR ?= 15
+oracle: install
+	$(PY) -m tests.oracle --seeds $(SEEDS) --first $(FIRST) --major $(MAJOR)
 
 bench: install
 	bash benches/synth.sh

@@ -32,8 +32,8 @@ RESET ROLE;
 _names = itertools.count()
 
 
-def cluster() -> LocalPostgres:
-    pg = LocalPostgres(superuser="supabase_admin", settings=LOGICAL)
+def cluster(major: int = 15) -> LocalPostgres:
+    pg = LocalPostgres(superuser="supabase_admin", settings=LOGICAL, major=major)
     pg.start()
     with psycopg.connect(pg.url(user="supabase_admin"), autocommit=True) as conn:
         conn.execute("CREATE ROLE postgres LOGIN REPLICATION CREATEDB NOSUPERUSER")

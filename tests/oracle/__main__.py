@@ -1,0 +1,53 @@
+"""`make oracle SEEDS=N [FIRST=1] [MAJOR=15] [PROBE=bucket|pitr|all]`: N seeded histories through the restore
+oracles, printed as figures: histories, restore points, exact, refused (with reasons) and silent-wrong (each with
+its seed and instant, to replay alone with FIRST=<seed> SEEDS=1). Exits 1 on any silent-wrong restore."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tests import changes_harness as h
+from tests.backups import Signing, backup_s3
+from tests.oracle import pitr as oracle
+
+
+@dataclass
+class Aws:
+    s3: Any
+    bucket: str
+    signing: Signing
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make oracle")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first", type=int, default=1)
+    parser.add_argument("--major", type=int, default=15)
+    parser.add_argument("--verbose", action="store_true", help="print each refusal and silent-wrong as it happens")
+    args = parser.parse_args()
+    primary, failover = h.cluster(args.major), h.cluster(args.major)
+    totals = oracle.Totals()
+    begun = time.monotonic()
+    try:
+        for seed in range(args.first, args.first + args.seeds):
+            with backup_s3(oracle.BUCKET) as s3:
+                outcome = oracle.History(seed, Aws(s3, oracle.BUCKET, Signing()), primary, failover,
+                                         log=print if args.verbose else lambda _m: None).run()
+            totals.add(outcome)
+            print(f"seed {seed}: {outcome.points} points, exact {outcome.exact}, refused "
+                  f"{sum(outcome.refused.values())}, silent-wrong {len(outcome.silent_wrong)}", flush=True)
+    finally:
+        primary.stop()
+        failover.stop()
+    print(f"PostgreSQL {args.major}, seeds {args.first}..{args.first + args.seeds - 1}, "
+          f"{time.monotonic() - begun:.0f} s")
+    print("\n".join(totals.lines()))
+    return 1 if totals.silent_wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
