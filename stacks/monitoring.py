@@ -116,6 +116,8 @@ class MonitoringStack(Stack):
         age = _metric(metrics.CHANGE_SEGMENT_AGE_SECONDS, CHANGES, "Maximum", age_period)
         resets = _metric(metrics.CHANGE_BASE_RESET, CHANGES, "Sum", five)
         written = _metric(metrics.CHANGE_SEGMENTS_WRITTEN, CHANGES, "Sum", five)
+        gaps = _metric(metrics.CHANGE_COVERAGE_GAP, CHANGES, "Sum", five)
+        fraction = _metric(metrics.RETAINED_WAL_FRACTION, CHANGES, "Maximum", five)
         running = capture.metric_running_tasks(five)
         not_breaching = cw.TreatMissingData.NOT_BREACHING
         alarms = [
@@ -153,6 +155,19 @@ class MonitoringStack(Stack):
                     runbook=Runbook("The continuous capture stopped on a fatal error (ECS restarts it).",
                                     "Read the db-stream log group for the error; fix the connection or the slot.",
                                     "change-capture-failed")),
+            m.alarm("ChangeCaptureCoverageGap", metric=gaps, threshold=1, comparison=GE,
+                    treat_missing_data=not_breaching,
+                    runbook=Runbook("The source holds a table (or large objects) the capture's base did not capture: "
+                                    "created after the base, or owned by a role the capture's is not a member of.",
+                                    "Read the db-stream log for the tables named; the capture published what it may "
+                                    "and started a new base with a fresh dump.", "change-capture-coverage-gap")),
+            m.alarm("ChangeCaptureSlotHeadroom", metric=fraction, threshold=0.5, comparison=GT,
+                    treat_missing_data=not_breaching,
+                    runbook=Runbook("The capture's slot holds more than half the WAL the server's own "
+                                    "max_slot_wal_keep_size allows: past it the server invalidates the slot.",
+                                    "Get the capture consuming again; at 80 % of the server's bound it drops the "
+                                    "slot itself and starts a new base with a fresh dump.",
+                                    "change-capture-slot-headroom")),
             m.alarm("ChangeCaptureNotRunning", metric=running, threshold=1, comparison=LT, evaluation_periods=2,
                     treat_missing_data=cw.TreatMissingData.BREACHING,
                     runbook=Runbook("The continuous capture's ECS service has had no running task for 10 minutes.",
@@ -161,7 +176,8 @@ class MonitoringStack(Stack):
         ]
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Capture lag and newest segment age (s)", left=[lag, age], width=6),
-            cw.GraphWidget(title="Capture: WAL retained on the source (bytes)", left=[wal], width=6),
+            cw.GraphWidget(title="Capture: WAL retained on the source (bytes; fraction of the server's bound)",
+                           left=[wal], right=[fraction], width=6),
             cw.GraphWidget(title="Capture: segments written / new bases", left=[written, resets], width=6),
             cw.GraphWidget(title="Capture: running tasks", left=[running], width=6))
         self.dashboard.add_widgets(cw.AlarmStatusWidget(title="Continuous capture", alarms=alarms, width=24))

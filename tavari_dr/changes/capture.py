@@ -155,6 +155,21 @@ def slot_state(cur: Any, slot: str) -> tuple[str | None, int | None, str | None]
     return (row[0], row[1], row[2]) if row else None
 
 
+def server_wal_limit(cur: Any) -> int | None:
+    """The server's own bound on a slot's retained WAL (max_slot_wal_keep_size, in bytes; None: unlimited).
+    Past it the server invalidates the slot at its next checkpoint (wal_status 'unreserved', then 'lost'),
+    whatever our configuration says: Supabase sets it (512 MB was seen on a PostgreSQL 17 project)."""
+    value = cur.execute("SELECT pg_size_bytes(current_setting('max_slot_wal_keep_size') || "
+                        "CASE WHEN current_setting('max_slot_wal_keep_size') ~ '^-?[0-9]+$' THEN 'MB' ELSE '' END)"
+                        ).fetchone()[0]
+    return None if value is None or value < 0 else int(value)
+
+
+# The capture drops its slot (a new base and a fresh dump, on its own terms) at this fraction of the server's
+# bound, and alarms at half of that: before the server invalidates the slot under it.
+SERVER_LIMIT_DROP_FRACTION = 0.8
+
+
 def publish_backed_up(cur: Any, publication: str) -> list[str]:
     """Add every backed-up table the role may alter to the publication (REPLICA IDENTITY FULL where it has no
     primary key); name those it may not. One line per thing done or found."""
@@ -394,15 +409,38 @@ class Capture:
             self._new_base_for_gap(cur, gap)
 
     # -- checks on the source
+    def _wal_limit(self, cur: Any) -> tuple[int, int | None]:
+        """(the bound past which this capture drops its slot, the server's own bound): the configured one, or a
+        fraction of the server's when that is lower (said once)."""
+        server = server_wal_limit(cur)
+        limit = self.settings.retained_wal_limit_bytes
+        if server is not None and limit > server * SERVER_LIMIT_DROP_FRACTION:
+            limit = int(server * SERVER_LIMIT_DROP_FRACTION)
+            if not self._said_limit:
+                self._said_limit = True
+                self.say(f"retained_wal_limit_bytes {self.settings.retained_wal_limit_bytes} is past the server's "
+                         f"max_slot_wal_keep_size ({server} bytes), where the server invalidates the slot itself: "
+                         f"dropping at {limit} instead ({SERVER_LIMIT_DROP_FRACTION:.0%} of the server's)")
+        return limit, server
+
+    _said_limit = False
+
     def _check_source(self, cur: Any) -> None:
-        """Retained WAL (published; past the limit the slot is dropped) and the tables' identity."""
+        """Retained WAL (published, also as a fraction of the server's bound; past the limit the slot is dropped)
+        and the slot's status: one the server marks unreserved is about to be lost, so it is replaced now."""
         state = slot_state(cur, self.settings.slot)
         if state is None or state[0] == "lost":
             raise _SlotGone("slot missing" if state is None else "slot lost")
-        self._publish({metrics.RETAINED_WAL_BYTES: float(state[1] or 0)})
-        if state[1] is not None and state[1] > self.settings.retained_wal_limit_bytes:
+        limit, server = self._wal_limit(cur)
+        retained = float(state[1] or 0)
+        self._publish({metrics.RETAINED_WAL_BYTES: retained,
+                       metrics.RETAINED_WAL_FRACTION: round(retained / server, 4) if server else 0.0})
+        if state[0] == "unreserved":
+            raise _SlotGone("the server marked the slot unreserved (past its max_slot_wal_keep_size): it loses the "
+                            "WAL at its next checkpoint")
+        if state[1] is not None and state[1] > limit:
             raise _SlotGone(f"the slot held {state[1]} bytes of WAL, past retained_wal_limit_bytes "
-                            f"({self.settings.retained_wal_limit_bytes}): dropped so the source's disk cannot fill")
+                            f"({limit}): dropped so the source's disk cannot fill")
 
     def _coverage_gap(self, cur: Any) -> tuple[str, list[str]] | None:
         """(the source's clock, then what it holds that the base does not capture beyond the base's own

@@ -43,6 +43,7 @@ CHANGE_SEGMENT_AGE_SECONDS = "ChangeSegmentAgeSeconds"
 CHANGE_SEGMENTS_WRITTEN = "ChangeSegmentsWritten"
 CHANGE_BASE_RESET = "ChangeBaseReset"
 CHANGE_COVERAGE_GAP = "ChangeCoverageGap"
+RETAINED_WAL_FRACTION = "RetainedWalFraction"
 # Planning without listing (ADR 0022): the age of the invoice bucket's newest S3 Inventory report.
 INVENTORY_AGE_HOURS = "InventoryAgeHours"
 
@@ -93,6 +94,12 @@ METRICS: dict[str, tuple[str, str]] = {
     CHANGE_SEGMENTS_WRITTEN: ("Count", "Change segments durably written; Source=changes."),
     CHANGE_BASE_RESET: ("Count", "1 each time the capture started a new base (slot lost or dropped past the bound, "
                                  "schema changed) and forced a fresh dump; Source=changes (alarmed)."),
+    CHANGE_COVERAGE_GAP: ("Count", "1 each time the capture found a table (or large objects) on the source that its "
+                                   "base does not capture; it publishes what it may and starts a new base; "
+                                   "Source=changes (alarmed)."),
+    RETAINED_WAL_FRACTION: ("None", "WAL the slot holds as a fraction of the server's max_slot_wal_keep_size (0 when "
+                                    "the server sets none); Source=changes (alarmed at half: the server invalidates "
+                                    "the slot at 1)."),
     INVENTORY_AGE_HOURS: ("None", "Hours since the creationTimestamp of the invoice bucket's newest S3 Inventory "
                                   "report (before the first, hours since the feed started less S3's 48 h first-"
                                   "delivery allowance), from each canary run (alarmed)."),
