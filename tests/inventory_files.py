@@ -106,9 +106,20 @@ class VersionStub(ListingStub):
     def _answer(self, request, **kwargs):
         if request.method != "HEAD":
             return super()._answer(request, **kwargs)
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
-        e = self.by_version.get(query.get("versionId", [""])[0])
+        url = urllib.parse.urlsplit(request.url)
+        query = urllib.parse.parse_qs(url.query)
         self.heads.append(request.url)
+        if "versionId" not in query:  # the key's current entry (a delete marker: 404 saying so)
+            key = urllib.parse.unquote(url.path.split("/", 2)[-1] if url.netloc.startswith("s3.") else url.path[1:])
+            of = [e for e in self.by_version.values() if e.key == key]
+            if not of:
+                return AWSResponse(request.url, 404, {}, _Raw(b""))
+            e = max(of, key=lambda x: int(x.version_id[1:]))
+            if e.delete:
+                return AWSResponse(request.url, 404, {"x-amz-delete-marker": "true", "x-amz-version-id": e.version_id},
+                                   _Raw(b""))
+        else:
+            e = self.by_version.get(query["versionId"][0])
         if e is None:
             return AWSResponse(request.url, 404, {}, _Raw(b""))
         headers = {"Last-Modified": format_datetime(e.when, usegmt=True), "x-amz-version-id": e.version_id}

@@ -193,3 +193,55 @@ def test_an_unreachable_target_is_one_line_naming_it(s3, damaged, signing):
         assert f"PostgreSQL at 127.0.0.1:{port}" in result.output and "Connection refused" in result.output
         assert "Traceback" not in result.output and "hunter2" not in result.output
         assert isinstance(result.exception, SystemExit)
+
+
+# --------------------------------------------------------------------------- large objects (issue 28)
+
+
+def large_objects(url):
+    """Every large object's OID and bytes: pg_largeobject is the database's, in no schema a DROP reaches."""
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT oid, lo_get(oid) FROM pg_largeobject_metadata ORDER BY oid").fetchall())
+
+
+def rows(url, tables):
+    """Every row of every table, sorted: compared row by row."""
+    with psycopg.connect(url) as conn:
+        return {t: sorted(map(str, conn.execute(f"SELECT t FROM {t} t").fetchall())) for t in tables}  # noqa: S608
+
+
+def test_force_over_large_objects_restores_them_and_the_printed_way_back_brings_the_target_back(
+        s3, source, signing):
+    """Before: the schemas were dropped, then pg_restore failed on pg_largeobject (duplicate OID) and the
+    target was left without its tables (exit 1); the printed way back failed the same way."""
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.attachments (id int PRIMARY KEY, blob oid NOT NULL)")
+        conn.execute("INSERT INTO public.attachments SELECT g, lo_from_bytea(0, convert_to('pdf ' || g, 'UTF8')) "
+                     "FROM generate_series(1, 3) g")
+    nightly = d.run_backup(s3, BUCKET, source, signer=signing.signer, reason="nightly", now=TUESDAY)
+    at_backup = large_objects(source)
+    with psycopg.connect(source, autocommit=True) as conn:  # after the backup: rows and large objects change
+        conn.execute("DELETE FROM public.messages WHERE id % 3 = 0")
+        conn.execute("SELECT lo_put(blob, 0, '\\x585858') FROM public.attachments WHERE id = 1")
+        conn.execute("INSERT INTO public.attachments VALUES (4, lo_from_bytea(0, 'written after the backup'))")
+    tables = [*nightly.tables, "public.attachments"]
+    overwritten, overwritten_objects = rows(source, tables), large_objects(source)
+    assert len(overwritten_objects) == 4 and overwritten_objects != at_backup
+    with freeze_time(TUESDAY.replace(hour=9), tick=True):
+        code, out = cli(*restore_args(source, signing), "--force", "--yes")
+    assert code == 0, out
+    assert "4 large object(s)" in out  # shown among what is dropped
+    assert large_objects(source) == at_backup
+    with psycopg.connect(source) as conn:
+        assert conn.execute("SELECT count(*) FROM public.businesses").fetchone()[0] == nightly.tables[
+            "public.businesses"] > 0
+    # The way back, exactly as printed.
+    (line,) = [x for x in out.splitlines() if "the way back: tavari-dr db restore" in x]
+    printed = line.split("tavari-dr ", 1)[1].split()
+    assert printed[:2] == ["db", "restore"] and "--force" in printed
+    args = [a if a != "<target-url>" else source for a in printed[1:]]
+    code, out = cli(*args, "--bucket", BUCKET, "--signing-key", signing.arn, "--report-bucket", "reports", "--yes",
+                    "--no-safety-backup")
+    assert code == 0, out
+    assert rows(source, tables) == overwritten
+    assert large_objects(source) == overwritten_objects

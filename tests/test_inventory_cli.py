@@ -8,7 +8,7 @@ import hashlib
 import json
 import tempfile
 import urllib.parse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -54,12 +54,14 @@ def s3(monkeypatch):
         yield client
 
 
-def deliver(s3, *, inventory_after: int, history: list[r.Version], folder: str = "2026-11-01T12-00Z"):
-    """An inventory report of the first ``inventory_after`` entries (oldest first) and a feed of all of them."""
+def deliver(s3, *, inventory_after: int, history: list[r.Version], folder: str = "2026-11-01T12-00Z",
+            unlisted=(), unrecorded=(), extra=()):
+    """An inventory report of the first ``inventory_after`` entries (oldest first) and a feed of all of them
+    (but the versions ``unlisted`` / ``unrecorded``), plus ``extra`` feed records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    listed = history[:inventory_after]
+    listed = [v for v in history[:inventory_after] if v.version_id not in unlisted]
     latest = {v.key: v.version_id for v in listed}
     rows = [{"bucket": "invoices", "key": v.key, "version_id": v.version_id, "is_latest": latest[v.key] == v.version_id,
              "is_delete_marker": v.delete_marker, "size": v.size, "last_modified_date": v.last_modified,
@@ -83,9 +85,10 @@ def deliver(s3, *, inventory_after: int, history: list[r.Version], folder: str =
                 "bucket": "invoices", "key": urllib.parse.quote_plus(v.key, safe="/"), "version_id": v.version_id,
                 "sequencer": f"{i + 1:016X}",
                 "kind": "delete_marker" if v.delete_marker else "put", "size": None if v.delete_marker else v.size,
-                "etag": None if v.delete_marker else (v.etag or "").strip('"')} for i, v in enumerate(history)]
+                "etag": None if v.delete_marker else (v.etag or "").strip('"')} for i, v in enumerate(history)
+               if v.version_id not in unrecorded]
     s3.put_object(Bucket=OPS, Key="feed/dt=2026-11-01/tavari-feed-1-2026-11-01-12-00-00-x.gz",
-                  Body=ip.gzip_lines([*records, canary_record(bucket="invoices")]))
+                  Body=ip.gzip_lines([*records, *extra, canary_record(bucket="invoices")]))
 
 
 def oldest_first(s3):
@@ -170,3 +173,96 @@ def test_an_inventory_plan_goes_to_a_batch_operations_manifest_with_version_ids(
     rows = batch.manifest_csv(plan.bucket, copies, with_version=True).decode().splitlines()
     assert sorted(rows) == sorted(f"invoices,{urllib.parse.quote(a.key, safe='/')},{a.version_id}" for a in copies)
     assert any(row.startswith("invoices,a%20b%2Bc.pdf,") for row in rows)
+
+
+# --------------------------------------------------------------------------- inputs that lie (issue 28)
+
+
+def current_of(s3, key):
+    return s3.head_object(Bucket="invoices", Key=key)["VersionId"]
+
+
+def attacked(s3):
+    """keep.pdf, then a.pdf twice before T; after T the attacker rewrites a.pdf."""
+    h = History(s3, "invoices")
+    h.put("keep.pdf", b"k")
+    h.put("a.pdf", b"at first")
+    h.put("a.pdf", b"the version at T")
+    to = h.time_after(2)
+    h.put("a.pdf", b"the attacker's")
+    entries = oldest_first(s3)
+    return h, to, entries, current_of(s3, "a.pdf")
+
+
+def refused(s3, tmp_path, to, key, attackers):
+    """The apply refuses with exit 1 naming ``key`` and writes nothing to it."""
+    code, out = run("--to", to.isoformat(), "--from-inventory", "--apply", "--state-dir", str(tmp_path / "s"),
+                    "--report-bucket", "reports")
+    answer, _ = json.JSONDecoder().raw_decode(out)  # then the one line saying why it failed
+    assert code == 1, out
+    assert [c["key"] for c in answer["contradicted"]] == [key], answer
+    assert all(a["key"] != key for a in answer.get("ambiguous", []))
+    assert current_of(s3, key) == attackers  # left alone: not a delete marker, not an older version
+    return answer
+
+
+def test_a_version_at_t_missing_from_the_inventory_and_feed_is_not_planned_away(s3, tmp_path):
+    """Before: the key looked absent at T, so the plan wrote a delete marker over it (exit 0)."""
+    _, to, entries, attackers = attacked(s3)
+    at_t = entries[2].version_id
+    deliver(s3, inventory_after=4, history=entries, unlisted={entries[1].version_id, at_t},
+            unrecorded={entries[1].version_id, at_t})
+    answer = refused(s3, tmp_path, to, "a.pdf", attackers)
+    assert f"S3 lists version {at_t} as current at T" in answer["contradicted"][0]["reason"]
+
+
+def test_a_forged_put_of_a_version_that_never_existed_is_reported(s3, tmp_path):
+    """Before: the forged version was "current since T", so the attacker's version was left in place (exit 0)."""
+    _, to, entries, attackers = attacked(s3)
+    forged = {"event_id": "forged", "event_time": (to - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "bucket": "invoices", "key": "a.pdf", "version_id": "forgedVersionNeverWritten",
+              "sequencer": "FFFFFFFFFFFFFFFF", "kind": "put", "size": 14, "etag": "0" * 32}
+    deliver(s3, inventory_after=3, history=entries, extra=[forged])
+    answer = refused(s3, tmp_path, to, "a.pdf", attackers)
+    assert f"S3's current entry is {attackers}" in answer["contradicted"][0]["reason"]
+
+
+def test_a_forged_permanent_delete_of_the_version_at_t_does_not_restore_an_older_one(s3, tmp_path):
+    """Before: the version at T was taken as gone, so the first version was copied back (exit 0)."""
+    _, to, entries, attackers = attacked(s3)
+    at_t = entries[2].version_id
+    forged = {"event_id": "forged", "event_time": (to + timedelta(minutes=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "bucket": "invoices", "key": "a.pdf", "version_id": at_t, "sequencer": "FFFFFFFFFFFFFFFF",
+              "kind": "permanent_delete", "size": None, "etag": None}
+    deliver(s3, inventory_after=4, history=entries, extra=[forged])
+    answer = refused(s3, tmp_path, to, "a.pdf", attackers)
+    assert f"S3 lists version {at_t} as current at T" in answer["contradicted"][0]["reason"]
+
+
+def test_the_check_after_the_apply_reads_s3_for_each_written_key(s3, tmp_path):
+    """A write after this run's own (outside the feed the plan was made from) is caught by reading each
+    written key back from S3; planning again from the same inventory and feed (the old check) agrees
+    with the plan instead."""
+    _, to = history(s3)
+    deliver(s3, inventory_after=6, history=oldest_first(s3))
+    snapshot = ip.newest_snapshot(s3, OPS, PREFIX, "invoices")
+    with tempfile.TemporaryDirectory() as work:
+        engine = ip.local_engine(s3, OPS, snapshot, ip.feed_files(s3, OPS, "feed/"), Path(work))
+
+        def replan(written):
+            return ip.plan_from_inventory(s3, engine, "invoices", to, now=NOW, feed_first_day=BASE_DAY,
+                                          written=written)[0]
+
+        plan = replan(None)
+        assert {a.key for a in plan.actions} == {"a b+c.pdf", "gone.pdf", "new.pdf"}
+
+        def late_writer(result):  # after the key's own checks, before the end of the run
+            if result.key == "a b+c.pdf" and result.status == "done":
+                s3.put_object(Bucket="invoices", Key=result.key, Body=b"late writer")
+
+        summary = r.apply_plan(s3, plan, journal=r.Journal(tmp_path / "j"), concurrency=1, on_result=late_writer,
+                               verify_written=True)
+        changed = [x for x in summary.results if x.status == "changed"]
+        assert [x.key for x in changed] == ["a b+c.pdf"] and "S3's current entry is" in changed[0].detail
+        written = {x.key: x.version_id for x in summary.results if x.status == "done"}
+        assert replan(written).actions == []  # the inputs cannot see the late write

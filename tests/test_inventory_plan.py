@@ -173,10 +173,18 @@ def test_a_permanent_delete_removes_the_version():
             "etag": None}
     when = BASE + timedelta(seconds=5)
     assert actions(inventory_plan(m, when, taken_after=3)) == {"a.pdf": ("copy", m.events[1].version_id)}
-    # v2 (the version at T) no longer exists, whether the inventory still lists it or not: v1 is copied back.
+    # v2 (the version at T) no longer exists, whether the inventory still lists it or not: v1 is copied back
+    # once S3's listing of the key confirms it.
+    truth = VersionStub(Model(events=[m.events[0], m.events[2]]), [])
+    for taken_after in (1, 3):
+        plan = inventory_plan(m, when, taken_after=taken_after, extra=[gone], stub=truth)
+        assert actions(plan) == {"a.pdf": ("copy", m.events[0].version_id)}, taken_after
+        assert plan.contradicted == []
+    # A forged record: S3 still has v2. The key is reported and left alone, never rolled back to v1.
     for taken_after in (1, 3):
         plan = inventory_plan(m, when, taken_after=taken_after, extra=[gone])
-        assert actions(plan) == {"a.pdf": ("copy", m.events[0].version_id)}, taken_after
+        assert actions(plan) == {} and [c["key"] for c in plan.contradicted] == ["a.pdf"], taken_after
+        assert f"S3 lists version {m.events[1].version_id} as current at T" in plan.contradicted[0]["reason"]
 
 
 def test_a_feed_only_version_near_t_is_asked_for_its_last_modified():

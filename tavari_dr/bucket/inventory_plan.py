@@ -49,11 +49,16 @@ from botocore.exceptions import ClientError
 
 from tavari_dr.bucket.restore import (
     CANARY_PREFIX,
+    DELETE_MARKER,
     Plan,
     PlanError,
     Version,
     _require_versioned,
     decide,
+    head_current,
+    history_by_key,
+    list_versions,
+    state_at,
 )
 
 SEQUENCER_WIDTH = 256  # right-padded to this width before comparing (longer ones are refused, not cut)
@@ -252,7 +257,10 @@ entries AS (
     coalesce(i.multipart, strpos(coalesce(f.f_etag, ''), '-') > 0) AS multipart,
     coalesce(i.lm, h.lm, f.event_time) AS lm,
     i.key IS NOT NULL AS listed,
-    (i.key IS NOT NULL AND f.seq IS NULL AND i.lm > {sql_time(w.gap_after)}) AS missing_record
+    (i.key IS NOT NULL AND f.seq IS NULL AND i.lm > {sql_time(w.gap_after)}) AS missing_record,
+    -- a feed record of a version the inventory lists, saying something else of it
+    coalesce(i.key IS NOT NULL AND f.seq IS NOT NULL AND (i.marker <> f.f_marker
+             OR (NOT i.marker AND (i.size <> f.f_size OR i.etag <> f.f_etag))), false) AS contradicts
   FROM inv i
   FULL OUTER JOIN feed f ON f.key = i.key AND f.version_id = i.version_id
   LEFT JOIN heads h ON h.key = f.key AND h.version_id = f.version_id
@@ -283,12 +291,22 @@ keyed AS (
     max(CASE WHEN is_latest THEN lm END) AS latest_lm,
     bool_or(is_latest AND marker) AS latest_marker,
     bool_or(missing_record) AS missing_record,
+    bool_or(contradicts) AS contradicts,
+    -- the plan cannot leave such a key alone on the inputs' word: S3 is asked (_decide_row)
+    bool_or(NOT listed OR lm > {to}) AS unverified,
     min(lm) AS oldest
   FROM entries GROUP BY key
 ),
+gone_t AS (
+  -- the newest permanently deleted version at or before T: were its record forged, the entry at T would be it
+  SELECT f.key, max(coalesce(i.lm, f.event_time)) AS gone_lm
+  FROM feed f LEFT JOIN inv i ON i.key = f.key AND i.version_id = f.version_id
+  WHERE f.gone AND coalesce(i.lm, f.event_time) <= {to}
+  GROUP BY f.key
+),
 decided AS (
   -- the newest entry at T and now: by sequencer (rules 1, 2), else is_latest, else the newest second (rule 3)
-  SELECT k.key, k.oldest, k.missing_record,
+  SELECT k.key, k.oldest, k.missing_record, k.contradicts, k.unverified,
     coalesce(k.seq_now, k.latest_id, u.id_now) AS now_id,
     CASE WHEN k.seq_now IS NOT NULL THEN k.seq_now_marker WHEN k.latest_id IS NOT NULL THEN k.latest_marker
          ELSE u.marker_now END AS now_marker,
@@ -302,10 +320,10 @@ decided AS (
   FROM keyed k LEFT JOIN unordered u ON u.key = k.key
 ),
 classified AS (
-  SELECT key, oldest, missing_record, t_unknown, now_unknown, t_id, now_id,
-    CASE WHEN missing_record OR t_unknown OR now_unknown THEN 'decide'
+  SELECT key, oldest, missing_record, contradicts, t_unknown, now_unknown, t_id, now_id,
+    CASE WHEN missing_record OR contradicts OR t_unknown OR now_unknown THEN 'decide'
          WHEN (t_id IS NULL OR t_marker) AND now_marker THEN 'absent'
-         WHEN t_id = now_id AND NOT t_marker THEN 'unchanged'
+         WHEN t_id = now_id AND NOT t_marker AND NOT unverified THEN 'unchanged'
          ELSE 'decide' END AS status
   FROM decided
 ),
@@ -322,10 +340,12 @@ picked AS (
 -- only the keys to decide (about the changed share) are joined back for their entries' attributes
 SELECT p.*, t.marker AS t_marker, t.size AS t_size, t.etag AS t_etag, t.storage_class AS t_class,
   t.lm AS t_lm, t.listed AS t_listed,
-  n.marker AS now_marker, n.size AS now_size, n.etag AS now_etag, n.storage_class AS now_class, n.lm AS now_lm
+  n.marker AS now_marker, n.size AS now_size, n.etag AS now_etag, n.storage_class AS now_class, n.lm AS now_lm,
+  (g.gone_lm IS NOT NULL AND (t.lm IS NULL OR g.gone_lm >= t.lm)) AS gone_near_t
 FROM picked p
 LEFT JOIN entries t ON t.key = p.key AND t.version_id = p.t_id
-LEFT JOIN entries n ON n.key = p.key AND n.version_id = p.now_id"""
+LEFT JOIN entries n ON n.key = p.key AND n.version_id = p.now_id
+LEFT JOIN gone_t g ON g.key = p.key"""
 
 
 def feed_facts_sql(feed: str, bucket: str) -> str:
@@ -660,17 +680,99 @@ def plan_from_inventory(client: Any, engine: Engine, bucket: str, to: datetime, 
 
 
 def _decide_row(client: Any, plan: Plan, row: dict[str, Any], to: datetime, written: dict[str, str] | None) -> None:
+    """One decided key: its entries at T and now from the query, checked against S3 where the plan
+    would rest on them (see check_with_s3), then restore.decide."""
+    key = row["key"]
+    if row["contradicts"]:
+        plan.contradicted.append({"key": key, "reason": "a change-feed record of a version the inventory lists "
+                                  "gives it another size, ETag or kind"})
+        return
     at_t, current = _entry(row, "t", to), _entry(row, "now", to)
-    if written and row["key"] in written and current is not None:
+    if written and key in written and current is not None:
         # This run's own write (the check after an apply): the feed may not have its record yet.
         gone = at_t is None or at_t.delete_marker
-        current = dataclasses.replace(current, version_id=written[row["key"]], delete_marker=gone, uncertain="")
-    if at_t is not None and not row["t_listed"] and not at_t.delete_marker and (
-            current is None or current.version_id != at_t.version_id):
-        # Written after the inventory: the feed does not say its storage class (a PUT may set GLACIER).
-        head = client.head_object(Bucket=plan.bucket, Key=at_t.key, VersionId=at_t.version_id)
-        at_t = dataclasses.replace(at_t, storage_class=head.get("StorageClass", "STANDARD"))
-    decide(client, plan, row["key"], at_t, current, written=written)
+        current = dataclasses.replace(current, version_id=written[key], delete_marker=gone, uncertain="")
+    if not (at_t and at_t.uncertain) and not (current and current.uncertain):
+        try:
+            at_t, why = check_with_s3(client, plan.bucket, key, at_t, current, to)
+        except ClientError as err:
+            why = f"S3 could not be asked ({err.response.get('Error', {}).get('Code', err)})"
+        if why:
+            plan.contradicted.append({"key": key, "reason": why})
+            return
+    before = len(plan.actions)
+    decide(client, plan, key, at_t, current, written=written)
+    new = plan.actions[before:]
+    if not new or written is not None:
+        return
+    # An action that writes from what the inputs say was at T: where they may have missed (or been told to
+    # drop) an entry at T, the key's own listing says what S3 had then.
+    if new[0].action == DELETE_MARKER or row["gone_near_t"]:
+        why = _listing_disagrees(client, plan.bucket, key, at_t, to)
+        if why:
+            del plan.actions[before:]
+            plan.contradicted.append({"key": key, "reason": why})
+
+
+def _etag(text: str | None) -> str:
+    return (text or "").strip('"')
+
+
+def check_with_s3(client: Any, bucket: str, key: str, at_t: Version | None, current: Version | None,
+                  to: datetime) -> tuple[Version | None, str]:
+    """The entry at T as S3 has it, or why S3 contradicts the inputs (""; at most one HEAD):
+    - a version the plan would copy (or take the tags of): HeadObject with its VersionId must find it,
+      a version (not a delete marker) of the same size and ETag, last modified at or before T; its
+      storage class comes from the answer (the feed does not carry one);
+    - the version the plan leaves in place as current since T: HeadObject of the key must answer that
+      version, at or before T, of the same size and ETag."""
+    if at_t is None or at_t.delete_marker:
+        return at_t, ""
+    same = current is not None and current.version_id == at_t.version_id and not current.delete_marker
+    what = "the version current since T" if same else "the version to copy"
+    if same:
+        now, marker, head = head_current(client, bucket, key)
+        if now != at_t.version_id or marker:
+            return at_t, (f"S3's current entry is {now or 'none'}{' (a delete marker)' if marker else ''}, not "
+                          f"{at_t.version_id}, which the inventory and change feed make current since T")
+    else:
+        try:
+            head = client.head_object(Bucket=bucket, Key=key, VersionId=at_t.version_id)
+        except ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (400, 404, 405):
+                kind = "is a delete marker" if status == 405 else "does not exist"
+                return at_t, f"{what} {at_t.version_id} {kind} in S3"
+            raise
+    if head.get("ContentLength") != at_t.size or (at_t.etag and _etag(head.get("ETag")) != _etag(at_t.etag)):
+        return at_t, (f"{what} {at_t.version_id} is {head.get('ContentLength')} bytes, ETag {_etag(head.get('ETag'))} "
+                      f"in S3; the inventory and change feed say {at_t.size} bytes, ETag {_etag(at_t.etag)}")
+    modified = head.get("LastModified")
+    if modified is not None and modified.replace(microsecond=0) > to:
+        return at_t, f"{what} {at_t.version_id} was last modified at {modified.isoformat()} in S3, after T"
+    return dataclasses.replace(at_t, storage_class=head.get("StorageClass", "STANDARD")), ""
+
+
+def _listing_disagrees(client: Any, bucket: str, key: str, at_t: Version | None, to: datetime) -> str:
+    """The key's own ListObjectVersions (Prefix=key: usually one request) against the plan's entry at T;
+    "" when they agree."""
+    entries = []
+    for v in list_versions(client, bucket, key):
+        if v.key == key:
+            entries.append(v)
+        elif entries:
+            break  # keys are listed in order: the key's entries are one run
+    truth = state_at(history_by_key(entries).get(key, []), to)
+    if truth is not None and truth.uncertain:
+        return f"S3's listing of the key cannot confirm its entry at T ({truth.uncertain})"
+    live = truth is not None and not truth.delete_marker
+    planned = at_t is not None and not at_t.delete_marker
+    if live and (not planned or truth.version_id != at_t.version_id):  # type: ignore[union-attr]
+        return (f"S3 lists version {truth.version_id} as current at T; the inventory and change feed "
+                + ("have no version then" if not planned else f"make it {at_t.version_id}"))  # type: ignore[union-attr]
+    if not live and planned:
+        return f"S3 lists no version current at T; the inventory and change feed make it {at_t.version_id}"  # type: ignore[union-attr]
+    return ""
 
 
 def _entry(row: dict[str, Any], side: str, to: datetime) -> Version | None:

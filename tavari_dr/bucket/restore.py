@@ -126,6 +126,8 @@ class Plan:
     tags: bool = True                                  # False: tag differences are reported, not restored
     ambiguous: list[dict[str, str]] = field(default_factory=list)  # {"key", "reason"}: left alone
     tags_not_restored: list[str] = field(default_factory=list)      # keys whose tags differ (tags=False)
+    # {"key", "reason"}: what the planner read (inventory, change feed) and S3 disagree on; left alone
+    contradicted: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def destination(self) -> str:
@@ -141,6 +143,8 @@ class Plan:
         out["absent at T and now"] = {"keys": self.absent, "bytes": 0}
         if self.ambiguous:
             out["ambiguous (left alone)"] = {"keys": len(self.ambiguous), "bytes": 0}
+        if self.contradicted:
+            out["contradicted (left alone)"] = {"keys": len(self.contradicted), "bytes": 0}
         if self.tags_not_restored:
             out["tags differ (--no-tags)"] = {"keys": len(self.tags_not_restored), "bytes": 0}
         return out
@@ -564,12 +568,15 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
                concurrency: int = 8, multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
                on_result: Callable[[Result], None] | None = None, verify: bool = True,
                versioning_interval: float = VERSIONING_RECHECK_SECONDS,
-               replan: Callable[[dict[str, str]], Plan] | None = None) -> ApplySummary:
+               replan: Callable[[dict[str, str]], Plan] | None = None,
+               verify_written: bool = False) -> ApplySummary:
     """Write the plan's actions. Raises NotVersioned before writing anything if either bucket's
     versioning is not Enabled. Each key's current version is checked just before and after its
     write; a key that is not as the plan saw it is ``changed`` (not written). With ``verify``, the
     scope is planned once more after the last write (by ``replan``, given what this run wrote; default:
-    the listing planner): any key not at its state at T is ``changed``.
+    the listing planner): any key not at its state at T is ``changed``. With ``verify_written`` instead,
+    each key this run wrote is read back from S3 (one HEAD a key): a plan made from inputs that could
+    be wrong (the inventory planner's) is not checked against those same inputs.
     Throttling (503 SlowDown) and 5xx answers are retried per call by the client's botocore retry
     policy (tavari_dr.core.aws.RETRIES: standard mode, 10 attempts for S3); an action whose calls
     still fail is reported failed, and the same command run again resumes from the journal."""
@@ -643,7 +650,8 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
             for future in as_completed([pool.submit(run, a) for a in plan.actions]):
                 record(future.result())
         if verify:
-            for result in _verify_after(client, plan, results, replan):
+            check = _verify_written if verify_written else _verify_after
+            for result in check(client, plan, results, replan):
                 record(result)
     finally:
         if report:
@@ -669,6 +677,43 @@ def _verify_after(client: Any, plan: Plan, results: list[Result],
            for a in again.actions if a.key not in reported]
     out += [Result(a["key"], "verify", "changed", f"changed during restore: now ambiguous ({a['reason']})")
             for a in again.ambiguous if a["key"] not in reported and a["key"] not in seen_ambiguous]
+    return out
+
+
+def head_current(client: Any, bucket: str, key: str) -> tuple[str | None, bool, dict[str, Any]]:
+    """(VersionId, is a delete marker, HeadObject's answer) of the key's current entry, from S3;
+    (None, False, {}) when the key has no entry."""
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        return head.get("VersionId") or "null", False, head
+    except ClientError as err:
+        headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if headers.get("x-amz-delete-marker") == "true":
+            return headers.get("x-amz-version-id") or "null", True, {}
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None, False, {}
+        raise
+
+
+def _verify_written(client: Any, plan: Plan, results: list[Result],
+                    _replan: Callable[[dict[str, str]], Plan] | None = None) -> list[Result]:
+    """Each key this run wrote, read back from S3 after the last write: its current entry must be the
+    one written (a copy of the planned size, or a delete marker)."""
+    planned = {a.key: a for a in plan.actions}
+    out = []
+    for r in results:
+        if r.status != "done" or not r.version_id or r.key not in planned:
+            continue
+        action = planned[r.key]
+        now, marker, head = head_current(client, plan.destination, r.key)
+        expected_marker = action.action == DELETE_MARKER
+        wrong = (now != r.version_id or marker != expected_marker
+                 or (action.action == COPY and head.get("ContentLength") != action.size))
+        if wrong:
+            out.append(Result(r.key, "verify", "changed",
+                              f"changed during restore (after the last write): S3's current entry is "
+                              f"{now or 'none'}{' (a delete marker)' if marker else ''}, this restore wrote "
+                              f"{r.version_id}; {REPLAN_HINT}"))
     return out
 
 

@@ -70,7 +70,7 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             state_dir, batch_operations, confirm, no_tags, from_inventory, engine, memory_limit, report_bucket,
             output_format):
     client = target.client("s3")
-    replan = None
+    verify_written = False
     if from_inventory and (plan_in or target_bucket):
         raise click.UsageError("--from-inventory plans an in-place restore: not with --plan-in or --target-bucket")
     if from_inventory:
@@ -83,10 +83,9 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             source = Deployed(config, target).resource(bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
                                                        what="bucket", option="--bucket")
 
-            def replan(written):  # the check after the apply: the same inputs, fetched again
-                return _plan_from_inventory(config, target, source, to, prefix, not no_tags, engine, memory_limit,
-                                            written=written)[0]
-
+            # The check after the apply reads S3 for each written key: planning again from the same inventory
+            # and feed would agree with them, right or wrong.
+            verify_written = True
             plan, feed = _plan_from_inventory(config, target, source, to, prefix, not no_tags, engine, memory_limit)
         except restore_lib.PlanError as err:
             raise click.UsageError(str(err)) from None
@@ -129,6 +128,8 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
         say(f"plan written to {plan_out}")
     for entry in plan.ambiguous:
         say(f"  ambiguous {entry['key']}: {entry['reason']}; left alone")
+    for entry in plan.contradicted:
+        say(f"  contradicted {entry['key']}: {entry['reason']}; left alone")
     for key in plan.tags_not_restored:
         say(f"  tags differ {key}: its tags are not those of the version at T (not restored: --no-tags)")
     if not plan.target_bucket and plan.unchanged:
@@ -136,6 +137,7 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             "tags, so a tag change made on that version after T cannot be seen or restored")
     outcome["ambiguous"] = plan.ambiguous
     outcome["tags_not_restored"] = plan.tags_not_restored
+    outcome["contradicted"] = plan.contradicted
     try:
         if not apply:
             say("dry run: nothing written (pass --apply)")
@@ -167,7 +169,7 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
                                                                if jobs["confirmation_required"] else "")
                 else:
                     result = _apply(client, plan, state_dir, concurrency, say, progress_bar=not as_json,
-                                    replan=replan)
+                                    verify_written=verify_written)
                     outcome.update(applied=True, result=result)
                     record.details["counts"] = result["counts"]
                     _refuse_ambiguous(plan)
@@ -178,6 +180,11 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
 
 
 def _refuse_ambiguous(plan: restore_lib.Plan) -> None:
+    if plan.contradicted:
+        keys = ", ".join(c["key"] for c in plan.contradicted[:10]) + (" ..." if len(plan.contradicted) > 10 else "")
+        raise Failed(f"{len(plan.contradicted)} key(s) where the inventory or change feed contradicts S3 ({keys}): "
+                     "left alone (see above); check the feed for forged or missing records, then restore them by "
+                     "hand or plan from the listing (without --from-inventory)")
     if plan.ambiguous:
         raise Failed(f"{len(plan.ambiguous)} key(s) ambiguous: the listing cannot say which entry was current, so "
                      "they were left alone (see above); restore them by hand from their versions")
@@ -185,7 +192,7 @@ def _refuse_ambiguous(plan: restore_lib.Plan) -> None:
 
 def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: int,
            say: Callable[[str], None], *, progress_bar: bool = True,
-           replan: Callable[[dict[str, str]], restore_lib.Plan] | None = None) -> dict[str, Any]:
+           verify_written: bool = False) -> dict[str, Any]:
     state_dir.mkdir(parents=True, exist_ok=True)
     stem = state_dir / plan.fingerprint()
     observability.correlate(job="bucket_restore", restore_id=plan.fingerprint())  # the journal's name too
@@ -202,7 +209,8 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
         try:
             summary = restore_lib.apply_plan(client, plan, journal=journal,
                                              report_path=stem.with_suffix(".report.jsonl"),
-                                             concurrency=concurrency, on_result=progress, replan=replan)
+                                             concurrency=concurrency, on_result=progress,
+                                             verify_written=verify_written)
         except restore_lib.NotVersioned as err:
             raise Failed(f"refused before writing anything: {err}") from None
     seconds = time.monotonic() - started

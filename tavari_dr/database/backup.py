@@ -730,14 +730,17 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         if kind == "plain" and supabase_source:
             _run_restore([tool("pg_restore"), *base, "--schema-only", str(paths["internal_schema.dump"])], target)
             log("auth and storage schemas restored (plain target)")
-        if force:
-            _clear_for_restore(target, manifest, existing)
-            log("--force: user schemas dropped and recreated, auth/storage rows truncated")
-        result.timings["roles"] = round(time.monotonic() - begun, 3)  # and, on a plain target, the platform
+        # Everything the restore needs to know is read before --force drops anything: the archive's
+        # list, and whether rows may load with triggers off.
+        steps = restore_steps(manifest, Path(work), jobs, tool("pg_restore"))
         # Rows load with triggers off where the role may (session_replication_role = replica, as
         # Supabase's own restore guide loads its data): no trigger rewrites or duplicates them.
         replica = _may_set_replica_role(target)
-        for step in restore_steps(manifest, Path(work), jobs, tool("pg_restore")):
+        if force:
+            _clear_for_restore(target, manifest, existing)
+            log("--force: user schemas dropped and recreated, auth/storage rows truncated, large objects unlinked")
+        result.timings["roles"] = round(time.monotonic() - begun, 3)  # and, on a plain target, the platform
+        for step in steps:
             begun = time.monotonic()
             _run_restore(step.command(tool("pg_restore"), base), target,
                          options=REPLICA_ROLE if replica and step.section == "data" else None)
@@ -869,25 +872,37 @@ def force_clears(manifest: Manifest, there: set[str]) -> tuple[list[str], list[s
 
 
 def _clear_for_restore(target: Connection, manifest: Manifest, existing: list[str]) -> None:
-    """--force: drop the user schemas (the dump recreates them whole) and empty the platform's
-    tables the dump refills. Not pg_restore --clean: that would also drop shared extensions
-    other schemas depend on."""
+    """--force: drop the user schemas (the dump recreates them whole), empty the platform's tables
+    the dump refills and unlink every large object (pg_largeobject is the database's, in no schema:
+    the dump recreates its own under the same OIDs, which a large object left behind would collide
+    with). One transaction: a step that fails (a large object this role does not own) drops nothing.
+    Not pg_restore --clean: that would also drop shared extensions other schemas depend on."""
+    import psycopg
     from psycopg import sql
 
     del existing  # quoted names: the target's schemas are read again below, as the catalog names them
     pairs = manifest.table_pairs()
-    with _connect(target, autocommit=True) as conn, conn.cursor() as cur:
-        user, kept_tables = force_clears(manifest, target_user_schemas(cur))
-        kept = [pairs[table] for table in kept_tables]
-        for schema in sorted(user):
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            if schema != "public":  # pg_dump never creates public; every other schema is in the dump
-                continue
-            conn.execute("CREATE SCHEMA public")
-        present = [sql.Identifier(*pair) for pair in kept if conn.execute(
-            "SELECT to_regclass(%s)", (sql.Identifier(*pair).as_string(conn),)).fetchone()[0]]
-        if present:
-            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(present)))
+    try:
+        with _connect(target) as conn, conn.transaction(), conn.cursor() as cur:
+            _clear(conn, cur, sql, manifest, pairs)
+    except psycopg.Error as err:
+        raise BackupError(f"--force could not clear the target, so nothing was dropped: "
+                          f"{str(err).strip().splitlines()[0]}") from None
+
+
+def _clear(conn: Any, cur: Any, sql: Any, manifest: Manifest, pairs: dict[str, tuple[str, str]]) -> None:
+    user, kept_tables = force_clears(manifest, target_user_schemas(cur))
+    kept = [pairs[table] for table in kept_tables]
+    for schema in sorted(user):
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        if schema != "public":  # pg_dump never creates public; every other schema is in the dump
+            continue
+        conn.execute("CREATE SCHEMA public")
+    present = [sql.Identifier(*pair) for pair in kept if conn.execute(
+        "SELECT to_regclass(%s)", (sql.Identifier(*pair).as_string(conn),)).fetchone()[0]]
+    if present:
+        conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(present)))
+    conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
 
 
 REPLICA_ROLE = "-c session_replication_role=replica"

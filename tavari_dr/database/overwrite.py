@@ -34,11 +34,14 @@ class OverwritePlan:
     target: str  # the URL without its password
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)
+    # The target's large objects: the database's own (pg_largeobject), in no schema a DROP reaches; the
+    # overwrite unlinks every one, since the backup brings its own under the same OIDs.
+    large_objects: int = 0
     refused: str | None = None  # why the restore would stop (a non-empty target without --force)
 
     @property
     def destructive(self) -> bool:
-        return bool(self.dropped) or any(self.truncated.values())
+        return bool(self.dropped) or any(self.truncated.values()) or bool(self.large_objects)
 
     @property
     def rows(self) -> int:
@@ -57,11 +60,14 @@ class OverwritePlan:
         for table, rows in self.truncated.items():
             if rows:
                 out.append(f"  TRUNCATE {table} ({rows} rows; refilled from the backup)")
+        if self.large_objects:
+            out.append(f"  lo_unlink {self.large_objects} large object(s) (the backup's are restored)")
         return out
 
     def document(self) -> dict[str, Any]:
         return {"backup": self.backup_id, "target": self.target, "dropped": self.dropped,
-                "truncated": self.truncated, "rows": self.rows, "refused": self.refused}
+                "truncated": self.truncated, "rows": self.rows, "large_objects": self.large_objects,
+                "refused": self.refused}
 
 
 def read_plan(target_url: str, manifest: Manifest, existing: list[str], *, force: bool = True) -> OverwritePlan:
@@ -94,6 +100,9 @@ def read_plan(target_url: str, manifest: Manifest, existing: list[str], *, force
                 continue
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table)))  # quote_ident'ed manifest name
             plan.truncated[table] = cur.fetchone()[0]
+        if force:
+            cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+            plan.large_objects = cur.fetchone()[0]
     return plan
 
 
@@ -168,8 +177,9 @@ def restore_over(s3: Any, bucket: str, which: str, target_url: str, *, verifier:
             log(f"taking a pre-restore backup of {plan.target} into s3://{safety.bucket}/ ...")
             outcome.safety = safety.take(target_url)
             log(f"pre-restore backup {outcome.safety.backup_id} ({len(outcome.safety.tables)} tables, "
-                f"{sum(outcome.safety.tables.values())} rows; read it back with --backup "
-                f"{outcome.safety.backup_id})")
+                f"{sum(outcome.safety.tables.values())} rows, large objects included)")
+            log(f"the way back: tavari-dr db restore --backup {outcome.safety.backup_id} --target-url {plan.target} "
+                "--force")
 
     with database_step(target_url, "restoring into the target"):
         outcome.result = db.restore(s3, bucket, which, target_url, verifier=verifier, manifest_version=manifest_version,
