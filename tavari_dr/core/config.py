@@ -58,6 +58,7 @@ _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
 # One placeholder, whole path segments, a trailing "/": invoices/{business_id}/ is never the start of
 # another business's keys (a bare "{business_id}" prefix could be, were IDs ever of unequal length).
+DEFAULT_INVOICE_KEY_PREFIX = "invoices/{business_id}/"  # the application's layout: invoices/<business>/<n>.pdf
 _INVOICE_PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9!_.*'()-]+/)*\{(?:business_id|user_id)\}/(?:[A-Za-z0-9!_.*'()-]+/)*$")
 _ORIGIN_RE = re.compile(r"^https://[a-z0-9.-]+(:\d+)?$")
 _ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
@@ -501,7 +502,7 @@ class DataExportConfig:
     allowed_origins: tuple[str, ...] = rule("strings", (), regex=_ORIGIN_RE, plural="origins",
                                             what="an https origin without a path, such as https://app.tavari.example "
                                                  "(never *)")
-    invoice_key_prefix: str = rule("pattern", "invoices/{business_id}/", regex=_INVOICE_PREFIX_RE, optional=False,
+    invoice_key_prefix: str = rule("pattern", DEFAULT_INVOICE_KEY_PREFIX, regex=_INVOICE_PREFIX_RE, optional=False,
                                    what='a key prefix naming {business_id} or {user_id} once and ending in "/", '
                                         'such as invoices/{business_id}/')
 
