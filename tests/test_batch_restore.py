@@ -154,7 +154,7 @@ def test_cli_batch_operations_path(s3, monkeypatch):
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName="Tavari-Dev-DatabaseBackups", TemplateBody=json.dumps({
             "Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},
-            "Outputs": {"ReportsBucketName": {"Value": "reports"}}}))
+            "Outputs": {"ReportsBucketName": {"Value": "reports"}, "BackupBucketName": {"Value": "reports"}}}))
     result = CliRunner().invoke(main, ["bucket", "restore", "--env", "dev", "--to", "2026-11-01T12:00:00Z",
                                        "--apply", "--batch-operations"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -167,8 +167,9 @@ def test_cli_batch_operations_path(s3, monkeypatch):
     assert [a.key for a in plan.actions] == ["a.pdf"]
     assert kwargs["role_arn"].endswith(":role/batch") and kwargs["manifest_bucket"] == "manifests"
     assert kwargs["confirm"] is False and kwargs["account_id"] == ACCOUNT
-    result = CliRunner().invoke(main, ["bucket", "restore", "--bucket", "invoices", "--region", REGION, "--to",
-                                       "2026-11-01T12:00:00Z", "--apply", "--batch-operations"])
+    result = CliRunner().invoke(main, ["bucket", "restore", "--bucket", "invoices", "--backup-bucket", "reports",
+                                       "--region", REGION, "--to", "2026-11-01T12:00:00Z", "--apply",
+                                       "--batch-operations"])
     assert result.exit_code == 2 and "needs --env" in result.output
 
 

@@ -107,6 +107,7 @@ def s3():
         client = aws.client("s3", region=REGION)
         make_bucket(client, "invoices")
         client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
+        client.create_bucket(Bucket="backups", CreateBucketConfiguration={"LocationConstraint": REGION})  # the ledger
         yield client
 
 
@@ -379,7 +380,9 @@ def test_unversioned_target_is_refused(s3):
 
 
 def run_cli(*args):
-    result = CliRunner().invoke(main, ["bucket", "restore", *args], catch_exceptions=False)
+    # Every restore reads the erasure ledger (here: an empty one); without --env the CLI is told where.
+    ledger = [] if "--env" in args else ["--backup-bucket", "backups"]
+    result = CliRunner().invoke(main, ["bucket", "restore", *ledger, *args], catch_exceptions=False)
     return result.exit_code, result.output
 
 
@@ -442,8 +445,14 @@ def test_cli_finds_the_invoice_bucket_through_the_stack_output(s3, tmp_path, mon
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName="Tavari-Dev-InvoiceStorage", TemplateBody=json.dumps(template))
     code, out = run_cli("--env", "dev", "--to", datetime.now(UTC).isoformat())
+    assert code == 1 and "Tavari-Dev-DatabaseBackups" in out  # no erasure ledger found: no restore
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="Tavari-Dev-DatabaseBackups", TemplateBody=json.dumps({
+            "Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"BackupBucketName": {"Value": "backups"}}}))
+    code, out = run_cli("--env", "dev", "--to", datetime.now(UTC).isoformat())
     assert code == 0, out
-    assert "restore s3://invoices/" in out
+    assert "restore s3://invoices/" in out and "erasure ledger s3://backups/erasure/" in out
 
 
 def test_cli_exit_1_when_a_key_fails(s3, tmp_path, monkeypatch):
@@ -709,7 +718,8 @@ def test_cli_json_logs_carry_the_job_and_the_restore_id(s3, tmp_path, monkeypatc
     _, to = changed_history(s3, n=2)
     logs = JsonLogs()
     monkeypatch.setattr(observability._JSON_HANDLER, "stream", logs.buffer)
-    result = CliRunner().invoke(main, ["--log-format", "json", "bucket", "restore", "--bucket", "invoices",
+    result = CliRunner().invoke(main, ["--log-format", "json", "bucket", "restore", "--backup-bucket", "backups",
+                                       "--bucket", "invoices",
                                        "--region", REGION, "--to", to.isoformat(), "--apply",
                                        "--state-dir", str(tmp_path / "s"), "--report-bucket", "reports"],
                            catch_exceptions=False)

@@ -65,7 +65,7 @@ def value_for(param: click.Parameter, tmp_path: Path) -> list[str]:
 
 
 # What a command needs beyond its required options to get as far as a connection, one list per run.
-VARIANTS = {("bucket", "restore"): [["--to", "2026-11-30T12:00:00Z"]],
+VARIANTS = {("bucket", "restore"): [["--to", "2026-11-30T12:00:00Z", "--backup-bucket", "x"]],
             ("db", "backup"): [["--reason", "nightly"]],
             ("db", "verify"): [["--quick"], ["--scratch-url", DATABASE_URL]],
             ("breach", "scope"): [["--since", "2026-11-30T12:00:00Z"]],

@@ -231,6 +231,10 @@ def test_app_py_reports_config_errors_without_a_traceback(tmp_path):
     ({"datasets": [{"name": "m", "table": "public.m", "owner": "user", "column": "c", "extra": 1}]},
      r"data_export.datasets\[0\].extra: unknown key"),
     ({"allowed_origins": ["*"]}, r'data_export.allowed_origins\[0\]: "\*" is not allowed; use an https origin'),
+    ({"invoice_key_prefix": "invoices/"},
+     r'data_export.invoice_key_prefix: "invoices/" is not allowed; use a key prefix naming \{business_id\}'),
+    ({"invoice_key_prefix": "invoices/{business_id}"}, r'invoice_key_prefix: .* ending in "/"'),
+    ({"invoice_key_prefix": "invoices/{tenant}/"}, r"data_export.invoice_key_prefix: .* is not allowed"),
     ({"allowed_origins": ["https://app.tavari.example/path"]}, r"allowed_origins\[0\].*without a path"),
     ({"allowed_origins": "https://app.tavari.example"}, r"allowed_origins: .* use a list of origins"),
 ])

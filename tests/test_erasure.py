@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tavari_dr.cli import main
 from tavari_dr.core import accountmap, metrics
 from tavari_dr.core import guardrails as g
+from tavari_dr.core.config import DEFAULT_DATASETS
 from tavari_dr.database import backup as d
 from tavari_dr.database import erasure
 from tests.backups import backup_s3
@@ -40,7 +41,7 @@ def account_rows(url: str, account: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
         businesses = accountmap.business_ids(conn, [account])
         counts = {}
-        for dataset in accountmap.deletion_order(accountmap.DEFAULT_DATASETS):
+        for dataset in accountmap.deletion_order(DEFAULT_DATASETS):
             where, value = accountmap.owner_filter(dataset, [account], businesses)
             counts[dataset.table] = conn.execute(
                 psycopg.sql.SQL("SELECT count(*) FROM {} WHERE {}").format(accountmap.ident(dataset.table), where),
@@ -54,8 +55,9 @@ def account_rows(url: str, account: str) -> dict[str, int]:
 def erase(url: str, s3, account: str, when: datetime = ERASED) -> dict[str, int]:
     """What the app does on an erasure request: delete the rows, record the erasure."""
     with psycopg.connect(url) as conn:
-        removed = erasure.apply_erasures(conn, [erasure.LedgerEntry(account, when)])
-    erasure.record(s3, BUCKET, account, erased_at=when)
+        businesses = [str(b) for b in accountmap.business_ids(conn, [account])]
+        removed = erasure.apply_erasures(conn, [erasure.LedgerEntry(account, when)], datasets=DEFAULT_DATASETS)
+    erasure.record(s3, BUCKET, account, business_ids=businesses, erased_at=when)
     return removed
 
 
@@ -64,8 +66,9 @@ def erase(url: str, s3, account: str, when: datetime = ERASED) -> dict[str, int]
 
 def test_a_second_record_of_the_same_account_is_a_new_object_and_nothing_is_overwritten(s3):
     account = "6f1c1a52-8d5e-4f3c-9a0b-3c2d1e0f9a8b"
-    first = erasure.record(s3, BUCKET, account, erased_at=ERASED)
-    second = erasure.record(s3, BUCKET, account.upper(), erased_at=ERASED)  # same account, same instant
+    first = erasure.record(s3, BUCKET, account, business_ids=[], erased_at=ERASED)
+    # the same account, the same instant
+    second = erasure.record(s3, BUCKET, account.upper(), business_ids=[], erased_at=ERASED)
     assert first.key != second.key and first.key.startswith(f"erasure/{account}/20261124T070000.000000Z-")
     for entry in (first, second):
         versions = s3.list_object_versions(Bucket=BUCKET, Prefix=entry.key)["Versions"]
@@ -86,11 +89,12 @@ def test_an_entry_holds_the_account_uuid_and_the_time_only_and_is_locked_past_ev
     with psycopg.connect(source) as conn:
         email, meta = conn.execute("SELECT email, raw_user_meta_data::text FROM auth.users WHERE id = %s",
                                    (account,)).fetchone()
-        business = conn.execute("SELECT name FROM public.businesses WHERE owner_id = %s", (account,)).fetchone()[0]
-    entry = erasure.record(s3, BUCKET, account, erased_at=ERASED)
+        business, business_id = conn.execute("SELECT name, id::text FROM public.businesses WHERE owner_id = %s",
+                                             (account,)).fetchone()
+    entry = erasure.record(s3, BUCKET, account, business_ids=[business_id], erased_at=ERASED)
     body = s3.get_object(Bucket=BUCKET, Key=entry.key)["Body"].read()
     assert json.loads(body) == {"format": erasure.FORMAT, "account_id": account,
-                                "erased_at": "2026-11-24T07:00:00.000000+00:00"}
+                                "erased_at": "2026-11-24T07:00:00.000000+00:00", "business_ids": [business_id]}
     for personal in (email, business, *json.loads(meta).values()):
         assert str(personal).encode() not in body and str(personal) not in entry.key
     head = s3.head_object(Bucket=BUCKET, Key=entry.key, VersionId=entry.version_id)
@@ -104,7 +108,7 @@ def test_an_entry_holds_the_account_uuid_and_the_time_only_and_is_locked_past_ev
      {"format": erasure.FORMAT, "account_id": "6f1c1a52-8d5e-4f3c-9a0b-3c2d1e0f9a8b",
       "erased_at": "2026-11-24T07:00:00+00:00", "email": "a@example.com"}, "nothing else"),
     ("erasure/6f1c1a52-8d5e-4f3c-9a0b-3c2d1e0f9a8b/20261124T070000.000000Z-0123456789ab.json",
-     {"format": erasure.FORMAT, "account_id": "00000000-0000-0000-0000-000000000001",
+     {"format": erasure.FORMAT_V1, "account_id": "00000000-0000-0000-0000-000000000001",
       "erased_at": "2026-11-24T07:00:00+00:00"}, "its key another"),
     ("erasure/notes.txt", {}, "not a ledger entry"),
 ])
@@ -135,7 +139,8 @@ def test_erase_after_the_backup_then_restore_it_and_the_account_stays_gone(s3, s
                                                       manifest.tables["public.messages"] - before["public.messages"])
     assert any("1 erased account(s) re-applied" in line for line in logged)
     with psycopg.connect(target) as conn:  # idempotent: a second application finds nothing
-        assert sum(erasure.apply_erasures(conn, erasure.read_ledger(s3, BUCKET)).values()) == 0
+        assert sum(erasure.apply_erasures(conn, erasure.read_ledger(s3, BUCKET), datasets=DEFAULT_DATASETS
+                                          ).values()) == 0
 
 
 def test_the_cli_restore_and_the_full_verify_report_the_rows_removed_and_a_broken_ledger_alarms(
@@ -197,7 +202,9 @@ def test_erasure_cli_records_audited_lists_and_applies_by_hand(s3, source, monke
     code, out = run("record", "--account", "not-a-uuid", "--report-bucket", "reports")
     assert code == 2 and "not an account UUID" in out and "Traceback" not in out
     code, out = run("record", "--account", account, "--report-bucket", "reports")
-    assert code == 0 and f"recorded the erasure of {account}" in out
+    assert code == 2 and "name the account's businesses" in out  # its invoice keys name them
+    code, out = run("record", "--account", account, "--database-url", source, "--report-bucket", "reports")
+    assert code == 0 and f"recorded the erasure of {account} (1 business(es))" in out
     (audit_key,) = [o["Key"] for o in s3.list_objects_v2(Bucket="reports", Prefix="audit/erasure_record/")["Contents"]]
     audit = json.loads(s3.get_object(Bucket="reports", Key=audit_key)["Body"].read())
     assert audit["outcome"] == "recorded" and audit["target"] == {"account": account}

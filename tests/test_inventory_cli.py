@@ -30,6 +30,7 @@ pytestmark = pytest.mark.moto
 
 REGION = "eu-west-1"
 OPS = "restore-ops"
+BACKUPS = "tavari-db-backups"
 PREFIX = "inventory/invoices/all-versions/"
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 BASE_DAY = datetime(2026, 11, 1, tzinfo=UTC)
@@ -51,6 +52,13 @@ def s3(monkeypatch):
                     "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
         boto3.client("cloudformation", region_name=REGION).create_stack(
             StackName="Tavari-Dev-InvoiceStorage", TemplateBody=json.dumps(template))
+        # The backup bucket, where the erasure ledger is (every bucket restore reads it).
+        client.create_bucket(Bucket=BACKUPS, CreateBucketConfiguration={"LocationConstraint": REGION},
+                             ObjectLockEnabledForBucket=True)
+        boto3.client("cloudformation", region_name=REGION).create_stack(
+            StackName="Tavari-Dev-DatabaseBackups", TemplateBody=json.dumps({
+                "Resources": {"Anchor": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"BackupBucketName": {"Value": BACKUPS}, "ReportsBucketName": {"Value": "reports"}}}))
         yield client
 
 

@@ -38,7 +38,7 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -617,11 +617,12 @@ class FeedState:
 
 def plan_from_inventory(client: Any, engine: Engine, bucket: str, to: datetime, *, prefix: str = "",
                         now: datetime | None = None, tags: bool = True, feed_first_day: datetime | None = None,
-                        feed_retention_days: int = 400,
-                        written: dict[str, str] | None = None) -> tuple[Plan, FeedState]:
+                        feed_retention_days: int = 400, written: dict[str, str] | None = None,
+                        erased_prefixes: Iterable[str] = ()) -> tuple[Plan, FeedState]:
     """The plan the listing planner would make for an in-place restore, from the engine's inventory and
     feed. ``client``: S3, for versioning, the few HEADs (LastModified of versions written near T, storage
-    class of feed-only versions to copy) and the content comparison restore.decide makes."""
+    class of feed-only versions to copy) and the content comparison restore.decide makes. ``erased_prefixes``:
+    the erased accounts' keys, which restore.decide never brings back."""
     now = now or datetime.now(UTC)
     if to > now:
         raise PlanError(f"--to {to.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})")
@@ -652,7 +653,8 @@ def plan_from_inventory(client: Any, engine: Engine, bucket: str, to: datetime, 
             needed, pool.map(lambda kv: head_last_modified(client, bucket, *kv), needed), strict=True))
     window = dataclasses.replace(window, heads=heads)
 
-    plan = Plan(bucket=bucket, to=to.isoformat(), prefix=prefix, created=now.isoformat(timespec="seconds"), tags=tags)
+    plan = Plan(bucket=bucket, to=to.isoformat(), prefix=prefix, created=now.isoformat(timespec="seconds"), tags=tags,
+                erased_prefixes=sorted(set(erased_prefixes)))
     seen, oldest = False, None
     for inventory, feed in parts:  # one key range at a time: only its decided rows are held
         rows = list(engine.rows(plan_sql(inventory, feed, window)))

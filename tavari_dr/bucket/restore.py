@@ -22,6 +22,11 @@ it back. A document that does not interleave (emulators such as moto list every 
 every marker) is merged by time where the times differ; where they do not, the key is reported
 ambiguous and left alone, never guessed. IsLatest is not trusted (moto gets it wrong across pages).
 
+Erased accounts stay erased: the caller passes the key prefixes of every account in the erasure
+ledger (tavari_dr.database.erasure.invoice_prefixes, read by the CLI), and no plan copies, restores
+from Glacier or re-tags a key under them; such keys are counted in ``Plan.erased`` and the report.
+A delete marker (the key absent at T) is still written: it hides, never brings back.
+
 Tags are part of the state: a key whose content is the version at T's but whose tags differ gets
 that version's tags back (or is reported, with tags=False). S3 keeps no history of one version's
 tags, so a tag change on the very version that was current at T cannot be seen.
@@ -128,6 +133,8 @@ class Plan:
     tags_not_restored: list[str] = field(default_factory=list)      # keys whose tags differ (tags=False)
     # {"key", "reason"}: what the planner read (inventory, change feed) and S3 disagree on; left alone
     contradicted: list[dict[str, str]] = field(default_factory=list)
+    erased_prefixes: list[str] = field(default_factory=list)  # erased accounts' key prefixes (the ledger)
+    erased: list[str] = field(default_factory=list)            # keys left out: an erased account's
 
     @property
     def destination(self) -> str:
@@ -147,7 +154,22 @@ class Plan:
             out["contradicted (left alone)"] = {"keys": len(self.contradicted), "bytes": 0}
         if self.tags_not_restored:
             out["tags differ (--no-tags)"] = {"keys": len(self.tags_not_restored), "bytes": 0}
+        if self.erased:
+            out["erased (left out)"] = {"keys": len(self.erased), "bytes": 0}
         return out
+
+    def leave_out_erased(self, prefixes: Iterable[str]) -> None:
+        """Drop every action that would bring back a key under ``prefixes`` (a plan saved before an
+        erasure, read with --plan-in); delete markers stay. The keys go to ``erased``."""
+        self.erased_prefixes = sorted(set(self.erased_prefixes) | set(prefixes))
+        kept = []
+        for action in self.actions:
+            if action.action != DELETE_MARKER and erased_key(self, action.key):
+                if action.key not in self.erased:
+                    self.erased.append(action.key)
+            else:
+                kept.append(action)
+        self.actions = kept
 
     def to_json(self) -> str:
         return json.dumps({**{k: v for k, v in asdict(self).items() if k != "actions"},
@@ -360,9 +382,11 @@ def _tags(client: Any, bucket: str, v: Version) -> list[dict[str, str]]:
 
 
 def plan_restore(client: Any, bucket: str, to: datetime, *, prefix: str = "", target_bucket: str | None = None,
-                 now: datetime | None = None, tags: bool = True, written: dict[str, str] | None = None) -> Plan:
+                 now: datetime | None = None, tags: bool = True, written: dict[str, str] | None = None,
+                 erased_prefixes: Iterable[str] = ()) -> Plan:
     """The actions that bring the destination to the state at ``to``. ``written``: key -> version or
-    marker this run wrote (the check after an apply): such a key is taken as restored without a HEAD."""
+    marker this run wrote (the check after an apply): such a key is taken as restored without a HEAD.
+    ``erased_prefixes``: the erased accounts' keys, never brought back (counted in ``Plan.erased``)."""
     now = now or datetime.now(UTC)
     if to > now:
         raise PlanError(f"--to {to.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})")
@@ -380,12 +404,17 @@ def plan_restore(client: Any, bucket: str, to: datetime, *, prefix: str = "", ta
                         f"({oldest.isoformat()}); nothing existed then")
     target = history_by_key(list_versions(client, target_bucket, prefix)) if target_bucket else source
     plan = Plan(bucket=bucket, to=to.isoformat(), prefix=prefix, target_bucket=target_bucket,
-                created=now.isoformat(timespec="seconds"), keys_in_scope=len(set(source) | set(target)), tags=tags)
+                created=now.isoformat(timespec="seconds"), keys_in_scope=len(set(source) | set(target)), tags=tags,
+                erased_prefixes=sorted(set(erased_prefixes)))
     written = written or {}
     for key in sorted(set(source) | set(target)):
         decide(client, plan, key, state_at(source.get(key, []), to), (target.get(key) or [None])[0],
                written=written)
     return plan
+
+
+def erased_key(plan: Plan, key: str) -> bool:
+    return any(key.startswith(p) for p in plan.erased_prefixes)
 
 
 def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Version | None, *,
@@ -412,6 +441,9 @@ def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Ver
         return
     if current_live and current.version_id == at_t.version_id and not target_bucket:
         plan.unchanged += 1  # the very version: its tags are its tags (S3 keeps no history of them)
+        return
+    if erased_key(plan, key):
+        plan.erased.append(key)  # an erased account's object: whatever T held, it is not brought back
         return
     if current_live and same_content(client, bucket, at_t, plan.destination, current):
         if _tags(client, bucket, at_t) == _tags(client, plan.destination, current):
@@ -670,7 +702,7 @@ def _verify_after(client: Any, plan: Plan, results: list[Result],
     written = {r.key: r.version_id for r in results if r.status == "done" and r.version_id}
     again = replan(written) if replan else plan_restore(
         client, plan.bucket, datetime.fromisoformat(plan.to), prefix=plan.prefix, target_bucket=plan.target_bucket,
-        tags=plan.tags, written=written)
+        tags=plan.tags, written=written, erased_prefixes=plan.erased_prefixes)
     seen_ambiguous = {a["key"] for a in plan.ambiguous}
     out = [Result(a.key, "verify", "changed", f"changed during restore (after the last write): "
                   f"{a.action} needed again ({a.reason}); {REPLAN_HINT}")

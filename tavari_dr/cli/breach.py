@@ -82,7 +82,7 @@ def scope(config, target, since, aware_at, database_url, scratch_url, out, force
         s3, backups, since, live, verifier=_verifier(config, target, signing_key),
         tiers=config.database_backups.tiers, scratch_url=scratch_url, log=say,
         compare=lambda scratch: diff_lib.compare(scratch, live, datasets), pg_bin=pg_bin, jobs=jobs,
-        work_dir=work_dir)
+        work_dir=work_dir, datasets=datasets)
     invoices = deployed.resource(invoice_bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
                                  what="invoice bucket", option="--invoice-bucket")
     sources = [logs.read_access_logs(s3, invoices, since)]

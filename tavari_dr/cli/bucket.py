@@ -27,7 +27,8 @@ from tavari_dr.cli.common import (
 from tavari_dr.core import observability, outputs
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
-from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.core.config import DEFAULT_INVOICE_KEY_PREFIX, EnvironmentConfig
+from tavari_dr.database import erasure
 
 log = logging.getLogger("tavari.bucket")
 LARGE_PLAN = 100_000  # actions beyond which one machine's copies take hours (README: "Millions of changed keys")
@@ -54,6 +55,8 @@ def group() -> None:
 @click.option("--batch-operations", is_flag=True,
               help="Create S3 Batch Operations jobs instead of copying from this machine (needs --env).")
 @click.option("--confirm", is_flag=True, help="With --batch-operations: start the jobs without a confirmation step.")
+@click.option("--backup-bucket", help="Where the erasure ledger is (default with --env: the environment's backup "
+                                     "bucket); an erased account's objects are never brought back.")
 @click.option("--no-tags", is_flag=True,
               help="Leave object tags as they are; keys whose tags differ from the version at --to are reported.")
 @click.option("--from-inventory", is_flag=True,
@@ -67,10 +70,11 @@ def group() -> None:
 @report_bucket_option
 @format_option
 def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, plan_in, apply, concurrency,
-            state_dir, batch_operations, confirm, no_tags, from_inventory, engine, memory_limit, report_bucket,
-            output_format):
+            state_dir, batch_operations, confirm, no_tags, backup_bucket, from_inventory, engine, memory_limit,
+            report_bucket, output_format):
     client = target.client("s3")
     verify_written = False
+    ledger, erased_prefixes = _erased_prefixes(config, target, backup_bucket)
     if from_inventory and (plan_in or target_bucket):
         raise click.UsageError("--from-inventory plans an in-place restore: not with --plan-in or --target-bucket")
     if from_inventory:
@@ -86,7 +90,8 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             # The check after the apply reads S3 for each written key: planning again from the same inventory
             # and feed would agree with them, right or wrong.
             verify_written = True
-            plan, feed = _plan_from_inventory(config, target, source, to, prefix, not no_tags, engine, memory_limit)
+            plan, feed = _plan_from_inventory(config, target, source, to, prefix, not no_tags, engine, memory_limit,
+                                              erased_prefixes=erased_prefixes)
         except restore_lib.PlanError as err:
             raise click.UsageError(str(err)) from None
     elif plan_in:
@@ -94,6 +99,7 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             plan = restore_lib.Plan.from_json(plan_in.read_text())
         except restore_lib.PlanError as err:
             raise click.UsageError(f"--plan-in {plan_in}: {err}") from None
+        plan.leave_out_erased(erased_prefixes)  # the ledger now, not as it was when the plan was saved
     else:
         if not to_text:
             raise click.UsageError("--to is required (or --plan-in a saved plan)")
@@ -102,7 +108,7 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             source = Deployed(config, target).resource(bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
                                                        what="bucket", option="--bucket")
             plan = restore_lib.plan_restore(client, source, to, prefix=prefix, target_bucket=target_bucket,
-                                            tags=not no_tags)
+                                            tags=not no_tags, erased_prefixes=erased_prefixes)
         except restore_lib.PlanError as err:
             raise click.UsageError(str(err)) from None
     as_json = output_format == "json"
@@ -126,6 +132,10 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
     if plan_out:
         plan_out.write_text(plan.to_json())
         say(f"plan written to {plan_out}")
+    outcome["erased"] = {"ledger": ledger, "prefixes": len(erased_prefixes), "left_out": len(plan.erased),
+                         "keys": plan.erased}
+    say(f"erasure ledger {ledger}: {len(erased_prefixes)} erased key prefix(es); {len(plan.erased)} key(s) of erased "
+        "accounts left out (never brought back)")
     for entry in plan.ambiguous:
         say(f"  ambiguous {entry['key']}: {entry['reason']}; left alone")
     for entry in plan.contradicted:
@@ -177,6 +187,24 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
     finally:
         if as_json:
             echo_json(outcome)
+
+
+def _erased_prefixes(config: EnvironmentConfig | None, target: AwsTarget, backup_bucket: str | None
+                     ) -> tuple[str, list[str]]:
+    """The erasure ledger's location and every erased account's invoice key prefixes (the account map's
+    data_export.invoice_key_prefix). No ledger, no restore: without it an erased account's PDFs could
+    come back, so a bucket restore names it (--env or --backup-bucket) or refuses."""
+    if backup_bucket is None and config is None:
+        raise click.UsageError("name the backup bucket that holds the erasure ledger: --env ENV or --backup-bucket "
+                               "NAME (an erased account's objects must not come back)")
+    bucket = Deployed(config, target).resource(backup_bucket, outputs.DATABASE_BACKUPS, outputs.BACKUP_BUCKET_NAME,
+                                               what="backup bucket (the erasure ledger)", option="--backup-bucket")
+    template = config.data_export.invoice_key_prefix if config else DEFAULT_INVOICE_KEY_PREFIX
+    try:
+        prefixes = erasure.invoice_prefixes(erasure.read_ledger(target.client("s3"), bucket), template)
+    except erasure.ErasureError as err:
+        raise Failed(f"refused before writing anything: {err}") from None
+    return f"s3://{bucket}/{erasure.PREFIX}", prefixes
 
 
 def _refuse_ambiguous(plan: restore_lib.Plan) -> None:
@@ -236,7 +264,8 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
 
 
 def _plan_from_inventory(config: EnvironmentConfig, target: AwsTarget, source: str, to, prefix: str, tags: bool,
-                         engine: str, memory_limit: str, *, written: dict[str, str] | None = None
+                         engine: str, memory_limit: str, *, written: dict[str, str] | None = None,
+                         erased_prefixes: list[str]
                          ) -> tuple[restore_lib.Plan, dict[str, Any]]:
     """Fetch the newest inventory report and the feed (DuckDB) or name them to Athena, and plan."""
     from tavari_dr.bucket import inventory_plan
@@ -252,7 +281,8 @@ def _plan_from_inventory(config: EnvironmentConfig, target: AwsTarget, source: s
     snapshot = inventory_plan.newest_snapshot(s3, ops, output(outputs.INVENTORY_PREFIX), source)
     files = inventory_plan.feed_files(s3, ops, output(outputs.FEED_PREFIX))
     options = {"prefix": prefix, "tags": tags, "feed_first_day": files.first_day,
-               "feed_retention_days": config.inventory.feed_retention_days, "written": written}
+               "feed_retention_days": config.inventory.feed_retention_days, "written": written,
+               "erased_prefixes": erased_prefixes}
     if engine == "athena":
         runner = inventory_plan.AthenaEngine(target.client("athena"), output(outputs.INVENTORY_WORKGROUP),
                                              output(outputs.INVENTORY_DATABASE), snapshot.dt)

@@ -32,7 +32,7 @@ from tavari_dr.configbackup import supabase_config
 from tavari_dr.core import metrics, observability, outputs, reports, supabase_api
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
-from tavari_dr.core.config import EnvironmentConfig, Tier
+from tavari_dr.core.config import DEFAULT_DATASETS, Dataset, EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
 from tavari_dr.database import erasure, overwrite, partial
 from tavari_dr.database.manifest import open_backup
@@ -59,6 +59,12 @@ def _signing_key(config: EnvironmentConfig | None, target: AwsTarget, key: str |
 
 def _verifier(config: EnvironmentConfig | None, target: AwsTarget, key: str | None) -> KmsVerifier:
     return KmsVerifier(target.client("kms"), _signing_key(config, target, key))
+
+
+def _datasets(config: EnvironmentConfig | None) -> tuple[Dataset, ...]:
+    """The environment's account map (data_export.datasets) the erasure ledger deletes by on every
+    restore path; the built-in map without --env, as `export account` reads it."""
+    return config.data_export.datasets if config else DEFAULT_DATASETS
 
 
 def _tiers(config: EnvironmentConfig | None) -> tuple[Tier, ...]:
@@ -425,7 +431,7 @@ def restore(config, target, which, to, dump_only, target_url, force, yes, dry_ru
             if tables:
                 copied = partial.restore_tables(s3, bucket, which, target_url, list(tables), scratch_url=scratch_url,
                                                 keep_hours=keep_hours, pg_bin=pg_bin, log=say, jobs=jobs,
-                                                work_dir=work_dir, **opening)
+                                                work_dir=work_dir, datasets=_datasets(config), **opening)
                 record.source.update(backup=copied.backup_id, trust=copied.trust)
                 record.details.update(findings=copied.findings, partial=copied.document())
                 if copied.findings:
@@ -439,13 +445,13 @@ def restore(config, target, which, to, dump_only, target_url, force, yes, dry_ru
                 outcome = overwrite.restore_over(
                     s3, bucket, which, target_url, confirm=lambda plan: _confirm(plan, yes),
                     safety=None if no_safety_backup else _safety(config, target, bucket, signing_key, pg_bin),
-                    pg_bin=pg_bin, log=say, jobs=jobs, work_dir=work_dir, **opening)
+                    pg_bin=pg_bin, log=say, jobs=jobs, work_dir=work_dir, datasets=_datasets(config), **opening)
                 result = outcome.result
                 record.details.update(dropped=outcome.plan.document() if outcome.plan else None,
                                       safety_backup=outcome.safety.backup_id if outcome.safety else None)
             else:
                 result = db_lib.restore(s3, bucket, which, target_url, pg_bin=pg_bin, log=say, jobs=jobs,
-                                        work_dir=work_dir, **opening)
+                                        work_dir=work_dir, datasets=_datasets(config), **opening)
         observability.correlate(job="db_restore", backup_id=result.backup_id)
         log.info("restore_finished", extra={"trust": result.trust, "tampered": result.tampered,
                                             "seconds": round(result.duration_seconds, 3)})
@@ -502,7 +508,8 @@ def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: date
             with _restore_failures_counted(emit):
                 result, outcome = pitr.restore_to(s3, bucket, point, target_url, verifier=verifier,
                                                   tiers=_tiers(config), log=say, pg_bin=pg_bin, jobs=jobs,
-                                                  work_dir=work_dir, dump_only=dump_only)
+                                                  work_dir=work_dir, dump_only=dump_only,
+                                                  datasets=_datasets(config))
             record.source.update(backup=result.backup_id, trust=result.trust)
             record.details.update(replayed_transactions=outcome.applied, last_commit=outcome.last_commit,
                                   rows={t: f for t, (_, f) in result.table_counts.items()}, erased_rows=result.erased)
@@ -544,7 +551,10 @@ def _print_partial(copied: partial.PartialRestore) -> None:
                f"{copied.target}, schema {copied.schema}, no access for PUBLIC/anon/authenticated, dropped after "
                f"{copied.expires_at.isoformat(timespec='seconds')}:")
     for c in copied.copies:
-        rows = "" if c.rows is None else f"{c.rows} rows" + ("" if c.ok else f"   <-- MISMATCH (manifest {c.expected})")
+        erased = f" less {c.erased} of erased accounts" if c.erased else ""
+        rows = "" if c.rows is None else f"{c.rows} rows" + (
+            f" (manifest {c.expected}{erased})" if c.erased and c.ok else
+            "" if c.ok else f"   <-- MISMATCH (manifest {c.expected}{erased})")
         click.echo(f"  {c.source} -> {c.copy}  {rows or f'{c.expected} rows in the manifest'}")
     if not copied.dry_run:
         click.echo("compare, then copy rows back with SQL (docs/runbooks/database-corruption.md)")
@@ -646,7 +656,7 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
             _check_ledger(result, s3, bucket, emit)
         else:
             result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, **opening, jobs=jobs,
-                                    work_dir=work_dir,
+                                    work_dir=work_dir, datasets=_datasets(config),
                                     log=(lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}")))
     except db_lib.BackupTampered as err:  # the full test refuses to restore it: a FAIL with what was found
         result = db_lib.tampered_result(err)

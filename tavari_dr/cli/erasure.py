@@ -16,11 +16,12 @@ from tavari_dr.cli.common import (
     format_option,
     report_bucket_option,
 )
-from tavari_dr.cli.db import _backup_bucket, _tiers, bucket_option
-from tavari_dr.core import metrics
+from tavari_dr.cli.db import _backup_bucket, _datasets, _tiers, bucket_option
+from tavari_dr.core import accountmap, metrics
 from tavari_dr.core.audit import AuditRecord
 from tavari_dr.database import backup as db_lib
 from tavari_dr.database import erasure
+from tavari_dr.database.failures import database_step
 
 
 @click.group("erasure")
@@ -31,6 +32,13 @@ def group() -> None:
 def _account(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     try:
         return erasure.account_id(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _accounts(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    try:
+        return [erasure.account_id(v) for v in values]
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
 
@@ -48,20 +56,34 @@ def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> da
 @aws_command(group, "record", "Record that an account was erased (after deleting its rows): a new ledger object, "
                               "never an overwrite.", env_required=False)
 @click.option("--account", required=True, callback=_account, help="The erased account's user ID (UUID).")
+@click.option("--business", "businesses", multiple=True, callback=_accounts,
+              help="One of the account's business IDs (repeat for each): its invoice PDFs' keys name it.")
+@click.option("--database-url", help="Read the account's business IDs from this database instead (before its rows "
+                                     "are deleted).")
 @click.option("--erased-at", callback=_when, help="When it was erased (ISO 8601; default: now).")
 @bucket_option
 @report_bucket_option
-def record(config, target, account, erased_at, bucket, report_bucket):
+@backup_errors
+def record(config, target, account, businesses, database_url, erased_at, bucket, report_bucket):
+    if bool(businesses) == bool(database_url):
+        raise click.UsageError("name the account's businesses: --business ID (repeatable) or --database-url to read "
+                               "them (a bucket restore leaves out their invoice PDFs)")
+    if database_url:
+        with database_step(database_url, "reading the account's businesses"), \
+                db_lib._connect(db_lib.parse_database_url(database_url)) as conn:
+            businesses = [str(b) for b in accountmap.business_ids(conn, [account])]
     bucket = _backup_bucket(config, target, bucket)
     audit_record = AuditRecord("erasure_record", caller="", source={"bucket": bucket}, target={"account": account})
     with audited(config, target, report_bucket, audit_record) as audit:
         try:
-            entry = erasure.record(target.client("s3"), bucket, account, erased_at=erased_at, tiers=_tiers(config))
+            entry = erasure.record(target.client("s3"), bucket, account, business_ids=businesses,
+                                   erased_at=erased_at, tiers=_tiers(config))
         except erasure.ErasureError as err:
             raise Failed(str(err)) from None
         audit_record.details.update(key=entry.key, version_id=entry.version_id)
         audit["outcome"] = "recorded"
-    click.echo(f"recorded the erasure of {account} at {entry.erased_at.isoformat(timespec='seconds')}: "
+    click.echo(f"recorded the erasure of {account} ({len(entry.business_ids or ())} business(es)) at "
+               f"{entry.erased_at.isoformat(timespec='seconds')}: "
                f"s3://{bucket}/{entry.key} (version {entry.version_id}); every restore now removes its rows")
 
 
@@ -98,7 +120,7 @@ def apply(config, target, target_url, bucket, report_bucket, publish_metrics):
     with audited(config, target, report_bucket, audit_record) as audit:
         try:
             removed = erasure.reapply(target.client("s3"), bucket, lambda: db_lib._connect(connection),
-                                      log=lambda m: click.echo(f"  {m}"))
+                                      datasets=_datasets(config), log=lambda m: click.echo(f"  {m}"))
         except erasure.ErasureError:
             if publish_metrics:
                 metrics.cloudwatch_emitter(target.client("cloudwatch"))({metrics.ERASURE_LEDGER_FAILED: 1})

@@ -219,6 +219,7 @@ def apply(config, target, signing_public_key, which, target_url, out, force, yes
         result = db_lib.restore(s3, found.backup_bucket, found.backup_id, target_url,
                                 verifier=PublicKeyVerifier(signing_public_key.read_bytes()),
                                 tiers=config.database_backups.tiers, pg_bin=pg_bin, jobs=jobs, work_dir=work_dir,
+                                datasets=config.data_export.datasets,
                                 log=lambda message: click.echo(f"  {message}"))
         record.details.update(rows={t: f for t, (_, f) in result.table_counts.items()}, erased_rows=result.erased,
                               trust=result.trust)

@@ -56,6 +56,10 @@ _SCHEDULE_RE = re.compile(r"^(cron|rate)\(.+\)$")  # fields are read by tavari_d
 _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)?$")
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
+# One placeholder, whole path segments, a trailing "/": invoices/{business_id}/ is never the start of
+# another business's keys (a bare "{business_id}" prefix could be, were IDs ever of unequal length).
+DEFAULT_INVOICE_KEY_PREFIX = "invoices/{business_id}/"  # the application's layout: invoices/<business>/<n>.pdf
+_INVOICE_PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9!_.*'()-]+/)*\{(?:business_id|user_id)\}/(?:[A-Za-z0-9!_.*'()-]+/)*$")
 _ORIGIN_RE = re.compile(r"^https://[a-z0-9.-]+(:\d+)?$")
 _ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
 _QUALIFIER_RE = re.compile(r"^[a-z0-9]{1,10}$")
@@ -481,6 +485,11 @@ class DataExportConfig:
         (default DEFAULT_DATASETS).
     allowed_origins: https origins of the front end that may call the API from a browser (CORS;
         default none: no CORS headers, server-to-server only).
+    invoice_key_prefix: where one account's invoice PDFs sit in the invoice bucket, the account map's
+        object side (tavari_dr.core.accountmap.invoice_prefixes): a key prefix naming {business_id} (one
+        prefix per business) or {user_id}, ending in "/" so that no account's prefix is the start of
+        another's keys (default "invoices/{business_id}/", the layout the application writes). A bucket
+        restore leaves out every erased account's keys under it.
     """
 
     exports_per_day: int = rule("integer", 3, minimum=1)
@@ -493,6 +502,9 @@ class DataExportConfig:
     allowed_origins: tuple[str, ...] = rule("strings", (), regex=_ORIGIN_RE, plural="origins",
                                             what="an https origin without a path, such as https://app.tavari.example "
                                                  "(never *)")
+    invoice_key_prefix: str = rule("pattern", DEFAULT_INVOICE_KEY_PREFIX, regex=_INVOICE_PREFIX_RE, optional=False,
+                                   what='a key prefix naming {business_id} or {user_id} once and ending in "/", '
+                                        'such as invoices/{business_id}/')
 
 
 @dataclass(frozen=True)

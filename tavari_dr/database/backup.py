@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tavari_dr.core import s3sink
-from tavari_dr.core.config import Tier
+from tavari_dr.core.config import DEFAULT_DATASETS, Dataset, Tier
 from tavari_dr.core.s3sink import PART_SIZE
 from tavari_dr.core.schedule import local_date
 from tavari_dr.database import erasure
@@ -664,14 +664,17 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
             pg_bin: Path | None = None, log: Callable[[str], None] = lambda _msg: None, jobs: int | None = None,
             work_dir: Path | None = None, before_write: Callable[[Manifest, list[str]], None] | None = None,
             only_missing_roles: bool = False,
-            replay: Callable[[Manifest, Connection], Mapping[str, int]] | None = None) -> VerifyResult:
+            replay: Callable[[Manifest, Connection], Mapping[str, int]] | None = None,
+            datasets: Sequence[Dataset] = DEFAULT_DATASETS) -> VerifyResult:
     """Verify (signature, recorded versions), download every artifact into ``work_dir`` (default: the
     system temporary directory) checking each sha256 — nothing is written to the target before all
     match — then restore roles, the schema's pre-data, the data and the schema's post-data in that
     order (pg_restore -j ``jobs``, default: default_jobs()), re-apply the erasure ledger
     (tavari_dr.database.erasure; ``result.erased``), refresh the materialized views the source had
     populated, in dependency order, then compare row counts with the manifest's less what the ledger
-    removed. A tampered backup is refused (BackupTampered) unless the operator named the manifest
+    removed. ``datasets``: the environment's account map (``config.data_export.datasets``) the ledger
+    deletes by; every runtime caller passes it (tests/test_erasure_paths.py checks that it does). A
+    tampered backup is refused (BackupTampered) unless the operator named the manifest
     version to trust; then its findings are in the result. ``result.timings`` has each phase's seconds.
 
     ``before_write(manifest, existing user tables)`` runs once the backup is opened and the target
@@ -757,7 +760,7 @@ def restore(s3: Any, bucket: str, which: str, target_url: str, *, verifier: KmsV
         expected = replay(manifest, target)
         result.timings["replay"] = round(time.monotonic() - begun, 3)
     # Erased accounts stay erased, before the views are refreshed so no view summarises their rows.
-    result.erased = erasure.reapply(s3, bucket, lambda: _connect(target), log=log)
+    result.erased = erasure.reapply(s3, bucket, lambda: _connect(target), datasets=datasets, log=log)
     begun = time.monotonic()
     views = _refresh_views(target, manifest, log)
     # pg_dump files a view's data under post-data: the refresh counts there (the cost model's phases)

@@ -13,11 +13,11 @@ follows cannot pick the copy it just took.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tavari_dr.core.config import Tier
+from tavari_dr.core.config import DEFAULT_DATASETS, Dataset, Tier
 from tavari_dr.database import backup as db
 from tavari_dr.database.failures import database_step
 from tavari_dr.database.manifest import PRE_RESTORE, BackupError, Manifest, find_backup
@@ -162,7 +162,7 @@ def restore_over(s3: Any, bucket: str, which: str, target_url: str, *, verifier:
                  confirm: Callable[[OverwritePlan], bool], safety: SafetyBackup | None,
                  manifest_version: str | None = None, tiers: tuple[Tier, ...] = db.DEFAULT_TIERS,
                  pg_bin: Any = None, log: Callable[[str], None] = lambda _m: None, jobs: int | None = None,
-                 work_dir: Any = None) -> Overwrite:
+                 work_dir: Any = None, datasets: Sequence[Dataset] = DEFAULT_DATASETS) -> Overwrite:
     """restore(force=True) with the plan shown and confirmed and the target backed up first, all
     before the restore writes anything (its ``before_write`` hook)."""
     outcome = Overwrite(result=db.VerifyResult("", []))
@@ -184,5 +184,5 @@ def restore_over(s3: Any, bucket: str, which: str, target_url: str, *, verifier:
     with database_step(target_url, "restoring into the target"):
         outcome.result = db.restore(s3, bucket, which, target_url, verifier=verifier, manifest_version=manifest_version,
                                     tiers=tiers, force=True, pg_bin=pg_bin, log=log, before_write=before_write,
-                                    jobs=jobs, work_dir=work_dir)
+                                    jobs=jobs, work_dir=work_dir, datasets=datasets)
     return outcome

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tavari_dr.core.config import Tier
+from tavari_dr.core.config import DEFAULT_DATASETS, Dataset, Tier
 from tavari_dr.database import backup as db
 from tavari_dr.database.failures import database_step, server_of
 from tavari_dr.database.manifest import BackupError, Manifest, find_backup
@@ -117,10 +117,11 @@ class Copied:
     copy: str  # restored_<date>.<table> in the live database, quoted as SQL wants it
     expected: int  # the manifest's row count
     rows: int | None = None  # rows copied (None in a dry run)
+    erased: int = 0  # rows of erased accounts the ledger removed from the scratch restore (never copied)
 
     @property
     def ok(self) -> bool:
-        return self.rows == self.expected
+        return self.rows == self.expected - self.erased
 
 
 @dataclass
@@ -142,8 +143,8 @@ class PartialRestore:
     def document(self) -> dict[str, Any]:
         return {"backup": self.backup_id, "target": self.target, "schema": self.schema,
                 "expires_at": self.expires_at.isoformat(timespec="seconds"), "scratch": self.scratch,
-                "copies": [{"source": c.source, "copy": c.copy, "manifest_rows": c.expected, "rows": c.rows}
-                           for c in self.copies], "dry_run": self.dry_run}
+                "copies": [{"source": c.source, "copy": c.copy, "manifest_rows": c.expected, "rows": c.rows,
+                            "erased_rows": c.erased} for c in self.copies], "dry_run": self.dry_run}
 
 
 def _chosen(manifest: Manifest, tables: list[str]) -> list[tuple[str, str, str]]:
@@ -171,8 +172,11 @@ def restore_tables(s3: Any, bucket: str, which: str, target_url: str, tables: li
                    tiers: tuple[Tier, ...] = db.DEFAULT_TIERS, scratch_url: str | None = None,
                    keep_hours: float = DEFAULT_KEEP_HOURS, pg_bin: Any = None, dry_run: bool = False,
                    now: datetime | None = None, log: Callable[[str], None] = lambda _m: None,
-                   jobs: int | None = None, work_dir: Any = None) -> PartialRestore:
-    """Restore ``which`` into a scratch database and copy ``tables`` into the live ``target_url``."""
+                   jobs: int | None = None, work_dir: Any = None,
+                   datasets: Sequence[Dataset] = DEFAULT_DATASETS) -> PartialRestore:
+    """Restore ``which`` into a scratch database and copy ``tables`` into the live ``target_url``; the
+    scratch restore re-applies the erasure ledger by ``datasets`` (the environment's account map) before
+    anything is copied, so no copy holds an erased account's rows."""
     if keep_hours <= 0:
         raise BackupError("--keep-hours must be more than 0")
     now = now or datetime.now(UTC)
@@ -200,11 +204,13 @@ def restore_tables(s3: Any, bucket: str, which: str, target_url: str, tables: li
         with database_step(scratch, "restoring into the scratch database"):
             restored = db.restore(s3, bucket, manifest.backup_id, scratch, verifier=verifier,
                                   manifest_version=manifest_version, tiers=tiers, pg_bin=pg_bin, log=log,
-                                  only_missing_roles=True, jobs=jobs, work_dir=work_dir)
+                                  only_missing_roles=True, jobs=jobs, work_dir=work_dir, datasets=datasets)
         wrong = list(restored.mismatches())  # the manifest's counts less what the erasure ledger removed
         if wrong:
             raise BackupError(f"the scratch restore of {manifest.backup_id} does not match its manifest ({wrong[0]}); "
                               "nothing was copied")
+        for (_s, _t, key), copied in zip(chosen, outcome.copies, strict=True):
+            copied.erased = restored.erased.get(key, 0)
         _copy(scratch, target_url, chosen, outcome, log)
     return outcome
 
