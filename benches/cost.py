@@ -18,11 +18,10 @@ import argparse
 import calendar
 import json
 import math
-import re
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from tavari_dr.core.config import EnvironmentConfig, load_environment, read_cdk_context  # noqa: E402
 from tavari_dr.core.costmodel import S3_CONNECTION_BYTES_PER_SECOND, load_calibration  # noqa: E402
 from tavari_dr.core.s3sink import PART_SIZE  # noqa: E402
+from tavari_dr.core.schedule import runs_in_year  # noqa: E402
 from tavari_dr.database.backup import tier_for  # noqa: E402
 from tavari_dr.database.manifest import ARTIFACTS  # noqa: E402
 
@@ -137,50 +137,10 @@ class Prices:
 # --------------------------------------------------------------------------- schedules
 
 
-_DAY_NAMES = {n: i for i, n in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)}
-
-
-def _values(field_text: str, low: int, high: int, names: dict[str, int] | None = None) -> set[int] | None:
-    """A cron field's values; None for * and ? (every value)."""
-    if field_text in ("*", "?"):
-        return None
-    out: set[int] = set()
-    for part in field_text.split(","):
-        for name, number in (names or {}).items():
-            part = part.replace(name, str(number))
-        if "-" in part:
-            a, b = part.split("-")
-            out.update(range(int(a), int(b) + 1))
-        else:
-            out.add(int(part))
-    return {v for v in out if low <= v <= high}
-
-
 def runs_per_month(expression: str) -> float:
-    """How often an EventBridge Scheduler expression fires in an average month of YEAR."""
-    rate = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
-    if rate:
-        seconds = int(rate.group(1)) * {"minute": 60, "hour": 3600, "day": 86400}[rate.group(2).rstrip("s")]
-        return DAYS_PER_MONTH * 86400 / seconds
-    minutes, hours, dom, month, dow, _year = expression.removeprefix("cron(").removesuffix(")").split()
-    per_day = len(_values(minutes, 0, 59) or range(60)) * len(_values(hours, 0, 23) or range(24))
-    months = _values(month, 1, 12)
-    days = _values(dom, 1, 31)
-    nth = re.fullmatch(r"(\w+)#(\d)", dow)
-    weekdays = None if nth else _values(dow, 1, 7, _DAY_NAMES)
-    fires = 0
-    day = date(YEAR, 1, 1)
-    while day.year == YEAR:
-        cron_dow = day.isoweekday() % 7 + 1  # cron: SUN=1 ... SAT=7
-        if months is None or day.month in months:
-            if nth:
-                wanted = _DAY_NAMES.get(nth.group(1)) or int(nth.group(1))
-                matches = cron_dow == wanted and (day.day - 1) // 7 + 1 == int(nth.group(2))
-            else:
-                matches = (days is None or day.day in days) and (weekdays is None or cron_dow in weekdays)
-            fires += per_day if matches else 0
-        day += timedelta(days=1)
-    return fires / 12
+    """How often an EventBridge Scheduler expression fires in an average month of YEAR, read by the parser
+    that validates the configuration (tavari_dr.core.schedule): one grammar for both."""
+    return runs_in_year(expression, YEAR) / 12
 
 
 def retained_backups(config: EnvironmentConfig) -> float:

@@ -54,9 +54,11 @@ class ScriptedServer:
 
 class RoutedServer(ScriptedServer):
     """Answers each request with ``route(method, path, body) -> (status, payload)`` instead of a script: a
-    stand-in for an API whose answers depend on what was written before (records requests the same way)."""
+    stand-in for an API whose answers depend on what was written before (records requests the same way).
+    With ``with_headers`` the route is called ``route(method, path, body, headers)``; a bytes payload is
+    sent as it is (b"" for an answer without a body)."""
 
-    def __init__(self, route, *, path: str = "") -> None:
+    def __init__(self, route, *, path: str = "", with_headers: bool = False) -> None:
         super().__init__([], path=path)
         outer = self
 
@@ -66,13 +68,14 @@ class RoutedServer(ScriptedServer):
             body = json.loads(raw) if raw else None
             outer.requests.append({"method": handler.command, "path": handler.path, "headers": dict(handler.headers),
                                    "body": body, "at": time.monotonic()})
-            status, payload = route(handler.command, handler.path, body)
+            extra = (dict(handler.headers),) if with_headers else ()
+            status, payload = route(handler.command, handler.path, body, *extra)
             handler.send_response(status)
             handler.end_headers()
-            handler.wfile.write(json.dumps(payload).encode())
+            handler.wfile.write(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
 
         handler_class = self.server.RequestHandlerClass
-        for verb in ("GET", "POST", "PATCH", "PUT"):
+        for verb in ("GET", "POST", "PATCH", "PUT", "DELETE"):
             setattr(handler_class, f"do_{verb}", answer)
 
 

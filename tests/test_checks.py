@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+import urllib3
 from moto import mock_aws
 
 from tavari_dr.core import guardrails as g
@@ -17,6 +18,7 @@ from tavari_dr.core.guardrails import Custodians
 from tavari_dr.verification import checks as c
 from tests.backups import write_backup
 from tests.http_stub import ScriptedServer, server_factory
+from tests.throttling import record_sleeps
 
 pytestmark = pytest.mark.moto
 REGION = "eu-west-1"
@@ -47,15 +49,18 @@ def backups_body(*, pitr=False, hours_old=3.0, extra=(), physical_hours_old=None
 
 
 def run_supabase(api, *, expect_pitr=False, timeout=2.0):
-    slept = []
-
     def get(url, token):
-        return c.supabase_get(url, token, timeout=timeout, sleep=slept.append, clock=lambda: NOW.timestamp())
+        return c.supabase_get(url, token, timeout=timeout)
 
-    result = c.run_check("supabase_backups", lambda r: c.supabase_backups(
+    return c.run_check("supabase_backups", lambda r: c.supabase_backups(
         r, api_url=api.url, project_ref="abcd", token="sbp_token", rpo_hours=24, expect_pitr=expect_pitr, now=NOW,
         get=get))
-    return result, slept
+
+
+@pytest.fixture
+def slept(monkeypatch):
+    """The waits urllib3's Retry asks for (backoff, Retry-After, X-RateLimit-Reset), recorded instead of slept."""
+    return record_sleeps(monkeypatch, urllib3.util.retry)
 
 
 @pytest.fixture
@@ -65,21 +70,21 @@ def api_factory():
 
 def test_fresh_backup_passes_and_sends_the_bearer_token(api_factory):
     api = api_factory((200, {}, backups_body(hours_old=3), 0))
-    result, _ = run_supabase(api)
+    result = run_supabase(api)
     assert result.status == "PASS" and result.measured["backup_age_hours"] == 3.0
     assert [(r["path"], r["headers"]["Authorization"]) for r in api.requests] == [
         ("/v1/projects/abcd/database/backups", "Bearer sbp_token")]
 
 
 def test_stale_backup_fails(api_factory):
-    result, _ = run_supabase(api_factory((200, {}, backups_body(hours_old=30), 0)))
+    result = run_supabase(api_factory((200, {}, backups_body(hours_old=30), 0)))
     assert result.status == "FAIL" and "30.0 h old (RPO 24 h)" in result.details[0]
 
 
 def test_a_failed_latest_attempt_is_reported_and_fails(api_factory):
     failed = {"id": 3, "is_physical_backup": True, "status": "FAILED",
               "inserted_at": (NOW - timedelta(hours=1)).isoformat()}
-    result, _ = run_supabase(api_factory((200, {}, backups_body(hours_old=3, extra=[failed]), 0)))
+    result = run_supabase(api_factory((200, {}, backups_body(hours_old=3, extra=[failed]), 0)))
     assert result.status == "FAIL" and result.measured["failed_backups_7d"] == 1
     assert any("FAILED" in d for d in result.details)
 
@@ -87,35 +92,46 @@ def test_a_failed_latest_attempt_is_reported_and_fails(api_factory):
 def test_pitr_uses_the_latest_physical_backup_time_and_must_match_config(api_factory):
     api = api_factory((200, {}, backups_body(pitr=True, hours_old=40, physical_hours_old=0.2), 0),
                       (200, {}, backups_body(pitr=False), 0))
-    result, _ = run_supabase(api, expect_pitr=True)
+    result = run_supabase(api, expect_pitr=True)
     assert result.status == "PASS" and result.measured["backup_age_hours"] == 0.2
-    result, _ = run_supabase(api, expect_pitr=True)
+    result = run_supabase(api, expect_pitr=True)
     assert result.status == "FAIL" and "PITR is off but config expects it on" in result.details[0]
 
 
 def test_401_is_an_error_not_a_pass(api_factory):
-    result, _ = run_supabase(api_factory((401, {}, {"message": "Unauthorized"}, 0)))
+    result = run_supabase(api_factory((401, {}, {"message": "Unauthorized"}, 0)))
     assert result.status == "ERROR" and "token was refused" in result.details[0]
 
 
-def test_429_waits_for_the_rate_limit_reset(api_factory):
-    api = api_factory((429, {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "7"},
-                       {"message": "Too many requests"}, 0), (200, {}, backups_body(), 0))
-    result, slept = run_supabase(api)
-    assert result.status == "PASS" and slept == [7.0]
+def test_429_waits_for_the_rate_limit_reset(api_factory, slept):
+    limited = {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0"}
+    api = api_factory((429, {**limited, "X-RateLimit-Reset": "7"}, {"message": "Too many requests"}, 0),
+                      (429, {**limited, "Retry-After": "3", "X-RateLimit-Reset": "9"}, {"message": "Slow down"}, 0),
+                      (429, {**limited, "X-RateLimit-Reset": "3600"}, {"message": "Too many requests"}, 0),
+                      (200, {}, backups_body(), 0))
+    result = run_supabase(api)
+    # Supabase's own header when alone, Retry-After first when both come, and never over a minute.
+    assert result.status == "PASS" and slept == [7.0, 3.0, 60.0] and len(api.requests) == 4
 
 
-def test_500_then_200_is_retried(api_factory):
-    result, slept = run_supabase(api_factory((500, {}, b"oops", 0), (503, {}, b"oops", 0),
-                                             (200, {}, backups_body(), 0)))
-    assert result.status == "PASS" and slept == [2.0, 4.0]
+def test_500_then_200_is_retried(api_factory, slept):
+    api = api_factory((500, {}, b"oops", 0), (502, {}, b"oops", 0), (503, {}, b"oops", 0),
+                      (200, {}, backups_body(), 0))
+    result = run_supabase(api)
+    # urllib3's backoff: the first retry at once, then 2 s, 4 s.
+    assert result.status == "PASS" and slept == [2.0, 4.0] and len(api.requests) == 4
 
 
-def test_timeout_and_malformed_json_are_errors(api_factory):
+def test_a_5xx_that_lasts_gives_up_with_the_status(api_factory, slept):
+    result = run_supabase(api_factory(*[(503, {}, b"down", 0)] * 4))
+    assert result.status == "ERROR" and "after 4 attempts: HTTP 503" in result.details[0] and slept == [2.0, 4.0]
+
+
+def test_timeout_and_malformed_json_are_errors(api_factory, slept):
     api = api_factory(*[(200, {}, backups_body(), 1.5)] * 4)
-    result, _ = run_supabase(api, timeout=0.3)
+    result = run_supabase(api, timeout=0.3)
     assert result.status == "ERROR" and "gave up" in result.details[0]
-    result, _ = run_supabase(api_factory((200, {}, b"<html>maintenance</html>", 0)))
+    result = run_supabase(api_factory((200, {}, b"<html>maintenance</html>", 0)))
     assert result.status == "ERROR" and "malformed JSON" in result.details[0]
 
 

@@ -94,6 +94,12 @@ def test_replication_lines_only_where_replication_is_on(templates_of):
     ("cron(0 5 1 * ? *)", 12),
     ("cron(0 9 ? 1,4,7,10 MON#1 *)", 4),
     ("rate(1 day)", 365),
+    # Steps, weekday ranges, years: the grammar tavari_dr.core.schedule reads for config validation,
+    # counted by the same parser (2027: 261 weekdays, 53 Fridays).
+    ("cron(0/30 8-17 ? * MON-FRI *)", 20 * 261),
+    ("cron(*/15 * * * ? *)", 96 * 365),
+    ("cron(0 12 ? * 6#5 *)", 5),  # months with a fifth Friday in 2027: Jan, Apr, Jul, Oct, Dec
+    ("cron(0 2 1 * ? 2028)", 0),
 ])
 def test_schedule_runs_are_counted_over_a_fixed_year(expression, per_year):
     assert cost.runs_per_month(expression) * 12 == pytest.approx(per_year)

@@ -34,14 +34,17 @@ def group() -> None:
 @click.option("--from", "which", default="latest", show_default=True, help="latest, or a backup ID.")
 @click.option("--dry-run", is_flag=True, help="Show the differences; change nothing.")
 @click.option("--project-ref", help="Write into this project (e.g. a new one) instead of SUPABASE_URL's.")
+@click.option("--restart-database", is_flag=True,
+              help="Restart the database with the Postgres settings (a short outage). Without it they are stored "
+                   "and take effect at its next restart.")
 @supabase_api_option
 @bucket_option
 @signing_key_option
 @manifest_version_option
 @report_bucket_option
 @backup_errors
-def restore_config(config, target, which, dry_run, project_ref, supabase_api_url, bucket, signing_key,
-                   manifest_version, report_bucket):
+def restore_config(config, target, which, dry_run, project_ref, restart_database, supabase_api_url, bucket,
+                   signing_key, manifest_version, report_bucket):
     s3 = target.client("s3")
     bucket = _backup_bucket(config, target, bucket)
     opened = db_lib.find_backup(s3, bucket, which, verifier=_verifier(config, target, signing_key),
@@ -74,14 +77,26 @@ def restore_config(config, target, which, dry_run, project_ref, supabase_api_url
     if not changes:
         click.echo("the project's configuration already matches the snapshot")
         return
+    for change in supabase_config.unwritable(changes):
+        click.echo(f"  cannot be written back through the API (it takes no null here): {change.section}.{change.key};"
+                   " set it by hand")
+    postgres = [c for c in changes if c.section == "postgres"]
+    if postgres:
+        full = document["sections"]["postgres"]["values"]
+        click.echo(f"  postgres: PUT replaces every override with the snapshot's {len(full)} (the full set is sent); "
+                   + ("the database WILL RESTART (--restart-database)" if restart_database else
+                      "restart_database=false: no restart, settings that need one take effect at the database's "
+                      "next restart (--restart-database to restart now)"))
     if dry_run:
         click.echo(f"dry run: {len(changes)} setting(s) differ; nothing was changed")
         return
     record = AuditRecord("supabase_restore_config", caller="", source={"bucket": bucket, "backup": manifest.backup_id},
-                         target={"project_ref": ref}, details={"settings": [f"{c.section}.{c.key}" for c in changes]})
+                         target={"project_ref": ref}, details={"settings": [f"{c.section}.{c.key}" for c in changes],
+                                                              "restart_database": restart_database})
     with audited(config, target, report_bucket, record) as audit:
         try:
-            written = supabase_config.apply(document, changes, api, ref, token, log=lambda m: click.echo(f"  {m}"))
+            written = supabase_config.apply(document, changes, api, ref, token, restart_database=restart_database,
+                                            log=lambda m: click.echo(f"  {m}"))
             left, _ = supabase_config.diff(document, api, ref, token)
         except SupabaseApiError as err:
             raise Failed(f"the Management API refused the update: {err}") from None

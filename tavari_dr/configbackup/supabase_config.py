@@ -1,20 +1,29 @@
 """What a dump does not hold: the Supabase project's own configuration, read through the Management API,
 snapshotted beside each nightly dump and written back with `tavari-dr supabase restore-config`.
 
-Each section is one documented resource of the Management API reference
-(https://supabase.com/docs/reference/api), read with its GET and written back with its update call:
+Each section is one resource of the Management API, read with its GET and written back with its update
+call, as the API's OpenAPI document specifies them (the tests' fake server enforces that document:
+tests/data/supabase_management_api/SOURCE.md names its source and commit):
 
     section              read                                   write back
     auth                 GET   /v1/projects/{ref}/config/auth           PATCH same path (changed keys)
-    postgres             GET   /v1/projects/{ref}/config/database/postgres  PATCH same path (partial update)
+    postgres             GET   /v1/projects/{ref}/config/database/postgres  PUT same path: REPLACES every override,
+                                                                            so the full set is sent, and
+                                                                            restart_database said explicitly
     pooler               GET   /v1/projects/{ref}/config/database/pooler    PATCH same path (default_pool_size,
                                                                             pool_mode of the PRIMARY)
     network_restrictions GET   /v1/projects/{ref}/network-restrictions  POST .../network-restrictions/apply
                                                                             (dbAllowedCidrs, dbAllowedCidrsV6)
     postgrest            GET   /v1/projects/{ref}/postgrest             PATCH same path (db_schema, max_rows,
                                                                             db_extra_search_path, db_pool)
-    storage              GET   /v1/projects/{ref}/config/storage        PATCH same path (fileSizeLimit, features)
+    storage              GET   /v1/projects/{ref}/config/storage        PATCH same path (fileSizeLimit, features,
+                                                                            external)
     ssl_enforcement      GET   /v1/projects/{ref}/ssl-enforcement       PUT same path {"requestedConfig": ...}
+
+A read gives keys its update refuses (the auth config's read-only counters and flags, the pooler's
+connection strings, storage's capabilities): each section keeps only what its update's request schema
+takes (``writable``, or every key read but ``read_only``), and the contract tests check those lists
+against the document.
 
 Never snapshotted in plaintext (EXCLUDED): secrets. The auth config's provider secrets, SMTP password, SMS
 provider tokens and keys, hook secrets and CAPTCHA secret (any key named like a secret, SECRET_KEY_RE), its
@@ -60,39 +69,60 @@ def _primary_pooler(answer: Any) -> dict[str, Any]:
     return primary
 
 
+class _Unset:
+    """A setting the snapshot does not have: a section its update replaces loses it (back to the default)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
 @dataclass(frozen=True)
 class Section:
     name: str
     path: str  # under /v1/projects/{ref}
-    method: str  # the documented update method
+    method: str  # the specified update method
     write_path: str | None = None  # when the update has its own path
-    writable: tuple[str, ...] | None = None  # the keys the update takes (None: every key read)
+    writable: tuple[str, ...] | None = None  # the keys the update takes (None: every key read but read_only)
+    read_only: tuple[str, ...] = ()  # keys the read gives and the update refuses
+    replaces: bool = False  # the update replaces the section: the full set is sent, a key not sent is unset
+    not_nullable: tuple[str, ...] = ()  # keys the read may give as null that the update cannot set to null
+    restart_key: str | None = None  # the update's switch to restart the database, always sent explicitly
     read: Callable[[Any], Any] = lambda answer: answer  # the API's answer -> the section's values
     body: Callable[[dict[str, Any], dict[str, Any]], Any] = lambda changed, _values: changed
+
+    def keeps(self, key: str) -> bool:
+        if self.writable is not None:
+            return key in self.writable
+        return key not in self.read_only
 
     def values(self, answer: Any) -> tuple[dict[str, Any], list[str]]:
         read = self.read(answer)
         if not isinstance(read, dict):
             raise SupabaseApiError(f"{self.name}: unexpected answer {str(answer)[:120]}")
         kept, excluded = _without_secrets(read)
-        if self.writable is not None:
-            kept = {k: v for k, v in kept.items() if k in self.writable}
-        return kept, excluded
+        return {k: v for k, v in kept.items() if self.keeps(k)}, excluded
 
 
 SECTIONS = (
-    Section("auth", "/config/auth", "PATCH"),
-    Section("postgres", "/config/database/postgres", "PATCH"),
+    Section("auth", "/config/auth", "PATCH",
+            read_only=("custom_oauth_max_providers", "nimbus_oauth_email_optional", "saml_allow_encrypted_assertions")),
+    # PUT replaces every override: the snapshot's full set goes, and a restart only when asked for.
+    Section("postgres", "/config/database/postgres", "PUT", replaces=True, restart_key="restart_database",
+            body=lambda _changed, values: dict(values)),
     Section("pooler", "/config/database/pooler", "PATCH", writable=("default_pool_size", "pool_mode"),
             read=_primary_pooler),
     Section("network_restrictions", "/network-restrictions", "POST", write_path="/network-restrictions/apply",
             writable=("dbAllowedCidrs", "dbAllowedCidrsV6"), read=lambda answer: (answer or {}).get("config"),
             # The apply call replaces the lists: send both as the snapshot has them.
-            body=lambda _changed, values: values),
-    Section("postgrest", "/postgrest", "PATCH", writable=("db_schema", "max_rows", "db_extra_search_path", "db_pool")),
-    Section("storage", "/config/storage", "PATCH", writable=("fileSizeLimit", "features")),
+            replaces=True, body=lambda _changed, values: values),
+    Section("postgrest", "/postgrest", "PATCH", writable=("db_schema", "max_rows", "db_extra_search_path", "db_pool"),
+            not_nullable=("db_pool",)),  # null is "sized by the compute", which the update cannot ask for
+    Section("storage", "/config/storage", "PATCH", writable=("fileSizeLimit", "features", "external")),
     Section("ssl_enforcement", "/ssl-enforcement", "PUT", read=lambda answer: (answer or {}).get("currentConfig"),
-            body=lambda _changed, values: {"requestedConfig": values}),
+            replaces=True, body=lambda _changed, values: {"requestedConfig": values}),
 )
 BY_NAME = {s.name: s for s in SECTIONS}
 
@@ -141,16 +171,22 @@ class Change:
     section: str
     key: str
     current: Any
-    wanted: Any
+    wanted: Any  # UNSET: the snapshot has no such override, and the section's update removes it
 
     def line(self) -> str:
-        return f"{self.section}.{self.key}: {json.dumps(self.current)} -> {json.dumps(self.wanted)}"
+        wanted = "(not set: back to the default)" if self.wanted is UNSET else json.dumps(self.wanted)
+        return f"{self.section}.{self.key}: {json.dumps(self.current)} -> {wanted}"
+
+    @property
+    def writable(self) -> bool:
+        return not (self.wanted is None and self.key in BY_NAME[self.section].not_nullable)
 
 
 def diff(document: dict[str, Any], api_url: str, project_ref: str, token: str, *,
          request: Request = supabase_request) -> tuple[list[Change], dict[str, dict[str, Any]]]:
     """What differs between the snapshot and the project now: the changes, and each section's current
-    values (to build the update bodies from)."""
+    values (to build the update bodies from). A section whose update replaces it also lists what the
+    project has and the snapshot does not: the update will unset it."""
     changes, current_by_section = [], {}
     for name, saved in sorted(document["sections"].items()):
         section = BY_NAME.get(name)
@@ -158,24 +194,39 @@ def diff(document: dict[str, Any], api_url: str, project_ref: str, token: str, *
             raise ValueError(f"the snapshot has a section {name!r} this tool does not know")
         current, _ = section.values(request("GET", _url(api_url, project_ref, section.path), token))
         current_by_section[name] = current
-        for key, wanted in sorted(saved["values"].items()):
+        wanted_values = {k: v for k, v in saved["values"].items() if section.keeps(k)}  # older snapshots: all read
+        for key, wanted in sorted(wanted_values.items()):
             if current.get(key) != wanted:
                 changes.append(Change(name, key, current.get(key), wanted))
+        if section.replaces:
+            changes += [Change(name, key, current[key], UNSET) for key in sorted(set(current) - set(wanted_values))]
     return changes, current_by_section
 
 
+def unwritable(changes: list[Change]) -> list[Change]:
+    """The changes the API's update cannot make (a null it does not take): left for the operator."""
+    return [c for c in changes if not c.writable]
+
+
 def apply(document: dict[str, Any], changes: list[Change], api_url: str, project_ref: str, token: str, *,
-          request: Request = supabase_request, log: Callable[[str], None] = lambda _m: None) -> list[str]:
-    """One documented update call per section that differs; returns the sections written."""
+          restart_database: bool = False, request: Request = supabase_request,
+          log: Callable[[str], None] = lambda _m: None) -> list[str]:
+    """One specified update call per section that differs; returns the sections written. A section whose
+    update restarts the database says so explicitly (``restart_database``; default: no restart)."""
     written = []
-    for name in sorted({c.section for c in changes}):
+    for name in sorted({c.section for c in changes if c.writable}):
         section = BY_NAME[name]
-        saved = document["sections"][name]["values"]
-        changed = {c.key: c.wanted for c in changes if c.section == name}
+        saved = {k: v for k, v in document["sections"][name]["values"].items() if section.keeps(k)}
+        changed = {c.key: c.wanted for c in changes if c.section == name and c.writable}
         body = section.body(changed, saved)
+        if section.restart_key:
+            body[section.restart_key] = restart_database
         path = section.write_path or section.path
         request(section.method, _url(api_url, project_ref, path), token, body)
-        log(f"{name}: {section.method} {path} ({len(changed)} setting(s))")
+        restart = ("" if not section.restart_key else
+                   "; the database restarts now" if restart_database else "; no restart: settings that need one "
+                   "take effect at the database's next restart")
+        log(f"{name}: {section.method} {path} ({len(changed)} setting(s){restart})")
         written.append(name)
     return written
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -32,7 +33,7 @@ _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
                                        "DEC"), start=1)}
 _WEEKDAYS = {d: i for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)}
-_STEP_RE = re.compile(r"^(?P<range>\*|\d{1,2}(?:-\d{1,2})?)(?:/(?P<step>\d{1,2}))?$")
+_STEP_RE = re.compile(r"^(?P<range>\*|\d{1,4}(?:-\d{1,4})?)(?:/(?P<step>\d{1,4}))?$")  # 4 digits: years
 
 
 class ScheduleError(ValueError):
@@ -175,6 +176,9 @@ def dst_conflict(expression: str, timezone: str, *, first_year: int | None = Non
     return None
 
 
+_NTH_RE = re.compile(r"^(?P<day>[1-7])#(?P<nth>[1-5])$")
+
+
 def _day_values(field: str, low: int, high: int, name: str, names: dict[str, int]) -> set[int] | None:
     """A day field's values (None for ? or *: no restriction); names such as MON or JAN allowed."""
     if field in ("?", "*"):
@@ -182,9 +186,50 @@ def _day_values(field: str, low: int, high: int, name: str, names: dict[str, int
     for word, number in names.items():
         field = field.replace(word, str(number))
     if any(c in field for c in "LW#"):
-        raise ScheduleError(f"the {name} field {field!r} uses L, W or #; the worst-case interval is computed for "
-                            "numbers, names, ranges, lists and steps")
+        raise ScheduleError(f"the {name} field {field!r} uses L, W or #; only the nth weekday (MON#1) is read, "
+                            "with numbers, names, ranges, lists and steps")
     return _field_values(field, low, high, name)
+
+
+def _run_days(expression: str) -> Callable[[date], bool]:
+    """Whether a (valid) cron expression runs on a calendar day: its day-of-month, month, day-of-week
+    (a weekday, or the nth weekday of the month: MON#1) and year fields."""
+    times_of_day(expression)  # the expression's shape, said as a ScheduleError
+    match = _CRON_RE.match(expression)
+    assert match is not None
+    day_field, month_field, weekday_field, year_field = match["fields"].split()[2:]
+    days = _day_values(day_field, 1, 31, "day-of-month", {})
+    months = _day_values(month_field, 1, 12, "month", _MONTHS)
+    for word, number in _WEEKDAYS.items():
+        weekday_field = weekday_field.replace(word, str(number))
+    nth = _NTH_RE.match(weekday_field)
+    weekdays = None if nth else _day_values(weekday_field, 1, 7, "day-of-week", {})
+    years = _day_values(year_field, 1970, 2199, "year", {})
+
+    def runs_on(day: date) -> bool:
+        weekday = day.isoweekday() % 7 + 1  # cron: SUN=1 ... SAT=7
+        if nth and (weekday != int(nth["day"]) or (day.day - 1) // 7 + 1 != int(nth["nth"])):
+            return False
+        return not ((days is not None and day.day not in days) or (months is not None and day.month not in months)
+                    or (weekdays is not None and weekday not in weekdays)
+                    or (years is not None and day.year not in years))
+
+    return runs_on
+
+
+def runs_in_year(expression: str, year: int) -> float:
+    """How many times an EventBridge Scheduler expression fires in calendar ``year`` (a rate: the year's
+    seconds over its interval)."""
+    rate = _RATE_RE.match(expression)
+    if rate:
+        days = (date(year + 1, 1, 1) - date(year, 1, 1)).days
+        return days * 86400 / (int(rate["n"]) * _UNIT_SECONDS[rate["unit"].rstrip("s")])
+    fire_times = times_of_day(expression)
+    assert fire_times is not None
+    runs_on = _run_days(expression)
+    first = date(year, 1, 1)
+    days = sum(runs_on(first + timedelta(days=n)) for n in range((date(year + 1, 1, 1) - first).days))
+    return float(days * len(fire_times))
 
 
 def max_interval_seconds(expression: str, timezone: str, *, year: int) -> float:
@@ -195,21 +240,14 @@ def max_interval_seconds(expression: str, timezone: str, *, year: int) -> float:
     if rate:
         return float(int(rate["n"]) * _UNIT_SECONDS[rate["unit"].rstrip("s")])
     fire_times = times_of_day(expression)
-    match = _CRON_RE.match(expression)
-    assert fire_times is not None and match is not None  # a valid cron expression
-    day_field, month_field, weekday_field, year_field = match["fields"].split()[2:]
-    days = _day_values(day_field, 1, 31, "day-of-month", {})
-    months = _day_values(month_field, 1, 12, "month", _MONTHS)
-    weekdays = _day_values(weekday_field, 1, 7, "day-of-week", _WEEKDAYS)
-    years = _day_values(year_field, 1970, 2199, "year", {})
+    assert fire_times is not None  # a valid cron expression
+    runs_on = _run_days(expression)
     zone = ZoneInfo(timezone)
     runs = []
     first = date(year - 1, 1, 1)
     for offset in range((date(year + 2, 1, 1) - first).days):  # three years: gaps across New Year too
         day = first + timedelta(days=offset)
-        if ((days is not None and day.day not in days) or (months is not None and day.month not in months)
-                or (weekdays is not None and day.isoweekday() % 7 + 1 not in weekdays)
-                or (years is not None and day.year not in years)):
+        if not runs_on(day):
             continue
         for t in fire_times:
             local = datetime.combine(day, t, tzinfo=zone)
