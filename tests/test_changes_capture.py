@@ -429,7 +429,8 @@ def test_a_missing_segment_is_a_gap_and_a_rewritten_one_is_refused(pg, aws, src)
         pitr.restore_to(aws.s3, aws.bucket, to, target.replace("postgres@", "supabase_admin@"),
                         verifier=aws.signing.verifier, pg_bin=pg.client_bin, jobs=1)
     with psycopg.connect(target) as conn:  # nothing was written into the target
-        assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone() == (0,)
+        tables = conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone()
+    assert tables == (0,)
     aws.s3.put_object(Bucket=aws.bucket, Key=keys[-1].key, Body=b"a second version")
     with pytest.raises(SegmentError, match="2 version"):
         open_segment(aws.s3, aws.bucket, keys[-1].key, aws.signing.verifier)

@@ -232,12 +232,14 @@ class History:
                         (owner[0] if owner else None, f"n'{rng.random():.5f}\"\\", rng.randrange(-10**6, 10**6) / 100,
                          psycopg.types.json.Jsonb({"k": rng.random(), "u": "é\u2603"}), big,
                          bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 40))),
-                         datetime(2026, 1, 1) + timedelta(seconds=rng.randrange(10**8), microseconds=rng.randrange(10**6)),
+                         datetime(2026, 1, 1) + timedelta(seconds=rng.randrange(10**8),
+                                                          microseconds=rng.randrange(10**6)),
                          timedelta(days=rng.randrange(100), seconds=rng.randrange(86400)), rng.random() * 1e-7,
                          [f"t{rng.randrange(5)}", None]))
         elif kind == "update":
             cur.execute("UPDATE public.accounts SET balance = balance + %s, seen = now(), ratio = %s WHERE id = "
-                        "(SELECT id FROM public.accounts ORDER BY random() LIMIT 1)", (rng.randrange(100), rng.random()))
+                        "(SELECT id FROM public.accounts ORDER BY random() LIMIT 1)",
+                        (rng.randrange(100), rng.random()))
         elif kind == "toast":  # the big value left alone (pgoutput sends it as unchanged) or rewritten
             if rng.random() < 0.5:
                 cur.execute("UPDATE public.accounts SET name = name || '+' WHERE id = (SELECT id FROM public.accounts "
