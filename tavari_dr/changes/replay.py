@@ -101,10 +101,15 @@ def base_of(manifest: Manifest, all_bases: list[Base]) -> tuple[Base | None, Bas
     if not manifest.wal_lsn_before or not manifest.source_identity:
         return None, None
     mine = [b for b in all_bases if b.identity == manifest.source_identity]
-    # By position, not clock: the base's log is complete from its start LSN, the dump's snapshot came after
-    # its WAL position; a base that began later cannot hold what the snapshot missed.
+    # By position: the base's log is complete from its start LSN, the dump's snapshot came after its WAL
+    # position; a base that began later cannot hold what the snapshot missed. And by the server's clock: a
+    # new base starts at the position the log was written to, which may precede the schema change it was
+    # started for; a dump whose snapshot came before the base was created has the old schema, so it is
+    # never that base's (it belongs to the one before, which ends where the new one begins).
     before = parse_lsn(manifest.wal_lsn_before)
-    fitting = [b for b in mine if parse_lsn(b.start_lsn) <= before]
+    served = served_from(manifest)
+    fitting = [b for b in mine if parse_lsn(b.start_lsn) <= before
+               and (served is None or _time(b.created_at) <= served)]
     if not fitting:
         return None, None
     base = max(fitting, key=lambda b: (parse_lsn(b.start_lsn), b.base_id))

@@ -515,6 +515,11 @@ class History:
                 self.log(f"seed {self.seed} T={t.isoformat()}: refused: {err}")
                 _drop(self.primary, target_db)
                 continue
+            except Exception as err:  # loud, but after writing: a defect of its own, counted apart
+                self.out.refused[f"FAILED DURING THE RESTORE ({type(err).__name__}): {str(err)[:100]}"] += 1
+                self.log(f"seed {self.seed} T={t.isoformat()}: refused: {err}")
+                _drop(self.primary, target_db)
+                continue
             if not result.ok:
                 self.out.refused["a check after the restore failed (exit 1)"] += 1
                 _drop(self.primary, target_db)
