@@ -29,11 +29,14 @@ def newest_dump_before(s3: Any, bucket: str, to: datetime, *, verifier: KmsVerif
 
 
 def restore_to(s3: Any, bucket: str, to: datetime, target_url: str, *, verifier: KmsVerifier,
-               tiers: tuple[Tier, ...] = DEFAULT_TIERS, log: Callable[[str], None] = lambda _m: None,
+               change_verifier: KmsVerifier, tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+               log: Callable[[str], None] = lambda _m: None,
                **restore_options: Any) -> tuple[db_lib.VerifyResult, replay_lib.ReplayResult]:
-    """Plan first (so a T the log cannot reach is refused before anything is written), then restore."""
+    """Plan first (so a T the log cannot reach is refused before anything is written), then restore.
+    ``verifier`` trusts the manifest signing key (the dump), ``change_verifier`` the change signing key
+    (the log's bases and segments): each its own records only."""
     manifest = newest_dump_before(s3, bucket, to, verifier=verifier, tiers=tiers)
-    the_plan = replay_lib.plan(s3, bucket, manifest, to, verifier)
+    the_plan = replay_lib.plan(s3, bucket, manifest, to, change_verifier)
     log(f"point in time {to:%Y-%m-%dT%H:%M:%SZ}: backup {manifest.backup_id}, then {len(the_plan.segments)} change "
         f"segment(s) of base {the_plan.base.base_id}")
     done: list[replay_lib.ReplayResult] = []
@@ -41,7 +44,7 @@ def restore_to(s3: Any, bucket: str, to: datetime, target_url: str, *, verifier:
     def replay(_manifest: Manifest, target: db_lib.Connection) -> dict[str, int]:
         options = db_lib.REPLICA_ROLE if db_lib._may_set_replica_role(target) else None
         outcome = replay_lib.replay(s3, bucket, the_plan, lambda: db_lib._connect(target, options=options),
-                                    verifier, log=log)
+                                    change_verifier, log=log)
         log(f"change log replayed: {outcome.applied} transaction(s), {outcome.changes} change(s) applied, "
             f"{outcome.skipped_visible} already in the dump, {outcome.skipped_repeated} repeated; last commit "
             f"{outcome.last_commit or '(none after the dump)'} in {outcome.seconds:.1f} s")

@@ -42,6 +42,7 @@ DATABASE_BACKUPS = "DatabaseBackups"
 BACKUP_BUCKET_NAME = "BackupBucketName"
 BACKUP_KEY_ARN = "BackupKeyArn"
 MANIFEST_SIGNING_KEY_ARN = "ManifestSigningKeyArn"
+CHANGE_SIGNING_KEY_ARN = "ChangeSigningKeyArn"  # the capture's: change records only (tavari_dr.database.signing)
 REPORTS_BUCKET_NAME = "ReportsBucketName"
 REPORTS_KEY_ARN = "ReportsKeyArn"
 RESTORE_TEST_BUCKET_NAME = "RestoreTestBucketName"
