@@ -50,6 +50,9 @@ BACKUP_CLUSTER_ARN = "BackupClusterArn"
 BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
 DRILL_STATE_MACHINE_ARN = "DrillStateMachineArn"
 CHANGE_CAPTURE_SERVICE_NAME = "ChangeCaptureServiceName"  # the `db stream` ECS service
+# The nightly task's reason, as a variable `db backup --reason` reads: a base reset's run of that task
+# overrides it (tavari_dr.database.dump_task), so its dump says "base-reset ...".
+BACKUP_REASON_ENV = "TAVARI_BACKUP_REASON"
 
 MONITORING = "Monitoring"
 ALERT_TOPIC_ARN = "AlertTopicArn"

@@ -13,9 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tavari_dr.core import outputs
+
 # `db backup --reason` reads it (the nightly task definition sets "nightly"); a run's container override
 # replaces it, nothing else.
-REASON_ENV = "TAVARI_BACKUP_REASON"
+REASON_ENV = outputs.BACKUP_REASON_ENV
 STARTED_BY = "tavari-base-reset"  # ECS's startedBy: who ran this task (at most 36 characters)
 
 
