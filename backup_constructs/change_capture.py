@@ -80,9 +80,21 @@ class ChangeCaptureService(Construct):
         key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
 
     def grant_signing(self, signing_key: kms.IKey, verify_actions: tuple[str, ...]) -> None:
-        """Sign each segment's manifest and each base record, as the nightly job signs a dump's; and verify
-        the base records it reads back when it resumes after a restart (a forged base would redirect it)."""
+        """Sign each segment's header and each base record with ``signing_key`` — the change records' own
+        key, never the manifests' (readers trust each key for its own records only); and verify the base
+        records it reads back when it resumes after a restart (a forged base would redirect it)."""
         signing_key.grant(self.role, "kms:Sign", *verify_actions)
+
+    def grant_run_task(self, task_definition: ecs.TaskDefinition, cluster: ecs.ICluster) -> None:
+        """Run ``task_definition`` (the nightly backup job's) in ``cluster`` and nothing else, passing it only
+        its own two roles: a base reset's fresh dump is taken, written and signed by that job's identity."""
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["ecs:RunTask"], resources=[task_definition.task_definition_arn],
+            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}}))
+        roles = [task_definition.task_role.role_arn, task_definition.obtain_execution_role().role_arn]
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=roles,
+            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}))
 
     def grant_metrics(self) -> None:
         self.role.add_to_principal_policy(iam.PolicyStatement(

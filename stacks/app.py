@@ -304,7 +304,8 @@ def _tamper_watch(app: App, config: EnvironmentConfig, *, storage: InvoiceStorag
     primary = Protected(
         rule_prefix=prefix, break_glass_role_arn=break_glass(config.account),
         keys=(storage.invoices.key.key_arn, secrets.config_secrets.key.key_arn, backups.backups.key.key_arn,
-              backups.signing_key.key_arn, backups.reports.key.key_arn),
+              backups.signing_key.key_arn, backups.reports.key.key_arn,
+              *((backups.change_signing_key.key_arn,) if backups.change_signing_key else ())),
         buckets=(storage.invoices.bucket.bucket_name, backups.backups.bucket.bucket_name,
                  backups.reports.bucket.bucket_name),
         backup_buckets=(backups.backups.bucket.bucket_name,),

@@ -40,7 +40,7 @@ from tavari_dr.core.config import (
     SecurityConfig,
     VerificationConfig,
 )
-from tavari_dr.core.guardrails import CHANGES_PREFIX
+from tavari_dr.core.guardrails import BACKUP_PREFIX, CHANGES_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 # The job image's build context: only what docker/backup/Dockerfile copies (so the asset hash
@@ -149,6 +149,18 @@ class DatabaseBackupsStack(Stack):
         if self.custodians is not None:
             # Without it no manifest verifies, and a restore refuses every backup.
             protect_key(self.signing_key, self.custodians)
+        # The always-on capture's own key (issue 27): it signs change records (segments and base records under
+        # changes/) and nothing else; readers trust it for those only and the manifest key for dumps only, so
+        # the capture, reachable from the internet around the clock, can never sign a backup.
+        self.change_signing_key: kms.Key | None = None
+        if capture_on:
+            self.change_signing_key = kms.Key(
+                self, "ChangeSigningKey", description="Signs the change capture's segments and base records",
+                key_spec=kms.KeySpec.ECC_NIST_P256, key_usage=kms.KeyUsage.SIGN_VERIFY,
+                removal_policy=removal_policy, pending_window=Duration.days(30))
+            if self.custodians is not None:
+                # Without it no change record verifies, and no restore reaches past a dump.
+                protect_key(self.change_signing_key, self.custodians)
 
         # Public subnets and a public IP instead of NAT gateways: the jobs only call AWS APIs and the
         # Supabase pooler over TLS, and a NAT gateway costs ~$33/month per AZ for a nightly task.
@@ -222,9 +234,14 @@ class DatabaseBackupsStack(Stack):
             description="Off-site pg_dump of the Supabase database (database_backups.schedule)",
             # --cleanup-restored: the expired copies of partial restores go before the dump (not backed up);
             # dropping them is audited, hence the reports bucket.
-            command=["db", "backup", "--reason", "nightly", "--cleanup-restored", *config_args, *bucket_args,
-                     *report_args, *key_args],
+            command=["db", "backup", "--cleanup-restored", *config_args, *bucket_args, *report_args, *key_args],
+            # The reason as a variable (`db backup --reason` reads it): a base reset's run of this very task
+            # overrides it, and nothing else (tavari_dr.database.dump_task).
+            environment={outputs.BACKUP_REASON_ENV: "nightly"},
             secrets=nightly_secrets)
+        acknowledge(self.nightly.task_definition, "The one variable is the dump's reason (\"nightly\"), no secret: "
+                                                  "a base reset's run of this task overrides it; the connection "
+                                                  "strings are secrets.", "AwsSolutions-ECS2")
         self.weekly = ScheduledFargateJob(
             self, "WeeklyVerify", **common, schedule=settings.weekly_verify_schedule, cpu=512, memory_mib=1024,
             description="Weekly check of the newest dump: sha256 and table of contents",
@@ -254,7 +271,8 @@ class DatabaseBackupsStack(Stack):
             role.add_to_principal_policy(iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"], resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": metrics.NAMESPACE}}))
-        self.backups.bucket.grant_put(self.nightly.task_definition.task_role)
+        # New dumps only: not changes/ (the capture's, signed with its own key) nor erasure/ (the application's).
+        self.backups.bucket.grant_put(self.nightly.task_definition.task_role, objects_key_pattern=f"{BACKUP_PREFIX}*")
         # Only the nightly job signs; the checks verify.
         self.signing_key.grant(self.nightly.task_definition.task_role, "kms:Sign")
         for job in (self.weekly, self.monthly):
@@ -284,9 +302,8 @@ class DatabaseBackupsStack(Stack):
                           TaskJob(metrics.DB_RESTORE_TEST, self.monthly, MONTH))
         self.capture = None
         if capture_on and changes is not None:
-            self.capture = self._change_capture(changes, image=image, bucket_args=bucket_args, key_args=key_args,
-                                                secrets_key=secrets_key,
-                                                dump_url=nightly_secrets["TAVARI_DATABASE_URL"])
+            self.capture = self._change_capture(changes, image=image, bucket_args=bucket_args,
+                                                secrets_key=secrets_key)
         self._changes = changes.settings if changes is not None else None
         self.verification = self._verification_jobs(verification)
         self.drill = self._quarterly_drill(drill, environment, log_retention_days)
@@ -294,6 +311,8 @@ class DatabaseBackupsStack(Stack):
         CfnOutput(self, outputs.BACKUP_BUCKET_NAME, value=self.backups.bucket.bucket_name)
         CfnOutput(self, outputs.BACKUP_KEY_ARN, value=self.backups.key.key_arn)
         CfnOutput(self, outputs.MANIFEST_SIGNING_KEY_ARN, value=self.signing_key.key_arn)
+        if self.change_signing_key is not None:
+            CfnOutput(self, outputs.CHANGE_SIGNING_KEY_ARN, value=self.change_signing_key.key_arn)
         CfnOutput(self, outputs.RESTORE_TEST_BUCKET_NAME, value=self.restore_test.bucket.bucket_name)
         CfnOutput(self, outputs.REPORTS_BUCKET_NAME, value=self.reports.bucket.bucket_name)
         CfnOutput(self, outputs.REPORTS_KEY_ARN, value=self.reports.key.key_arn)
@@ -302,41 +321,41 @@ class DatabaseBackupsStack(Stack):
 
 
     def _change_capture(self, inputs: ChangeCaptureInputs, *, image: ecs.ContainerImage, bucket_args: list[str],
-                        key_args: list[str], secrets_key: kms.IKey, dump_url: ecs.Secret) -> ChangeCaptureService:
+                        secrets_key: kms.IKey) -> ChangeCaptureService:
         """`tavari-dr db stream` as an always-on service (ADR 0021): the nightly job's image and way of
-        passing its settings (bucket, region and signing key as arguments, the connections as secrets: the
-        direct one it replicates over, and the nightly job's, which the fresh dump after a base reset uses)."""
-        assert inputs.database_url_secret is not None
+        passing its settings (bucket, region and its own signing key as arguments, the direct connection it
+        replicates over as a secret). It holds nothing a dump needs: a base reset's fresh dump is the nightly
+        job's task, which it may only ask ECS to run (issue 27)."""
+        assert inputs.database_url_secret is not None and self.change_signing_key is not None
         settings = inputs.settings
         args = bucket_args  # --publish-metrics among them: the stalled and lag alarms watch what it publishes
+        public = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+        nightly = self.nightly.task_definition
+        # Where and what ECS runs for a base reset's dump (`db stream --dump-task`, tavari_dr.database.dump_task).
+        dump_task = self.to_json_string({
+            "cluster": self.cluster.cluster_arn, "task_definition": nightly.task_definition_arn,
+            "container": self.nightly.container.container_name, "subnets": self.vpc.select_subnets(
+                subnet_type=ec2.SubnetType.PUBLIC).subnet_ids,
+            "security_groups": [self.security_group.security_group_id]})
         capture = ChangeCaptureService(
             self, "ChangeCapture", cluster=self.cluster, security_group=self.security_group, image=image,
-            command=["db", "stream", *args, *key_args], cpu=settings.cpu, memory_mib=settings.memory_mib,
-            # The task's public IPv4 reaches the AWS APIs (ECR, S3, KMS, CloudWatch, Secrets Manager)
+            command=["db", "stream", *args, "--change-signing-key", self.change_signing_key.key_arn,
+                     "--dump-task", dump_task],
+            cpu=settings.cpu, memory_mib=settings.memory_mib,
+            # The task's public IPv4 reaches the AWS APIs (ECR, S3, KMS, CloudWatch, Secrets Manager, ECS)
             # without a NAT gateway; its IPv6 address reaches Supabase's direct connection.
-            subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC), assign_public_ip=True,
-            # The names `db stream` reads (--database-url, --backup-database-url).
+            subnets=public, assign_public_ip=True,
+            # The name `db stream --database-url` reads.
             secrets={"TAVARI_STREAM_DATABASE_URL": ecs.Secret.from_secrets_manager(sm.Secret.from_secret_complete_arn(
-                self, "StreamDatabaseUrlSecret", inputs.database_url_secret.secret_arn)),
-                "TAVARI_DATABASE_URL": dump_url},
+                self, "StreamDatabaseUrlSecret", inputs.database_url_secret.secret_arn))},
             log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
         secrets_key.grant_decrypt(capture.task_definition.obtain_execution_role())  # the URL secret's key
         capture.grant_changes(self.backups.bucket, self.backups.key, CHANGES_PREFIX)
-        capture.grant_signing(self.signing_key, VERIFY_ACTIONS)
-        # A base reset (slot lost, dropped past the WAL bound, schema changed) takes a fresh dump in this
-        # task, exactly as the nightly job takes one: the same writes, under the same bucket rules.
-        role = capture.task_definition.task_role
-        self.backups.bucket.grant_read(role)
-        self.backups.bucket.grant_put(role)
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["s3:PutObjectRetention"], resources=[self.backups.bucket.arn_for_objects("dumps/*")]))
+        capture.grant_signing(self.change_signing_key, VERIFY_ACTIONS)
+        capture.grant_run_task(nightly, self.cluster)
         capture.grant_metrics()
         capture.acknowledge("The capture writes, reads and lists change segments under changes/ of the one backup "
                             "bucket (keys are LSNs and times), through its key.")
-        acknowledge_wildcards(grant_policy(role), "A base reset's fresh dump is written and read back as the nightly "
-                                                  "job's are: objects of the one backup bucket (keys are backup IDs).",
-                              actions=BUCKET_READ_PUT_ACTIONS,
-                              select=lambda resource: not resource.endswith("/changes/*"))
         CfnOutput(self, outputs.CHANGE_CAPTURE_SERVICE_NAME, value=capture.service.service_name)
         return capture
 
@@ -396,7 +415,8 @@ class DatabaseBackupsStack(Stack):
         settings = inputs.settings
         # The keys whose policies the drift check reads back (those in this region and account).
         drift_keys = {"backup": self.backups.key, "manifest signing": self.signing_key, "reports": self.reports.key,
-                      "invoice": inputs.invoice_key, "secrets": inputs.secrets_key}
+                      "invoice": inputs.invoice_key, "secrets": inputs.secrets_key,
+                      **({"change signing": self.change_signing_key} if self.change_signing_key else {})}
         targets = self.to_json_string({
             "invoice_bucket": inputs.invoice_bucket.bucket_name, "invoice_key_arn": inputs.invoice_key.key_arn,
             "archive_after_days": inputs.archive_after_days, "archive_storage_class": inputs.archive_storage_class,

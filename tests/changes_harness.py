@@ -116,7 +116,7 @@ def capture(url: str, aws: Any, *, dumps: list[str] | None = None, emitted: list
         if emitted is not None:
             emitted.append((dict(values), dict(dimensions or {})))
 
-    return Capture(url, aws.s3, aws.bucket, aws.signing.signer, aws.signing.verifier,
+    return Capture(url, aws.s3, aws.bucket, aws.changes.signer, aws.changes.verifier,
                    Settings(**{"segment_seconds": 0.5, **settings}),
                    fresh_dump=fresh_dump or (lambda reason: (dumps if dumps is not None else []).append(reason)),
                    emit=record)

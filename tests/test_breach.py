@@ -150,6 +150,7 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
         "TargetBucket": "access-logs", "TargetPrefix": "invoice-bucket/"}})
     kms = boto3.client("kms", region_name=region)
     key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    change_key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     db_lib.run_backup(s3, "backups", source, reason="nightly", signer=KmsSigner(kms, key))
     time.sleep(1.1)  # backup IDs have one-second resolution: T falls after this one's
     since = datetime.now(UTC).replace(microsecond=0)
@@ -175,7 +176,8 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
                   Body=gzip.compress(json.dumps(records).encode()))
     out = tmp_path / "scope"
     args = ["breach", "scope", "--env", "prod", "--since", since.isoformat(), "--database-url", source,
-            "--out", str(out), "--bucket", "backups", "--signing-key", key, "--invoice-bucket", "invoices",
+            "--out", str(out), "--bucket", "backups", "--signing-key", key, "--change-signing-key", change_key,
+            "--invoice-bucket", "invoices",
             "--trail-arn", trail, "--aware-at", since.isoformat()]
     result = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

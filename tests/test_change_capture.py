@@ -80,16 +80,17 @@ def test_the_task_runs_db_stream_sized_by_the_changes_section(captured, env_name
     assert (int(task["Cpu"]), int(task["Memory"])) == (config.changes.cpu, config.changes.memory_mib)
     (container,) = task["ContainerDefinitions"]
     assert container["Command"][:6] == ["--log-format", "json", "db", "stream", "--env", env_name]
-    assert "--bucket" in container["Command"] and "--signing-key" in container["Command"]
+    assert "--bucket" in container["Command"] and "--change-signing-key" in container["Command"]
+    assert "--signing-key" not in container["Command"]  # the manifests' key is the nightly job's alone
     # What the stalled, lag and WAL alarms watch is only published with this flag.
     assert "--publish-metrics" in container["Command"]
     assert container["StopTimeout"] == 120  # time to close the open segment on SIGTERM
-    # The names `db stream` reads: the direct connection it replicates over, and the nightly job's URL for
-    # the fresh dump after a base reset.
+    # The name `db stream` reads: the direct connection it replicates over, nothing else (a base reset's
+    # dump is the nightly job's task: --dump-task, never the backup connection here).
     secrets = {s["Name"]: json.dumps(s["ValueFrom"]) for s in container["Secrets"]}
-    assert set(secrets) == {"TAVARI_STREAM_DATABASE_URL", "TAVARI_DATABASE_URL"}
+    assert set(secrets) == {"TAVARI_STREAM_DATABASE_URL"}
     assert "StreamDatabaseUrl" in secrets["TAVARI_STREAM_DATABASE_URL"]
-    assert "BackupDatabaseUrl" in secrets["TAVARI_DATABASE_URL"]
+    assert "--dump-task" in container["Command"]
     group = container["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
     logs = template.to_json()["Resources"][group]["Properties"]
     assert logs["RetentionInDays"] == config.monitoring.log_retention_days and "KmsKeyId" in logs
@@ -121,14 +122,14 @@ def _task_statements(template: Template) -> list[dict]:
 
 
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
-def test_the_role_writes_changes_and_a_base_resets_dump_and_deletes_nothing(captured, env_name):
+def test_the_role_writes_changes_runs_the_nightly_task_and_deletes_nothing(captured, env_name):
     statements = _task_statements(_backups(captured[env_name]))
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    # Segments and bases under changes/; the fresh dump after a base reset as the nightly job writes one
-    # (its lock retention included); signing, and verifying the base records it resumes from; its metrics.
-    assert {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions",
-            "s3:PutObjectRetention", "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign", "kms:Verify",
-            "kms:DescribeKey", "cloudwatch:PutMetricData"} <= actions
+    # Segments and bases under changes/; signing with the change key, and verifying the base records it
+    # resumes from; running the nightly job's task for a base reset's dump (issue 27); its metrics.
+    assert actions == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions",
+                       "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign", "kms:Verify", "kms:DescribeKey",
+                       "ecs:RunTask", "iam:PassRole", "cloudwatch:PutMetricData"}
     assert not {a for a in actions if a.startswith(("s3:Delete", "s3:PutBucket", "s3:PutLifecycle", "kms:Schedule",
                                                     "kms:Disable", "kms:PutKeyPolicy"))}
     assert all(s["Effect"] == "Allow" for s in statements)
@@ -137,7 +138,7 @@ def test_the_role_writes_changes_and_a_base_resets_dump_and_deletes_nothing(capt
         if statement["Action"] == "cloudwatch:PutMetricData":
             assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": metrics.NAMESPACE}}
         if "kms:Sign" in statement["Action"]:
-            assert "ManifestSigningKey" in text
+            assert "ChangeSigningKey" in text and "ManifestSigningKey" not in text
     listing = [s for s in statements if "s3:ListBucketVersions" in s["Action"] and "Condition" in s]
     assert listing and listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["changes/*"]}}
 

@@ -41,13 +41,14 @@ def pg():
 class Aws:
     s3: Any
     bucket: str
-    signing: Signing
+    signing: Signing  # the manifests' key (the nightly job's)
+    changes: Signing  # the change records' key (the capture's): each trusted for its own records only
 
 
 @pytest.fixture
 def aws():
     with backup_s3(BUCKET) as s3:
-        yield Aws(s3, BUCKET, Signing())
+        yield Aws(s3, BUCKET, Signing(), Signing())
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def restore_to(pg, aws, to) -> tuple[str, db_lib.VerifyResult, replay.ReplayResu
     target = h.database(pg, "SELECT 1")
     admin = target.replace("postgres@", "supabase_admin@")
     result, outcome = pitr.restore_to(aws.s3, aws.bucket, to, admin, verifier=aws.signing.verifier,
-                                      pg_bin=pg.client_bin, jobs=1)
+                                      change_verifier=aws.changes.verifier, pg_bin=pg.client_bin, jobs=1)
     return admin, result, outcome
 
 
@@ -197,7 +198,7 @@ def test_truncates_and_unchanged_toast_values_replay(pg, aws, src):
     running.stop()
     kinds = set()
     for key in list_segments(aws.s3, aws.bucket, to - timedelta(hours=1), to + timedelta(hours=1)):
-        seg = open_segment(aws.s3, aws.bucket, key.key, aws.signing.verifier)
+        seg = open_segment(aws.s3, aws.bucket, key.key, aws.changes.verifier)
         for r in seg.lines():
             kinds |= {"X"} if r[0] == "X" else {"u"} if r[0] == "U" and 0 in r[4] else set()
         seg.close()
@@ -275,7 +276,7 @@ def test_a_schema_change_closes_the_base_forces_a_dump_and_is_never_replayed_acr
     assert ({metrics.CHANGE_BASE_RESET: 1}, {"Source": "changes"}) in emitted
     # From the dump before the change, T after it is refused, not replayed into the old shape...
     with pytest.raises(replay.ReplayError, match=r"past the end of base .*\(schema change on public\.notes\)"):
-        replay.plan(aws.s3, aws.bucket, first, to, aws.signing.verifier)
+        replay.plan(aws.s3, aws.bucket, first, to, aws.changes.verifier)
     # ...and the forced dump restores to T with the new column.
     target, result, _ = restore_to(pg, aws, to)
     assert result.ok, result.checks
@@ -365,7 +366,7 @@ def test_a_crash_between_write_and_confirm_loses_nothing_and_repeats_nothing(pg,
     seed(src)
     h.Running(h.capture(src, aws)).started().stop()
     manifest = dump(pg, aws, src)
-    crashing = _CrashAfterWrite(src, aws.s3, aws.bucket, aws.signing.signer, aws.signing.verifier,
+    crashing = _CrashAfterWrite(src, aws.s3, aws.bucket, aws.changes.signer, aws.changes.verifier,
                                 Settings(segment_seconds=0.5), fresh_dump=lambda _r: None)
     with psycopg.connect(src) as conn:
         conn.execute("INSERT INTO public.notes VALUES (1, 'in the segment written before the crash', 'x')")
@@ -391,7 +392,7 @@ def test_a_crash_between_write_and_confirm_loses_nothing_and_repeats_nothing(pg,
 
 def test_a_resumed_capture_does_not_write_again_what_is_written(pg, aws, src):
     seed(src)
-    crashing = _CrashAfterWrite(src, aws.s3, aws.bucket, aws.signing.signer, aws.signing.verifier,
+    crashing = _CrashAfterWrite(src, aws.s3, aws.bucket, aws.changes.signer, aws.changes.verifier,
                                 Settings(segment_seconds=0.5), fresh_dump=lambda _r: None)
     with psycopg.connect(src) as conn:
         conn.execute("INSERT INTO public.notes VALUES (1, 'once', 'x')")
@@ -423,17 +424,18 @@ def test_a_missing_segment_is_a_gap_and_a_rewritten_one_is_refused(pg, aws, src)
     manifest = pitr.newest_dump_before(aws.s3, aws.bucket, to, verifier=aws.signing.verifier)
     # Found while planning, before the dump is restored into anything (the real run and --dry-run alike).
     with pytest.raises(replay.ReplayError, match="gap"):
-        replay.plan(aws.s3, aws.bucket, manifest, to, aws.signing.verifier)
+        replay.plan(aws.s3, aws.bucket, manifest, to, aws.changes.verifier)
     target = h.database(pg, "SELECT 1")
     with pytest.raises(replay.ReplayError, match="gap"):
         pitr.restore_to(aws.s3, aws.bucket, to, target.replace("postgres@", "supabase_admin@"),
-                        verifier=aws.signing.verifier, pg_bin=pg.client_bin, jobs=1)
+                        verifier=aws.signing.verifier, change_verifier=aws.changes.verifier, pg_bin=pg.client_bin,
+                        jobs=1)
     with psycopg.connect(target) as conn:  # nothing was written into the target
         tables = conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone()
     assert tables == (0,)
     aws.s3.put_object(Bucket=aws.bucket, Key=keys[-1].key, Body=b"a second version")
     with pytest.raises(SegmentError, match="2 version"):
-        open_segment(aws.s3, aws.bucket, keys[-1].key, aws.signing.verifier)
+        open_segment(aws.s3, aws.bucket, keys[-1].key, aws.changes.verifier)
 
 
 def test_snapshot_visibility_is_pg_visible_in_snapshot(pg):
@@ -460,7 +462,7 @@ def test_the_cli_sets_up_lists_windows_and_restores_to_a_second(pg, aws, monkeyp
     from tavari_dr.cli import main
 
     url = h.database(pg)
-    common = ["--bucket", aws.bucket, "--signing-key", aws.signing.arn]
+    common = ["--bucket", aws.bucket, "--signing-key", aws.signing.arn, "--change-signing-key", aws.changes.arn]
     audit = ["--report-bucket", "reports"]
     done = CliRunner().invoke(main, ["db", "stream", "--setup", "--database-url", url])
     assert done.exit_code == 0, done.output

@@ -50,13 +50,14 @@ def no_slots_left(pg):
 class Aws:
     s3: Any
     bucket: str
-    signing: Signing
+    signing: Signing  # the manifests' key
+    changes: Signing  # the change records' key
 
 
 @pytest.fixture
 def aws():
     with backup_s3(BUCKET) as s3:
-        yield Aws(s3, BUCKET, Signing())
+        yield Aws(s3, BUCKET, Signing(), Signing())
 
 
 def admin(url: str) -> str:
@@ -71,7 +72,7 @@ def dump(pg, aws, url: str, reason: str = "nightly") -> db_lib.Manifest:
 def restore_to(pg, aws, to, **options: Any):
     target = admin(h.database(pg, "SELECT 1"))
     result, outcome = pitr.restore_to(aws.s3, aws.bucket, to, target, verifier=aws.signing.verifier,
-                                      pg_bin=pg.client_bin, jobs=1, **options)
+                                      change_verifier=aws.changes.verifier, pg_bin=pg.client_bin, jobs=1, **options)
     return target, result, outcome
 
 
@@ -167,7 +168,7 @@ def test_a_dump_serves_no_point_before_its_snapshot_by_the_servers_clock(pg, aws
     running.stop()
     drop_slot(pg)
     with pytest.raises(replay.ReplayError, match="snapshot was taken at"):
-        replay.plan(aws.s3, aws.bucket, manifest, to, aws.signing.verifier)
+        replay.plan(aws.s3, aws.bucket, manifest, to, aws.changes.verifier)
     # The job's second, as the backup's ID has it, may equal T's: the dump is still not the one to use.
     assert pitr.newest_dump_before(aws.s3, aws.bucket, to, verifier=aws.signing.verifier).reason == "earlier"
     target, result, _ = restore_to(pg, aws, to)
@@ -204,7 +205,7 @@ def test_a_table_created_after_the_dump_is_captured_alarmed_or_refused_by_name(p
     drop_slot(pg)
     # From the dump before the table, a T after its creation is refused (it was restored without the table).
     with pytest.raises(replay.ReplayError):
-        replay.plan(aws.s3, aws.bucket, first, created + timedelta(microseconds=1), aws.signing.verifier)
+        replay.plan(aws.s3, aws.bucket, first, created + timedelta(microseconds=1), aws.changes.verifier)
     target, result, _ = restore_to(pg, aws, to)
     assert result.ok, result.checks
     assert h.rows(target, ("public.notes", "public.invoices_2")) == expected

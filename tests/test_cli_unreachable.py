@@ -67,6 +67,7 @@ def value_for(param: click.Parameter, tmp_path: Path) -> list[str]:
 # What a command needs beyond its required options to get as far as a connection, one list per run.
 VARIANTS = {("bucket", "restore"): [["--to", "2026-11-30T12:00:00Z", "--backup-bucket", "x"]],
             ("db", "backup"): [["--reason", "nightly"]],
+            ("db", "stream"): [["--dump-in-process"]],  # how a base reset's dump is taken is always named
             ("db", "verify"): [["--quick"], ["--scratch-url", DATABASE_URL]],
             ("breach", "scope"): [["--since", "2026-11-30T12:00:00Z"]],
             # dev keeps no DR region (and says so before any connection): prod's is what fails over.
@@ -89,6 +90,7 @@ def invocations(tmp_path: Path):
                     + [ARGUMENT for p in command.params if isinstance(p, click.Argument)])
 
         named = [x for option, value in (("bucket", "b"), ("signing_key", "arn:aws:kms:eu-west-1:1:key/k"),
+                                        ("change_signing_key", "arn:aws:kms:eu-west-1:1:key/c"),
                                         ("report_bucket", "r"))
                  if option in names for x in (f"--{option.replace('_', '-')}", value)]
         for extra in VARIANTS.get(path, [[]]):

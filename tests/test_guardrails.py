@@ -31,7 +31,7 @@ REPLICATION = role("tavari-prod-backupsreplicationrole")
 
 # Stack purpose -> (region, the logical-ID prefixes of its protected keys)
 PROTECTED_KEYS = {
-    "DatabaseBackups": (PRIMARY, ("BackupsKey", "ManifestSigningKey", "ReportsKey")),
+    "DatabaseBackups": (PRIMARY, ("BackupsKey", "ChangeSigningKey", "ManifestSigningKey", "ReportsKey")),
     "DatabaseBackupsReplica": (DR, ("BackupsKey",)),
     "InvoiceStorage": (PRIMARY, ("InvoicesKey",)),
     "InvoiceReplica": (DR, ("ReplicaKey",)),

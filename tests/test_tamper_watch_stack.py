@@ -60,7 +60,8 @@ def test_the_primary_rules_name_every_protected_resource(prod):
     p = primary.protected
     keys = {json.dumps(resolve(k), sort_keys=True) for k in p.keys}
     for key in (built.storage.invoices.key, built.secrets.config_secrets.key, built.backups.backups.key,
-                built.backups.signing_key, built.backups.reports.key, primary.trail.key):
+                built.backups.signing_key, built.backups.change_signing_key, built.backups.reports.key,
+                primary.trail.key):
         assert json.dumps(resolve(key.key_arn), sort_keys=True) in keys
     buckets = {json.dumps(resolve(b), sort_keys=True) for b in p.buckets}
     for bucket in (built.storage.invoices.bucket, built.backups.backups.bucket, built.backups.reports.bucket,

@@ -155,8 +155,8 @@ class Scope:
         return lines
 
 
-def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, verifier: Any, tiers: Any,
-                   scratch_url: str | None, log: Any, compare: Any,
+def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, verifier: Any, change_verifier: Any,
+                   tiers: Any, scratch_url: str | None, log: Any, compare: Any,
                    **restore_options: Any) -> tuple[Any, Any, str | None]:
     """The state at ``since`` in a scratch database (the partial restore's: an empty one given, or a new one
     on the live server, dropped afterwards), then ``compare(scratch)``: where the change log reaches T, the
@@ -172,7 +172,7 @@ def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, veri
 
     try:  # planned before anything is written: a T the log cannot reach falls back to the dump
         exact = pitr.newest_dump_before(s3, bucket, since, verifier=verifier, tiers=tiers)
-        replay_lib.plan(s3, bucket, exact, since, verifier, keep=False)
+        replay_lib.plan(s3, bucket, exact, since, change_verifier, keep=False)  # the log's records: the change key
     except (BackupError, replay_lib.ReplayError) as err:
         log(f"the change log does not reach {since.isoformat(timespec='seconds')} ({err}): comparing with the "
             "last backup finished before it")
@@ -180,7 +180,8 @@ def restore_before(s3: Any, bucket: str, since: datetime, live_url: str, *, veri
     if exact is not None:
         try:
             with partial.scratch(live_url, exact.backup_id, scratch_url, log) as scratch:
-                restored, _outcome = pitr.restore_to(s3, bucket, since, scratch, verifier=verifier, tiers=tiers,
+                restored, _outcome = pitr.restore_to(s3, bucket, since, scratch, verifier=verifier,
+                                                     change_verifier=change_verifier, tiers=tiers,
                                                      log=log, only_missing_roles=True, **restore_options)
                 wrong = list(restored.mismatches())
                 if wrong:

@@ -40,20 +40,24 @@ def newest_dump_before(s3: Any, bucket: str, to: datetime, *, verifier: KmsVerif
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def plan_to(s3: Any, bucket: str, to: datetime, *, verifier: KmsVerifier, tiers: tuple[Tier, ...] = DEFAULT_TIERS,
-            dump_only: tuple[str, ...] = (), keep: bool = True) -> replay_lib.Plan:
+def plan_to(s3: Any, bucket: str, to: datetime, *, verifier: KmsVerifier, change_verifier: KmsVerifier,
+            tiers: tuple[Tier, ...] = DEFAULT_TIERS, dump_only: tuple[str, ...] = (),
+            keep: bool = True) -> replay_lib.Plan:
     """The dump and the verified log a restore to ``to`` would use (`--dry-run` and the real run alike)."""
     manifest = newest_dump_before(s3, bucket, to, verifier=verifier, tiers=tiers)
-    return replay_lib.plan(s3, bucket, manifest, to, verifier, dump_only=dump_only, keep=keep)
+    return replay_lib.plan(s3, bucket, manifest, to, change_verifier, dump_only=dump_only, keep=keep)
 
 
 def restore_to(s3: Any, bucket: str, to: datetime, target_url: str, *, verifier: KmsVerifier,
-               tiers: tuple[Tier, ...] = DEFAULT_TIERS, log: Callable[[str], None] = lambda _m: None,
-               dump_only: tuple[str, ...] = (),
+               change_verifier: KmsVerifier, tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+               log: Callable[[str], None] = lambda _m: None, dump_only: tuple[str, ...] = (),
                **restore_options: Any) -> tuple[db_lib.VerifyResult, replay_lib.ReplayResult]:
     """Plan first: every segment up to T is downloaded and verified, and a T the log cannot reach, a mixed or
-    uncovered log, is refused before anything is written. Then restore, and replay the verified segments."""
-    the_plan = plan_to(s3, bucket, to, verifier=verifier, tiers=tiers, dump_only=dump_only)
+    uncovered log, is refused before anything is written. Then restore, and replay the verified segments.
+    ``verifier`` trusts the manifest signing key (the dump), ``change_verifier`` the change signing key
+    (the log's bases and segments): each its own records only."""
+    the_plan = plan_to(s3, bucket, to, verifier=verifier, change_verifier=change_verifier, tiers=tiers,
+                       dump_only=dump_only)
     manifest = the_plan.manifest
     log(f"point in time {to:%Y-%m-%dT%H:%M:%SZ}: backup {manifest.backup_id}, then {len(the_plan.segments)} change "
         f"segment(s) of base {the_plan.base.base_id}")
@@ -62,7 +66,7 @@ def restore_to(s3: Any, bucket: str, to: datetime, target_url: str, *, verifier:
     def replay(_manifest: Manifest, target: db_lib.Connection) -> dict[str, int]:
         options = db_lib.REPLICA_ROLE if db_lib._may_set_replica_role(target) else None
         outcome = replay_lib.replay(s3, bucket, the_plan, lambda: db_lib._connect(target, options=options),
-                                    verifier, log=log)
+                                    change_verifier, log=log)
         log(f"change log replayed: {outcome.applied} transaction(s), {outcome.changes} change(s) applied, "
             f"{outcome.skipped_visible} already in the dump, {outcome.skipped_repeated} repeated; last commit "
             f"{outcome.last_commit or '(none after the dump)'} in {outcome.seconds:.1f} s")

@@ -17,8 +17,9 @@ from tavari_dr.cli.common import Deployed, answer, aws_command, backup_errors, f
 from tavari_dr.cli.db import (
     _backup_bucket,
     _database_url,
-    _verifier,
+    _verifiers,
     bucket_option,
+    change_signing_key_option,
     jobs_option,
     pg_bin_option,
     signing_key_option,
@@ -54,13 +55,14 @@ def group() -> None:
                                   "TamperWatch stack's TrailArn output).")
 @bucket_option
 @signing_key_option
+@change_signing_key_option
 @pg_bin_option
 @jobs_option
 @work_dir_option
 @format_option
 @backup_errors
 def scope(config, target, since, aware_at, database_url, scratch_url, out, force, invoice_bucket, trail_arn, bucket,
-          signing_key, pg_bin, jobs, work_dir, output_format):
+          signing_key, change_signing_key, pg_bin, jobs, work_dir, output_format):
     now = datetime.now(UTC)
     aware_at = aware_at or now
     if since > now:
@@ -78,8 +80,9 @@ def scope(config, target, since, aware_at, database_url, scratch_url, out, force
         click.echo(f"  {message}", err=True)
 
     datasets = config.data_export.datasets
+    manifests, changes = _verifiers(config, target, signing_key, change_signing_key)
     manifest, data, replayed_to = scope_lib.restore_before(
-        s3, backups, since, live, verifier=_verifier(config, target, signing_key),
+        s3, backups, since, live, verifier=manifests, change_verifier=changes,
         tiers=config.database_backups.tiers, scratch_url=scratch_url, log=say,
         compare=lambda scratch: diff_lib.compare(scratch, live, datasets), pg_bin=pg_bin, jobs=jobs,
         work_dir=work_dir, datasets=datasets)

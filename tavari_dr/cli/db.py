@@ -6,7 +6,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,9 @@ from tavari_dr.core.audit import AuditRecord
 from tavari_dr.core.aws import AwsTarget
 from tavari_dr.core.config import DEFAULT_DATASETS, Dataset, EnvironmentConfig, Tier
 from tavari_dr.database import backup as db_lib
-from tavari_dr.database import erasure, overwrite, partial
+from tavari_dr.database import dump_task, erasure, overwrite, partial
 from tavari_dr.database.manifest import open_backup
-from tavari_dr.database.signing import KmsSigner, KmsVerifier
+from tavari_dr.database.signing import KmsSigner, KmsVerifier, change_verifier, distinct_keys, manifest_verifier
 
 log = logging.getLogger("tavari.database")
 
@@ -58,7 +58,29 @@ def _signing_key(config: EnvironmentConfig | None, target: AwsTarget, key: str |
 
 
 def _verifier(config: EnvironmentConfig | None, target: AwsTarget, key: str | None) -> KmsVerifier:
-    return KmsVerifier(target.client("kms"), _signing_key(config, target, key))
+    """The dump manifests' reader: the manifest signing key only."""
+    return manifest_verifier(target.client("kms"), _signing_key(config, target, key))
+
+
+def _change_signing_key(config: EnvironmentConfig | None, target: AwsTarget, key: str | None) -> str:
+    return Deployed(config, target).resource(key, outputs.DATABASE_BACKUPS, outputs.CHANGE_SIGNING_KEY_ARN,
+                                             what="change signing key", option="--change-signing-key")
+
+
+def _two_keys(manifest_key: str, change_key: str) -> None:
+    try:
+        distinct_keys(manifest_key, change_key)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def _verifiers(config: EnvironmentConfig | None, target: AwsTarget, key: str | None,
+               change_key: str | None) -> tuple[KmsVerifier, KmsVerifier]:
+    """(manifests, change records): each reader trusts its own key only (issue 27)."""
+    manifests = _verifier(config, target, key)
+    changes = change_verifier(target.client("kms"), _change_signing_key(config, target, change_key))
+    _two_keys(manifests.key_id, changes.key_id)
+    return manifests, changes
 
 
 def _datasets(config: EnvironmentConfig | None) -> tuple[Dataset, ...]:
@@ -92,6 +114,9 @@ def _database_url(config: EnvironmentConfig | None, target: AwsTarget, url: str 
 bucket_option = click.option("--bucket", help="Backup bucket (default: the DatabaseBackups stack output).")
 signing_key_option = click.option("--signing-key", help="KMS key ARN that signs the manifests (default: the "
                                                         "DatabaseBackups stack's ManifestSigningKeyArn output).")
+change_signing_key_option = click.option(
+    "--change-signing-key", help="KMS key ARN that signs the change log's segments and bases (default: the "
+                                 "DatabaseBackups stack's ChangeSigningKeyArn output); never the manifests' key.")
 manifest_version_option = click.option(
     "--manifest-version", help="Read a backup whose keys were overwritten or hidden through this version of its "
                                "manifest.json (its signature is still checked); what was found is reported.")
@@ -173,7 +198,9 @@ def _reason(reason: str | None, before_migration: str | None, config: Environmen
 
 
 @aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
-@click.option("--reason", help="Why: 'nightly', 'manual before the upgrade', ...")
+@click.option("--reason", envvar=dump_task.REASON_ENV,
+              help="Why: 'nightly', 'manual before the upgrade', ... (env TAVARI_BACKUP_REASON: the nightly task's "
+                   "way, which a base reset's run of it overrides).")
 @click.option("--before-migration", metavar="NAME",
               help="The migration hook: reason before-migration-NAME; needs --env; prints the backup ID "
                    "(exit 0: migrate; non-zero: do not).")
@@ -264,12 +291,13 @@ def _state(entry: db_lib.BackupEntry) -> str:
              env_required=False)
 @bucket_option
 @signing_key_option
+@change_signing_key_option
 @format_option
 @backup_errors
-def list_(config, target, bucket, signing_key, output_format):
+def list_(config, target, bucket, signing_key, change_signing_key, output_format):
     s3, bucket = target.client("s3"), _backup_bucket(config, target, bucket)
     backups = db_lib.list_backups(s3, bucket, _tiers(config))
-    reach = _windows(config, target, s3, bucket, signing_key, backups)
+    reach = _windows(config, target, s3, bucket, signing_key, change_signing_key, backups)
 
     def shown(backup_id: str) -> str:
         found = reach.get(backup_id)
@@ -292,13 +320,16 @@ def list_(config, target, bucket, signing_key, output_format):
 
 
 def _windows(config: EnvironmentConfig | None, target: AwsTarget, s3: Any, bucket: str, signing_key: str | None,
+             change_signing_key: str | None,
              backups: list[db_lib.BackupEntry]) -> dict[str, tuple[datetime, datetime] | None]:
     """Per complete, untampered backup: the seconds `restore --to` can reach from it (its dump through the
-    change log's newest commit; ADR 0020). Without the signing key nothing can be trusted: none shown."""
+    change log's newest commit; ADR 0020). Without both signing keys nothing can be trusted: none shown."""
     try:
         verifier = _verifier(config, target, signing_key)
+        changes = change_verifier(target.client("kms"), _change_signing_key(config, target, change_signing_key))
     except click.ClickException:
         return {}
+    _two_keys(verifier.key_id, changes.key_id)
     manifests = []
     for b in backups:
         if b.complete and not b.expired and not b.pre_restore and not b.findings():
@@ -306,7 +337,7 @@ def _windows(config: EnvironmentConfig | None, target: AwsTarget, s3: Any, bucke
                 manifests.append(open_backup(s3, bucket, b, verifier=verifier).manifest)
             except db_lib.BackupError:
                 continue
-    return replay_lib.windows(s3, bucket, manifests, verifier, datetime.now(UTC))
+    return replay_lib.windows(s3, bucket, manifests, changes, datetime.now(UTC))
 
 
 def _print_counts(result: db_lib.VerifyResult) -> None:
@@ -372,6 +403,7 @@ def _restore_failures_counted(emit: metrics.Emit | None) -> Iterator[None]:
               show_default=True, help="With --table: when the copies expire (cleanup-restored drops them).")
 @bucket_option
 @signing_key_option
+@change_signing_key_option
 @manifest_version_option
 @report_bucket_option
 @click.option("--publish-metrics", is_flag=True, help="Publish BackupTampered when the backup was tampered with.")
@@ -380,8 +412,8 @@ def _restore_failures_counted(emit: metrics.Emit | None) -> Iterator[None]:
 @work_dir_option
 @backup_errors
 def restore(config, target, which, to, dump_only, target_url, force, yes, dry_run, no_safety_backup, tables,
-            scratch_url, keep_hours, bucket, signing_key, manifest_version, report_bucket, publish_metrics, pg_bin,
-            jobs, work_dir):
+            scratch_url, keep_hours, bucket, signing_key, change_signing_key, manifest_version, report_bucket,
+            publish_metrics, pg_bin, jobs, work_dir):
     if dump_only and to is None:
         raise click.UsageError("--dump-only goes with --to")
     if to is not None:
@@ -389,8 +421,8 @@ def restore(config, target, which, to, dump_only, target_url, force, yes, dry_ru
         if which != "latest" or tables or force or manifest_version:
             raise click.UsageError("--to picks the backup itself and restores into an empty database: drop --backup, "
                                    "--table, --force and --manifest-version")
-        return _restore_to(config, target, point, target_url, dry_run, bucket, signing_key, report_bucket,
-                           publish_metrics, pg_bin, jobs, work_dir, tuple(dump_only))
+        return _restore_to(config, target, point, target_url, dry_run, bucket, (signing_key, change_signing_key),
+                           report_bucket, publish_metrics, pg_bin, jobs, work_dir, tuple(dump_only))
     if tables and force:
         raise click.UsageError("--table copies tables beside the live ones and never overwrites: drop --force")
     if scratch_url and not tables:
@@ -483,10 +515,11 @@ def _point_in_time(text: str) -> datetime:
 
 
 def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: datetime, target_url: str, dry_run: bool,
-                bucket: str | None, signing_key: str | None, report_bucket: str | None, publish_metrics: bool,
-                pg_bin: Path | None, jobs: int | None, work_dir: Path | None, dump_only: tuple[str, ...] = ()) -> None:
+                bucket: str | None, keys: tuple[str | None, str | None], report_bucket: str | None,
+                publish_metrics: bool, pg_bin: Path | None, jobs: int | None, work_dir: Path | None,
+                dump_only: tuple[str, ...] = ()) -> None:
     bucket = _backup_bucket(config, target, bucket)
-    verifier = _verifier(config, target, signing_key)
+    verifier, changes = _verifiers(config, target, *keys)  # the dump's manifest; the change log's records
     s3 = target.client("s3")
 
     def say(message: str) -> None:
@@ -494,8 +527,8 @@ def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: date
 
     try:
         if dry_run:  # the very plan and checks the real run makes before its first write
-            the_plan = pitr.plan_to(s3, bucket, point, verifier=verifier, tiers=_tiers(config), dump_only=dump_only,
-                                    keep=False)
+            the_plan = pitr.plan_to(s3, bucket, point, verifier=verifier, change_verifier=changes, tiers=_tiers(config),
+                                    dump_only=dump_only, keep=False)
             click.echo(f"would restore backup {the_plan.manifest.backup_id}, then replay {the_plan.verified} "
                        f"verified change segment(s) of base {the_plan.base.base_id} up to {point.isoformat()}")
             click.echo("dry run: nothing was changed")
@@ -507,6 +540,7 @@ def _restore_to(config: EnvironmentConfig | None, target: AwsTarget, point: date
         with audited(config, target, report_bucket, record) as audit:
             with _restore_failures_counted(emit):
                 result, outcome = pitr.restore_to(s3, bucket, point, target_url, verifier=verifier,
+                                                  change_verifier=changes,
                                                   tiers=_tiers(config), log=say, pg_bin=pg_bin, jobs=jobs,
                                                   work_dir=work_dir, dump_only=dump_only,
                                                   datasets=_datasets(config))
@@ -706,6 +740,41 @@ def _stream_url(config: EnvironmentConfig | None, target: AwsTarget, url: str | 
     return value
 
 
+def _fresh_dump(config: EnvironmentConfig | None, target: AwsTarget, url: str, bucket: str, change_key: str, *,
+                dump_task_json: str | None, in_process: bool, backup_database_url: str | None,
+                signing_key: str | None, pg_bin: Path | None) -> Callable[[str], None]:
+    """What a base reset calls with its reason ("base-reset ..."): an explicit choice, never a fallback.
+    --dump-task: ECS runs the nightly backup job's task (its identity signs and writes the dump; the
+    capture holds neither); --dump-in-process: pg_dump here, signed with the manifest key (local runs)."""
+    if bool(dump_task_json) == in_process:
+        raise click.UsageError("name how a base reset's fresh dump is taken: --dump-task JSON (the nightly backup "
+                               "job's task, as deployed) or --dump-in-process (here: local runs), one of the two")
+    if dump_task_json:
+        try:
+            task = dump_task.DumpTask.parse(dump_task_json)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+        ecs = target.client("ecs")
+
+        def by_the_nightly_job(reason: str) -> None:
+            started = dump_task.run(ecs, task, reason)
+            click.echo(f"fresh dump after the base reset ({reason}): the nightly backup task {started} takes it")
+
+        return by_the_nightly_job
+    manifest_key = _signing_key(config, target, signing_key)
+    _two_keys(manifest_key, change_key)
+    signer = KmsSigner(target.client("kms"), manifest_key)
+    dump_url = backup_database_url or (_database_url(config, target, None) if config else url)
+    s3 = target.client("s3")
+
+    def in_this_process(reason: str) -> None:
+        manifest = db_lib.run_backup(s3, bucket, dump_url, reason=reason, signer=signer, tiers=_tiers(config),
+                                     pg_bin=pg_bin)
+        click.echo(f"fresh dump {manifest.backup_id} after the base reset ({reason})")
+
+    return in_this_process
+
+
 @aws_command(group, "stream", "Continuously capture every committed change into signed segments beside the dumps "
                              "(long-running; exits non-zero when it cannot go on). --setup: create the publication "
                              "and the slot, once.", env_required=False)
@@ -713,19 +782,27 @@ def _stream_url(config: EnvironmentConfig | None, target: AwsTarget, url: str | 
                                                       "the role needs; print what was done and found; then exit.")
 @click.option("--database-url", envvar="TAVARI_STREAM_DATABASE_URL",
               help="Instead of the STREAM_DATABASE_URL secret (env TAVARI_STREAM_DATABASE_URL; the ECS task's way).")
+@click.option("--dump-task", "dump_task_json", envvar="TAVARI_DUMP_TASK", metavar="JSON",
+              help="A base reset's fresh dump is taken by the nightly backup job: ECS runs its task with the reason "
+                   "overridden ({cluster, task_definition, container, subnets, security_groups}; the stack's way). "
+                   "Or --dump-in-process.")
+@click.option("--dump-in-process", is_flag=True,
+              help="Instead: take a base reset's fresh dump here, with this process's credentials (pg_dump, the "
+                   "manifest signing key): local runs and the drill, never the deployed service.")
 @click.option("--backup-database-url", envvar="TAVARI_DATABASE_URL",
-              help="Where the fresh dump after a base reset is taken from (default: BACKUP_DATABASE_URL with --env, "
-                   "else the stream's URL).")
+              help="With --dump-in-process: where the fresh dump is taken from (default: BACKUP_DATABASE_URL with "
+                   "--env, else the stream's URL).")
 @click.option("--segment-seconds", type=click.FloatRange(min=0.1), default=None,
               help="Close a segment this often (default: changes.segment_seconds).")
 @bucket_option
+@change_signing_key_option
 @signing_key_option
 @pg_bin_option
 @click.option("--publish-metrics", is_flag=True, help="Publish lag, retained WAL, segments and base resets, and "
                                                       "JobFailed on a fatal error, to CloudWatch.")
 @backup_errors
-def stream(config, target, do_setup, database_url, backup_database_url, segment_seconds, bucket, signing_key, pg_bin,
-           publish_metrics):
+def stream(config, target, do_setup, database_url, dump_task_json, dump_in_process, backup_database_url,
+           segment_seconds, bucket, change_signing_key, signing_key, pg_bin, publish_metrics):
     changes = config.changes if config else None
     publication = changes.publication if changes else "tavari_backup"
     slot = changes.slot if changes else "tavari_backup"
@@ -738,17 +815,15 @@ def stream(config, target, do_setup, database_url, backup_database_url, segment_
             raise Failed(str(err)) from None
         return
     bucket = _backup_bucket(config, target, bucket)
-    key = _signing_key(config, target, signing_key)
+    # The capture signs change records only, with their own key (never the manifests': issue 27).
+    key = _change_signing_key(config, target, change_signing_key)
     kms = target.client("kms")
-    signer, verifier = KmsSigner(kms, key), KmsVerifier(kms, key)
+    signer, verifier = KmsSigner(kms, key), change_verifier(kms, key)
     emit = metrics.cloudwatch_emitter(target.client("cloudwatch")) if publish_metrics else None
-    dump_url = backup_database_url or (_database_url(config, target, None) if config else url)
     s3 = target.client("s3")
-
-    def fresh_dump(reason: str) -> None:
-        manifest = db_lib.run_backup(s3, bucket, dump_url, reason=reason, signer=signer, tiers=_tiers(config),
-                                     pg_bin=pg_bin)
-        click.echo(f"fresh dump {manifest.backup_id} after the base reset ({reason})")
+    fresh_dump = _fresh_dump(config, target, url, bucket, key, dump_task_json=dump_task_json,
+                             in_process=dump_in_process, backup_database_url=backup_database_url,
+                             signing_key=signing_key, pg_bin=pg_bin)
 
     settings = capture_lib.Settings(
         publication=publication, slot=slot,
@@ -770,7 +845,7 @@ def stream(config, target, do_setup, database_url, backup_database_url, segment_
             signal.signal(signum, stop_on)
     try:
         capture.run(stop=lambda: bool(stopping))
-    except (capture_lib.CaptureError, replay_lib.SegmentError, db_lib.BackupError) as err:
+    except (capture_lib.CaptureError, replay_lib.SegmentError, db_lib.BackupError, dump_task.DumpTaskError) as err:
         if emit:
             metrics.publish_outcome(metrics.DB_STREAM, succeeded=False, emit=emit)
         raise Failed(f"the change capture stopped: {err}") from None

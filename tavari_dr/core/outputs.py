@@ -42,6 +42,7 @@ DATABASE_BACKUPS = "DatabaseBackups"
 BACKUP_BUCKET_NAME = "BackupBucketName"
 BACKUP_KEY_ARN = "BackupKeyArn"
 MANIFEST_SIGNING_KEY_ARN = "ManifestSigningKeyArn"
+CHANGE_SIGNING_KEY_ARN = "ChangeSigningKeyArn"  # the capture's: change records only (tavari_dr.database.signing)
 REPORTS_BUCKET_NAME = "ReportsBucketName"
 REPORTS_KEY_ARN = "ReportsKeyArn"
 RESTORE_TEST_BUCKET_NAME = "RestoreTestBucketName"
@@ -49,6 +50,9 @@ BACKUP_CLUSTER_ARN = "BackupClusterArn"
 BACKUP_TASK_DEFINITION_ARN = "BackupTaskDefinitionArn"
 DRILL_STATE_MACHINE_ARN = "DrillStateMachineArn"
 CHANGE_CAPTURE_SERVICE_NAME = "ChangeCaptureServiceName"  # the `db stream` ECS service
+# The nightly task's reason, as a variable `db backup --reason` reads: a base reset's run of that task
+# overrides it (tavari_dr.database.dump_task), so its dump says "base-reset ...".
+BACKUP_REASON_ENV = "TAVARI_BACKUP_REASON"
 
 MONITORING = "Monitoring"
 ALERT_TOPIC_ARN = "AlertTopicArn"

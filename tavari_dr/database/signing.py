@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-ALGORITHM = "ECDSA_SHA_256"  # the ECC_NIST_P256 key's algorithm (the stack's ManifestSigningKey)
+ALGORITHM = "ECDSA_SHA_256"  # the ECC_NIST_P256 keys' algorithm (the stack's ManifestSigningKey, ChangeSigningKey)
+# Two keys, each trusted for its own records only (issue 27): the nightly job signs dump manifests with
+# the manifest key; the always-on capture signs change records (segments, base records under changes/)
+# with the change key. A reader is given the one key for what it reads, so a capture's signature can
+# never make a backup (nor a backup job's a change record).
+MANIFEST_KEY = "the backup signing key"
+CHANGE_KEY = "the change signing key"
 
 
 class SignatureInvalid(ValueError):
@@ -58,10 +64,12 @@ def _signature_bytes(signature: Any) -> bytes:
 
 @dataclass(frozen=True)
 class KmsVerifier:
-    """Verifies with the trusted key; ``cutover`` is that key's creation time."""
+    """Verifies with the trusted key; ``cutover`` is that key's creation time; ``name`` says which key it
+    is (MANIFEST_KEY, CHANGE_KEY) in a refusal."""
 
     kms: Any
     key_id: str
+    name: str = MANIFEST_KEY
 
     def verify(self, payload: bytes, signature: Any) -> None:
         from botocore.exceptions import ClientError
@@ -78,7 +86,7 @@ class KmsVerifier:
         if not answer.get("SignatureValid"):
             claimed = signature.get("key_id")
             other = f" (it claims key {claimed})" if claimed and not _same_key(claimed, self.key_id) else ""
-            raise SignatureInvalid(f"the signature does not verify with the backup signing key {self.key_id}{other}")
+            raise SignatureInvalid(f"the signature does not verify with {self.name} {self.key_id}{other}")
 
     @property
     def cutover(self) -> datetime:
@@ -115,6 +123,23 @@ class PublicKeyVerifier:
     @property
     def cutover(self) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
+
+
+def manifest_verifier(kms: Any, key_id: str) -> KmsVerifier:
+    """The reader of dump manifests: trusts the manifest signing key, never the change key."""
+    return KmsVerifier(kms, key_id, MANIFEST_KEY)
+
+
+def change_verifier(kms: Any, key_id: str) -> KmsVerifier:
+    """The reader of change records (segments, base records): trusts the change signing key only."""
+    return KmsVerifier(kms, key_id, CHANGE_KEY)
+
+
+def distinct_keys(manifest_key: str, change_key: str) -> None:
+    """Two keys or no separation: the same key for both would let the capture sign a backup again."""
+    if _same_key(manifest_key, change_key):
+        raise ValueError(f"the manifest signing key and the change signing key must be two different keys "
+                         f"(both are {manifest_key})")
 
 
 def _same_key(a: str, b: str) -> bool:

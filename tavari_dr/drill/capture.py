@@ -22,9 +22,12 @@ def start(d: Drill, step: Step) -> None:
     log = (d.work / "db-stream.log").open("w")
     command = [sys.executable, "-m", "tavari_dr", "db", "stream", "--env", d.config.name, "--cdk-json",
                str(d.cdk_json), "--database-url", d.database_url, "--segment-seconds", str(DRILL_SEGMENT_SECONDS),
-               "--publish-metrics"]
+               "--publish-metrics", "--dump-in-process"]
+    # --dump-in-process: the emulator runs no ECS task, so a base reset's dump is taken by this process
+    # (the deployed service has ECS run the nightly job's task instead: --dump-task).
     step.commands.append(f"tavari-dr db stream --env {d.config.name} --cdk-json {d.cdk_json} --database-url … "
-                         f"--segment-seconds {DRILL_SEGMENT_SECONDS} --publish-metrics (in the background)")
+                         f"--segment-seconds {DRILL_SEGMENT_SECONDS} --publish-metrics --dump-in-process "
+                         "(in the background)")
     step.command = "; ".join(step.commands)
     process = subprocess.Popen(command, env=d.subprocess_env(), stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
                                cwd=d.cdk_json.parent)
@@ -51,13 +54,13 @@ def start(d: Drill, step: Step) -> None:
 def newest_logged_commit(d: Drill) -> datetime | None:
     """The last commit the log holds (its newest segment's), or None."""
     from tavari_dr.changes.segment import list_segments, open_segment
-    from tavari_dr.database.signing import KmsVerifier
+    from tavari_dr.database.signing import change_verifier
 
     now = datetime.now(UTC)
     keys = list_segments(d.s3(), d.backup_bucket, now - timedelta(days=1), now + timedelta(hours=1))
     if not keys:
         return None
-    verifier = KmsVerifier(d.deployer.client("kms", d.config.region), d.signing_key)
+    verifier = change_verifier(d.deployer.client("kms", d.config.region), d.change_signing_key)
     opened = open_segment(d.s3(), d.backup_bucket, keys[-1].key, verifier)
     try:
         return datetime.fromisoformat(opened.header.last_commit)

@@ -96,6 +96,7 @@ class Drill:
     backup_bucket: str = ""
     reports_bucket: str = ""
     signing_key: str = ""  # the backup manifests' signing key (its ARN)
+    change_signing_key: str = ""  # the change log's (the capture's) signing key (its ARN)
     replica_bucket: str | None = None
     replicated: set[tuple[str, str]] = field(default_factory=set)  # (key, version) the emulated CRR copied
     # The seeded data and the state it is judged against.

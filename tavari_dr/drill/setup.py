@@ -74,6 +74,7 @@ def _outputs(d: Drill) -> None:
     d.backup_bucket = backups[outputs.BACKUP_BUCKET_NAME]
     d.reports_bucket = backups[outputs.REPORTS_BUCKET_NAME]
     d.signing_key = backups[outputs.MANIFEST_SIGNING_KEY_ARN]
+    d.change_signing_key = backups.get(outputs.CHANGE_SIGNING_KEY_ARN, "")  # where the capture is deployed
     replica = d.config.stack_name(outputs.INVOICE_REPLICA)
     d.replica_bucket = out(replica)[outputs.REPLICA_BUCKET_NAME] if replica in d.deployment.stacks else None
 

@@ -19,7 +19,8 @@ from tests.oracle import pitr as oracle
 class Aws:
     s3: Any
     bucket: str
-    signing: Signing
+    signing: Signing  # the manifests' key
+    changes: Signing  # the change records' key
 
 
 def main() -> int:
@@ -35,7 +36,7 @@ def main() -> int:
     try:
         for seed in range(args.first, args.first + args.seeds):
             with backup_s3(oracle.BUCKET) as s3:
-                outcome = oracle.History(seed, Aws(s3, oracle.BUCKET, Signing()), primary, failover,
+                outcome = oracle.History(seed, Aws(s3, oracle.BUCKET, Signing(), Signing()), primary, failover,
                                          log=print if args.verbose else lambda _m: None).run()
             totals.add(outcome)
             print(f"seed {seed}: {outcome.points} points, exact {outcome.exact}, refused "

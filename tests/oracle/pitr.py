@@ -509,6 +509,7 @@ class History:
                 with _zone(self.rng.choice(ZONES)):
                     result, _ = pitr.restore_to(self.aws.s3, self.aws.bucket, t, target,
                                                 verifier=self.aws.signing.verifier,
+                                                change_verifier=self.aws.changes.verifier,
                                                 pg_bin=self.primary.client_bin, jobs=1, only_missing_roles=True)
             except (replay.ReplayError, replay.SegmentError, BackupError) as err:
                 self.out.refused[_reason(str(err))] += 1

@@ -28,7 +28,8 @@ SEEDS_17 = (21,)
 class Aws:
     s3: Any
     bucket: str
-    signing: Signing
+    signing: Signing  # the manifests' key
+    changes: Signing  # the change records' key
 
 
 def _clusters(major: int):
@@ -58,7 +59,7 @@ def clusters_17():
 
 def _run(seed: int, primary, failover, **options: Any) -> oracle.Outcome:
     with backup_s3(oracle.BUCKET) as s3:
-        return oracle.History(seed, Aws(s3, oracle.BUCKET, Signing()), primary, failover, **options).run()
+        return oracle.History(seed, Aws(s3, oracle.BUCKET, Signing(), Signing()), primary, failover, **options).run()
 
 
 def _judge(outcome: oracle.Outcome) -> None:
