@@ -151,3 +151,30 @@ def test_a_mistyped_profile_does_not_break_help_or_the_import():
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "The config profile (no-such-profile) could not be found" in done.stderr
+
+
+def test_export_tables_refuses_a_directory_that_holds_files(tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "public.messages.csv").write_text("kept")
+    result = _run(["export", "tables", "--database-url", f"postgresql://u@{CLOSED}/db", "--out", str(out)], ENV)
+    assert result.exit_code == 2 and "is not empty; pass --force" in result.stderr, result.stderr
+    assert (out / "public.messages.csv").read_text() == "kept"
+    # With --force it goes on (and here fails to connect: the refusal above was about the directory).
+    result = _run(["export", "tables", "--database-url", f"postgresql://u@{CLOSED}/db", "--out", str(out),
+                   "--force"], ENV)
+    assert result.exit_code == 1 and "is not empty" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bucket_restore_journals_go_to_the_users_state_dir_not_the_checkout(tmp_path, monkeypatch):
+    command = dict(commands())[("bucket", "restore")]
+    option = options(command)["--state-dir"]
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    with click.Context(command) as ctx:
+        assert option.get_default(ctx, call=True) == tmp_path / "state" / "tavari-dr" / "bucket-restore"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with click.Context(command) as ctx:
+        assert option.get_default(ctx, call=True) == tmp_path / "home" / ".local" / "state" / "tavari-dr" / \
+            "bucket-restore"
+    assert ".tavari-restore/" in (ROOT / ".gitignore").read_text().splitlines()  # the old journals stay untracked
