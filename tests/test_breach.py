@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from moto import mock_aws
 
 from tavari_dr.breach import logs, scope
-from tavari_dr.breach.diff import compare
+from tavari_dr.breach.diff import DataDiff, TableDiff, compare
 from tavari_dr.cli import main
 from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.core.config import DEFAULT_DATASETS
@@ -61,6 +61,82 @@ def test_the_documented_record_parses_field_by_field():
         access_log_line("inv", since, "REST.PUT.OBJECT", "d.pdf"),
         access_log_line("other", since, "REST.GET.OBJECT", "e.pdf")], "inv", since)
     assert [(e.action, e.key) for e in events] == [("read", "invoices/b c.pdf"), ("write", "d.pdf")]
+
+
+class _OneLogFile:
+    """The S3 calls read_access_logs makes, for one log file of the given lines."""
+
+    def __init__(self, lines):
+        self.body = "\n".join(lines).encode()
+
+    def get_bucket_logging(self, Bucket):  # noqa: N803 - boto3's parameter names
+        return {"LoggingEnabled": {"TargetBucket": "logs", "TargetPrefix": "inv/"}}
+
+    def get_paginator(self, _name):
+        return self
+
+    def paginate(self, **_kwargs):
+        return [{"Contents": [{"Key": "inv/2026-11-30-12-00-00-GENERATED", "LastModified": datetime.now(UTC)}]}]
+
+    def get_object(self, Bucket, Key):  # noqa: N803
+        from botocore.response import StreamingBody
+
+        return {"Body": StreamingBody(io.BytesIO(self.body), len(self.body))}
+
+
+def test_a_log_file_is_streamed_a_million_lines_in_bounded_memory():
+    """benches/breach_logs.py in its own process: 1,000,000 generated records (every hundredth an invoice
+    read since T) read through the S3 body. Read whole, as before, the peak grew by about a gigabyte
+    (the issue's 150,000-line file: 530 MiB); streamed, only the events found stay."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benches" / "breach_logs.py"), "--lines", "1000000"],
+                          capture_output=True, text=True, check=True, timeout=600)
+    measured = json.loads(done.stdout)
+    assert measured["read"] and measured["events"] == 10_000 and measured["malformed"] == 0
+    assert measured["peak_rss_growth_mib"] < 64, measured
+
+
+def test_a_malformed_log_line_is_counted_and_reported_never_fatal():
+    since = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    good = access_log_line("inv", since + timedelta(seconds=5), "REST.GET.OBJECT", "invoices/a.pdf")
+    bad_time = good.replace("[30/Nov/2026:12:00:05 +0000]", "[31/Nov/2026:25:00:05 +0000]")
+    lines = [good, bad_time, "", "garbage that is no record", good]
+    source = logs.read_access_logs(_OneLogFile(lines), "inv", since)
+    assert source.read and len(source.events) == 2
+    assert source.malformed.count == 2 and source.malformed.first == "inv/2026-11-30-12-00-00-GENERATED:2"
+    assert "2 malformed record(s) skipped" in source.detail
+    found = scope.Scope(since, "b", "t", DataDiff([], [], {}, {}), [source],
+                        scope.deadlines(since, now=since))
+    assert found.document()["malformed_log_records"] == 2
+    assert found.document()["sources"][1]["malformed_records"] == 2
+    assert any("2 log record(s) could not be read" in line for line in found.lines())
+    # A trail record whose time does not read: counted the same way.
+    record = {"eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventTime": "yesterday",
+              "requestParameters": {"bucketName": "inv", "key": "k"}}
+    malformed = logs.Malformed()
+    assert logs.trail_events([record, "not a record"], "inv", since, malformed, where="f.json.gz") == []
+    assert malformed.count == 2 and malformed.first == "f.json.gz#1"
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_written_as_text():
+    """OWASP's CSV injection guidance: = + - @ tab and carriage return start a formula."""
+    emails = {"a": "=HYPERLINK(\"http://x.example\",\"click\")@x.example", "b": "+cmd|'/C calc'!A0@x.example",
+              "c": "-2+3@x.example", "d": "@SUM(1)@x.example", "e": "\tx@x.example", "f": "\rx@x.example",
+              "g": "plain@x.example"}
+    table = TableDiff("public.businesses", ["id"])
+    for account in emails:
+        table.counts["changed"][account] = 1
+    found = scope.Scope(datetime(2026, 11, 30, tzinfo=UTC), "b", "t", DataDiff([table], [], emails, {}), [],
+                        scope.deadlines(datetime(2026, 11, 30, tzinfo=UTC), now=datetime(2026, 11, 30, tzinfo=UTC)))
+    rows = {r["account_id"]: r for r in csv.DictReader(io.StringIO(found.csv()))}
+    for account, email in emails.items():
+        expected = email if account == "g" else "'" + email
+        assert rows[account]["email"] == expected, account
+    assert rows["a"]["rows_changed"] == "1"  # numbers stay numbers
+    # The JSON keeps the address as it is (it is evidence, not a spreadsheet).
+    assert {r["account_id"]: r["email"] for r in found.document()["accounts"]} == emails
 
 
 def test_a_trail_logs_the_buckets_reads_only_when_its_selectors_say_so():
@@ -161,6 +237,9 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
     s3.put_object(Bucket="access-logs", Key=f"invoice-bucket/{later:%Y-%m-%d-%H-%M-%S}-ABCDEF", Body="\n".join([
         access_log_line("invoices", later, "REST.GET.OBJECT", f"invoices/{owners[3][0]}/1.pdf"),
         access_log_line("invoices", since - timedelta(hours=1), "REST.GET.OBJECT", f"invoices/{owners[4][0]}/1.pdf"),
+        # A record whose time does not read: counted and reported, never the end of the scope.
+        access_log_line("invoices", later, "REST.GET.OBJECT", "invoices/x.pdf").replace(
+            f"[{later:%d/%b/%Y:%H:%M:%S}", "[99/Xyz/2026:99:99:99"),
     ]).encode())
     cloudtrail = boto3.client("cloudtrail", region_name=region)
     trail = cloudtrail.create_trail(Name="tamper-trail", S3BucketName="trail")["TrailARN"]
@@ -184,6 +263,7 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
     document = json.loads(result.output[result.output.index("{"):])
     assert {s["source"]: s["read"] for s in document["sources"]} == {
         "database diff": True, "S3 server access logs": True, "CloudTrail data events": True}
+    assert document["malformed_log_records"] == 1
     rows = list(csv.DictReader(io.StringIO((out / "accounts.csv").read_text())))
     by_account = {r["account_id"]: r for r in rows}
     assert set(by_account) == {u for _, u in owners[:5]}

@@ -32,7 +32,17 @@ NOT_ADVICE = ("This report quotes the regulation and states what the sources sho
               "judgement.")
 CSV_COLUMNS = ("account_id", "email", "tables", "rows_changed", "rows_deleted", "rows_added", "objects_read",
                "objects_written")
+# OWASP's CSV injection guidance: a cell that begins with one of these is a formula (or starts one) in
+# Excel, LibreOffice and Google Sheets; an e-mail address such as =HYPERLINK(...)@x.example is someone's
+# input, so such a cell is written with a single quote in front (the spreadsheet shows the text, and
+# whoever reads the file as data strips that one quote). The csv module quotes embedded quotes itself.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def neutralised(value: Any) -> Any:
+    """A CSV cell as a spreadsheet shows it as text, never runs it (FORMULA_STARTS)."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def deadlines(aware_at: datetime, now: datetime) -> dict[str, Any]:
@@ -97,10 +107,14 @@ class Scope:
         return rows
 
     def csv(self) -> str:
+        """accounts.csv: one line per account; a text cell that a spreadsheet would read as a formula
+        (FORMULA_STARTS) is written with a leading single quote."""
         out = io.StringIO()
-        writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+        # Every text cell in double quotes (OWASP's advice too): a carriage return or a comma in an address
+        # stays inside its cell.
+        writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writeheader()
-        writer.writerows(self.rows())
+        writer.writerows({k: neutralised(v) for k, v in row.items()} for row in self.rows())
         return out.getvalue()
 
     @property
@@ -131,6 +145,8 @@ class Scope:
                          "detail": f"live database against {self._against}"},
                         *(s.document() for s in self.sources)],
             "sources_not_read": unread,
+            # Log lines (or trail records) that could not be read: counted, skipped, never the end of the scope.
+            "malformed_log_records": sum(s.malformed.count for s in self.sources),
             "deadlines": self.deadlines,
         }
 
@@ -146,6 +162,10 @@ class Scope:
                              + f" in {len(t.accounts())} account(s)")
         for source in self.sources:
             lines.append(f"  {'read' if source.read else 'NOT READ'}: {source.name}: {source.detail}")
+        malformed = sum(s.malformed.count for s in self.sources)
+        if malformed:
+            lines.append(f"  WARNING: {malformed} log record(s) could not be read and were skipped (per source "
+                         "above): the requests they held are not counted")
         reads = [e for e in self.events() if e.action == "read"]
         lines.append(f"  object requests since T: {len(reads)} read(s), {len(self.events()) - len(reads)} write(s)")
         lines += [f"deadline (supervisory authority): not later than {authority['not_later_than']} "

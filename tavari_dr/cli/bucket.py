@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +40,14 @@ def group() -> None:
     """The invoice bucket: point-in-time restore, and the restore's Batch Operations jobs."""
 
 
+def _user_state_dir() -> Path:
+    """The user's state directory (XDG Base Directory spec), never the working directory: the journals
+    were written to .tavari-restore/ inside whatever checkout the command ran from, untracked files in
+    the repository."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tavari-dr" / "bucket-restore"
+
+
 @aws_command(group, "restore", "Bring a versioned bucket back to how it was at --to (dry run unless --apply).",
              env_required=False)
 @click.option("--bucket", help="The bucket (default: the environment's invoice bucket).")
@@ -50,8 +59,9 @@ def group() -> None:
               help="Apply a saved plan instead of planning again.")
 @click.option("--apply", is_flag=True, help="Write the new versions and delete markers (default: dry run).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tavari-restore"),
-              show_default=True, help="Where the journal (resume) and the per-key report go.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=lambda: _user_state_dir(),
+              show_default="$XDG_STATE_HOME/tavari-dr/bucket-restore, else ~/.local/state/...",
+              help="Where the journal (resume) and the per-key report go.")
 @click.option("--batch-operations", is_flag=True,
               help="Create S3 Batch Operations jobs instead of copying from this machine (needs --env).")
 @click.option("--confirm", is_flag=True, help="With --batch-operations: start the jobs without a confirmation step.")

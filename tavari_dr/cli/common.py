@@ -58,6 +58,23 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 ENV_HELP = "Environment in cdk.json (e.g. dev, prod)."
 
 
+def http_url(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
+    """A click callback: an http(s) URL with a host and, if given, a port in range (what botocore takes
+    as an endpoint), or a usage error naming the option."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r}: {err}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL, e.g. http://127.0.0.1:5000")
+    return value
+
+
 def shared_options(*, env_required: bool = True, env_default: str | None = None,
                    env_help: str = ENV_HELP) -> list[Callable[[Callable[..., Any]], Any]]:
     """--env, --cdk-json, --region, --dr-region and --endpoint-url: one definition for every command."""
@@ -69,7 +86,7 @@ def shared_options(*, env_required: bool = True, env_default: str | None = None,
                      show_default=True, help="The project's cdk.json."),
         click.option("--region", help="Primary region (default: the environment's)."),
         click.option("--dr-region", help="DR region (default: the environment's replication region)."),
-        click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL",
+        click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL", callback=http_url,
                      help="AWS endpoint, e.g. a local emulator (env TAVARI_DR_ENDPOINT_URL)."),
     ]
 

@@ -9,6 +9,7 @@ from click.core import ParameterSource
 
 from tavari_dr.cli.common import Failed, reports_errors, shared_options, with_options
 from tavari_dr.core.config import load_from_file
+from tavari_dr.drill.context import FAULTS
 
 # The local drill starts its own emulator in the environment's regions: these shared options have
 # nothing to point it at, and saying so beats ignoring them.
@@ -18,6 +19,7 @@ NOT_FOR_THE_LOCAL_DRILL = ("region", "dr_region", "endpoint_url")
 def _drill(local, env_name, cdk_json, region, dr_region, endpoint_url, cdk_out, report_dir, businesses, messages,
            inject_fault, operator):
     from tavari_dr.drill.context import Sizes
+    from tavari_dr.drill.report import rto_text
     from tavari_dr.drill.runner import LocalDrill
 
     if not local:
@@ -38,6 +40,9 @@ def _drill(local, env_name, cdk_json, region, dr_region, endpoint_url, cdk_out, 
     click.echo("")
     for name, data in report["scenarios"].items():
         c, n = data["rto_critical"], data["rto_non-critical"]
+        if c.get("failed_at"):
+            click.echo(f"{name}: RTO {rto_text(c)}")
+            continue
         click.echo(f"{name}: projected RTO critical {c['projected_seconds'] / 60:.1f} min (objective "
                    f"{c['objective_seconds'] / 60:.0f} min), all services {n['projected_seconds'] / 60:.1f} min "
                    f"(objective {n['objective_seconds'] / 60:.0f} min); {n['measured_seconds']:.1f} s wall time here")
@@ -66,7 +71,7 @@ command = click.command(
                  help="Toy data: businesses."),
     click.option("--messages", type=click.IntRange(1), default=4000, show_default=True,
                  help="Messages per business."),
-    click.option("--inject-fault", type=click.Choice(["corrupt-backup"]),
+    click.option("--inject-fault", type=click.Choice(FAULTS),
                  help="Break something on purpose; the drill must then fail at the right step."),
     click.option("--operator", help="Who ran the drill, for the report (default: the OS user)."),
 ], reports_errors(_drill)))

@@ -48,7 +48,8 @@ def account(config, target, user_id, database_url, out, force):
 @click.option("--tables", default=None, help="Comma-separated schema.table names (default: the Tavari tables).")
 @click.option("--database-url", required=True, envvar="TAVARI_DATABASE_URL")
 @click.option("--out", required=True, help="A directory, or s3://bucket/prefix.")
-def tables(config, target, tables, database_url, out):
+@click.option("--force", is_flag=True, help="Write into a directory that already holds files (overwriting them).")
+def tables(config, target, tables, database_url, out, force):
     from tavari_dr.export import account as export_lib
 
     names = [t.strip() for t in tables.split(",")] if tables else list(export_lib.DEFAULT_TABLES)
@@ -72,6 +73,12 @@ def tables(config, target, tables, database_url, out):
                       Body=json.dumps(manifest, indent=1).encode())
     else:
         directory = Path(out)
+        if directory.exists() and not directory.is_dir():
+            raise click.UsageError(f"--out {directory}: a file, not a directory")
+        # Another export's files (or anything else) are never overwritten unasked.
+        if directory.is_dir() and any(directory.iterdir()) and not force:
+            raise click.UsageError(f"--out {directory} is not empty; pass --force to overwrite its files, or "
+                                   "name an empty or new directory")
         directory.mkdir(parents=True, exist_ok=True)
         # export_tables enters (and so closes) each file it is handed.
         manifest = export_lib.export_tables(database_url, names,

@@ -25,11 +25,20 @@ def colour_wanted() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def _given_report_exists(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """A --drill-report named on the command line must be there (the default may not be: the board says so)."""
+    from click.core import ParameterSource
+
+    if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE and not value.is_file():
+        raise click.BadParameter(f"{value}: no such file")
+    return value
+
+
 @aws_command(None, "status", "The environment's state from stored evidence (backups, reports, drills, alarms, "
                              "metrics, jobs, secrets, restores); exit 0 all green, 1 anything red, 2 a source "
                              "could not be read.")
 @click.option("--drill-report", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("drill-report/drill-report.json"), show_default=True,
+              default=Path("drill-report/drill-report.json"), show_default=True, callback=_given_report_exists,
               help="The local drill's report (tavari-dr drill --local writes it).")
 @format_option
 def command(config, target, drill_report, output_format):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +32,21 @@ CORRELATION_KEYS = ("job", "run", "backup_id", "restore_id", "export_id")
 # reach the function's log group.
 logger = Logger(service=SERVICE, stream=sys.stderr, use_rfc3339=True, utc=True)
 _JSON_HANDLER = logger.logger_handler
+
+
+def _import_xray_sdk_without_a_profile() -> None:
+    """The X-Ray SDK builds its sampler's client (to the local daemon, with its own dummy credentials) when
+    it is imported, through a botocore session that still reads AWS_PROFILE: a profile that does not exist
+    (a typo) raised at import, a 56-line traceback before even ``--help``. Imported with the profile
+    hidden; every client of the CLI's own still reads it, and a missing one is then one line."""
+    hidden = {name: os.environ.pop(name) for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE") if name in os.environ}
+    try:
+        import aws_xray_sdk.core  # noqa: F401 - imported for its side effect, see above
+    finally:
+        os.environ.update(hidden)
+
+
+_import_xray_sdk_without_a_profile()
 # Outside Lambda (tests, the CLI) Powertools disables the tracer by itself: no daemon listens there.
 # botocore alone is patched (every AWS call a subsegment): the X-Ray SDK's HTTP patches would record
 # the URLs the alert router posts to, and a webhook's URL is its secret.

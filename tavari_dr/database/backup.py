@@ -122,7 +122,11 @@ def parse_database_url(url: str) -> Connection:
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
         raise BackupError("the database URL must look like postgresql://user:password@host:5432/postgres")
-    port = parts.port or 5432
+    try:
+        port = parts.port or 5432
+    except ValueError as err:  # a port out of 0-65535, or not a number
+        raise BackupError(f"the database URL's port: {err}; e.g. postgresql://user:password@host:5432/postgres") \
+            from None
     if port == TRANSACTION_POOLER_PORT:
         raise BackupError("port 6543 is Supabase's transaction-mode pooler, which breaks pg_dump; use the session "
                           "pooler on port 5432 (user postgres.<project-ref>)")

@@ -117,15 +117,20 @@ def judge(*, config: EnvironmentConfig, sizes: Sizes, steps: list[Step], facts: 
         f"between dumps {worst['longest_interval_seconds'] / 3600:.1f} h + a dump + replication lag), over the "
         f"objective of {worst['objective_seconds'] / 3600:.0f} h"]
     for name, data in scenarios.items():
+        # A scenario whose step failed recovered nothing: the steps that ran before it are no RTO, and
+        # its RPO is not met either (what it restored, if anything, was never verified).
+        failed = next((s for s in data["steps"] if not s.ok), None)
         for kind, limit in objectives.items():
             # Critical services must be back within the critical RTO; everything within the non-critical one.
             counted = [s for s in data["steps"] if s.recovery == kind or (kind == NON_CRITICAL and s.recovery)]
             measured = sum(s.seconds for s in counted)
             projected = sum(s.projected_seconds or 0 for s in counted)
             data[f"rto_{kind}"] = {"measured_seconds": round(measured, 1), "projected_seconds": round(projected, 1),
-                                   "objective_seconds": limit, "met": projected <= limit}
+                                   "objective_seconds": limit, "met": failed is None and projected <= limit}
+            if failed is not None:
+                data[f"rto_{kind}"]["failed_at"] = failed.name
             verdicts.append(data[f"rto_{kind}"]["met"])
-            if not data[f"rto_{kind}"]["met"]:
+            if failed is None and not data[f"rto_{kind}"]["met"]:  # (a failed step is listed once, below)
                 missed.append(f"{name}: projected RTO ({kind}) {projected / 60:.1f} min is over the "
                               f"objective of {limit / 60:.0f} min")
         achieved = facts.get("rpo", {}).get(name)
@@ -133,7 +138,10 @@ def judge(*, config: EnvironmentConfig, sizes: Sizes, steps: list[Step], facts: 
             objective = config.monitoring.rpo_hours * 3600
             data["rpo"] = {**achieved, "objective_seconds": objective,
                            "worst_case_seconds": worst["worst_case_seconds"],
-                           "met": achieved["data_loss_window_seconds"] <= objective and worst["met"]}
+                           "met": failed is None and achieved["data_loss_window_seconds"] <= objective
+                           and worst["met"]}
+            if failed is not None:
+                data["rpo"]["failed_at"] = failed.name
             verdicts.append(data["rpo"]["met"])
     failed_steps = [f"{s.scenario}: {s.name}: {s.detail}" for s in steps if not s.ok]
     missing = sorted(set(SCENARIOS) - set(scenarios)) if not failed_steps else []

@@ -13,7 +13,7 @@ from typing import Any
 from tavari_dr.core import costmodel, evidence
 from tavari_dr.core.config import EnvironmentConfig
 from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Drill, Sizes, Step
-from tavari_dr.drill.judge import Verdict
+from tavari_dr.drill.judge import SCENARIOS, Verdict
 
 SCHEMA_VERSION = 1
 FILES = ("drill-report.json", "drill-report.md", evidence.SUMS)
@@ -97,6 +97,14 @@ def _inputs(model: dict[str, Any] | None) -> str:
     return f"{parts} ({model['formula']})".replace("|", "/")
 
 
+def rto_text(rto: dict[str, Any]) -> str:
+    """One RTO as the table and the CLI show it: projected / objective, or the step its scenario failed at
+    (the steps that ran before a failure recovered nothing: no time of theirs is an RTO)."""
+    if rto.get("failed_at"):
+        return f"not met (failed at step: {rto['failed_at']})"
+    return f"{_minutes(rto['projected_seconds'])} / {_minutes(rto['objective_seconds'])}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     ev = report["evidence"]
     lines = [f"# {report['title']}", "",
@@ -118,13 +126,16 @@ def markdown(report: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|"]
     for name, data in report["scenarios"].items():
         c, n, rpo = data.get("rto_critical"), data.get("rto_non-critical"), data.get("rpo")
-        verdict = all(x["met"] for x in (c, n, rpo) if x)
-        lines.append(f"| {name} | {_minutes(c['projected_seconds'])} / {_minutes(c['objective_seconds'])} | "
-                     f"{_minutes(n['projected_seconds'])} / {_minutes(n['objective_seconds'])} | "
+        verdict = "FAILED" if c.get("failed_at") else "met" if all(x["met"] for x in (c, n, rpo) if x) else "MISSED"
+        lines.append(f"| {name} | {rto_text(c).replace('|', '/')} | {rto_text(n).replace('|', '/')} | "
                      f"{_minutes(n['measured_seconds'])} | "
-                     + (f"{_minutes(rpo['data_loss_window_seconds'])} / {_minutes(rpo['worst_case_seconds'])} / "
+                     + ("not met (failed)" if rpo and rpo.get("failed_at") else
+                        f"{_minutes(rpo['data_loss_window_seconds'])} / {_minutes(rpo['worst_case_seconds'])} / "
                         f"{_minutes(rpo['objective_seconds'])}" if rpo else "-")
-                     + f" | {'met' if verdict else 'MISSED'} |")
+                     + f" | {verdict} |")
+    if report["failures"]:  # the scenarios a failure stopped the drill before: named, never silently absent
+        lines += [f"| {name} | not played (the drill stopped) | - | - | - | NOT PLAYED |"
+                  for name in SCENARIOS if name not in report["scenarios"]]
     lines += ["", f"Worst-case RPO the configuration allows: {_minutes(worst['worst_case_seconds'])} = longest gap "
               f"between `{worst['schedule']}` runs in {worst['timezone']} "
               f"({_minutes(worst['longest_interval_seconds'])}) + one dump "
