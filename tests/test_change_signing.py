@@ -40,11 +40,17 @@ def keys(s3):
     return Signing(), Signing()
 
 
+# The one source database every record here comes from (backup.source_identity's shape).
+SOURCE = {"system_identifier": "7000000000000000001", "timeline": 1, "database": "postgres", "database_oid": 5}
+
+
 def backup(s3, signer: KmsSigner) -> d.Manifest:
     """A dump the change log can be replayed onto (its snapshot and WAL position recorded)."""
     prefix = f"dumps/daily/{FINISHED:%Y%m%dT%H%M%SZ}-nightly"
     manifest = manifest_for(prefix, FINISHED, put_artifacts(s3, BUCKET, prefix))
     manifest.xid_snapshot, manifest.wal_lsn_before = "100:100:", f"0/{DUMP_LSN:X}"
+    manifest.snapshot_at, manifest.source_identity = FINISHED.isoformat(), SOURCE
+    manifest.tables, manifest.table_names = {}, {}  # nothing the (empty) base would have to capture
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{MANIFEST}", Body=signed_body(manifest, signer))
     return manifest
 
@@ -52,7 +58,7 @@ def backup(s3, signer: KmsSigner) -> d.Manifest:
 def base(s3, signer: KmsSigner) -> Base:
     record = Base(base_id=f"{FINISHED - timedelta(hours=1):%Y%m%dT%H%M%SZ}-{0x100:016X}", slot="tavari_backup",
                   publication="tavari_backup", created_at=(FINISHED - timedelta(hours=1)).isoformat(),
-                  start_lsn="0/100", reason="first start", schema_fingerprint="f", schema={})
+                  start_lsn="0/100", reason="first start", schema_fingerprint="f", schema={}, identity=SOURCE)
     write_base(s3, BUCKET, record, signer)
     return record
 
@@ -64,7 +70,7 @@ def segment(s3, signer: KmsSigner, base_id: str) -> str:
                     first_commit=first.isoformat(), last_commit=first.isoformat(), closed_at=first.isoformat(),
                     transactions=0, changes=0, xid_min=0, xid_max=0, relations={}, sequences={},
                     schema_fingerprint="f", tables={}, body_sha256=hashlib.sha256(body.getvalue()).hexdigest(),
-                    body_bytes=len(body.getvalue()))
+                    body_bytes=len(body.getvalue()), identity=SOURCE, uncovered=[])
     return write_segment(s3, BUCKET, header, body, signer)["key"]
 
 
@@ -97,9 +103,9 @@ def test_the_change_key_is_what_a_point_in_time_restore_trusts_for_the_log(s3, k
     backup(s3, manifests.signer)
     genuine = base(s3, changes.signer)
     segment(s3, changes.signer, genuine.base_id)
-    planned = dry_run(manifests, changes)
+    planned = dry_run(manifests, changes, FINISHED + timedelta(minutes=1))  # the log's last commit: it reaches T
     assert planned.exit_code == 0, planned.output
-    assert "would restore backup" in planned.output and "1 change segment(s)" in planned.output
+    assert "would restore backup" in planned.output and "1 verified change segment(s)" in planned.output
 
 
 def test_a_manifest_signed_with_the_change_key_is_refused(s3, keys):

@@ -29,8 +29,7 @@ def newest_dump_before(s3: Any, bucket: str, to: datetime, *, verifier: KmsVerif
                 or started > to + CLOCK_SKEW:
             continue
         manifest = find_backup(s3, bucket, entry.backup_id, verifier=verifier, tiers=tiers).manifest
-        served = replay_lib.served_from(manifest)
-        if served is not None and served <= to:
+        if replay_lib.serves(manifest, to):
             return manifest
     raise BackupError(f"no complete backup's snapshot was taken at or before {to.isoformat()} (by the source's "
                       "clock, as its manifest records it)")

@@ -91,6 +91,13 @@ def served_from(manifest: Manifest) -> datetime | None:
     return _time(manifest.snapshot_at) if manifest.snapshot_at else None
 
 
+def serves(manifest: Manifest, to: datetime) -> bool:
+    """Whether a restore to ``to`` may start from this dump: its snapshot was taken at or before ``to``, by the
+    server's clock read after it (a dump holds every transaction committed before its snapshot)."""
+    served = served_from(manifest)
+    return served is not None and served <= to
+
+
 def bases(s3: Any, bucket: str, verifier: KmsVerifier) -> list[Base]:
     return [read_base(s3, bucket, b, verifier) for b in list_bases(s3, bucket)]
 
@@ -152,7 +159,7 @@ def plan(s3: Any, bucket: str, manifest: Manifest, to: datetime, verifier: KmsVe
         raise ReplayError(f"backup {manifest.backup_id} predates this change log format (its manifest records no "
                           "snapshot time or source identity): restore it as it is, without --to")
     served = served_from(manifest)
-    if served is not None and to < served:
+    if not serves(manifest, to):
         raise ReplayError(f"backup {manifest.backup_id}'s snapshot was taken at {manifest.snapshot_at} (the "
                           f"server's clock), after {to.isoformat()}: it holds transactions committed after that "
                           "point; restore from an earlier backup")
@@ -508,4 +515,5 @@ def windows(s3: Any, bucket: str, manifests: list[Manifest], verifier: KmsVerifi
 
 
 __all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "plan", "replay", "served_from",
+           "serves",
            "window", "windows"]

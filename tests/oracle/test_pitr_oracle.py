@@ -92,7 +92,7 @@ def test_the_failover_and_the_second_database_histories_hold(clusters_15):
 def test_the_oracle_catches_the_old_dump_start_rule(clusters_15, monkeypatch):
     """Planted: a dump serves every instant of the second its job started (the job's clock, before the
     snapshot). The oracle's instants at a dump's start find it within its seeds."""
-    monkeypatch.setattr(replay, "served_from", lambda m: datetime.fromisoformat(m.started_at))
+    monkeypatch.setattr(replay, "serves", lambda m, to: datetime.fromisoformat(m.started_at) <= to)
     script = ["account", "account", "account", "dump_mid_write", "event"]
     found = []
     for seed in (2, 3, 4, 5):
