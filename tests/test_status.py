@@ -137,7 +137,11 @@ def test_a_healthy_environment_is_green_from_bounded_reads_without_retries(seede
     requests = json.loads(result.stdout)["requests"]
     entries = len(CONFIG.secrets.all_entries)
     assert requests["stacks"] == 3  # DescribeStacks per region
-    assert requests["alarms"] == stacks + 1  # ListStackResources per stack, one DescribeAlarms (< 100 alarms)
+    with_alarms = sum(1 for t in seeded["templates"].values()
+                      if any(r["Type"] in sources.ALARM_TYPES for r in t["Resources"].values()))
+    # ListStackResources per stack, one DescribeAlarms (< 100 alarms), one GetTemplate per stack that declares
+    # an alarm (each alarm compared with its declaration): 12 + 1 + 1 here.
+    assert requests["alarms"] == stacks + 1 + with_alarms
     # ListObjectVersions per tier, over its window; then, as `db verify --quick` opens it, the newest backup
     # of each tier that has one (daily only here): one GetObject of its manifest and one kms:Verify.
     assert requests["backups"] == 3 + 2
@@ -421,3 +425,56 @@ def test_evidence_dated_in_the_future_is_red_and_never_the_newest(seeded, tmp_pa
     drill.write_text(json.dumps({**json.loads(seeded["drill"].read_text()), "finished": "2099-01-01T00:00:00+00:00"}))
     (row,) = sources.local_drill(replace(ev, drill_report=drill))
     assert row.level == "red" and "after now" in row.summary
+
+
+def replication_alarm(env):
+    return next(a["physical_id"] for a in env["deployment"].stacks[CONFIG.stack_name(outputs.MONITORING)].applied
+                if a["type"] == "AWS::CloudWatch::Alarm" and "ReplicationLatency" in a["logical_id"])
+
+
+def alarm_rows(env):
+    return [r for r in board_at(env, datetime.now(UTC)).rows if r.section == "alarms" and r.level == "red"]
+
+
+def test_an_alarm_whose_actions_are_disabled_or_that_was_redeclared_toothless_is_red(seeded):
+    cloudwatch = boto3.client("cloudwatch", **seeded["kw"])
+    name = replication_alarm(seeded)
+    alarm = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+    keep = ("AlarmName", "AlarmDescription", "AlarmActions", "OKActions", "MetricName", "Namespace", "Statistic",
+            "Dimensions", "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData")
+    assert alarm["AlarmActions"] and alarm["ActionsEnabled"]
+    try:
+        # Its actions disabled (what DisableAlarmActions does; moto's server answers that call with a 500).
+        cloudwatch.put_metric_alarm(**{k: alarm[k] for k in keep if k in alarm}, ActionsEnabled=False)
+        (row,) = alarm_rows(seeded)
+        assert name in row.summary and "ActionsEnabled False (declared True)" in row.summary
+        # Re-declared in place: the same name, no actions, a threshold nothing reaches.
+        cloudwatch.put_metric_alarm(**{**{k: alarm[k] for k in keep if k in alarm}, "AlarmActions": [],
+                                       "OKActions": [], "Threshold": 1e12})
+        (row,) = alarm_rows(seeded)
+        assert name in row.summary and row.data["name"] == name
+        fields = {d.split(" ", 1)[0] for d in row.data["differences"]}
+        assert fields == {"AlarmActions", "OKActions", "Threshold"}, row.data["differences"]
+        assert "Threshold 1000000000000.0 (declared" in row.summary
+        result = status(seeded)
+        assert result.exit_code == 1 and "not as declared" in result.output
+    finally:
+        cloudwatch.put_metric_alarm(**{k: alarm[k] for k in keep if k in alarm})
+    assert not alarm_rows(seeded)
+
+
+def test_every_alarm_the_prod_templates_declare_resolves_for_the_comparison(seeded):
+    """In AWS, GetTemplate answers the template as synthesized (Ref, Fn::GetAtt, Fn::GetStackOutput...): every
+    alarm property of the prod app resolves from what status reads (the stacks' resources and outputs)."""
+    ev = scratch_evidence(seeded, datetime.now(UTC))
+    checked = 0
+    for stack_name, template in seeded["templates"].items():
+        physical = {logical: f"https://sqs.eu-west-1.amazonaws.com/1/{logical}" for logical in template["Resources"]}
+        stack = ev.stacks.get(stack_name) or sources.Stack(stack_name, REGION, datetime.now(UTC), {})
+        for resource in template["Resources"].values():
+            if resource["Type"] in sources.ALARM_TYPES:
+                resolved = sources._resolve(resource["Properties"], stack, ev, physical)
+                assert "Ref" not in json.dumps(resolved) and "Fn::" not in json.dumps(resolved)
+                assert not sources.differences(resolved, {**resolved, "ActionsEnabled": True})
+                checked += 1
+    assert checked > 40

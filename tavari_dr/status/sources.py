@@ -58,6 +58,7 @@ class Stack:
     region: str
     created: datetime
     outputs: dict[str, str]
+    stack_id: str = ""
 
 
 @dataclass
@@ -104,7 +105,7 @@ def stacks(ev: Evidence) -> list[Row]:
             for s in page.get("Stacks", []):
                 if s["StackName"].startswith(prefix) and not s.get("StackStatus", "").startswith("DELETE"):
                     ev.stacks[s["StackName"]] = Stack(s["StackName"], region, s["CreationTime"], {
-                        o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])})
+                        o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])}, s.get("StackId", ""))
     if ev.config.stack_name(outputs.DATABASE_BACKUPS) not in ev.stacks:
         raise LookupError(f"no {prefix}* stacks in {', '.join(regions(ev.config))} (not deployed, or another "
                           "--region/--endpoint-url)")
@@ -114,53 +115,169 @@ def stacks(ev: Evidence) -> list[Row]:
 # --------------------------------------------------------------------------- alarms
 
 
-def declared_alarms(ev: Evidence) -> list[tuple[str, str, str]]:
-    """(stack, logical ID, alarm name) of every alarm the deployed stacks declare, as CloudFormation lists
-    them: a deleted alarm is still listed there, under the name it had."""
-    found = []
+@dataclass
+class Declared:
+    stack: str
+    logical: str
+    name: str
+
+
+def declared_alarms(ev: Evidence) -> tuple[list[Declared], dict[str, dict[str, str]]]:
+    """Every alarm the deployed stacks declare, as CloudFormation lists them (a deleted alarm is still
+    listed there, under the name it had), and each stack's resources (logical ID -> physical ID)."""
+    found, physical = [], {}
     for stack in ev.stacks.values():
         paginator = ev.client("cloudformation", stack.region).get_paginator("list_stack_resources")
         for page in paginator.paginate(StackName=stack.name):
             for r in page.get("StackResourceSummaries", []):
+                physical.setdefault(stack.name, {})[r["LogicalResourceId"]] = r.get("PhysicalResourceId", "")
                 if r["ResourceType"] in ALARM_TYPES and r.get("PhysicalResourceId"):
-                    found.append((stack.name, r["LogicalResourceId"], r["PhysicalResourceId"]))
+                    found.append(Declared(stack.name, r["LogicalResourceId"], r["PhysicalResourceId"]))
+    return found, physical
+
+
+# What an alarm must still be, as declared: whatever fires it (metric, threshold, periods, operator) and
+# whom it tells (actions, enabled). Absent from the declaration: not compared (AWS's default applies),
+# except ActionsEnabled, whose default is true.
+COMPARED_NUMBERS = {"Threshold": float, "Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int}
+COMPARED_TEXT = ("ComparisonOperator", "TreatMissingData", "MetricName", "Namespace", "Statistic",
+                 "ExtendedStatistic", "Unit", "ThresholdMetricId", "EvaluateLowSampleCountPercentile", "AlarmRule")
+COMPARED_ACTIONS = ("AlarmActions", "OKActions", "InsufficientDataActions")
+
+
+class Unresolvable(LookupError):
+    """A declared value this reading of the template cannot work out (an intrinsic it does not know)."""
+
+
+def _resolve(value: Any, stack: Stack, ev: Evidence, physical: dict[str, str]) -> Any:
+    """A template value as CloudFormation resolved it, from what status read already: the stack's resources
+    (Ref), the stacks' outputs (Fn::GetStackOutput, Fn::ImportValue) and its own ARN (pseudo parameters)."""
+    if isinstance(value, list):
+        return [_resolve(v, stack, ev, physical) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (fn, arg), = value.items()
+        arn = stack.stack_id.split(":")
+        pseudo = {"AWS::Region": stack.region, "AWS::StackName": stack.name, "AWS::URLSuffix": "amazonaws.com",
+                  "AWS::Partition": arn[1] if len(arn) > 4 else "aws", "AWS::AccountId": arn[4] if len(arn) > 4 else ""}
+        if fn == "Ref":
+            if arg in pseudo and pseudo[arg]:
+                return pseudo[arg]
+            if physical.get(arg):
+                return physical[arg]
+            raise Unresolvable(f"Ref {arg}")
+        if fn == "Fn::GetAtt":
+            logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+            if attribute == "QueueName" and physical.get(logical):  # an SQS queue's physical ID is its URL
+                return physical[logical].rsplit("/", 1)[-1]
+            raise Unresolvable(f"Fn::GetAtt {logical}.{attribute}")
+        if fn == "Fn::GetStackOutput":
+            other = ev.stacks.get(str(_resolve(arg.get("StackName"), stack, ev, physical)))
+            if other is None or arg.get("OutputName") not in other.outputs:
+                raise Unresolvable(f"Fn::GetStackOutput {arg}")
+            return other.outputs[arg["OutputName"]]
+        if fn == "Fn::Join":
+            separator, parts = arg
+            return separator.join(str(p) for p in _resolve(parts, stack, ev, physical))
+        if fn.startswith("Fn::"):
+            raise Unresolvable(fn)
+    return {k: _resolve(v, stack, ev, physical) for k, v in value.items()}
+
+
+def _metrics_key(items: Any) -> Any:
+    """A metric-math alarm's Metrics, compared by what each query reads (not how the API orders keys)."""
+    def dims(metric: dict[str, Any]) -> list[tuple[str, str]]:
+        return sorted((str(d["Name"]), str(d["Value"])) for d in metric.get("Dimensions", []))
+
+    return sorted((str(m.get("Id")), str(m.get("Expression", "")), int(m.get("Period") or 0),
+                   str(m.get("MetricStat", {}).get("Stat", "")), int(m.get("MetricStat", {}).get("Period") or 0),
+                   str(m.get("MetricStat", {}).get("Metric", {}).get("Namespace", "")),
+                   str(m.get("MetricStat", {}).get("Metric", {}).get("MetricName", "")),
+                   tuple(dims(m.get("MetricStat", {}).get("Metric", {})))) for m in items or [])
+
+
+def differences(declared: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """How an alarm in the account differs from its resolved declaration, one "field: actual (declared)" each."""
+    found = []
+    enabled = declared.get("ActionsEnabled", True)
+    if str(actual.get("ActionsEnabled", True)).lower() != str(enabled).lower():
+        found.append(f"ActionsEnabled {actual.get('ActionsEnabled')} (declared {enabled})")
+    for name in COMPARED_ACTIONS:
+        want, have = sorted(map(str, declared.get(name) or [])), sorted(map(str, actual.get(name) or []))
+        if want != have:
+            found.append(f"{name} {have or 'none'} (declared {want or 'none'})")
+    for name, kind in COMPARED_NUMBERS.items():
+        if name in declared and (name not in actual or kind(actual[name]) != kind(declared[name])):
+            found.append(f"{name} {actual.get(name, 'none')} (declared {declared[name]})")
+    for name in COMPARED_TEXT:
+        if name in declared and str(actual.get(name)) != str(declared[name]):
+            found.append(f"{name} {actual.get(name, 'none')} (declared {declared[name]})")
+    if "Dimensions" in declared and sorted((str(d["Name"]), str(d["Value"])) for d in declared["Dimensions"]) != \
+            sorted((str(d["Name"]), str(d["Value"])) for d in actual.get("Dimensions", [])):
+        found.append(f"Dimensions {actual.get('Dimensions', [])} (declared {declared['Dimensions']})")
+    if "Metrics" in declared and _metrics_key(declared["Metrics"]) != _metrics_key(actual.get("Metrics")):
+        found.append("Metrics (the metric-math queries) differ from the declared ones")
+    return found
+
+
+def _templates(ev: Evidence, declared: list[Declared]) -> dict[str, dict[str, Any]]:
+    """The original template of each stack that declares an alarm: one GetTemplate each."""
+    found = {}
+    for name in dict.fromkeys(d.stack for d in declared):
+        body = ev.client("cloudformation", ev.stacks[name].region).get_template(StackName=name)["TemplateBody"]
+        found[name] = json.loads(body) if isinstance(body, str) else dict(body)
     return found
 
 
 def alarms(ev: Evidence) -> list[Row]:
-    declared = declared_alarms(ev)
+    declared, physical = declared_alarms(ev)
     if not declared:
         return [Row("alarms", "declared", RED, "the deployed stacks declare no alarm: nothing would page anyone")]
-    by_region: dict[str, list[tuple[str, str, str]]] = {}
+    by_region: dict[str, list[Declared]] = {}
     for item in declared:
-        by_region.setdefault(ev.stacks[item[0]].region, []).append(item)
+        by_region.setdefault(ev.stacks[item.stack].region, []).append(item)
     states: dict[str, dict[str, Any]] = {}
     for region, items in by_region.items():
         cloudwatch = ev.client("cloudwatch", region)
-        names = [name for _, _, name in items]
+        names = [d.name for d in items]
         for start in range(0, len(names), 100):
             answer = cloudwatch.describe_alarms(AlarmNames=names[start:start + 100],
                                                 AlarmTypes=["MetricAlarm", "CompositeAlarm"], MaxRecords=100)
             for alarm in [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]:
                 states[alarm["AlarmName"]] = alarm
     ev.alarms.extend(states.values())  # (shared with the later sources: the change stream's row reads them)
+    templates = _templates(ev, declared)
     rows = []
     counts: dict[str, int] = {}
-    for stack, logical, name in declared:
-        alarm = states.get(name)
+    for d in declared:
+        alarm = states.get(d.name)
         state = alarm["StateValue"] if alarm else "MISSING"
         counts[state] = counts.get(state, 0) + 1
-        if state == "MISSING":
-            rows.append(Row("alarms", logical, RED, f"missing from the account (deleted?): declared by {stack} as "
-                                                    f"{name}; redeploy the stack", data={"name": name}))
-        elif state == "ALARM":
+        if alarm is None:
+            rows.append(Row("alarms", d.logical, RED, f"missing from the account (deleted?): declared by {d.stack} as "
+                                                      f"{d.name}; redeploy the stack", data={"name": d.name}))
+            continue
+        try:
+            properties = templates[d.stack].get("Resources", {}).get(d.logical, {}).get("Properties", {})
+            changed = differences(_resolve(properties, ev.stacks[d.stack], ev, physical.get(d.stack, {})), alarm)
+        except Unresolvable as err:
+            rows.append(Row("alarms", d.logical, WARN, f"{d.name}: its declaration uses {err}, which status cannot "
+                                                       "resolve: not compared", data={"name": d.name}))
+            changed = []
+        if changed:
+            rows.append(Row("alarms", d.logical, RED, f"{d.name} differs from its declaration in {d.stack}: "
+                                                      + "; ".join(changed) + " — redeploy the stack",
+                            data={"name": d.name, "differences": changed}))
+        if state == "ALARM":
             since = alarm.get("StateUpdatedTimestamp")
-            rows.append(Row("alarms", logical, RED, f"ALARM: {alarm.get('StateReason', '')}",
+            rows.append(Row("alarms", d.logical, RED, f"ALARM: {alarm.get('StateReason', '')}",
                             (ev.now - since).total_seconds() if since else None,
-                            {"name": name, "runbook": _runbook(alarm.get("AlarmDescription"))}))
-    waiting = [logical for _, logical, name in declared if states.get(name, {}).get("StateValue")
-               == "INSUFFICIENT_DATA"]
-    summary = f"{len(declared)} declared: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                            {"name": d.name, "runbook": _runbook(alarm.get("AlarmDescription"))}))
+    waiting = [d.logical for d in declared if states.get(d.name, {}).get("StateValue") == "INSUFFICIENT_DATA"]
+    changed_count = sum(1 for r in rows if r.data.get("differences"))
+    summary = f"{len(declared)} declared: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + (
+        f"; {changed_count} not as declared" if changed_count else "")
     # (the red ones are their own rows: the summary is yellow at most, so each red is counted once)
     rows.insert(0, Row("alarms", "declared", WARN if waiting else OK,
                        summary + (f" (no data yet: {', '.join(waiting[:4])}{' …' if len(waiting) > 4 else ''})"
