@@ -13,6 +13,9 @@ Where each protected resource appears in CloudTrail's record (the AWS docs' exam
 - CloudTrail: ``requestParameters.name`` (trail name or ARN); EventBridge: ``requestParameters.name``
   (DeleteRule, DisableRule, PutRule) or ``requestParameters.rule`` (RemoveTargets, PutTargets).
 - STS: ``requestParameters.roleArn``.
+- CloudWatch alarms: ``requestParameters.alarmName`` (PutMetricAlarm, PutCompositeAlarm) or
+  ``requestParameters.alarmNames`` (DeleteAlarms, DisableAlarmActions), matched on the prefix every
+  alarm of the app's stacks has (CloudFormation names them ``<stack name>-<logical ID>-<suffix>``).
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ BYPASS_FIELDS = ("x-amz-bypass-governance-retention", "bypassGovernanceRetention
 SECRET_EVENTS = ("DeleteSecret", "PutResourcePolicy", "DeleteResourcePolicy", "RemoveRegionsFromReplication")
 TRAIL_EVENTS = ("StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors")
 RULE_EVENTS = ("DeleteRule", "DisableRule", "RemoveTargets", "PutRule", "PutTargets")
+# An alarm re-declared (another threshold, no actions), deleted, or silenced: a tamperer's quiet way past
+# every other alarm. SetAlarmState is not watched: it changes no definition, and the alarm's next
+# evaluation (one period later) puts it back in the state its data says, running its actions on the way.
+ALARM_EVENTS = ("PutMetricAlarm", "PutCompositeAlarm", "DeleteAlarms", "DisableAlarmActions")
 ASSUME_EVENTS = ("AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity")
 
 KINDS = ("keys", "buckets", "objects", "secrets", "watch", "break-glass")
@@ -77,7 +84,7 @@ TITLES = {
     "buckets": "a protected bucket's policy, versioning, lifecycle, replication, encryption or lock changed",
     "objects": "an object in a backup bucket was deleted or its lock bypassed",
     "secrets": "a configuration secret was deleted or re-policied",
-    "watch": "the trail or a tamper rule itself was stopped, changed or removed",
+    "watch": "the trail, a tamper rule or an alarm was stopped, changed, silenced or removed",
     "break-glass": "the break-glass role was assumed",
 }
 SECTIONS = {kind: ("break-glass" if kind == "break-glass" else f"tampering-{kind}") for kind in KINDS}
@@ -88,7 +95,8 @@ RESOURCE_FIELDS: dict[str, dict[str, str]] = {
     "objects": {"bucket": "$.detail.requestParameters.bucketName", "key": "$.detail.requestParameters.key",
                 "version": "$.detail.requestParameters.versionId"},
     "secrets": {"secret": "$.detail.requestParameters.secretId"},
-    "watch": {"name": "$.detail.requestParameters.name", "rule": "$.detail.requestParameters.rule"},
+    "watch": {"name": "$.detail.requestParameters.name", "rule": "$.detail.requestParameters.rule",
+              "alarm": "$.detail.requestParameters.alarmName", "alarms": "$.detail.requestParameters.alarmNames"},
     "break-glass": {"role": "$.detail.requestParameters.roleArn",
                     "session": "$.detail.requestParameters.roleSessionName"},
 }
@@ -101,7 +109,8 @@ class Protected:
     keys: KMS key ARNs. buckets: bucket names whose configuration is watched. backup_buckets: bucket
     names whose objects are watched (the trail must log their write data events). secrets: secret
     ARNs. trails: trail ARNs and names (only where the trail's home region is). rule_prefix: the
-    tamper rules' names. break_glass_role_arn: the role whose every assumption alarms.
+    tamper rules' names. break_glass_role_arn: the role whose every assumption alarms. alarm_prefix:
+    the names of the alarms declared here start so (the stacks' name prefix); empty: none are watched.
     """
 
     rule_prefix: str
@@ -111,6 +120,7 @@ class Protected:
     backup_buckets: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
     trails: tuple[str, ...] = ()
+    alarm_prefix: str = ""
 
     def kinds(self) -> tuple[str, ...]:
         """The rules this region needs: one per kind that has something to watch."""
@@ -154,7 +164,11 @@ def event_pattern(kind: str, protected: Protected, region: str) -> dict[str, Any
                                                            "eventName": list(TRAIL_EVENTS),
                                                            "requestParameters": {"name": list(p.trails)}}}
                   ] if p.trails else []
-        return {"detail-type": [API_CALL], "region": [region], "$or": [*trails, *rules]}
+        alarms = [{"source": ["aws.monitoring"], "detail": {"eventSource": ["monitoring.amazonaws.com"],
+                                                            "eventName": list(ALARM_EVENTS),
+                                                            "requestParameters": {field: [{"prefix": p.alarm_prefix}]}}}
+                  for field in ("alarmName", "alarmNames")] if p.alarm_prefix else []
+        return {"detail-type": [API_CALL], "region": [region], "$or": [*trails, *rules, *alarms]}
     if kind == "break-glass":
         return _api_call("aws.sts", region, {"eventSource": ["sts.amazonaws.com"], "eventName": list(ASSUME_EVENTS),
                                              "requestParameters": {"roleArn": [p.break_glass_role_arn]}})
@@ -162,10 +176,11 @@ def event_pattern(kind: str, protected: Protected, region: str) -> dict[str, Any
 
 
 FORWARDED_SOURCES = {"keys": ("aws.kms",), "buckets": ("aws.s3",), "objects": ("aws.s3",),
-                     "secrets": ("aws.secretsmanager",), "watch": ("aws.events", "aws.cloudtrail"),
+                     "secrets": ("aws.secretsmanager",), "watch": ("aws.events", "aws.cloudtrail", "aws.monitoring"),
                      "break-glass": ("aws.sts",)}
 FORWARDED_NAMES = {"keys": KEY_EVENTS, "buckets": BUCKET_EVENTS, "objects": (*OBJECT_DELETES, "PutObjectRetention"),
-                   "secrets": SECRET_EVENTS, "watch": (*TRAIL_EVENTS, *RULE_EVENTS), "break-glass": ASSUME_EVENTS}
+                   "secrets": SECRET_EVENTS, "watch": (*TRAIL_EVENTS, *RULE_EVENTS, *ALARM_EVENTS),
+                   "break-glass": ASSUME_EVENTS}
 
 
 def forwarded_pattern(kind: str, regions: Sequence[str], accounts: Sequence[str]) -> dict[str, Any]:

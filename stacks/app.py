@@ -309,7 +309,8 @@ def _tamper_watch(app: App, config: EnvironmentConfig, *, storage: InvoiceStorag
         buckets=(storage.invoices.bucket.bucket_name, backups.backups.bucket.bucket_name,
                  backups.reports.bucket.bucket_name),
         backup_buckets=(backups.backups.bucket.bucket_name,),
-        secrets=tuple(secret.secret_arn for secret in secrets.config_secrets.secrets.values()))
+        secrets=tuple(secret.secret_arn for secret in secrets.config_secrets.secrets.values()),
+        alarm_prefix=config.stack_name(""))  # (every alarm is declared in the primary region's stacks)
     sites: list[RemoteSite] = []
     data_event_buckets = [backups.backups.bucket.bucket_name]
     labels = [f"the {outputs.BACKUP_BUCKET_NAME} output of {backups.stack_name}"]

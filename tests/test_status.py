@@ -18,12 +18,15 @@ from tavari_dr.cli import main
 from tavari_dr.core import metrics, outputs, reports
 from tavari_dr.core.config import load_from_file
 from tavari_dr.core.outputs import secret_output_key
+from tavari_dr.database.manifest import MANIFEST
+from tavari_dr.database.signing import KmsSigner
 from tavari_dr.drill.emulator import MotoServer, free_port
 from tavari_dr.drill.local_deploy import LocalDeployer
 from tavari_dr.status import board as board_lib
 from tavari_dr.status import sources
 from tavari_dr.verification import jobs as verification
 
+from . import backups
 from .conftest import ROOT
 
 REGION = "eu-west-1"
@@ -55,12 +58,8 @@ def seeded(emulator):
     for entry in CONFIG.secrets.all_entries:
         if entry.required:
             sm.put_secret_value(SecretId=secrets[secret_output_key(entry.name)], SecretString=f"value-of-{entry.name}")
-    backup_id = f"{now - timedelta(hours=2):%Y%m%dT%H%M%SZ}-nightly"
-    # An artifact and the manifest, as every backup has (and moto needs: given a KeyMarker that is not a
-    # key, it drops the first version after it, which S3 returns).
-    for name in ("data/toc.dat", "manifest.json"):
-        s3.put_object(Bucket=out(emulator, outputs.DATABASE_BACKUPS, outputs.BACKUP_BUCKET_NAME),
-                      Key=f"dumps/daily/{backup_id}/{name}", Body=b"{}", ChecksumAlgorithm="SHA256")
+    # A backup as the job writes it: its artifacts, and the manifest pinning them, signed with the stack's key.
+    backup_id = write_signed_backup(emulator, now - timedelta(hours=2))
     bucket = out(emulator, outputs.DATABASE_BACKUPS, outputs.REPORTS_BUCKET_NAME)
     for check in (*verification.CHECKS, metrics.DB_VERIFY_QUICK, metrics.DB_RESTORE_TEST):
         reports.write_report(s3, bucket, check, {"status": "PASS", "details": []}, now=now - timedelta(hours=1))
@@ -84,6 +83,17 @@ def seeded(emulator):
                                  "scenarios": {"1-database": {"rto_critical": {"projected_seconds": 900}}},
                                  "rpo_worst_case": {"worst_case_seconds": 48000, "objective_seconds": 86400}}))
     return {**emulator, "drill": drill, "backup_id": backup_id}
+
+
+def write_signed_backup(env, finished, tier="daily", bucket=None):
+    s3 = boto3.client("s3", **env["kw"])
+    bucket = bucket or out(env, outputs.DATABASE_BACKUPS, outputs.BACKUP_BUCKET_NAME)
+    signer = KmsSigner(boto3.client("kms", **env["kw"]), out(env, outputs.DATABASE_BACKUPS,
+                                                              outputs.MANIFEST_SIGNING_KEY_ARN))
+    prefix = f"dumps/{tier}/{backups.backup_id(finished)}"
+    manifest = backups.manifest_for(prefix, finished, backups.put_artifacts(s3, bucket, prefix), tier)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}", Body=backups.signed_body(manifest, signer))
+    return manifest.backup_id
 
 
 def status(env, *args):
@@ -127,8 +137,14 @@ def test_a_healthy_environment_is_green_from_bounded_reads_without_retries(seede
     requests = json.loads(result.stdout)["requests"]
     entries = len(CONFIG.secrets.all_entries)
     assert requests["stacks"] == 3  # DescribeStacks per region
-    assert requests["alarms"] == stacks + 1  # ListStackResources per stack, one DescribeAlarms (< 100 alarms)
-    assert requests["backups"] == 3  # ListObjectVersions per tier, over its window
+    with_alarms = sum(1 for t in seeded["templates"].values()
+                      if any(r["Type"] in sources.ALARM_TYPES for r in t["Resources"].values()))
+    # ListStackResources per stack, one DescribeAlarms (< 100 alarms), one GetTemplate per stack that declares
+    # an alarm (each alarm compared with its declaration): 12 + 1 + 1 here.
+    assert requests["alarms"] == stacks + 1 + with_alarms
+    # ListObjectVersions per tier, over its window; then, as `db verify --quick` opens it, the newest backup
+    # of each tier that has one (daily only here): one GetObject of its manifest and one kms:Verify.
+    assert requests["backups"] == 3 + 2
     assert requests["verification reports"] == 2 * (len(verification.CHECKS) + 2)  # a listing, a read each
     assert requests["quarterly drill report"] == 2
     assert requests["metrics"] == 1  # one GetMetricData (the replication metrics; no capture alarm deployed)
@@ -306,3 +322,159 @@ def test_the_local_deployer_applies_every_alarm_and_the_emulator_lists_them_as_c
     report = emulator["deployment"].stacks[monitoring]
     assert not [n for n in report.not_applied if n["type"] == "AWS::CloudWatch::Alarm"]
     assert "AWS::CloudWatch::Alarm" in report.moto_would_ignore
+
+
+def scratch_evidence(env, now, **replaced_outputs):
+    """Evidence whose DatabaseBackups outputs name scratch buckets: what a test writes there cannot turn
+    the module's healthy environment red."""
+    def client(service, region):
+        return boto3.client(service, **{**env["kw"], "region_name": region or REGION})
+
+    ev = sources.Evidence(config=CONFIG, now=now, client=client, drill_report=env["work"] / "none.json", emulator=True)
+    sources.stacks(ev)
+    name = CONFIG.stack_name(outputs.DATABASE_BACKUPS)
+    ev.stacks[name] = replace(ev.stacks[name], outputs={**ev.stacks[name].outputs, **replaced_outputs})
+    return ev
+
+
+def scratch_bucket(env, name):
+    boto3.client("s3", **env["kw"]).create_bucket(Bucket=name, ObjectLockEnabledForBucket=True,
+                                                  CreateBucketConfiguration={"LocationConstraint": REGION})
+    return name
+
+
+def backup_rows(ev):
+    return {(r.section, r.item): r for r in sources.backups(ev)}
+
+
+def test_the_newest_backup_s_signature_and_recorded_versions_are_checked(seeded):
+    """As `db verify --quick` opens a backup: a second version of an artifact, a junk manifest, an unsigned
+    one written after the signing key existed — each red, named, without reading any artifact."""
+    now = datetime.now(UTC)
+    s3 = boto3.client("s3", **seeded["kw"])
+    bucket = scratch_bucket(seeded, "status-second-version")
+    ev = scratch_evidence(seeded, now, **{outputs.BACKUP_BUCKET_NAME: bucket})
+    signing = out(seeded, outputs.DATABASE_BACKUPS, outputs.MANIFEST_SIGNING_KEY_ARN)
+    signer = KmsSigner(boto3.client("kms", **seeded["kw"]), signing)
+    finished = now - timedelta(hours=1)
+    prefix = f"dumps/daily/{backups.backup_id(finished)}"
+    manifest = backups.manifest_for(prefix, finished, backups.put_artifacts(s3, bucket, prefix), "daily")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}", Body=backups.signed_body(manifest, signer))
+    found = backup_rows(ev)
+    assert found["backups", "daily"].level == "ok" and found["backups", "newest"].level == "ok"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/roles.sql", Body=b"-- someone else's roles")
+    found = backup_rows(ev)
+    for item in ("newest", "daily"):
+        assert found["backups", item].level == "red", found["backups", item]
+        summary = found["backups", item].summary
+        assert "tampered" in summary and "roles.sql: 2 versions" in summary
+
+    for bucket, body, said in (
+            ("status-junk-manifest", b"{}", "is not a manifest of a known format"),
+            ("status-unsigned-manifest", backups.legacy_body(manifest), "is unsigned but was written at")):
+        scratch_bucket(seeded, bucket)
+        ev = scratch_evidence(seeded, now, **{outputs.BACKUP_BUCKET_NAME: bucket})
+        backups.put_artifacts(s3, bucket, prefix)
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}", Body=body)
+        found = backup_rows(ev)
+        assert found["backups", "newest"].level == "red" and said in found["backups", "newest"].summary, bucket
+        assert found["backups", "daily"].level == "red" and said in found["backups", "daily"].summary
+
+
+def test_evidence_dated_in_the_future_is_red_and_never_the_newest(seeded, tmp_path):
+    """A folder dated 2099 does not hide three days without dumps; a PASS report dated 2099 does not hide
+    today's FAIL; a drill report from 2099 is not a drill."""
+    now = datetime.now(UTC)
+    s3 = boto3.client("s3", **seeded["kw"])
+    dumps = scratch_bucket(seeded, "status-future-dumps")
+    reports_bucket = scratch_bucket(seeded, "status-future-reports")
+    ev = scratch_evidence(seeded, now, **{outputs.BACKUP_BUCKET_NAME: dumps,
+                                          outputs.REPORTS_BUCKET_NAME: reports_bucket})
+    real = write_signed_backup(seeded, now - timedelta(days=3, hours=1), bucket=dumps)
+    write_signed_backup(seeded, datetime(2099, 1, 1, 2, tzinfo=UTC), bucket=dumps)
+    found = backup_rows(ev)
+    future = found["backups", "future daily"]
+    assert future.level == "red" and "20990101T020000Z" in future.summary
+    assert found["backups", "newest"].level == "red" and real in found["backups", "newest"].summary
+    assert "older than the RPO" in found["backups", "newest"].summary and found["backups", "newest"].age_seconds > 0
+    assert found["backups", "daily"].level == "red" and real in found["backups", "daily"].summary
+
+    reports.write_report(s3, reports_bucket, "bucket_drift", {"status": "FAIL", "details": ["versioning is Suspended"]},
+                         now=now)
+    reports.write_report(s3, reports_bucket, "bucket_drift", {"status": "PASS", "details": []},
+                         now=datetime(2099, 1, 1, tzinfo=UTC))
+    (row,) = sources.check_reports(ev, ["bucket_drift"])
+    assert row.level == "red" and row.summary.startswith("FAIL: versioning is Suspended")
+    assert "reports/bucket_drift/2099-01-01.json dated after now" in row.summary
+    # Today's key, but a time inside it from 2099: red too.
+    reports.write_report(s3, reports_bucket, "sizes", {"status": "PASS", "details": []}, now=now)
+    body = json.loads(s3.get_object(Bucket=reports_bucket, Key=reports.report_key("sizes", now))["Body"].read())
+    s3.put_object(Bucket=reports_bucket, Key=reports.report_key("sizes", now),
+                  Body=json.dumps({**body, "at": "2099-01-01T00:00:00+00:00"}).encode())
+    (row,) = sources.check_reports(ev, ["sizes"])
+    assert row.level == "red" and "after now" in row.summary
+
+    quarterly = {"passed": True, "environment": "prod", "finished": "2099-01-01T00:00:00+00:00",
+                 "rto_critical": {"achieved_seconds": 1500, "objective_seconds": 3600},
+                 "rto_non_critical": {"achieved_seconds": 5000, "objective_seconds": 14400}}
+    s3.put_object(Bucket=reports_bucket, Key="reports/quarterly_drill/2099-01-01.json",
+                  Body=json.dumps(quarterly).encode())
+    (row,) = sources.quarterly_drill(ev)
+    assert row.level == "red" and "2099-01-01" in row.summary
+    drill = tmp_path / "drill-report.json"
+    drill.write_text(json.dumps({**json.loads(seeded["drill"].read_text()), "finished": "2099-01-01T00:00:00+00:00"}))
+    (row,) = sources.local_drill(replace(ev, drill_report=drill))
+    assert row.level == "red" and "after now" in row.summary
+
+
+def replication_alarm(env):
+    return next(a["physical_id"] for a in env["deployment"].stacks[CONFIG.stack_name(outputs.MONITORING)].applied
+                if a["type"] == "AWS::CloudWatch::Alarm" and "ReplicationLatency" in a["logical_id"])
+
+
+def alarm_rows(env):
+    return [r for r in board_at(env, datetime.now(UTC)).rows if r.section == "alarms" and r.level == "red"]
+
+
+def test_an_alarm_whose_actions_are_disabled_or_that_was_redeclared_toothless_is_red(seeded):
+    cloudwatch = boto3.client("cloudwatch", **seeded["kw"])
+    name = replication_alarm(seeded)
+    alarm = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+    keep = ("AlarmName", "AlarmDescription", "AlarmActions", "OKActions", "MetricName", "Namespace", "Statistic",
+            "Dimensions", "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData")
+    assert alarm["AlarmActions"] and alarm["ActionsEnabled"]
+    try:
+        # Its actions disabled (what DisableAlarmActions does; moto's server answers that call with a 500).
+        cloudwatch.put_metric_alarm(**{k: alarm[k] for k in keep if k in alarm}, ActionsEnabled=False)
+        (row,) = alarm_rows(seeded)
+        assert name in row.summary and "ActionsEnabled False (declared True)" in row.summary
+        # Re-declared in place: the same name, no actions, a threshold nothing reaches.
+        cloudwatch.put_metric_alarm(**{**{k: alarm[k] for k in keep if k in alarm}, "AlarmActions": [],
+                                       "OKActions": [], "Threshold": 1e12})
+        (row,) = alarm_rows(seeded)
+        assert name in row.summary and row.data["name"] == name
+        fields = {d.split(" ", 1)[0] for d in row.data["differences"]}
+        assert fields == {"AlarmActions", "OKActions", "Threshold"}, row.data["differences"]
+        assert "Threshold 1000000000000.0 (declared" in row.summary
+        result = status(seeded)
+        assert result.exit_code == 1 and "not as declared" in result.output
+    finally:
+        cloudwatch.put_metric_alarm(**{k: alarm[k] for k in keep if k in alarm})
+    assert not alarm_rows(seeded)
+
+
+def test_every_alarm_the_prod_templates_declare_resolves_for_the_comparison(seeded):
+    """In AWS, GetTemplate answers the template as synthesized (Ref, Fn::GetAtt, Fn::GetStackOutput...): every
+    alarm property of the prod app resolves from what status reads (the stacks' resources and outputs)."""
+    ev = scratch_evidence(seeded, datetime.now(UTC))
+    checked = 0
+    for stack_name, template in seeded["templates"].items():
+        physical = {logical: f"https://sqs.eu-west-1.amazonaws.com/1/{logical}" for logical in template["Resources"]}
+        stack = ev.stacks.get(stack_name) or sources.Stack(stack_name, REGION, datetime.now(UTC), {})
+        for resource in template["Resources"].values():
+            if resource["Type"] in sources.ALARM_TYPES:
+                resolved = sources._resolve(resource["Properties"], stack, ev, physical)
+                assert "Ref" not in json.dumps(resolved) and "Fn::" not in json.dumps(resolved)
+                assert not sources.differences(resolved, {**resolved, "ActionsEnabled": True})
+                checked += 1
+    assert checked > 40

@@ -9,6 +9,7 @@ import copy
 import pytest
 
 from backup_constructs.tamper_watch import (
+    ALARM_EVENTS,
     ASSUME_EVENTS,
     BUCKET_EVENTS,
     KEY_EVENTS,
@@ -35,7 +36,8 @@ PREFIX = "tavari-prod-tamper-"
 
 PROTECTED = Protected(rule_prefix=PREFIX, break_glass_role_arn=ROLE_ARN, keys=(KEY_ARN,),
                       buckets=(BUCKET, BACKUPS), backup_buckets=(BACKUPS,), secrets=(SECRET_ARN,),
-                      trails=(TRAIL_ARN, "tavari-prod-tamper-trail"))
+                      trails=(TRAIL_ARN, "tavari-prod-tamper-trail"), alarm_prefix="Tavari-Prod-")
+ALARM = "Tavari-Prod-Monitoring-BackupAgeAlarmA1B2C3D4-1A2B3C4D5E6F"
 ALICE = {"type": "IAMUser", "principalId": "EX_PRINCIPAL_ID", "arn": f"arn:aws:iam::{ACCOUNT}:user/Alice",
          "accountId": ACCOUNT, "accessKeyId": "EXAMPLE_KEY_ID", "userName": "Alice"}
 
@@ -191,6 +193,38 @@ def test_rule_events_on_the_tamper_rules_match(name):
     assert matches(pattern("watch"), named_call("events.amazonaws.com", name, field, PREFIX + "keys"))
     assert matches(pattern("watch"), named_call("events.amazonaws.com", name, field, PREFIX + "watch"))
     assert not matches(pattern("watch"), named_call("events.amazonaws.com", name, field, "someone-elses-rule"))
+
+
+def alarm_call(name: str, alarm: str) -> dict:
+    # CloudTrail's request parameters: one alarmName for the Put* calls, a list alarmNames for the others.
+    parameters = {"alarmName": alarm, "threshold": 1e12, "alarmActions": [], "comparisonOperator":
+                  "GreaterThanThreshold", "evaluationPeriods": 1, "period": 300} if name.startswith("Put") \
+        else {"alarmNames": ["another-alarm", alarm]}
+    return delivered({"eventSource": "monitoring.amazonaws.com", "eventName": name,
+                      "eventTime": "2026-03-23T18:58:30Z", "requestParameters": parameters,
+                      "responseElements": None, "readOnly": False})
+
+
+@pytest.mark.parametrize("name", ALARM_EVENTS)
+def test_alarm_changes_on_the_apps_alarms_match(name):
+    assert matches(pattern("watch"), alarm_call(name, ALARM))
+    assert not matches(pattern("watch"), alarm_call(name, "Tavari-Dev-Monitoring-BackupAgeAlarm-X"))
+    assert not matches(pattern("watch"), alarm_call(name, "someone-elses-alarm"))
+    forwarded = alarm_call(name, ALARM)
+    forwarded.update(region="us-east-1")
+    assert matches(forwarded_pattern("watch", ["us-east-1"], [ACCOUNT]), forwarded)
+
+
+def test_an_alarm_state_set_by_hand_does_not_match():
+    # SetAlarmState changes no definition: the next evaluation puts the alarm back (and runs its actions).
+    event = delivered({"eventSource": "monitoring.amazonaws.com", "eventName": "SetAlarmState",
+                       "eventTime": "2026-03-23T18:58:30Z", "requestParameters": {
+                           "alarmName": ALARM, "stateValue": "OK", "stateReason": "test"},
+                       "responseElements": None, "readOnly": False})
+    assert not matches(pattern("watch"), event)
+    # A site without alarms (alarm_prefix empty) watches none.
+    assert not matches(event_pattern("watch", Protected(rule_prefix=PREFIX, break_glass_role_arn=ROLE_ARN), REGION),
+                       alarm_call("DeleteAlarms", ALARM))
 
 
 @pytest.mark.parametrize("name", ASSUME_EVENTS)

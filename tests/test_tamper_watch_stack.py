@@ -11,6 +11,7 @@ from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
 from backup_constructs.tamper_watch import (
+    ALARM_EVENTS,
     ALL_MANAGEMENT_EVENTS,
     ASSUME_EVENTS,
     BUCKET_EVENTS,
@@ -107,8 +108,12 @@ def test_event_names_listed_in_the_templates(prod):
     watch = rules[p + "watch"]["EventPattern"]["$or"]
     assert watch[0]["detail"]["eventName"] == ["StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors"]
     assert watch[1]["detail"]["eventName"] == ["DeleteRule", "DisableRule", "RemoveTargets", "PutRule", "PutTargets"]
-    assert [w["detail"]["requestParameters"] for w in watch[1:]] == [
+    assert [w["detail"]["requestParameters"] for w in watch[1:3]] == [
         {"name": [{"prefix": p}]}, {"rule": [{"prefix": p}]}]
+    # The alarms of the app's stacks (CloudFormation names them after the stack): re-declared, deleted, silenced.
+    assert [w["detail"]["eventName"] for w in watch[3:]] == [list(ALARM_EVENTS)] * 2
+    assert [w["detail"]["requestParameters"] for w in watch[3:]] == [
+        {"alarmName": [{"prefix": "Tavari-Prod-"}]}, {"alarmNames": [{"prefix": "Tavari-Prod-"}]}]
 
 
 @pytest.mark.parametrize("env_name", ["dev", "prod"])

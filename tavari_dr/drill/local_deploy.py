@@ -390,9 +390,10 @@ class LocalDeployer:
 
     def _register_outputs(self, stack: _Stack) -> None:
         """A stack in the emulator's CloudFormation carrying the resolved outputs (the CLI's discovery) and
-        its alarms by name (what `tavari-dr status` compares the account's alarms with: the moto server
-        of tavari_dr.drill.moto_server lists them as CloudFormation does)."""
-        alarms = {a["logical_id"]: {"Type": a["type"], "Properties": {"AlarmName": a["physical_id"]}}
+        its alarms by name with their definitions resolved (what `tavari-dr status` compares the account's
+        alarms with: the moto server of tavari_dr.drill.moto_server lists them as CloudFormation does)."""
+        alarms = {a["logical_id"]: {"Type": a["type"], "Properties": {
+            **_declared(stack, a["logical_id"], a["type"]), "AlarmName": a["physical_id"]}}
                   for a in stack.report.applied if a["type"] in _ALARM_TYPES}
         template = {"Resources": {"Deployed": {"Type": "AWS::CloudFormation::WaitConditionHandle"}, **alarms},
                     "Outputs": {k: {"Value": v} for k, v in stack.report.outputs.items()}}
@@ -749,6 +750,14 @@ def _str_values(value: Any) -> Any:
     if isinstance(value, list):
         return [_str_values(v) for v in value]
     return str(value) if isinstance(value, str) else value
+
+
+def _declared(stack: _Stack, logical: str, kind: str) -> dict[str, Any]:
+    """An alarm's template properties as this deployer applied them (resolved): what GetTemplate answers
+    for the registered stack, so `tavari-dr status` compares the alarm with its declaration."""
+    p = stack.resolve(stack.template["Resources"][logical].get("Properties", {}))
+    names = _COMPOSITE_PROPERTIES if kind == "AWS::CloudWatch::CompositeAlarm" else _ALARM_PROPERTIES
+    return {k: _str_values(p[k]) for k in names if k in p and k != "Tags"}
 
 
 def _alarm(d: LocalDeployer, stack: _Stack, logical: str, p: dict[str, Any], _: MotoSupport) -> None:

@@ -14,6 +14,12 @@ public key, as a failover to the DR region must verify it), and the version IDs 
 CopyObject makes new ones, so a replicated backup's pinned versions would not be found). A copy that
 carries the header ``x-tavari-drill-replicate`` keeps the source's version ID, as a replica does.
 
+moto's ListObjectVersions given a KeyMarker alone (no VersionIdMarker) drops the first version after it,
+where S3 returns every version of every key after the marker: `tavari-dr status` lists a window of
+backups from such a marker and checks the newest one's recorded versions, so a dropped version would
+read as a deleted artifact. Here a lone KeyMarker starts after the last version of the last key not
+after it, which moto's own marker pair handles as S3 does.
+
 moto's CloudFormation models no CloudWatch alarm, so a stack registered with its alarms would list
 none of them and `tavari-dr status` could not tell a declared alarm from none. Here an alarm
 resource of a registered stack is listed by ListStackResources under its name, as CloudFormation
@@ -117,6 +123,26 @@ def _replicated_copies_keep_versions() -> None:
 
     S3Response.copy_object, S3Backend.copy_object = respond_replicating, copy_keeping_version
 
+def _key_marker_alone_as_s3() -> None:
+    from moto.core.utils import unix_time_millis
+    from moto.s3.models import S3Backend
+
+    original = S3Backend.list_object_versions
+
+    def list_object_versions(self: Any, bucket_name: str, delimiter: str | None = None,
+                             key_marker: str | None = None, max_keys: int | None = 1000, prefix: str = "",
+                             version_id_marker: str | None = None) -> Any:
+        if key_marker and not version_id_marker:
+            # moto's order: by name, newest first; the marker pair is the last version at or before the marker.
+            before = sorted((v for _, versions in self.get_bucket(bucket_name).keys.iterlists() for v in versions
+                             if v.name <= key_marker), key=lambda v: (v.name, -unix_time_millis(v.last_modified)))
+            key_marker, version_id_marker = (before[-1].name, before[-1].version_id) if before else (None, None)
+        return original(self, bucket_name, delimiter=delimiter, key_marker=key_marker, max_keys=max_keys,
+                        prefix=prefix, version_id_marker=version_id_marker)
+
+    S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
+
+
 def _listed(resource_type: str) -> type[CloudFormationModel]:
     """A stack resource that is only listed (its physical ID is its AlarmName): moto finds models among
     CloudFormationModel's subclasses, so defining the class registers it."""
@@ -176,5 +202,6 @@ if __name__ == "__main__":
     _conditional_denies_not_enforced()
     _kms_signs_digests()
     _replicated_copies_keep_versions()
+    _key_marker_alone_as_s3()
     alarms_listed_by_cloudformation()
     server.main(sys.argv[1:])

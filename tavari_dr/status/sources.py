@@ -31,7 +31,8 @@ from tavari_dr.core.audit import PREFIX as AUDIT_PREFIX
 from tavari_dr.core.aws import RequestCounter
 from tavari_dr.core.config import EnvironmentConfig
 from tavari_dr.core.schedule import max_interval_seconds
-from tavari_dr.database.manifest import id_time, list_backups
+from tavari_dr.database.manifest import BackupEntry, BackupError, BackupTampered, id_time, list_backups, open_backup
+from tavari_dr.database.signing import KmsVerifier
 from tavari_dr.status.board import OK, RED, WARN, Board, Row, Unreadable
 from tavari_dr.verification import jobs as verification
 
@@ -46,6 +47,9 @@ QUARTER = timedelta(days=92)
 # A report is overdue once its job's longest gap between runs, plus this for the run itself, has passed.
 REPORT_GRACE = timedelta(hours=2)
 RESTORES_SHOWN = 3
+# Evidence dated later than now by more than this is red and never "the newest": clocks disagree by
+# seconds, a forger's 2099 by decades, and a future date would otherwise hide every late run behind it.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Stack:
     region: str
     created: datetime
     outputs: dict[str, str]
+    stack_id: str = ""
 
 
 @dataclass
@@ -100,7 +105,7 @@ def stacks(ev: Evidence) -> list[Row]:
             for s in page.get("Stacks", []):
                 if s["StackName"].startswith(prefix) and not s.get("StackStatus", "").startswith("DELETE"):
                     ev.stacks[s["StackName"]] = Stack(s["StackName"], region, s["CreationTime"], {
-                        o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])})
+                        o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])}, s.get("StackId", ""))
     if ev.config.stack_name(outputs.DATABASE_BACKUPS) not in ev.stacks:
         raise LookupError(f"no {prefix}* stacks in {', '.join(regions(ev.config))} (not deployed, or another "
                           "--region/--endpoint-url)")
@@ -110,53 +115,169 @@ def stacks(ev: Evidence) -> list[Row]:
 # --------------------------------------------------------------------------- alarms
 
 
-def declared_alarms(ev: Evidence) -> list[tuple[str, str, str]]:
-    """(stack, logical ID, alarm name) of every alarm the deployed stacks declare, as CloudFormation lists
-    them: a deleted alarm is still listed there, under the name it had."""
-    found = []
+@dataclass
+class Declared:
+    stack: str
+    logical: str
+    name: str
+
+
+def declared_alarms(ev: Evidence) -> tuple[list[Declared], dict[str, dict[str, str]]]:
+    """Every alarm the deployed stacks declare, as CloudFormation lists them (a deleted alarm is still
+    listed there, under the name it had), and each stack's resources (logical ID -> physical ID)."""
+    found, physical = [], {}
     for stack in ev.stacks.values():
         paginator = ev.client("cloudformation", stack.region).get_paginator("list_stack_resources")
         for page in paginator.paginate(StackName=stack.name):
             for r in page.get("StackResourceSummaries", []):
+                physical.setdefault(stack.name, {})[r["LogicalResourceId"]] = r.get("PhysicalResourceId", "")
                 if r["ResourceType"] in ALARM_TYPES and r.get("PhysicalResourceId"):
-                    found.append((stack.name, r["LogicalResourceId"], r["PhysicalResourceId"]))
+                    found.append(Declared(stack.name, r["LogicalResourceId"], r["PhysicalResourceId"]))
+    return found, physical
+
+
+# What an alarm must still be, as declared: whatever fires it (metric, threshold, periods, operator) and
+# whom it tells (actions, enabled). Absent from the declaration: not compared (AWS's default applies),
+# except ActionsEnabled, whose default is true.
+COMPARED_NUMBERS = {"Threshold": float, "Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int}
+COMPARED_TEXT = ("ComparisonOperator", "TreatMissingData", "MetricName", "Namespace", "Statistic",
+                 "ExtendedStatistic", "Unit", "ThresholdMetricId", "EvaluateLowSampleCountPercentile", "AlarmRule")
+COMPARED_ACTIONS = ("AlarmActions", "OKActions", "InsufficientDataActions")
+
+
+class Unresolvable(LookupError):
+    """A declared value this reading of the template cannot work out (an intrinsic it does not know)."""
+
+
+def _resolve(value: Any, stack: Stack, ev: Evidence, physical: dict[str, str]) -> Any:
+    """A template value as CloudFormation resolved it, from what status read already: the stack's resources
+    (Ref), the stacks' outputs (Fn::GetStackOutput, Fn::ImportValue) and its own ARN (pseudo parameters)."""
+    if isinstance(value, list):
+        return [_resolve(v, stack, ev, physical) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (fn, arg), = value.items()
+        arn = stack.stack_id.split(":")
+        pseudo = {"AWS::Region": stack.region, "AWS::StackName": stack.name, "AWS::URLSuffix": "amazonaws.com",
+                  "AWS::Partition": arn[1] if len(arn) > 4 else "aws", "AWS::AccountId": arn[4] if len(arn) > 4 else ""}
+        if fn == "Ref":
+            if arg in pseudo and pseudo[arg]:
+                return pseudo[arg]
+            if physical.get(arg):
+                return physical[arg]
+            raise Unresolvable(f"Ref {arg}")
+        if fn == "Fn::GetAtt":
+            logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+            if attribute == "QueueName" and physical.get(logical):  # an SQS queue's physical ID is its URL
+                return physical[logical].rsplit("/", 1)[-1]
+            raise Unresolvable(f"Fn::GetAtt {logical}.{attribute}")
+        if fn == "Fn::GetStackOutput":
+            other = ev.stacks.get(str(_resolve(arg.get("StackName"), stack, ev, physical)))
+            if other is None or arg.get("OutputName") not in other.outputs:
+                raise Unresolvable(f"Fn::GetStackOutput {arg}")
+            return other.outputs[arg["OutputName"]]
+        if fn == "Fn::Join":
+            separator, parts = arg
+            return separator.join(str(p) for p in _resolve(parts, stack, ev, physical))
+        if fn.startswith("Fn::"):
+            raise Unresolvable(fn)
+    return {k: _resolve(v, stack, ev, physical) for k, v in value.items()}
+
+
+def _metrics_key(items: Any) -> Any:
+    """A metric-math alarm's Metrics, compared by what each query reads (not how the API orders keys)."""
+    def dims(metric: dict[str, Any]) -> list[tuple[str, str]]:
+        return sorted((str(d["Name"]), str(d["Value"])) for d in metric.get("Dimensions", []))
+
+    return sorted((str(m.get("Id")), str(m.get("Expression", "")), int(m.get("Period") or 0),
+                   str(m.get("MetricStat", {}).get("Stat", "")), int(m.get("MetricStat", {}).get("Period") or 0),
+                   str(m.get("MetricStat", {}).get("Metric", {}).get("Namespace", "")),
+                   str(m.get("MetricStat", {}).get("Metric", {}).get("MetricName", "")),
+                   tuple(dims(m.get("MetricStat", {}).get("Metric", {})))) for m in items or [])
+
+
+def differences(declared: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """How an alarm in the account differs from its resolved declaration, one "field: actual (declared)" each."""
+    found = []
+    enabled = declared.get("ActionsEnabled", True)
+    if str(actual.get("ActionsEnabled", True)).lower() != str(enabled).lower():
+        found.append(f"ActionsEnabled {actual.get('ActionsEnabled')} (declared {enabled})")
+    for name in COMPARED_ACTIONS:
+        want, have = sorted(map(str, declared.get(name) or [])), sorted(map(str, actual.get(name) or []))
+        if want != have:
+            found.append(f"{name} {have or 'none'} (declared {want or 'none'})")
+    for name, kind in COMPARED_NUMBERS.items():
+        if name in declared and (name not in actual or kind(actual[name]) != kind(declared[name])):
+            found.append(f"{name} {actual.get(name, 'none')} (declared {declared[name]})")
+    for name in COMPARED_TEXT:
+        if name in declared and str(actual.get(name)) != str(declared[name]):
+            found.append(f"{name} {actual.get(name, 'none')} (declared {declared[name]})")
+    if "Dimensions" in declared and sorted((str(d["Name"]), str(d["Value"])) for d in declared["Dimensions"]) != \
+            sorted((str(d["Name"]), str(d["Value"])) for d in actual.get("Dimensions", [])):
+        found.append(f"Dimensions {actual.get('Dimensions', [])} (declared {declared['Dimensions']})")
+    if "Metrics" in declared and _metrics_key(declared["Metrics"]) != _metrics_key(actual.get("Metrics")):
+        found.append("Metrics (the metric-math queries) differ from the declared ones")
+    return found
+
+
+def _templates(ev: Evidence, declared: list[Declared]) -> dict[str, dict[str, Any]]:
+    """The original template of each stack that declares an alarm: one GetTemplate each."""
+    found = {}
+    for name in dict.fromkeys(d.stack for d in declared):
+        body = ev.client("cloudformation", ev.stacks[name].region).get_template(StackName=name)["TemplateBody"]
+        found[name] = json.loads(body) if isinstance(body, str) else dict(body)
     return found
 
 
 def alarms(ev: Evidence) -> list[Row]:
-    declared = declared_alarms(ev)
+    declared, physical = declared_alarms(ev)
     if not declared:
         return [Row("alarms", "declared", RED, "the deployed stacks declare no alarm: nothing would page anyone")]
-    by_region: dict[str, list[tuple[str, str, str]]] = {}
+    by_region: dict[str, list[Declared]] = {}
     for item in declared:
-        by_region.setdefault(ev.stacks[item[0]].region, []).append(item)
+        by_region.setdefault(ev.stacks[item.stack].region, []).append(item)
     states: dict[str, dict[str, Any]] = {}
     for region, items in by_region.items():
         cloudwatch = ev.client("cloudwatch", region)
-        names = [name for _, _, name in items]
+        names = [d.name for d in items]
         for start in range(0, len(names), 100):
             answer = cloudwatch.describe_alarms(AlarmNames=names[start:start + 100],
                                                 AlarmTypes=["MetricAlarm", "CompositeAlarm"], MaxRecords=100)
             for alarm in [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]:
                 states[alarm["AlarmName"]] = alarm
     ev.alarms.extend(states.values())  # (shared with the later sources: the change stream's row reads them)
+    templates = _templates(ev, declared)
     rows = []
     counts: dict[str, int] = {}
-    for stack, logical, name in declared:
-        alarm = states.get(name)
+    for d in declared:
+        alarm = states.get(d.name)
         state = alarm["StateValue"] if alarm else "MISSING"
         counts[state] = counts.get(state, 0) + 1
-        if state == "MISSING":
-            rows.append(Row("alarms", logical, RED, f"missing from the account (deleted?): declared by {stack} as "
-                                                    f"{name}; redeploy the stack", data={"name": name}))
-        elif state == "ALARM":
+        if alarm is None:
+            rows.append(Row("alarms", d.logical, RED, f"missing from the account (deleted?): declared by {d.stack} as "
+                                                      f"{d.name}; redeploy the stack", data={"name": d.name}))
+            continue
+        try:
+            properties = templates[d.stack].get("Resources", {}).get(d.logical, {}).get("Properties", {})
+            changed = differences(_resolve(properties, ev.stacks[d.stack], ev, physical.get(d.stack, {})), alarm)
+        except Unresolvable as err:
+            rows.append(Row("alarms", d.logical, WARN, f"{d.name}: its declaration uses {err}, which status cannot "
+                                                       "resolve: not compared", data={"name": d.name}))
+            changed = []
+        if changed:
+            rows.append(Row("alarms", d.logical, RED, f"{d.name} differs from its declaration in {d.stack}: "
+                                                      + "; ".join(changed) + " — redeploy the stack",
+                            data={"name": d.name, "differences": changed}))
+        if state == "ALARM":
             since = alarm.get("StateUpdatedTimestamp")
-            rows.append(Row("alarms", logical, RED, f"ALARM: {alarm.get('StateReason', '')}",
+            rows.append(Row("alarms", d.logical, RED, f"ALARM: {alarm.get('StateReason', '')}",
                             (ev.now - since).total_seconds() if since else None,
-                            {"name": name, "runbook": _runbook(alarm.get("AlarmDescription"))}))
-    waiting = [logical for _, logical, name in declared if states.get(name, {}).get("StateValue")
-               == "INSUFFICIENT_DATA"]
-    summary = f"{len(declared)} declared: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                            {"name": d.name, "runbook": _runbook(alarm.get("AlarmDescription"))}))
+    waiting = [d.logical for d in declared if states.get(d.name, {}).get("StateValue") == "INSUFFICIENT_DATA"]
+    changed_count = sum(1 for r in rows if r.data.get("differences"))
+    summary = f"{len(declared)} declared: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + (
+        f"; {changed_count} not as declared" if changed_count else "")
     # (the red ones are their own rows: the summary is yellow at most, so each red is counted once)
     rows.insert(0, Row("alarms", "declared", WARN if waiting else OK,
                        summary + (f" (no data yet: {', '.join(waiting[:4])}{' …' if len(waiting) > 4 else ''})"
@@ -175,41 +296,89 @@ def _runbook(description: str | None) -> str | None:
 
 
 def backups(ev: Evidence) -> list[Row]:
+    """Each tier's newest backup from its listing, then that backup opened as `db verify --quick` opens it
+    (manifest_lib.open_backup: the manifest's signature, every key's versions against the recorded ones),
+    without reading any artifact. A backup dated in the future is red and not counted."""
     bucket = ev.output(outputs.DATABASE_BACKUPS, outputs.BACKUP_BUCKET_NAME)
     tiers = ev.config.database_backups.tiers
-    entries = list_backups(ev.client("s3", None), bucket, tiers,
-                           newer_than={t.name: ev.now - BACKUP_WINDOWS[t.name] for t in tiers})
-    complete = [e for e in entries if e.complete and not e.pre_restore and id_time(e.backup_id)]
+    s3 = ev.client("s3", None)
+    entries = list_backups(s3, bucket, tiers, newer_than={t.name: ev.now - BACKUP_WINDOWS[t.name] for t in tiers})
+    rows = [Row("backups", f"future {e.tier}", RED,
+                f"{e.prefix} is dated {taken:%Y-%m-%d %H:%M} UTC, after now (+{_minutes(CLOCK_SKEW)} of clock skew): "
+                "not counted as a backup — no job writes it; find who did", data={"backup_id": e.backup_id})
+            for e in entries if (taken := id_time(e.backup_id)) and _future(ev, taken)]
+    complete = [e for e in entries if e.complete and not e.pre_restore and (taken := id_time(e.backup_id))
+                and not _future(ev, taken)]
+    newest_of = {tier.name: max((e for e in complete if e.tier == tier.name), key=lambda e: e.backup_id,
+                                default=None) for tier in tiers}
+    verifier = None
+    refused: dict[str, str] = {}  # backup ID -> why it cannot be trusted
+    for entry in (e for e in newest_of.values() if e is not None):
+        if verifier is None:
+            verifier = KmsVerifier(ev.client("kms", None), ev.output(outputs.DATABASE_BACKUPS,
+                                                                     outputs.MANIFEST_SIGNING_KEY_ARN))
+        problem = _refused(s3, bucket, entry, verifier)
+        if problem:
+            refused[entry.backup_id] = problem
     rpo = timedelta(hours=ev.config.monitoring.rpo_hours)
-    rows = []
-    newest = max(complete, key=lambda e: e.backup_id, default=None)
+    newest = max((e for e in newest_of.values() if e is not None), key=lambda e: e.backup_id, default=None)
     if newest is None:
         rows.append(Row("backups", "newest", WARN if ev.young(rpo) else RED,
                         f"no complete backup in the last {BACKUP_WINDOWS['daily'].days} days (RPO {rpo_text(rpo)})"))
+    elif newest.backup_id in refused:  # the newest is *the* latest a restore would take: never skipped
+        rows.append(Row("backups", "newest", RED, f"{newest.tier}/{newest.backup_id} was tampered with: "
+                                                  f"{refused[newest.backup_id]}", _age(ev, newest),
+                        {"backup_id": newest.backup_id, "tier": newest.tier, "tampered": True}))
     else:
-        taken = id_time(newest.backup_id)
-        assert taken is not None
-        late = ev.now - taken > rpo
+        late = _age(ev, newest) > rpo.total_seconds()
         rows.append(Row("backups", "newest", RED if late else OK,
                         f"{newest.tier}/{newest.backup_id}, {'older than' if late else 'within'} the RPO of "
-                        f"{rpo_text(rpo)}", (ev.now - taken).total_seconds(),
-                        {"backup_id": newest.backup_id, "tier": newest.tier}))
+                        f"{rpo_text(rpo)}", _age(ev, newest), {"backup_id": newest.backup_id, "tier": newest.tier}))
     for tier in tiers:
-        found = max((e for e in complete if e.tier == tier.name), key=lambda e: e.backup_id, default=None)
+        found = newest_of[tier.name]
         cadence = TIER_CADENCE[tier.name]
         if found is None:
             rows.append(Row("backups", tier.name, WARN if ev.young(cadence) else RED,
                             f"none in the last {BACKUP_WINDOWS[tier.name].days} days"
                             + (" (the environment is younger than the tier's cadence)" if ev.young(cadence) else "")))
             continue
-        taken = id_time(found.backup_id)
-        assert taken is not None
-        late = ev.now - taken > cadence
+        if found.backup_id in refused:
+            rows.append(Row("backups", tier.name, RED,
+                            f"{found.backup_id} was tampered with: {refused[found.backup_id]}", _age(ev, found),
+                            {"backup_id": found.backup_id, "tampered": True}))
+            continue
+        late = _age(ev, found) > cadence.total_seconds()
         rows.append(Row("backups", tier.name, RED if late else OK,
-                        f"{found.backup_id}, {found.bytes / 1024 / 1024:.1f} MiB"
+                        f"{found.backup_id}, {found.bytes / 1024 / 1024:.1f} MiB, signed"
                         + (f"; older than the tier's {cadence.days}-day cadence" if late else ""),
-                        (ev.now - taken).total_seconds(), {"backup_id": found.backup_id}))
+                        _age(ev, found), {"backup_id": found.backup_id}))
     return rows
+
+
+def _refused(s3: Any, bucket: str, entry: BackupEntry, verifier: KmsVerifier) -> str | None:
+    """Why `db verify --quick` would refuse this backup (its opening: one GetObject of the manifest, one
+    kms:Verify), or None. Nothing else is read: status judges the evidence, not the data."""
+    try:
+        open_backup(s3, bucket, entry, verifier=verifier)
+    except BackupTampered as err:
+        return "; ".join(err.findings)[:300]
+    except BackupError as err:
+        return str(err)[:300]
+    return None
+
+
+def _future(ev: Evidence, when: datetime) -> bool:
+    return when > ev.now + CLOCK_SKEW
+
+
+def _age(ev: Evidence, entry: BackupEntry) -> float:
+    taken = id_time(entry.backup_id)
+    assert taken is not None  # (only entries with a backup ID's time are judged)
+    return (ev.now - taken).total_seconds()
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:g} min"
 
 
 def rpo_text(rpo: timedelta) -> str:
@@ -233,17 +402,42 @@ def _report_cadences(config: EnvironmentConfig, year: int) -> dict[str, timedelt
     return cadences
 
 
-def _newest_report(s3: Any, bucket: str, name: str, since: datetime) -> tuple[str, dict[str, Any]] | None:
-    """The newest reports/<name>/<date>.json from ``since`` on: one listing from that date's key, one read."""
+@dataclass
+class Found:
+    """The newest report not dated in the future (None: none), and the keys that are (each red)."""
+
+    key: str | None = None
+    document: dict[str, Any] = field(default_factory=dict)
+    future: list[str] = field(default_factory=list)
+
+
+def _newest_report(ev: Evidence, s3: Any, bucket: str, name: str, since: datetime) -> Found:
+    """The newest reports/<name>/<date>.json from ``since`` on, a date in the future aside: one listing from
+    that date's key, one read."""
     prefix = f"reports/{name}/"
     answer = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, StartAfter=f"{prefix}{since:%Y-%m-%d}")
     keys = [o["Key"] for o in answer.get("Contents", []) if o["Key"].endswith(".json")]
     if answer.get("IsTruncated"):  # more than 1,000 reports of one check in the window: read the last page
         raise ValueError(f"{prefix}: more than 1,000 reports since {since:%Y-%m-%d}")
+    future = [k for k in keys if (day := _key_day(k)) and _future(ev, day)]
+    keys = [k for k in keys if k not in future]
     if not keys:
-        return None
+        return Found(future=future)
     key = max(keys)
-    return key, json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return Found(key, json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()), future)
+
+
+def _key_day(key: str) -> datetime | None:
+    """The start (UTC) of the day a report's key names: a report written that day is not later than it."""
+    try:
+        return datetime.strptime(key.rsplit("/", 1)[-1][:10], "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _future_text(keys: list[str]) -> str:
+    return (f"{', '.join(keys[:3])}{' …' if len(keys) > 3 else ''} dated after now (+{_minutes(CLOCK_SKEW)} of "
+            "clock skew): not counted; no job writes it")
 
 
 def _when(document: dict[str, Any], key: str) -> datetime | None:
@@ -268,23 +462,29 @@ def check_reports(ev: Evidence, names: Iterable[str] | None = None) -> list[Row]
     rows = []
     for name in names or cadences:
         overdue = cadences[name] + REPORT_GRACE
-        found = _newest_report(s3, bucket, name, ev.now - overdue - timedelta(days=1))
-        if found is None:
-            young = ev.young(overdue)
+        found = _newest_report(ev, s3, bucket, name, ev.now - overdue - timedelta(days=1))
+        future = f"; {_future_text(found.future)}" if found.future else ""
+        if found.key is None:
+            young = ev.young(overdue) and not found.future
             rows.append(Row("checks", name, WARN if young else RED,
                             "no report yet" + (" (deployed since less than one run's interval)" if young else
-                                               f" within {age_days(overdue)}: its job has not run or not written")))
+                                               f" within {age_days(overdue)}: its job has not run or not written")
+                            + future, data={"future": found.future}))
             continue
-        key, document = found
+        key, document = found.key, found.document
         when = _when(document, key)
         status = str(document.get("status", "?"))
+        if when and _future(ev, when):  # a date inside the document later than now: not a run's
+            future = f"; {key} says it was written at {when:%Y-%m-%d %H:%M} UTC, after now{future}"
+            status = "future-dated"
         seconds = (ev.now - when).total_seconds() if when else None
         stale = seconds is None or seconds > overdue.total_seconds()
         detail = "; ".join(document.get("details") or [])[:160]
-        rows.append(Row("checks", name, RED if status != "PASS" or stale else OK,
+        rows.append(Row("checks", name, RED if status != "PASS" or stale or future else OK,
                         f"{status}" + (f", overdue (expected every {age_days(cadences[name])})" if stale else "")
-                        + (f": {detail}" if detail and status != "PASS" else ""), seconds,
-                        {"status": status, "report": f"s3://{bucket}/{key}", "run": document.get("run")}))
+                        + (f": {detail}" if detail and status != "PASS" else "") + future, seconds,
+                        {"status": status, "report": f"s3://{bucket}/{key}", "run": document.get("run"),
+                         "future": found.future}))
     return rows
 
 
@@ -313,6 +513,10 @@ def _drill_row(item: str, document: dict[str, Any], when: datetime | None, where
         if rpo:
             rto += f", RPO worst case {rpo['worst_case_seconds'] / 3600:.1f}/{rpo['objective_seconds'] / 3600:.0f} h"
     stale = seconds is not None and seconds > QUARTER.total_seconds()
+    if when is not None and _future(ev, when):  # never a drill that ran: red, whatever it says
+        return Row("drills", item, RED, f"dated {when:%Y-%m-%d %H:%M} UTC, after now (+{_minutes(CLOCK_SKEW)} of "
+                                        f"clock skew): not counted ({where})", seconds,
+                   {"passed": passed, "report": where, "future": True})
     level = RED if not passed else (WARN if stale else OK)
     return Row("drills", item, level, f"{'PASSED' if passed else 'FAILED'}: {rto}"
                + ("; older than a quarter" if stale and passed else ""), seconds,
@@ -321,17 +525,20 @@ def _drill_row(item: str, document: dict[str, Any], when: datetime | None, where
 
 def quarterly_drill(ev: Evidence) -> list[Row]:
     bucket = ev.output(outputs.DATABASE_BACKUPS, outputs.REPORTS_BUCKET_NAME)
-    found = _newest_report(ev.client("s3", None), bucket, metrics.QUARTERLY_DRILL, ev.now - QUARTER - timedelta(days=7))
-    if found is None:
-        young = ev.young(QUARTER)
+    found = _newest_report(ev, ev.client("s3", None), bucket, metrics.QUARTERLY_DRILL,
+                           ev.now - QUARTER - timedelta(days=7))
+    future = f"; {_future_text(found.future)}" if found.future else ""
+    if found.key is None:
+        young = ev.young(QUARTER) and not found.future
         return [Row("drills", "quarterly (AWS)", WARN if young else RED,
-                    "none yet (the environment is younger than a quarter)" if young else
-                    "no quarterly drill report within a quarter: run the DrDrill state machine")]
-    key, document = found
+                    ("none yet (the environment is younger than a quarter)" if young else
+                     "no quarterly drill report within a quarter: run the DrDrill state machine") + future,
+                    data={"future": found.future})]
+    key, document = found.key, found.document
     when = _when(document, key)
     row = _drill_row("quarterly (AWS)", document, when, f"s3://{bucket}/{key}", ev)
-    if when and ev.now - when > QUARTER:
-        row = Row(row.section, row.item, RED, row.summary, row.age_seconds, row.data)
+    if (when and ev.now - when > QUARTER) or future:
+        row = Row(row.section, row.item, RED, row.summary + future, row.age_seconds, row.data)
     return [row]
 
 
