@@ -120,9 +120,19 @@ def test_the_drill_plays_every_scenario_and_passes(synthesized, tmp_path, monkey
     # 4: with the primary region down, the failover ran from the DR region alone (every command met the outage).
     outage = report["scenarios"]["4 region outage"]["steps"]
     assert "region eu-west-1 is down" in outage[0]["detail"]
-    failover = steps[("4 region outage", "fail over: the database from the backups' DR replica, the configuration "
-                                         "from the secret replicas")]
+    failover = steps[("4 region outage", "fail over: the database from the backups' DR replica and its change log, "
+                                         "the configuration from the secret replicas")]
     assert failover["command"].startswith("tavari-dr failover apply --env prod") and failover["kind"] == "db_restore"
+    assert "--change-signing-public-key" in failover["command"] and "and the change log to " in failover["detail"]
+    # The replicated log was replayed: the failover held exactly the probes the DR region's log holds, and the
+    # loss counted is what the region's loss cut off (not the time since the dump).
+    held = steps[("4 region outage", "verify integrity (row counts and content hashes)")]
+    assert held["ok"] and "probe rows (those the replicated log holds)" in held["detail"]
+    lost = report["scenarios"]["4 region outage"]["rpo"]["lost"]
+    assert lost["of"] > 0 and 0 <= lost["transactions"] <= lost["of"]
+    recaptured = steps[("2 complete system failure", "point the change capture at the recovered database (a new "
+                                                     "base, a fresh dump)")]
+    assert recaptured["ok"] and "a new base of this database" in recaptured["detail"]
     stored = json.loads((out / "drill-report.json").read_text())
     assert stored["passed"] is True and stored["emulated"] is True and stored["kind"] == "local"
     validate(stored)

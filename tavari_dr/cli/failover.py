@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ class Survey:
     secret_values: dict[str, str] = field(default_factory=dict)
     secrets_key: str | None = None
     missing: list[str] = field(default_factory=list)
+    # The replicated change log: the base the newest dump belongs to, and its newest commit (what the database
+    # is restored to: the dump, then the log to its end). None: restored from the dump alone (--without-log).
+    log_base: str | None = None
+    log_end: str | None = None
+    without_log: bool = False
 
     def document(self) -> dict[str, Any]:
         return {"env": self.env, "primary_region": self.primary_region, "dr_region": self.dr_region,
@@ -65,6 +71,7 @@ class Survey:
                 "backup": {"backup_id": self.backup_id, "started_at": self.backup_started_at,
                            "trust": self.backup_trust} if self.backup_id else None,
                 "secrets": self.secret_arns, "secrets_key_arn": self.secrets_key, "missing": self.missing,
+                "change_log": None if self.without_log else {"base": self.log_base, "restores_to": self.log_end},
                 "ready": not self.missing}
 
     def lines(self) -> list[str]:
@@ -76,6 +83,9 @@ class Survey:
             f"KMS key {self.invoice_key or '-'})",
             "  database: " + (f"backup {self.backup_id} ({self.backup_trust}, started {self.backup_started_at}) "
                                f"from s3://{self.backup_bucket}" if self.backup_id else "-"),
+            "  change log: " + ("not replayed (--without-log): everything after the dump is lost" if self.without_log
+                                else f"base {self.log_base}, replayed to its newest commit {self.log_end}"
+                                if self.log_end else "-"),
             f"  configuration: {found} of {found + len([m for m in self.missing if m.startswith('secret ')])} "
             f"entries from the Secrets Manager replicas in {self.dr_region}",
             *(f"  MISSING {m}" for m in self.missing),
@@ -109,8 +119,11 @@ def _secret_replicas(client: Any, config: EnvironmentConfig, primary: str) -> di
     return found
 
 
-def survey(config: EnvironmentConfig, target: AwsTarget, public_key: bytes | None, which: str = "latest") -> Survey:
-    """Read the DR region only: every client below is made with dr=True."""
+def survey(config: EnvironmentConfig, target: AwsTarget, public_key: bytes | None, which: str = "latest", *,
+           change_public_key: bytes | None = None, without_log: bool = False) -> Survey:
+    """Read the DR region only: every client below is made with dr=True. The database is the newest dump and
+    the replicated change log to its end (the RPO after a region loss is the log's, not the dumps'), unless
+    ``without_log``."""
     if not config.replication.enabled or not target.dr_region:
         raise click.UsageError(f"{config.name} has no DR region (replication.enabled is false): there is nothing "
                                "to fail over to")
@@ -138,6 +151,9 @@ def survey(config: EnvironmentConfig, target: AwsTarget, public_key: bytes | Non
                 found.backup_started_at = opened.manifest.started_at
             except BackupError as err:
                 found.missing.append(f"backup in s3://{found.backup_bucket}: {err}")
+        found.without_log = without_log
+        if found.backup_id and not without_log:
+            _log_end(target, found, opened.manifest, change_public_key)
     client = target.client("secretsmanager", dr=True)
     replicas = _secret_replicas(client, config, found.primary_region)
     for entry in config.secrets.all_entries:
@@ -154,6 +170,34 @@ def survey(config: EnvironmentConfig, target: AwsTarget, public_key: bytes | Non
     return found
 
 
+def _log_end(target: AwsTarget, found: Survey, manifest: Any, change_public_key: bytes | None) -> None:
+    """Where the replicated log of the newest dump's base ends, verified with the change key's exported public
+    key; or what is missing to replay it."""
+    from tavari_dr.changes import replay as replay_lib
+
+    if change_public_key is None:
+        found.missing.append(
+            f"change log: its signing key lives in {found.primary_region} only; pass --change-signing-public-key "
+            "FILE (exported while the region was up), or --without-log to restore the dump alone and lose "
+            "everything committed after it")
+        return
+    verifier = PublicKeyVerifier(change_public_key, "the change signing key's exported public key")
+    try:
+        span = replay_lib.window(target.client("s3", dr=True), found.backup_bucket, manifest,  # type: ignore[arg-type]
+                                 replay_lib.bases(target.client("s3", dr=True), found.backup_bucket,  # type: ignore[arg-type]
+                                                  verifier), verifier, datetime.now(UTC))
+    except (replay_lib.ReplayError, replay_lib.SegmentError) as err:
+        found.missing.append(f"change log: {err}")
+        return
+    if span is None:
+        found.missing.append(f"change log: no base of backup {manifest.backup_id}'s source in "
+                             f"s3://{found.backup_bucket}; pass --without-log to restore the dump alone")
+        return
+    base, _ = replay_lib.base_of(manifest, replay_lib.bases(target.client("s3", dr=True),
+                                                             found.backup_bucket, verifier))  # type: ignore[arg-type]
+    found.log_base, found.log_end = base.base_id if base else None, span[1].isoformat()
+
+
 def _read_states(client: Any, config: EnvironmentConfig, arns: dict[str, str]) -> list[secrets_lib.SecretState]:
     entries = tuple(e for e in config.secrets.all_entries if e.name in arns)
     return secrets_lib.read_states(client, entries, arns)
@@ -165,14 +209,30 @@ public_key_option = click.option(
          "primary region was up.")
 backup_choice = click.option("--backup", "which", default="latest", show_default=True,
                              help="latest, or a backup ID, in the DR replica of the backup bucket.")
+change_key_option = click.option(
+    "--change-signing-public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The change log's signing key's public key (DER or PEM), exported while the primary region was up: the "
+         "replicated log is replayed to its end after the dump.")
+without_log_option = click.option("--without-log", is_flag=True,
+                                  help="Restore the dump alone, not the replicated change log after it (everything "
+                                       "committed after the dump is lost; said in the plan).")
+
+
+def _survey(config: EnvironmentConfig, target: AwsTarget, signing_public_key: Path | None, which: str,
+            change_signing_public_key: Path | None, without_log: bool) -> Survey:
+    return survey(config, target, signing_public_key.read_bytes() if signing_public_key else None, which,
+                  change_public_key=change_signing_public_key.read_bytes() if change_signing_public_key else None,
+                  without_log=without_log)
 
 
 @aws_command(group, "plan", "Say what a failover to the DR region would use, and what is missing; change nothing.")
 @public_key_option
+@change_key_option
+@without_log_option
 @backup_choice
 @format_option
-def plan(config, target, signing_public_key, which, output_format):
-    found = survey(config, target, signing_public_key.read_bytes() if signing_public_key else None, which)
+def plan(config, target, signing_public_key, change_signing_public_key, without_log, which, output_format):
+    found = _survey(config, target, signing_public_key, which, change_signing_public_key, without_log)
     answer(output_format, found.document(), found.lines,
            failure=f"failover to {found.dr_region} is not possible yet: {len(found.missing)} thing(s) missing"
            if found.missing else None,
@@ -182,6 +242,8 @@ def plan(config, target, signing_public_key, which, output_format):
 @aws_command(group, "apply", "Restore into the DR region from its replicas (database, configuration) and print what "
                              "the application must be pointed at; never calls the primary region.")
 @public_key_option
+@change_key_option
+@without_log_option
 @backup_choice
 @click.option("--target-url", required=True, help="The new, empty database in the DR region to restore into.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -194,11 +256,11 @@ def plan(config, target, signing_public_key, which, output_format):
 @jobs_option
 @work_dir_option
 @backup_errors
-def apply(config, target, signing_public_key, which, target_url, out, force, yes, audit_bucket, pg_bin, jobs,
-          work_dir):
+def apply(config, target, signing_public_key, change_signing_public_key, without_log, which, target_url, out, force,
+          yes, audit_bucket, pg_bin, jobs, work_dir):
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
-    found = survey(config, target, signing_public_key.read_bytes() if signing_public_key else None, which)
+    found = _survey(config, target, signing_public_key, which, change_signing_public_key, without_log)
     for line in found.lines():
         click.echo(line)
     if found.missing:
@@ -216,16 +278,31 @@ def apply(config, target, signing_public_key, which, target_url, out, force, yes
                          target={"database": database, "env_file": str(out)})
     outcome = "failed: interrupted"
     try:
-        result = db_lib.restore(s3, found.backup_bucket, found.backup_id, target_url,
-                                verifier=PublicKeyVerifier(signing_public_key.read_bytes()),
-                                tiers=config.database_backups.tiers, pg_bin=pg_bin, jobs=jobs, work_dir=work_dir,
-                                datasets=config.data_export.datasets,
-                                log=lambda message: click.echo(f"  {message}"))
+        options: dict[str, Any] = {"tiers": config.database_backups.tiers, "pg_bin": pg_bin, "jobs": jobs,
+                                   "work_dir": work_dir, "datasets": config.data_export.datasets,
+                                   "log": lambda message: click.echo(f"  {message}")}
+        manifests = PublicKeyVerifier(signing_public_key.read_bytes())
+        if found.log_end is not None:  # the dump, then the replicated log to its newest commit
+            from tavari_dr.changes import pitr
+            from tavari_dr.changes import replay as replay_lib
+
+            to = datetime.fromisoformat(found.log_end)
+            changes = PublicKeyVerifier(change_signing_public_key.read_bytes(),
+                                        "the change signing key's exported public key")
+            try:
+                result, replayed = pitr.restore_to(s3, found.backup_bucket, to, target_url, verifier=manifests,
+                                                   change_verifier=changes, **options)
+            except (replay_lib.ReplayError, replay_lib.SegmentError) as err:
+                raise Failed(f"refused before writing anything: {err}") from None
+            record.details.update(restored_to=found.log_end, replayed_transactions=replayed.applied)
+        else:
+            result = db_lib.restore(s3, found.backup_bucket, found.backup_id, target_url, verifier=manifests,
+                                    **options)
         record.details.update(rows={t: f for t, (_, f) in result.table_counts.items()}, erased_rows=result.erased,
                               trust=result.trust)
-        if result.mismatches():
-            raise Failed(f"restored {result.backup_id}, but row counts differ from the manifest: "
-                         f"{', '.join(result.mismatches())}")
+        if not result.ok:
+            raise Failed(f"restored {result.backup_id}, but a check failed: "
+                         f"{', '.join(result.mismatches()) or [c for c in result.checks if not c[1]]}")
         _write_env(out, found.secret_values)
         outcome = "failed over"
     except (click.ClickException, BackupError) as err:
@@ -233,8 +310,9 @@ def apply(config, target, signing_public_key, which, target_url, out, force, yes
         raise
     finally:
         click.echo(f"audit record: s3://{bucket}/{record.write(s3, bucket, outcome)}", err=True)
-    click.echo(f"restored {result.backup_id} ({result.trust}) into {database} in {result.duration_seconds:.1f} s; "
-               f"every row count matches")
+    click.echo(f"restored {result.backup_id} ({result.trust})"
+               + (f" and the change log to {found.log_end}" if found.log_end else " (the dump alone)")
+               + f" into {database} in {result.duration_seconds:.1f} s; every row count matches")
     click.echo(f"wrote {len(found.secret_values)} value(s) to {out} (mode 0600)")
     for line in pointers(found, database, out):
         click.echo(line)

@@ -17,9 +17,11 @@ DRILL_SEGMENT_SECONDS = 2.0
 LOGICAL = {"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10"}
 
 
-def start(d: Drill, step: Step) -> None:
+def start(d: Drill, step: Step, *, log_name: str = "db-stream.log") -> None:
+    """`db stream --setup` then `db stream` on d.database_url, until a base of that very database is written (a
+    capture pointed at a new database after a recovery starts its own base, and a fresh dump)."""
     d.log(step, d.cli(step, "db", "stream", "--env", d.config.name, "--setup", "--database-url", d.database_url))
-    log = (d.work / "db-stream.log").open("w")
+    log = (d.work / log_name).open("w")
     command = [sys.executable, "-m", "tavari_dr", "db", "stream", "--env", d.config.name, "--cdk-json",
                str(d.cdk_json), "--database-url", d.database_url, "--segment-seconds", str(DRILL_SEGMENT_SECONDS),
                "--publish-metrics", "--dump-in-process"]
@@ -42,26 +44,58 @@ def start(d: Drill, step: Step) -> None:
         log.close()
 
     d.services.callback(stop)
-    deadline = time.monotonic() + 60
-    s3 = d.s3()
-    while not s3.list_objects_v2(Bucket=d.backup_bucket, Prefix="changes/bases/").get("KeyCount"):
+    deadline = time.monotonic() + 120
+    while (base := current_base(d)) is None:
         if process.poll() is not None or time.monotonic() > deadline:
-            raise DrillFailed(f"`tavari-dr db stream` did not start: {(d.work / 'db-stream.log').read_text()[-600:]}")
+            raise DrillFailed(f"`tavari-dr db stream` did not start: {(d.work / log_name).read_text()[-600:]}")
         time.sleep(0.2)
-    step.detail = f"capturing, a segment every {DRILL_SEGMENT_SECONDS:g} s (the drill's; production: 60 s)"
+    step.detail = (f"capturing into base {base} ({'' if base_count(d) == 1 else 'a new base of this database, with '
+                   'a fresh dump; '}a segment every {DRILL_SEGMENT_SECONDS:g} s: the drill's; production: 60 s)")
+
+
+def source_of(url: str) -> str | None:
+    """The change log's tag of the database at ``url`` (its segments' keys end with it)."""
+    import psycopg
+
+    from tavari_dr.changes.segment import source_tag
+    from tavari_dr.database.backup import source_identity
+
+    with psycopg.connect(url) as conn:
+        return source_tag(source_identity(conn.cursor()))
+
+
+def base_count(d: Drill) -> int:
+    return d.s3().list_objects_v2(Bucket=d.backup_bucket, Prefix="changes/bases/").get("KeyCount", 0)
+
+
+def current_base(d: Drill) -> str | None:
+    """The newest base of the database the drill captures now (d.database_url), once written."""
+    from tavari_dr.changes.segment import list_bases, read_base, source_tag
+    from tavari_dr.database.signing import change_verifier
+
+    tag = source_of(d.database_url)
+    verifier = change_verifier(d.deployer.client("kms", d.config.region), d.change_signing_key)
+    for base_id in reversed(list_bases(d.s3(), d.backup_bucket)):
+        if source_tag(read_base(d.s3(), d.backup_bucket, base_id, verifier).identity) == tag:
+            return base_id
+    return None
 
 
 def newest_logged_commit(d: Drill) -> datetime | None:
-    """The last commit the log holds (its newest segment's), or None."""
+    """The last commit the log of the database the drill captures now holds (its newest segment's), or None.
+    Only that database's segments: after a recovery, the old database's log sits beside it (ordered by another
+    cluster's positions)."""
     from tavari_dr.changes.segment import list_segments, open_segment
     from tavari_dr.database.signing import change_verifier
 
     now = datetime.now(UTC)
-    keys = list_segments(d.s3(), d.backup_bucket, now - timedelta(days=1), now + timedelta(hours=1))
+    s3, bucket = d.s3(), d.backup_bucket
+    keys = list_segments(s3, bucket, now - timedelta(days=1), now + timedelta(hours=1),
+                         source=source_of(d.database_url))
     if not keys:
         return None
     verifier = change_verifier(d.deployer.client("kms", d.config.region), d.change_signing_key)
-    opened = open_segment(d.s3(), d.backup_bucket, keys[-1].key, verifier)
+    opened = open_segment(s3, bucket, keys[-1].key, verifier)
     try:
         return datetime.fromisoformat(opened.header.last_commit)
     finally:

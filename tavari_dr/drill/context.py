@@ -101,7 +101,7 @@ class Drill:
     replicated: set[tuple[str, str]] = field(default_factory=set)  # (key, version) the emulated CRR copied
     # The seeded data and the state it is judged against.
     supabase_token: str = ""
-    database_url: str = ""
+    database_url: str = ""  # the database the capture reads (after a recovery: the recovered one)
     app_database_url: str | None = None  # what the "application" was (re)started with
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)  # table -> rows and content hash
     pdf_keys: list[str] = field(default_factory=list)

@@ -248,7 +248,8 @@ def complete_system_failure(d: Drill) -> None:
     new: dict[str, Any] = {}  # what this scenario provisions
 
     def provision(step: Step) -> None:
-        secondary = d.services.enter_context(LocalPostgres())
+        # As the lost one (logical decoding on): the change capture is pointed at it once it serves.
+        secondary = d.services.enter_context(LocalPostgres(settings=capture.LOGICAL))
         new["database"] = secondary.create_database("postgres_tavari")
         new["bucket"] = f"tavari-{d.config.name}-recovered-{int(time.time())}"
         counted = d.counted_s3(step)
@@ -310,6 +311,15 @@ def complete_system_failure(d: Drill) -> None:
         secrets_check(d, step)
 
     d.step(scenario, "update connection strings, restart services", update_config, recovery=CRITICAL, kind="cli")
+
+    def recapture(step: Step) -> None:
+        # The capture's service is pointed at the recovered database: another source, so a base of its own and
+        # a fresh dump of it, never the lost database's base resumed (whose positions mean nothing here).
+        d.database_url = new["database"]
+        capture.start(d, step, log_name="db-stream-recovered.log")
+
+    d.step(scenario, "point the change capture at the recovered database (a new base, a fresh dump)", recapture,
+           recovery=NON_CRITICAL, kind="cli")
     verify_health(d, scenario)
 
 
@@ -329,11 +339,20 @@ def region_outage(d: Drill) -> None:
     # Peacetime: what replication has copied by now (moto never replicates; version IDs kept, as S3's
     # replication keeps them), and the signing key's public key in the incident kit (the runbook's export).
     replica_stack = d.config.stack_name(outputs.DATABASE_BACKUPS + "Replica")
+    public_key = outage.public_key(d.deployer.client("kms", region), d.signing_key, d.work / "signing-key.der")
+    change_key = outage.public_key(d.deployer.client("kms", region), d.change_signing_key,
+                                   d.work / "change-signing-key.der")
+    probes: list[tuple[int, datetime]] = []
+    with capture.probe_writer(d.database_url, probes):
+        # Mid-segment: a segment and a half of traffic, then the region goes.
+        time.sleep(capture.DRILL_SEGMENT_SECONDS * 1.5)
+        incident = datetime.now(UTC)
+    before = fingerprints(d.database_url)
+    # What replication had copied when the region went (moto never replicates: the drill copies, at the
+    # incident, what the capture had written by then; the segment it held open never reaches the DR region).
     if replica_stack in d.deployment.stacks:
         outage.replicate_keeping_versions(s3, d.backup_bucket,
                                           d.deployment.outputs(replica_stack)[outputs.BACKUP_BUCKET_NAME])
-    public_key = outage.public_key(d.deployer.client("kms", region), d.signing_key, d.work / "signing-key.der")
-    incident = datetime.now(UTC)
     d.env[OUTAGE_ENV] = str(outage.declare(d.work / "outage.json", region, outage.buckets_in(s3, region)))
     new: dict[str, str] = {}
     try:
@@ -350,12 +369,16 @@ def region_outage(d: Drill) -> None:
         d.step(scenario, f"{region} is down (its buckets, keys, secrets and endpoints refuse every request)", down)
 
         def plan(step: Step) -> None:
-            answer = d.cli_json(step, "failover", "plan", "--env", name, "--signing-public-key", str(public_key))
+            answer = d.cli_json(step, "failover", "plan", "--env", name, "--signing-public-key", str(public_key),
+                                "--change-signing-public-key", str(change_key))
             if answer["invoice_bucket"] != d.replica_bucket:
                 raise DrillFailed(f"the plan names {answer['invoice_bucket']}, not the replica {d.replica_bucket}")
-            step.detail = (f"backup {answer['backup']['backup_id']} from {answer['backup_bucket']}, bucket "
-                           f"{answer['invoice_bucket']}, {len(answer['secrets'])} secret replicas in "
-                           f"{answer['dr_region']}")
+            if not (answer.get("change_log") or {}).get("restores_to"):
+                raise DrillFailed(f"the plan replays no change log: {answer.get('change_log')}")
+            new["to"] = answer["change_log"]["restores_to"]
+            step.detail = (f"backup {answer['backup']['backup_id']} and the change log to {new['to']} from "
+                           f"{answer['backup_bucket']}, bucket {answer['invoice_bucket']}, {len(answer['secrets'])} "
+                           f"secret replicas in {answer['dr_region']}")
 
         d.step(scenario, "plan the failover (what the DR region holds)", plan, recovery=CRITICAL, kind="cli")
 
@@ -369,23 +392,46 @@ def region_outage(d: Drill) -> None:
         def apply(step: Step) -> None:
             out = d.work / "failover.env"
             printed = d.cli(step, "failover", "apply", "--env", name, "--signing-public-key", str(public_key),
-                            "--target-url", new["database"], "--out", str(out), "--force", "--yes")
+                            "--change-signing-public-key", str(change_key), "--target-url", new["database"],
+                            "--out", str(out), "--force", "--yes")
             step.detail = next((line for line in printed.splitlines() if line.startswith("restored ")), printed[-200:])
             if parse(out.read_text()) != d.env_values:
                 raise DrillFailed("the configuration from the replicas differs from what was pushed last")
             d.app_database_url = new["database"]
             step.counts.rows = sum(d.backup_manifest.tables.values())
 
-        d.step(scenario, "fail over: the database from the backups' DR replica, the configuration from the secret "
-                         "replicas", apply, recovery=CRITICAL, kind="db_restore")
-        verify_database(d, scenario, new["database"])
+        d.step(scenario, "fail over: the database from the backups' DR replica and its change log, the "
+                         "configuration from the secret replicas", apply, recovery=CRITICAL, kind="db_restore")
+
+        def verify_probes(step: Step) -> None:
+            logged = datetime.fromisoformat(new["to"])
+            restored = fingerprints(new["database"])
+            differ = sorted(t for t in before if t != "public.messages" and restored.get(t) != before[t])
+            found = capture.probes_in(new["database"])
+            # A probe's time is read in its INSERT, a moment before its commit (as in scenario 2).
+            surely_in = len([at for _, at in probes if at <= logged - timedelta(seconds=0.2)])
+            maybe_in = len([at for _, at in probes if at <= logged])
+            lost = len(probes) - len(found)
+            if differ or found != list(range(len(found))) or not surely_in <= len(found) <= maybe_in \
+                    or restored["public.messages"]["rows"] != before["public.messages"]["rows"] - lost:
+                raise DrillFailed(f"the failover to {logged:%H:%M:%S} differs from the state then: tables {differ}, "
+                                  f"probe rows {found[:3]}...{found[-3:]} ({len(found)}; {surely_in}-{maybe_in} were "
+                                  "committed by then)")
+            new["lost"] = {"transactions": lost, "of": len(probes), "segment_seconds": capture.DRILL_SEGMENT_SECONDS}
+            step.detail = (f"{len(restored)} tables equal the state at the log's end {logged:%H:%M:%S}, with the "
+                           f"first {len(found)} of {len(probes)} probe rows (those the replicated log holds)")
+            step.counts.rows = sum(t["rows"] for t in restored.values())
+
+        d.step(scenario, "verify integrity (row counts and content hashes)", verify_probes, recovery=CRITICAL,
+               kind="db_scan")
         if d.replica_bucket:
             verify_bucket(d, scenario, "verify the invoice replica (the app's bucket now) equals the state at the "
                                        "restore point", d.replica_bucket)
         verify_health(d, scenario)
     finally:
         d.env.pop(OUTAGE_ENV, None)
-    record_rpo(d, scenario, incident)
+    record_rpo(d, scenario, incident, restore_point=datetime.fromisoformat(new["to"]) if "to" in new else None,
+               lost=new.get("lost"))
 
 
 # The order they are played in: the report lists them in the plan's order, whatever this is.
