@@ -49,8 +49,9 @@ def start(d: Drill, step: Step, *, log_name: str = "db-stream.log") -> None:
         if process.poll() is not None or time.monotonic() > deadline:
             raise DrillFailed(f"`tavari-dr db stream` did not start: {(d.work / log_name).read_text()[-600:]}")
         time.sleep(0.2)
-    step.detail = (f"capturing into base {base} ({'' if base_count(d) == 1 else 'a new base of this database, with '
-                   'a fresh dump; '}a segment every {DRILL_SEGMENT_SECONDS:g} s: the drill's; production: 60 s)")
+    fresh = "" if base_count(d) == 1 else "a new base of this database, with a fresh dump; "
+    step.detail = (f"capturing into base {base} ({fresh}a segment every {DRILL_SEGMENT_SECONDS:g} s: the drill's; "
+                   "production: 60 s)")
 
 
 def source_of(url: str) -> str | None:
