@@ -768,8 +768,20 @@ def _fresh_dump(config: EnvironmentConfig | None, target: AwsTarget, url: str, b
     s3 = target.client("s3")
 
     def in_this_process(reason: str) -> None:
-        manifest = db_lib.run_backup(s3, bucket, dump_url, reason=reason, signer=signer, tiers=_tiers(config),
-                                     pg_bin=pg_bin)
+        # A dump that could not have its locks (a DDL queued behind the counts: db_lib.LOCK_WAIT_SECONDS) is
+        # taken again once the DDL went through; a third failure stops the capture, loudly.
+        import psycopg
+
+        for attempt in range(3):
+            try:
+                manifest = db_lib.run_backup(s3, bucket, dump_url, reason=reason, signer=signer,
+                                             tiers=_tiers(config), pg_bin=pg_bin)
+                break
+            except (db_lib.BackupError, psycopg.errors.LockNotAvailable) as err:
+                if attempt == 2 or "lock" not in str(err):
+                    raise
+                click.echo(f"fresh dump after the base reset ({reason}) failed on a lock, taken again: {err}")
+                time.sleep(1)
         click.echo(f"fresh dump {manifest.backup_id} after the base reset ({reason})")
 
     return in_this_process

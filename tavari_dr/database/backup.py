@@ -314,12 +314,18 @@ def _upload_file(path: Path, sink: MultipartSink) -> dict[str, Any]:
     return sink.close()
 
 
+# How long a dump waits for a table lock before it fails (pg_dump --lock-wait-timeout, and lock_timeout on the
+# connection that counts rows in the same snapshot).
+LOCK_WAIT_SECONDS = 30
+
+
 def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: KmsSigner,
                now: datetime | None = None, tiers: tuple[Tier, ...] = DEFAULT_TIERS, timezone: str = "UTC",
                lock_mode: str = "GOVERNANCE", pg_bin: Path | None = None, part_size: int = PART_SIZE,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC), jobs: int | None = None,
                work_dir: Path | None = None, upload_concurrency: int = 4,
-               extra_artifacts: Mapping[str, bytes] | None = None, tier_name: str | None = None) -> Manifest:
+               extra_artifacts: Mapping[str, bytes] | None = None, tier_name: str | None = None,
+               lock_wait_seconds: int = LOCK_WAIT_SECONDS) -> Manifest:
     """Take one backup; returns its manifest (signed and uploaded last).
 
     The data is a directory-format dump (pg_dump -Fd -j ``jobs``) written under ``work_dir`` (default:
@@ -352,7 +358,12 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
     # commits after this position, so a point-in-time restore reads the change log from here (ADR 0020).
     with _connect(conn_info, autocommit=True) as before:
         wal_lsn_before = str(before.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
-    with _connect(conn_info) as conn, conn.cursor() as cur, \
+    # A bounded wait for every lock the dump takes: this connection's counts hold ACCESS SHARE on each table
+    # while pg_dump, another session, asks for the same; a DDL queued between them (a migration, a partial
+    # restore's cleanup) would otherwise wait on us while pg_dump waits on it, for ever, and hold the DDL's
+    # whole application up with it. Past the bound the dump fails, loudly, and the DDL goes through.
+    lock_wait = [f"--lock-wait-timeout={lock_wait_seconds}s"]
+    with _connect(conn_info, options=f"-c lock_timeout={lock_wait_seconds}s") as conn, conn.cursor() as cur, \
             tempfile.TemporaryDirectory(dir=work_dir, prefix="tavari-backup-") as work:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # pg_current_snapshot() here is the exported snapshot's: one REPEATABLE READ transaction, one snapshot.
@@ -376,15 +387,17 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
                     [tool("pg_dumpall"), *base, "--roles-only", "--no-role-passwords"], conn_info.env,
                     sink("roles.sql"), transform=comment_reserved_roles),
                 "schema.dump": _stream_command(
-                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only",
+                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", *lock_wait, "--format=custom", "--schema-only",
                      *internal_excludes], conn_info.env, sink("schema.dump")),
                 "internal_schema.dump": _stream_command(
-                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=custom", "--schema-only", *only],
+                    [tool("pg_dump"), *base, f"--snapshot={snapshot}", *lock_wait, "--format=custom", "--schema-only",
+                     *only],
                     conn_info.env, sink("internal_schema.dump"))}
 
         def data_dump() -> dict[str, dict[str, Any]]:
             data_dir = Path(work) / DATA_DIR
-            _run_dump([tool("pg_dump"), *base, f"--snapshot={snapshot}", "--format=directory", f"--jobs={jobs}",
+            _run_dump([tool("pg_dump"), *base, f"--snapshot={snapshot}", *lock_wait, "--format=directory",
+                       f"--jobs={jobs}",
                        f"--compress={compress}", "--data-only", "--file", str(data_dir),
                        *(f"--exclude-schema={s}" for s in excluded
                          if not s.startswith("pg_") and s != "information_schema")], conn_info.env)

@@ -38,7 +38,10 @@ import psycopg
 
 from tavari_dr.changes import pitr, replay
 from tavari_dr.changes.capture import setup
+from tavari_dr.core.accountmap import erase_accounts
+from tavari_dr.core.config import Dataset
 from tavari_dr.database import backup as db_lib
+from tavari_dr.database import erasure
 from tavari_dr.database.manifest import BackupError, id_time
 from tests import changes_harness as h
 
@@ -68,9 +71,16 @@ _db_names = itertools.count()
 # --------------------------------------------------------------------------- the truth
 
 
-def digest(url: str) -> dict[str, str]:
+# The oracle's account map: an account's rows (the user's own row in auth.users is always the account's).
+DATASETS = (Dataset("accounts", "public.accounts", "user", "owner"),)
+# Where an account's rows are named, for leaving the erased ones out of the truth.
+ACCOUNT_COLUMNS = {"auth.users": "id", "public.accounts": "owner"}
+
+
+def digest(url: str, without: tuple[str, ...] = ()) -> dict[str, str]:
     """Every user table's columns and rows (in a fixed order, as text under fixed settings), a partitioned
-    table as its leaves, and every large object's content: equal digests, equal states."""
+    table as its leaves, and every large object's content: equal digests, equal states. ``without``: accounts
+    whose rows are left out (the truth of a restore, which re-applies the erasure ledger)."""
     with psycopg.connect(url, autocommit=True) as conn:
         for name, value in db_lib.FIXED_SESSION.items():
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))
@@ -87,8 +97,10 @@ def digest(url: str) -> dict[str, str]:
             if kind == "p":
                 out[table] = f"partitioned({columns})"
                 continue
+            column = ACCOUNT_COLUMNS.get(table)
+            kept = f"WHERE coalesce({column}::text, '') <> ALL(%s::text[])" if column else ""
             rows = conn.execute(f"SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')), "  # noqa: S608
-                                f"count(*) FROM {table} t").fetchone()
+                                f"count(*) FROM {table} t {kept}", (list(without),) if column else None).fetchone()
             out[table] = f"{columns}|{rows[1]}|{rows[0]}"
         lo = conn.execute("SELECT count(*), md5(coalesce(string_agg(oid::text || ':' || md5(lo_get(oid)), ',' "
                           "ORDER BY oid), '')) FROM pg_largeobject_metadata").fetchone()
@@ -122,10 +134,12 @@ class Source:
     def now(self) -> datetime:
         return h.server_now(self.url)
 
+    without: tuple[str, ...] = ()  # accounts erased by the end of the history: never in a restore
+
     def record(self, started: datetime | None = None) -> None:
         if started is not None and self.states:
             self.states[-1].until = started
-        self.states.append(State(self.now(), None, digest(self.admin)))
+        self.states.append(State(self.now(), None, digest(self.admin, self.without)))
 
     def truth_at(self, t: datetime) -> dict[str, str] | None:
         """The state at ``t``; None when ``t`` falls inside an operation (no single truth) or before the first."""
@@ -171,6 +185,10 @@ class History:
         self.long: tuple[Source, Any] | None = None
         self.zone = self.rng.choice(ZONES)
         self.script = script  # the events in this order instead of drawn ones (a test that must hit one)
+        # The account erased during the history (a seeded one): the truth of every restore leaves it out,
+        # whatever T, as a restore re-applies the erasure ledger; its rows coming back is a silent wrong.
+        self.doomed = str(uuid.UUID(int=seed * 10))
+        self.erased = False
 
     # -- sources, capture, dumps
     def _new_source(self, pg: Any, slot: str, schema: str = SCHEMA) -> Source:
@@ -180,7 +198,7 @@ class History:
         admin = pg.url(name, user="supabase_admin")
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(schema)
-        source = Source(name, pg, pg.url(name), admin, slot)
+        source = Source(name, pg, pg.url(name), admin, slot, without=(self.doomed,))
         self.notes_column[name] = "title"
         with psycopg.connect(source.url) as conn:
             source.identity = db_lib.source_identity(conn.cursor())
@@ -311,7 +329,7 @@ class History:
     WEIGHTS = {"user": 3, "account": 8, "update": 8, "toast": 4, "delete": 3, "event": 6, "message": 6, "truncate": 1,
                "multi": 3, "note": 3, "rename": 0.4, "add_column": 0.3, "create_table": 0.7, "extra_row": 2,
                "partition": 0.5, "large_object": 0.1, "dump": 2, "dump_mid_write": 1.5, "long_begin": 1,
-               "kill": 0.7, "invalidate": 0.3, "second_db": 0.3, "failover": 0.3}
+               "kill": 0.7, "invalidate": 0.3, "second_db": 0.3, "failover": 0.3, "erase": 0.5}
 
     def _write(self, source: Source, kind: str) -> None:
         started = source.now()
@@ -370,6 +388,8 @@ class History:
         self.start_capture(source)
 
     def _second_db(self) -> None:
+        # Creating its slot waits for every transaction running in the cluster (the one writer's open one too).
+        self._finish_long()
         source = self._new_source(self.primary, f"tavari_backup_{len(self.sources)}")
         setup(source.url, PUBLICATION, source.slot)
         source.record()
@@ -386,12 +406,13 @@ class History:
         manifest = self.dump(source, "failover")
         self.stop_capture(source)
         source.alive = False
-        new = Source(f"oracle_{self.seed}_{next(_db_names)}", self.failover_pg, "", "", source.slot)
+        new = Source(f"oracle_{self.seed}_{next(_db_names)}", self.failover_pg, "", "", source.slot,
+                     without=(self.doomed,))
         with psycopg.connect(self.failover_pg.url(user="supabase_admin"), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{new.name}" OWNER postgres')
         new.url, new.admin = self.failover_pg.url(new.name), self.failover_pg.url(new.name, user="supabase_admin")
         db_lib.restore(self.aws.s3, self.aws.bucket, manifest.backup_id, new.admin, verifier=self.aws.signing.verifier,
-                       pg_bin=self.failover_pg.client_bin, jobs=1, only_missing_roles=True)
+                       pg_bin=self.failover_pg.client_bin, jobs=1, only_missing_roles=True, datasets=DATASETS)
         self.notes_column[new.name] = self.notes_column[source.name]
         self.extra_tables[new.name] = list(self.extra_tables.get(source.name, []))
         with psycopg.connect(new.url) as conn:
@@ -400,6 +421,22 @@ class History:
         new.record()
         self.sources.append(new)
         self.start_capture(new)
+
+    def _erase(self) -> None:
+        """The doomed account is erased: its ledger entry beside the backups, then its rows, in one transaction
+        on each live source (as the application does it)."""
+        if self.erased:
+            return
+        self._finish_long()
+        erasure.record(self.aws.s3, self.aws.bucket, self.doomed, business_ids=[])
+        self.erased = True
+        for source in self.sources:
+            if source.alive:
+                started = source.now()
+                with psycopg.connect(source.admin) as conn:
+                    erase_accounts(conn, [self.doomed], DATASETS)
+                    conn.commit()
+                source.record(started)
 
     def _finish_long(self) -> None:
         if self.long is not None:
@@ -441,11 +478,14 @@ class History:
                         self._second_db()
                 elif kind == "failover":
                     self._failover(source)
+                elif kind == "erase":
+                    self._erase()
                 elif self.long is not None and kind in ("truncate", "partition"):
                     self._write(source, "event")  # would wait for the open transaction's locks: one writer
                 else:
                     self._write(source, kind)
             self._finish_long()
+            self._erase()
             for thread in self.dumps:
                 thread.join(120)
             for source in self.sources:  # a marker commit after the history, so the log reaches past the end
@@ -510,7 +550,8 @@ class History:
                     result, _ = pitr.restore_to(self.aws.s3, self.aws.bucket, t, target,
                                                 verifier=self.aws.signing.verifier,
                                                 change_verifier=self.aws.changes.verifier,
-                                                pg_bin=self.primary.client_bin, jobs=1, only_missing_roles=True)
+                                                pg_bin=self.primary.client_bin, jobs=1, only_missing_roles=True,
+                                                datasets=DATASETS)
             except (replay.ReplayError, replay.SegmentError, BackupError) as err:
                 self.out.refused[_reason(str(err))] += 1
                 self.log(f"seed {self.seed} T={t.isoformat()}: refused: {err}")
