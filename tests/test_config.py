@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import date
 
 import pytest
 
@@ -321,3 +322,124 @@ def test_the_capture_s_bounds_must_leave_a_healthy_capture_quiet(changes, messag
     with pytest.raises(ConfigError) as err:
         load_environment(with_prod(lambda p: p.update(changes=changes)), "prod")
     assert str(err.value).startswith(message), err.value
+
+
+# --------------------------------------------------------------------------- issue 28: values that used to pass
+
+VAULT = "arn:aws:backup:{region}:123456789012:backup-vault:dr"
+SCHEDULES = [("database_backups", "schedule"), ("database_backups", "weekly_verify_schedule"),
+             ("database_backups", "monthly_verify_schedule"), ("verification", "daily_schedule"),
+             ("verification", "weekly_schedule"), ("verification", "monthly_schedule"), ("drill", "quarterly_schedule")]
+# Each fires never (30 February; only in 2000) or names a sixth Monday no month has.
+NEVER_FIRES = ["cron(0 6 30 2 ? *)", "cron(0 6 * * ? 2000)", "cron(0 6 ? * MON#6 *)"]
+TODAY = date(2027, 3, 1)  # the suite's faketime date, passed in: no check reads the clock here
+
+
+def _refused(mutate, key: str, value, today: date = TODAY) -> str:
+    """The loader refuses ``value`` at ``key`` with a ConfigError (not a traceback) naming both."""
+    with pytest.raises(ConfigError) as err:
+        load_environment(with_prod(mutate), "prod", today=today)
+    message = str(err.value)
+    shown = value if isinstance(value, str) else json.dumps(value)
+    assert message.startswith(f"environments.prod.{key}: "), message
+    assert shown in message, message
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(("mutate", "key", "value", "why"), [
+    (lambda p: p.update(region="eu-wst-1"), "region", "eu-wst-1", "(did you mean eu-west-1?)"),
+    (lambda p: p.update(region="us-gov-west-9"), "region", "us-gov-west-9",
+     "is not allowed; use an AWS region botocore"),
+    (lambda p: p["replication"].update(region="eu-wst-1"), "replication.region", "eu-wst-1", "did you mean"),
+    (lambda p: p["replication"].update(region="cn-north-1"), "replication.region", "cn-north-1",
+     "is in partition aws-cn, the primary region eu-west-1 in aws"),
+    (lambda p: p.update(region="us-gov-west-1"), "replication.region", "eu-central-1",
+     "is in partition aws, the primary region us-gov-west-1 in aws-us-gov"),
+    (lambda p: p["invoice_bucket"].update(aws_backup_copy_vault_arn=VAULT.format(region="eu-wst-1")),
+     "invoice_bucket.aws_backup_copy_vault_arn", VAULT.format(region="eu-wst-1"), "eu-wst-1"),
+    (lambda p: p["invoice_bucket"].update(aws_backup_copy_vault_arn="arn:aws-cn:backup:cn-north-1:123456789012:"
+                                                                    "backup-vault:dr"),
+     "invoice_bucket.aws_backup_copy_vault_arn", "arn:aws-cn:backup:cn-north-1:", "partition aws-cn"),
+    (lambda p: p["invoice_bucket"].update(app_principal_arn="arn:aws-us-gov:iam::123456789012:role/app"),
+     "invoice_bucket.app_principal_arn", "arn:aws-us-gov:iam::123456789012:role/app", "partition aws-us-gov"),
+    (lambda p: p.update(security={"trail_arn": "arn:aws:cloudtrail:mars-east-1:123456789012:trail/org-trail"}),
+     "security.trail_arn", "arn:aws:cloudtrail:mars-east-1:123456789012:trail/org-trail", "mars-east-1"),
+], ids=["typo", "unknown-govcloud", "replica-typo", "replica-other-partition", "primary-other-partition",
+        "vault-region", "vault-partition", "role-partition", "trail-region"])
+def test_regions_are_ones_botocore_knows_in_one_partition(mutate, key, value, why):
+    assert why in _refused(mutate, key, value)
+
+
+def test_a_govcloud_environment_in_one_partition_loads():
+    def govcloud(p):
+        p.update(region="us-gov-west-1")
+        p["replication"].update(region="us-gov-east-1", account="210987654321",
+                                replica_key_arn="arn:aws-us-gov:kms:us-gov-east-1:210987654321:key/abc")
+    config = load_environment(with_prod(govcloud), "prod", today=TODAY)
+    assert config.replication.replica_key_arn.startswith("arn:aws-us-gov:kms:us-gov-east-1:")
+
+
+@pytest.mark.parametrize(("section", "key"), SCHEDULES)
+@pytest.mark.parametrize("value", NEVER_FIRES)
+def test_every_schedule_refuses_one_that_never_fires(section, key, value):
+    message = _refused(lambda p: p.setdefault(section, {}).update({key: value}), f"{section}.{key}", value)
+    assert "never" in message or "at most 5" in message, message
+
+
+@pytest.mark.parametrize(("section", "key", "value", "why"), [
+    ("database_backups", "schedule", "cron(0 1 * * ? *)",  # 25 h across the autumn night in Warsaw
+     "its longest gap between runs is 25 h"),
+    ("database_backups", "weekly_verify_schedule", "cron(0 4 1 * ? *)", "a weekly check allows at most 7 d 1 h"),
+    ("database_backups", "monthly_verify_schedule", "cron(0 5 1 1,7 ? *)", "a monthly check allows at most"),
+    ("verification", "daily_schedule", "cron(0 6 ? * MON-FRI *)", "a daily check allows at most 25 h"),
+    ("verification", "weekly_schedule", "cron(0 7 ? * MON#1 *)", "a weekly check"),
+    ("verification", "monthly_schedule", "cron(0 8 2 1 ? *)", "a monthly check"),
+    ("drill", "quarterly_schedule", "cron(0 9 ? 1 MON#1 *)", "a quarterly drill allows at most 98 d 1 h"),
+    ("verification", "daily_schedule", "cron(0 6 * * ? 2027-2030)", "it stops firing after 2030"),
+])
+def test_a_schedule_rarer_than_its_purpose_is_refused(section, key, value, why):
+    message = _refused(lambda p: p.setdefault(section, {}).update({key: value}), f"{section}.{key}", value)
+    assert why in message, message
+
+
+def test_the_dump_schedule_must_leave_room_for_the_dump_within_the_rpo():
+    # Exactly 24 h in UTC: the age alarm at 24 h would fire before every next dump finished.
+    message = _refused(lambda p: p["database_backups"].update(schedule="cron(0 1 * * ? *)", timezone="UTC"),
+                       "database_backups.schedule", "cron(0 1 * * ? *)")
+    assert "monitoring.rpo_hours (24)" in message
+    prod = load_environment(with_prod(lambda p: p["monitoring"].update(rpo_hours=26) or p["database_backups"].update(
+        schedule="cron(0 1 * * ? *)")), "prod", today=TODAY)
+    assert prod.database_backups.schedule == "cron(0 1 * * ? *)"
+
+
+def test_a_year_entirely_past_is_judged_by_the_date_passed_in():
+    set_2026 = lambda p: p["verification"].update(daily_schedule="cron(0 6 * * ? 2026)")  # noqa: E731
+    past = _refused(lambda p: p.update(verification={}) or set_2026(p), "verification.daily_schedule",
+                    "cron(0 6 * * ? 2026)", today=date(2027, 3, 1))
+    assert "never fires again: every year it names is before 2027" in past
+    ending = _refused(lambda p: p.update(verification={}) or set_2026(p), "verification.daily_schedule",
+                      "cron(0 6 * * ? 2026)", today=date(2026, 6, 1))
+    assert "it stops firing after 2026" in ending
+
+
+@pytest.mark.parametrize(("mutate", "key", "value", "why"), [
+    (lambda p: p.update(changes={"retention_days": 7}), "changes.retention_days", 7,
+     "at least database_backups.daily_retention_days (35)"),
+    (lambda p: p["database_backups"].update(weekly_retention_days=30), "database_backups.weekly_retention_days", 30,
+     "at least daily_retention_days (35)"),
+    (lambda p: p["database_backups"].update(monthly_retention_days=90), "database_backups.monthly_retention_days",
+     90, "at least weekly_retention_days (91)"),
+    (lambda p: p.update(verification={"report_retention_days": 30}), "verification.report_retention_days", 30,
+     "longer than the longest gap"),
+])
+def test_retentions_that_must_hold_together_are_cross_checked(mutate, key, value, why):
+    assert why in _refused(mutate, key, value)
+
+
+@pytest.mark.parametrize("section", ["monitoring", "replication", "database_backups", "changes", "verification"])
+@pytest.mark.parametrize("value", [None, "off", 3])
+def test_a_section_given_as_null_or_not_an_object_is_refused(section, value):
+    with pytest.raises(ConfigError) as err:
+        load_environment(with_prod(lambda p: p.update({section: value})), "prod", today=TODAY)
+    assert str(err.value).startswith(f"environments.prod.{section}: {json.dumps(value)} is not "), err.value

@@ -13,16 +13,19 @@ field, and the shared rules (_Section) that make every error read the same way.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FunctionType
 from typing import Any
 
-from tavari_dr.core.schedule import ScheduleError, dst_conflict, max_interval_seconds
+from tavari_dr.core import schedule as schedules
+from tavari_dr.core.schedule import DstConflict, ScheduleError, ScheduleRefused
 
 DEFAULT_ENV = "dev"
 ENV_CONTEXT_KEY = "env"
@@ -41,7 +44,7 @@ REMOVAL_POLICIES = ("retain", "destroy")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
 
-_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_ARN_PARTITION_RE = re.compile(r"^arn:(?P<partition>[a-z-]+):[a-z0-9-]+:(?P<region>[a-z0-9-]*):")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _VAULT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:backup:[a-z0-9-]+:\d{12}:backup-vault:[A-Za-z0-9_.-]{2,50}$")
@@ -68,6 +71,62 @@ _TRAIL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:cloudtrail:[a-z0-9-]+:\d{12}:trail/
 
 class ConfigError(ValueError):
     """A configuration value is missing, malformed or not allowed."""
+
+
+@functools.cache
+def region_partitions() -> dict[str, str]:
+    """Every region botocore knows -> its partition (aws, aws-cn, aws-us-gov, ...), read offline from the
+    endpoints.json botocore ships, through its own loader: each partition's ``regions`` map is the list of
+    regions itself. Not session.get_available_regions: that lists the regions of one service's endpoints
+    (a region a service has not reached yet would be missing, and it needs a service name); not
+    partitions.json: it adds pseudo-regions (aws-global) no stack deploys to; not a partition's
+    regionRegex: it accepts eu-wst-1. A region newer than the installed botocore is refused until
+    botocore (pinned by boto3 in requirements.txt) is upgraded: the region list follows the SDK."""
+    from botocore.loaders import create_loader
+
+    endpoints = create_loader().load_data("endpoints")
+    return {region: p["partition"] for p in endpoints["partitions"] for region in p["regions"]}
+
+
+def partition_of(region: str) -> str:
+    """The partition of a region the loader accepted (ARNs there start arn:<partition>:)."""
+    return region_partitions()[region]
+
+
+def _unknown_region(value: Any) -> str:
+    """What to use instead of ``value``, no region botocore knows (the nearest it does, for a typo)."""
+    import botocore
+
+    near = difflib.get_close_matches(value, region_partitions(), n=1) if isinstance(value, str) else []
+    return (f"an AWS region botocore {botocore.__version__} knows"
+            + (f" (did you mean {near[0]}?)" if near else ", such as eu-west-1"))
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How long a schedule may leave between two runs (seconds) for its purpose, said as its refusal."""
+
+    longest: float
+    purpose: str  # "{limit}" is the bound, e.g. "a daily check allows at most {limit}"
+    strictly: bool = False  # the gap must stay below the bound, not reach it
+
+
+# One hour over the nominal period: the night the clocks fall back makes a daily run's gap 25 hours.
+_AUTUMN_HOUR = 3600
+DAILY = Cadence(86400 + _AUTUMN_HOUR, "a daily check allows at most {limit}")
+WEEKLY = Cadence(7 * 86400 + _AUTUMN_HOUR, "a weekly check allows at most {limit}")
+# 35 days: from the first Monday of one month to the next month's (MON#1), the longest a monthly form gives.
+MONTHLY = Cadence(35 * 86400 + _AUTUMN_HOUR, "a monthly check allows at most {limit}")
+# 98 days: from the first Monday of one quarter to the next's (the default MON#1 of January, April, ...).
+QUARTERLY = Cadence(98 * 86400 + _AUTUMN_HOUR, "a quarterly drill allows at most {limit}")
+
+
+def _rpo_cadence(v: dict[str, Any]) -> Cadence:
+    """The dump's bound: the backup age alarm's threshold. A gap that reaches it leaves no time for the dump
+    itself, so the age alarm fires before every next dump lands and the RPO is never met (the drill's
+    worst case adds the dump's duration to this gap)."""
+    return Cadence(v["rpo_hours"] * 3600, f"it must be shorter than monitoring.rpo_hours ({v['rpo_hours']}), or "
+                                          "the dump itself never fits within the RPO", strictly=True)
 
 
 def rule(check: str, default: Any = MISSING, **options: Any) -> Any:
@@ -155,8 +214,7 @@ class ReplicationConfig:
     """
 
     enabled: bool = rule("boolean", False)
-    region: str | None = rule("pattern", None, regex=_REGION_RE, what="an AWS region such as eu-central-1",
-                              optional=lambda v: not v["enabled"])
+    region: str | None = rule("region", None, optional=lambda v: not v["enabled"])
     account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null")
     replication_time_control: bool = rule("boolean", True)
     replica_key_arn: str | None = rule("cross_account_key", None, region=lambda v: v["region"],
@@ -170,6 +228,10 @@ class ReplicationConfig:
     def _across(s: _Section, v: dict[str, Any]) -> None:
         if v["region"] is not None and v["region"] == v["primary_region"]:
             raise ConfigError(f'{s.key("region")}: "{v["region"]}" is the primary region; choose another')
+        if v["region"] is not None and partition_of(v["region"]) != partition_of(v["primary_region"]):
+            raise ConfigError(f'{s.key("region")}: "{v["region"]}" is not allowed; it is in partition '
+                              f'{partition_of(v["region"])}, the primary region {v["primary_region"]} in '
+                              f'{partition_of(v["primary_region"])}, and S3 replicates only within a partition')
         if v["enabled"] and v["primary_account"] is None:
             raise ConfigError(
                 f'{s.key("enabled")}: true needs {s.path.rsplit(".", 1)[0]}.account; a stack pair across '
@@ -316,11 +378,11 @@ class DatabaseBackupsConfig:
     """
 
     schedule: str = rule("schedule", "cron(0 2,14 * * ? *)", timezone=lambda v: v["timezone"],
-                         example=_DUMP_EXAMPLE)
+                         example=_DUMP_EXAMPLE, cadence=_rpo_cadence)
     weekly_verify_schedule: str = rule("schedule", "cron(0 4 ? * SUN *)", timezone=lambda v: v["timezone"],
-                                       example=_DUMP_EXAMPLE)
+                                       example=_DUMP_EXAMPLE, cadence=WEEKLY)
     monthly_verify_schedule: str = rule("schedule", "cron(0 5 1 * ? *)", timezone=lambda v: v["timezone"],
-                                        example=_DUMP_EXAMPLE)
+                                        example=_DUMP_EXAMPLE, cadence=MONTHLY)
     timezone: str = rule("timezone", "UTC")
     daily_retention_days: int = rule("integer", 35, minimum=7)
     weekly_retention_days: int = rule("integer", 91, minimum=7)
@@ -343,10 +405,14 @@ class DatabaseBackupsConfig:
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
-        try:  # the drill judges the worst-case RPO by the longest gap between two dumps: it must be computable
-            max_interval_seconds(v["schedule"], v["timezone"], year=datetime.now(UTC).year)
-        except ScheduleError as err:
-            raise ConfigError(f"{s.key('schedule')}: {_show(v['schedule'])} is not allowed; {err}") from None
+        # A Sunday's dump is only in the weekly tier and a 1st's only in the monthly one (tier_for): a tier shorter
+        # than the one below it would leave holes in the shorter tier's window as those dumps expire first.
+        for shorter, longer in (("daily", "weekly"), ("weekly", "monthly")):
+            if v[f"{longer}_retention_days"] < v[f"{shorter}_retention_days"]:
+                raise ConfigError(
+                    f"{s.key(f'{longer}_retention_days')}: {v[f'{longer}_retention_days']} is not allowed; it must "
+                    f"be at least {shorter}_retention_days ({v[f'{shorter}_retention_days']}), or the {longer} "
+                    f"dumps expire first and leave days missing from the {shorter} tier's window")
         if v["lock_mode"] == "COMPLIANCE" and v["removal_policy"] == "destroy":
             raise ConfigError(f'{s.key("lock_mode")}: "COMPLIANCE" is not allowed where removal_policy is '
                               '"destroy": nobody, not even the account root, could empty that bucket before the '
@@ -453,11 +519,11 @@ class VerificationConfig:
     """
 
     daily_schedule: str = rule("schedule", "cron(0 6 * * ? *)", timezone=lambda v: v["timezone"],
-                               example=_CHECK_EXAMPLE)
+                               example=_CHECK_EXAMPLE, cadence=DAILY)
     weekly_schedule: str = rule("schedule", "cron(0 7 ? * MON *)", timezone=lambda v: v["timezone"],
-                                example=_CHECK_EXAMPLE)
+                                example=_CHECK_EXAMPLE, cadence=WEEKLY)
     monthly_schedule: str = rule("schedule", "cron(0 8 2 * ? *)", timezone=lambda v: v["timezone"],
-                                 example=_CHECK_EXAMPLE)
+                                 example=_CHECK_EXAMPLE, cadence=MONTHLY)
     timezone: str = rule("timezone", "UTC")
     expect_pitr: bool = rule("boolean", False)
     integrity_sample_size: int = rule("integer", 50, minimum=1)
@@ -532,7 +598,7 @@ class DrillConfig:
     breach_changed_percent: float = rule("number", 10.0, maximum=100)
     health_endpoints: tuple[str, ...] = rule("strings", (), regex=_URL_RE, plural="https URLs", what="an https:// URL")
     quarterly_schedule: str = rule("schedule", "cron(0 9 ? 1,4,7,10 MON#1 *)", timezone=lambda v: v["timezone"],
-                                   example="cron(0 9 ? 1,4,7,10 MON#1 *)")
+                                   example="cron(0 9 ? 1,4,7,10 MON#1 *)", cadence=QUARTERLY)
     timezone: str = rule("timezone", "UTC")
     changes_per_day: int = rule("integer", 200_000, minimum=0)
 
@@ -643,7 +709,7 @@ class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
     name: str
-    region: str = rule("pattern", regex=_REGION_RE, what="an AWS region such as eu-west-1", optional=False)
+    region: str = rule("region", optional=False)
     account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null")
     removal_policy: str = rule("choice", "retain", choices=REMOVAL_POLICIES)
     termination_protection: bool = rule("boolean", True)
@@ -656,7 +722,8 @@ class EnvironmentConfig:
     secrets: SecretsConfig = section(SecretsConfig)
     monitoring: MonitoringConfig = section(MonitoringConfig)
     database_backups: DatabaseBackupsConfig = section(DatabaseBackupsConfig,
-                                                      removal_policy=lambda v: v["removal_policy"])
+                                                      removal_policy=lambda v: v["removal_policy"],
+                                                      rpo_hours=lambda v: v["monitoring"].rpo_hours)
     verification: VerificationConfig = section(VerificationConfig)
     data_export: DataExportConfig = section(DataExportConfig)
     drill: DrillConfig = section(DrillConfig)
@@ -664,6 +731,11 @@ class EnvironmentConfig:
     pipeline: PipelineConfig = section(PipelineConfig, env_name=lambda v: v["name"], account=lambda v: v["account"])
     changes: ChangesConfig = section(ChangesConfig)
     inventory: InventoryConfig = section(InventoryConfig)
+
+    @staticmethod
+    def _across(s: _Section, v: dict[str, Any]) -> None:
+        _check_retentions_together(s, v)
+        _check_arns_in_partition(s, v)
 
     @property
     def retain(self) -> bool:
@@ -685,6 +757,54 @@ class EnvironmentConfig:
         return stack_name(self.name, purpose)
 
 
+def _check_retentions_together(s: _Section, v: dict[str, Any]) -> None:
+    """The retentions of different sections that only work together."""
+    db, changes, verification = v["database_backups"], v["changes"], v["verification"]
+    # A point-in-time restore replays segments from a dump up to T: while any daily dump is kept, the
+    # segments after it must be too, or a restore to a time the window promises finds its changes gone.
+    if changes.retention_days < db.daily_retention_days:
+        raise ConfigError(f"{s.key('changes')}.retention_days: {changes.retention_days} is not allowed; it must be "
+                          f"at least database_backups.daily_retention_days ({db.daily_retention_days}): a segment "
+                          "must outlive the oldest daily dump it extends")
+    # Every verification job (and the quarterly drill) writes its evidence to the reports bucket, and status
+    # reads each job's newest report: it must still be there when the job next runs.
+    jobs = ((f"verification.{n}", getattr(verification, n), verification.timezone)
+            for n in ("daily_schedule", "weekly_schedule", "monthly_schedule"))
+    jobs = (*jobs, ("database_backups.weekly_verify_schedule", db.weekly_verify_schedule, db.timezone),
+            ("database_backups.monthly_verify_schedule", db.monthly_verify_schedule, db.timezone),
+            ("drill.quarterly_schedule", v["drill"].quarterly_schedule, v["drill"].timezone))
+    for key, expression, zone in jobs:
+        gap = schedules.max_interval_seconds(expression, zone, year=s.today.year)
+        if verification.report_retention_days * 86400 <= gap:
+            raise ConfigError(
+                f"{s.key('verification')}.report_retention_days: {verification.report_retention_days} is not "
+                f"allowed; it must be longer than the longest gap between two runs of {key} "
+                f"({gap / 86400:g} days), or that job's newest report expires before the next one")
+
+
+def _check_arns_in_partition(s: _Section, v: dict[str, Any]) -> None:
+    """An ARN names its partition (and often its region): both must agree with the environment's region, as
+    an IAM principal or a backup vault of another partition cannot be granted or copied to from this one."""
+    partition = partition_of(v["region"])
+    arns = (("invoice_bucket", "app_principal_arn"), ("invoice_bucket", "aws_backup_copy_vault_arn"),
+            ("security", "trail_arn"), ("pipeline", "oidc_provider_arn"))
+    for section_name, name in arns:
+        arn = getattr(v[section_name], name)
+        match = _ARN_PARTITION_RE.match(arn) if arn is not None else None
+        if match is None:
+            continue
+        key = f"{s.key(section_name)}.{name}"
+        if match["region"] and match["region"] not in region_partitions():
+            raise ConfigError(f'{key}: "{arn}" is not allowed; its region "{match["region"]}" must be '
+                              f'{_unknown_region(match["region"])}')
+        if match["region"] and partition_of(match["region"]) != match["partition"]:
+            raise ConfigError(f'{key}: "{arn}" is not allowed; region {match["region"]} is in partition '
+                              f'{partition_of(match["region"])}, not {match["partition"]}')
+        if match["partition"] != partition:
+            raise ConfigError(f'{key}: "{arn}" is not allowed; it is in partition {match["partition"]}, the '
+                              f'environment\'s region {v["region"]} in {partition}')
+
+
 def stack_name(env_name: str, purpose: str) -> str:
     """The one stack-name pattern: ``Tavari-<Env>-<Purpose>``."""
     return f"Tavari-{env_name.capitalize()}-{purpose}"
@@ -697,7 +817,7 @@ class _Section:
     """A mapping being read, which remembers its key path and refuses unknown keys; its methods are
     the rules fields name."""
 
-    def __init__(self, path: str, raw: Any, allowed: tuple[str, ...]) -> None:
+    def __init__(self, path: str, raw: Any, allowed: tuple[str, ...], *, today: date) -> None:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{path}: {_show(raw)} is not an object; expected keys {', '.join(allowed)}")
         unknown = sorted(set(raw) - set(allowed))
@@ -707,6 +827,9 @@ class _Section:
             )
         self.path = path
         self.raw = raw
+        # The date the checks are made on, passed in (never read here): schedules judge "a year entirely in
+        # the past" and the DST rules and gaps of the years around it by it.
+        self.today = today
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}"
@@ -735,8 +858,13 @@ class _Section:
         return cls(**given, **values)
 
     def section(self, name: str, _default: Any, *, cls: type, **context: Any) -> Any:
-        raw = self.get(name, None)
-        return _Section(self.key(name), raw if raw is not None else {}, _fields(cls)).read(cls, **context)
+        """A whole section: left out, its defaults; given, an object (null is refused: it reads as "none of
+        this", e.g. no monitoring, and must not silently mean every default)."""
+        raw = self.get(name, {})
+        if raw is None:
+            raise ConfigError(f"{self.key(name)}: null is not allowed; give an object with keys "
+                              f"{', '.join(_fields(cls))}, or leave the key out for the defaults")
+        return _Section(self.key(name), raw, _fields(cls), today=self.today).read(cls, **context)
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.get(name, default)
@@ -806,16 +934,32 @@ class _Section:
                               "Europe/Warsaw or UTC") from None
         return str(value)
 
-    def schedule(self, name: str, default: str, *, timezone: str, example: str) -> str:
-        """An EventBridge Scheduler expression whose every time exists exactly once a day in ``timezone``."""
+    def schedule(self, name: str, default: str, *, timezone: str, example: str, cadence: Cadence | FunctionType
+                 ) -> str:
+        """An EventBridge Scheduler expression that fires, keeps firing, whose every time exists exactly once a
+        day in ``timezone``, and whose longest gap between runs is within ``cadence`` (its purpose's bound):
+        every schedule of the configuration passes through this one rule (tavari_dr.core.schedule.check)."""
         value = self.pattern(name, default, regex=_SCHEDULE_RE,
                              what=f"an EventBridge Scheduler expression such as {example}", optional=False)
+        assert isinstance(cadence, Cadence)  # a callable option is resolved before the rule runs
         try:
-            conflict = dst_conflict(value, timezone)
-        except ScheduleError as err:
+            schedules.check(value, timezone, today=self.today, longest=cadence.longest, strictly=cadence.strictly,
+                            purpose=cadence.purpose)
+        except DstConflict as conflict:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed in {timezone}: {conflict}") from None
+        except ScheduleRefused as why:
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; {why}") from None
+        except ScheduleError as err:  # unreadable: an example of the form helps
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; {err} (e.g. {example})") from None
-        if conflict:
-            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed in {timezone}: {conflict}")
+        return value
+
+    def region(self, name: str, default: str | None, *, optional: bool) -> str | None:
+        """A region botocore knows (region_partitions)."""
+        value = self.get(name, default)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or value not in region_partitions():
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use {_unknown_region(value)}")
         return value
 
     def pattern(self, name: str, default: str | None, *, regex: re.Pattern[str], what: str,
@@ -841,7 +985,8 @@ class _Section:
         key_arn = self.get(name, default)
         if key_arn is None:
             return None
-        expected = f"arn:aws:kms:{region}:{account}:key/"
+        # The DR region's own partition (arn:aws-cn:kms:... in China); ReplicationConfig reads the region first.
+        expected = f"arn:{partition_of(region) if region in region_partitions() else 'aws'}:kms:{region}:{account}:key/"
         if account is None or account == primary_account or not isinstance(key_arn, str) \
                 or not key_arn.startswith(expected) or len(key_arn) == len(expected):
             raise ConfigError(
@@ -855,7 +1000,8 @@ class _Section:
         value = self.raw[name]
         if not isinstance(value, list) or not value:
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a non-empty list of {example}")
-        return [_Section(f"{self.key(name)}[{i}]", item, _fields(cls)) for i, item in enumerate(value)]
+        return [_Section(f"{self.key(name)}[{i}]", item, _fields(cls), today=self.today)
+                for i, item in enumerate(value)]
 
     def secret_entries(self, name: str, default: tuple[SecretEntry, ...]) -> tuple[SecretEntry, ...]:
         if name not in self.raw:
@@ -880,11 +1026,16 @@ def _show(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else f'"{value}"'
 
 
-def parse_environment(name: str, raw: Any) -> EnvironmentConfig:
+def _today(today: date | None) -> date:
+    """The date the checks are made on: the one passed in (tests pass a fixed one), else today in UTC."""
+    return today if today is not None else datetime.now(UTC).date()
+
+
+def parse_environment(name: str, raw: Any, *, today: date | None = None) -> EnvironmentConfig:
     path = f"{ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not _ENV_NAME_RE.match(name):
         raise ConfigError(f"{path}: {_show(name)} is not a valid environment name; use lower-case letters and digits")
-    return _Section(path, raw, _fields(EnvironmentConfig)[1:]).read(EnvironmentConfig, name=name)
+    return _Section(path, raw, _fields(EnvironmentConfig)[1:], today=_today(today)).read(EnvironmentConfig, name=name)
 
 
 def _environments(context: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -895,10 +1046,12 @@ def _environments(context: Mapping[str, Any]) -> Mapping[str, Any]:
     return environments
 
 
-def load_environment(context: Mapping[str, Any], env_name: str | None = None) -> EnvironmentConfig:
+def load_environment(context: Mapping[str, Any], env_name: str | None = None, *,
+                     today: date | None = None) -> EnvironmentConfig:
     """Pick one environment out of the CDK context and validate it.
 
     env_name: the environment to load (default: context ``env``, else ``dev``).
+    today: the date the schedules are judged on (default: today in UTC).
     """
     environments = _environments(context)
     name = env_name or context.get(ENV_CONTEXT_KEY) or DEFAULT_ENV
@@ -907,12 +1060,12 @@ def load_environment(context: Mapping[str, Any], env_name: str | None = None) ->
             f'{ENV_CONTEXT_KEY}: "{name}" is not a configured environment; '
             f'choose one of {", ".join(sorted(environments))}'
         )
-    return parse_environment(name, environments[name])
+    return parse_environment(name, environments[name], today=today)
 
 
-def load_all(context: Mapping[str, Any]) -> dict[str, EnvironmentConfig]:
+def load_all(context: Mapping[str, Any], *, today: date | None = None) -> dict[str, EnvironmentConfig]:
     """Validate every environment (so a typo in prod fails a dev synth in CI too)."""
-    return {name: parse_environment(name, raw) for name, raw in _environments(context).items()}
+    return {name: parse_environment(name, raw, today=today) for name, raw in _environments(context).items()}
 
 
 def read_cdk_context(cdk_json: str | Path = "cdk.json") -> dict[str, Any]:

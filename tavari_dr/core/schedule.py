@@ -203,6 +203,10 @@ def _run_days(expression: str) -> Callable[[date], bool]:
     for word, number in _WEEKDAYS.items():
         weekday_field = weekday_field.replace(word, str(number))
     nth = _NTH_RE.match(weekday_field)
+    wrong_nth = re.match(r"^[1-7]#(\d+)$", weekday_field)
+    if wrong_nth and not nth:  # MON#6: EventBridge takes it, and no month ever has a sixth Monday
+        raise ScheduleRefused(f"the day-of-week field asks for weekday number {wrong_nth[1]} of a month; a month has "
+                            "at most 5 of any weekday (#1 to #5), so it never fires")
     weekdays = None if nth else _day_values(weekday_field, 1, 7, "day-of-week", {})
     years = _day_values(year_field, 1970, 2199, "year", {})
 
@@ -259,3 +263,70 @@ def max_interval_seconds(expression: str, timezone: str, *, year: int) -> float:
         raise ScheduleError(f"{expression} runs fewer than twice in {year - 1}-{year + 1}")
     runs.sort()
     return max((b - a).total_seconds() for a, b in zip(runs, runs[1:], strict=False))
+
+
+# The years EventBridge Scheduler's cron year field accepts: a field that stops before the last of them ends.
+LAST_CRON_YEAR = 2199
+# The weekdays of the calendar repeat every 28 years (within a century): a day-of-month/month/weekday
+# combination that matches no day in 28 years matches none ever (30 February, 31 April).
+_CALENDAR_CYCLE_YEARS = 28
+
+
+def _years(expression: str) -> set[int] | None:
+    match = _CRON_RE.match(expression)
+    return None if match is None else _day_values(match["fields"].split()[5], 1970, LAST_CRON_YEAR, "year", {})
+
+
+def _duration(seconds: float) -> str:
+    days, rest = divmod(round(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    if days < 3:
+        return f"{days * 24 + hours + rest / 3600:g} h"
+    return f"{days} d" + (f" {hours + rest / 3600:g} h" if rest or hours else "")
+
+
+class ScheduleRefused(ScheduleError):
+    """A schedule that reads well but cannot do its job (never fires, stops, too rare, broken by DST)."""
+
+
+class DstConflict(ScheduleRefused):
+    """A time of day the schedule names is skipped or doubled by a clock change in its zone."""
+
+
+@functools.lru_cache(maxsize=256)
+def check(expression: str, timezone: str, *, today: date, longest: float | None = None, strictly: bool = False,
+          purpose: str = "") -> None:
+    """Refuse (ScheduleError, its message the reason) a schedule that cannot do its job: one this module
+    cannot read, one that never fires (no matching day, a sixth weekday, only past years) or stops firing
+    (a year field that ends), one whose time is skipped or doubled by DST (DstConflict), and one whose
+    longest gap between runs exceeds ``longest`` seconds (``strictly``: reaches it); ``purpose`` says whose
+    bound that is ("a daily check allows at most {limit}"). The one check every schedule of the
+    configuration passes through.
+
+    ``today`` is passed in, never read: it dates only "a year entirely in the past" and the years whose
+    DST rules and gaps are examined (those around it), so a fixed date gives a fixed answer."""
+    fire_times = times_of_day(expression)
+    if fire_times is not None:  # a cron expression: rates always fire
+        runs_on = _run_days(expression)
+        years = _years(expression)
+        if years is not None and max(years) < today.year:
+            raise ScheduleRefused(f"it never fires again: every year it names is before {today.year}")
+        if years is not None and max(years) < LAST_CRON_YEAR:
+            raise ScheduleRefused(f"it stops firing after {max(years)}; a recurring job needs * as its year "
+                                "(or a range to 2199), or it ends silently")
+        first = date(today.year, 1, 1)
+        days = (date(today.year + _CALENDAR_CYCLE_YEARS, 1, 1) - first).days
+        if not any(runs_on(first + timedelta(days=n)) for n in range(days)):
+            last = today.year + _CALENDAR_CYCLE_YEARS - 1
+            raise ScheduleRefused(f"it never fires: no day from {today.year} to {last} "
+                                  "matches its day-of-month, month, day-of-week and year fields")
+    conflict = dst_conflict(expression, timezone, first_year=today.year)
+    if conflict:
+        raise DstConflict(conflict)
+    try:
+        gap = max_interval_seconds(expression, timezone, year=today.year)
+    except ScheduleError as err:  # fires, but fewer than twice in three years
+        raise ScheduleRefused(str(err)) from None
+    if longest is not None and (gap >= longest if strictly else gap > longest):
+        raise ScheduleRefused(f"its longest gap between runs is {_duration(gap)} ({today.year - 1} to "
+                            f"{today.year + 1} in {timezone}); " + purpose.format(limit=_duration(longest)))
