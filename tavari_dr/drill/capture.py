@@ -115,6 +115,36 @@ def wait_logged_past(d: Drill, point: datetime, timeout: float = 60) -> datetime
         time.sleep(0.5)
 
 
+def wait_restorable(d: Drill, timeout: float = 180) -> str:
+    """Until the newest dump belongs to the base the capture writes now. A base reset (a schema change, a table
+    the base did not capture: scenario 1's partial restore creates and drops tables in the live database) leaves
+    no point restorable from its reset until its fresh dump's snapshot; `restore --to` refuses such a point,
+    naming why. A scenario that needs exact points starts after that, as an incident would not come within the
+    seconds after an operator's cleanup. Returns the dump's ID."""
+    from tavari_dr.changes import replay
+    from tavari_dr.changes.pitr import newest_dump_before
+    from tavari_dr.database.manifest import BackupError
+    from tavari_dr.database.signing import change_verifier, manifest_verifier
+
+    kms = d.deployer.client("kms", d.config.region)
+    manifests, changes = manifest_verifier(kms, d.signing_key), change_verifier(kms, d.change_signing_key)
+    deadline = time.monotonic() + timeout
+    while True:
+        base = current_base(d)
+        try:
+            dump = newest_dump_before(d.s3(), d.backup_bucket, datetime.now(UTC), verifier=manifests,
+                                      tiers=d.config.database_backups.tiers)
+            found, _ = replay.base_of(dump, replay.bases(d.s3(), d.backup_bucket, changes))
+        except BackupError:
+            found = None
+        if base is not None and found is not None and found.base_id == base:
+            return dump.backup_id
+        if time.monotonic() > deadline:
+            raise DrillFailed(f"no dump of the capture's base {base} within {timeout:.0f} s (the fresh dump after a "
+                              "base reset)")
+        time.sleep(0.5)
+
+
 def second_before(moment: datetime) -> datetime:
     """The whole second at least one second before ``moment`` (what an operator types into --to)."""
     return (moment - timedelta(seconds=1)).replace(microsecond=0)
@@ -165,4 +195,4 @@ def probes_in(url: str) -> list[int]:
 
 
 __all__ = ["LOGICAL", "probes_in", "newest_logged_commit", "probe_writer", "second_before", "start",
-           "to_text", "wait_logged_past"]
+           "to_text", "wait_logged_past", "wait_restorable"]

@@ -95,6 +95,7 @@ def data_breach(d: Drill) -> None:
     import psycopg
 
     s3 = d.s3()
+    capture.wait_restorable(d)  # scenario 1's partial restore reset the capture's base: its fresh dump first
     messages_before = _messages_per_business(d.database_url)  # what the breach scope's check is judged against
     before = fingerprints(d.database_url)  # the database a second before the breach reaches it
     breach = datetime.now(UTC)
