@@ -173,6 +173,7 @@ SERVER_LIMIT_DROP_FRACTION = 0.8
 def publish_backed_up(cur: Any, publication: str) -> list[str]:
     """Add every backed-up table the role may alter to the publication (REPLICA IDENTITY FULL where it has no
     primary key); name those it may not. One line per thing done or found."""
+    import psycopg
     from psycopg import sql
 
     said: list[str] = []
@@ -198,7 +199,11 @@ def publish_backed_up(cur: Any, publication: str) -> list[str]:
             said.append(f"{shown}: no primary key, REPLICA IDENTITY FULL set (updates and deletes log the "
                         "whole old row)")
         if (schema, name) not in have:
-            cur.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), table))
+            try:
+                cur.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), table))
+            except psycopg.errors.UndefinedTable:  # dropped since the catalog was read: nothing to capture
+                said.append(f"{shown}: dropped meanwhile, not added")
+                continue
             said.append(f"{shown}: added to the publication")
     return said
 

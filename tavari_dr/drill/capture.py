@@ -69,16 +69,18 @@ def base_count(d: Drill) -> int:
     return d.s3().list_objects_v2(Bucket=d.backup_bucket, Prefix="changes/bases/").get("KeyCount", 0)
 
 
-def current_base(d: Drill) -> str | None:
-    """The newest base of the database the drill captures now (d.database_url), once written."""
+def current_base(d: Drill, *, after: datetime | None = None) -> str | None:
+    """The newest base of the database the drill captures now (d.database_url), once written (with ``after``:
+    only one created after it)."""
     from tavari_dr.changes.segment import list_bases, read_base, source_tag
     from tavari_dr.database.signing import change_verifier
 
     tag = source_of(d.database_url)
     verifier = change_verifier(d.deployer.client("kms", d.config.region), d.change_signing_key)
     for base_id in reversed(list_bases(d.s3(), d.backup_bucket)):
-        if source_tag(read_base(d.s3(), d.backup_bucket, base_id, verifier).identity) == tag:
-            return base_id
+        base = read_base(d.s3(), d.backup_bucket, base_id, verifier)
+        if source_tag(base.identity) == tag:
+            return base_id if after is None or datetime.fromisoformat(base.created_at) > after else None
     return None
 
 
@@ -115,12 +117,20 @@ def wait_logged_past(d: Drill, point: datetime, timeout: float = 60) -> datetime
         time.sleep(0.5)
 
 
-def wait_restorable(d: Drill, timeout: float = 180) -> str:
-    """Until the newest dump belongs to the base the capture writes now. A base reset (a schema change, a table
-    the base did not capture: scenario 1's partial restore creates and drops tables in the live database) leaves
-    no point restorable from its reset until its fresh dump's snapshot; `restore --to` refuses such a point,
-    naming why. A scenario that needs exact points starts after that, as an incident would not come within the
-    seconds after an operator's cleanup. Returns the dump's ID."""
+def server_now(url: str) -> datetime:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def wait_restorable(d: Drill, *, after: datetime | None = None, timeout: float = 180) -> str:
+    """Until the newest dump belongs to the base the capture writes now (and, with ``after``, that base began
+    after it: the reset a change made then). A base reset (a schema change, a table the base did not capture:
+    scenario 1's partial restore creates and drops tables in the live database) leaves no point restorable from
+    its reset until its fresh dump's snapshot; `restore --to` refuses such a point, naming why. A scenario that
+    needs exact points starts after that, as an incident would not come within the seconds after an operator's
+    cleanup. Returns the dump's ID."""
     from tavari_dr.changes import replay
     from tavari_dr.changes.pitr import newest_dump_before
     from tavari_dr.database.manifest import BackupError
@@ -130,7 +140,7 @@ def wait_restorable(d: Drill, timeout: float = 180) -> str:
     manifests, changes = manifest_verifier(kms, d.signing_key), change_verifier(kms, d.change_signing_key)
     deadline = time.monotonic() + timeout
     while True:
-        base = current_base(d)
+        base = current_base(d, after=after)
         try:
             dump = newest_dump_before(d.s3(), d.backup_bucket, datetime.now(UTC), verifier=manifests,
                                       tiers=d.config.database_backups.tiers)

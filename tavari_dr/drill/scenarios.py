@@ -80,9 +80,17 @@ def database_corruption(d: Drill) -> None:
                        "--dry-run")
         if listed.count(f"kept {schema}.") != len(damaged):
             raise DrillFailed(f"cleanup-restored does not see the copies: {listed[-300:]}")
+        # The copies are tables in the live database: the capture notices them within a segment, publishes them
+        # and starts a new base with a fresh dump (ChangeCoverageGap); their DROP is a schema change, another
+        # base and dump. Each waited for, so no later scenario restores into the seconds between.
+        created = capture.server_now(d.database_url)
+        fresh = [capture.wait_restorable(d, after=created)]
         with psycopg.connect(d.database_url, autocommit=True) as conn:  # the operator's DROP once compared
             conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(schema)))
-        step.detail = f"{', '.join(damaged)} copied into {schema} equal the backed-up state"
+            dropped = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        fresh.append(capture.wait_restorable(d, after=dropped))
+        step.detail = (f"{', '.join(damaged)} copied into {schema} equal the backed-up state; the capture's new bases "
+                       f"and fresh dumps for the copies and their drop: {', '.join(fresh)}")
 
     # Not on the RTO's path (the whole database was restored above): the way to mend a few tables in place.
     d.step(scenario, "copy the damaged tables beside the live ones (db restore --table)", partial)
