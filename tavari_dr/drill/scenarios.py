@@ -68,6 +68,7 @@ def database_corruption(d: Drill) -> None:
     def partial(step: Step) -> None:
         """The runbook's first move when a few tables are damaged: copies beside the live ones."""
         damaged = ["public.messages", "public.invoices"]
+        created = capture.server_now(d.database_url)  # the copies' tables are created after this
         d.log(step, d.cli(step, "db", "restore", "--env", d.config.name, "--backup", d.chosen_backup, "--target-url",
                           d.database_url, *(x for t in damaged for x in ("--table", t))))
         with psycopg.connect(d.database_url, autocommit=True) as conn:
@@ -83,7 +84,6 @@ def database_corruption(d: Drill) -> None:
         # The copies are tables in the live database: the capture notices them within a segment, publishes them
         # and starts a new base with a fresh dump (ChangeCoverageGap); their DROP is a schema change, another
         # base and dump. Each waited for, so no later scenario restores into the seconds between.
-        created = capture.server_now(d.database_url)
         fresh = [capture.wait_restorable(d, after=created)]
         with psycopg.connect(d.database_url, autocommit=True) as conn:  # the operator's DROP once compared
             conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(schema)))
