@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -428,8 +427,8 @@ def segment_age_bound(segment_seconds: int) -> tuple[int, Duration]:
     """The newest segment's age past which the capture is stalled: two segment periods (one closing late)
     and a minute for the upload; and the alarm's period, at least five minutes and never shorter than the
     bound, so a healthy capture publishes in every period and an empty one means a dead one."""
-    bound = 2 * segment_seconds + 60
-    return bound, Duration.minutes(max(5, math.ceil(bound / 60)))
+    return (metrics.capture_stalled_after_seconds(segment_seconds),
+            Duration.seconds(metrics.capture_stall_period_seconds(segment_seconds)))
 
 
 def _metric(name: str, dimensions: dict[str, str] | None, statistic: str, period: Duration) -> cw.Metric:

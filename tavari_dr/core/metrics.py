@@ -43,6 +43,18 @@ CHANGE_SEGMENT_AGE_SECONDS = "ChangeSegmentAgeSeconds"
 CHANGE_SEGMENTS_WRITTEN = "ChangeSegmentsWritten"
 CHANGE_BASE_RESET = "ChangeBaseReset"
 CHANGE_COVERAGE_GAP = "ChangeCoverageGap"
+
+
+def capture_stalled_after_seconds(segment_seconds: int) -> int:
+    """The newest segment's age past which the capture is stalled (ChangeCaptureStalled): two segment periods
+    (one closing late) and a minute for the upload."""
+    return 2 * segment_seconds + 60
+
+
+def capture_stall_period_seconds(segment_seconds: int) -> int:
+    """That alarm's period: at least five minutes and never shorter than the bound, so a healthy capture
+    publishes in every period and an empty one means a dead one."""
+    return max(300, -(-capture_stalled_after_seconds(segment_seconds) // 60) * 60)
 RETAINED_WAL_FRACTION = "RetainedWalFraction"
 # Planning without listing (ADR 0022): the age of the invoice bucket's newest S3 Inventory report.
 INVENTORY_AGE_HOURS = "InventoryAgeHours"

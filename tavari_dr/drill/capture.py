@@ -21,6 +21,7 @@ def start(d: Drill, step: Step, *, log_name: str = "db-stream.log") -> None:
     """`db stream --setup` then `db stream` on d.database_url, until a base of that very database is written (a
     capture pointed at a new database after a recovery starts its own base, and a fresh dump)."""
     d.log(step, d.cli(step, "db", "stream", "--env", d.config.name, "--setup", "--database-url", d.database_url))
+    d.capture_source = source_of(d.database_url)
     log = (d.work / log_name).open("w")
     command = [sys.executable, "-m", "tavari_dr", "db", "stream", "--env", d.config.name, "--cdk-json",
                str(d.cdk_json), "--database-url", d.database_url, "--segment-seconds", str(DRILL_SEGMENT_SECONDS),
@@ -75,7 +76,7 @@ def current_base(d: Drill, *, after: datetime | None = None) -> str | None:
     from tavari_dr.changes.segment import list_bases, read_base, source_tag
     from tavari_dr.database.signing import change_verifier
 
-    tag = source_of(d.database_url)
+    tag = d.capture_source
     verifier = change_verifier(d.deployer.client("kms", d.config.region), d.change_signing_key)
     for base_id in reversed(list_bases(d.s3(), d.backup_bucket)):
         base = read_base(d.s3(), d.backup_bucket, base_id, verifier)
@@ -94,7 +95,7 @@ def newest_logged_commit(d: Drill) -> datetime | None:
     now = datetime.now(UTC)
     s3, bucket = d.s3(), d.backup_bucket
     keys = list_segments(s3, bucket, now - timedelta(days=1), now + timedelta(hours=1),
-                         source=source_of(d.database_url))
+                         source=d.capture_source)
     if not keys:
         return None
     verifier = change_verifier(d.deployer.client("kms", d.config.region), d.change_signing_key)

@@ -102,6 +102,7 @@ class Drill:
     # The seeded data and the state it is judged against.
     supabase_token: str = ""
     database_url: str = ""  # the database the capture reads (after a recovery: the recovered one)
+    capture_source: str | None = None  # its change log's source tag (read while it is up: it may die later)
     app_database_url: str | None = None  # what the "application" was (re)started with
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)  # table -> rows and content hash
     pdf_keys: list[str] = field(default_factory=list)

@@ -136,11 +136,18 @@ def markdown(report: dict[str, Any]) -> str:
     if report["failures"]:  # the scenarios a failure stopped the drill before: named, never silently absent
         lines += [f"| {name} | not played (the drill stopped) | - | - | - | NOT PLAYED |"
                   for name in SCENARIOS if name not in report["scenarios"]]
-    lines += ["", f"Worst-case RPO the configuration allows: {_minutes(worst['worst_case_seconds'])} = longest gap "
-              f"between `{worst['schedule']}` runs in {worst['timezone']} "
-              f"({_minutes(worst['longest_interval_seconds'])}) + one dump "
-              f"({_minutes(worst['backup_duration_seconds'])}) + replication lag objective "
-              f"({_minutes(worst['replication_lag_objective_seconds'])}): {'met' if worst['met'] else 'MISSED'}.", "",
+    dumps = (f"longest gap between `{worst['schedule']}` runs in {worst['timezone']} "
+             f"({_minutes(worst['longest_interval_seconds'])}) + one dump "
+             f"({_minutes(worst['backup_duration_seconds'])}) + replication lag objective "
+             f"({_minutes(worst['replication_lag_objective_seconds'])})")
+    if "capture_max_lag_seconds" in worst:  # the continuous capture bounds it; the dumps, once it is dead
+        said = (f"{_minutes(worst['worst_case_seconds'])} while the change capture runs = its lag alarm's bound "
+                f"({_minutes(worst['capture_max_lag_seconds'])}) + replication lag objective; a dead capture is "
+                f"alarmed within {_minutes(worst['dead_capture_noticed_within_seconds'])}, and until it is back the "
+                f"dumps bound it: {_minutes(worst['dumps_only_seconds'])} = {dumps}")
+    else:
+        said = f"{_minutes(worst['worst_case_seconds'])} = {dumps}"
+    lines += ["", f"Worst-case RPO the configuration allows: {said}: {'met' if worst['met'] else 'MISSED'}.", "",
               "## Steps", "", "| scenario | step | ok | wall s | projected | requests | model | command | detail |",
               "|---|---|---|---|---|---|---|---|---|"]
     for s in report["steps"]:
