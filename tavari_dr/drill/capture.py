@@ -166,9 +166,10 @@ def to_text(point: datetime) -> str:
 
 
 @contextlib.contextmanager
-def probe_writer(url: str, rows: list[tuple[int, datetime]]):
+def probe_writer(url: str, rows: list[tuple[int, datetime]], label: str = "rpo probe"):
     """A message committed every 0.1 s, each one's index and commit time (the server's clock) recorded,
-    until the block ends: the traffic a mid-segment failure cuts off."""
+    until the block ends: the traffic a mid-segment failure cuts off. ``label``: each scenario's own, so its
+    probes are told from an earlier scenario's restored ones."""
     import threading
 
     import psycopg
@@ -182,7 +183,7 @@ def probe_writer(url: str, rows: list[tuple[int, datetime]]):
             while not stop.is_set():
                 at = conn.execute("INSERT INTO public.messages (business_id, direction, body, sent_at) VALUES "
                                   "(%s, 'in', %s, now()) RETURNING clock_timestamp()",
-                                  (business, f"rpo probe {n}")).fetchone()[0]
+                                  (business, f"{label} {n}")).fetchone()[0]
                 rows.append((n, at))
                 n += 1
                 time.sleep(0.1)
@@ -196,13 +197,13 @@ def probe_writer(url: str, rows: list[tuple[int, datetime]]):
         thread.join(10)
 
 
-def probes_in(url: str) -> list[int]:
+def probes_in(url: str, label: str = "rpo probe") -> list[int]:
     """The probe rows' indexes, in order."""
     import psycopg
 
     with psycopg.connect(url) as conn:
         return sorted(int(r[0].rsplit(" ", 1)[1]) for r in conn.execute(
-            "SELECT body FROM public.messages WHERE body LIKE 'rpo probe %'"))
+            "SELECT body FROM public.messages WHERE body LIKE %s", (f"{label} %",)))
 
 
 __all__ = ["LOGICAL", "probes_in", "newest_logged_commit", "probe_writer", "second_before", "start",

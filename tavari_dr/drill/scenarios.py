@@ -332,6 +332,9 @@ def complete_system_failure(d: Drill) -> None:
     verify_health(d, scenario)
 
 
+OUTAGE_PROBE = "outage probe"  # scenario 4's probes (scenario 2's are in the recovered database already)
+
+
 def region_outage(d: Drill) -> None:
     """4: the primary region is down — every request that touches it fails, whichever region the client
     names (its buckets, its keys and secrets, any client there); fail over to the DR region from its
@@ -352,7 +355,7 @@ def region_outage(d: Drill) -> None:
     change_key = outage.public_key(d.deployer.client("kms", region), d.change_signing_key,
                                    d.work / "change-signing-key.der")
     probes: list[tuple[int, datetime]] = []
-    with capture.probe_writer(d.database_url, probes):
+    with capture.probe_writer(d.database_url, probes, OUTAGE_PROBE):
         # Mid-segment: a segment and a half of traffic, then the region goes.
         time.sleep(capture.DRILL_SEGMENT_SECONDS * 1.5)
         incident = datetime.now(UTC)
@@ -416,7 +419,7 @@ def region_outage(d: Drill) -> None:
             logged = datetime.fromisoformat(new["to"])
             restored = fingerprints(new["database"])
             differ = sorted(t for t in before if t != "public.messages" and restored.get(t) != before[t])
-            found = capture.probes_in(new["database"])
+            found = capture.probes_in(new["database"], OUTAGE_PROBE)
             # A probe's time is read in its INSERT, a moment before its commit (as in scenario 2).
             surely_in = len([at for _, at in probes if at <= logged - timedelta(seconds=0.2)])
             maybe_in = len([at for _, at in probes if at <= logged])
