@@ -40,9 +40,13 @@ def _given_report_exists(ctx: click.Context, param: click.Parameter, value: Path
 @click.option("--drill-report", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("drill-report/drill-report.json"), show_default=True, callback=_given_report_exists,
               help="The local drill's report (tavari-dr drill --local writes it).")
+@click.option("--no-drill-report", is_flag=True,
+              help="Judge no local drill report (the drill runs status before it writes its own).")
 @format_option
-def command(config, target, drill_report, output_format):
+def command(config, target, drill_report, no_drill_report, output_format):
     now = datetime.now(UTC)
+    if no_drill_report:
+        drill_report = None
 
     def make_client(service: str, region: str | None):
         return aws.client(service, region=region or target.region, endpoint_url=target.endpoint_url,
