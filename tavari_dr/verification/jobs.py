@@ -110,11 +110,12 @@ def _verifier(clients: Clients, targets: Targets) -> Any:
 
 
 def _change_verifier(clients: Clients, targets: Targets) -> Any:
-    from tavari_dr.database.signing import KmsVerifier
+    """The change log's reader: trusts the change signing key only, never the manifests' (issue 27)."""
+    from tavari_dr.database.signing import change_verifier
 
     if not targets.change_signing_key_arn or not clients.kms:
         return None
-    return KmsVerifier(clients.kms, targets.change_signing_key_arn)
+    return change_verifier(clients.kms, targets.change_signing_key_arn)
 
 
 def _secret(clients: Clients, secret_id: str | None, name: str) -> str:
