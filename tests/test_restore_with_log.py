@@ -13,8 +13,16 @@ from tavari_dr.changes.capture import setup
 from tavari_dr.changes.segment import list_segments
 from tavari_dr.verification import restore_with_log as rwl
 from tests import changes_harness as h
-from tests.test_changes_edges import PUB, SLOT, admin, commit, dump  # noqa: F401 - fixtures' helpers
-from tests.test_changes_edges import aws, no_slots_left, pg  # noqa: F401 - the same cluster and moto
+from tests.test_changes_edges import (  # noqa: F401 - fixtures' helpers  # noqa: F401 - the same cluster and moto
+    PUB,
+    SLOT,
+    admin,
+    aws,
+    commit,
+    dump,
+    no_slots_left,
+    pg,
+)
 
 pytestmark = pytest.mark.postgres
 

@@ -524,6 +524,6 @@ def windows(s3: Any, bucket: str, manifests: list[Manifest], verifier: KmsVerifi
     return answer
 
 
-__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "link", "plan", "replay", "served_from",
-           "serves",
+__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "link", "plan", "replay",
+           "served_from", "serves",
            "window", "windows"]

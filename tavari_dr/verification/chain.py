@@ -73,7 +73,8 @@ def change_chain(result: CheckResult, *, s3: Any, bucket: str, manifest_verifier
     ordered = sorted(all_bases, key=lambda b: (parse_lsn(b.start_lsn), b.base_id))
     oldest = min((b for b in ordered if b.base_id in floors), key=lambda b: replay._time(b.created_at))
     # From the oldest retained dump's base on, every base to now: later bases (a reset's, a failover's) too.
-    checked = [b for b in ordered if b.base_id in floors or replay._time(b.created_at) >= replay._time(oldest.created_at)]
+    since = replay._time(oldest.created_at)
+    checked = [b for b in ordered if b.base_id in floors or replay._time(b.created_at) >= since]
     keys = list_segments(s3, bucket, min(starts) - replay.LOOKBACK, now)
     mine = _assign(result, keys, checked, all_bases)
     for base in checked:

@@ -46,8 +46,9 @@ def newest_point(s3: Any, bucket: str, *, verifier: KmsVerifier, change_verifier
                                                  "base of its source began before it): restored as of the dump only")
     reach = replay.window(s3, bucket, manifest, all_bases, change_verifier, now)
     if reach is None or reach[1] <= reach[0]:
-        return Point(manifest.backup_id, base.base_id, why_not=f"base {base.base_id} has no segment committed after "
-                                                                f"backup {manifest.backup_id}: restored as of the dump only")
+        return Point(manifest.backup_id, base.base_id,
+                     why_not=f"base {base.base_id} has no segment committed after backup {manifest.backup_id}: "
+                             "restored as of the dump only")
     return Point(manifest.backup_id, base.base_id, reach[1])
 
 
