@@ -73,6 +73,8 @@ class VerificationJobs(Construct):
     reports: where reports go (read and write, never delete: reports are the evidence that checks ran).
     backups: the database backup bucket the daily and weekly checks read.
     signing_key: the key whose signature on a backup's manifest those checks verify (kms:Verify).
+    change_signing_key: the change log's key, whose signatures the weekly change_chain check verifies (default
+        None: no capture, no log to verify).
     scratch: the restore test's scratch bucket (the monthly job writes and removes its copies).
     invoice_access: the invoice stack's read-only managed policy.
     supabase_secrets: the secrets the daily monitor reads (id -> ARN: the Management API's, the heartbeat URL),
@@ -89,13 +91,14 @@ class VerificationJobs(Construct):
                  scratch: s3.IBucket,
                  invoice_access: iam.IManagedPolicy, supabase_secrets: Mapping[str, str], secrets_key: kms.IKey,
                  log_key: kms.IKey, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy,
-                 drift_keys: Sequence[kms.IKey] = (), dr_drift: DrDrift | None = None) -> None:
+                 drift_keys: Sequence[kms.IKey] = (), dr_drift: DrDrift | None = None,
+                 change_signing_key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
         self.jobs = tuple(jobs)
         self.functions: dict[str, PythonFunction] = {}
         for job in self.jobs:
             name = job.construct_id.removeprefix("Verify")
-            fn = PythonFunction(self, name, name=job.name, capabilities=("verification", "database"),
+            fn = PythonFunction(self, name, name=job.name, capabilities=("verification", "changes", "database"),
                                 description=f"Backup verification: {job.name}", timeout=job.timeout,
                                 memory_size=512, log_retention=log_retention, log_key=log_key,
                                 removal_policy=removal_policy, environment=dict(environment))
@@ -125,6 +128,8 @@ class VerificationJobs(Construct):
         for fn in (daily, weekly):
             backups.grant_read(fn.role)
             signing_key.grant(fn.role, *VERIFY_ACTIONS)
+        if change_signing_key is not None:  # weekly: change_chain verifies the log's signatures, never signs
+            change_signing_key.grant(weekly.role, *VERIFY_ACTIONS)
         # weekly: the bucket size metrics (sizes); daily: the capture's own age metric, which tells an idle
         # database from a dead capture when no segment was written lately (change_freshness).
         for fn in (daily, weekly):

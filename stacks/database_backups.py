@@ -258,8 +258,10 @@ class DatabaseBackupsStack(Stack):
         self.monthly = ScheduledFargateJob(
             self, "MonthlyRestoreTest", **common, schedule=settings.monthly_verify_schedule, cpu=2048,
             memory_mib=8192, description="Monthly restore test into a scratch supabase/postgres database",
+            # With a capture, the test restores the newest dump PLUS its change log to the newest segment.
             command=["db", "verify", "--scratch-url",
-                     "postgresql://postgres@localhost:5432/postgres", *bucket_args, *report_args, *key_args],
+                     "postgresql://postgres@localhost:5432/postgres", *bucket_args, *report_args, *key_args,
+                     *(["--change-signing-key", self.change_signing_key.key_arn] if self.change_signing_key else [])],
             secrets={"PGPASSWORD": ecs.Secret.from_secrets_manager(scratch_password)},
             sidecar=Sidecar(name="ScratchDatabase", image=ecs.ContainerImage.from_registry(settings.scratch_image),
                             health_command="pg_isready -U postgres -h localhost", environment={},
@@ -277,6 +279,8 @@ class DatabaseBackupsStack(Stack):
         self.signing_key.grant(self.nightly.task_definition.task_role, "kms:Sign")
         for job in (self.weekly, self.monthly):
             self.signing_key.grant(job.task_definition.task_role, *VERIFY_ACTIONS)
+        if self.change_signing_key is not None:  # the monthly test verifies the change log it replays
+            self.change_signing_key.grant(self.monthly.task_definition.task_role, *VERIFY_ACTIONS)
         for job in (self.nightly, self.weekly, self.monthly):
             self.reports.bucket.grant_put(job.task_definition.task_role)
         self.nightly.task_definition.task_role.add_to_principal_policy(iam.PolicyStatement(
@@ -434,7 +438,8 @@ class DatabaseBackupsStack(Stack):
             "dr_backups": self._dr_backups(inputs.dr_backups), "dr_backups_unchecked": inputs.dr_backups_unchecked,
             # The daily change_freshness check: the newest segment against the lag bound, where the capture runs.
             "changes_enabled": self.capture is not None,
-            "changes_max_lag_seconds": self._changes.max_lag_seconds if self._changes else None})
+            "changes_max_lag_seconds": self._changes.max_lag_seconds if self._changes else None,
+            "change_signing_key_arn": self.change_signing_key.key_arn if self.change_signing_key else None})
         return VerificationJobs(
             self, "Verify", time_zone=settings.timezone, jobs=[
                 VerificationJob(metrics.DAILY_MONITOR, settings.daily_schedule, Duration.minutes(5), DAY),
@@ -453,6 +458,7 @@ class DatabaseBackupsStack(Stack):
             drift_keys=tuple(drift_keys.values()),
             dr_drift=DrDrift(inputs.dr_backups.region, inputs.dr_backups.bucket.bucket_arn,
                              tuple(inputs.dr_backups.key_aliases.values())) if inputs.dr_backups else None,
+            change_signing_key=self.change_signing_key,
             log_key=self.log_key, log_retention=self._log_retention, removal_policy=self._removal)
 
 

@@ -167,6 +167,20 @@ class MonitoringStack(Stack):
                                     "Get the capture consuming again; at 80 % of the server's bound it drops the "
                                     "slot itself and starts a new base with a fresh dump.",
                                     "change-capture-slot-headroom")),
+            m.alarm("ChangeChainBroken", metric=_metric(metrics.CHANGE_CHAIN_BROKEN, CHANGES, "Maximum", DAY),
+                    threshold=0, comparison=GT, treat_missing_data=not_breaching,
+                    runbook=Runbook("The weekly change_chain check found a retained dump's change log broken: a "
+                                    "segment missing, overlapping, tampered with, signed with another key, or of "
+                                    "another source. A restore --to past it is refused.",
+                                    "Read the change_chain report (it names the first broken segment); see the "
+                                    "runbook before any restore --to.", "change-chain-broken")),
+            m.alarm("RestoreTestWithLogFailed",
+                    metric=_metric(metrics.RESTORE_TEST_WITH_LOG_FAILED, {"Source": "database"}, "Maximum", DAY),
+                    threshold=0, comparison=GT, treat_missing_data=not_breaching,
+                    runbook=Runbook("The monthly restore test of the newest dump plus its change log (to the newest "
+                                    "segment) failed or could not run: a point-in-time restore may not work.",
+                                    "Read the db_restore_test report: the failed check names the table, sequence or "
+                                    "constraint.", "restore-test-with-log-failed")),
             m.alarm("ChangeCaptureNotRunning", metric=running, threshold=1, comparison=LT, evaluation_periods=2,
                     treat_missing_data=cw.TreatMissingData.BREACHING,
                     runbook=Runbook("The continuous capture's ECS service has had no running task for 10 minutes.",

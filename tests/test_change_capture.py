@@ -344,3 +344,18 @@ def test_the_cost_estimate_prices_the_always_on_service_from_its_template(captur
     bare = {stack: {**t, "Resources": {k: r for k, r in t["Resources"].items() if r["Type"] != "AWS::ECS::Service"}}
             for stack, t in captured[env_name].templates.items()}
     assert not [line for line in cost.estimate(config, bare, prices).lines if line.group == "Continuous capture"]
+
+
+def test_the_chain_and_the_restore_test_with_the_log_alarm_with_a_runbook_section(captured):
+    """The weekly change_chain check and the monthly restore test with the log each publish one metric, alarmed."""
+    runbook = (ROOT / "docs" / "runbooks" / "alarms.md").read_text()
+    found = captured["prod"].template(outputs.MONITORING).find_resources("AWS::CloudWatch::Alarm")
+    for prefix, metric, source, anchor in (
+            ("ChangeChainBroken", metrics.CHANGE_CHAIN_BROKEN, "changes", "change-chain-broken"),
+            ("RestoreTestWithLogFailed", metrics.RESTORE_TEST_WITH_LOG_FAILED, "database",
+             "restore-test-with-log-failed")):
+        (alarm,) = [a["Properties"] for logical, a in found.items() if logical.startswith(f"Monitoring{prefix}")]
+        assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+            metric, 0, "GreaterThanThreshold")
+        assert alarm["Dimensions"] == [{"Name": "Source", "Value": source}]
+        assert alarm["AlarmDescription"].endswith(f"#{anchor}") and f"{{#{anchor}}}" in runbook

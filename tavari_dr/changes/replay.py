@@ -200,6 +200,22 @@ def plan(s3: Any, bucket: str, manifest: Manifest, to: datetime, verifier: KmsVe
     return the_plan
 
 
+def link(key: SegmentKey, header: Header, base: Base, complete_to: int, floor: int = 0) -> int:
+    """One verified segment (open_segment) as the next link of ``base``'s log, which is complete up to
+    ``complete_to``: it must be that base's (its source, its ID) and begin where the log was complete
+    (``floor``: for the first segment read, a position it may begin at or before — a dump's WAL position).
+    Raises ReplayError naming the segment; returns how far the log is complete with it. The one rule of
+    continuity: a restore's plan (_preflight) and the weekly chain check (verification) both apply it."""
+    if header.identity != base.identity or header.base_id != base.base_id:
+        raise ReplayError(f"{key.key} belongs to base {header.base_id} of another source or base than "
+                          f"{base.base_id}: the log is mixed; refusing to replay it")
+    if parse_lsn(header.prev_end_lsn) > max(complete_to, floor):
+        raise ReplayError(f"the log has a gap before {key.key}: it begins where the log was complete up "
+                          f"to {header.prev_end_lsn}, the segments before reach only "
+                          f"{_lsn(complete_to)} — a segment is missing")
+    return max(complete_to, parse_lsn(header.end_lsn))
+
+
 def _preflight(s3: Any, bucket: str, the_plan: Plan, verifier: KmsVerifier) -> None:
     """Download and verify each segment up to the first commit after T: signature and body (open_segment),
     the source and base, continuity from the dump's WAL position, the tables the source held; and that the
@@ -213,18 +229,12 @@ def _preflight(s3: Any, bucket: str, the_plan: Plan, verifier: KmsVerifier) -> N
         for key, opened in segments:
             the_plan.opened.append((key, opened))
             header = opened.header
-            if header.identity != base.identity or header.base_id != base.base_id:
-                raise ReplayError(f"{key.key} belongs to base {header.base_id} of another source or base than "
-                                  f"{base.base_id}: the log is mixed; refusing to replay it")
-            if parse_lsn(header.prev_end_lsn) > max(complete_to, before if last_header is None else 0):
-                raise ReplayError(f"the log has a gap before {key.key}: it begins where the log was complete up "
-                                  f"to {header.prev_end_lsn}, the segments before reach only "
-                                  f"{_lsn(complete_to)} — a segment is missing")
+            checked = link(key, header, base, complete_to, before if last_header is None else 0)
             if header.uncovered:
                 raise ReplayError(f"{key.key}: when it closed ({header.closed_at}) the source held "
                                   f"{', '.join(header.uncovered)}, which base {base.base_id} does not capture: "
                                   "restore from the first dump after the new base")
-            complete_to = max(complete_to, parse_lsn(header.end_lsn))
+            complete_to = checked
             last_header = header
             if _time(header.last_commit) > to:
                 reached = any(record[0] == "T" and _time(record[4]) > to for record in opened.lines())
@@ -514,6 +524,6 @@ def windows(s3: Any, bucket: str, manifests: list[Manifest], verifier: KmsVerifi
     return answer
 
 
-__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "plan", "replay", "served_from",
-           "serves",
+__all__ = ["Plan", "ReplayError", "ReplayResult", "SegmentError", "base_of", "bases", "link", "plan", "replay",
+           "served_from", "serves",
            "window", "windows"]

@@ -669,12 +669,15 @@ def _check_ledger(result: db_lib.VerifyResult, s3: Any, bucket: str, emit: metri
 @pg_bin_option
 @jobs_option
 @work_dir_option
+@click.option("--change-signing-key", help="The full test of the latest backup restores it PLUS its change log to "
+                                           "the newest segment, verified with this key (default: the stack's "
+                                           "ChangeSigningKeyArn output with --env; none: the dump alone).")
 @click.option("--publish-metrics", is_flag=True, help="Publish RestoreTestDurationSeconds and CheckPassed/Failed.")
 @click.option("--report-bucket", help="Also write the JSON report to reports/<check>/<date>.json in this bucket.")
 @format_option
 @backup_errors
 def verify(config, target, which, scratch_url, quick, bucket, signing_key, manifest_version, pg_bin, jobs, work_dir,
-           publish_metrics, report_bucket, output_format):
+           change_signing_key, publish_metrics, report_bucket, output_format):
     if not quick and not scratch_url:
         raise click.UsageError("the full verify restores into --scratch-url (or pass --quick)")
     as_json = output_format == "json"
@@ -689,9 +692,9 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
             result = db_lib.verify_quick(s3, bucket, which, pg_bin=pg_bin, **opening)
             _check_ledger(result, s3, bucket, emit)
         else:
-            result = db_lib.restore(s3, bucket, which, scratch_url, pg_bin=pg_bin, **opening, jobs=jobs,
-                                    work_dir=work_dir, datasets=_datasets(config),
-                                    log=(lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}")))
+            say = (lambda _m: None) if as_json else (lambda m: click.echo(f"  {m}"))
+            result = _restore_test(config, target, s3, bucket, which, scratch_url, change_signing_key, opening,
+                                   emit=emit, pg_bin=pg_bin, jobs=jobs, work_dir=work_dir, log=say)
     except db_lib.BackupTampered as err:  # the full test refuses to restore it: a FAIL with what was found
         result = db_lib.tampered_result(err)
     except db_lib.BackupError as err:
@@ -722,6 +725,49 @@ def verify(config, target, which, scratch_url, quick, bucket, signing_key, manif
     if not as_json:
         click.echo(f"{result.backup_id}: {'quick check' if quick else 'restore test'} passed "
                    f"in {result.duration_seconds:.1f} s")
+
+
+def _restore_test(config, target, s3: Any, bucket: str, which: str, scratch_url: str, change_key: str | None,
+                  opening: dict[str, Any], *, emit: metrics.Emit | None, log: Callable[[str], None],
+                  **restore_options: Any) -> db_lib.VerifyResult:
+    """The monthly restore test: the latest dump PLUS its change log to the newest segment where a log covers
+    it (tavari_dr.verification.restore_with_log; RestoreTestWithLogFailed), else the dump alone, said in the
+    report."""
+    from tavari_dr.verification import restore_with_log
+
+    if change_key is None and config is not None:
+        change_key = Deployed(config, target).outputs(outputs.DATABASE_BACKUPS).get(outputs.CHANGE_SIGNING_KEY_ARN)
+    point, why_not = None, "no change signing key (no capture deployed): restored as of the dump only"
+    if change_key and which != "latest":
+        why_not = f"backup {which} named: restored as of the dump only (the log is replayed onto the latest)"
+    elif change_key:
+        changes = change_verifier(target.client("kms"), change_key)
+        _two_keys(opening["verifier"].key_id, changes.key_id)
+        try:
+            point = restore_with_log.newest_point(s3, bucket, verifier=opening["verifier"], change_verifier=changes,
+                                                  now=datetime.now(UTC), tiers=opening["tiers"])
+        except (replay_lib.ReplayError, replay_lib.SegmentError) as err:  # the log cannot even be read: a FAIL
+            result = db_lib.VerifyResult(which, [("change log to the newest segment", False, str(err))])
+            _publish_with_log(emit, result)
+            return result
+        why_not = point.why_not
+    if point is not None and point.to is not None:
+        log(f"restore test with the change log: backup {point.backup_id}, base {point.base_id}, to "
+            f"{point.to.isoformat()} (the newest segment's last commit)")
+        result = restore_with_log.restore_test(s3, bucket, scratch_url, point, verifier=opening["verifier"],
+                                               change_verifier=changes, tiers=opening["tiers"], log=log,
+                                               datasets=_datasets(config), **restore_options)
+        _publish_with_log(emit, result)
+        return result
+    result = db_lib.restore(s3, bucket, which, scratch_url, **opening, **restore_options, datasets=_datasets(config),
+                            log=log)
+    result.checks.append(("change log", True, why_not or "restored as of the dump only"))
+    return result
+
+
+def _publish_with_log(emit: metrics.Emit | None, result: db_lib.VerifyResult) -> None:
+    if emit:
+        emit({metrics.RESTORE_TEST_WITH_LOG_FAILED: 0 if result.ok else 1}, {"Source": "database"})
 
 
 def _stream_url(config: EnvironmentConfig | None, target: AwsTarget, url: str | None) -> str:

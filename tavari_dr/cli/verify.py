@@ -80,7 +80,8 @@ def command(config, target, names, invoice_bucket, backup_bucket, reports_bucket
         custodian_arns=custodian_arns(config, target), **dr_backups(config, target, deployed),
         # The capture runs where its service was deployed (the stack's output says so).
         changes_enabled=config.changes.enabled and outputs.CHANGE_CAPTURE_SERVICE_NAME in backups,
-        changes_max_lag_seconds=config.changes.max_lag_seconds)
+        changes_max_lag_seconds=config.changes.max_lag_seconds,
+        change_signing_key_arn=backups.get(outputs.CHANGE_SIGNING_KEY_ARN))
     clients = verification.Clients(s3=target.client("s3"), replica_s3=target.client("s3", dr=True),
                                    cloudwatch=target.client("cloudwatch"), kms=target.client("kms"),
                                    secretsmanager=target.client("secretsmanager"),

@@ -56,6 +56,8 @@ def capture_stall_period_seconds(segment_seconds: int) -> int:
     publishes in every period and an empty one means a dead one."""
     return max(300, -(-capture_stalled_after_seconds(segment_seconds) // 60) * 60)
 RETAINED_WAL_FRACTION = "RetainedWalFraction"
+CHANGE_CHAIN_BROKEN = "ChangeChainBroken"  # the weekly change_chain check (tavari_dr.verification.chain)
+RESTORE_TEST_WITH_LOG_FAILED = "RestoreTestWithLogFailed"  # the monthly restore test of dump + log
 # Planning without listing (ADR 0022): the age of the invoice bucket's newest S3 Inventory report.
 INVENTORY_AGE_HOURS = "InventoryAgeHours"
 
@@ -112,6 +114,12 @@ METRICS: dict[str, tuple[str, str]] = {
     RETAINED_WAL_FRACTION: ("None", "WAL the slot holds as a fraction of the server's max_slot_wal_keep_size (0 when "
                                     "the server sets none); Source=changes (alarmed at half: the server invalidates "
                                     "the slot at 1)."),
+    CHANGE_CHAIN_BROKEN: ("Count", "1 when the weekly change_chain check found a retained dump's change log broken "
+                                   "(a segment missing, overlapping, tampered with, unsigned, or of another source), "
+                                   "0 when it verified; Source=changes (alarmed)."),
+    RESTORE_TEST_WITH_LOG_FAILED: ("Count", "1 when the monthly restore test of the newest dump plus its change log "
+                                            "to the newest segment failed (or could not run), 0 when it passed; "
+                                            "Source=database (alarmed)."),
     INVENTORY_AGE_HOURS: ("None", "Hours since the creationTimestamp of the invoice bucket's newest S3 Inventory "
                                   "report (before the first, hours since the feed started less S3's 48 h first-"
                                   "delivery allowance), from each canary run (alarmed)."),

@@ -3,7 +3,8 @@
 daily_monitor:        Supabase backups, invoice bucket drift, backup guardrail drift, replication health,
                       off-site freshness, the tamper watch (trail logging, rules enabled with their targets),
                       the continuous capture's newest change segment
-weekly_integrity:     integrity sample, sizes and growth, newest dump's sha256
+weekly_integrity:     integrity sample, sizes and growth, newest dump's sha256, the change log of every retained
+                      dump (signed, one source, continuous: tavari_dr.verification.chain)
 monthly_restore_test: restore a sample of noncurrent invoice versions into a scratch prefix
 
 Each run leaves evidence: one JSON report per check (reports/<check>/<date>.json) and metrics
@@ -27,14 +28,14 @@ from tavari_dr.core.aws import RequestCounter
 from tavari_dr.core.config import VerificationConfig
 from tavari_dr.core.guardrails import Custodians
 from tavari_dr.core.outputs import is_placeholder
-from tavari_dr.verification import checks
+from tavari_dr.verification import chain, checks
 
 log = logging.getLogger("tavari.verification")
 
 JOBS = {
     metrics.DAILY_MONITOR: ("supabase_backups", "bucket_drift", "backup_drift", "replication_health",
                             "offsite_freshness", "tamper_watch", "change_freshness"),
-    metrics.WEEKLY_INTEGRITY: ("integrity_sample", "sizes", "offsite_sha256"),
+    metrics.WEEKLY_INTEGRITY: ("integrity_sample", "sizes", "offsite_sha256", "change_chain"),
     metrics.MONTHLY_RESTORE_TEST: ("s3_restore_test",),
 }
 CHECKS = tuple(name for names in JOBS.values() for name in names)
@@ -69,6 +70,7 @@ class Targets:
     # The continuous capture (`db stream`): whether it runs, and the bound its newest segment must meet.
     changes_enabled: bool = False
     changes_max_lag_seconds: int | None = None
+    change_signing_key_arn: str | None = None  # the change log's key (change_chain verifies with it, never signs)
 
     def backup_expectation(self) -> checks.BackupExpectation:
         if self.backup_lock_mode is None or self.backup_default_retention_days is None:
@@ -105,6 +107,15 @@ def _verifier(clients: Clients, targets: Targets) -> Any:
     from tavari_dr.database.signing import KmsVerifier
 
     return KmsVerifier(clients.kms, targets.signing_key_arn) if targets.signing_key_arn and clients.kms else None
+
+
+def _change_verifier(clients: Clients, targets: Targets) -> Any:
+    """The change log's reader: trusts the change signing key only, never the manifests' (issue 27)."""
+    from tavari_dr.database.signing import change_verifier
+
+    if not targets.change_signing_key_arn or not clients.kms:
+        return None
+    return change_verifier(clients.kms, targets.change_signing_key_arn)
 
 
 def _secret(clients: Clients, secret_id: str | None, name: str) -> str:
@@ -158,6 +169,10 @@ def run_checks(names: tuple[str, ...], *, clients: Clients, targets: Targets, se
                                                               enabled=targets.changes_enabled,
                                                               max_lag_seconds=targets.changes_max_lag_seconds,
                                                               now=now, cloudwatch=clients.cloudwatch),
+        "change_chain": lambda r: chain.change_chain(r, s3=s3, bucket=targets.backup_bucket,
+                                                     manifest_verifier=_verifier(clients, targets),
+                                                     change_verifier=_change_verifier(clients, targets),
+                                                     enabled=targets.changes_enabled, now=now),
         "integrity_sample": lambda r: checks.integrity_sample(
             r, s3=s3, bucket=targets.invoice_bucket, n=settings.integrity_sample_size,
             baselines=checks.BaselineStore(s3, targets.reports_bucket, targets.invoice_bucket),
@@ -229,6 +244,8 @@ def record(results: list[checks.CheckResult], *, job: str, s3: Any, reports_buck
         if result.measured.get("tampered"):
             measurements.append(({metrics.BACKUP_TAMPERED: 1}, {"Source": "offsite"}))
             measurements.append(({metrics.BACKUP_TAMPERED: 1}, None))  # what the alarm watches
+        if result.name == "change_chain" and result.status != checks.ERROR:  # an ERROR is CheckFailed's alarm
+            measurements.append(({metrics.CHANGE_CHAIN_BROKEN: 0 if result.ok else 1}, {"Source": "changes"}))
         if result.name == "s3_restore_test" and "seconds" in result.measured:
             measurements.append(({metrics.RESTORE_TEST_DURATION_SECONDS: result.measured["seconds"]},
                                  {"Source": "bucket"}))
