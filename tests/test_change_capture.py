@@ -157,7 +157,12 @@ def _by(alarms, prefix):
 def test_alarms_follow_the_changes_section_and_a_dead_service_breaches(captured, env_name):
     changes = _config(env_name).changes
     alarms = _alarms(captured[env_name])
-    assert len(alarms) == 6
+    assert len(alarms) == 8
+    gap, headroom = _by(alarms, "ChangeCaptureCoverageGap"), _by(alarms, "ChangeCaptureSlotHeadroom")
+    assert (gap["MetricName"], gap["Threshold"], gap["ComparisonOperator"]) == (
+        metrics.CHANGE_COVERAGE_GAP, 1, "GreaterThanOrEqualToThreshold")
+    assert (headroom["MetricName"], headroom["Threshold"], headroom["ComparisonOperator"]) == (
+        metrics.RETAINED_WAL_FRACTION, 0.5, "GreaterThanThreshold")
     lag, wal = _by(alarms, "ChangeCaptureLag"), _by(alarms, "ChangeCaptureRetainedWal")
     assert (lag["MetricName"], lag["Threshold"]) == (metrics.REPLICATION_LAG_SECONDS, changes.max_lag_seconds)
     assert (wal["MetricName"], wal["Threshold"]) == (metrics.RETAINED_WAL_BYTES, changes.retained_wal_alarm_bytes)
