@@ -8,12 +8,14 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from tavari_dr.changes.capture import Capture, Settings
 from tavari_dr.drill.pgcluster import LocalPostgres
+from tests.backups import Signing
 
 LOGICAL = {"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10",
            "wal_sender_timeout": "60s"}
@@ -30,6 +32,20 @@ CREATE TABLE public.events (kind text, n integer);  -- no primary key
 RESET ROLE;
 """
 _names = itertools.count()
+
+
+@dataclass
+class Aws:
+    """The backup bucket on moto and the two signing keys, each trusted for its own records only."""
+
+    s3: Any
+    bucket: str
+    signing: Signing  # the manifests' key (the nightly job's)
+    changes: Signing  # the change records' key (the capture's)
+
+    @classmethod
+    def on(cls, s3: Any, bucket: str) -> Aws:
+        return cls(s3, bucket, Signing(), Signing())
 
 
 def cluster(major: int = 15) -> LocalPostgres:

@@ -8,7 +8,6 @@ import threading
 import time
 import tracemalloc
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from tavari_dr.changes.snapshot import Snapshot
 from tavari_dr.core import metrics
 from tavari_dr.database import backup as db_lib
 from tests import changes_harness as h
-from tests.backups import Signing, backup_s3
+from tests.backups import backup_s3
 
 BUCKET = "tavari-db-backups"
 PUB = SLOT = "tavari_backup"
@@ -37,18 +36,12 @@ def pg():
         cluster.stop()
 
 
-@dataclass
-class Aws:
-    s3: Any
-    bucket: str
-    signing: Signing  # the manifests' key (the nightly job's)
-    changes: Signing  # the change records' key (the capture's): each trusted for its own records only
 
 
 @pytest.fixture
 def aws():
     with backup_s3(BUCKET) as s3:
-        yield Aws(s3, BUCKET, Signing(), Signing())
+        yield h.Aws.on(s3, BUCKET)
 
 
 @pytest.fixture

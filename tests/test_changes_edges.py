@@ -6,7 +6,6 @@ time zone, large objects, and a slot the server invalidates by its own max_slot_
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from tavari_dr.changes.segment import list_segments, source_tag
 from tavari_dr.core import metrics
 from tavari_dr.database import backup as db_lib
 from tests import changes_harness as h
-from tests.backups import Signing, backup_s3
+from tests.backups import backup_s3
 
 pytestmark = pytest.mark.postgres
 
@@ -46,18 +45,12 @@ def no_slots_left(pg):
         time.sleep(0.1)
 
 
-@dataclass
-class Aws:
-    s3: Any
-    bucket: str
-    signing: Signing  # the manifests' key
-    changes: Signing  # the change records' key
 
 
 @pytest.fixture
 def aws():
     with backup_s3(BUCKET) as s3:
-        yield Aws(s3, BUCKET, Signing(), Signing())
+        yield h.Aws.on(s3, BUCKET)
 
 
 def admin(url: str) -> str:

@@ -61,8 +61,10 @@ def test_bucket_restore_answers_in_json_for_the_dry_run_and_the_result(tmp_path)
         to = datetime.now(UTC).isoformat(timespec="seconds")
         time.sleep(1.1)
         s3.put_object(Bucket="invoices", Key="a.pdf", Body=b"ransom")
+        # The erasure ledger's bucket (an erased account's invoices never come back): here it holds no entry.
+        s3.create_bucket(Bucket="backups", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         args = ["bucket", "restore", "--bucket", "invoices", "--region", "eu-west-1", "--format", "json",
-                "--to", to, "--state-dir", str(tmp_path)]
+                "--to", to, "--state-dir", str(tmp_path), "--backup-bucket", "backups"]
         dry = CliRunner().invoke(main, args, catch_exceptions=False)
         assert dry.exit_code == 0, dry.output
         answer = json.loads(dry.stdout)

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tavari_dr.changes.segment import Base, write_base
 from tavari_dr.core.aws import EMULATOR_CONFIG
 from tavari_dr.core.config import VerificationConfig
 from tavari_dr.verification import jobs as v
@@ -45,6 +46,14 @@ def world(monkeypatch):
                 s3.put_object(Bucket="invoices", Key=f"inv/{i}.pdf", Body=f"v{version} {i}".encode())
         signing = Signing()
         write_backup(s3, "backups", signing.signer, finished=datetime.now(UTC) - timedelta(hours=2))
+        # The capture's base record, signed with its own key (the weekly change_chain check reads it).
+        changes = Signing()
+        write_base(s3, "backups", Base(base_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{0x1000000:016X}",
+                                       slot="tavari_backup", publication="tavari_backup",
+                                       created_at=datetime.now(UTC).isoformat(), start_lsn="0/1000000",
+                                       reason="first start", schema_fingerprint="f", schema={},
+                                       identity={"system_identifier": "1", "timeline": 1, "database": "postgres",
+                                                 "database_oid": 5}), changes.signer)
         # A change segment the continuous capture just wrote (filed under this UTC hour).
         s3.put_object(Bucket="backups", Key=f"changes/segments/{datetime.now(UTC):%Y/%m/%d/%H}/"
                                             f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-0000000001000000-0000000001000100.seg",
@@ -64,7 +73,8 @@ def world(monkeypatch):
                    "supabase_url_secret": url,
                    "supabase_token_secret": token, "invoice_access_log_bucket": "invoice-access-logs",
                    "backup_lock_mode": "GOVERNANCE", "backup_default_retention_days": 7, "protected_keys": {},
-                   "custodian_arns": [], "changes_enabled": True, "changes_max_lag_seconds": 180}
+                   "custodian_arns": [], "changes_enabled": True, "changes_max_lag_seconds": 180,
+                   "change_signing_key_arn": changes.arn}
         settings = VerificationConfig(supabase_api_url=api.url, integrity_sample_size=5, restore_test_sample_size=3)
         monkeypatch.setenv("TAVARI_VERIFICATION", json.dumps(asdict(settings)))
         monkeypatch.setenv("TAVARI_TARGETS", json.dumps(targets))
@@ -132,7 +142,8 @@ def test_weekly_and_monthly_jobs(world, monkeypatch, capsys):
             "MetricName": name, "Value": 1000, "Timestamp": datetime.now(UTC) - timedelta(hours=3),
             "Dimensions": [{"Name": "BucketName", "Value": "invoices"}, {"Name": "StorageType", "Value": storage}]}])
     weekly = run_handler("weekly_integrity", monkeypatch)
-    assert weekly["results"] == {"integrity_sample": "PASS", "sizes": "PASS", "offsite_sha256": "PASS"}
+    assert weekly["results"] == {"integrity_sample": "PASS", "sizes": "PASS", "offsite_sha256": "PASS",
+                                 "change_chain": "PASS"}  # a base, no dump it covers yet: nothing to replay
     assert world.get_object(Bucket="reports", Key="baselines/invoices.json")  # baselines kept as evidence too
     monthly = run_handler("monthly_restore_test", monkeypatch)
     assert monthly["results"] == {"s3_restore_test": "PASS"}

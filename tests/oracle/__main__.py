@@ -7,20 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from tests import changes_harness as h
-from tests.backups import Signing, backup_s3
+from tests.backups import backup_s3
 from tests.oracle import pitr as oracle
-
-
-@dataclass
-class Aws:
-    s3: Any
-    bucket: str
-    signing: Signing  # the manifests' key
-    changes: Signing  # the change records' key
 
 
 def main() -> int:
@@ -36,7 +26,7 @@ def main() -> int:
     try:
         for seed in range(args.first, args.first + args.seeds):
             with backup_s3(oracle.BUCKET) as s3:
-                outcome = oracle.History(seed, Aws(s3, oracle.BUCKET, Signing(), Signing()), primary, failover,
+                outcome = oracle.History(seed, h.Aws.on(s3, oracle.BUCKET), primary, failover,
                                          log=print if args.verbose else lambda _m: None).run()
             totals.add(outcome)
             print(f"seed {seed}: {outcome.points} points, exact {outcome.exact}, refused "

@@ -5,7 +5,6 @@ the source's state at its instant or is refused naming why; and the oracle is sh
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from tavari_dr.changes import replay
 from tavari_dr.drill.pgcluster import PostgresUnavailable
 from tests import changes_harness as h
-from tests.backups import Signing, backup_s3
+from tests.backups import backup_s3
 from tests.oracle import pitr as oracle
 
 pytestmark = [pytest.mark.postgres, pytest.mark.oracle]
@@ -24,12 +23,6 @@ SEEDS_15 = (11, 12, 13)
 SEEDS_17 = (21,)
 
 
-@dataclass
-class Aws:
-    s3: Any
-    bucket: str
-    signing: Signing  # the manifests' key
-    changes: Signing  # the change records' key
 
 
 def _clusters(major: int):
@@ -59,7 +52,7 @@ def clusters_17():
 
 def _run(seed: int, primary, failover, **options: Any) -> oracle.Outcome:
     with backup_s3(oracle.BUCKET) as s3:
-        return oracle.History(seed, Aws(s3, oracle.BUCKET, Signing(), Signing()), primary, failover, **options).run()
+        return oracle.History(seed, h.Aws.on(s3, oracle.BUCKET), primary, failover, **options).run()
 
 
 def _judge(outcome: oracle.Outcome) -> None:
