@@ -157,12 +157,14 @@ def wait_restorable(d: Drill, *, after: datetime | None = None, timeout: float =
 
 
 def second_before(moment: datetime) -> datetime:
-    """The whole second at least one second before ``moment`` (what an operator types into --to)."""
-    return (moment - timedelta(seconds=1)).replace(microsecond=0)
+    """One second before ``moment``, to the microsecond (--to takes fractions of a second: a point cut down to
+    its whole second may fall before the snapshot of a dump taken within that second, which then cannot
+    serve it)."""
+    return moment - timedelta(seconds=1)
 
 
 def to_text(point: datetime) -> str:
-    return point.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return point.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @contextlib.contextmanager

@@ -185,7 +185,7 @@ def scope_breach(d: Drill, scenario: str, breach: datetime, requests: list[tuple
         capture.wait_logged_past(d, breach)
         out = d.work / "breach-scope"
         answer = d.cli_json(step, "breach", "scope", "--env", d.config.name, "--since",
-                            breach.isoformat(timespec="seconds"), "--database-url", d.database_url, "--out", str(out),
+                            breach.isoformat(), "--database-url", d.database_url, "--out", str(out),
                             "--force")
         with psycopg.connect(d.database_url) as conn:
             owner = dict(conn.execute("SELECT id::text, owner_id::text FROM public.businesses").fetchall())
