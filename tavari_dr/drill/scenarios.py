@@ -358,7 +358,7 @@ def region_outage(d: Drill) -> None:
     with capture.probe_writer(d.database_url, probes, OUTAGE_PROBE):
         # Mid-segment: a segment and a half of traffic, then the region goes.
         time.sleep(capture.DRILL_SEGMENT_SECONDS * 1.5)
-        incident = datetime.now(UTC)
+    incident = datetime.now(UTC)  # once the last probe committed: nothing the application wrote comes after it
     before = fingerprints(d.database_url)
     # What replication had copied when the region went (moto never replicates: the drill copies, at the
     # incident, what the capture had written by then; the segment it held open never reaches the DR region).
