@@ -144,7 +144,11 @@ class Base:
 
 
 def base_id_for(created: datetime, start_lsn: int) -> str:
-    return f"{created.astimezone(UTC):{TIME}}-{start_lsn:016X}"
+    """The creation time to the microsecond and the start position: two resets at one position within one
+    second (a coverage gap, then the schema change the table brought) are two bases, never one ID written
+    twice (which put_new refuses, and which stopped the capture)."""
+    t = created.astimezone(UTC)
+    return f"{t:%Y%m%dT%H%M%S}{t.microsecond:06d}Z-{start_lsn:016X}"
 
 
 def _time(text: str) -> datetime:

@@ -495,9 +495,13 @@ class History:
                     x = _marker(source.url)
                     source.record(started)
                     source.running.wait_for(x, timeout=120)
-        finally:
+        except BaseException:
             for source in self.sources:
                 self.stop_capture(source)
+            self._drop_sources()  # a failed history leaves no slot behind to fail the next one
+            raise
+        for source in self.sources:
+            self.stop_capture(source)
         try:
             self._restore_points()
         finally:
