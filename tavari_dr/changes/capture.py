@@ -321,11 +321,14 @@ class Capture:
     def _schema(self, cur: Any) -> dict[str, list[list[Any]]]:
         return schema_of(cur, self.settings.publication)
 
-    def _start_base(self, cur: Any, reason: str, start_lsn: int, *, reset: bool) -> None:
+    def _start_base(self, cur: Any, reason: str, start_lsn: int, *, reset: bool,
+                    shapes: dict[str, list[list[Any]]] | None = None) -> None:
+        """``shapes``: tables' columns as the log has them at ``start_lsn`` where the catalog has moved on since."""
         said = publish_backed_up(cur, self.settings.publication)  # what appeared since is captured from here on
         for line_ in said:
             self.say(line_)
-        schema = self._schema(cur)
+        schema = {**self._schema(cur), **(shapes or {})}
+        self._historic = {}
         uncovered, partitioned = coverage(cur, self.settings.publication)
         # The source's clock (as every time the log compares): restores at or after it use the new base.
         now = cur.execute("SELECT clock_timestamp()").fetchone()[0].astimezone(UTC)
@@ -488,6 +491,10 @@ class Capture:
         self.relations[rel.relid] = rel
         expected = (self.base.schema if self.base else {}).get(rel.qualified)
         shape = [[c, t] for c, t in zip(rel.columns, rel.type_oids, strict=True)]
+        if expected != shape:
+            # The shape the log has here, which the catalog may have left again (two DDLs in a row): the new base
+            # takes it, or it would meet this very message again after the reconnect, for ever.
+            self._historic[rel.qualified] = shape
         if expected != shape and self.txn is not None and self.txn.schema_change is None:
             self.txn.schema_change = (f"schema change on {rel.qualified}" if expected else
                                       f"{rel.qualified} newly published")
@@ -495,6 +502,7 @@ class Capture:
             self._pending_schema_change = f"schema change on {rel.qualified}"
 
     _pending_schema_change: str | None = None
+    _historic: dict[str, list[list[Any]]] = {}  # noqa: RUF012 - replaced per instance in _start_base
 
     def _on(self, message: Any) -> None:
         if isinstance(message, pgoutput.Begin):
@@ -530,7 +538,7 @@ class Capture:
             if txn.schema_change:
                 self._close()
                 with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
-                    self._start_base(cur, txn.schema_change, self.confirmed, reset=True)
+                    self._start_base(cur, txn.schema_change, self.confirmed, reset=True, shapes=self._historic)
                 raise _Reconnect
             if self.open is None:
                 self.open = _Open(BodyWriter(), self.confirmed, time.monotonic())
