@@ -182,10 +182,11 @@ def _log_end(target: AwsTarget, found: Survey, manifest: Any, change_public_key:
             "everything committed after it")
         return
     verifier = PublicKeyVerifier(change_public_key, "the change signing key's exported public key")
-    try:
-        span = replay_lib.window(target.client("s3", dr=True), found.backup_bucket, manifest,  # type: ignore[arg-type]
-                                 replay_lib.bases(target.client("s3", dr=True), found.backup_bucket,  # type: ignore[arg-type]
-                                                  verifier), verifier, datetime.now(UTC))
+    s3 = target.client("s3", dr=True)
+    try:  # every base record read and verified once, for the window and the base alike
+        all_bases = replay_lib.bases(s3, found.backup_bucket, verifier)  # type: ignore[arg-type]
+        span = replay_lib.window(s3, found.backup_bucket, manifest, all_bases,  # type: ignore[arg-type]
+                                 verifier, datetime.now(UTC))
     except (replay_lib.ReplayError, replay_lib.SegmentError) as err:
         found.missing.append(f"change log: {err}")
         return
@@ -193,8 +194,7 @@ def _log_end(target: AwsTarget, found: Survey, manifest: Any, change_public_key:
         found.missing.append(f"change log: no base of backup {manifest.backup_id}'s source in "
                              f"s3://{found.backup_bucket}; pass --without-log to restore the dump alone")
         return
-    base, _ = replay_lib.base_of(manifest, replay_lib.bases(target.client("s3", dr=True),
-                                                             found.backup_bucket, verifier))  # type: ignore[arg-type]
+    base, _ = replay_lib.base_of(manifest, all_bases)
     found.log_base, found.log_end = base.base_id if base else None, span[1].isoformat()
 
 

@@ -122,6 +122,7 @@ def data_breach(d: Drill) -> None:
     s3.put_object(Bucket=d.invoice_bucket, Key="invoices/planted.pdf", Body=b"malware")
     d.replicate()  # CRR copies the attacker's writes and deletes too
     point = capture.second_before(datetime.now(UTC))
+    damaged = datetime.now(UTC)  # the database's incident (the invoices' began at `breach`): after the point
     with psycopg.connect(d.database_url) as conn:
         conn.execute("DELETE FROM public.messages WHERE id % 2 = 0")
         conn.execute("UPDATE public.businesses SET name = 'pwned'")
@@ -157,7 +158,7 @@ def data_breach(d: Drill) -> None:
     d.step(scenario, "rotate every key and point the app at the restored database", rotate, recovery=CRITICAL,
            kind="cli")
     verify_health(d, scenario)
-    record_rpo(d, scenario, breach, restore_point=point)
+    record_rpo(d, scenario, damaged, restore_point=point)
 
 
 def _messages_per_business(url: str) -> dict[str, int]:
@@ -229,8 +230,8 @@ def complete_system_failure(d: Drill) -> None:
     with capture.probe_writer(d.database_url, probes):
         # Mid-segment: a segment and a half of traffic after the last one closed.
         time.sleep(capture.DRILL_SEGMENT_SECONDS * 1.5)
-        incident = datetime.now(UTC)
         d.primary.stop()  # the database is gone, cluster and all, in the middle of a segment
+        incident = datetime.now(UTC)  # once it is gone: no commit comes after it
     time.sleep(2)  # a segment write in flight at the kill lands or fails; the capture exits (ECS would restart it)
     logged = capture.newest_logged_commit(d)
     if logged is None:
