@@ -88,13 +88,15 @@ lint: install
 test: install lint
 	$(VENV)/bin/pytest -q
 
-# The restore oracles beyond CI's seeds (tests/oracle/): `make oracle SEEDS=500 [FIRST=1] [MAJOR=15]` prints
-# histories, restore points, exact, refused (with reasons) and silent-wrong; exits 1 on any silent-wrong restore.
+# The restore oracles beyond CI's seeds (tests/oracle/): `make oracle SEEDS=500 [FIRST=1] [MAJOR=15]
+# [PROBE=all|pitr|bucket]` prints histories, restore points, exact, refused (with reasons) and silent-wrong;
+# exits 1 on any silent-wrong restore.
 SEEDS ?= 20
 FIRST ?= 1
 MAJOR ?= 15
+PROBE ?= all
 oracle: install
-	$(PY) -m tests.oracle --seeds $(SEEDS) --first $(FIRST) --major $(MAJOR)
+	$(PY) -m tests.oracle --seeds $(SEEDS) --first $(FIRST) --major $(MAJOR) --probe $(PROBE)
 
 bench: install
 	bash benches/synth.sh

@@ -59,6 +59,12 @@ class Model:
         before = [e for e in self.of(key) if e.when <= when]
         return before[-1] if before else None
 
+    def in_t_second(self, key: str, when: datetime) -> bool:
+        """Was ``key`` written in ``when``'s own second? Then whether that came before ``when`` is unknown
+        (whole-second times): a restore must report the key ambiguous (restore.in_second_of)."""
+        second = when.replace(microsecond=0)
+        return any(e.when == second for e in self.of(key))
+
     def expected_actions(self, when: datetime) -> dict[str, tuple[str, str | None]]:
         """key -> (action, version) of a restore in place to ``when`` (every version has its own size,
         so no two versions have the same content)."""

@@ -144,7 +144,7 @@ def _ambiguous_in_model(m, key, when):
     at T or now (the only thing a non-interleaving listing cannot tell)."""
     events = m.of(key)
     deciding = {e.second for e in (m.state_at(key, when), events[-1]) if e is not None}
-    return any(len({e.delete for e in events if e.second == s}) > 1 for s in deciding)
+    return any(len({e.delete for e in events if e.second == s}) > 1 for s in deciding) and not m.in_t_second(key, when)
 
 
 def _provably_interleaved(order, cuts, key):
@@ -165,7 +165,10 @@ def test_an_interleaved_listing_gives_exactly_the_state_at_t(history, wrong_is_l
     ambiguous = set(ambiguous_keys(p))
     expected = m.expected_actions(when)
     assert actions(p) == {k: v for k, v in expected.items() if k not in ambiguous}
-    for key in ambiguous:  # only where the document cannot show it interleaves, and a tie decides
+    # A key written in T's own second is ambiguous whatever the document (whole-second times);
+    assert {k for k in m.keys() if m.in_t_second(k, when)} <= ambiguous  # noqa: SIM118 (Model.keys)
+    for key in ambiguous - {k for k in m.keys() if m.in_t_second(k, when)}:  # noqa: SIM118
+        # otherwise only where the document cannot show it interleaves, and a tie decides
         assert _ambiguous_in_model(m, key, when) and not _provably_interleaved(m.s3_order(), cuts, key)
 
 
@@ -177,8 +180,9 @@ def test_a_listing_that_does_not_interleave_is_right_or_says_ambiguous(history):
     ambiguous = set(ambiguous_keys(p))
     expected = m.expected_actions(when)
     assert actions(p) == {k: v for k, v in expected.items() if k not in ambiguous}
+    assert {k for k in m.keys() if m.in_t_second(k, when)} <= ambiguous  # noqa: SIM118 (Model.keys)
     for key in ambiguous:
-        assert _ambiguous_in_model(m, key, when), (key, p.ambiguous)
+        assert _ambiguous_in_model(m, key, when) or m.in_t_second(key, when), (key, p.ambiguous)
     for key in m.keys():  # noqa: SIM118 (Model.keys, not a dict)
         if _ambiguous_in_model(m, key, when) and key not in ambiguous:
             # Not flagged although a pair shares a deciding second: only right if both orders agree.

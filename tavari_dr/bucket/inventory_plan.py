@@ -59,6 +59,7 @@ from tavari_dr.bucket.restore import (
     history_by_key,
     list_versions,
     state_at,
+    written_in_t_second,
 )
 
 SEQUENCER_WIDTH = 256  # right-padded to this width before comparing (longer ones are refused, not cut)
@@ -294,6 +295,8 @@ keyed AS (
     bool_or(contradicts) AS contradicts,
     -- the plan cannot leave such a key alone on the inputs' word: S3 is asked (_decide_row)
     bool_or(NOT listed OR lm > {to}) AS unverified,
+    -- an entry written in T's own second: before or after T, whole-second times cannot say (restore.in_second_of)
+    bool_or(date_trunc('second', lm) = date_trunc('second', {to})) AS in_t_second,
     min(lm) AS oldest
   FROM entries GROUP BY key
 ),
@@ -306,7 +309,7 @@ gone_t AS (
 ),
 decided AS (
   -- the newest entry at T and now: by sequencer (rules 1, 2), else is_latest, else the newest second (rule 3)
-  SELECT k.key, k.oldest, k.missing_record, k.contradicts, k.unverified,
+  SELECT k.key, k.oldest, k.missing_record, k.contradicts, k.unverified, k.in_t_second,
     coalesce(k.seq_now, k.latest_id, u.id_now) AS now_id,
     CASE WHEN k.seq_now IS NOT NULL THEN k.seq_now_marker WHEN k.latest_id IS NOT NULL THEN k.latest_marker
          ELSE u.marker_now END AS now_marker,
@@ -320,8 +323,8 @@ decided AS (
   FROM keyed k LEFT JOIN unordered u ON u.key = k.key
 ),
 classified AS (
-  SELECT key, oldest, missing_record, contradicts, t_unknown, now_unknown, t_id, now_id,
-    CASE WHEN missing_record OR contradicts OR t_unknown OR now_unknown THEN 'decide'
+  SELECT key, oldest, missing_record, contradicts, t_unknown, now_unknown, t_id, now_id, in_t_second,
+    CASE WHEN missing_record OR contradicts OR t_unknown OR now_unknown OR in_t_second THEN 'decide'
          WHEN (t_id IS NULL OR t_marker) AND now_marker THEN 'absent'
          WHEN t_id = now_id AND NOT t_marker AND NOT unverified THEN 'unchanged'
          ELSE 'decide' END AS status
@@ -688,6 +691,9 @@ def _decide_row(client: Any, plan: Plan, row: dict[str, Any], to: datetime, writ
     if row["contradicts"]:
         plan.contradicted.append({"key": key, "reason": "a change-feed record of a version the inventory lists "
                                   "gives it another size, ETag or kind"})
+        return
+    if row["in_t_second"]:
+        decide(client, plan, key, None, None, unknown_at_t=written_in_t_second(to))
         return
     at_t, current = _entry(row, "t", to), _entry(row, "now", to)
     if written and key in written and current is not None:

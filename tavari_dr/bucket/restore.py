@@ -1,7 +1,10 @@
 """Point-in-time restore of a versioned bucket: plan, then apply only what changed.
 
 Per key, the state at T is the newest version or delete marker with LastModified <= T
-(S3 lists a key's versions newest first; second precision, an entry *at* T counts).
+(S3 lists a key's versions newest first). S3's times are whole seconds: an entry written in T's own
+second may have come before T or after it, so a key with an entry in that second is reported
+ambiguous and left alone (the CLI exits 1 naming it), never guessed; T a second earlier or later
+decides it.
 
     at T        now                       action
     object v    v (or same content)       nothing (unchanged)
@@ -326,6 +329,21 @@ def state_at(entries: list[Version], when: datetime) -> Version | None:
     return None
 
 
+def written_in_t_second(when: datetime) -> str:
+    """Why a key's state at ``when`` is unknown when one of its entries was written in ``when``'s own second."""
+    return (f"written in T's own second ({when.replace(microsecond=0).isoformat()}): S3's times are whole "
+            "seconds, so whether that came before or after T is unknown; restore to a second earlier or later")
+
+
+def in_second_of(entries: Iterable[Version], when: datetime) -> str | None:
+    """Why the state at ``when`` cannot be known from whole-second times, if it cannot: an entry of the
+    key was written in ``when``'s own second (before or after ``when``: S3 does not say)."""
+    second = when.replace(microsecond=0)
+    if any(v.last_modified.replace(microsecond=0) == second for v in entries):
+        return written_in_t_second(when)
+    return None
+
+
 def _ambiguity(at_t: Version | None, current: Version | None) -> str | None:
     """Why the state at T, or now, cannot be known from the listing, if it cannot."""
     for what, entry in (("at T", at_t), ("now", current)):
@@ -408,8 +426,9 @@ def plan_restore(client: Any, bucket: str, to: datetime, *, prefix: str = "", ta
                 erased_prefixes=sorted(set(erased_prefixes)))
     written = written or {}
     for key in sorted(set(source) | set(target)):
-        decide(client, plan, key, state_at(source.get(key, []), to), (target.get(key) or [None])[0],
-               written=written)
+        entries = source.get(key, [])
+        decide(client, plan, key, state_at(entries, to), (target.get(key) or [None])[0], written=written,
+               unknown_at_t=in_second_of(entries, to))
     return plan
 
 
@@ -418,12 +437,13 @@ def erased_key(plan: Plan, key: str) -> bool:
 
 
 def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Version | None, *,
-           written: dict[str, str] | None = None) -> None:
+           written: dict[str, str] | None = None, unknown_at_t: str | None = None) -> None:
     """One key's part of the plan, from its entry at T and its current entry (None: none), whichever
     planner found them (the listing here, the inventory and change feed in
     tavari_dr.bucket.inventory_plan): an action, a count, or an ambiguous key. An entry whose place
-    is unknown carries ``uncertain``; the key is then reported, never guessed."""
-    why = _ambiguity(at_t, None) or _ambiguity(None, current)
+    is unknown carries ``uncertain``; the key is then reported, never guessed. ``unknown_at_t``: why the
+    planner cannot say which entry was current at T (in_second_of)."""
+    why = unknown_at_t or _ambiguity(at_t, None) or _ambiguity(None, current)
     if why:
         plan.ambiguous.append({"key": key, "reason": why})
         return

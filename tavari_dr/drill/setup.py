@@ -8,7 +8,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tavari_dr.core import evidence, outputs
@@ -125,6 +125,10 @@ def _seed_invoices(d: Drill, step: Step) -> None:
     d.replicate()
     time.sleep(1.1)  # S3 times have a resolution of one second: T must fall after the last write
     d.bucket_t0 = datetime.now(UTC)
+    # ... and every later write in a later second than T's: a key written in T's own second is ambiguous to a
+    # restore (tavari_dr.bucket.restore.in_second_of), which would leave the damage alone and exit 1.
+    time.sleep(max(0.0, (d.bucket_t0.replace(microsecond=0) + timedelta(seconds=1) - datetime.now(UTC)).total_seconds()
+                   + 0.05))
     d.bucket_baseline = bucket_state(s3, d.invoice_bucket)
     step.counts.requests["put"] = puts
     step.detail = f"{len(d.pdf_keys)} invoices x {d.sizes.invoice_versions} versions" + (
