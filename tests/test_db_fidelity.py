@@ -317,7 +317,7 @@ def test_restoring_into_an_older_major_reports_what_psql_stopped_on(s3, signing,
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the cluster as another user (postgres)")
 def test_a_server_the_postgres_user_cannot_reach_runs_from_a_copy_it_can(tmp_path):
     """As root the cluster runs as postgres; CI's checkout may sit where postgres cannot read
-    (a 0700 home), node_modules with it."""
+    (a 0700 home), build/ with it."""
     from tavari_dr.drill import pgcluster
 
     try:

