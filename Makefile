@@ -17,10 +17,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries oracle
+.PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries chromium oracle
 
 install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries $(PG17)/.installed \
-  $(PARLIAMENT)/.installed
+  $(PARLIAMENT)/.installed chromium
 
 # The database tests start a throwaway PostgreSQL cluster: they need the server binaries (15: Debian's),
 # and 17's uuid-ossp extension (build/postgresql-17) links Debian's libossp-uuid.
@@ -29,6 +29,12 @@ postgres-binaries:
 	  && /sbin/ldconfig -p | grep -q 'libossp-uuid\.so\.16 ' || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql libossp-uuid16 >/dev/null; \
 	  else echo "PostgreSQL server binaries missing: sudo apt-get install postgresql libossp-uuid16" >&2; exit 1; fi; }
+
+# The drill report's test opens drill-report.html in headless Chromium (Debian's package) to see its timelines drawn.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -49,8 +49,8 @@ def _drill(local, env_name, cdk_json, region, dr_region, endpoint_url, cdk_out, 
     worst = report["rpo_worst_case"]
     click.echo(f"RPO worst case the configuration allows: {worst['worst_case_seconds'] / 3600:.1f} h (objective "
                f"{worst['objective_seconds'] / 3600:.0f} h)")
-    click.echo(f"report (emulated): {report_dir / 'drill-report.md'} and {report_dir / 'drill-report.json'}, "
-               f"sealed by {report_dir / 'SHA256SUMS'}")
+    click.echo(f"report (emulated): {report_dir / 'drill-report.html'} (timelines), {report_dir / 'drill-report.md'} "
+               f"and {report_dir / 'drill-report.json'}, sealed by {report_dir / 'SHA256SUMS'}")
     if not report["passed"]:
         raise Failed("drill FAILED: " + "; ".join(report["failures"] or ["an objective was missed"]))
     click.echo("drill passed")

@@ -1,6 +1,7 @@
 """The drill's report, from its verdict: the JSON document (tavari_dr/core/data/drill-report.schema.json,
-shared with the quarterly AWS drill) with its evidence, the markdown an auditor reads, and the
-SHA256SUMS that seals the folder. Nothing here judges; tavari_dr.drill.judge did."""
+shared with the quarterly AWS drill) with its evidence, the markdown an auditor reads, the HTML page with
+its timelines (tavari_dr.drill.report_html), and the SHA256SUMS that seals the folder. Nothing here judges;
+tavari_dr.drill.judge did."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any
 
 from tavari_dr.core import costmodel, evidence
 from tavari_dr.core.config import EnvironmentConfig
+from tavari_dr.drill import report_html
 from tavari_dr.drill.context import CRITICAL, NON_CRITICAL, Drill, Sizes, Step
 from tavari_dr.drill.judge import SCENARIOS, Verdict
 
 SCHEMA_VERSION = 1
-FILES = ("drill-report.json", "drill-report.md", evidence.SUMS)
+REPORTS = ("drill-report.json", "drill-report.md", "drill-report.html")
+FILES = (*REPORTS, evidence.SUMS)
 
 
 def document(verdict: Verdict, *, config: EnvironmentConfig, sizes: Sizes, steps: list[Step], facts: dict[str, Any],
@@ -72,12 +75,17 @@ def document(verdict: Verdict, *, config: EnvironmentConfig, sizes: Sizes, steps
 
 
 def write(report: dict[str, Any], report_dir: Path) -> None:
-    """drill-report.json, drill-report.md and the SHA256SUMS over exactly the files this run wrote
+    """drill-report.json, .md and .html, and the SHA256SUMS over exactly the files this run wrote
     (never whatever else lies in the folder)."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "drill-report.json").write_text(json.dumps(report, indent=1, default=str))
-    (report_dir / "drill-report.md").write_text(markdown(report))
-    written = [report_dir / "drill-report.json", report_dir / "drill-report.md",
+    # The pages are rendered from the JSON as written (what an auditor can check them against).
+    text = json.dumps(report, indent=1, default=str)
+    stored = json.loads(text)
+    json_path, markdown_path, html_path = (report_dir / name for name in REPORTS)
+    json_path.write_text(text)
+    markdown_path.write_text(markdown(stored))
+    html_path.write_text(report_html.render(stored, sealed_with=(json_path.name, markdown_path.name)))
+    written = [json_path, markdown_path, html_path,
                *sorted(p for d in report_dir.glob("bucket-restore-scenario-*") for p in d.rglob("*") if p.is_file())]
     evidence.seal(report_dir, written)
 
@@ -88,6 +96,10 @@ def _step_json(step: Step) -> dict[str, Any]:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _inputs(model: dict[str, Any] | None) -> str:
@@ -148,15 +160,28 @@ def markdown(report: dict[str, Any]) -> str:
     else:
         said = f"{_minutes(worst['worst_case_seconds'])} = {dumps}"
     lines += ["", f"Worst-case RPO the configuration allows: {said}: {'met' if worst['met'] else 'MISSED'}.", "",
-              "## Steps", "", "| scenario | step | ok | wall s | projected | requests | model | command | detail |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for s in report["steps"]:
-        projected = _minutes(s["projected_seconds"]) if s["projected_seconds"] is not None else ""
-        requests = ", ".join(f"{k} {v}" for k, v in s["counts"]["requests"].items())
-        command = "<br>".join(f"`{c}`" for c in s["commands"])
-        detail = s["detail"].replace("|", "\\|")[:300]
-        lines.append(f"| {s['scenario']} | {s['name']} | {'yes' if s['ok'] else 'NO'} | {s['seconds']:.1f} | "
-                     f"{projected} | {requests} | {_inputs(s['model'])} | {command} | {detail} |")
+              "An HTML page beside this one, drill-report.html, draws each scenario's steps against its objectives.",
+              "", "## Steps", "", "Projected: at production size, what the RTO adds up; wall: this machine's time "
+              "(decides nothing). Each step's detail, commands, requests and cost-model inputs are under its number "
+              "in Step details below, and in full in drill-report.json."]
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for number, s in enumerate(report["steps"], 1):
+        groups.setdefault(s["scenario"], []).append((number, s))
+    for scenario, numbered in groups.items():
+        lines += ["", f"### {scenario}", "", "| # | step | ok | RTO | projected | wall |", "|---|---|---|---|---|---|"]
+        lines += [f"| {number} | {_cell(s['name'])} | {'yes' if s['ok'] else '**NO**'} | {s['recovery'] or '-'} | "
+                  f"{_minutes(s['projected_seconds']) if s['projected_seconds'] is not None else '-'} | "
+                  f"{s['seconds']:.1f} s |" for number, s in numbered]
+    lines += ["", "## Step details", ""]
+    for number, s in enumerate(report["steps"], 1):
+        lines.append(f"{number}. **{s['scenario']}: {s['name']}**" + (" — FAILED" if not s["ok"] else ""))
+        if s["detail"]:
+            lines.append(f"   - {s['detail']}")
+        lines += [f"   - `{c}`" for c in s["commands"]]
+        if s["counts"]["requests"]:
+            lines.append("   - requests: " + ", ".join(f"{k} {v}" for k, v in s["counts"]["requests"].items()))
+        if s["model"]:
+            lines.append(f"   - model: {_inputs(s['model'])}")
     for standin in report["stand_ins"]:
         lines += ["", f"Stand-in (emulated): {standin['url']} answers for {', '.join(standin['stands_for'])}."]
     deployment = report.get("deployment")
