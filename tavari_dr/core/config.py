@@ -248,7 +248,7 @@ class SecretEntry:
     """One configuration value kept in Secrets Manager."""
 
     name: str = rule("pattern", regex=ENV_KEY_RE, what="an env-file key such as SUPABASE_URL", optional=False,
-                     doc="Its env-file key (and the secret's name suffix).")
+                     doc="Its env-file key.")
     description: str = rule("text", "", doc="What the value is; the secret's description.")
     required: bool = rule("boolean", True, doc="`secrets check` fails when a required entry is missing or a "
                                                "placeholder.")
@@ -372,9 +372,9 @@ class DatabaseBackupsConfig:
 
     schedule: str = rule("schedule", "cron(0 2,14 * * ? *)", timezone=lambda v: v["timezone"],
                          example=_DUMP_EXAMPLE, cadence=_rpo_cadence,
-                         doc="EventBridge Scheduler expression of the off-site dump: twice a day by default, "
-                             "since one dump a day cannot meet a 24-hour RPO once the dump's own duration is "
-                             "added.")
+                         doc="EventBridge Scheduler expression of the off-site dump; its longest gap between "
+                             "runs must be shorter than monitoring.rpo_hours (twice a day by default: one dump a "
+                             "day cannot meet a 24-hour RPO once the dump's own duration is added).")
     weekly_verify_schedule: str = rule("schedule", "cron(0 4 ? * SUN *)", timezone=lambda v: v["timezone"],
                                        example=_DUMP_EXAMPLE, cadence=WEEKLY,
                                        doc="When the weekly quick check (sha256 and table of contents) runs.")
