@@ -422,7 +422,8 @@ def jobs_list(config, target, active, output_format):
 
 @aws_command(jobs_group, "show", "One job in full (DescribeJob)."
                                  "\n\n\b\nExamples:"
-                                 "\n  tavari-dr bucket jobs show <JOB_ID> --env prod", env_required=False)
+                                 "\n  tavari-dr bucket jobs show "
+                                 "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod", env_required=False)
 @job_id_argument
 @format_option
 @_jobs_errors
@@ -475,7 +476,8 @@ def _ask(question: str, yes: bool) -> bool:
 @aws_command(jobs_group, "confirm", "Start a job that awaits confirmation (Suspended -> Ready), once its task "
                                     "count is the plan's."
                                     "\n\n\b\nExamples:"
-                                    "\n  tavari-dr bucket jobs confirm <JOB_ID> --env prod", env_required=False)
+                                    "\n  tavari-dr bucket jobs confirm "
+                                    "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod", env_required=False)
 @job_id_argument
 @click.option("--yes", is_flag=True, help="Do not ask.")
 @report_bucket_option
@@ -498,7 +500,8 @@ def jobs_confirm(config, target, job_id, yes, report_bucket):
 
 @aws_command(jobs_group, "cancel", "Cancel a job that has not finished (tasks already run stay done)."
                                    "\n\n\b\nExamples:"
-                                   "\n  tavari-dr bucket jobs cancel <JOB_ID> --env prod --yes",
+                                   "\n  tavari-dr bucket jobs cancel "
+                                   "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod --yes",
              env_required=False)
 @job_id_argument
 @click.option("--yes", is_flag=True, help="Do not ask.")
@@ -524,7 +527,7 @@ def jobs_cancel(config, target, job_id, yes, report_bucket):
                                    "code, the first failures); records the outcome in the audit trail. Exit 1 "
                                    "when a task failed."
                                    "\n\n\b\nExamples:"
-                                   "\n  tavari-dr bucket jobs report <JOB_ID> --env prod",
+                                   "\n  tavari-dr bucket jobs report 9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod",
              env_required=False)
 @job_id_argument
 @click.option("--first", type=click.IntRange(0, 10_000), default=20, show_default=True,
@@ -570,7 +573,8 @@ def jobs_report(config, target, job_id, first, report_bucket, output_format):
 @aws_command(jobs_group, "retry", "A new job over a finished job's failed tasks only (same operation, role and "
                                   "report), awaiting confirmation unless --confirm."
                                   "\n\n\b\nExamples:"
-                                  "\n  tavari-dr bucket jobs retry <JOB_ID> --env prod", env_required=False)
+                                  "\n  tavari-dr bucket jobs retry "
+                                  "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod", env_required=False)
 @job_id_argument
 @click.option("--confirm", is_flag=True, help="Start the new job without the confirmation step.")
 @click.option("--yes", is_flag=True, help="Do not ask.")
