@@ -17,7 +17,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries chromium oracle
+.PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries chromium oracle refs
 
 install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries $(PG17)/.installed \
   $(PARLIAMENT)/.installed chromium
@@ -105,6 +105,12 @@ deploy: $(DEPLOY_TOOLS)
 diff: $(DEPLOY_TOOLS)
 	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make diff DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
 	$(CDK) diff --all --no-change-set -c env=$(DEPLOY_ENV) -c tavari:deploy=true
+
+# The generated references (docs/reference/: configuration, CLI, alarms, outputs, capability map) from the loader,
+# the click tree, the capability map and every environment synthesized once; `$(PY) -m tools.refgen --check`
+# exits 1 naming a stale page, and tests/test_references.py fails on one.
+refs: $(DEPLOY_TOOLS)
+	$(PY) -m tools.refgen
 
 # ruff, then the import contracts in pyproject.toml ([tool.importlinter]): the layers of tavari_dr,
 # what the stacks and each Lambda handler may import, and no cycles.

@@ -1,7 +1,7 @@
 """`tavari-dr`: the operator CLI. Exit codes: 0 ok, 1 a check or operation failed, 2 usage error.
 
 One module per command group (secrets, bucket, db, erasure, supabase, verify, status, export, drill, failover,
-breach); what they share is in tavari_dr.cli.common. Every command that talks to AWS takes --env
+breach, config); what they share is in tavari_dr.cli.common. Every command that talks to AWS takes --env
 (config from cdk.json through tavari_dr.core.config, the loader app.py uses), --cdk-json, --region,
 --dr-region and --endpoint-url (an emulator such as moto server, or real AWS), and finds deployed resources
 through the stacks' CloudFormation outputs; each resource can also be named explicitly.
@@ -14,7 +14,20 @@ import sys
 
 import click
 
-from tavari_dr.cli import breach, bucket, db, drill, erasure, export, failover, secrets, status, supabase, verify
+from tavari_dr.cli import (
+    breach,
+    bucket,
+    config,
+    db,
+    drill,
+    erasure,
+    export,
+    failover,
+    secrets,
+    status,
+    supabase,
+    verify,
+)
 from tavari_dr.core import observability
 from tavari_dr.core.aws import count_requests_of_this_process
 
@@ -30,7 +43,7 @@ def main(log_format: str) -> None:
 
 
 for _command in (secrets.group, bucket.group, db.group, erasure.group, supabase.group, verify.command, status.command,
-                 export.group, drill.command, failover.group, breach.group):
+                 export.group, drill.command, failover.group, breach.group, config.group):
     main.add_command(_command)
 
 

@@ -39,7 +39,10 @@ def group() -> None:
 
 @aws_command(group, "scope", "Restore the last backup before --since into a scratch database, compare it with the live "
                              "one, read the object requests since --since, and list the accounts touched (CSV for the "
-                             "notification) with the GDPR deadlines.")
+                             "notification) with the GDPR deadlines."
+                             "\n\n\b\nExamples:"
+                             "\n  tavari-dr breach scope --env prod --since "
+                             "2026-11-30T14:00:00Z --out breach/")
 @click.option("--since", required=True, callback=_when, metavar="TIME",
               help="When the breach began at the earliest (ISO 8601, e.g. 2026-11-30T14:00:00Z).")
 @click.option("--aware-at", callback=_when, metavar="TIME",

@@ -48,7 +48,12 @@ def _user_state_dir() -> Path:
     return Path(base) / "tavari-dr" / "bucket-restore"
 
 
-@aws_command(group, "restore", "Bring a versioned bucket back to how it was at --to (dry run unless --apply).",
+@aws_command(group, "restore", "Bring a versioned bucket back to how it was at --to (dry run unless --apply)."
+                               "\n\n\b\nExamples:"
+                               "\n  tavari-dr bucket restore --env prod --to "
+                               "2026-11-20T14:00:00Z --plan-out plan.json"
+                               "\n  tavari-dr bucket restore --env prod --plan-in plan.json "
+                               "--apply",
              env_required=False)
 @click.option("--bucket", help="The bucket (default: the environment's invoice bucket).")
 @click.option("--to", "to_text", metavar="TIME", help="ISO 8601 with a zone, e.g. 2026-11-20T14:00:00Z.")
@@ -398,7 +403,9 @@ def _progress_of(job: dict[str, Any]) -> str:
                      progress.get("NumberOfTasksFailed", 0))
 
 
-@aws_command(jobs_group, "list", "This tool's Batch Operations jobs (newest first), with status and progress.",
+@aws_command(jobs_group, "list", "This tool's Batch Operations jobs (newest first), with status and progress."
+                                 "\n\n\b\nExamples:"
+                                 "\n  tavari-dr bucket jobs list --env prod --active",
              env_required=False)
 @click.option("--active", is_flag=True, help="Only jobs in flight (not Complete, Cancelled or Failed).")
 @format_option
@@ -413,7 +420,10 @@ def jobs_list(config, target, active, output_format):
         f"{j.description}" for j in found] or [f"no {'active ' if active else ''}tavari-dr jobs"])
 
 
-@aws_command(jobs_group, "show", "One job in full (DescribeJob).", env_required=False)
+@aws_command(jobs_group, "show", "One job in full (DescribeJob)."
+                                 "\n\n\b\nExamples:"
+                                 "\n  tavari-dr bucket jobs show "
+                                 "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod", env_required=False)
 @job_id_argument
 @format_option
 @_jobs_errors
@@ -464,7 +474,10 @@ def _ask(question: str, yes: bool) -> bool:
 
 
 @aws_command(jobs_group, "confirm", "Start a job that awaits confirmation (Suspended -> Ready), once its task "
-                                    "count is the plan's.", env_required=False)
+                                    "count is the plan's."
+                                    "\n\n\b\nExamples:"
+                                    "\n  tavari-dr bucket jobs confirm "
+                                    "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod", env_required=False)
 @job_id_argument
 @click.option("--yes", is_flag=True, help="Do not ask.")
 @report_bucket_option
@@ -485,7 +498,10 @@ def jobs_confirm(config, target, job_id, yes, report_bucket):
     click.echo(f"job {job_id} confirmed ({status}); follow it with: tavari-dr bucket jobs show {job_id}")
 
 
-@aws_command(jobs_group, "cancel", "Cancel a job that has not finished (tasks already run stay done).",
+@aws_command(jobs_group, "cancel", "Cancel a job that has not finished (tasks already run stay done)."
+                                   "\n\n\b\nExamples:"
+                                   "\n  tavari-dr bucket jobs cancel "
+                                   "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod --yes",
              env_required=False)
 @job_id_argument
 @click.option("--yes", is_flag=True, help="Do not ask.")
@@ -509,7 +525,9 @@ def jobs_cancel(config, target, job_id, yes, report_bucket):
 
 @aws_command(jobs_group, "report", "Summarise a finished job's completion report (succeeded, failed per error "
                                    "code, the first failures); records the outcome in the audit trail. Exit 1 "
-                                   "when a task failed.",
+                                   "when a task failed."
+                                   "\n\n\b\nExamples:"
+                                   "\n  tavari-dr bucket jobs report 9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod",
              env_required=False)
 @job_id_argument
 @click.option("--first", type=click.IntRange(0, 10_000), default=20, show_default=True,
@@ -553,7 +571,10 @@ def jobs_report(config, target, job_id, first, report_bucket, output_format):
 
 
 @aws_command(jobs_group, "retry", "A new job over a finished job's failed tasks only (same operation, role and "
-                                  "report), awaiting confirmation unless --confirm.", env_required=False)
+                                  "report), awaiting confirmation unless --confirm."
+                                  "\n\n\b\nExamples:"
+                                  "\n  tavari-dr bucket jobs retry "
+                                  "9f8e7d6c-5b4a-4321-8fed-cba987654321 --env prod", env_required=False)
 @job_id_argument
 @click.option("--confirm", is_flag=True, help="Start the new job without the confirmation step.")
 @click.option("--yes", is_flag=True, help="Do not ask.")

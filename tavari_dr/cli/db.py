@@ -197,7 +197,9 @@ def _reason(reason: str | None, before_migration: str | None, config: Environmen
     return f"before-migration-{before_migration}"
 
 
-@aws_command(group, "backup", "Take a backup now, e.g. before a migration.", env_required=False)
+@aws_command(group, "backup", "Take a backup now, e.g. before a migration."
+                              "\n\n\b\nExamples:"
+                              "\n  tavari-dr db backup --env prod --reason 'before the upgrade'", env_required=False)
 @click.option("--reason", envvar=dump_task.REASON_ENV,
               help="Why: 'nightly', 'manual before the upgrade', ... (env TAVARI_BACKUP_REASON: the nightly task's "
                    "way, which a base reset's run of it overrides).")
@@ -287,7 +289,9 @@ def _state(entry: db_lib.BackupEntry) -> str:
     return "complete" if entry.complete else "INCOMPLETE (no manifest; never used)"
 
 
-@aws_command(group, "list", "Backups, newest first: tier, size, and complete, incomplete or tampered.",
+@aws_command(group, "list", "Backups, newest first: tier, size, and complete, incomplete or tampered."
+                            "\n\n\b\nExamples:"
+                            "\n  tavari-dr db list --env prod",
              env_required=False)
 @bucket_option
 @signing_key_option
@@ -377,7 +381,12 @@ def _restore_failures_counted(emit: metrics.Emit | None) -> Iterator[None]:
 
 
 @aws_command(group, "restore", "Verify, download, then restore roles, pre-data, data and post-data into "
-                              "--target-url; or, with --table, copy chosen tables beside the live ones.",
+                              "--target-url; or, with --table, copy chosen tables beside the live ones."
+                               "\n\n\b\nExamples:"
+                               "\n  tavari-dr db restore --env prod --backup latest "
+                               "--target-url postgresql://localhost/restored"
+                               "\n  tavari-dr db restore --env prod --to 2026-12-01T14:03:27Z "
+                               "--target-url postgresql://localhost/restored --dry-run",
              env_required=False)
 @click.option("--backup", "which", default="latest", show_default=True, help="latest, or a backup ID.")
 @click.option("--to", "to", metavar="YYYY-MM-DDTHH:MM:SSZ",
@@ -615,7 +624,9 @@ def _cleanup(config: EnvironmentConfig | None, target: AwsTarget, url: str, repo
 
 
 @aws_command(group, "cleanup-restored", "Drop the restored_<date> copies of `db restore --table` whose time is up "
-                                        "(the nightly backup does it too, before it dumps).", env_required=False)
+                                        "(the nightly backup does it too, before it dumps)."
+                                        "\n\n\b\nExamples:"
+                                        "\n  tavari-dr db cleanup-restored --env prod --dry-run", env_required=False)
 @click.option("--database-url", envvar="TAVARI_DATABASE_URL",
               help="The live database (default: the BACKUP_DATABASE_URL secret; env TAVARI_DATABASE_URL).")
 @click.option("--dry-run", is_flag=True, help="List what is due; drop nothing.")
@@ -658,7 +669,9 @@ def _check_ledger(result: db_lib.VerifyResult, s3: Any, bucket: str, emit: metri
                                                   "each an account UUID and a time"))
 
 
-@aws_command(group, "verify", "Check a backup: --quick (sha256 + table of contents) or a full restore test.",
+@aws_command(group, "verify", "Check a backup: --quick (sha256 + table of contents) or a full restore test."
+                              "\n\n\b\nExamples:"
+                              "\n  tavari-dr db verify --env prod --quick",
              env_required=False)
 @click.option("--backup", "which", default="latest", show_default=True)
 @click.option("--scratch-url", help="Empty database for the full test (required without --quick).")
@@ -835,7 +848,10 @@ def _fresh_dump(config: EnvironmentConfig | None, target: AwsTarget, url: str, b
 
 @aws_command(group, "stream", "Continuously capture every committed change into signed segments beside the dumps "
                              "(long-running; exits non-zero when it cannot go on). --setup: create the publication "
-                             "and the slot, once.", env_required=False)
+                             "and the slot, once."
+                              "\n\n\b\nExamples:"
+                              "\n  tavari-dr db stream --env prod --setup"
+                              "\n  tavari-dr db stream --env prod", env_required=False)
 @click.option("--setup", "do_setup", is_flag=True, help="Create (idempotently) the publication, the slot and what "
                                                       "the role needs; print what was done and found; then exit.")
 @click.option("--database-url", envvar="TAVARI_STREAM_DATABASE_URL",

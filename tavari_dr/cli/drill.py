@@ -59,6 +59,8 @@ def _drill(local, env_name, cdk_json, region, dr_region, endpoint_url, cdk_out, 
 command = click.command(
     "drill", help="Disaster-recovery drill: --local plays the plan's three scenarios on this machine (emulated AWS, "
                   "throwaway PostgreSQL) and writes a report; exit 1 on any missed objective or failed verification."
+                  "\n\n\b\nExamples:"
+                  "\n  tavari-dr drill --local --env prod --report-dir drill-report"
 )(with_options([
     click.option("--local", is_flag=True,
                  help="Run locally (the quarterly drill in AWS is the DrDrill state machine)."),

@@ -54,7 +54,10 @@ def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> da
 
 
 @aws_command(group, "record", "Record that an account was erased (after deleting its rows): a new ledger object, "
-                              "never an overwrite.", env_required=False)
+                              "never an overwrite."
+                              "\n\n\b\nExamples:"
+                              "\n  tavari-dr erasure record --env prod --account "
+                              "6f1c1a52-8d5e-4f3c-9a0b-3c2d1e0f9a8b", env_required=False)
 @click.option("--account", required=True, callback=_account, help="The erased account's user ID (UUID).")
 @click.option("--business", "businesses", multiple=True, callback=_accounts,
               help="One of the account's business IDs (repeat for each): its invoice PDFs' keys name it.")
@@ -87,7 +90,9 @@ def record(config, target, account, businesses, database_url, erased_at, bucket,
                f"s3://{bucket}/{entry.key} (version {entry.version_id}); every restore now removes its rows")
 
 
-@aws_command(group, "list", "The ledger: each erased account and when.", env_required=False)
+@aws_command(group, "list", "The ledger: each erased account and when."
+                            "\n\n\b\nExamples:"
+                            "\n  tavari-dr erasure list --env prod", env_required=False)
 @bucket_option
 @format_option
 @backup_errors
@@ -106,7 +111,10 @@ def list_(config, target, bucket, output_format):
 
 
 @aws_command(group, "apply", "Delete every ledger account's rows from --target-url (after a restore the CLI did not "
-                             "run, e.g. Supabase's own point-in-time restore).", env_required=False)
+                             "run, e.g. Supabase's own point-in-time restore)."
+                             "\n\n\b\nExamples:"
+                             "\n  tavari-dr erasure apply --env prod --target-url "
+                             "postgresql://localhost/restored", env_required=False)
 @click.option("--target-url", required=True, help="The database to apply the ledger to.")
 @bucket_option
 @report_bucket_option

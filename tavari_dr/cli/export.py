@@ -19,7 +19,11 @@ def group() -> None:
     """Data exports: one account (GDPR/CCPA ZIP) or whole tables (CSV)."""
 
 
-@aws_command(group, "account", "Export every row of one user's data as a ZIP of JSON Lines.", env_required=False,
+@aws_command(group, "account", "Export every row of one user's data as a ZIP of JSON Lines."
+                               "\n\n\b\nExamples:"
+                               "\n  tavari-dr export account --user-id "
+                               "6f1c1a52-8d5e-4f3c-9a0b-3c2d1e0f9a8b --database-url "
+                               "postgresql://localhost/postgres --out user.zip", env_required=False,
              env_help="Take the datasets from this environment's data_export.datasets (default: the built-in "
                       "Tavari datasets).")
 @click.option("--user-id", required=True, help="The Supabase auth user ID (a UUID).")
@@ -43,7 +47,11 @@ def account(config, target, user_id, database_url, out, force):
                f"{len(metadata['files'])} files")
 
 
-@aws_command(group, "tables", "COPY tables to CSV (header, one file per table) plus manifest.json.",
+@aws_command(group, "tables", "COPY tables to CSV (header, one file per table) plus manifest.json."
+                              "\n\n\b\nExamples:"
+                              "\n  tavari-dr export tables --tables "
+                              "public.messages,public.invoices --database-url "
+                              "postgresql://localhost/postgres --out tables/",
              env_required=False)
 @click.option("--tables", default=None, help="Comma-separated schema.table names (default: the Tavari tables).")
 @click.option("--database-url", required=True, envvar="TAVARI_DATABASE_URL")

@@ -225,7 +225,10 @@ def _survey(config: EnvironmentConfig, target: AwsTarget, signing_public_key: Pa
                   without_log=without_log)
 
 
-@aws_command(group, "plan", "Say what a failover to the DR region would use, and what is missing; change nothing.")
+@aws_command(group, "plan", "Say what a failover to the DR region would use, and what is missing; change nothing."
+                            "\n\n\b\nExamples:"
+                            "\n  tavari-dr failover plan --env prod --signing-public-key "
+                            "signing-key.der")
 @public_key_option
 @change_key_option
 @without_log_option
@@ -240,7 +243,11 @@ def plan(config, target, signing_public_key, change_signing_public_key, without_
 
 
 @aws_command(group, "apply", "Restore into the DR region from its replicas (database, configuration) and print what "
-                             "the application must be pointed at; never calls the primary region.")
+                             "the application must be pointed at; never calls the primary region."
+                             "\n\n\b\nExamples:"
+                             "\n  tavari-dr failover apply --env prod --signing-public-key "
+                             "signing-key.der --target-url postgresql://localhost/restored "
+                             "--out failover.env")
 @public_key_option
 @change_key_option
 @without_log_option

@@ -40,7 +40,11 @@ secret_arn_option = click.option(
     help="Use this secret for an entry instead of the stack output (repeatable).")
 
 
-@aws_command(group, "push", "Map an env file onto the declared entries; write only with --apply.")
+@aws_command(group, "push", "Map an env file onto the declared entries; write only with --apply."
+                            "\n\n\b\nExamples:"
+                            "\n  tavari-dr secrets push --env prod --env-file .env.production"
+                            "\n  tavari-dr secrets push --env prod --env-file .env.production "
+                            "--apply")
 @click.option("--env-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--apply", is_flag=True, help="Write the added and changed values (default: show the diff only).")
 @click.option("--skip-unknown", is_flag=True, help="Ignore keys that are not declared entries.")
@@ -65,7 +69,10 @@ def push(config, target, env_file, apply, skip_unknown, secret_arns):
     click.echo(f"wrote {len(plan.writes)} secret(s)")
 
 
-@aws_command(group, "pull", "Rebuild an env file (mode 0600) from the secrets.")
+@aws_command(group, "pull", "Rebuild an env file (mode 0600) from the secrets."
+                            "\n\n\b\nExamples:"
+                            "\n  tavari-dr secrets pull --env prod --out .env.restored "
+                            "--from-replica")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @secret_arn_option
@@ -85,7 +92,9 @@ def pull(config, target, out, force, secret_arns, from_replica):
         raise Failed(f"required entries without a value: {', '.join(missing)}")
 
 
-@aws_command(group, "check", "Every required entry exists, is not a placeholder, and is fresh enough.")
+@aws_command(group, "check", "Every required entry exists, is not a placeholder, and is fresh enough."
+                             "\n\n\b\nExamples:"
+                             "\n  tavari-dr secrets check --env prod --max-age-days 90")
 @click.option("--max-age-days", type=click.IntRange(min=1), help="Fail entries not changed within N days.")
 @secret_arn_option
 @from_replica_option

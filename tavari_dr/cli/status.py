@@ -36,7 +36,9 @@ def _given_report_exists(ctx: click.Context, param: click.Parameter, value: Path
 
 @aws_command(None, "status", "The environment's state from stored evidence (backups, reports, drills, alarms, "
                              "metrics, jobs, secrets, restores); exit 0 all green, 1 anything red, 2 a source "
-                             "could not be read.")
+                             "could not be read."
+                             "\n\n\b\nExamples:"
+                             "\n  tavari-dr status --env prod")
 @click.option("--drill-report", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("drill-report/drill-report.json"), show_default=True, callback=_given_report_exists,
               help="The local drill's report (tavari-dr drill --local writes it).")

@@ -30,7 +30,10 @@ def group() -> None:
 
 
 @aws_command(group, "restore-config", "Show how the project's configuration differs from a backup's snapshot, "
-                                      "then write the snapshot back (unless --dry-run).", env_required=False)
+                                      "then write the snapshot back (unless --dry-run)."
+                                      "\n\n\b\nExamples:"
+                                      "\n  tavari-dr supabase restore-config --env prod --from "
+                                      "latest --dry-run", env_required=False)
 @click.option("--from", "which", default="latest", show_default=True, help="latest, or a backup ID.")
 @click.option("--dry-run", is_flag=True, help="Show the differences; change nothing.")
 @click.option("--project-ref", help="Write into this project (e.g. a new one) instead of SUPABASE_URL's.")

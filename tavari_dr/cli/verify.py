@@ -38,7 +38,9 @@ def dr_backups(config: EnvironmentConfig, target, deployed: Deployed) -> dict[st
                                              key_aliases=outputs.dr_key_aliases(config.name), custodians=custodians)}
 
 
-@aws_command(None, "verify", "Run the scheduled verification checks now and print a table; exit 1 if any fails.")
+@aws_command(None, "verify", "Run the scheduled verification checks now and print a table; exit 1 if any fails."
+                             "\n\n\b\nExamples:"
+                             "\n  tavari-dr verify --env prod --check tamper_watch")
 @click.option("--check", "names", multiple=True, type=click.Choice(verification.CHECKS),
               help="Only this check (repeatable; default: all of them).")
 @click.option("--invoice-bucket", help="Instead of the InvoiceStorage stack output.")

@@ -129,15 +129,18 @@ def _rpo_cadence(v: dict[str, Any]) -> Cadence:
                                           "the dump itself never fits within the RPO", strictly=True)
 
 
-def rule(check: str, default: Any = MISSING, **options: Any) -> Any:
+def rule(check: str, default: Any = MISSING, *, doc: str, **options: Any) -> Any:
     """A field's rule: the _Section method ``check`` reads it with, and its options, beside its default.
     An option given as a callable is resolved first from the section's other values (and what the
-    enclosing section passes down), so such fields are read after the others."""
-    return field(default=default, metadata={"rule": (check, options)})
+    enclosing section passes down), so such fields are read after the others. ``doc``: what the key
+    means, one or two sentences; docs/reference/configuration.md is generated from it (``make refs``),
+    so a key cannot be declared without saying what it is for."""
+    return field(default=default, metadata={"rule": (check, options), "doc": doc})
 
 
 def section(cls: type, **context: Any) -> Any:
-    """A field that is a whole section (its own dataclass, read by its own rules)."""
+    """A field that is a whole section (its own dataclass, read by its own rules; the first paragraph
+    of its docstring is its description in the reference)."""
     return field(default_factory=cls, metadata={"rule": ("section", {"cls": cls, **context})})
 
 
@@ -150,37 +153,40 @@ def _fields(cls: type) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class InvoiceBucketConfig:
-    """The invoice bucket (primary region).
+    """The invoice bucket (primary region): versioned, noncurrent versions archived, access logged."""
 
-    existing_bucket_name: adopt this bucket with ``cdk import`` (default None: CDK names it).
-    archive_after_days: days before a noncurrent version moves to the archive class (90).
-    archive_storage_class: GLACIER_IR (default), GLACIER or DEEP_ARCHIVE.
-    small_objects: "stay-standard" (default; objects < 128 KB are never transitioned)
-        or "archive" (transition them too; GLACIER/DEEP_ARCHIVE only).
-    noncurrent_expiration_days: delete noncurrent versions after N days (default None: never).
-    abort_incomplete_multipart_days: clean up abandoned uploads after N days (7).
-    access_log_retention_days: days server access logs are kept (365).
-    app_principal_arn: IAM role of the Tavari application, granted upload/read (None).
-    aws_backup_enabled: also protect the bucket with AWS Backup continuous backups (default False).
-    aws_backup_retention_days: 1-35; point-in-time window of those backups and vault-lock minimum (35).
-    aws_backup_copy_vault_arn: copy recovery points to this vault, e.g. in the backup account (None).
-    """
-
-    existing_bucket_name: str | None = rule("pattern", None, regex=_BUCKET_RE, what="a valid S3 bucket name or null")
-    archive_after_days: int = rule("integer", 90, minimum=1)
-    archive_storage_class: str = rule("choice", "GLACIER_IR", choices=ARCHIVE_STORAGE_CLASSES)
-    small_objects: str = rule("choice", "stay-standard", choices=SMALL_OBJECT_POLICIES)
-    noncurrent_expiration_days: int | None = rule("integer", None, minimum=1, optional=True)
-    abort_incomplete_multipart_days: int = rule("integer", 7, minimum=1)
-    access_log_retention_days: int = rule("integer", 365, minimum=1)
+    existing_bucket_name: str | None = rule(
+        "pattern", None, regex=_BUCKET_RE, what="a valid S3 bucket name or null",
+        doc="Adopt this existing bucket with `cdk import`; null: CDK creates and names the bucket.")
+    archive_after_days: int = rule("integer", 90, minimum=1,
+                                   doc="Days before a noncurrent version moves to the archive storage class.")
+    archive_storage_class: str = rule("choice", "GLACIER_IR", choices=ARCHIVE_STORAGE_CLASSES,
+                                      doc="The storage class noncurrent versions are archived to.")
+    small_objects: str = rule(
+        "choice", "stay-standard", choices=SMALL_OBJECT_POLICIES,
+        doc='Objects under 128 KB: "stay-standard" never transitions them; "archive" transitions them too '
+            "(only with archive_storage_class GLACIER or DEEP_ARCHIVE).")
+    noncurrent_expiration_days: int | None = rule(
+        "integer", None, minimum=1, optional=True,
+        doc="Delete noncurrent versions after this many days (greater than archive_after_days); null: never.")
+    abort_incomplete_multipart_days: int = rule("integer", 7, minimum=1,
+                                                doc="Abandoned multipart uploads are cleaned up after this many days.")
+    access_log_retention_days: int = rule("integer", 365, minimum=1,
+                                          doc="Days the bucket's server access logs are kept.")
     app_principal_arn: str | None = rule("pattern", None, regex=_ROLE_ARN_RE,
-                                         what="an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>) or null")
-    aws_backup_enabled: bool = rule("boolean", False)
+                                         what="an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>) or null",
+                                         doc="IAM role of the Tavari application, granted upload and read; "
+                                             "null: no grant.")
+    aws_backup_enabled: bool = rule("boolean", False,
+                                    doc="Also protect the bucket with AWS Backup continuous backups.")
     aws_backup_retention_days: int = rule("integer", 35, minimum=1, maximum=35,
-                                          why="AWS Backup keeps continuous backups at most 35 days")
+                                          why="AWS Backup keeps continuous backups at most 35 days",
+                                          doc="Point-in-time window of the AWS Backup continuous backups, and the "
+                                              "vault lock's minimum retention.")
     aws_backup_copy_vault_arn: str | None = rule(
         "pattern", None, regex=_VAULT_ARN_RE,
-        what="a backup vault ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>) or null")
+        what="a backup vault ARN (arn:aws:backup:<region>:<account>:backup-vault:<name>) or null",
+        doc="Copy the AWS Backup recovery points to this vault (e.g. in the backup account); null: no copy.")
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
@@ -200,29 +206,27 @@ class InvoiceBucketConfig:
 
 @dataclass(frozen=True)
 class ReplicationConfig:
-    """Cross-region (optionally cross-account) replication of the invoice bucket.
+    """Cross-region (optionally cross-account) replication of the invoice bucket and the backups."""
 
-    enabled: replicate at all (default False).
-    region: the DR region; must differ from the primary region.
-    account: destination account (default None: the primary account). Another
-        account makes it a dedicated backup account (owner override, bucket policy).
-    replication_time_control: RTC (15-minute SLA) and replication metrics (default True).
-    replica_key_arn: cross-account only: the replica stack's ReplicaKeyArn output, set after
-        deploying that stack (default None: replication waits for it). S3 would resolve an
-        alias in the source account, so another account's key must be named by its ARN.
-    backup_replica_key_arn: the same for the database backups' replica (its stack's BackupKeyArn).
-    """
-
-    enabled: bool = rule("boolean", False)
-    region: str | None = rule("region", None, optional=lambda v: not v["enabled"])
-    account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null")
-    replication_time_control: bool = rule("boolean", True)
-    replica_key_arn: str | None = rule("cross_account_key", None, region=lambda v: v["region"],
-                                       account=lambda v: v["account"],
-                                       primary_account=lambda v: v["primary_account"])
-    backup_replica_key_arn: str | None = rule("cross_account_key", None, region=lambda v: v["region"],
-                                              account=lambda v: v["account"],
-                                              primary_account=lambda v: v["primary_account"])
+    enabled: bool = rule("boolean", False, doc="Replicate to a DR region at all.")
+    region: str | None = rule("region", None, optional=lambda v: not v["enabled"],
+                              doc="The DR region (required when enabled): not the primary region, and in the "
+                                  "primary region's partition (S3 replicates only within one).")
+    account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null",
+                               doc="Destination account; another account than the primary makes it a dedicated "
+                                   "backup account (owner override, bucket policy). Null: the primary account.")
+    replication_time_control: bool = rule("boolean", True,
+                                          doc="S3 Replication Time Control (15-minute SLA) and replication metrics.")
+    replica_key_arn: str | None = rule(
+        "cross_account_key", None, region=lambda v: v["region"], account=lambda v: v["account"],
+        primary_account=lambda v: v["primary_account"],
+        doc="Cross-account only: the replica stack's ReplicaKeyArn output, set after deploying that stack (null: "
+            "replication waits for it). S3 would resolve an alias in the source account, so another account's "
+            "key is named by its ARN.")
+    backup_replica_key_arn: str | None = rule(
+        "cross_account_key", None, region=lambda v: v["region"], account=lambda v: v["account"],
+        primary_account=lambda v: v["primary_account"],
+        doc="Cross-account only: the database backups' replica stack's BackupKeyArn output (as replica_key_arn).")
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
@@ -241,11 +245,13 @@ class ReplicationConfig:
 
 @dataclass(frozen=True)
 class SecretEntry:
-    """One configuration value kept in Secrets Manager; ``name`` is its env-file key."""
+    """One configuration value kept in Secrets Manager."""
 
-    name: str
-    description: str
-    required: bool = True
+    name: str = rule("pattern", regex=ENV_KEY_RE, what="an env-file key such as SUPABASE_URL", optional=False,
+                     doc="Its env-file key.")
+    description: str = rule("text", "", doc="What the value is; the secret's description.")
+    required: bool = rule("boolean", True, doc="`secrets check` fails when a required entry is missing or a "
+                                               "placeholder.")
 
 
 # What a rebuilt Tavari needs to run and to be backed up (README, "Configuration backups").
@@ -274,15 +280,14 @@ DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
 
 @dataclass(frozen=True)
 class SecretsConfig:
-    """Secrets Manager entries of one environment.
+    """Secrets Manager entries of one environment: what a rebuilt Tavari needs to run and to be backed up."""
 
-    entries: the core entries (default DEFAULT_SECRET_ENTRIES).
-    third_party_keys: the application's third-party keys, each a required entry (default none).
-    """
-
-    entries: tuple[SecretEntry, ...] = rule("secret_entries", DEFAULT_SECRET_ENTRIES)
+    entries: tuple[SecretEntry, ...] = rule("secret_entries", DEFAULT_SECRET_ENTRIES,
+                                            doc="The core entries, a list of objects (default: the core set, "
+                                                "DEFAULT_SECRET_ENTRIES).")
     third_party_keys: tuple[str, ...] = rule("strings", (), regex=ENV_KEY_RE, plural="env-file keys",
-                                             what="an env-file key such as STRIPE_SECRET_KEY")
+                                             what="an env-file key such as STRIPE_SECRET_KEY",
+                                             doc="The application's third-party keys, each a required entry.")
 
     @property
     def all_entries(self) -> tuple[SecretEntry, ...]:
@@ -300,15 +305,17 @@ class SecretsConfig:
 
 @dataclass(frozen=True)
 class Dataset:
-    """name: file name; table: schema-qualified table; owner: how a row belongs to the user —
-    "user" (the column holds the user ID) or "business" (the column holds one of the user's
-    business IDs); column: that column."""
+    """One table of an account export, and how its rows belong to the user."""
 
-    name: str = rule("pattern", regex=_IDENT_RE, what="a lower-case file name such as messages", optional=False)
+    name: str = rule("pattern", regex=_IDENT_RE, what="a lower-case file name such as messages", optional=False,
+                     doc="File name of the dataset in the export ZIP (unique).")
     table: str = rule("pattern", regex=_TABLE_RE, what="a schema-qualified table such as public.messages",
-                      optional=False)
-    owner: str = rule("choice", choices=("user", "business"))
-    column: str = rule("pattern", regex=_IDENT_RE, what="a column name such as business_id", optional=False)
+                      optional=False, doc="The schema-qualified table.")
+    owner: str = rule("choice", choices=("user", "business"),
+                      doc='How a row belongs to the user: "user" (column holds the user ID) or "business" '
+                          "(column holds one of the user's business IDs).")
+    column: str = rule("pattern", regex=_IDENT_RE, what="a column name such as business_id", optional=False,
+                       doc="The column that ties a row to the user or business.")
 
 
 DEFAULT_DATASETS = (
@@ -323,25 +330,26 @@ DEFAULT_DATASETS = (
 
 @dataclass(frozen=True)
 class MonitoringConfig:
-    """Alarm thresholds and where their runbooks live.
+    """Alarm thresholds and where their runbooks live."""
 
-    rpo_hours: backup age alarm threshold (default 24, the plan's RPO).
-    backup_size_floor_bytes: a backup smaller than this alarms (default 1 MiB).
-    backup_size_drop_percent: a backup this much smaller than the previous one alarms (default 50).
-    storage_growth_percent: invoice bucket size or object count growing this much in a day alarms (25).
-    replication_latency_seconds: replication slower than this alarms (default 900, the RTC threshold).
-    log_retention_days: retention of every function's logs (default 365; a CloudWatch Logs value).
-    runbook_url: base URL of docs/runbooks/alarms.md; alarm descriptions link its sections.
-    """
-
-    rpo_hours: int = rule("integer", 24, minimum=1)
-    backup_size_floor_bytes: int = rule("integer", 1024 * 1024, minimum=0)
-    backup_size_drop_percent: int = rule("integer", 50, minimum=1, maximum=100)
-    storage_growth_percent: int = rule("integer", 25, minimum=1)
-    replication_latency_seconds: int = rule("integer", 900, minimum=60)
-    log_retention_days: int = rule("accepted", 365, values=LOG_RETENTION_DAYS, by="CloudWatch Logs")
+    rpo_hours: int = rule("integer", 24, minimum=1,
+                          doc="Backup age alarm threshold in hours (the plan's RPO); the dump schedule's longest "
+                              "gap must be shorter.")
+    backup_size_floor_bytes: int = rule("integer", 1024 * 1024, minimum=0,
+                                        doc="An off-site backup smaller than this alarms.")
+    backup_size_drop_percent: int = rule("integer", 50, minimum=1, maximum=100,
+                                         doc="A backup this much smaller than the previous one alarms.")
+    storage_growth_percent: int = rule("integer", 25, minimum=1,
+                                       doc="The invoice bucket's size or object count growing this much in a day "
+                                           "alarms.")
+    replication_latency_seconds: int = rule("integer", 900, minimum=60,
+                                            doc="Replication slower than this alarms (900: the RTC threshold).")
+    log_retention_days: int = rule("accepted", 365, values=LOG_RETENTION_DAYS, by="CloudWatch Logs",
+                                   doc="Retention of every function's and task's logs.")
     runbook_url: str = rule("pattern", "https://github.com/tavari/backup-recovery/blob/main/docs/runbooks/alarms.md",
-                            regex=_URL_RE, what="an https:// URL", optional=False)
+                            regex=_URL_RE, what="an https:// URL", optional=False,
+                            doc="Base URL of docs/runbooks/alarms.md; every alarm description links its "
+                                "section (#<section>).")
 
 
 @dataclass(frozen=True)
@@ -360,37 +368,41 @@ COMPLIANCE_MAX_RETENTION_DAYS = 400
 
 @dataclass(frozen=True)
 class DatabaseBackupsConfig:
-    """Off-site pg_dump backups of the Supabase database.
-
-    schedule: EventBridge Scheduler expression of the off-site dump (default cron(0 2,14 * * ? *): twice a
-        day, since one dump a day cannot meet a 24-hour RPO once the dump's own duration is added).
-    weekly_verify_schedule / monthly_verify_schedule: the quick and the full restore test.
-    timezone: IANA zone the schedules run in (default UTC), and the calendar the tiers follow: a
-        backup at 00:30 local time on the 1st is that month's monthly backup. Every schedule time must
-        exist exactly once on every day there (02:00 is skipped in Europe/Warsaw one night a year).
-    daily_retention_days / weekly_retention_days / monthly_retention_days: Object Lock retention
-        and expiry of each grandfather-father-son tier (35 / 91 / 396; the plan's minimum is 7).
-    lock_mode: GOVERNANCE (default) or COMPLIANCE (refused where removal_policy is destroy, and with a tier
-        longer than COMPLIANCE_MAX_RETENTION_DAYS); also the bucket's default retention (ADR 0011).
-    pg_major: PostgreSQL client major version in the job image (default 17; dumps 15 too).
-    scratch_image: image of the monthly test's scratch database (the supabase/postgres of the
-        project's major version, which has Supabase's roles, auth schema and extensions).
-    """
+    """Off-site pg_dump backups of the Supabase database, kept in grandfather-father-son tiers."""
 
     schedule: str = rule("schedule", "cron(0 2,14 * * ? *)", timezone=lambda v: v["timezone"],
-                         example=_DUMP_EXAMPLE, cadence=_rpo_cadence)
+                         example=_DUMP_EXAMPLE, cadence=_rpo_cadence,
+                         doc="EventBridge Scheduler expression of the off-site dump; its longest gap between "
+                             "runs must be shorter than monitoring.rpo_hours (twice a day by default: one dump a "
+                             "day cannot meet a 24-hour RPO once the dump's own duration is added).")
     weekly_verify_schedule: str = rule("schedule", "cron(0 4 ? * SUN *)", timezone=lambda v: v["timezone"],
-                                       example=_DUMP_EXAMPLE, cadence=WEEKLY)
+                                       example=_DUMP_EXAMPLE, cadence=WEEKLY,
+                                       doc="When the weekly quick check (sha256 and table of contents) runs.")
     monthly_verify_schedule: str = rule("schedule", "cron(0 5 1 * ? *)", timezone=lambda v: v["timezone"],
-                                        example=_DUMP_EXAMPLE, cadence=MONTHLY)
-    timezone: str = rule("timezone", "UTC")
-    daily_retention_days: int = rule("integer", 35, minimum=7)
-    weekly_retention_days: int = rule("integer", 91, minimum=7)
-    monthly_retention_days: int = rule("integer", 396, minimum=7)
-    lock_mode: str = rule("choice", "GOVERNANCE", choices=("GOVERNANCE", "COMPLIANCE"))
-    pg_major: int = rule("integer", 17, minimum=15, maximum=18)
+                                        example=_DUMP_EXAMPLE, cadence=MONTHLY,
+                                        doc="When the monthly full restore test runs.")
+    timezone: str = rule("timezone", "UTC",
+                         doc="IANA zone the three schedules run in, and the calendar the tiers follow (a dump at "
+                             "00:30 local time on the 1st is that month's monthly backup). Every schedule time "
+                             "must exist exactly once on every day there.")
+    daily_retention_days: int = rule("integer", 35, minimum=7,
+                                     doc="Object Lock retention and expiry of the daily tier.")
+    weekly_retention_days: int = rule("integer", 91, minimum=7,
+                                      doc="Object Lock retention and expiry of the weekly (Sunday) tier; at least "
+                                          "daily_retention_days.")
+    monthly_retention_days: int = rule("integer", 396, minimum=7,
+                                       doc="Object Lock retention and expiry of the monthly (1st) tier; at least "
+                                           "weekly_retention_days.")
+    lock_mode: str = rule("choice", "GOVERNANCE", choices=("GOVERNANCE", "COMPLIANCE"),
+                          doc="Object Lock mode of the dumps and the bucket's default retention (ADR 0011). "
+                              "COMPLIANCE is refused where removal_policy is destroy, and with a tier longer "
+                              "than 400 days.")
+    pg_major: int = rule("integer", 17, minimum=15, maximum=18,
+                         doc="PostgreSQL client major version in the job image (17 dumps 15 too).")
     scratch_image: str = rule("pattern", "supabase/postgres:15.8.1.085", regex=_IMAGE_RE,
-                              what="a container image reference", optional=False)
+                              what="a container image reference", optional=False,
+                              doc="Image of the monthly test's scratch database: the supabase/postgres of the "
+                                  "project's major version (Supabase's roles, auth schema and extensions).")
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -430,33 +442,33 @@ class DatabaseBackupsConfig:
 @dataclass(frozen=True)
 class ChangesConfig:
     """Continuous capture of every committed change off-site (`tavari-dr db stream`, ADR 0020): a logical
-    replication slot read by an always-on task and written as immutable, signed segments beside the dumps.
+    replication slot read by an always-on task and written as immutable, signed segments beside the dumps."""
 
-    enabled: run the capture service and alarm on it (default True).
-    publication / slot: the names `db stream --setup` creates on the source (default tavari_backup).
-    segment_seconds: a segment is closed this often (default 60: the RPO it gives).
-    segment_max_bytes: or when it reaches this size (default 64 MiB).
-    max_lag_seconds: capture lag past this alarms (default 180).
-    retained_wal_alarm_bytes: WAL the slot holds on the source past this alarms (default 1 GiB).
-    retained_wal_limit_bytes: past this the slot is dropped, a fresh dump taken and an alert sent, so the
-        source's disk never fills because of us (default 4 GiB).
-    retention_days: segments are kept this long (default 35; at least the dumps' daily tier there).
-    cpu / memory_mib: the Fargate task's size (default 256 / 512, the smallest).
-    """
-
-    enabled: bool = rule("boolean", True)
+    enabled: bool = rule("boolean", True, doc="Run the capture service and alarm on it.")
     publication: str = rule("pattern", "tavari_backup", regex=_IDENT_RE, optional=False,
-                            what="a lower-case PostgreSQL identifier such as tavari_backup")
+                            what="a lower-case PostgreSQL identifier such as tavari_backup",
+                            doc="The publication `db stream --setup` creates on the source.")
     slot: str = rule("pattern", "tavari_backup", regex=_IDENT_RE, optional=False,
-                     what="a lower-case PostgreSQL identifier such as tavari_backup")
-    segment_seconds: int = rule("integer", 60, minimum=5, maximum=3600)
-    segment_max_bytes: int = rule("integer", 64 * 1024 * 1024, minimum=1024 * 1024)
-    max_lag_seconds: int = rule("integer", 180, minimum=10)
-    retained_wal_alarm_bytes: int = rule("integer", 1024 ** 3, minimum=16 * 1024 * 1024)
-    retained_wal_limit_bytes: int = rule("integer", 4 * 1024 ** 3, minimum=16 * 1024 * 1024)
-    retention_days: int = rule("integer", 35, minimum=1)
-    cpu: int = rule("choice", 256, choices=(256, 512, 1024, 2048, 4096))
-    memory_mib: int = rule("integer", 512, minimum=512, maximum=30720)
+                     what="a lower-case PostgreSQL identifier such as tavari_backup",
+                     doc="The logical replication slot `db stream --setup` creates on the source.")
+    segment_seconds: int = rule("integer", 60, minimum=5, maximum=3600,
+                                doc="A segment is closed this often: the RPO the capture gives.")
+    segment_max_bytes: int = rule("integer", 64 * 1024 * 1024, minimum=1024 * 1024,
+                                  doc="A segment is also closed when it reaches this size.")
+    max_lag_seconds: int = rule("integer", 180, minimum=10,
+                                doc="Capture lag past this alarms; at least segment_seconds + 60.")
+    retained_wal_alarm_bytes: int = rule("integer", 1024 ** 3, minimum=16 * 1024 * 1024,
+                                         doc="WAL the slot holds on the source past this alarms.")
+    retained_wal_limit_bytes: int = rule("integer", 4 * 1024 ** 3, minimum=16 * 1024 * 1024,
+                                         doc="Past this the slot is dropped, a fresh dump taken and an alert sent, "
+                                             "so the source's disk never fills because of the capture; above "
+                                             "retained_wal_alarm_bytes.")
+    retention_days: int = rule("integer", 35, minimum=1,
+                               doc="Segments are kept this long; at least database_backups.daily_retention_days.")
+    cpu: int = rule("choice", 256, choices=(256, 512, 1024, 2048, 4096),
+                    doc="The capture's Fargate task CPU units.")
+    memory_mib: int = rule("integer", 512, minimum=512, maximum=30720,
+                           doc="The capture's Fargate task memory (MiB).")
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
@@ -474,24 +486,21 @@ class ChangesConfig:
 class InventoryConfig:
     """Planning bucket restores without listing (`bucket restore --from-inventory`, ADR 0022): a daily S3
     Inventory of every version and an ordered change feed of every write and delete, both delivered to
-    the restore-ops bucket.
+    the restore-ops bucket."""
 
-    enabled: declare the inventory, the feed and the Athena workgroup (default True).
-    retention_days: inventory reports are kept this long (default 14).
-    feed_retention_days: change-feed records are kept this long (default 400).
-    late_after_hours: no new inventory for this long alarms (default 36; S3 delivers daily).
-    canary_minutes: a canary object is written this often so a quiet bucket still feeds (default 60).
-    feed_silence_minutes: no feed record for this long alarms (default 180; above canary_minutes).
-    athena_scan_limit_gb: the inventory workgroup cancels a query that scans more than this (default 10).
-    """
-
-    enabled: bool = rule("boolean", True)
-    retention_days: int = rule("integer", 14, minimum=2)
-    feed_retention_days: int = rule("integer", 400, minimum=2)
-    late_after_hours: int = rule("integer", 36, minimum=25)
-    canary_minutes: int = rule("integer", 60, minimum=5, maximum=1440)
-    feed_silence_minutes: int = rule("integer", 180, minimum=10, maximum=1440)
-    athena_scan_limit_gb: int = rule("integer", 10, minimum=1, maximum=100_000)
+    enabled: bool = rule("boolean", True, doc="Declare the inventory, the change feed, the Athena workgroup and "
+                                              "the canary.")
+    retention_days: int = rule("integer", 14, minimum=2, doc="Inventory reports are kept this long (days).")
+    feed_retention_days: int = rule("integer", 400, minimum=2, doc="Change-feed records are kept this long (days).")
+    late_after_hours: int = rule("integer", 36, minimum=25,
+                                 doc="No new inventory report for this long alarms (S3 delivers daily).")
+    canary_minutes: int = rule("integer", 60, minimum=5, maximum=1440,
+                               doc="A canary object is written under _canary/ this often, so a quiet bucket "
+                                   "still feeds.")
+    feed_silence_minutes: int = rule("integer", 180, minimum=10, maximum=1440,
+                                     doc="No feed record for this long alarms; above canary_minutes.")
+    athena_scan_limit_gb: int = rule("integer", 10, minimum=1, maximum=100_000,
+                                     doc="The inventory workgroup cancels a query that scans more than this (GB).")
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
@@ -505,102 +514,101 @@ _CHECK_EXAMPLE = "cron(0 6 * * ? *)"
 
 @dataclass(frozen=True)
 class VerificationConfig:
-    """Scheduled verification (daily monitor, weekly integrity, monthly S3 restore test).
-
-    daily_schedule / weekly_schedule / monthly_schedule: EventBridge Scheduler expressions.
-    timezone: IANA zone of the schedules (default UTC).
-    expect_pitr: whether the Supabase project should have PITR on (default False).
-    integrity_sample_size / replication_sample_size / restore_test_sample_size: versions per run.
-    max_list_pages: listing pages (1,000 versions each) a Lambda may read (default 50).
-    size_shrink_percent: a bucket shrinking more than this since the last run fails (default 10).
-    rto_minutes: the restore test fails when slower than this (default 60, the plan's RTO).
-    supabase_api_url: the Management API (default https://api.supabase.com).
-    report_retention_days: how long verification reports are kept (default 400).
-    """
+    """Scheduled verification (daily monitor, weekly integrity, monthly S3 restore test)."""
 
     daily_schedule: str = rule("schedule", "cron(0 6 * * ? *)", timezone=lambda v: v["timezone"],
-                               example=_CHECK_EXAMPLE, cadence=DAILY)
+                               example=_CHECK_EXAMPLE, cadence=DAILY,
+                               doc="EventBridge Scheduler expression of the daily monitor.")
     weekly_schedule: str = rule("schedule", "cron(0 7 ? * MON *)", timezone=lambda v: v["timezone"],
-                                example=_CHECK_EXAMPLE, cadence=WEEKLY)
+                                example=_CHECK_EXAMPLE, cadence=WEEKLY,
+                                doc="EventBridge Scheduler expression of the weekly integrity check.")
     monthly_schedule: str = rule("schedule", "cron(0 8 2 * ? *)", timezone=lambda v: v["timezone"],
-                                 example=_CHECK_EXAMPLE, cadence=MONTHLY)
-    timezone: str = rule("timezone", "UTC")
-    expect_pitr: bool = rule("boolean", False)
-    integrity_sample_size: int = rule("integer", 50, minimum=1)
-    replication_sample_size: int = rule("integer", 20, minimum=1)
-    restore_test_sample_size: int = rule("integer", 10, minimum=1)
-    max_list_pages: int = rule("integer", 50, minimum=1)
-    size_shrink_percent: int = rule("integer", 10, minimum=1)
-    rto_minutes: int = rule("integer", 60, minimum=1)
+                                 example=_CHECK_EXAMPLE, cadence=MONTHLY,
+                                 doc="EventBridge Scheduler expression of the monthly S3 restore test.")
+    timezone: str = rule("timezone", "UTC", doc="IANA zone of the three verification schedules.")
+    expect_pitr: bool = rule("boolean", False, doc="Whether the Supabase project should have PITR on (checked "
+                                                   "daily).")
+    integrity_sample_size: int = rule("integer", 50, minimum=1,
+                                      doc="Object versions the weekly integrity check reads per run.")
+    replication_sample_size: int = rule("integer", 20, minimum=1,
+                                        doc="Object versions compared with the replica per run.")
+    restore_test_sample_size: int = rule("integer", 10, minimum=1,
+                                         doc="Object versions the monthly restore test restores per run.")
+    max_list_pages: int = rule("integer", 50, minimum=1,
+                               doc="Listing pages (1,000 versions each) a verification Lambda may read.")
+    size_shrink_percent: int = rule("integer", 10, minimum=1,
+                                    doc="A bucket shrinking more than this since the last run fails the sizes "
+                                        "check.")
+    rto_minutes: int = rule("integer", 60, minimum=1,
+                            doc="The restore test fails when slower than this (the plan's RTO).")
     supabase_api_url: str = rule("pattern", "https://api.supabase.com", regex=_API_URL_RE, optional=False,
-                                 what="an https:// URL (or http://127.0.0.1:<port> for a local stand-in)")
-    report_retention_days: int = rule("integer", 400, minimum=1)
+                                 what="an https:// URL (or http://127.0.0.1:<port> for a local stand-in)",
+                                 doc="The Supabase Management API.")
+    report_retention_days: int = rule("integer", 400, minimum=1,
+                                      doc="How long verification reports are kept: longer than the longest gap "
+                                          "between two runs of every job that writes one.")
 
 
 @dataclass(frozen=True)
 class DataExportConfig:
-    """The GDPR/CCPA account export API (GET /api/account/export).
+    """The GDPR/CCPA account export API (GET /api/account/export)."""
 
-    exports_per_day: exports one user may start per UTC day (default 3); one at a time always.
-    sync_row_limit: exports of at most this many rows answer at once (200); larger ones run in
-        the background (202 + status URL), so nothing hits API Gateway's 30 s limit (default 20000).
-    url_expiry_seconds: lifetime of the presigned download URL (default 900; 60 to 3600).
-    retention_days: exports are deleted from the exports bucket after this many days (default 7).
-    include_pdfs: put the invoice PDFs into the ZIP (default true; otherwise referenced by key).
-    datasets: which tables are exported and which column ties a row to the user
-        (default DEFAULT_DATASETS).
-    allowed_origins: https origins of the front end that may call the API from a browser (CORS;
-        default none: no CORS headers, server-to-server only).
-    invoice_key_prefix: where one account's invoice PDFs sit in the invoice bucket, the account map's
-        object side (tavari_dr.core.accountmap.invoice_prefixes): a key prefix naming {business_id} (one
-        prefix per business) or {user_id}, ending in "/" so that no account's prefix is the start of
-        another's keys (default "invoices/{business_id}/", the layout the application writes). A bucket
-        restore leaves out every erased account's keys under it.
-    """
-
-    exports_per_day: int = rule("integer", 3, minimum=1)
-    sync_row_limit: int = rule("integer", 20000, minimum=0)
+    exports_per_day: int = rule("integer", 3, minimum=1,
+                                doc="Exports one user may start per UTC day (one at a time always).")
+    sync_row_limit: int = rule("integer", 20000, minimum=0,
+                               doc="Exports of at most this many rows answer at once (200); larger ones run in the "
+                                   "background (202 and a status URL), so none hits API Gateway's 30 s limit.")
     url_expiry_seconds: int = rule("integer", 900, minimum=60, maximum=3600,
-                                   why="a URL signed with a Lambda role's session stops working when the session does")
-    retention_days: int = rule("integer", 7, minimum=1)
-    include_pdfs: bool = rule("boolean", True)
-    datasets: tuple[Dataset, ...] = rule("datasets", DEFAULT_DATASETS)
+                                   why="a URL signed with a Lambda role's session stops working when the session does",
+                                   doc="Lifetime of the presigned download URL (seconds).")
+    retention_days: int = rule("integer", 7, minimum=1,
+                               doc="Exports are deleted from the exports bucket after this many days.")
+    include_pdfs: bool = rule("boolean", True,
+                              doc="Put the invoice PDFs into the ZIP; false: they are referenced by key.")
+    datasets: tuple[Dataset, ...] = rule("datasets", DEFAULT_DATASETS,
+                                         doc="Which tables are exported and which column ties a row to the user, "
+                                             "a list of objects (default: the six Tavari datasets, "
+                                             "DEFAULT_DATASETS).")
     allowed_origins: tuple[str, ...] = rule("strings", (), regex=_ORIGIN_RE, plural="origins",
                                             what="an https origin without a path, such as https://app.tavari.example "
-                                                 "(never *)")
+                                                 "(never *)",
+                                            doc="https origins of the front end that may call the API from a browser "
+                                                "(CORS); none: no CORS headers, server-to-server only.")
     invoice_key_prefix: str = rule("pattern", DEFAULT_INVOICE_KEY_PREFIX, regex=_INVOICE_PREFIX_RE, optional=False,
                                    what='a key prefix naming {business_id} or {user_id} once and ending in "/", '
-                                        'such as invoices/{business_id}/')
+                                        'such as invoices/{business_id}/',
+                                   doc="Where one account's invoice PDFs sit in the invoice bucket (the account "
+                                       "map's object side), ending in / so that no account's prefix is the start of "
+                                       "another's keys; a bucket restore leaves out every erased account's keys "
+                                       "under it.")
 
 
 @dataclass(frozen=True)
 class DrillConfig:
-    """Disaster-recovery drills: the local one (`tavari-dr drill --local`) and the quarterly one in AWS.
+    """Disaster-recovery drills: the local one (`tavari-dr drill --local`) and the quarterly one in AWS. The
+    drill's cost model (tavari_dr.core.costmodel) prices each step's counted requests and bytes at the
+    production sizes below and judges that projected RTO, never the emulator's wall time."""
 
-    rto_critical_minutes / rto_non_critical_minutes: the plan's objectives (60 / 240). Critical:
-        the database and configuration; non-critical: the invoice files.
-    database_gb / invoice_count / invoice_gb: production sizes (database_gb: the custom-format dump);
-        the drill's cost model (tavari_dr.core.costmodel) prices each step's counted requests and bytes at
-        these sizes and judges that projected RTO, never the emulator's wall time.
-    breach_changed_percent: share of the invoice keys a breach overwrites, deletes or plants (default
-        10); an in-place bucket restore costs one request per changed key.
-    health_endpoints: URLs that must answer 200 after a recovery ("verify all services").
-    quarterly_schedule / timezone: when the Step Functions drill runs in AWS.
-    changes_per_day: rows Tavari's database changes a day (default 200000); a point-in-time restore replays
-        at most a day of them after the newest dump (the cost model's replay step, ADR 0020).
-    """
-
-    rto_critical_minutes: int = rule("integer", 60, minimum=1)
-    rto_non_critical_minutes: int = rule("integer", 240, minimum=1)
-    database_gb: float = rule("number", 1.0)
-    invoice_count: int = rule("integer", 10000, minimum=1)
-    invoice_gb: float = rule("number", 2.0)
-    breach_changed_percent: float = rule("number", 10.0, maximum=100)
-    health_endpoints: tuple[str, ...] = rule("strings", (), regex=_URL_RE, plural="https URLs", what="an https:// URL")
+    rto_critical_minutes: int = rule("integer", 60, minimum=1,
+                                     doc="The plan's RTO for the critical services: the database and the "
+                                         "configuration.")
+    rto_non_critical_minutes: int = rule("integer", 240, minimum=1,
+                                         doc="The plan's RTO for the invoice files; at least rto_critical_minutes.")
+    database_gb: float = rule("number", 1.0, doc="Production size of the database's custom-format dump (GB).")
+    invoice_count: int = rule("integer", 10000, minimum=1, doc="Production count of invoice objects.")
+    invoice_gb: float = rule("number", 2.0, doc="Production size of the invoice bucket (GB).")
+    breach_changed_percent: float = rule("number", 10.0, maximum=100,
+                                         doc="Share of the invoice keys a breach overwrites, deletes or plants; an "
+                                             "in-place bucket restore costs one request per changed key.")
+    health_endpoints: tuple[str, ...] = rule("strings", (), regex=_URL_RE, plural="https URLs", what="an https:// URL",
+                                             doc="URLs that must answer 200 after a recovery (verify all services).")
     quarterly_schedule: str = rule("schedule", "cron(0 9 ? 1,4,7,10 MON#1 *)", timezone=lambda v: v["timezone"],
-                                   example="cron(0 9 ? 1,4,7,10 MON#1 *)", cadence=QUARTERLY)
-    timezone: str = rule("timezone", "UTC")
-    changes_per_day: int = rule("integer", 200_000, minimum=0)
+                                   example="cron(0 9 ? 1,4,7,10 MON#1 *)", cadence=QUARTERLY,
+                                   doc="When the Step Functions drill runs in AWS.")
+    timezone: str = rule("timezone", "UTC", doc="IANA zone of quarterly_schedule.")
+    changes_per_day: int = rule("integer", 200_000, minimum=0,
+                                doc="Rows Tavari's database changes a day; a point-in-time restore replays at most a "
+                                    "day of them after the newest dump (the cost model's replay step, ADR 0020).")
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
@@ -611,25 +619,23 @@ class DrillConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """Who may still change or destroy what protects the backups, and where the tamper alarms look.
-
-    break_glass_role_name: the IAM role (same name in every account holding protected resources)
-        exempted from the deny statements on the backup buckets and protected keys where
-        removal_policy is retain; every assumption of it alarms (default tavari-break-glass).
-    cdk_bootstrap_qualifier: the CDK bootstrap qualifier whose CloudFormation execution role
-        (cdk-<qualifier>-cfn-exec-role-<account>-<region>) deploys the stacks and so keeps what it
-        needs (default hnb659fds, the CDK default).
-    trail_arn: an existing organization or account CloudTrail trail that logs management events and
-        the backup buckets' write data events; null (default) creates one per environment.
-    """
+    """Who may still change or destroy what protects the backups, and where the tamper alarms look."""
 
     break_glass_role_name: str = rule("pattern", "tavari-break-glass", regex=_ROLE_NAME_RE, optional=False,
-                                      what="an IAM role name (letters, digits and +=,.@_-, at most 64)")
+                                      what="an IAM role name (letters, digits and +=,.@_-, at most 64)",
+                                      doc="The IAM role (same name in every account holding protected resources) "
+                                          "exempted from the deny statements on the backup buckets and protected "
+                                          "keys where removal_policy is retain; every assumption of it alarms.")
     cdk_bootstrap_qualifier: str = rule("pattern", "hnb659fds", regex=_QUALIFIER_RE, optional=False,
-                                        what="a CDK bootstrap qualifier (1 to 10 lower-case letters or digits)")
+                                        what="a CDK bootstrap qualifier (1 to 10 lower-case letters or digits)",
+                                        doc="The CDK bootstrap qualifier whose CloudFormation execution role "
+                                            "(cdk-<qualifier>-cfn-exec-role-<account>-<region>) deploys the stacks "
+                                            "and so keeps what it needs (hnb659fds: the CDK default).")
     trail_arn: str | None = rule("pattern", None, regex=_TRAIL_ARN_RE,
                                  what="a CloudTrail trail ARN (arn:aws:cloudtrail:<region>:<account>:trail/<name>) "
-                                      "or null")
+                                      "or null",
+                                 doc="An existing organization or account trail that logs management events and the "
+                                     "backup buckets' write data events; null: one is created per environment.")
 
     def deploy_role_name(self, account: str, region: str) -> str:
         """The CloudFormation execution role of ``cdk bootstrap`` in that account and region."""
@@ -653,26 +659,25 @@ _GITHUB_OIDC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):oidc-provider/t
 @dataclass(frozen=True)
 class PipelineConfig:
     """GitHub Actions deploys this environment (.github/workflows/deploy.yml) through OIDC roles of the
-    Tavari-<Env>-DeployRoles stack, which may only assume the CDK bootstrap roles.
-
-    github_repository: OWNER/REPO whose workflows the roles trust (default None: no DeployRoles stack).
-    github_environment: the GitHub environment the deploy job runs in; the deploy role trusts the
-        subject repo:OWNER/REPO:environment:<this> only (default: the environment's name).
-    oidc_provider_arn: the account's existing GitHub OIDC provider (an account holds one per URL;
-        default None: the stack creates it).
-    pull_request_diff: a read-only role (the bootstrap lookup role only) for ``cdk diff`` on pull
-        requests, subject repo:OWNER/REPO:pull_request (default True).
-    """
+    Tavari-<Env>-DeployRoles stack, which may only assume the CDK bootstrap roles."""
 
     github_repository: str | None = rule("pattern", None, regex=_GITHUB_REPOSITORY_RE,
                                          what="a GitHub repository OWNER/REPO such as tavari/backup-recovery, "
-                                              "or null")
-    github_environment: str = rule("github_environment", None, env_name=lambda v: v["env_name"])
+                                              "or null",
+                                         doc="OWNER/REPO whose workflows the roles trust; null: no DeployRoles stack.")
+    github_environment: str = rule("github_environment", None, env_name=lambda v: v["env_name"],
+                                   doc="The GitHub environment the deploy job runs in; the deploy role trusts the "
+                                       "subject repo:OWNER/REPO:environment:<this> only (null: the environment's "
+                                       "name).")
     oidc_provider_arn: str | None = rule(
         "pattern", None, regex=_GITHUB_OIDC_ARN_RE,
         what="the ARN of a GitHub OIDC provider (arn:aws:iam::<12 digits>:oidc-provider/"
-             "token.actions.githubusercontent.com) or null")
-    pull_request_diff: bool = rule("boolean", True)
+             "token.actions.githubusercontent.com) or null",
+        doc="The account's existing GitHub OIDC provider (an account holds one per URL); null: the stack "
+            "creates it.")
+    pull_request_diff: bool = rule("boolean", True,
+                                   doc="A read-only role (the bootstrap lookup role only) for `cdk diff` on pull "
+                                       "requests, subject repo:OWNER/REPO:pull_request.")
 
     @property
     def enabled(self) -> bool:
@@ -709,16 +714,22 @@ class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
 
     name: str
-    region: str = rule("region", optional=False)
-    account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null")
-    removal_policy: str = rule("choice", "retain", choices=REMOVAL_POLICIES)
-    termination_protection: bool = rule("boolean", True)
+    region: str = rule("region", optional=False,
+                       doc="The primary region: one botocore's own region list (its endpoints.json) knows.")
+    account: str | None = rule("pattern", None, regex=_ACCOUNT_RE, what="a 12-digit AWS account ID or null",
+                               doc="The environment's AWS account; required when replication is enabled (a stack "
+                                   "pair across regions must name its account). Null: the deploying credentials' "
+                                   "account.")
+    removal_policy: str = rule("choice", "retain", choices=REMOVAL_POLICIES,
+                               doc="What a stack deletion does to buckets and keys: retain them, or destroy them "
+                                   "(dev).")
+    termination_protection: bool = rule("boolean", True, doc="CloudFormation termination protection of every stack.")
     invoice_bucket: InvoiceBucketConfig = section(InvoiceBucketConfig)
     replication: ReplicationConfig = section(ReplicationConfig, primary_region=lambda v: v["region"],
                                              primary_account=lambda v: v["account"])
     alert_emails: tuple[str, ...] = rule("strings", (), regex=_EMAIL_RE, plural="email addresses",
                                          what="name@example.com", refusal="is not a valid email address",
-                                         nullable=True)
+                                         nullable=True, doc="Email subscriptions of the alert topic.")
     secrets: SecretsConfig = section(SecretsConfig)
     monitoring: MonitoringConfig = section(MonitoringConfig)
     database_backups: DatabaseBackupsConfig = section(DatabaseBackupsConfig,
@@ -923,6 +934,13 @@ class _Section:
                 raise ConfigError(f"{self.key(name)}[{i}]: {_show(item)} {refusal}; use {what}")
         return tuple(value)
 
+    def text(self, name: str, default: str) -> str:
+        """Free text (a description)."""
+        value = self.get(name, default)
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use a string")
+        return value
+
     def timezone(self, name: str, default: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -1006,11 +1024,7 @@ class _Section:
     def secret_entries(self, name: str, default: tuple[SecretEntry, ...]) -> tuple[SecretEntry, ...]:
         if name not in self.raw:
             return default
-        return tuple(SecretEntry(
-            name=e.pattern("name", None, regex=ENV_KEY_RE, what="an env-file key such as SUPABASE_URL", optional=False),
-            description=e.get("description", ""),
-            required=e.boolean("required", True),
-        ) for e in self._items(name, SecretEntry, "{name, description, required}"))
+        return tuple(e.read(SecretEntry) for e in self._items(name, SecretEntry, "{name, description, required}"))
 
     def datasets(self, name: str, default: tuple[Dataset, ...]) -> tuple[Dataset, ...]:
         if self.get(name, None) is None:
