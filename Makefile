@@ -12,6 +12,8 @@ PG17 := build/postgresql-17
 PG17_WHEEL := build/postgresql-17-wheel
 # parliament in a venv of its own (requirements-parliament.txt says why).
 PARLIAMENT := build/parliament
+# The same packages for Graviton (compute.architecture = arm64): each has a manylinux2014_aarch64 wheel.
+LAMBDA_DEPS_ARM64 := build/lambda-deps-arm64
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
@@ -19,8 +21,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries chromium oracle refs
 
-install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed postgres-binaries $(PG17)/.installed \
-  $(PARLIAMENT)/.installed chromium
+install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed $(LAMBDA_DEPS_ARM64)/.installed \
+  postgres-binaries $(PG17)/.installed $(PARLIAMENT)/.installed chromium
 
 # The database tests start a throwaway PostgreSQL cluster: they need the server binaries (15: Debian's),
 # and 17's uuid-ossp extension (build/postgresql-17) links Debian's libossp-uuid.
@@ -47,6 +49,12 @@ $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 	rm -rf $(LAMBDA_DEPS)
 	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS) --implementation cp --python-version 3.14 \
 	  --platform manylinux2014_x86_64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
+	touch $@
+
+$(LAMBDA_DEPS_ARM64)/.installed: requirements-lambda.txt $(VENV)/.installed
+	rm -rf $(LAMBDA_DEPS_ARM64)
+	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS_ARM64) --implementation cp --python-version 3.14 \
+	  --platform manylinux2014_aarch64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -95,7 +103,7 @@ synth: install
 DEPLOY_STACKS ?= --all
 DEPLOY_FLAGS ?=
 # What synth needs (the venv, the CDK CLI, the Lambda bundles); not the PostgreSQL binaries the tests use.
-DEPLOY_TOOLS := $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed
+DEPLOY_TOOLS := $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed $(LAMBDA_DEPS_ARM64)/.installed
 deploy: $(DEPLOY_TOOLS)
 	@test -n "$(DEPLOY_ENV)" || { echo "name the environment: make deploy DEPLOY_ENV=<one of $(ENVS)>" >&2; exit 2; }
 	$(CDK) deploy $(DEPLOY_STACKS) -c env=$(DEPLOY_ENV) -c tavari:deploy=true $(DEPLOY_FLAGS)

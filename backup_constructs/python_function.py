@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from backup_constructs.compute import architecture, lambda_architecture, lambda_deps
 from backup_constructs.nag import acknowledge, grant_policy
 from tavari_dr.core.config import LOG_RETENTION_DAYS
 
@@ -32,7 +33,8 @@ RUNTIME_PACKAGE = ROOT / "tavari_dr"
 # What every asset carries; a function adds the capability subpackages it runs (never these two).
 CORE = "core"
 NEVER_IN_AN_ASSET = ("cli", "drill")
-# requirements-lambda.txt installed for the Lambda platform by `make install` (synth needs no network).
+# requirements-lambda.txt installed for the Lambda platform by `make install` (synth needs no network);
+# an arm64 app bundles from build/lambda-deps-arm64 (backup_constructs.compute).
 LAMBDA_DEPS = ROOT / "build" / "lambda-deps"
 # What every function bundles besides its own packages: Powertools Logger and Tracer and the X-Ray
 # SDK under the tracer (tavari_dr.core.observability; docs/decisions/0018 says why not the layer).
@@ -71,8 +73,9 @@ class _CopySources:
     file by file from their RECORDs.
     """
 
-    def __init__(self, handler_dir: Path, capabilities: Sequence[str], packages: Sequence[str]) -> None:
-        self.handler_dir, self.capabilities = handler_dir, tuple(capabilities)
+    def __init__(self, handler_dir: Path, capabilities: Sequence[str], packages: Sequence[str],
+                 deps: Path = LAMBDA_DEPS) -> None:
+        self.handler_dir, self.capabilities, self.deps = handler_dir, tuple(capabilities), deps
         self.packages = tuple(dict.fromkeys((*OBSERVABILITY, *packages)))  # each distribution once
 
     def try_bundle(self, output_dir: str, *, image=None, **_: object) -> bool:  # noqa: ARG002
@@ -84,10 +87,10 @@ class _CopySources:
         for package in (CORE, *self.capabilities):
             shutil.copytree(RUNTIME_PACKAGE / package, out / "tavari_dr" / package, dirs_exist_ok=True, ignore=ignore)
         for distribution in self.packages:
-            for relative in distribution_files(distribution):
+            for relative in distribution_files(distribution, self.deps):
                 target = out / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(LAMBDA_DEPS / relative, target)
+                shutil.copy2(self.deps / relative, target)
         return True
 
 
@@ -125,11 +128,12 @@ class PythonFunction(Construct):
             if package in (CORE, *NEVER_IN_AN_ASSET) or not (RUNTIME_PACKAGE / package / "__init__.py").is_file():
                 raise ValueError(f"lambdas/{name}: {package!r} is not a capability subpackage of tavari_dr "
                                  f"(core always ships; {' and '.join(NEVER_IN_AN_ASSET)} never do)")
-        if not (LAMBDA_DEPS / ".installed").is_file():
-            raise ValueError(f"lambdas/{name} bundles requirements-lambda.txt, but {LAMBDA_DEPS} is not "
+        deps = lambda_deps(self)
+        if not (deps / ".installed").is_file():
+            raise ValueError(f"lambdas/{name} bundles requirements-lambda.txt, but {deps} is not "
                              "installed: run `make install`")
         for distribution in (*OBSERVABILITY, *packages):
-            distribution_files(distribution)  # a missing one fails here, naming it, not inside bundling
+            distribution_files(distribution, deps)  # a missing one fails here, naming it, not inside bundling
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
                                        removal_policy=removal_policy)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -149,7 +153,7 @@ class PythonFunction(Construct):
                 str(handler_dir),
                 asset_hash_type=AssetHashType.OUTPUT,  # the bundle includes tavari_dr code: hash what ships
                 bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"),
-                                         local=_CopySources(handler_dir, capabilities, packages)),
+                                         local=_CopySources(handler_dir, capabilities, packages, deps)),
             ),
             description=description,
             timeout=timeout,
@@ -162,6 +166,8 @@ class PythonFunction(Construct):
             # X-Ray: one trace per invocation (continuing the caller's: a drill's state machine), its
             # AWS calls as subsegments, annotated with the job and the backup or restore ID.
             tracing=lambda_.Tracing.ACTIVE,
+            # x86_64 stays Lambda's default, undeclared (the templates as they were); arm64 is declared.
+            architecture=lambda_architecture(self) if architecture(self) == "arm64" else None,
         )
         acknowledge(grant_policy(self.role), XRAY_REASON, "AwsSolutions-IAM5[Resource::*]")
         if synchronous_reason is not None:

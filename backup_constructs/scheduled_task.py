@@ -14,6 +14,7 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from backup_constructs.compute import cpu_architecture
 from backup_constructs.nag import acknowledge, acknowledge_wildcards, grant_policy
 
 
@@ -50,13 +51,14 @@ class Sidecar:
 
 def fargate_task(scope: Construct, *, cpu: int, memory_mib: int, log_key: kms.IKey, log_retention: logs.RetentionDays,
                  removal_policy: RemovalPolicy) -> tuple[logs.LogGroup, ecs.FargateTaskDefinition]:
-    """The job image's task (Linux, x86-64: the image is built for it) and its encrypted log group, as
-    children "Logs" and "Task" of ``scope``: the scheduled jobs and the always-on capture share them."""
+    """The job image's task (Linux, on compute.architecture's processor: the image is built for it) and its
+    encrypted log group, as children "Logs" and "Task" of ``scope``: the scheduled jobs and the always-on
+    capture share them."""
     log_group = logs.LogGroup(scope, "Logs", retention=log_retention, encryption_key=log_key,
                               removal_policy=removal_policy)
     task_definition = ecs.FargateTaskDefinition(scope, "Task", cpu=cpu, memory_limit_mib=memory_mib,
                                                 runtime_platform=ecs.RuntimePlatform(
-                                                    cpu_architecture=ecs.CpuArchitecture.X86_64,
+                                                    cpu_architecture=cpu_architecture(scope),
                                                     operating_system_family=ecs.OperatingSystemFamily.LINUX))
     return log_group, task_definition
 

@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk import Annotations, App, Aws, Duration, Environment, RemovalPolicy, Stack, Tags, Token
 from aws_cdk import aws_kms as kms
 
+from backup_constructs.compute import set_architecture
 from backup_constructs.keys import alias_arn
 from backup_constructs.nag import add_nag_packs
 from backup_constructs.replication import REPLICATION_RULE_ID, ReplicaTarget
@@ -68,6 +69,7 @@ def _dr_drift(config: EnvironmentConfig, backups_replica: DatabaseBackupsReplica
 
 
 def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
+    set_architecture(app, config.compute.architecture)  # before any stack: CDK sets context on an empty node
     removal = RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY
     common = {"termination_protection": config.termination_protection}
     # Where data is retained, the buckets and keys refuse destruction to all but the deploy and

@@ -17,6 +17,7 @@ from constructs import Construct
 
 from backup_constructs.backup_bucket import BackupBucket, RetentionTier
 from backup_constructs.change_capture import ChangeCaptureService
+from backup_constructs.compute import image_platform
 from backup_constructs.guardrails import custodians_of, protect_audit_prefix, protect_key
 from backup_constructs.keys import customer_managed_key, log_group_key
 from backup_constructs.nag import (
@@ -195,7 +196,8 @@ class DatabaseBackupsStack(Stack):
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc,
                                    container_insights_v2=ecs.ContainerInsights.ENABLED)
         image = ecs.ContainerImage.from_asset(str(ROOT), file="docker/backup/Dockerfile", exclude=IMAGE_EXCLUDES,
-                                              build_args={"PG_MAJOR": str(settings.pg_major)})
+                                              build_args={"PG_MAJOR": str(settings.pg_major)},
+                                              platform=image_platform(self))
         common = {"cluster": self.cluster, "security_group": self.security_group, "image": image,
                   "time_zone": settings.timezone, "log_key": self.log_key,
                   "log_retention": retention(log_retention_days), "removal_policy": removal_policy}

@@ -124,6 +124,20 @@ def synthesized(tmp_path_factory) -> dict[str, Synthesized]:
     return results
 
 
+def arm64_context() -> dict:
+    """prod on Graviton: compute.architecture = arm64."""
+    context = copy.deepcopy(cdk_context())
+    context["environments"]["prod"]["compute"] = {"architecture": "arm64"}
+    context["env"] = "prod"
+    return context
+
+
+@pytest.fixture(scope="session")
+def prod_arm64(tmp_path_factory) -> Synthesized:
+    """prod with compute.architecture = arm64, synthesized once for the session (only where a test asks)."""
+    return _synth("prod-arm64", arm64_context(), tmp_path_factory.mktemp("arm64"))
+
+
 @pytest.fixture(scope="session")
 def dev(synthesized):
     return synthesized["dev"]

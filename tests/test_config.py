@@ -96,6 +96,8 @@ def test_stack_names_follow_one_pattern():
          "environments.prod.replication.region: null is not allowed"),
         (lambda p: p.update(removal_policy="snapshot"),
          'environments.prod.removal_policy: "snapshot" is not allowed; choose one of retain, destroy'),
+        (lambda p: p.update(compute={"architecture": "aarch64"}),
+         'environments.prod.compute.architecture: "aarch64" is not allowed; choose one of x86_64, arm64'),
         (lambda p: p.update(termination_protection="yes"),
          'environments.prod.termination_protection: "yes" is not allowed; use true or false'),
         (lambda p: p["invoice_bucket"].update(app_principal_arn="arn:aws:iam::123:user/x"),

@@ -1,5 +1,5 @@
-"""benches/cost.py: the monthly cost of each environment follows cdk.json's sizes and the templates, and the
-README's table is the script's output."""
+"""benches/cost.py: the monthly cost of each environment follows cdk.json's sizes and the templates, every
+resource type of the templates has a cost rule, and docs/reference/costs.md's table is the script's output."""
 
 from __future__ import annotations
 
@@ -29,15 +29,68 @@ def templates_of(synthesized):
     return {name: synthesized[name].templates for name in ENVIRONMENTS}
 
 
-def test_the_readme_table_is_the_scripts_output(templates_of):
+@pytest.fixture(scope="module")
+def regions_of(synthesized):
+    return {name: cost.stack_regions(synthesized[name].outdir) for name in ENVIRONMENTS}
+
+
+@pytest.fixture(scope="module")
+def found(templates_of, regions_of):
+    return {e.environment: e for e in cost.estimates(templates_of, cost.Prices(), regions_of)}
+
+
+def test_the_docs_table_is_the_scripts_output(templates_of, regions_of):
     prices = cost.Prices()
-    assert cost.readme_table() == cost.markdown(cost.estimates(templates_of, prices), prices), \
-        "README's cost table is stale: run .venv/bin/python benches/cost.py --update-readme"
+    assert cost.docs_table() == cost.markdown(cost.estimates(templates_of, prices, regions_of), prices), \
+        "docs/reference/costs.md's cost table is stale: run .venv/bin/python benches/cost.py --update-docs"
 
 
 def test_every_environment_of_cdk_json_is_priced(templates_of):
-    table = cost.readme_table()
+    table = cost.docs_table()
     assert all(f"`{name}`" in table.splitlines()[2] for name in ENVIRONMENTS)
+
+
+def test_every_resource_type_in_the_templates_has_a_cost_rule(synthesized, found):
+    """Every type any synthesized variant declares (cross-account, app role, AWS Backup, existing trail too) is
+    priced, per use or free with its reason; and the estimate walked every resource without a miss."""
+    types = {r["Type"] for s in synthesized.values() for t in s.templates.values() for r in t["Resources"].values()}
+    missing = sorted(types - set(cost.RULES))
+    assert not missing, f"no cost rule in benches/cost.py RULES for {missing}"
+    assert all(kind in ("priced", "per use", "free") and reason for kind, reason in cost.RULES.values())
+    assert not [item for e in found.values() for item in e.unpriced]
+
+
+def test_key_rotations_alarms_and_metrics_are_counted(templates_of, found):
+    prod, templates = found["prod"], templates_of["prod"]
+    keys = [r["Properties"] for t in templates.values() for r in t["Resources"].values()
+            if r["Type"] == "AWS::KMS::Key"]
+    rotating = sum(1 for k in keys if k.get("EnableKeyRotation"))
+    (rotation,) = [line for line in prod.lines if line.item.startswith("key rotations kept")]
+    assert rotation.steady == 2 * rotating and rotation.quantity < rotating  # none before the first anniversary
+    alarms = sum(1 for t in templates.values() for r in t["Resources"].values()
+                 if r["Type"] == "AWS::CloudWatch::Alarm")
+    assert any(line.item.startswith(f"alarms ({alarms})") for line in prod.lines)
+    assert prod.steady_total - prod.total == pytest.approx(
+        sum(line.steady_monthly - line.monthly for line in prod.lines))
+    assert prod.steady_total > prod.total
+    assert any("Container Insights" in line.item for line in prod.lines)
+    assert any(line.item.startswith("S3 replication metrics") for line in prod.lines)
+    assert len(cost.custom_metrics(templates)) > 6
+
+
+def test_arm64_prices_compute_at_the_graviton_rate(found):
+    prod = found["prod"]
+    assert prod.arm64 is not None and prod.arm64.architecture == "arm64"
+    assert prod.arm64.total < prod.total
+    capture = cost._capture_task(prod)
+    assert cost._capture_task(prod.arm64) == pytest.approx(capture * 0.8, rel=0.01)  # ~20% less on Graviton
+
+
+def test_aws_backup_counts_vault_keys_requests_and_restores(found):
+    items = [line.item for line in found["prod"].aws_backup]
+    assert any(item.startswith("vault KMS keys (2") for item in items)
+    assert any("requests" in item for item in items) and any(item.startswith("restores") for item in items)
+    assert any("35 days" in note for note in found["prod"].notes)
 
 
 def _lines(estimate, group):
@@ -61,7 +114,9 @@ def test_storage_follows_the_cdk_json_sizes(templates_of, env_name):
     assert after[backups].quantity == pytest.approx(2 * before[backups].quantity)
     assert base.sizes["invoice_gb"] == config.drill.invoice_gb and base.sizes["database_gb"] == config.drill.database_gb
     assert grown.total > base.total
-    assert grown.aws_backup_total == pytest.approx(3 * base.aws_backup_total)  # per GB-month of invoices
+    def backup_storage(estimate):
+        return sum(line.monthly for line in estimate.aws_backup if line.unit == "GB-month")
+    assert backup_storage(grown) == pytest.approx(3 * backup_storage(base))  # per GB-month of invoices
 
 
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
@@ -74,11 +129,11 @@ def test_keys_secrets_and_jobs_come_from_the_templates(templates_of, env_name):
                if r["Type"] == "AWS::SecretsManager::Secret"]
     (line,) = _lines(estimate, "Secrets Manager").values()
     assert line.quantity == sum(1 + len(s.get("ReplicaRegions", [])) for s in secrets)
-    fargate = _lines(estimate, "Fargate")
+    fargate = {item: line for item, line in _lines(estimate, "Fargate").items() if line.unit == "task-hour"}
     assert {item.split(":")[0] for item in fargate} == {
         "db backup (pg_dump, upload)", "db verify --quick (sha256, table of contents)",
         "db verify (full restore into the sidecar)"}
-    assert any(item.endswith("2 vCPU, 8 GB") for item in fargate)  # the restore test's task definition
+    assert any(item.endswith("2 vCPU, 8 GB, x86_64") for item in fargate)  # the restore test's task definition
 
 
 def test_replication_lines_only_where_replication_is_on(templates_of):
@@ -123,6 +178,7 @@ def test_the_price_table_is_dated_and_sourced():
     assert cost.PRICES.name == f"prices-{document['as_of'][:7]}.json"
     for name, entry in document["prices"].items():
         assert entry["source"].startswith("https://aws.amazon.com/"), name
+        assert entry["status"] in ("seen", "unverified"), name
         assert entry["by_region"] and all(v > 0 for v in entry["by_region"].values()), name
 
 

@@ -41,6 +41,8 @@ SMALL_OBJECT_POLICIES = ("stay-standard", "archive")
 # S3's own default boundary below which lifecycle never transitions an object.
 SMALL_OBJECT_BYTES = 128 * 1024
 REMOVAL_POLICIES = ("retain", "destroy")
+# The processor the Lambdas and Fargate tasks run on: Graviton (arm64) is billed about 20% less.
+ARCHITECTURES = ("x86_64", "arm64")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
 
@@ -350,6 +352,18 @@ class MonitoringConfig:
                             regex=_URL_RE, what="an https:// URL", optional=False,
                             doc="Base URL of docs/runbooks/alarms.md; every alarm description links its "
                                 "section (#<section>).")
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """What the functions and tasks run on.
+
+    architecture: "x86_64" (default) or "arm64" (Graviton: every Lambda's architecture and every Fargate
+        task's runtimePlatform; its Lambda bundles come from build/lambda-deps-arm64, the job image is built
+        for linux/arm64 at deploy; benches/cost.py prices both).
+    """
+
+    architecture: str = rule("choice", "x86_64", choices=ARCHITECTURES)
 
 
 @dataclass(frozen=True)
@@ -742,6 +756,7 @@ class EnvironmentConfig:
     pipeline: PipelineConfig = section(PipelineConfig, env_name=lambda v: v["name"], account=lambda v: v["account"])
     changes: ChangesConfig = section(ChangesConfig)
     inventory: InventoryConfig = section(InventoryConfig)
+    compute: ComputeConfig = section(ComputeConfig)
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
