@@ -1,7 +1,7 @@
 """What each environment costs a month, at the sizes in cdk.json, from a dated price table.
 
-    .venv/bin/python benches/cost.py                  # print the README's table
-    .venv/bin/python benches/cost.py --update-readme  # rewrite it in README.md (between the cost markers)
+    .venv/bin/python benches/cost.py                  # print the cost page's table
+    .venv/bin/python benches/cost.py --update-readme  # rewrite it in docs/deploy/costs.md (between the cost markers)
     .venv/bin/python benches/cost.py --json           # every line with its quantity, unit price and formula
 
 The quantities come from two places only: cdk.json (drill.database_gb / invoice_count / invoice_gb,
@@ -36,7 +36,7 @@ from tavari_dr.database.backup import tier_for  # noqa: E402
 from tavari_dr.database.manifest import ARTIFACTS  # noqa: E402
 
 PRICES = ROOT / "benches" / "prices-2026-12.json"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "deploy" / "costs.md"  # the cost page of the docs site (was README.md)
 BEGIN, END = "<!-- cost:begin (benches/cost.py --update-readme) -->", "<!-- cost:end -->"
 GB = 1024 ** 3
 DAYS_PER_MONTH = 365 / 12
@@ -454,7 +454,7 @@ def markdown(all_estimates: list[Estimate], prices: Prices) -> str:
 def update_readme(table: str) -> None:
     text = README.read_text()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} … {END} block")
+        raise SystemExit(f"{README.relative_to(ROOT)} has no {BEGIN} … {END} block")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     README.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")

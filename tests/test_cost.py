@@ -1,5 +1,5 @@
 """benches/cost.py: the monthly cost of each environment follows cdk.json's sizes and the templates, and the
-README's table is the script's output."""
+the cost page's table (docs/deploy/costs.md) is the script's output."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def templates_of(synthesized):
 def test_the_readme_table_is_the_scripts_output(templates_of):
     prices = cost.Prices()
     assert cost.readme_table() == cost.markdown(cost.estimates(templates_of, prices), prices), \
-        "README's cost table is stale: run .venv/bin/python benches/cost.py --update-readme"
+        "docs/deploy/costs.md's cost table is stale: run .venv/bin/python benches/cost.py --update-readme"
 
 
 def test_every_environment_of_cdk_json_is_priced(templates_of):

@@ -248,7 +248,7 @@ class SecretEntry:
     required: bool = True
 
 
-# What a rebuilt Tavari needs to run and to be backed up (README, "Configuration backups").
+# What a rebuilt Tavari needs to run and to be backed up (docs/operate/secrets.md).
 DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
     SecretEntry("SUPABASE_URL", "Supabase project URL (https://<ref>.supabase.co)"),
     SecretEntry("SUPABASE_ANON_KEY", "Supabase anon (public) API key"),
