@@ -222,7 +222,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
     if config.changes.enabled and backups.capture is None:
         Annotations.of(backups).add_info(
             f"environments.{config.name}.changes.enabled is true but the secrets have no {STREAM_DATABASE_URL} "
-            "entry: the continuous capture is not deployed (docs/architecture/database-backups.md: Continuous capture).")
+            "entry: the continuous capture is not deployed (docs/architecture/database-backups.md).")
     if backups_replica is not None:
         backups.add_stack_dependency(backups_replica, "the replica must exist before replication points at it")
         role = backups.backups.replication_role

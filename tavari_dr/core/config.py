@@ -331,7 +331,8 @@ class MonitoringConfig:
     storage_growth_percent: invoice bucket size or object count growing this much in a day alarms (25).
     replication_latency_seconds: replication slower than this alarms (default 900, the RTC threshold).
     log_retention_days: retention of every function's logs (default 365; a CloudWatch Logs value).
-    runbook_url: base URL of docs/runbooks/alarms.md; alarm descriptions link its sections.
+    runbook_url: the published page of docs/runbooks/alarms.md (the docs site on GitHub Pages,
+        .github/workflows/docs.yml); alarm descriptions link its sections (``#<id>``).
     """
 
     rpo_hours: int = rule("integer", 24, minimum=1)
@@ -340,7 +341,7 @@ class MonitoringConfig:
     storage_growth_percent: int = rule("integer", 25, minimum=1)
     replication_latency_seconds: int = rule("integer", 900, minimum=60)
     log_retention_days: int = rule("accepted", 365, values=LOG_RETENTION_DAYS, by="CloudWatch Logs")
-    runbook_url: str = rule("pattern", "https://github.com/tavari/backup-recovery/blob/main/docs/runbooks/alarms.md",
+    runbook_url: str = rule("pattern", "https://tavari.github.io/backup-recovery/runbooks/alarms/",
                             regex=_URL_RE, what="an https:// URL", optional=False)
 
 
