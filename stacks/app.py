@@ -155,7 +155,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         invoice_bucket=storage.invoices.bucket, webhook_secret=config_secrets["ALERT_WEBHOOK_URL"],
         sentry_secret=config_secrets.get("SENTRY_DSN"), pagerduty_secret=config_secrets.get("PAGERDUTY_ROUTING_KEY"),
         secrets_key=secrets.config_secrets.key, replication=replication_watch, removal_policy=removal,
-        **common,
+        escalation=config.escalation, **common,
     )
 
     backups_replica = None

@@ -13,6 +13,7 @@ field, and the shared rules (_Section) that make every error read the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -644,6 +645,67 @@ class SecurityConfig:
         return f"arn:aws:iam::{account}:role/{self.bootstrap_role_name(kind, account, region)}"
 
 
+# What a contact's unknown fields say until someone sets them: rendered as is in the escalation page and the alerts,
+# and refused by a deploy of an environment that retains its data (refuse_placeholders).
+UNSET_CONTACT = "UNSET"
+_CONTACT_REACH_RE = re.compile(r"^(UNSET|\+[0-9][0-9 ]{6,19}|https://[^\s/]+(/\S*)?|[^@\s]+@[^@\s]+\.[A-Za-z]{2,})$")
+_TEXT_RE = re.compile(r"^\S.{0,79}$")
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One person (or rota) of the escalation chain, in the order they are called.
+
+    name: who (a person or a rota); role: what they decide (e.g. Technical lead); channel: where to reach them
+    first (e.g. PagerDuty, #incidents on Slack); reach: a phone number (+44 20 ...), an https:// URL or an email.
+    """
+
+    name: str = rule("pattern", regex=_TEXT_RE, what="a name of 1 to 80 characters", optional=False)
+    role: str = rule("pattern", regex=_TEXT_RE, what="a role of 1 to 80 characters", optional=False)
+    channel: str = rule("pattern", regex=_TEXT_RE, what="a channel of 1 to 80 characters", optional=False)
+    reach: str = rule("pattern", regex=_CONTACT_REACH_RE,
+                      what="a phone number (+ then digits), an https:// URL, an email address or UNSET",
+                      optional=False)
+
+    @property
+    def placeholder(self) -> bool:
+        return UNSET_CONTACT in (self.name, self.reach)
+
+
+DEFAULT_CONTACTS = (
+    Contact(UNSET_CONTACT, "On-call engineer", "PagerDuty", UNSET_CONTACT),
+    Contact(UNSET_CONTACT, "Technical lead", "Phone", UNSET_CONTACT),
+    Contact(UNSET_CONTACT, "Management", "Phone", UNSET_CONTACT),
+)
+
+
+@dataclass(frozen=True)
+class EscalationConfig:
+    """Who is called when backups or a recovery go wrong (the plan's "Contact & Escalation"), rendered into
+    docs/runbooks/escalation.md (python -m tavari_dr.alerts.escalation --write) and into every alert.
+
+    contacts: the chain, first called first (default: on-call engineer, technical lead, management, each UNSET;
+        a deploy of an environment whose removal_policy is retain refuses UNSET).
+    supabase_support_url / aws_support_url: where a support case is opened.
+    """
+
+    contacts: tuple[Contact, ...] = rule("contacts", DEFAULT_CONTACTS)
+    supabase_support_url: str = rule("pattern", "https://supabase.com/dashboard/support/new", regex=_URL_RE,
+                                     what="an https:// URL", optional=False)
+    aws_support_url: str = rule("pattern", "https://console.aws.amazon.com/support/home#/case/create",
+                                regex=_URL_RE, what="an https:// URL", optional=False)
+
+    def to_json(self) -> str:
+        """The section as cdk.json would hold it (the alert router reads it back with parse_escalation)."""
+        return json.dumps({"contacts": [dataclasses.asdict(c) for c in self.contacts],
+                           "supabase_support_url": self.supabase_support_url, "aws_support_url": self.aws_support_url},
+                          separators=(",", ":"))
+
+    def placeholders(self) -> tuple[int, ...]:
+        """The indexes of the contacts still UNSET."""
+        return tuple(i for i, c in enumerate(self.contacts) if c.placeholder)
+
+
 # The example account of AWS's documentation, and of this repository's cdk.json until someone sets theirs.
 PLACEHOLDER_ACCOUNT = "123456789012"
 _GITHUB_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
@@ -705,6 +767,19 @@ def refuse_placeholder_accounts(config: EnvironmentConfig) -> None:
                 f"account, not yours; set your 12-digit AWS account ID there in cdk.json before deploying")
 
 
+def refuse_placeholder_contacts(config: EnvironmentConfig) -> None:
+    """Before a deploy of an environment that retains its data (removal_policy retain: the one someone is paged
+    for): its escalation chain may not still be UNSET. Not at synth: `make run` synthesizes prod offline."""
+    if not config.retain:
+        return
+    for i in config.escalation.placeholders():
+        contact = config.escalation.contacts[i]
+        raise ConfigError(
+            f"{ENVIRONMENTS_CONTEXT_KEY}.{config.name}.escalation.contacts[{i}]: the {contact.role} is still "
+            f'"{UNSET_CONTACT}"; set their name and reach (phone, URL or email) in cdk.json before deploying '
+            f"(removal_policy retain: an incident here pages someone)")
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
@@ -732,6 +807,7 @@ class EnvironmentConfig:
     pipeline: PipelineConfig = section(PipelineConfig, env_name=lambda v: v["name"], account=lambda v: v["account"])
     changes: ChangesConfig = section(ChangesConfig)
     inventory: InventoryConfig = section(InventoryConfig)
+    escalation: EscalationConfig = section(EscalationConfig)
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
@@ -1013,6 +1089,11 @@ class _Section:
             required=e.boolean("required", True),
         ) for e in self._items(name, SecretEntry, "{name, description, required}"))
 
+    def contacts(self, name: str, default: tuple[Contact, ...]) -> tuple[Contact, ...]:
+        if name not in self.raw:
+            return default
+        return tuple(e.read(Contact) for e in self._items(name, Contact, "{name, role, channel, reach}"))
+
     def datasets(self, name: str, default: tuple[Dataset, ...]) -> tuple[Dataset, ...]:
         if self.get(name, None) is None:
             return default
@@ -1037,6 +1118,15 @@ def parse_environment(name: str, raw: Any, *, today: date | None = None) -> Envi
     if not _ENV_NAME_RE.match(name):
         raise ConfigError(f"{path}: {_show(name)} is not a valid environment name; use lower-case letters and digits")
     return _Section(path, raw, _fields(EnvironmentConfig)[1:], today=_today(today)).read(EnvironmentConfig, name=name)
+
+
+def parse_escalation(text: str) -> EscalationConfig:
+    """An escalation section from its JSON (EscalationConfig.to_json), by the same rules as cdk.json's."""
+    try:
+        raw = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"ESCALATION: not valid JSON ({err})") from None
+    return _Section("ESCALATION", raw, _fields(EscalationConfig), today=_today(None)).read(EscalationConfig)
 
 
 def _environments(context: Mapping[str, Any]) -> Mapping[str, Any]:
