@@ -19,7 +19,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 export AWS_REGION ?= eu-west-1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries chromium oracle refs
+.PHONY: install run synth deploy diff test lint audit bench bench-db clean postgres-binaries chromium oracle refs docs
 
 install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed $(LAMBDA_DEPS_ARM64)/.installed \
   postgres-binaries $(PG17)/.installed $(PARLIAMENT)/.installed chromium
@@ -126,6 +126,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/actionlint
+	$(MAKE) --no-print-directory docs
+
+# The documentation site (properdocs.yml, ADR 0030) into build/site/, strict: a link to a missing page or
+# anchor fails. tests/test_docs_site.py builds it too, and checks every alarm's runbook link against it.
+docs: $(VENV)/.installed
+	$(VENV)/bin/properdocs build --strict --quiet -f properdocs.yml
 
 test: install lint
 	$(VENV)/bin/pytest -q
@@ -167,4 +173,4 @@ bench-db: install
 	$(PY) benches/db_speed.py
 
 clean:
-	rm -rf cdk.out .pytest_cache drill-report .import_linter_cache .grimp_cache
+	rm -rf cdk.out build/site .pytest_cache drill-report .import_linter_cache .grimp_cache

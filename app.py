@@ -12,6 +12,7 @@ from tavari_dr.core.config import (
     load_all,
     load_environment,
     refuse_placeholder_accounts,
+    refuse_placeholder_contacts,
 )
 
 app = App()
@@ -23,6 +24,7 @@ try:
     # workflow say when the synth is for a real account (the documentation's example account is not one).
     if str(app.node.try_get_context(DEPLOY_CONTEXT_KEY)).lower() == "true":
         refuse_placeholder_accounts(config)
+        refuse_placeholder_contacts(config)
 except ConfigError as err:
     sys.exit(f"configuration error: {err}")
 build_app(app, config)

@@ -101,7 +101,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         else:
             replica_args = {"no_replication_reason": (
                 "Cross-account replication waits for replication.replica_key_arn: deploy the replica "
-                "stack first, then set its ReplicaKeyArn output in cdk.json (README, deploy order).")}
+                "stack first, then set its ReplicaKeyArn output in cdk.json (docs/deploy/index.md, deploy order).")}
     storage = InvoiceStorageStack(
         app, config.stack_name(outputs.INVOICE_STORAGE),
         description=f"Tavari {config.name}: versioned, encrypted invoice bucket",
@@ -157,7 +157,7 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
         invoice_bucket=storage.invoices.bucket, webhook_secret=config_secrets["ALERT_WEBHOOK_URL"],
         sentry_secret=config_secrets.get("SENTRY_DSN"), pagerduty_secret=config_secrets.get("PAGERDUTY_ROUTING_KEY"),
         secrets_key=secrets.config_secrets.key, replication=replication_watch, removal_policy=removal,
-        **common,
+        escalation=config.escalation, **common,
     )
 
     backups_replica = None
@@ -218,13 +218,13 @@ def build_app(app: App, config: EnvironmentConfig) -> TavariApp:
             f"{backups.stack_name} keeps its backup replica in the same account ({config.account}) as the "
             "primary: whoever controls that account (its root, or anyone who can deploy) can remove the deny "
             f"statements and destroy both copies. Set environments.{config.name}.replication.account to a "
-            "dedicated backup account (README: Security and threat model).")
+            "dedicated backup account (docs/security/index.md).")
     if backups_pending:
         Annotations.of(backups).add_warning_v2("tavari:backup-replication-pending", backups_pending)
     if config.changes.enabled and backups.capture is None:
         Annotations.of(backups).add_info(
             f"environments.{config.name}.changes.enabled is true but the secrets have no {STREAM_DATABASE_URL} "
-            "entry: the continuous capture is not deployed (README: Continuous capture).")
+            "entry: the continuous capture is not deployed (docs/architecture/database-backups.md).")
     if backups_replica is not None:
         backups.add_stack_dependency(backups_replica, "the replica must exist before replication points at it")
         role = backups.backups.replication_role

@@ -297,7 +297,7 @@ class DatabaseBackupsStack(Stack):
                                         "writes its report into the reports bucket (keys are dates), through their "
                                         "keys.")
         if app_principal_arn:
-            # The application records each erasure it makes in the ledger (README, "Erasure ledger").
+            # The application records each erasure it makes in the ledger (docs/architecture/database-backups.md).
             self.backups.grant_record_erasure(iam.Role.from_role_arn(self, "AppPrincipal", app_principal_arn))
         self.restore_test = SecureBucket(self, "RestoreTest", purpose="Scratch copies of the monthly S3 restore test",
                                          expire_after=Duration.days(1), removal_policy=RemovalPolicy.DESTROY)

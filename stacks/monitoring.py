@@ -20,7 +20,7 @@ from backup_constructs.keys import log_group_key
 from backup_constructs.monitoring import Monitoring, Runbook
 from backup_constructs.python_function import PythonFunction, retention
 from tavari_dr.core import metrics, outputs
-from tavari_dr.core.config import ChangesConfig, InventoryConfig, MonitoringConfig
+from tavari_dr.core.config import ChangesConfig, EscalationConfig, InventoryConfig, MonitoringConfig
 
 GT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
 GE = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
@@ -46,7 +46,8 @@ class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, environment: str, settings: MonitoringConfig,
                  alert_emails: tuple[str, ...], invoice_bucket: s3.IBucket, webhook_secret: sm.ISecret,
                  sentry_secret: sm.ISecret | None, secrets_key: kms.IKey, replication: ReplicationWatch | None,
-                 removal_policy: RemovalPolicy, pagerduty_secret: sm.ISecret | None = None, **kwargs: Any) -> None:
+                 removal_policy: RemovalPolicy, pagerduty_secret: sm.ISecret | None = None,
+                 escalation: EscalationConfig | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.monitoring = Monitoring(self, "Monitoring", environment=environment, runbook_url=settings.runbook_url,
                                      alert_emails=alert_emails, removal_policy=removal_policy)
@@ -58,6 +59,8 @@ class MonitoringStack(Stack):
             log_key=self.log_key, removal_policy=removal_policy,
             environment={
                 "TAVARI_ENV": environment,
+                # Who to call, in order: every alert ends with it (cdk.json escalation).
+                "ESCALATION": (escalation or EscalationConfig()).to_json(),
                 "ALERT_WEBHOOK_SECRET_ARN": webhook_secret.secret_arn,
                 **({"SENTRY_DSN_SECRET_ARN": sentry_secret.secret_arn} if sentry_secret else {}),
                 **({"PAGERDUTY_ROUTING_KEY_SECRET_ARN": pagerduty_secret.secret_arn} if pagerduty_secret else {}),

@@ -6,6 +6,7 @@ import copy
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 XACCT = "210987654321"
 XACCT_KEY_ARN = f"arn:aws:kms:eu-central-1:{XACCT}:key/0f0e0d0c-1111-2222-3333-444455556666"
 XACCT_BACKUP_KEY_ARN = f"arn:aws:kms:eu-central-1:{XACCT}:key/0b0b0b0b-1111-2222-3333-444455556666"
+
+
+def alarm_runbook_sections() -> set[str]:
+    """The section IDs of docs/runbooks/alarms.md (each ``<a id="..."></a>`` before its heading: the ID an alarm
+    links, the same on GitHub and on the docs site; tests/test_docs_site.py checks them in the built site)."""
+    runbook = (ROOT / "docs" / "runbooks" / "alarms.md").read_text()
+    return set(re.findall(r'^<a id="([A-Za-z0-9_-]+)"></a>$', runbook, re.M))
 
 
 def cdk_context() -> dict:

@@ -10,6 +10,7 @@ from moto import mock_aws
 
 from tavari_dr.alerts import router as alerts
 from tavari_dr.core import metrics
+from tavari_dr.core.config import Contact, EscalationConfig
 from tavari_dr.core.outputs import PLACEHOLDER_TEMPLATE
 from tests.http_stub import ScriptedServer, server_factory
 from tests.lambda_logs import FakeContext
@@ -222,10 +223,17 @@ def test_handler_delivers_and_publishes_an_emf_metric(webhook_factory, secrets_c
     monkeypatch.setenv("TAVARI_ENV", "dev")
     monkeypatch.setenv("ALERT_WEBHOOK_SECRET_ARN", arn)
     monkeypatch.delenv("SENTRY_DSN_SECRET_ARN", raising=False)
+    chain = EscalationConfig(contacts=(Contact("Ana Duty", "On-call engineer", "PagerDuty", "+44 20 7946 0000"),))
+    monkeypatch.setenv("ESCALATION", chain.to_json())
     monkeypatch.syspath_prepend(str(__import__("tests.conftest").conftest.ROOT / "lambdas" / "alert_router"))
     sys.modules.pop("handler", None)
     handler = importlib.import_module("handler")
     assert handler.handler(sns_event(json.dumps(ALARM)), FakeContext()) == {"delivered": 1}
+    # Every alert ends with who to call (cdk.json escalation, through the stack's ESCALATION variable).
+    text = hook.requests[0]["body"]["text"].splitlines()
+    assert text[-2] == "Escalate: 1. On-call engineer: Ana Duty (PagerDuty, +44 20 7946 0000)"
+    assert text[-1].startswith("Support: Supabase https://")
+    assert hook.requests[0]["body"]["blocks"][-1]["elements"][0]["text"] == text[-2]
     emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert emf[metrics.ALERTS_DELIVERED] == 1
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == metrics.NAMESPACE

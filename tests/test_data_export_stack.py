@@ -191,7 +191,7 @@ def test_authorizer_errors_throttles_and_unreachable_keys_are_alarmed(prod):
         assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
         assert alarm["Statistic"] == "Sum" and alarm["Period"] == 300
         assert alarm["TreatMissingData"] == "notBreaching" and alarm["AlarmActions"]
-        assert alarm["AlarmDescription"].endswith("alarms.md#export-authorizer")
+        assert alarm["AlarmDescription"].endswith("/runbooks/alarms/#export-authorizer")
     assert len(keys) == 1
 
 

@@ -1,5 +1,5 @@
 """The backup-before-migration hook: `tavari-dr db backup --before-migration NAME --env ENV`, and the
-README's `premigrate` snippet run by npm (its exit code is what stops a migration)."""
+documented `premigrate` snippet run by npm (its exit code is what stops a migration)."""
 
 from __future__ import annotations
 
@@ -99,10 +99,10 @@ def _free_port() -> int:
 
 
 def readme_premigrate() -> str:
-    """The `premigrate` script of the README's package.json snippet, as an application would paste it."""
-    readme = (ROOT / "README.md").read_text()
+    """The `premigrate` script of the documented package.json snippet, as an application would paste it."""
+    readme = (ROOT / "docs" / "architecture" / "database-backups.md").read_text()
     block = re.search(r'```json\n(\{\n  "scripts": \{.*?\n\})\n```', readme, re.S)
-    assert block, "the README's package.json snippet (a JSON object with scripts) is missing"
+    assert block, "the documented package.json snippet (a JSON object with scripts) is missing"
     scripts = json.loads(block.group(1))["scripts"]
     assert scripts["premigrate"].startswith("tavari-dr db backup ")
     return scripts["premigrate"]
@@ -117,7 +117,7 @@ def test_the_readme_snippet_names_no_environment_of_its_own():
 @pytest.fixture
 def app_repo(tmp_path):
     """An application checkout: a git commit (the snippet names the migration by it) and package.json with
-    the README's premigrate and a migrate that leaves a mark; tavari-dr is this project's CLI."""
+    the documented premigrate and a migrate that leaves a mark; tavari-dr is this project's CLI."""
     if not shutil.which("npm"):
         pytest.skip("npm is not installed")
     bin_dir = tmp_path / "bin"

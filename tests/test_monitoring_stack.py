@@ -11,10 +11,10 @@ from aws_cdk.assertions import Template
 
 from backup_constructs.monitoring import Monitoring
 from tavari_dr.core import metrics, outputs
-from tests.conftest import cdk_context
+from tests.conftest import alarm_runbook_sections, cdk_context
 
 MONITORING = outputs.MONITORING
-RUNBOOK = "https://github.com/tavari/backup-recovery/blob/main/docs/runbooks/alarms.md#"
+RUNBOOK = "https://tavari.github.io/backup-recovery/runbooks/alarms/#"
 
 
 def resources(env, kind):
@@ -41,10 +41,7 @@ def test_every_alarm_notifies_the_topic_says_what_to_do_and_treats_missing_data(
 
 
 def test_runbook_sections_exist_for_every_alarm(prod):
-    from tests.conftest import ROOT
-
-    runbook = (ROOT / "docs" / "runbooks" / "alarms.md").read_text()
-    anchors = {line.split("{#")[1].rstrip("}").strip() for line in runbook.splitlines() if "{#" in line}
+    anchors = alarm_runbook_sections()
     for alarm in resources(prod, "AWS::CloudWatch::Alarm").values():
         section = alarm["Properties"]["AlarmDescription"].split("#")[-1]
         assert section in anchors, section

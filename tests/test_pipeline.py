@@ -290,7 +290,7 @@ def test_the_github_environment_defaults_to_the_environments_name_and_no_reposit
 
 
 def test_a_staging_environment_copied_from_dev_synthesizes_with_its_own_roles(tmp_path):
-    """README: adding an environment is a cdk.json entry (then its GitHub environment and workflow job)."""
+    """docs/deploy/index.md: adding an environment is a cdk.json entry (then its GitHub environment and job)."""
     from tests.conftest import _synth
 
     context = copy.deepcopy(cdk_context())

@@ -1,5 +1,5 @@
 """Who may sign what and write where in the backup bucket, read from the synthesized policies of every
-role (issue 27; README "Security and threat model"): the nightly job signs with the manifest key and
+role (issue 27; docs/security/index.md): the nightly job signs with the manifest key and
 writes under dumps/ only; the always-on capture signs with the change key and writes under changes/
 only, and may only ask ECS to run the nightly job's task; the application writes erasure/ only; no
 other role signs or writes there at all."""

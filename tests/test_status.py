@@ -183,7 +183,7 @@ def test_an_alarm_in_alarm_is_red_with_its_runbook(seeded):
         assert result.exit_code == 1
         (alarmed,) = [r for r in rows(result).values() if r["section"] == "alarms" and r["level"] == "red"]
         assert alarmed["summary"].startswith("ALARM: Threshold Crossed")
-        assert alarmed["data"]["runbook"].startswith("https://") and "alarms.md#" in alarmed["data"]["runbook"]
+        assert alarmed["data"]["runbook"].startswith("https://") and "/runbooks/alarms/#" in alarmed["data"]["runbook"]
     finally:
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test over")
 

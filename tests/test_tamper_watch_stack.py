@@ -20,7 +20,7 @@ from backup_constructs.tamper_watch import (
     forwarded_pattern,
 )
 from tavari_dr.alerts.router import parse_message
-from tests.conftest import EXISTING_TRAIL_ARN, XACCT
+from tests.conftest import EXISTING_TRAIL_ARN, XACCT, alarm_runbook_sections
 from tests.event_patterns import transform
 from tests.test_tamper_patterns import ROLE_ARN, delivered, kms
 
@@ -157,7 +157,7 @@ def test_primary_rules_publish_a_readable_message_to_the_alert_topic(prod):
     assert "who arn:aws:iam::123456789012:user/Alice" in text
     assert "key=1234abcd-12ab-34cd-56ef-1234567890ab" in text
     assert "where eu-west-1 in account 123456789012" in text
-    assert text.endswith("alarms.md#tampering-keys")
+    assert text.endswith("/runbooks/alarms/#tampering-keys")
 
 
 def test_a_forwarded_break_glass_assumption_is_readable_too(prod):
@@ -293,10 +293,7 @@ def test_the_daily_monitor_checks_the_tamper_watch(prod):
 
 
 def test_every_tamper_alert_links_a_runbook_section_that_exists(prod):
-    from tests.conftest import ROOT
-
-    runbook = (ROOT / "docs" / "runbooks" / "alarms.md").read_text()
-    anchors = {line.split("{#")[1].rstrip("}").strip() for line in runbook.splitlines() if "{#" in line}
+    anchors = alarm_runbook_sections()
     linked = {json.loads(rule["Targets"][0]["InputTransformer"]["InputTemplate"].replace("<detail-eventTime>", '""'))
               ["runbook"].split("#")[1] for rule in rules_of(prod.templates["Tavari-Prod-TamperWatch"]).values()}
     assert linked == {"tampering-keys", "tampering-buckets", "tampering-objects", "tampering-secrets",

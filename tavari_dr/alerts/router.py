@@ -14,6 +14,7 @@ dead-letter queue, which has its own alarm.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import urllib.parse
@@ -64,10 +65,11 @@ class Alert:
     region: str | None = None
     since: str | None = None      # an alarm's StateChangeTime; a job's time
     key: str | None = None        # one incident per alarm (its ARN) or per failing job and check
+    escalation: tuple[str, ...] = ()  # who to call, in order (cdk.json escalation; tavari_dr.alerts.escalation)
 
     def text(self) -> str:
         head = f"{_ICONS.get(self.state, ':warning:')} *[{self.environment}] {self.title}* — {self.state}"
-        body = list(self.lines) + ([f"Runbook: {self.runbook}"] if self.runbook else [])
+        body = list(self.lines) + ([f"Runbook: {self.runbook}"] if self.runbook else []) + list(self.escalation)
         return "\n".join([head, *body])
 
 
@@ -229,6 +231,9 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
                                                    "text": _cut("\n".join(details), SECTION_LIMIT)}})
     if alert.runbook:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Runbook: <{alert.runbook}>"}]})
+    if alert.escalation:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(line, SECTION_LIMIT)}
+                                                       for line in alert.escalation]})
     return {"text": alert.text(), "blocks": blocks}
 
 
@@ -245,7 +250,8 @@ def pagerduty_event(alert: Alert, routing_key: str) -> dict[str, Any] | None:
         return None
     details = {"environment": alert.environment, "state": alert.state, "kind": alert.kind,
                **({"account": alert.account} if alert.account else {}),
-               **({"since": alert.since} if alert.since else {}), "details": list(alert.lines)}
+               **({"since": alert.since} if alert.since else {}), "details": list(alert.lines),
+               **({"escalation": list(alert.escalation)} if alert.escalation else {})}
     event: dict[str, Any] = {
         "routing_key": routing_key, "event_action": "trigger", "dedup_key": key,
         "payload": {"summary": _cut(f"[{alert.environment}] {alert.title}: {alert.reason or alert.state}",
@@ -285,9 +291,11 @@ def sentry_store_request(dsn: str, alert: Alert) -> tuple[str, dict[str, Any], d
 
 def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webhook_secret: str,
           sentry_secret: str | None = None, pagerduty_secret: str | None = None,
-          pagerduty_url: str = PAGERDUTY_EVENTS_URL, post: Callable[..., int] = post_json) -> int:
+          pagerduty_url: str = PAGERDUTY_EVENTS_URL, post: Callable[..., int] = post_json,
+          escalation: tuple[str, ...] = ()) -> int:
     """Deliver every SNS record of one invocation; return how many were delivered. A placeholder in an
-    optional secret (Sentry, PagerDuty) means "not configured"; in the webhook's, a failure."""
+    optional secret (Sentry, PagerDuty) means "not configured"; in the webhook's, a failure. ``escalation``: the
+    lines every alert ends with (who to call, in order)."""
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list) or not records:
         alerts = [parse_message(json.dumps(event, default=str), environment=environment,
@@ -305,7 +313,7 @@ def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webh
     routing_key = secrets.get(pagerduty_secret) if pagerduty_secret else None
     if routing_key is not None and is_placeholder(routing_key):
         routing_key = None
-    for alert in alerts:
+    for alert in (dataclasses.replace(a, escalation=escalation) for a in alerts):
         post(url, slack_payload(alert))
         sentry = bool(dsn and not is_placeholder(dsn))
         if sentry:

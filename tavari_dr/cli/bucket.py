@@ -32,7 +32,7 @@ from tavari_dr.core.config import DEFAULT_INVOICE_KEY_PREFIX, EnvironmentConfig
 from tavari_dr.database import erasure
 
 log = logging.getLogger("tavari.bucket")
-LARGE_PLAN = 100_000  # actions beyond which one machine's copies take hours (README: "Millions of changed keys")
+LARGE_PLAN = 100_000  # actions beyond which one machine's copies take hours (docs/operate/restore-invoices.md)
 
 
 @click.group("bucket")

@@ -13,6 +13,7 @@ field, and the shared rules (_Section) that make every error read the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -256,7 +257,7 @@ class SecretEntry:
                                                "placeholder.")
 
 
-# What a rebuilt Tavari needs to run and to be backed up (README, "Configuration backups").
+# What a rebuilt Tavari needs to run and to be backed up (docs/operate/secrets.md).
 DEFAULT_SECRET_ENTRIES: tuple[SecretEntry, ...] = (
     SecretEntry("SUPABASE_URL", "Supabase project URL (https://<ref>.supabase.co)"),
     SecretEntry("SUPABASE_ANON_KEY", "Supabase anon (public) API key"),
@@ -348,10 +349,10 @@ class MonitoringConfig:
                                             doc="Replication slower than this alarms (900: the RTC threshold).")
     log_retention_days: int = rule("accepted", 365, values=LOG_RETENTION_DAYS, by="CloudWatch Logs",
                                    doc="Retention of every function's and task's logs.")
-    runbook_url: str = rule("pattern", "https://github.com/tavari/backup-recovery/blob/main/docs/runbooks/alarms.md",
+    runbook_url: str = rule("pattern", "https://tavari.github.io/backup-recovery/runbooks/alarms/",
                             regex=_URL_RE, what="an https:// URL", optional=False,
-                            doc="Base URL of docs/runbooks/alarms.md; every alarm description links its "
-                                "section (#<section>).")
+                            doc="The published page of docs/runbooks/alarms.md (the docs site on GitHub Pages, "
+                                ".github/workflows/docs.yml); every alarm description links its section (#<id>).")
 
 
 @dataclass(frozen=True)
@@ -663,6 +664,74 @@ class SecurityConfig:
         return f"arn:aws:iam::{account}:role/{self.bootstrap_role_name(kind, account, region)}"
 
 
+# What a contact's unknown fields say until someone sets them: rendered as is in the escalation page and the alerts,
+# and refused by a deploy of an environment that retains its data (refuse_placeholders).
+UNSET_CONTACT = "UNSET"
+_CONTACT_REACH_RE = re.compile(r"^(UNSET|\+[0-9][0-9 ]{6,19}|https://[^\s/]+(/\S*)?|[^@\s]+@[^@\s]+\.[A-Za-z]{2,})$")
+_TEXT_RE = re.compile(r"^\S.{0,79}$")
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One person (or rota) of the escalation chain, in the order they are called.
+
+    name: who (a person or a rota); role: what they decide (e.g. Technical lead); channel: where to reach them
+    first (e.g. PagerDuty, #incidents on Slack); reach: a phone number (+44 20 ...), an https:// URL or an email.
+    """
+
+    name: str = rule("pattern", regex=_TEXT_RE, what="a name of 1 to 80 characters", optional=False,
+                     doc="Who is called: a person or a rota (UNSET until someone is named).")
+    role: str = rule("pattern", regex=_TEXT_RE, what="a role of 1 to 80 characters", optional=False,
+                     doc="What they decide, e.g. Technical lead.")
+    channel: str = rule("pattern", regex=_TEXT_RE, what="a channel of 1 to 80 characters", optional=False,
+                        doc="Where to reach them first, e.g. PagerDuty or #incidents on Slack.")
+    reach: str = rule("pattern", regex=_CONTACT_REACH_RE,
+                      what="a phone number (+ then digits), an https:// URL, an email address or UNSET",
+                      optional=False, doc="A phone number (+44 20 ...), an https:// URL or an email address.")
+
+    @property
+    def placeholder(self) -> bool:
+        return UNSET_CONTACT in (self.name, self.reach)
+
+
+DEFAULT_CONTACTS = (
+    Contact(UNSET_CONTACT, "On-call engineer", "PagerDuty", UNSET_CONTACT),
+    Contact(UNSET_CONTACT, "Technical lead", "Phone", UNSET_CONTACT),
+    Contact(UNSET_CONTACT, "Management", "Phone", UNSET_CONTACT),
+)
+
+
+@dataclass(frozen=True)
+class EscalationConfig:
+    """Who is called when backups or a recovery go wrong (the plan's "Contact & Escalation"), rendered into
+    docs/runbooks/escalation.md (python -m tavari_dr.alerts.escalation --write) and into every alert.
+
+    contacts: the chain, first called first (default: on-call engineer, technical lead, management, each UNSET;
+        a deploy of an environment whose removal_policy is retain refuses UNSET).
+    supabase_support_url / aws_support_url: where a support case is opened.
+    """
+
+    contacts: tuple[Contact, ...] = rule("contacts", DEFAULT_CONTACTS,
+                                         doc="The escalation chain, first called first; a deploy of an environment "
+                                             "whose removal_policy is retain refuses UNSET contacts.")
+    supabase_support_url: str = rule("pattern", "https://supabase.com/dashboard/support/new", regex=_URL_RE,
+                                     what="an https:// URL", optional=False,
+                                     doc="Where a Supabase support case is opened.")
+    aws_support_url: str = rule("pattern", "https://console.aws.amazon.com/support/home#/case/create",
+                                regex=_URL_RE, what="an https:// URL", optional=False,
+                                doc="Where an AWS support case is opened.")
+
+    def to_json(self) -> str:
+        """The section as cdk.json would hold it (the alert router reads it back with parse_escalation)."""
+        return json.dumps({"contacts": [dataclasses.asdict(c) for c in self.contacts],
+                           "supabase_support_url": self.supabase_support_url, "aws_support_url": self.aws_support_url},
+                          separators=(",", ":"))
+
+    def placeholders(self) -> tuple[int, ...]:
+        """The indexes of the contacts still UNSET."""
+        return tuple(i for i, c in enumerate(self.contacts) if c.placeholder)
+
+
 # The example account of AWS's documentation, and of this repository's cdk.json until someone sets theirs.
 PLACEHOLDER_ACCOUNT = "123456789012"
 _GITHUB_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
@@ -723,6 +792,19 @@ def refuse_placeholder_accounts(config: EnvironmentConfig) -> None:
                 f"account, not yours; set your 12-digit AWS account ID there in cdk.json before deploying")
 
 
+def refuse_placeholder_contacts(config: EnvironmentConfig) -> None:
+    """Before a deploy of an environment that retains its data (removal_policy retain: the one someone is paged
+    for): its escalation chain may not still be UNSET. Not at synth: `make run` synthesizes prod offline."""
+    if not config.retain:
+        return
+    for i in config.escalation.placeholders():
+        contact = config.escalation.contacts[i]
+        raise ConfigError(
+            f"{ENVIRONMENTS_CONTEXT_KEY}.{config.name}.escalation.contacts[{i}]: the {contact.role} is still "
+            f'"{UNSET_CONTACT}"; set their name and reach (phone, URL or email) in cdk.json before deploying '
+            f"(removal_policy retain: an incident here pages someone)")
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     """One deployment environment (one entry of cdk.json ``environments``)."""
@@ -757,6 +839,7 @@ class EnvironmentConfig:
     changes: ChangesConfig = section(ChangesConfig)
     inventory: InventoryConfig = section(InventoryConfig)
     compute: ComputeConfig = section(ComputeConfig)
+    escalation: EscalationConfig = section(EscalationConfig)
 
     @staticmethod
     def _across(s: _Section, v: dict[str, Any]) -> None:
@@ -1041,6 +1124,11 @@ class _Section:
             return default
         return tuple(e.read(SecretEntry) for e in self._items(name, SecretEntry, "{name, description, required}"))
 
+    def contacts(self, name: str, default: tuple[Contact, ...]) -> tuple[Contact, ...]:
+        if name not in self.raw:
+            return default
+        return tuple(e.read(Contact) for e in self._items(name, Contact, "{name, role, channel, reach}"))
+
     def datasets(self, name: str, default: tuple[Dataset, ...]) -> tuple[Dataset, ...]:
         if self.get(name, None) is None:
             return default
@@ -1065,6 +1153,15 @@ def parse_environment(name: str, raw: Any, *, today: date | None = None) -> Envi
     if not _ENV_NAME_RE.match(name):
         raise ConfigError(f"{path}: {_show(name)} is not a valid environment name; use lower-case letters and digits")
     return _Section(path, raw, _fields(EnvironmentConfig)[1:], today=_today(today)).read(EnvironmentConfig, name=name)
+
+
+def parse_escalation(text: str) -> EscalationConfig:
+    """An escalation section from its JSON (EscalationConfig.to_json), by the same rules as cdk.json's."""
+    try:
+        raw = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"ESCALATION: not valid JSON ({err})") from None
+    return _Section("ESCALATION", raw, _fields(EscalationConfig), today=_today(None)).read(EscalationConfig)
 
 
 def _environments(context: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -79,7 +79,7 @@ class Custodians:
     deploy_role_arn: CDK's CloudFormation execution role there; it must keep every action a deploy
         makes, or the next deploy (and KMS's lockout check on PutKeyPolicy) fails.
     break_glass_role_arn: the role a human assumes, under MFA and a second person's approval, to do
-        on purpose what the denies refuse (README, "Security and threat model").
+        on purpose what the denies refuse (docs/security/index.md).
 
     Both are matched on aws:PrincipalArn, which for an assumed-role session is the role's ARN.
     """

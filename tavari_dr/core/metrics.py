@@ -1,7 +1,7 @@
 """The project's own CloudWatch metrics, published as Embedded Metric Format (EMF) lines.
 
 A Lambda prints one JSON line per record; CloudWatch Logs turns it into metrics with no API
-call (EMF is a documented log format, see README "Metrics"). Every name and dimension the alarms
+call (EMF is a documented log format, see docs/operate/alerts.md "Metrics"). Every name and dimension the alarms
 use is defined here once, and the stacks import this module to build those alarms: which is why
 it stays ours rather than Powertools Metrics, which the synth must not need (docs/decisions/0018).
 """
