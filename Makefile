@@ -156,14 +156,15 @@ audit: install $(AUDIT)/.installed
 	npm audit --audit-level=low --include=dev
 
 # The restore oracles beyond CI's seeds (tests/oracle/): `make oracle SEEDS=500 [FIRST=1] [MAJOR=15]
-# [PROBE=all|pitr|bucket]` prints histories, restore points, exact, refused (with reasons) and silent-wrong;
+# [PROBE=all|pitr|bucket] [JOBS=3]` prints histories, restore points, exact, refused (with reasons) and silent-wrong;
 # exits 1 on any silent-wrong restore.
 SEEDS ?= 20
 FIRST ?= 1
 MAJOR ?= 15
 PROBE ?= all
+JOBS ?= 1
 oracle: install
-	$(PY) -m tests.oracle --seeds $(SEEDS) --first $(FIRST) --major $(MAJOR) --probe $(PROBE)
+	$(PY) -m tests.oracle --seeds $(SEEDS) --first $(FIRST) --major $(MAJOR) --probe $(PROBE) --jobs $(JOBS)
 
 bench: install
 	bash benches/synth.sh

@@ -364,7 +364,9 @@ class ComputeConfig:
         for linux/arm64 at deploy; benches/cost.py prices both).
     """
 
-    architecture: str = rule("choice", "x86_64", choices=ARCHITECTURES)
+    architecture: str = rule("choice", "x86_64", choices=ARCHITECTURES,
+                             doc="x86_64, or arm64 (Graviton) for every Lambda and Fargate task; benches/cost.py "
+                                 "prices both.")
 
 
 @dataclass(frozen=True)

@@ -1,54 +1,124 @@
-"""`make oracle SEEDS=N [FIRST=1] [MAJOR=15] [PROBE=all|pitr|bucket]`: N seeded histories through the restore
-oracles (tests/oracle/pitr.py: point-in-time database restores on real PostgreSQL; tests/oracle/bucket.py:
-bucket restores by every planner), printed as figures: histories, restore points, exact, refused (with
-reasons) and silent-wrong (each with its seed and instant, to replay alone with FIRST=<seed> SEEDS=1).
-Exits 1 on any silent-wrong restore."""
+"""`make oracle SEEDS=N [FIRST=1] [MAJOR=15] [PROBE=all|pitr|bucket] [JOBS=1]`: N seeded histories through the
+restore oracles (tests/oracle/pitr.py: point-in-time database restores on real PostgreSQL; tests/oracle/bucket.py:
+bucket restores by every planner), printed as figures: histories, restore points, exact, refused (with reasons)
+and silent-wrong (each with its seed and instant, to replay alone with FIRST=<seed> SEEDS=1). JOBS > 1 runs the
+seeds in that many processes (each with its own clusters; the histories wait on segment timers, so a 2-core
+machine keeps 3 busy) and adds their figures up. Exits 1 on any silent-wrong restore, or a history the oracle
+could not finish (said as an oracle error: not a verdict on the tool)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
+import traceback
+from collections import Counter
+from typing import Any
 
-from tests.oracle import bucket as bucket_oracle
+RECORD = "oracle-record "  # one line per history: its figures as JSON, added up by the parent (--jobs)
 
 
-def _pitr(args: argparse.Namespace) -> int:
+def _record(probe: str, outcome: Any, error: str = "") -> dict[str, Any]:
+    return {"probe": probe, "seed": outcome.seed, "points": outcome.points, "exact": outcome.exact,
+            "refused_points": getattr(outcome, "refused_points", sum(outcome.refused.values())),
+            "refused": dict(outcome.refused), "silent_wrong": list(outcome.silent_wrong),
+            "skipped": getattr(outcome, "skipped", 0), "events": dict(Counter(getattr(outcome, "events", []))),
+            "by_planner": dict(getattr(outcome, "by_planner", {})), "error": error}
+
+
+def _pitr_seeds(args: argparse.Namespace, seeds: list[int]) -> None:
     from tests import changes_harness as h
     from tests.backups import backup_s3
     from tests.oracle import pitr as oracle
 
     primary, failover = h.cluster(args.major), h.cluster(args.major)
-    totals = oracle.Totals()
-    begun = time.monotonic()
     try:
-        for seed in range(args.first, args.first + args.seeds):
+        for seed in seeds:
+            error = ""
             with backup_s3(oracle.BUCKET) as s3:
-                outcome = oracle.History(seed, h.Aws.on(s3, oracle.BUCKET), primary, failover,
-                                         log=print if args.verbose else lambda _m: None).run()
-            totals.add(outcome)
-            print(f"seed {seed}: {outcome.points} points, exact {outcome.exact}, refused "
-                  f"{sum(outcome.refused.values())}, silent-wrong {len(outcome.silent_wrong)}", flush=True)
+                history = oracle.History(seed, h.Aws.on(s3, oracle.BUCKET), primary, failover,
+                                         log=print if args.verbose else lambda _m: None)
+                try:
+                    outcome = history.run()
+                except Exception as err:  # the oracle's own failure: said, counted, never a verdict
+                    outcome, error = history.out, f"{type(err).__name__}: {err}"[:300]
+                    traceback.print_exc()
+            print(RECORD + json.dumps(_record("pitr", outcome, error)), flush=True)
     finally:
         primary.stop()
         failover.stop()
-    print(f"point in time, PostgreSQL {args.major}, seeds {args.first}..{args.first + args.seeds - 1}, "
-          f"{time.monotonic() - begun:.0f} s")
-    print("\n".join(totals.lines()), flush=True)
-    return len(totals.silent_wrong)
 
 
-def _bucket(args: argparse.Namespace) -> int:
-    totals = bucket_oracle.Totals()
+def _bucket_seeds(args: argparse.Namespace, seeds: list[int]) -> None:
+    from tests.oracle import bucket as oracle
+
+    for seed in seeds:
+        outcome = oracle.run(seed)
+        print(RECORD + json.dumps(_record("bucket", outcome)), flush=True)
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.histories = self.points = self.exact = self.refused_points = self.skipped = 0
+        self.refused: Counter = Counter()
+        self.events: Counter = Counter()
+        self.by_planner: Counter = Counter()
+        self.silent_wrong: list[str] = []
+        self.errors: list[str] = []
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.histories += 1
+        for name in ("points", "exact", "refused_points", "skipped"):
+            setattr(self, name, getattr(self, name) + r[name])
+        self.refused.update(r["refused"])
+        self.events.update(r["events"])
+        self.by_planner.update(r["by_planner"])
+        self.silent_wrong += r["silent_wrong"]
+        if r["error"]:
+            self.errors.append(f"seed {r['seed']}: {r['error']}")
+
+    def lines(self, probe: str) -> list[str]:
+        planners = f" ({', '.join(f'{p} {n}' for p, n in sorted(self.by_planner.items()))})" if self.by_planner else ""
+        out = [f"{probe}: histories {self.histories}, restore points {self.points}{planners}: exact {self.exact}, "
+               f"refused {self.refused_points}, silent-wrong {len(self.silent_wrong)}"
+               + (f", no single truth {self.skipped}" if probe == "pitr" else "")
+               + (f", oracle errors {len(self.errors)}" if self.errors else "")]
+        out += [f"  refused {n}: {reason}" for reason, n in self.refused.most_common()]
+        out += [f"  SILENT-WRONG {line}" for line in self.silent_wrong]
+        out += [f"  ORACLE ERROR {line}" for line in self.errors]
+        if self.events:
+            out.append("  events: " + ", ".join(f"{k} {n}" for k, n in sorted(self.events.items())))
+        return out
+
+
+def _run(args: argparse.Namespace, probe: str) -> Tally:
+    """The seeds in ``args.jobs`` worker processes (interleaved), their records added up as they arrive."""
+    seeds = list(range(args.first, args.first + args.seeds))
+    tally = Tally()
     begun = time.monotonic()
-    for seed in range(args.first, args.first + args.seeds):
-        outcome = bucket_oracle.run(seed)
-        totals.add(outcome)
-        print(f"bucket seed {seed}: {outcome.points} points, exact {outcome.exact}, refused "
-              f"{outcome.refused_points}, silent-wrong {len(outcome.silent_wrong)}", flush=True)
-    print(f"bucket, seeds {args.first}..{args.first + args.seeds - 1}, {time.monotonic() - begun:.0f} s")
-    print("\n".join(totals.lines()), flush=True)
-    return len(totals.silent_wrong)
+    workers = [subprocess.Popen(  # noqa: S603 (this very module, our own arguments)
+        [sys.executable, "-m", "tests.oracle", "--probe", probe, "--major", str(args.major), "--worker",
+         "--seed-list", ",".join(map(str, seeds[i::args.jobs]))] + (["--verbose"] if args.verbose else []),
+        stdout=subprocess.PIPE, text=True) for i in range(min(args.jobs, len(seeds)))]
+    for worker in workers:  # a record is printed by its worker as it finishes; here in worker order
+        assert worker.stdout is not None
+        for line in worker.stdout:
+            if not line.startswith(RECORD):
+                print(line, end="", flush=True)
+                continue
+            r = json.loads(line[len(RECORD):])
+            tally.add(r)
+            print(f"{probe} seed {r['seed']}: {r['points']} points, exact {r['exact']}, refused "
+                  f"{r['refused_points']}, silent-wrong {len(r['silent_wrong'])}"
+                  + (f", ORACLE ERROR {r['error']}" if r["error"] else ""), flush=True)
+        if worker.wait() != 0:
+            tally.errors.append(f"a worker exited {worker.returncode}")
+    print(f"{probe}: seeds {args.first}..{args.first + args.seeds - 1} in {len(workers)} process(es), "
+          f"{time.monotonic() - begun:.0f} s" + (f", PostgreSQL {args.major}" if probe == "pitr" else ""))
+    print("\n".join(tally.lines(probe)), flush=True)
+    return tally
 
 
 def main() -> int:
@@ -57,14 +127,21 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=1)
     parser.add_argument("--major", type=int, default=15)
     parser.add_argument("--probe", choices=("all", "pitr", "bucket"), default="all")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (each with its own clusters)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--seed-list", default="", help=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true", help="print each refusal and silent-wrong as it happens")
     args = parser.parse_args()
-    wrong = 0
-    if args.probe in ("all", "bucket"):
-        wrong += _bucket(args)
-    if args.probe in ("all", "pitr"):
-        wrong += _pitr(args)
-    return 1 if wrong else 0
+    if args.worker:
+        seeds = [int(s) for s in args.seed_list.split(",") if s]
+        (_pitr_seeds if args.probe == "pitr" else _bucket_seeds)(args, seeds)
+        return 0
+    args.jobs = max(1, args.jobs)
+    bad = 0
+    for probe in (("bucket", "pitr") if args.probe == "all" else (args.probe,)):
+        tally = _run(args, probe)
+        bad += len(tally.silent_wrong) + len(tally.errors)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

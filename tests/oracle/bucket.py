@@ -110,6 +110,7 @@ def body(i: int) -> bytes:
 
 @dataclass
 class Outcome:
+    seed: int = 0
     points: int = 0
     exact: int = 0
     refused_points: int = 0  # points refused whole, or with some keys left alone (the CLI exits 1)
@@ -125,7 +126,7 @@ class BucketHistory:
         self.seed, self.rng = seed, random.Random(seed)
         self.ops = history(self.rng)
         self.points = restore_points(self.rng, self.ops, points)
-        self.outcome = Outcome()
+        self.outcome = Outcome(seed)
 
     # ------------------------------------------------------------------ judging
 
