@@ -1,17 +1,32 @@
 """What every `tavari-dr` command shares: the options that talk to AWS, error reporting, resource
-discovery ("the name given, or the stack output"), ``--format json`` and the byte sizes people read."""
+discovery ("the name given, or the stack output"), ``--format json`` and its envelope, and the byte sizes
+people read.
+
+The CLI contract (docs/decisions/0034): every leaf command is a TavariCommand. It takes ``--format text|json``;
+in json it answers with ONE document on stdout, on success and on failure alike::
+
+    {"command": "db restore", "env": "prod", "ok": true, "result": {...}, "errors": [{"code": ..., "message": ...}]}
+
+``result`` is what the command answers (``echo_json``/``answer``), or, for a command that only prints lines,
+``{"output": [lines]}``; ``errors`` the failure (its ``code`` the click exception's kind: ``failed``,
+``usage_error``, ``missing_parameter``, ``bad_parameter``, ...). Exit codes are click's and the project's:
+0 ok, 1 failed or refused, 2 usage. In text the failure stays one line on stderr. In help, the options every
+command takes (environment and AWS) come after the command's own. Nothing here imports botocore: help and usage
+errors never load an AWS SDK."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 
 from tavari_dr.core import outputs
 from tavari_dr.core.audit import AuditRecord, caller_arn
@@ -35,24 +50,35 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except click.ClickException:
+            raise
         except (ConfigError, EnvFileError) as err:
             raise click.UsageError(str(err)) from None
         except DiscoveryError as err:
             raise Failed(str(err)) from None
-        except ClientError as err:
-            error = err.response.get("Error", {})
-            raise Failed(f"AWS refused {err.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
-        except BotoCoreError as err:
-            raise Failed(f"AWS call failed: {err}") from None
-        except OSError as err:  # a file that is there, or not, or not ours to write
-            raise Failed(f"{err.filename or 'I/O'}: {err.strerror or err}") from None
         except Exception as err:
-            described = describe_anywhere(err)  # a PostgreSQL failure, naming its server
-            if described is None:
+            failed = _one_line(err)
+            if failed is None:
                 raise
-            raise Failed(described) from None
+            raise failed from None
 
     return wrapper
+
+
+def _one_line(err: Exception) -> Failed | None:
+    """The Failed an AWS, file or PostgreSQL error is reported as (None: a bug, its traceback stands).
+    botocore is imported here, once something failed, not for every --help."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return Failed(f"AWS refused {err.operation_name}: {error.get('Code')}: {error.get('Message')}")
+    if isinstance(err, BotoCoreError):  # before OSError: some of botocore's are OSErrors too
+        return Failed(f"AWS call failed: {err}")
+    if isinstance(err, OSError):  # a file that is there, or not, or not ours to write
+        return Failed(f"{err.filename or 'I/O'}: {err.strerror or err}")
+    described = describe_anywhere(err)  # a PostgreSQL failure, naming its server
+    return Failed(described) if described is not None else None
 
 
 ENV_HELP = "Environment in cdk.json (e.g. dev, prod)."
@@ -75,18 +101,26 @@ def http_url(ctx: click.Context | None, param: click.Parameter | None, value: st
     return value
 
 
+class SharedOption(click.Option):
+    """An option every command takes (the environment and AWS): listed after the command's own in help."""
+
+
+SHARED_SECTION = "Environment and AWS options"
+
+
 def shared_options(*, env_required: bool = True, env_default: str | None = None,
                    env_help: str = ENV_HELP) -> list[Callable[[Callable[..., Any]], Any]]:
     """--env, --cdk-json, --region, --dr-region and --endpoint-url: one definition for every command."""
     return [
-        click.option("--env", "env_name", required=env_required, help=env_help,
+        click.option("--env", "env_name", cls=SharedOption, required=env_required, help=env_help,
                      # (no default=None: click 8.3 would count an explicit None as given)
                      **({"default": env_default, "show_default": True} if env_default is not None else {})),
-        click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
-                     show_default=True, help="The project's cdk.json."),
-        click.option("--region", help="Primary region (default: the environment's)."),
-        click.option("--dr-region", help="DR region (default: the environment's replication region)."),
-        click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL", callback=http_url,
+        click.option("--cdk-json", cls=SharedOption, type=click.Path(dir_okay=False, path_type=Path),
+                     default=Path("cdk.json"), show_default=True, help="The project's cdk.json."),
+        click.option("--region", cls=SharedOption, help="Primary region (default: the environment's)."),
+        click.option("--dr-region", cls=SharedOption,
+                     help="DR region (default: the environment's replication region)."),
+        click.option("--endpoint-url", cls=SharedOption, envvar="TAVARI_DR_ENDPOINT_URL", callback=http_url,
                      help="AWS endpoint, e.g. a local emulator (env TAVARI_DR_ENDPOINT_URL)."),
     ]
 
@@ -111,7 +145,8 @@ def aws_command(group: click.Group | None, name: str, help_text: str, *, env_req
 
         command = with_options(shared_options(env_required=env_required, env_help=env_help),
                                reports_errors(with_config))
-        return (group.command if group is not None else click.command)(name, help=help_text)(command)
+        return (group.command if group is not None else click.command)(name, help=help_text,
+                                                                        cls=TavariCommand)(command)
 
     return decorate
 
@@ -175,12 +210,153 @@ class Deployed:
                 for entry in config.secrets.all_entries}
 
 
-format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="text for people, json for programs (one JSON document).")
+# ----------------------------------------------------------------------------- --format and its envelope
+
+_FORMAT = "tavari_dr.format"  # ctx.meta keys (meta is shared by a command's context and its parents')
+_ENVELOPE = "tavari_dr.envelope"
+_RESULT = "tavari_dr.result"
+_ERRORS = "tavari_dr.errors"
+FORMATS = ("text", "json")
+FORMAT_HELP = "text for people, json for programs (one JSON document on stdout, also on failure)."
+
+
+def _remember_format(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    ctx.meta[_FORMAT] = value
+    return value
+
+
+def _format_option(*, expose: bool) -> click.Option:
+    return click.Option(["--format", "output_format"], type=click.Choice(FORMATS), default="text",
+                        show_default=True, help=FORMAT_HELP, callback=_remember_format, expose_value=expose)
+
+
+# For a command that builds its own document (it reads output_format); every other command gets the same
+# option from TavariCommand, unseen by its function.
+format_option = click.option("--format", "output_format", type=click.Choice(FORMATS), default="text",
+                             show_default=True, help=FORMAT_HELP, callback=_remember_format)
+
+
+def _given(args: Sequence[str], option: str) -> str | None:
+    """The last value of ``option`` on a command line click could not parse (what it would have taken)."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == option and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith(option + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _error_code(err: click.ClickException) -> str:
+    """Failed -> failed, UsageError -> usage_error, MissingParameter -> missing_parameter, ..."""
+    name = "usage_error" if type(err) is click.UsageError else type(err).__name__
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class TavariCommand(click.Command):
+    """Every leaf command of `tavari-dr`: --format text|json and one envelope (see the module's docstring);
+    help with the shared options in their own section after the command's own. The help text and epilog
+    (``\\b`` blocks included) are click's own rendering."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not any(p.name == "output_format" for p in self.params):
+            self.params.append(_format_option(expose=False))
+
+    # ------------------------------------------------------------------ help
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own: list[tuple[str, str]] = []
+        shared: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                (shared if isinstance(param, SharedOption) else own).append(record)
+        for title, records in (("Options", own), (SHARED_SECTION, shared)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+    # ------------------------------------------------------------------ the envelope
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            if ctx.meta.get(_FORMAT, _given(given, "--format")) != "json":
+                raise
+            env = ctx.params.get("env_name", _given(given, "--env"))
+            self._answer(ctx, "", env=env, error=err)
+            raise click.exceptions.Exit(err.exit_code) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.meta.get(_FORMAT) != "json":
+            return super().invoke(ctx)
+        ctx.meta.update({_ENVELOPE: True, _RESULT: None, _ERRORS: []})
+        stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="\n")
+        env = ctx.params.get("env_name")
+        try:
+            with contextlib.redirect_stdout(stdout):
+                value = super().invoke(ctx)
+        except click.ClickException as err:
+            self._answer(ctx, _read(stdout), env=env, error=err)
+            raise click.exceptions.Exit(err.exit_code) from None
+        except click.exceptions.Exit as done:
+            self._answer(ctx, _read(stdout), env=env, exit_code=done.exit_code)
+            raise
+        except SystemExit as done:
+            self._answer(ctx, _read(stdout), env=env, exit_code=done.code if isinstance(done.code, int) else 1)
+            raise
+        except click.Abort:
+            self._answer(ctx, _read(stdout), env=env, error=Failed("aborted"))
+            raise click.exceptions.Exit(1) from None
+        except Exception as err:  # a bug: the envelope says so, the traceback follows on stderr as before
+            self._answer(ctx, _read(stdout), env=env, error=Failed(f"{type(err).__name__}: {err}"))
+            raise
+        self._answer(ctx, _read(stdout), env=env)
+        return value
+
+    @staticmethod
+    def _answer(ctx: click.Context, printed: str, *, env: str | None, error: click.ClickException | None = None,
+                exit_code: int | None = 0) -> None:
+        document = ctx.meta.get(_RESULT)
+        lines = printed.splitlines()
+        if document is not None:  # it answered with a document: anything else it printed goes to stderr
+            for line in lines:
+                click.echo(line, err=True)
+        errors = list(ctx.meta.get(_ERRORS) or [])
+        if error is not None:
+            errors.append({"code": _error_code(error), "message": error.format_message()})
+        elif exit_code and not errors:
+            errors.append({"code": "exit_status", "message": f"exited {exit_code}"})
+        command = " ".join(ctx.command_path.split()[1:]) or ctx.command_path
+        click.echo(json.dumps({"command": command, "env": env, "ok": error is None and not exit_code,
+                               "result": document if document is not None else {"output": lines},
+                               "errors": errors}, indent=1, default=str))
+
+
+def _read(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    return stream.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+
+
+def error(code: str, message: str) -> None:
+    """Add a failure to the envelope's errors (a command that exits non-zero by itself, such as status)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(_ENVELOPE):
+        ctx.meta[_ERRORS].append({"code": code, "message": message})
 
 
 def echo_json(document: Any) -> None:
-    """The command's whole answer as one JSON document on stdout (errors still go to stderr)."""
+    """The command's whole answer as one JSON document: in the envelope's ``result`` (--format json of a
+    TavariCommand), else on stdout (errors still go to stderr)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(_ENVELOPE):
+        ctx.meta[_RESULT] = json.loads(json.dumps(document, default=str))
+        return
     click.echo(json.dumps(document, indent=1, default=str))
 
 

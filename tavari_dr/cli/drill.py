@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from tavari_dr.cli.common import Failed, reports_errors, shared_options, with_options
+from tavari_dr.cli.common import Failed, TavariCommand, reports_errors, shared_options, with_options
 from tavari_dr.core.config import load_from_file
 from tavari_dr.drill.context import FAULTS
 
@@ -57,8 +57,9 @@ def _drill(local, env_name, cdk_json, region, dr_region, endpoint_url, cdk_out, 
 
 
 command = click.command(
-    "drill", help="Disaster-recovery drill: --local plays the plan's three scenarios on this machine (emulated AWS, "
-                  "throwaway PostgreSQL) and writes a report; exit 1 on any missed objective or failed verification."
+    "drill", cls=TavariCommand,
+    help="Disaster-recovery drill: --local plays the plan's three scenarios on this machine (emulated AWS, "
+         "throwaway PostgreSQL) and writes a report; exit 1 on any missed objective or failed verification."
 )(with_options([
     click.option("--local", is_flag=True,
                  help="Run locally (the quarterly drill in AWS is the DrDrill state machine)."),
