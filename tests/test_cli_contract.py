@@ -132,6 +132,27 @@ def test_verify_fails_inside_the_envelope(tmp_path):
         assert document["errors"][0]["code"] == "failed"
 
 
+@pytest.mark.moto
+def test_verify_of_an_environment_not_deployed_fails_inside_the_envelope():
+    with mock_aws():
+        result = run("verify", "--env", "dev", "--cdk-json", str(ROOT / "cdk.json"), "--format", "json")
+        assert result.exit_code == 1 and result.stderr == "", result.output
+        document = envelope(result, "verify", ok=False, env="dev")
+        assert "is not deployed" in document["errors"][0]["message"]
+
+
+def test_status_that_cannot_read_its_sources_is_an_envelope_with_the_board():
+    """exit 2 (status's own: a source could not be read), the board as the result, each source an error."""
+    result = run("status", "--env", "prod", "--cdk-json", str(ROOT / "cdk.json"), "--endpoint-url",
+                 "http://127.0.0.1:9", "--no-drill-report", "--format", "json",
+                 env={"AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true"})
+    assert result.exit_code == 2, result.output
+    document = envelope(result, "status", ok=False, env="prod")
+    assert document["result"]["environment"] == "prod" and document["result"]["exit_code"] == 2
+    assert {e["code"] for e in document["errors"]} == {"unreadable"}
+    assert document["errors"][0]["message"].startswith("could not read stacks: Could not connect")
+
+
 def test_a_text_only_command_puts_what_it_printed_in_the_result(tmp_path):
     (tmp_path / "empty").mkdir()
     # `drill` without --local refuses (usage): the envelope; `secrets pull`-like text commands put their
@@ -159,7 +180,8 @@ def test_help_keeps_unwrapped_blocks_and_the_epilog():
     plain = click.Command("x", **kwargs).get_help(click.Context(click.Command("x", **kwargs), info_name="x"))
     assert "\n    tavari-dr x --env prod   # exactly as written\n    second line\n" in ours  # not rewrapped
     assert ours.split("Options:")[0] == plain.split("Options:")[0]  # help text rendered as click renders it
-    assert ours.rstrip().endswith("See also:\n    tavari-dr y") and plain.rstrip().endswith("See also:\n    tavari-dr y")
+    epilog = "See also:\n    tavari-dr y"
+    assert ours.rstrip().endswith(epilog) and plain.rstrip().endswith(epilog)
 
 
 HEAVY = ("boto3", "botocore", "aws_xray_sdk", "opentelemetry", "psycopg", "psycopg2")

@@ -122,6 +122,9 @@ def test_a_healthy_environment_is_green_from_bounded_reads_without_retries(seede
     monkeypatch.setattr(time, "sleep", no_sleep)
     result = status(seeded, "--format", "json")
     assert result.exit_code == 0, result.output
+    envelope = json.loads(result.stdout)  # the one CLI contract (tests/test_cli_contract.py)
+    assert {k: envelope[k] for k in ("command", "env", "ok", "errors")} == {
+        "command": "status", "env": "prod", "ok": True, "errors": []}
     found = rows(result)
     assert found["backups", "newest"]["level"] == "ok" and seeded["backup_id"] in found["backups", "newest"]["summary"]
     assert all(found["checks", c]["level"] == "ok" for c in verification.CHECKS)
