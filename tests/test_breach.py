@@ -260,7 +260,7 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
             "--trail-arn", trail, "--aware-at", since.isoformat()]
     result = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output[result.output.index("{"):])
+    document = json.loads(result.output[result.output.index("{"):])["result"]
     assert {s["source"]: s["read"] for s in document["sources"]} == {
         "database diff": True, "S3 server access logs": True, "CloudTrail data events": True}
     assert document["malformed_log_records"] == 1
@@ -306,4 +306,4 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
         result = CliRunner(mix_stderr=False).invoke(main, [*args, "--force", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert "the change log cannot show the state at" in result.stderr
-    assert json.loads(result.stdout)["compared_with"]["replayed_to"] is None
+    assert json.loads(result.stdout)["result"]["compared_with"]["replayed_to"] is None

@@ -45,7 +45,7 @@ def test_the_listing_planner_restores_the_others_and_none_of_the_erased_accounts
     code, out = run("--to", to.isoformat(), "--apply", "--state-dir", str(tmp_path / "s"), "--report-bucket",
                     "reports")
     assert code == 0, out
-    report = json.loads(out)
+    report = json.loads(out)["result"]
     assert visible(s3) == set(invoices(KEPT_BUSINESS))  # 3 of 3 back, 0 of the erased account's
     assert report["erased"] == {"ledger": f"s3://{BACKUPS}/erasure/", "prefixes": 1, "left_out": 3,
                                 "keys": invoices(ERASED_BUSINESS)}
@@ -58,7 +58,7 @@ def test_the_inventory_planner_leaves_them_out_too(s3, tmp_path):  # noqa: F811
     code, out = run("--to", to.isoformat(), "--from-inventory", "--apply", "--state-dir", str(tmp_path / "s"),
                     "--report-bucket", "reports")
     assert code == 0, out
-    report = json.loads(out)
+    report = json.loads(out)["result"]
     assert visible(s3) == set(invoices(KEPT_BUSINESS))
     assert report["erased"]["left_out"] == 3 and report["summary"]["copy"]["keys"] == 3
 
@@ -72,12 +72,12 @@ def test_a_plan_saved_before_the_erasure_is_applied_without_the_erased_keys(s3, 
         h.delete(key)  # lost: the plan, made now, copies all six back
     plan_file = tmp_path / "plan.json"
     code, out = run("--to", to.isoformat(), "--plan-out", str(plan_file))
-    assert code == 0 and json.loads(out)["summary"]["copy"]["keys"] == 6, out
+    assert code == 0 and json.loads(out)["result"]["summary"]["copy"]["keys"] == 6, out
     erasure.record(s3, BACKUPS, ERASED_ACCOUNT, business_ids=[ERASED_BUSINESS])  # erased before the apply
     code, out = run("--plan-in", str(plan_file), "--apply", "--state-dir", str(tmp_path / "s"), "--report-bucket",
                     "reports")
     assert code == 0, out
-    assert visible(s3) == set(invoices(KEPT_BUSINESS)) and json.loads(out)["erased"]["left_out"] == 3
+    assert visible(s3) == set(invoices(KEPT_BUSINESS)) and json.loads(out)["result"]["erased"]["left_out"] == 3
 
 
 def test_an_entry_that_does_not_name_its_businesses_refuses_the_restore(s3):  # noqa: F811

@@ -283,7 +283,7 @@ def test_cli_list_and_show(cli):
     stub.add_response("list_jobs", {"Jobs": [listed("job-a", "tavari-dr: copy 10 versions back")]}, {
         "AccountId": ACCOUNT, "MaxResults": 1000, "JobStatuses": list(j.ACTIVE)})
     code, out = run("list", "--active", "--format", "json")
-    assert code == 0 and json.loads(out)["jobs"][0]["job_id"] == "job-a"
+    assert code == 0 and json.loads(out)["result"]["jobs"][0]["job_id"] == "job-a"
     expect_describe(stub, job(status="Failed") | {"FailureReasons": [{"FailureCode": "Manifest",
                                                                        "FailureReason": "ETag mismatch"}]})
     code, out = run("show", "job-copy-1")
@@ -333,7 +333,7 @@ def test_cli_report_records_the_restores_outcome_and_retry_creates_the_job(cli, 
         "RoleArn": ANY, "Manifest": ANY, "ClientRequestToken": ANY, "Description": ANY})
     code, out = run("retry", "job-copy-1", "--yes", "--report-bucket", "reports", "--format", "json")
     assert code == 0, out
-    answer = json.loads(out)
+    answer = json.loads(out)["result"]
     assert answer["job_id"] == "job-retry-1" and answer["tasks"] == 2 and answer["left_for_a_new_plan"] == 1
     (record,) = audit_records(s3, "bucket_batch_retry")
     assert record["outcome"] == "retry job job-retry-1 created (awaiting confirmation)"
@@ -355,7 +355,7 @@ def test_cli_report_of_a_job_that_all_succeeded_exits_0(cli, s3):
     expect_describe(stub, job(total=3, ok=3, failed=0))
     code, out = run("report", "job-copy-1", "--report-bucket", "reports", "--format", "json")
     assert code == 0, out
-    document = json.loads(out)
+    document = json.loads(out)["result"]
     assert (document["succeeded"], document["failed"], document["restore_id"]) == (3, 0, RESTORE)
     assert document["audit_record"]["record"].startswith("s3://reports/audit/bucket_batch_result/")
 

@@ -26,7 +26,8 @@ TIMES = {"--since", "--to", "--aware-at", "--erased-at"}
 
 
 def commands(group: click.Group = main, path: tuple[str, ...] = ()):
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)  # the top group loads its commands lazily: walked as click's help walks it
+    for name, command in sorted((name, group.get_command(ctx, name)) for name in group.list_commands(ctx)):
         if isinstance(command, click.Group):
             yield from commands(command, (*path, name))
         else:

@@ -124,7 +124,7 @@ def test_latest_is_the_nightly_even_when_only_a_pre_restore_copy_is_newer(s3, so
     assert code == 0, out
     assert f"backup {damaged.backup_id}: signed" in out
     code, out = cli("list", "--bucket", BUCKET, "--format", "json")
-    listed = json.loads(out)["backups"]
+    listed = json.loads(out)["result"]["backups"]
     assert [b["pre_restore"] for b in listed] == [True, False]
     code, out = cli("list", "--bucket", BUCKET)
     assert "pre-restore copy of a restore's target: never latest" in out

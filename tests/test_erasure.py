@@ -168,17 +168,18 @@ def test_the_cli_restore_and_the_full_verify_report_the_rows_removed_and_a_broke
     code, out = run("db", "verify", "--bucket", BUCKET, "--scratch-url", empty_db(), "--signing-key", signing.arn,
                     "--format", "json")
     assert code == 0, out
-    report = json.loads(out)
+    report = json.loads(out)["result"]
     assert report["status"] == "PASS" and report["erased_rows"] == rows
     assert report["table_counts"]["auth.users"]["erased"] == 1
     # The weekly quick check reads the ledger; a stranger under erasure/ fails it and alarms.
     code, out = run("db", "verify", "--quick", "--bucket", BUCKET, "--signing-key", signing.arn, "--format", "json")
     assert code == 0 and {"name": "erasure ledger", "passed": True,
-                          "detail": "1 entry, each an account UUID and a time"} in json.loads(out)["checks"]
+                          "detail": "1 entry, each an account UUID and a time"} in json.loads(out)["result"]["checks"]
     s3.put_object(Bucket=BUCKET, Key="erasure/planted.json", Body=b"{}", ChecksumAlgorithm="SHA256")
     code, out = run("db", "verify", "--quick", "--bucket", BUCKET, "--signing-key", signing.arn, "--format", "json",
                     "--publish-metrics")
-    assert code == 1 and not json.loads(out.split("\nError")[0])["checks"][-1]["passed"]
+    answer = json.loads(out)  # one document, also when the check fails
+    assert code == 1 and not answer["ok"] and not answer["result"]["checks"][-1]["passed"]
     assert ({metrics.ERASURE_LEDGER_FAILED: 1}, None) in published
     # A full restore with a broken ledger fails (never a silent pass) and alarms.
     published.clear()
@@ -209,7 +210,7 @@ def test_erasure_cli_records_audited_lists_and_applies_by_hand(s3, source, monke
     audit = json.loads(s3.get_object(Bucket="reports", Key=audit_key)["Body"].read())
     assert audit["outcome"] == "recorded" and audit["target"] == {"account": account}
     code, out = run("list", "--format", "json")
-    assert code == 0 and [e["account_id"] for e in json.loads(out)["entries"]] == [account]
+    assert code == 0 and [e["account_id"] for e in json.loads(out)["result"]["entries"]] == [account]
     # After a restore the CLI did not run (Supabase's own PITR): apply by hand.
     before = sum(account_rows(source, account).values())
     code, out = run("apply", "--target-url", source, "--report-bucket", "reports")

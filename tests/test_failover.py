@@ -155,7 +155,7 @@ def test_plan_names_what_it_uses_and_what_is_missing(moto, deployed, monkeypatch
     monkeypatch.setenv(aws.OUTAGE_ENV, str(deployed["outage"]))
     code, out = run(moto, "failover", "plan", "--env", "prod", "--format", "json")
     assert code == 1, out
-    document = json.loads(out[:out.rindex("}") + 1])
+    document = json.loads(out[:out.rindex("}") + 1])["result"]
     assert document["invoice_bucket"] == deployed["invoices_dr"]
     assert document["backup_bucket"] == deployed["backups_dr"]
     assert [m for m in document["missing"]] == [

@@ -130,10 +130,10 @@ def test_the_cli_plans_from_the_inventory_as_from_the_listing_and_applies_it(s3,
     deliver(s3, inventory_after=4, history=oldest_first(s3))  # the report saw 4 entries; the feed has all 6
     code, out = run("--to", to.isoformat())
     assert code == 0, out
-    listing = json.loads(out)
+    listing = json.loads(out)["result"]
     code, out = run("--to", to.isoformat(), "--from-inventory")
     assert code == 0, out
-    planned = json.loads(out)
+    planned = json.loads(out)["result"]
     assert planned["planned_from"]["inventory"] == f"{PREFIX}2026-11-01T12-00Z/manifest.json"
     assert planned["summary"] == listing["summary"], (planned, listing)
     assert planned["ambiguous"] == listing["ambiguous"] == []
@@ -142,7 +142,7 @@ def test_the_cli_plans_from_the_inventory_as_from_the_listing_and_applies_it(s3,
     code, out = run("--to", to.isoformat(), "--from-inventory", "--apply", "--state-dir", str(tmp_path / "s"),
                     "--report-bucket", "reports")
     assert code == 0, out
-    assert json.loads(out)["result"]["counts"] == {"done": 3}
+    assert json.loads(out)["result"]["result"]["counts"] == {"done": 3}
     assert r.visible_state(s3, "invoices") == h.state_after(2)
 
 
@@ -206,7 +206,7 @@ def refused(s3, tmp_path, to, key, attackers):
     """The apply refuses with exit 1 naming ``key`` and writes nothing to it."""
     code, out = run("--to", to.isoformat(), "--from-inventory", "--apply", "--state-dir", str(tmp_path / "s"),
                     "--report-bucket", "reports")
-    answer, _ = json.JSONDecoder().raw_decode(out)  # then the one line saying why it failed
+    answer = json.loads(out)["result"]  # one document, also when it fails
     assert code == 1, out
     assert [c["key"] for c in answer["contradicted"]] == [key], answer
     assert all(a["key"] != key for a in answer.get("ambiguous", []))

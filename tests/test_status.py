@@ -104,7 +104,7 @@ def status(env, *args):
 
 
 def rows(result):
-    return {(r["section"], r["item"]): r for r in json.loads(result.stdout)["rows"]}
+    return {(r["section"], r["item"]): r for r in json.loads(result.stdout)["result"]["rows"]}
 
 
 def board_at(env, now, make_client=None):
@@ -122,6 +122,9 @@ def test_a_healthy_environment_is_green_from_bounded_reads_without_retries(seede
     monkeypatch.setattr(time, "sleep", no_sleep)
     result = status(seeded, "--format", "json")
     assert result.exit_code == 0, result.output
+    envelope = json.loads(result.stdout)  # the one CLI contract (tests/test_cli_contract.py)
+    assert {k: envelope[k] for k in ("command", "env", "ok", "errors")} == {
+        "command": "status", "env": "prod", "ok": True, "errors": []}
     found = rows(result)
     assert found["backups", "newest"]["level"] == "ok" and seeded["backup_id"] in found["backups", "newest"]["summary"]
     assert all(found["checks", c]["level"] == "ok" for c in verification.CHECKS)
@@ -134,7 +137,7 @@ def test_a_healthy_environment_is_green_from_bounded_reads_without_retries(seede
     # The bound on time, as a count of calls (each source's calls, every attempt counted): with 12
     # stacks, 3 regions, 3 tiers, 12 report kinds and 11 secret entries.
     stacks = len(seeded["templates"])
-    requests = json.loads(result.stdout)["requests"]
+    requests = json.loads(result.stdout)["result"]["requests"]
     entries = len(CONFIG.secrets.all_entries)
     assert requests["stacks"] == 3  # DescribeStacks per region
     with_alarms = sum(1 for t in seeded["templates"].values()
@@ -253,9 +256,9 @@ def test_sources_that_cannot_be_read_are_one_line_each_exit_2_and_one_attempt(se
 
 
 def sources_no_retries():
-    from tavari_dr.cli.status import NO_RETRIES
+    from tavari_dr.cli.status import no_retries
 
-    return NO_RETRIES
+    return no_retries()
 
 
 def test_the_capture_row_is_red_without_data_and_green_with_a_fresh_lag(seeded):

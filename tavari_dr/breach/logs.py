@@ -30,8 +30,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 # Field order of the documented format (later fields were appended over the years; a record may end early).
 FIELDS = ("bucket_owner", "bucket", "time", "remote_ip", "requester", "request_id", "operation", "key",
           "request_uri", "http_status", "error_code", "bytes_sent", "object_size", "total_time",
@@ -168,6 +166,8 @@ def _objects_since(s3: Any, bucket: str, prefix: str, since: datetime) -> Iterab
 
 
 def read_access_logs(s3: Any, invoice_bucket: str, since: datetime) -> Source:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     name = "S3 server access logs"
     try:
         logging = s3.get_bucket_logging(Bucket=invoice_bucket).get("LoggingEnabled")
@@ -247,6 +247,8 @@ def trail_events(records: Iterable[dict[str, Any]], bucket: str, since: datetime
 
 
 def read_trail(cloudtrail: Any, s3: Any, trail_arn: str, invoice_bucket: str, since: datetime) -> Source:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     name = "CloudTrail data events"
     try:
         trails = cloudtrail.describe_trails(trailNameList=[trail_arn])["trailList"]

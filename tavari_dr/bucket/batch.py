@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from tavari_dr.bucket.restore import COPY, DELETE_MARKER, Action, Plan, VersioningGuard, encryption_args
 
 log = logging.getLogger("tavari.bucket")
@@ -130,6 +128,8 @@ def delete_marker_tasks(event: dict[str, Any], s3: Any) -> dict[str, Any]:
     current version when the restore was planned) is no longer the current one is not touched:
     PermanentFailure "changed during restore".
     """
+    from botocore.exceptions import ClientError
+
     from tavari_dr.bucket.restore import current_entry
 
     bucket = event.get("job", {}).get("userArguments", {}).get("bucket")

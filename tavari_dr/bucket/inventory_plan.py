@@ -45,8 +45,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
 from tavari_dr.bucket.restore import (
     CANARY_PREFIX,
     DELETE_MARKER,
@@ -99,6 +97,8 @@ class Snapshot:
 def newest_snapshot(s3: Any, ops_bucket: str, inventory_prefix: str, source_bucket: str) -> Snapshot:
     """The newest inventory report under ``inventory_prefix``, checked: manifest.checksum matches,
     the report is of ``source_bucket`` and in Parquet."""
+    from botocore.exceptions import ClientError
+
     manifests = sorted(obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=ops_bucket, Prefix=inventory_prefix) for obj in page.get("Contents", [])
         if MANIFEST_FOLDER.search(obj["Key"]))
@@ -595,6 +595,8 @@ def head_last_modified(client: Any, bucket: str, key: str, version_id: str) -> t
     marker, the response returns a 405 Method Not Allowed error and the Last-Modified: timestamp response
     header" (S3 API Reference, HeadObject); without that header (emulators: moto sends none) the marker's
     feed time stands in, a delete having no body to take long over."""
+    from botocore.exceptions import ClientError
+
     try:
         return client.head_object(Bucket=bucket, Key=key, VersionId=version_id)["LastModified"], False
     except ClientError as err:
@@ -687,6 +689,8 @@ def plan_from_inventory(client: Any, engine: Engine, bucket: str, to: datetime, 
 def _decide_row(client: Any, plan: Plan, row: dict[str, Any], to: datetime, written: dict[str, str] | None) -> None:
     """One decided key: its entries at T and now from the query, checked against S3 where the plan
     would rest on them (see check_with_s3), then restore.decide."""
+    from botocore.exceptions import ClientError
+
     key = row["key"]
     if row["contradicts"]:
         plan.contradicted.append({"key": key, "reason": "a change-feed record of a version the inventory lists "
@@ -734,6 +738,8 @@ def check_with_s3(client: Any, bucket: str, key: str, at_t: Version | None, curr
       storage class comes from the answer (the feed does not carry one);
     - the version the plan leaves in place as current since T: HeadObject of the key must answer that
       version, at or before T, of the same size and ETag."""
+    from botocore.exceptions import ClientError
+
     if at_t is None or at_t.delete_marker:
         return at_t, ""
     same = current is not None and current.version_id == at_t.version_id and not current.delete_marker

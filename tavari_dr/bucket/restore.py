@@ -59,8 +59,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from tavari_dr.core import outputs
 
 ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GLACIER_IR is readable in milliseconds
@@ -494,6 +492,8 @@ class Result:
 
 def encryption_args(client: Any, bucket: str) -> dict[str, Any]:
     """The destination's default encryption, stated explicitly on every write."""
+    from botocore.exceptions import ClientError
+
     try:
         rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     except ClientError as err:
@@ -585,6 +585,8 @@ class ApplySummary:
 def current_entry(client: Any, bucket: str, key: str) -> str | None:
     """The VersionId of the key's current version or delete marker (S3's own answer, no listing
     order involved); None when the key has neither."""
+    from botocore.exceptions import ClientError
+
     try:
         return client.head_object(Bucket=bucket, Key=key).get("VersionId") or "null"
     except ClientError as err:
@@ -645,6 +647,8 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
         return current_entry(client, plan.destination, key)
 
     def run(action: Action) -> Result:
+        from botocore.exceptions import ClientError
+
         if journal.contains(action):
             return Result(action.key, action.action, "skipped", "already done (journal)")
         try:
@@ -735,6 +739,8 @@ def _verify_after(client: Any, plan: Plan, results: list[Result],
 def head_current(client: Any, bucket: str, key: str) -> tuple[str | None, bool, dict[str, Any]]:
     """(VersionId, is a delete marker, HeadObject's answer) of the key's current entry, from S3;
     (None, False, {}) when the key has no entry."""
+    from botocore.exceptions import ClientError
+
     try:
         head = client.head_object(Bucket=bucket, Key=key)
         return head.get("VersionId") or "null", False, head
@@ -770,6 +776,8 @@ def _verify_written(client: Any, plan: Plan, results: list[Result],
 
 
 def _request_restore(client: Any, bucket: str, action: Action) -> None:
+    from botocore.exceptions import ClientError
+
     try:
         client.restore_object(Bucket=bucket, Key=action.key, VersionId=action.version_id,
                               RestoreRequest={"Days": 7, "GlacierJobParameters": {"Tier": "Standard"}})

@@ -1,18 +1,40 @@
 """What every `tavari-dr` command shares: the options that talk to AWS, error reporting, resource
-discovery ("the name given, or the stack output"), ``--format json`` and the byte sizes people read."""
+discovery ("the name given, or the stack output"), ``--format json`` and its envelope, and the byte sizes
+people read.
+
+The CLI contract (docs/decisions/0034): every leaf command is a TavariCommand. It takes ``--format text|json``;
+in json it answers with ONE document on stdout, on success and on failure alike::
+
+    {"command": "db restore", "env": "prod", "ok": true, "result": {...}, "errors": [{"code": ..., "message": ...}]}
+
+``result`` is what the command answers (``echo_json``/``answer``), or, for a command that only prints lines,
+``{"output": [lines]}``; ``errors`` the failure (its ``code`` the click exception's kind: ``failed``,
+``usage_error``, ``missing_parameter``, ``bad_parameter``, ...). Exit codes are click's and the project's:
+0 ok, 1 failed or refused, 2 usage. In text the failure stays one line on stderr. In help, the options every
+command takes (environment and AWS) come after the command's own. Nothing here imports botocore: help and usage
+errors never load an AWS SDK."""
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 
+from tavari_dr.cli.envelope import (  # noqa: F401 (the contract's names, used by every command module)
+    FORMATS,
+    SHARED_SECTION,
+    Failed,
+    SharedOption,
+    TavariCommand,
+    answer,
+    echo_json,
+    error,
+    format_option,
+)
 from tavari_dr.core import outputs
 from tavari_dr.core.audit import AuditRecord, caller_arn
 from tavari_dr.core.aws import AwsTarget, DiscoveryError, stack_outputs
@@ -22,12 +44,6 @@ from tavari_dr.database.failures import describe_anywhere
 from tavari_dr.database.manifest import BackupError, BackupTampered
 
 
-class Failed(click.ClickException):
-    """The operation ran and failed (exit 1), as opposed to a usage error (exit 2)."""
-
-    exit_code = 1
-
-
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """One readable line instead of a traceback, with the right exit code."""
 
@@ -35,24 +51,35 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except click.ClickException:
+            raise
         except (ConfigError, EnvFileError) as err:
             raise click.UsageError(str(err)) from None
         except DiscoveryError as err:
             raise Failed(str(err)) from None
-        except ClientError as err:
-            error = err.response.get("Error", {})
-            raise Failed(f"AWS refused {err.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
-        except BotoCoreError as err:
-            raise Failed(f"AWS call failed: {err}") from None
-        except OSError as err:  # a file that is there, or not, or not ours to write
-            raise Failed(f"{err.filename or 'I/O'}: {err.strerror or err}") from None
         except Exception as err:
-            described = describe_anywhere(err)  # a PostgreSQL failure, naming its server
-            if described is None:
+            failed = _one_line(err)
+            if failed is None:
                 raise
-            raise Failed(described) from None
+            raise failed from None
 
     return wrapper
+
+
+def _one_line(err: Exception) -> Failed | None:
+    """The Failed an AWS, file or PostgreSQL error is reported as (None: a bug, its traceback stands).
+    botocore is imported here, once something failed, not for every --help."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return Failed(f"AWS refused {err.operation_name}: {error.get('Code')}: {error.get('Message')}")
+    if isinstance(err, BotoCoreError):  # before OSError: some of botocore's are OSErrors too
+        return Failed(f"AWS call failed: {err}")
+    if isinstance(err, OSError):  # a file that is there, or not, or not ours to write
+        return Failed(f"{err.filename or 'I/O'}: {err.strerror or err}")
+    described = describe_anywhere(err)  # a PostgreSQL failure, naming its server
+    return Failed(described) if described is not None else None
 
 
 ENV_HELP = "Environment in cdk.json (e.g. dev, prod)."
@@ -79,14 +106,15 @@ def shared_options(*, env_required: bool = True, env_default: str | None = None,
                    env_help: str = ENV_HELP) -> list[Callable[[Callable[..., Any]], Any]]:
     """--env, --cdk-json, --region, --dr-region and --endpoint-url: one definition for every command."""
     return [
-        click.option("--env", "env_name", required=env_required, help=env_help,
+        click.option("--env", "env_name", cls=SharedOption, required=env_required, help=env_help,
                      # (no default=None: click 8.3 would count an explicit None as given)
                      **({"default": env_default, "show_default": True} if env_default is not None else {})),
-        click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
-                     show_default=True, help="The project's cdk.json."),
-        click.option("--region", help="Primary region (default: the environment's)."),
-        click.option("--dr-region", help="DR region (default: the environment's replication region)."),
-        click.option("--endpoint-url", envvar="TAVARI_DR_ENDPOINT_URL", callback=http_url,
+        click.option("--cdk-json", cls=SharedOption, type=click.Path(dir_okay=False, path_type=Path),
+                     default=Path("cdk.json"), show_default=True, help="The project's cdk.json."),
+        click.option("--region", cls=SharedOption, help="Primary region (default: the environment's)."),
+        click.option("--dr-region", cls=SharedOption,
+                     help="DR region (default: the environment's replication region)."),
+        click.option("--endpoint-url", cls=SharedOption, envvar="TAVARI_DR_ENDPOINT_URL", callback=http_url,
                      help="AWS endpoint, e.g. a local emulator (env TAVARI_DR_ENDPOINT_URL)."),
     ]
 
@@ -111,7 +139,8 @@ def aws_command(group: click.Group | None, name: str, help_text: str, *, env_req
 
         command = with_options(shared_options(env_required=env_required, env_help=env_help),
                                reports_errors(with_config))
-        return (group.command if group is not None else click.command)(name, help=help_text)(command)
+        return (group.command if group is not None else click.command)(name, help=help_text,
+                                                                        cls=TavariCommand)(command)
 
     return decorate
 
@@ -175,29 +204,7 @@ class Deployed:
                 for entry in config.secrets.all_entries}
 
 
-format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="text for people, json for programs (one JSON document).")
-
-
-def echo_json(document: Any) -> None:
-    """The command's whole answer as one JSON document on stdout (errors still go to stderr)."""
-    click.echo(json.dumps(document, indent=1, default=str))
-
-
-def answer(output_format: str, document: Any, lines: Callable[[], Iterable[str]], *, failure: str | None = None,
-           summary: str | None = None) -> None:
-    """How a command that reports answers: ``document`` as JSON, or the human ``lines``; then exit 1 with
-    ``failure`` (when set), else, for people, the ``summary`` line."""
-    if output_format == "json":
-        echo_json(document)
-    else:
-        for line in lines():
-            click.echo(line)
-    if failure:
-        raise Failed(failure)
-    if summary and output_format != "json":
-        click.echo(summary)
-
+# ----------------------------------------------------------------------------- --format and its envelope
 
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -1,9 +1,9 @@
 """`tavari-dr config show`: an environment's configuration as the loader validated it, every key with its
 default resolved (docs/reference/configuration.md says what each key means).
 
-Light on purpose (a pyproject import contract keeps it so): only click and the loader, never boto3 or
-tavari_dr.cli.common, so that reading the configuration needs neither AWS credentials nor the SDK's import
-time."""
+Light on purpose (a pyproject import contract keeps it so): only click, the loader and the CLI contract
+(tavari_dr.cli.envelope), never boto3 or tavari_dr.cli.common, so that reading the configuration needs
+neither AWS credentials nor the SDK's import time."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from tavari_dr.cli.envelope import TavariCommand, answer, format_option
 from tavari_dr.core.config import ConfigError, EnvironmentConfig, load_from_file
 
 
@@ -47,24 +48,20 @@ def group() -> None:
     """The configuration (cdk.json environments, through the loader app.py uses)."""
 
 
-@group.command("show", help="Print an environment's validated configuration: every key, defaults resolved "
+@group.command("show", cls=TavariCommand,
+               help="Print an environment's validated configuration: every key, defaults resolved "
                             "(exit 2 naming the key, the value and what is allowed when cdk.json is refused)."
                             "\n\n\b\nExamples:\n  tavari-dr config show --env prod\n"
                             "  tavari-dr config show --env dev --format json")
 @click.option("--env", "env_name", required=True, help="Environment in cdk.json (e.g. dev, prod).")
 @click.option("--cdk-json", type=click.Path(dir_okay=False, path_type=Path), default=Path("cdk.json"),
               show_default=True, help="The project's cdk.json.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: one `key = value` line per key (values as JSON); json: the environment as one cdk.json "
-                   "entry.")
+@format_option
 def show(env_name: str, cdk_json: Path, output_format: str) -> None:
     try:
         config = load_from_file(env_name, cdk_json)
     except ConfigError as err:
         raise BadConfiguration(str(err)) from None
     document = as_document(config)
-    if output_format == "json":
-        click.echo(json.dumps(document, indent=2))
-        return
-    for key, value in flatten(document):
-        click.echo(f"{key} = {json.dumps(value)}")
+    # json: the environment as one cdk.json entry, in the envelope's result; text: one `key = value` line per key
+    answer(output_format, document, lambda: (f"{key} = {json.dumps(value)}" for key, value in flatten(document)))

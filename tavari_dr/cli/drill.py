@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from tavari_dr.cli.common import Failed, reports_errors, shared_options, with_options
+from tavari_dr.cli.common import Failed, TavariCommand, reports_errors, shared_options, with_options
 from tavari_dr.core.config import load_from_file
 from tavari_dr.drill.context import FAULTS
 
@@ -57,7 +57,8 @@ def _drill(local, env_name, cdk_json, region, dr_region, endpoint_url, cdk_out, 
 
 
 command = click.command(
-    "drill", help="Disaster-recovery drill: --local plays the plan's three scenarios on this machine (emulated AWS, "
+    "drill", cls=TavariCommand,
+    help="Disaster-recovery drill: --local plays the plan's three scenarios on this machine (emulated AWS, "
                   "throwaway PostgreSQL) and writes a report; exit 1 on any missed objective or failed verification."
                   "\n\n\b\nExamples:"
                   "\n  tavari-dr drill --local --env prod --report-dir drill-report"

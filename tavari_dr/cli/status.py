@@ -8,16 +8,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from botocore.config import Config
 
-from tavari_dr.cli.common import aws_command, echo_json, format_option
+from tavari_dr.cli.common import aws_command, echo_json, error, format_option
 from tavari_dr.core import aws
 from tavari_dr.status import board as board_lib
 from tavari_dr.status import sources
 
-# One attempt per call and short timeouts: status reports what is stored, it does not wait for a
-# service to come back (a source that does not answer is a "could not read" line, exit 2).
-NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5)
+
+def no_retries():
+    """One attempt per call and short timeouts: status reports what is stored, it does not wait for a
+    service to come back (a source that does not answer is a "could not read" line, exit 2)."""
+    from botocore.config import Config  # here, not at import: `status --help` loads no AWS SDK
+
+    return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5)
 
 
 def colour_wanted() -> bool:
@@ -50,9 +53,11 @@ def command(config, target, drill_report, no_drill_report, output_format):
     if no_drill_report:
         drill_report = None
 
+    config_without_retries = no_retries()
+
     def make_client(service: str, region: str | None):
         return aws.client(service, region=region or target.region, endpoint_url=target.endpoint_url,
-                          config=NO_RETRIES)
+                          config=config_without_retries)
 
     evidence = sources.Evidence(config=config, now=now, client=make_client, drill_report=drill_report,
                                 emulator=target.endpoint_url is not None)
@@ -67,4 +72,7 @@ def command(config, target, drill_report, no_drill_report, output_format):
         click.echo(board_lib.verdict(board))
     for item in board.unreadable:  # one line per source, never a traceback
         click.echo(f"could not read {item.source}: {item.reason}", err=True)
+        error("unreadable", f"could not read {item.source}: {item.reason}")
+    if board.exit_code == 1:
+        error("red", board_lib.verdict(board))
     sys.exit(board.exit_code)

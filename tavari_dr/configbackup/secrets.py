@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from tavari_dr.core.config import SecretEntry
 from tavari_dr.core.outputs import is_placeholder
 
@@ -38,6 +36,8 @@ class SecretState:
 
 
 def read_states(client: Any, entries: tuple[SecretEntry, ...], arns: dict[str, str]) -> list[SecretState]:
+    from botocore.exceptions import ClientError
+
     states = []
     for entry in entries:
         arn = arns[entry.name]

@@ -14,18 +14,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
+from typing import TYPE_CHECKING, Any
 
 from tavari_dr.core.costmodel import Counts, kind_of
 
-# Local emulators (moto) give multipart objects a whole-object checksum that does not match;
-# S3 marks them composite ("-N"), which botocore never validates. Against an emulator the
-# automatic response check is therefore off; the project verifies its own sha256 end to end.
-EMULATOR_CONFIG = Config(response_checksum_validation="when_required")
+if TYPE_CHECKING:
+    from botocore.config import Config
+
+# boto3 and botocore are imported where a client is made or an AWS error is caught, never when this module
+# is: `tavari-dr --help` and a usage error need neither (docs/decisions/0034). EMULATOR_CONFIG and
+# RegionDown, which need botocore to exist, are built on first use (__getattr__ at the end).
+
+
+def _emulator_config() -> Config:
+    """Local emulators (moto) give multipart objects a whole-object checksum that does not match;
+    S3 marks them composite ("-N"), which botocore never validates. Against an emulator the
+    automatic response check is therefore off; the project verifies its own sha256 end to end."""
+    from botocore.config import Config
+
+    return Config(response_checksum_validation="when_required")
 
 # botocore's retry policy by service (docs/decisions/0018): "standard" mode everywhere, exponential
 # backoff with full jitter (at most 20 s) on throttling (SlowDown, Throttling...), 5xx, timeouts and
@@ -49,6 +56,8 @@ DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "total_max_attempts": 5}
 def client_config(service: str, config: Config | None = None, *, emulator: bool = False) -> Config:
     """The retry policy of ``service``, merged with ``config`` (its settings win) and, against an
     emulator, EMULATOR_CONFIG."""
+    from botocore.config import Config
+
     policy = dict(RETRIES.get(service, DEFAULT_RETRIES))
     # An operator's own AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (botocore's documented settings) still win:
     # a Config's retries would silently override them.
@@ -58,7 +67,7 @@ def client_config(service: str, config: Config | None = None, *, emulator: bool 
         policy.pop("mode")
     merged = Config(retries=policy) if policy else Config()
     if emulator:
-        merged = merged.merge(EMULATOR_CONFIG)
+        merged = merged.merge(_lazy("EMULATOR_CONFIG"))
     return merged.merge(config) if config is not None else merged
 
 
@@ -66,6 +75,8 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
            config: Config | None = None, **kwargs: Any) -> Any:
     """A boto3 client with the project's retry policy (and, with ``endpoint_url``, the emulator's
     settings); counted when a drill asked this process to count its requests."""
+    import boto3
+
     made = boto3.client(service, region_name=region, endpoint_url=endpoint_url,
                         config=client_config(service, config, emulator=endpoint_url is not None), **kwargs)
     if _process_counter is not None:
@@ -165,6 +176,8 @@ def count_requests_of_this_process() -> None:
 
 
 def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    from botocore.exceptions import ClientError
+
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as err:
@@ -187,11 +200,17 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
 OUTAGE_ENV = "TAVARI_DR_DRILL_OUTAGE"
 
 
-class RegionDown(EndpointConnectionError):
-    """What a call to a region that is down meets: no connection (botocore's own error, so callers see
-    exactly what they would in an outage), naming the resource that lives there."""
+def _region_down() -> type[Exception]:
+    from botocore.exceptions import EndpointConnectionError
 
-    fmt = 'Could not connect to the endpoint URL: "{endpoint_url}" (region {region} is down: {resource})'
+    class RegionDown(EndpointConnectionError):
+        """What a call to a region that is down meets: no connection (botocore's own error, so callers see
+        exactly what they would in an outage), naming the resource that lives there."""
+
+        fmt = 'Could not connect to the endpoint URL: "{endpoint_url}" (region {region} is down: {resource})'
+
+    RegionDown.__module__ = __name__
+    return RegionDown
 
 
 @dataclass(frozen=True)
@@ -233,7 +252,23 @@ def _refuse_the_region_that_is_down(made: Any) -> None:
     def refuse(params: dict[str, Any], **_: Any) -> None:
         resource = outage.refusal(region, service, params)
         if resource is not None:
-            raise RegionDown(endpoint_url=made.meta.endpoint_url, region=outage.region, resource=resource)
+            raise _lazy("RegionDown")(endpoint_url=made.meta.endpoint_url, region=outage.region, resource=resource)
 
     # Before the request is built: a refused call is never sent, and never retried.
     made.meta.events.register("before-parameter-build", refuse)
+
+
+_LAZY: dict[str, Callable[[], Any]] = {"EMULATOR_CONFIG": _emulator_config, "RegionDown": _region_down}
+_built: dict[str, Any] = {}
+
+
+def _lazy(name: str) -> Any:
+    if name not in _built:
+        _built[name] = _LAZY[name]()
+    return _built[name]
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: `from tavari_dr.core.aws import EMULATOR_CONFIG` still works
+    if name in _LAZY:
+        return _lazy(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

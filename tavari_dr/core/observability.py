@@ -22,16 +22,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
-
 SERVICE = "tavari"  # the stdlib logger every runtime module logs under, as tavari.<capability>
 # The correlation keys: each is a log key and, where set, an X-Ray annotation (indexed, searchable).
 CORRELATION_KEYS = ("job", "run", "backup_id", "restore_id", "export_id")
 
-# stderr: the CLI's stdout is for its answers (--format json is one document); in Lambda both streams
-# reach the function's log group.
-logger = Logger(service=SERVICE, stream=sys.stderr, use_rfc3339=True, utc=True)
-_JSON_HANDLER = logger.logger_handler
+# The Powertools Logger and Tracer are made on first use, not when this module is imported: Powertools
+# imports botocore and the Tracer the X-Ray SDK, which `tavari-dr --help` or a usage error never needs
+# (docs/decisions/0034). A Lambda makes both when its handler is decorated (lambda_handler), as before;
+# `observability.logger`, `.tracer` and `._JSON_HANDLER` are still there (__getattr__ at the end).
+_made: dict[str, Any] = {}
+_cli_format: str | None = None  # the CLI's --log-format, applied again to a Logger made after it was set
+
+
+def _logger() -> Any:
+    if "logger" not in _made:
+        from aws_lambda_powertools import Logger
+
+        # stderr: the CLI's stdout is for its answers (--format json is one document); in Lambda both streams
+        # reach the function's log group.
+        made = Logger(service=SERVICE, stream=sys.stderr, use_rfc3339=True, utc=True)
+        _made.update(logger=made, _JSON_HANDLER=made.logger_handler)
+        if _cli_format is not None:  # the Logger took over `tavari`'s handlers: the CLI's choice stands
+            cli_logging(_cli_format)
+    return _made["logger"]
 
 
 def _import_xray_sdk_without_a_profile() -> None:
@@ -46,11 +59,18 @@ def _import_xray_sdk_without_a_profile() -> None:
         os.environ.update(hidden)
 
 
-_import_xray_sdk_without_a_profile()
-# Outside Lambda (tests, the CLI) Powertools disables the tracer by itself: no daemon listens there.
-# botocore alone is patched (every AWS call a subsegment): the X-Ray SDK's HTTP patches would record
-# the URLs the alert router posts to, and a webhook's URL is its secret.
-tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
+def _tracer() -> Any:
+    if "tracer" not in _made:
+        _logger()
+        _import_xray_sdk_without_a_profile()
+        from aws_lambda_powertools import Tracer
+
+        # Outside Lambda (tests, the CLI) Powertools disables the tracer by itself: no daemon listens there.
+        # botocore alone is patched (every AWS call a subsegment): the X-Ray SDK's HTTP patches would record
+        # the URLs the alert router posts to, and a webhook's URL is its secret.
+        _made["tracer"] = Tracer(service=SERVICE, patch_modules=("botocore",))
+        _no_object_keys_in_traces()
+    return _made["tracer"]
 
 
 def _no_object_keys_in_traces() -> None:
@@ -65,9 +85,6 @@ def _no_object_keys_in_traces() -> None:
                                                if p not in ("Key", "CopySource")]
 
 
-_no_object_keys_in_traces()
-
-
 def correlate(**keys: str | None) -> None:
     """Add correlation keys (CORRELATION_KEYS) to every later log line of this invocation or command,
     and to the current trace as annotations."""
@@ -75,7 +92,8 @@ def correlate(**keys: str | None) -> None:
     if unknown:
         raise ValueError(f"not correlation keys: {sorted(unknown)}; known: {', '.join(CORRELATION_KEYS)}")
     given = {k: v for k, v in keys.items() if v}
-    logger.append_keys(**given)
+    _logger().append_keys(**given)
+    tracer = _tracer()
     for key, value in given.items():
         tracer.put_annotation(key, value)
 
@@ -102,6 +120,8 @@ def lambda_handler(job: str, *, correlation: Correlation | None = None) -> Calla
     (the authorizer's) or rows (the export's). A failure is logged by its exception type only."""
 
     def decorate(handler: Handler) -> Handler:
+        logger, tracer = _logger(), _tracer()
+
         @functools.wraps(handler)
         def correlated(event: Any, context: Any) -> Any:
             correlate(job=job, **(correlation(event) if correlation and isinstance(event, dict) else {}))
@@ -124,7 +144,7 @@ def lambda_handler(job: str, *, correlation: Correlation | None = None) -> Calla
 
 def current(key: str) -> str | None:
     """A correlation key of this invocation or command (e.g. ``run``, for the reports it writes)."""
-    value = logger.get_current_keys().get(key)
+    value = _logger().get_current_keys().get(key)
     return str(value) if value is not None else None
 
 
@@ -132,15 +152,29 @@ def cli_logging(log_format: str) -> None:
     """The CLI's logs on stderr: ``json``, the Lambdas' structured lines with the same correlation keys
     (for a scheduled task whose logs are searched by backup ID); ``text``, warnings and errors only,
     as plain lines."""
+    global _cli_format
+    _cli_format = log_format
+    if log_format == "json":
+        _logger()
     root = logging.getLogger(SERVICE)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    logger.remove_keys([k for k in CORRELATION_KEYS])  # one command, one set of keys (tests run many)
+    if "logger" in _made:  # one command, one set of keys (tests run many)
+        _made["logger"].remove_keys([k for k in CORRELATION_KEYS])
     if log_format == "json":
-        root.addHandler(_JSON_HANDLER)
+        root.addHandler(_made["_JSON_HANDLER"])
         root.setLevel(logging.INFO)
         return
     text = logging.StreamHandler(sys.stderr)
     text.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(text)
     root.setLevel(logging.WARNING)
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: `observability.logger`, `.tracer`, `._JSON_HANDLER`, made on first use
+    if name in ("logger", "_JSON_HANDLER"):
+        _logger()
+        return _made[name]
+    if name == "tracer":
+        return _tracer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

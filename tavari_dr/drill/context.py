@@ -149,8 +149,8 @@ class Drill:
         return (result.stdout + result.stderr).strip()
 
     def cli_json(self, step: Step, *args: str) -> Any:
-        """`tavari-dr ARGS --format json`, as cli() runs it: the command's answer, read as JSON."""
-        return json.loads(self._run(step, (*args, "--format", "json")).stdout)
+        """`tavari-dr ARGS --format json`, as cli() runs it: the command's answer (the envelope's result)."""
+        return json.loads(self._run(step, (*args, "--format", "json")).stdout)["result"]
 
     def _run(self, step: Step, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
         if "--env" in args and "--cdk-json" not in args:

@@ -22,8 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from tavari_dr.bucket.jobs import active_jobs
 from tavari_dr.configbackup import secrets as secrets_lib
 from tavari_dr.core import metrics, outputs
@@ -731,6 +729,8 @@ PARALLEL: tuple[tuple[str, Callable[[Evidence], list[Row]]], ...] = (
 
 
 def describe_error(err: BaseException) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError  # here: `status --help` loads no AWS SDK
+
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         return f"{err.operation_name}: {error.get('Code')}: {error.get('Message') or 'no message'}"
@@ -743,7 +743,11 @@ def describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-UNREADABLE = (ClientError, BotoCoreError, LookupError, ValueError, OSError, TypeError)
+def unreadable() -> tuple[type[BaseException], ...]:
+    """What a source that could not be read raises (a "could not read" line, never a traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return ClientError, BotoCoreError, LookupError, ValueError, OSError, TypeError
 
 
 def collect(ev: Evidence, make_client: Callable[[str, str | None], Any], board: Board) -> Board:
@@ -762,7 +766,7 @@ def collect(ev: Evidence, make_client: Callable[[str, str | None], Any], board: 
 
         try:
             return source(replace(ev, client=client))
-        except UNREADABLE as err:
+        except unreadable() as err:
             with lock:
                 board.unreadable.append(Unreadable(name, describe_error(err)))
             return []

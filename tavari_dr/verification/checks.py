@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from tavari_dr.core import guardrails, metrics
 from tavari_dr.core.guardrails import Custodians
 from tavari_dr.core.outputs import CANARY_KEY_PREFIX
@@ -53,6 +51,8 @@ class CheckResult:
 
 def run_check(name: str, check: Callable[[CheckResult], None]) -> CheckResult:
     """Run ``check`` on a fresh result; an exception makes it ERROR (never a silent PASS)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     result = CheckResult(name, PASS)
     started = time.monotonic()
     try:
@@ -247,6 +247,8 @@ def backup_drift(result: CheckResult, *, s3: Any, kms: Any, expect: BackupExpect
 
 
 def _client_get(call: Callable[..., dict[str, Any]], missing_code: str, **kwargs: Any) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
     try:
         return call(**kwargs)
     except ClientError as err:
@@ -302,6 +304,8 @@ class BaselineStore:
     """sha256 of each version the first time it is read, kept as one JSON object per bucket."""
 
     def __init__(self, s3: Any, bucket: str, subject: str) -> None:
+        from botocore.exceptions import ClientError
+
         self.s3, self.bucket, self.key = s3, bucket, f"baselines/{subject}.json"
         try:
             self.values: dict[str, str] = json.loads(s3.get_object(Bucket=bucket, Key=self.key)["Body"].read())
@@ -326,6 +330,8 @@ class BaselineStore:
 
 def integrity_sample(result: CheckResult, *, s3: Any, bucket: str, n: int, baselines: BaselineStore,
                      max_pages: int = 50, rng: random.Random | None = None) -> None:
+    from botocore.exceptions import BotoCoreError
+
     sample, seen = sample_versions(s3, bucket, n, max_pages=max_pages, rng=rng or random.Random())  # noqa: S311
     result.measured.update(versions_listed=seen, sampled=len(sample), archived=0, read=0, new_baselines=0)
     for v in sample:
@@ -581,6 +587,8 @@ def tamper_watch(result: CheckResult, *, client: Callable[[str, str], Any], expe
     every tamper rule is enabled with its target (the alert topic in the primary region, the primary
     region's event bus elsewhere). ``client(service, region)`` makes a client; ``expect`` is the
     TamperWatch stack's expectation (its TamperWatchExpectation output)."""
+    from botocore.exceptions import ClientError
+
     trail_arn = expect["trail_arn"]
     trails = client("cloudtrail", expect["primary_region"])
     logging = bool(trails.get_trail_status(Name=trail_arn).get("IsLogging"))
