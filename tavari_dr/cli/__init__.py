@@ -10,8 +10,6 @@ Commands that report take --format json (one JSON document on stdout) beside the
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from tavari_dr.cli import breach, bucket, db, drill, erasure, export, failover, secrets, status, supabase, verify
@@ -40,4 +38,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

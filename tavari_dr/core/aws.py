@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tavari_dr.core.costmodel import Counts, kind_of
+
+if TYPE_CHECKING:
+    from botocore.config import _RetryDict
 
 # Local emulators (moto) give multipart objects a whole-object checksum that does not match;
 # S3 marks them composite ("-N"), which botocore never validates. Against an emulator the
@@ -56,18 +59,22 @@ def client_config(service: str, config: Config | None = None, *, emulator: bool 
         policy.pop("total_max_attempts")
     if os.environ.get("AWS_RETRY_MODE"):
         policy.pop("mode")
-    merged = Config(retries=policy) if policy else Config()
+    merged = Config(retries=cast("_RetryDict", policy)) if policy else Config()
     if emulator:
         merged = merged.merge(EMULATOR_CONFIG)
     return merged.merge(config) if config is not None else merged
+
+
+# boto3-stubs type boto3.client for each literal service name; this takes any name, and its callers Any.
+_any_client: Any = boto3.client
 
 
 def client(service: str, *, region: str | None = None, endpoint_url: str | None = None,
            config: Config | None = None, **kwargs: Any) -> Any:
     """A boto3 client with the project's retry policy (and, with ``endpoint_url``, the emulator's
     settings); counted when a drill asked this process to count its requests."""
-    made = boto3.client(service, region_name=region, endpoint_url=endpoint_url,
-                        config=client_config(service, config, emulator=endpoint_url is not None), **kwargs)
+    made = _any_client(service, region_name=region, endpoint_url=endpoint_url,
+                       config=client_config(service, config, emulator=endpoint_url is not None), **kwargs)
     if _process_counter is not None:
         _process_counter.attach(made)
     if endpoint_url is not None:  # an emulator: only there may a drill take a region down
@@ -104,7 +111,7 @@ class SecretCache:
         cached = self._values.get(secret_id)
         if cached and self._clock() - cached[0] < self._ttl:
             return cached[1]
-        value = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
+        value: str = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
         self._values[secret_id] = (self._clock(), value)
         return value
 

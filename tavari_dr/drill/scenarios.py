@@ -367,7 +367,7 @@ def region_outage(d: Drill) -> None:
         outage.replicate_keeping_versions(s3, d.backup_bucket,
                                           d.deployment.outputs(replica_stack)[outputs.BACKUP_BUCKET_NAME])
     d.env[OUTAGE_ENV] = str(outage.declare(d.work / "outage.json", region, outage.buckets_in(s3, region)))
-    new: dict[str, str] = {}
+    new: dict[str, Any] = {}  # the restore point ("to") and what the failover lost
     try:
         def down(step: Step) -> None:
             try:
