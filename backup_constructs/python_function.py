@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import functools
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +44,26 @@ LAMBDA_DEPS = ROOT / "build" / "lambda-deps"
 OBSERVABILITY = ("aws-lambda-powertools", "typing-extensions", "aws-xray-sdk", "wrapt")
 
 
+# The version module every bundle carries beside tavari_dr/__init__.py (which reads it: a bundle has no
+# installed distribution for importlib.metadata to find).
+VERSION_MODULE = "_version.py"
+
+
+@functools.cache
+def code_version() -> str:
+    """The version of the checkout being synthesized, from git as pyproject.toml's [tool.setuptools_scm] says
+    (SETUPTOOLS_SCM_PRETEND_VERSION overrides it): computed at each synth, not the installed distribution's,
+    which is as old as the last ``make install``. It changes every commit, and so every asset's hash
+    (tests/test_snapshots.py masks asset hashes): a deploy updates every function, and each reports the
+    commit it was built from. setuptools-scm's command line: a build tool, at synth only, never bundled."""
+    done = subprocess.run([sys.executable, "-m", "setuptools_scm", "--config", str(ROOT / "pyproject.toml"),
+                           "--root", str(ROOT)], capture_output=True, text=True, timeout=60)
+    version = done.stdout.strip()
+    if done.returncode != 0 or not version:
+        raise ValueError(f"setuptools-scm found no version for {ROOT}: {done.stderr.strip()[-500:]}")
+    return version
+
+
 def dist_info(distribution: str, root: Path = LAMBDA_DEPS) -> Path | None:
     """The ``<name>-<version>.dist-info`` folder of an installed distribution (names compared as
     PEP 503 normalizes them: PyJWT is pyjwt-2.15.1.dist-info), or None."""
@@ -64,7 +87,8 @@ def distribution_files(distribution: str, root: Path = LAMBDA_DEPS) -> list[str]
 
 @jsii.implements(ILocalBundling)
 class _CopySources:
-    """Local bundling, no Docker: the handler folder, ``tavari_dr/__init__.py``, ``tavari_dr/core`` and
+    """Local bundling, no Docker: the handler folder, ``tavari_dr/__init__.py`` with the code's version
+    (``tavari_dr/_version.py``, code_version), ``tavari_dr/core`` and
     the capability subpackages the function runs — never the CLI, the local drill or its deployer.
 
     The bundle holds our own code and OBSERVABILITY: the Lambda Python runtime already provides boto3,
@@ -84,6 +108,8 @@ class _CopySources:
         shutil.copytree(self.handler_dir, out, dirs_exist_ok=True, ignore=ignore)
         (out / "tavari_dr").mkdir(exist_ok=True)
         shutil.copy2(RUNTIME_PACKAGE / "__init__.py", out / "tavari_dr" / "__init__.py")
+        (out / "tavari_dr" / VERSION_MODULE).write_text("# Written at synth by backup_constructs/python_function.py."
+                                                        f"\nversion = {code_version()!r}\n")
         for package in (CORE, *self.capabilities):
             shutil.copytree(RUNTIME_PACKAGE / package, out / "tavari_dr" / package, dirs_exist_ok=True, ignore=ignore)
         for distribution in self.packages:

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
+import tavari_dr
 from tavari_dr.cli import main
 from tavari_dr.core import s3sink
 from tavari_dr.database import backup as d
@@ -123,6 +124,7 @@ def test_the_replacement_attack_is_refused_and_the_named_original_restores_every
     assert [a["outcome"].split(":")[0] for a in audits] == [
         "refused", "restored from a tampered backup through the named manifest version"]
     assert audits[1]["source"]["manifest_version"] == original_manifest and audits[1]["details"]["findings"]
+    assert {a["tool_version"] for a in audits} == {tavari_dr.__version__}
 
 
 # --------------------------------------------------------------------------- every single artifact

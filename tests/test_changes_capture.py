@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+import tavari_dr
 from tavari_dr.changes import pitr, replay
 from tavari_dr.changes.capture import Capture, CaptureError, Settings, setup
 from tavari_dr.changes.segment import SegmentError, list_segments, open_segment
@@ -192,6 +193,7 @@ def test_truncates_and_unchanged_toast_values_replay(pg, aws, src):
     kinds = set()
     for key in list_segments(aws.s3, aws.bucket, to - timedelta(hours=1), to + timedelta(hours=1)):
         seg = open_segment(aws.s3, aws.bucket, key.key, aws.changes.verifier)
+        assert seg.header.tool_version == tavari_dr.__version__  # under the change key's signature
         for r in seg.lines():
             kinds |= {"X"} if r[0] == "X" else {"u"} if r[0] == "U" and 0 in r[4] else set()
         seg.close()

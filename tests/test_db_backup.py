@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
+import tavari_dr
 from tavari_dr.cli import main
 from tavari_dr.database import backup as d
 from tavari_dr.drill import demo_data
@@ -48,6 +49,7 @@ def fingerprint(url: str, tables) -> dict[str, str]:
 def test_backup_then_restore_into_plain_postgres_reproduces_counts_and_content(s3, source, empty_db, signing):
     manifest = d.run_backup(s3, BUCKET, source, signer=signing.signer, reason="nightly", now=TUESDAY)
     assert manifest.tier == "daily" and manifest.backup_id == "20261124T020000Z-nightly"
+    assert manifest.tool_version == tavari_dr.__version__  # signed with the rest (tests/test_version.py)
     assert manifest.tables["auth.users"] == 5 and manifest.tables["public.messages"] == 250
     assert manifest.tables["storage.objects"] == 15  # auth and storage data are in the dump
     assert manifest.data_format == "directory" and manifest.data_compression == "gzip"  # this machine: pg_dump 15

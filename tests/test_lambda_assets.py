@@ -28,6 +28,8 @@ from packaging.requirements import Requirement
 from packaging.tags import compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
 
+from backup_constructs.python_function import code_version
+
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 RUNTIME_DISTRIBUTIONS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six"}
 LAMBDA_PYTHON = (3, 14)
@@ -123,7 +125,11 @@ def test_every_handler_imports_from_its_built_asset(synthesized, lambda_runtime_
         code = (
             "import importlib\n"
             f"m = importlib.import_module({module!r}); assert callable(getattr(m, {attribute!r}))\n"
-            "import tavari_dr; assert tavari_dr.__file__.startswith(sys.path[0]), tavari_dr.__file__"
+            "import tavari_dr; assert tavari_dr.__file__.startswith(sys.path[0]), tavari_dr.__file__\n"
+            # The version the synth stamped, also in a drill report's evidence (it was None in the bundles).
+            "from tavari_dr.core import evidence\n"
+            f"assert tavari_dr.__version__ == evidence.versions()['tavari-dr'] == {code_version()!r}, "
+            "tavari_dr.__version__"
         )
         scratch = tmp_path / env.name / logical_id
         scratch.mkdir(parents=True)
@@ -318,7 +324,8 @@ def reachable(asset: Path) -> set[str]:
 
 
 def test_each_asset_carries_core_and_the_capabilities_its_handler_reaches_nothing_else(synthesized):
-    """No asset holds the CLI, the local drill or its deployer; each holds tavari_dr/__init__.py, core,
+    """No asset holds the CLI, the local drill or its deployer; each holds tavari_dr/__init__.py and the
+    version the synth stamped (_version.py), core,
     and exactly the capability subpackages its handler can reach (lazy imports included), every
     module of which is there."""
     for env, stack, logical_id, resource in functions(synthesized):
@@ -327,7 +334,7 @@ def test_each_asset_carries_core_and_the_capabilities_its_handler_reaches_nothin
         packages = sorted(p.name for p in runtime.iterdir() if p.is_dir())
         assert "drill" not in packages and "cli" not in packages, where
         assert not list(runtime.rglob("local_deploy.py")), where
-        assert [p.name for p in runtime.iterdir() if p.is_file()] == ["__init__.py"], where
+        assert sorted(p.name for p in runtime.iterdir() if p.is_file()) == ["__init__.py", "_version.py"], where
         needed = reachable(runtime.parent)
         assert all(_source(runtime.parent, m) is not None for m in needed), (where, needed)
         capabilities = {m.split(".")[1] for m in needed if m.count(".") >= 1} - {"core"}

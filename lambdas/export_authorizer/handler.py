@@ -5,11 +5,13 @@ import os
 from tavari_dr.core import aws, observability
 from tavari_dr.core.aws import SecretCache
 from tavari_dr.export import authorizer
+from tavari_dr.export.jwt_auth import Verifier
 
 SUPABASE_URL_SECRET = os.environ["SUPABASE_URL_SECRET_ARN"]
 JWT_SECRET = os.environ.get("SUPABASE_JWT_SECRET_ARN") or None
 SECRETS = SecretCache(aws.client("secretsmanager"))
-_verifiers = {}  # (project URL, HS256 secret) -> Verifier, so the JWKS cache outlives one invocation
+# (project URL, HS256 secret) -> Verifier, so the JWKS cache outlives one invocation
+_verifiers: dict[tuple[str, str | None], Verifier] = {}
 
 
 # The event holds the bearer token: the decorator never logs or traces an event.

@@ -271,7 +271,7 @@ def pagerduty_event(alert: Alert, routing_key: str) -> dict[str, Any] | None:
 def sentry_store_request(dsn: str, alert: Alert) -> tuple[str, dict[str, Any], dict[str, str]]:
     """URL, event and auth header of Sentry's store endpoint for one alert."""
     parts = urllib.parse.urlsplit(dsn)
-    if not parts.username or not parts.path.strip("/"):
+    if not parts.username or not parts.hostname or not parts.path.strip("/"):  # no host: was a TypeError
         raise ValueError("SENTRY_DSN is not a DSN (https://<key>@<host>/<project>)")
     project = parts.path.rstrip("/").rsplit("/", 1)[-1]
     prefix = parts.path.rstrip("/").rsplit("/", 1)[0]
@@ -315,8 +315,8 @@ def route(event: dict[str, Any], *, environment: str, secrets: SecretCache, webh
         routing_key = None
     for alert in (dataclasses.replace(a, escalation=escalation) for a in alerts):
         post(url, slack_payload(alert))
-        sentry = bool(dsn and not is_placeholder(dsn))
-        if sentry:
+        sentry = bool(dsn) and not is_placeholder(dsn)
+        if dsn and sentry:
             sentry_url, sentry_event, headers = sentry_store_request(dsn, alert)
             post(sentry_url, sentry_event, headers=headers)
         paged = pagerduty_event(alert, routing_key.strip()) if routing_key else None

@@ -97,7 +97,7 @@ class Scope:
         rows = []
         for account in accounts:
             touched = [t for t in self.diff.tables if account in t.accounts()]
-            row = {"account_id": account, "email": self.diff.emails.get(account, ""),
+            row: dict[str, str | int] = {"account_id": account, "email": self.diff.emails.get(account, ""),
                    "tables": ";".join(t.table for t in touched)}
             for kind in KINDS:
                 row[f"rows_{kind}"] = sum(t.counts[kind][account] for t in touched)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from tavari_dr import __version__
 from tavari_dr.changes import pgoutput
 from tavari_dr.changes.pgoutput import UNCHANGED, lsn_text, parse_lsn
 from tavari_dr.changes.segment import (
@@ -338,7 +339,7 @@ class Capture:
                     start_lsn=lsn_text(start_lsn), reason=reason, schema_fingerprint=fingerprint(schema),
                     schema=schema, previous=previous.base_id if previous else None, identity=self.identity,
                     uncaptured=uncovered, partitioned=partitioned,
-                    previous_covered_until=self.covered_until if previous else None)
+                    previous_covered_until=self.covered_until if previous else None, tool_version=__version__)
         write_base(self.s3, self.bucket, base, self.signer)
         self.base, self.confirmed, self.covered_until = base, start_lsn, now.isoformat(timespec="microseconds")
         if uncovered:
@@ -588,7 +589,7 @@ class Capture:
                 relations={k: self.rel_desc[k] for k in sorted(seg.relations)}, sequences=sequences,
                 schema_fingerprint=fingerprint(schema), tables=seg.tables, body_sha256=sha, body_bytes=size,
                 identity=self.identity, uncovered=gap[1] if gap else [],
-                covered_at=gap[0] if gap else self.covered_until)
+                covered_at=gap[0] if gap else self.covered_until, tool_version=__version__)
             write_segment(self.s3, self.bucket, header, body, self.signer)
         finally:
             seg.body.close()

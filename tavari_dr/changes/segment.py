@@ -107,6 +107,8 @@ class Header:
     # `uncaptured` (read after the server time `covered_at`); None: from before the check existed.
     uncovered: list[str] | None = None
     covered_at: str | None = None
+    # The tavari-dr version that wrote it (tavari_dr.__version__), signed with the rest; None: from before it was.
+    tool_version: str | None = None
 
     @property
     def key(self) -> str:
@@ -137,6 +139,7 @@ class Base:
     # The source's clock when the previous base was last seen covering every table: past it, a restore in the
     # previous base is refused (a table it did not capture may have existed).
     previous_covered_until: str | None = None
+    tool_version: str | None = None  # as Header.tool_version
 
     @property
     def key(self) -> str:

@@ -12,7 +12,6 @@ success and on failure (tavari_dr.cli.common, docs/decisions/0034).
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -70,4 +69,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tavari_dr import __version__
 from tavari_dr.core import s3sink
 
 PREFIX = "audit/"
@@ -21,7 +22,8 @@ FORMAT = "tavari-restore-audit/1"
 
 
 def caller_arn(sts: Any) -> str:
-    return sts.get_caller_identity()["Arn"]
+    arn: str = sts.get_caller_identity()["Arn"]
+    return arn
 
 
 @dataclass
@@ -39,7 +41,7 @@ class AuditRecord:
         return {"format": FORMAT, "action": self.action, "caller": self.caller, "source": self.source,
                 "target": self.target, "started_at": self.started_at.isoformat(timespec="seconds"),
                 "finished_at": finished_at.isoformat(timespec="seconds"), "outcome": outcome,
-                "details": self.details}
+                "details": self.details, "tool_version": __version__}
 
     def write(self, s3: Any, bucket: str, outcome: str, *, finished_at: datetime | None = None) -> str:
         finished = finished_at or datetime.now(UTC)

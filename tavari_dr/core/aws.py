@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tavari_dr.core.costmodel import Counts, kind_of
 
 if TYPE_CHECKING:
-    from botocore.config import Config
+    from botocore.config import Config, _RetryDict
 
 # boto3 and botocore are imported where a client is made or an AWS error is caught, never when this module
 # is: `tavari-dr --help` and a usage error need neither (docs/decisions/0034). EMULATOR_CONFIG and
@@ -65,7 +65,7 @@ def client_config(service: str, config: Config | None = None, *, emulator: bool 
         policy.pop("total_max_attempts")
     if os.environ.get("AWS_RETRY_MODE"):
         policy.pop("mode")
-    merged = Config(retries=policy) if policy else Config()
+    merged = Config(retries=cast("_RetryDict", policy)) if policy else Config()
     if emulator:
         merged = merged.merge(_lazy("EMULATOR_CONFIG"))
     return merged.merge(config) if config is not None else merged
@@ -77,8 +77,10 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
     settings); counted when a drill asked this process to count its requests."""
     import boto3
 
-    made = boto3.client(service, region_name=region, endpoint_url=endpoint_url,
-                        config=client_config(service, config, emulator=endpoint_url is not None), **kwargs)
+    # boto3-stubs type boto3.client for each literal service name; this takes any name, and its callers Any.
+    any_client: Any = boto3.client
+    made = any_client(service, region_name=region, endpoint_url=endpoint_url,
+                      config=client_config(service, config, emulator=endpoint_url is not None), **kwargs)
     if _process_counter is not None:
         _process_counter.attach(made)
     if endpoint_url is not None:  # an emulator: only there may a drill take a region down
@@ -115,7 +117,7 @@ class SecretCache:
         cached = self._values.get(secret_id)
         if cached and self._clock() - cached[0] < self._ttl:
             return cached[1]
-        value = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
+        value: str = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
         self._values[secret_id] = (self._clock(), value)
         return value
 

@@ -23,7 +23,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FunctionType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from tavari_dr.core import schedule as schedules
 from tavari_dr.core.schedule import DstConflict, ScheduleError, ScheduleRefused
@@ -147,8 +147,14 @@ def section(cls: type, **context: Any) -> Any:
     return field(default_factory=cls, metadata={"rule": ("section", {"cls": cls, **context})})
 
 
-def _fields(cls: type) -> tuple[str, ...]:
-    return tuple(cls.__dataclass_fields__)
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Read = TypeVar("_Read", bound="DataclassInstance")
+
+
+def _fields(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 # --------------------------------------------------------------------------- model
@@ -879,8 +885,8 @@ def _check_retentions_together(s: _Section, v: dict[str, Any]) -> None:
                           "must outlive the oldest daily dump it extends")
     # Every verification job (and the quarterly drill) writes its evidence to the reports bucket, and status
     # reads each job's newest report: it must still be there when the job next runs.
-    jobs = ((f"verification.{n}", getattr(verification, n), verification.timezone)
-            for n in ("daily_schedule", "weekly_schedule", "monthly_schedule"))
+    jobs = tuple((f"verification.{n}", getattr(verification, n), verification.timezone)
+                 for n in ("daily_schedule", "weekly_schedule", "monthly_schedule"))
     jobs = (*jobs, ("database_backups.weekly_verify_schedule", db.weekly_verify_schedule, db.timezone),
             ("database_backups.monthly_verify_schedule", db.monthly_verify_schedule, db.timezone),
             ("drill.quarterly_schedule", v["drill"].quarterly_schedule, v["drill"].timezone))
@@ -948,7 +954,7 @@ class _Section:
     def get(self, name: str, default: Any) -> Any:
         return self.raw.get(name, default)
 
-    def read(self, cls: type, **context: Any) -> Any:
+    def read(self, cls: type[_Read], **context: Any) -> _Read:
         """``cls`` from this section: every field by its rule (those whose options depend on other values
         after the rest), then the section's rules across fields."""
         values: dict[str, Any] = {}
@@ -965,7 +971,7 @@ class _Section:
         across = getattr(cls, "_across", None)
         if across is not None:
             across(self, {**context, **values})
-        given = {k: v for k, v in context.items() if k in cls.__dataclass_fields__}  # e.g. the environment's name
+        given = {k: v for k, v in context.items() if k in _fields(cls)}  # e.g. the environment's name
         return cls(**given, **values)
 
     def section(self, name: str, _default: Any, *, cls: type, **context: Any) -> Any:
@@ -1010,7 +1016,7 @@ class _Section:
         value = self.get(name, default)
         if value not in choices:
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; choose one of {', '.join(choices)}")
-        return value
+        return cast(str, value)  # one of choices
 
     def accepted(self, name: str, default: int, *, values: tuple[int, ...], by: str) -> int:
         """One of the values a service accepts (``by`` names it)."""
@@ -1018,7 +1024,7 @@ class _Section:
         if value not in values or isinstance(value, bool):
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; {by} accepts "
                               f"{', '.join(map(str, values))}")
-        return value
+        return cast(int, value)  # one of values
 
     def strings(self, name: str, default: tuple[str, ...], *, regex: re.Pattern[str], plural: str, what: str,
                 refusal: str = "is not allowed", nullable: bool = False) -> tuple[str, ...]:
@@ -1079,6 +1085,14 @@ class _Section:
         if not isinstance(value, str) or value not in region_partitions():
             raise ConfigError(f"{self.key(name)}: {_show(value)} is not allowed; use {_unknown_region(value)}")
         return value
+
+    @overload
+    def pattern(self, name: str, default: str | None, *, regex: re.Pattern[str], what: str,
+                optional: Literal[False]) -> str: ...
+
+    @overload
+    def pattern(self, name: str, default: str | None, *, regex: re.Pattern[str], what: str,
+                optional: bool = True) -> str | None: ...
 
     def pattern(self, name: str, default: str | None, *, regex: re.Pattern[str], what: str,
                 optional: bool = True) -> str | None:
@@ -1205,7 +1219,8 @@ def read_cdk_context(cdk_json: str | Path = "cdk.json") -> dict[str, Any]:
         raise ConfigError(f"{path}: file not found; run from the project root or pass --cdk-json") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    return document.get("context", {})
+    context: dict[str, Any] = document.get("context", {})
+    return context
 
 
 def load_from_file(env_name: str | None, cdk_json: str | Path = "cdk.json") -> EnvironmentConfig:

@@ -16,6 +16,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from tavari_dr import __version__
+
 REPORT_SCHEMA = "data/drill-report.schema.json"
 SUMS = "SHA256SUMS"
 
@@ -58,7 +60,8 @@ def _tool(command: list[str]) -> str | None:
 
 
 def versions(*, postgres_server: str | None = None, local: bool = False) -> dict[str, str | None]:
-    found = {"tavari-dr": _package("tavari-dr"), "boto3": _package("boto3"), "python": platform.python_version()}
+    # tavari_dr's own version, not the distribution's metadata: a Lambda bundle has none (it said None there).
+    found = {"tavari-dr": __version__, "boto3": _package("boto3"), "python": platform.python_version()}
     if local:
         found.update({"aws-cdk-lib": _package("aws-cdk-lib"), "moto": _package("moto"),
                       "postgresql-server": postgres_server, "pg_dump": _tool(["pg_dump", "--version"]),
@@ -81,4 +84,5 @@ def seal(folder: Path, files: list[Path]) -> Path:
 
 
 def report_schema() -> dict[str, Any]:
-    return json.loads(resources.files("tavari_dr.core").joinpath(REPORT_SCHEMA).read_text())
+    schema: dict[str, Any] = json.loads(resources.files("tavari_dr.core").joinpath(REPORT_SCHEMA).read_text())
+    return schema

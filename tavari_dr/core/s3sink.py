@@ -37,7 +37,9 @@ def put_new(s3: Any, bucket: str, key: str, body: bytes, *, error: type[Exceptio
     only where the stored object is byte-for-byte this one: a retry of a write whose first answer was
     lost; anything else already at the key is refused."""
     try:
-        return s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **kwargs).get("VersionId")
+        answer = s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **kwargs)
+        version: str | None = answer.get("VersionId")
+        return version
     except Exception as err:
         if not _precondition_failed(err):
             raise

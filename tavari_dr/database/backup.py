@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from tavari_dr import __version__
 from tavari_dr.core import s3sink
 from tavari_dr.core.config import DEFAULT_DATASETS, Dataset, Tier
 from tavari_dr.core.s3sink import PART_SIZE
@@ -434,7 +435,8 @@ def run_backup(s3: Any, bucket: str, database_url: str, *, reason: str, signer: 
         retain_until=retain_until.isoformat(timespec="seconds"), lock_mode=lock_mode, data_format="directory",
         data_compression=method, table_names=table_names, matviews=matviews, internal_schemas=internal,
         xid_snapshot=xid_snapshot, wal_lsn_before=wal_lsn_before,
-        snapshot_at=snapshot_at.astimezone(UTC).isoformat(timespec="microseconds"), source_identity=identity)
+        snapshot_at=snapshot_at.astimezone(UTC).isoformat(timespec="microseconds"), source_identity=identity,
+        tool_version=__version__)
     payload = manifest.to_json().encode()
     s3sink.put_new(s3, bucket, f"{prefix}/{MANIFEST}", envelope(payload, signer.sign(payload), FORMAT),
                    error=BackupError, ContentType="application/json", ChecksumAlgorithm="SHA256", **lock)

@@ -115,6 +115,8 @@ class Manifest:
     # log it is replayed with must come from the same database. None: a manifest from before.
     snapshot_at: str | None = None
     source_identity: dict[str, Any] | None = None
+    # The tavari-dr version that wrote the backup (tavari_dr.__version__), signed with the rest. None: from before.
+    tool_version: str | None = None
 
     def table_pairs(self) -> dict[str, tuple[str, str]]:
         """Each table of ``tables`` as (schema, name)."""

@@ -189,7 +189,8 @@ def scope_breach(d: Drill, scenario: str, breach: datetime, requests: list[tuple
                             breach.isoformat(), "--database-url", d.database_url, "--out", str(out),
                             "--force")
         with psycopg.connect(d.database_url) as conn:
-            owner = dict(conn.execute("SELECT id::text, owner_id::text FROM public.businesses").fetchall())
+            owner: dict[str, str] = dict(
+                conn.execute("SELECT id::text, owner_id::text FROM public.businesses").fetchall())
             renamed = {r[0] for r in conn.execute("SELECT owner_id::text FROM public.businesses WHERE name = 'pwned'")}
         messages = _messages_per_business(d.database_url)
         lost = {owner[b] for b, n in before.items() if messages.get(b, 0) < n}
@@ -367,7 +368,7 @@ def region_outage(d: Drill) -> None:
         outage.replicate_keeping_versions(s3, d.backup_bucket,
                                           d.deployment.outputs(replica_stack)[outputs.BACKUP_BUCKET_NAME])
     d.env[OUTAGE_ENV] = str(outage.declare(d.work / "outage.json", region, outage.buckets_in(s3, region)))
-    new: dict[str, str] = {}
+    new: dict[str, Any] = {}  # the restore point ("to") and what the failover lost
     try:
         def down(step: Step) -> None:
             try:

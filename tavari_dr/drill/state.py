@@ -53,7 +53,7 @@ def state_difference(state: dict[str, str], expected: dict[str, str]) -> str:
 def emulate_crr(s3: Any, source: str, destination: str, done: set[tuple[str, str]]) -> int:
     """Copy every version and delete marker not yet in ``done``, oldest first, as CRR would have
     (moto never replicates). Called right after each round of writes, so replicas lag by seconds."""
-    events = []
+    events: list[tuple[Any, str, bool, int, str, bool]] = []  # (LastModified, key, latest, order, version, marker)
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=source):
         # S3 times have one-second resolution: within a second, the current version (IsLatest) is
         # the newest, and versions among themselves are listed newest first.

@@ -123,7 +123,8 @@ class Declared:
 def declared_alarms(ev: Evidence) -> tuple[list[Declared], dict[str, dict[str, str]]]:
     """Every alarm the deployed stacks declare, as CloudFormation lists them (a deleted alarm is still
     listed there, under the name it had), and each stack's resources (logical ID -> physical ID)."""
-    found, physical = [], {}
+    found: list[Declared] = []
+    physical: dict[str, dict[str, str]] = {}
     for stack in ev.stacks.values():
         paginator = ev.client("cloudformation", stack.region).get_paginator("list_stack_resources")
         for page in paginator.paginate(StackName=stack.name):

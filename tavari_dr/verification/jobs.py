@@ -235,7 +235,7 @@ def record(results: list[checks.CheckResult], *, job: str, s3: Any, reports_buck
         body = {"job": job, **({"run": run} if run else {}), **result.to_dict()}
         keys.append(reports.write_report(s3, reports_bucket, result.name, body, now=now))
         log.info("report_written", extra={"check": result.name, "status": result.status, "report": keys[-1]})
-    measurements = []
+    measurements: list[tuple[dict[str, float], dict[str, str] | None]] = []
     for result in results:
         age = result.measured.get("backup_age_hours")
         if age is not None:

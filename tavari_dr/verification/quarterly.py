@@ -133,7 +133,8 @@ def _function_name() -> str:
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Quarterly disaster-recovery drill — {result['environment']}: "
              f"{'PASSED' if result['passed'] else 'FAILED'}", "",
-             f"Execution {result['execution']}, {result['started']} → {result['finished']}.", "",
+             f"Execution {result['execution']}, {result['started']} → {result['finished']}, by tavari-dr "
+             f"{result['evidence']['versions']['tavari-dr']} ({result['evidence']['host']['name']}).", "",
              f"- RTO critical: {result['rto_critical']['achieved_seconds']} s achieved, objective "
              f"{result['rto_critical']['objective_seconds']} s",
              f"- RTO all services: {result['rto_non_critical']['achieved_seconds']} s achieved, objective "
