@@ -1,15 +1,15 @@
 """Point-in-time restore in place: `tavari-dr bucket restore` vs `s3-pit-restore` 0.9, on moto.
 
-Each tool gets its own fresh moto server seeded with the same history: KEYS keys x 3 versions
-before T, then CHANGED_SHARE of keys changed after T (overwrites, deletes, new keys). Both
-restore in place to T; the script checks both end in the same visible state (and that it is the
-state at T), and prints wall times, their ratio and write requests per changed key, counted from
-each server's request log.
+Through benches/harness.py: per repetition and per side (order rotating), a fresh moto server
+seeded with the same history (KEYS keys x 3 versions before T, then CHANGED_SHARE of keys changed
+after T: overwrites, deletes, new keys), then the tool as one whole process (start-up included).
+Every HTTP request each tool sends is counted from its server's log; both must end in exactly the
+visible state at T. Prints the median and range of the wall and request ratios, and the load.
 
-    .venv/bin/python benches/bucket_restore.py [--keys 2000] [--changed-share 0.02]
+    .venv/bin/python benches/bucket_restore.py [--keys 2000] [--changed-share 0.02] [--repetitions 3]
 
-s3-pit-restore runs from its own venv (.bench/s3pit-venv, created on first use). Data stays
-small on purpose: moto deep-copies the bucket on every ListObjectVersions page and keeps it.
+s3-pit-restore is a pinned dev requirement (requirements-dev.txt), run from this interpreter's bin/.
+Data stays small on purpose: moto deep-copies the bucket on every ListObjectVersions page.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import argparse
 import hashlib
 import os
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,14 +29,14 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benches import harness  # noqa: E402
 from tavari_dr.drill.emulator import MotoServer as _Emulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / ".bench"
-S3PIT_VENV = BENCH_DIR / "s3pit-venv"
 BUCKET = "bench-invoices"
+REPORTS = "bench-reports"  # the restore's own report goes here (part of its cost, counted)
+BACKUPS = "bench-backups"  # where the erasure ledger would be (empty here; reading it is counted)
 REGION = "us-east-1"
-WRITE_RE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(PUT|POST|DELETE) /')  # werkzeug may colour the method
 
 
 class MotoServer(_Emulator):
@@ -46,9 +44,9 @@ class MotoServer(_Emulator):
         super().__init__(log)
         self.start()
 
-    def writes_since(self, offset: int) -> int:
+    def requests_since(self, offset: int) -> int:
         time.sleep(1.0)  # the server logs a request after answering it
-        return len(WRITE_RE.findall(self.log.read_text()[offset:]))
+        return sum(harness.count_requests(self.log.read_text()[offset:]).values())
 
 
 def client(url: str):
@@ -61,6 +59,8 @@ def seed(url: str, keys: int, changed_share: float, rng_seed: int) -> tuple[date
     """The same history on every server; returns T, the expected state at T and the changed-key count."""
     s3 = client(url)
     s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket=REPORTS)
+    s3.create_bucket(Bucket=BACKUPS)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     names = [f"invoices/2026/{i:05}.pdf" for i in range(keys)]
 
@@ -97,38 +97,36 @@ def visible(url: str) -> dict[str, str]:
     return out
 
 
-def ensure_s3pit() -> Path:
-    script = S3PIT_VENV / "bin" / "s3-pit-restore"
-    if not script.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(S3PIT_VENV)], check=True)
-        subprocess.run([str(S3PIT_VENV / "bin" / "pip"), "install", "--quiet", "s3-pit-restore==0.9", "boto3"],
-                       check=True)
-    return script
-
-
-def listing_seconds(url: str) -> float:
-    """The floor any tool that reads the version history pays on this server."""
-    s3 = client(url)
-    started = time.monotonic()
-    for _ in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, PaginationConfig={"PageSize": 1000}):
-        pass
-    return time.monotonic() - started
-
-
-def run_tool(name: str, url: str, to: datetime, workdir: Path) -> None:
+def run_tool(name: str, url: str, to: datetime, workdir: Path) -> float:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
     stamp = to.isoformat()
     if name == "tavari-dr":
         cmd = [sys.executable, "-m", "tavari_dr", "bucket", "restore", "--bucket", BUCKET, "--region", REGION,
                "--endpoint-url", url, "--to", stamp, "--apply", "--concurrency", "16",
-               "--state-dir", str(workdir / "state")]
+               "--state-dir", str(workdir / "state"), "--report-bucket", REPORTS, "--backup-bucket", BACKUPS]
     else:
-        cmd = [str(ensure_s3pit()), "-b", BUCKET, "-B", BUCKET, "-t", stamp, "--max-workers", "16"]
+        cmd = [str(Path(sys.executable).parent / "s3-pit-restore"), "-b", BUCKET, "-B", BUCKET, "-t", stamp,
+               "--max-workers", "16"]
         env["AWS_ENDPOINT_URL"] = url  # s3-pit-restore has no endpoint flag
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(f"{name} failed ({result.returncode}): {result.stderr[-2000:]}")
+    seconds, _ = harness.timed_process(cmd, cwd=ROOT, env=env)
+    return seconds
+
+
+def side(tool: str, args: argparse.Namespace) -> harness.Sample:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server = MotoServer(work / "moto.log")
+        try:
+            to, expected, changed = seed(server.url, args.keys, args.changed_share, args.seed)
+            offset = server.log_size()
+            seconds = run_tool(tool, server.url, to, work)
+            requests = server.requests_since(offset)
+            if visible(server.url) != expected:
+                raise RuntimeError(f"{tool}: visible state after restore differs from the state at T")
+            return harness.Sample(seconds, requests, {"changed": changed})
+        finally:
+            server.stop()
 
 
 def main() -> int:
@@ -136,42 +134,15 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=2000)
     parser.add_argument("--changed-share", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
-    BENCH_DIR.mkdir(exist_ok=True)
-    ensure_s3pit()
-    results = {}
-    states = {}
-    for tool in ("tavari-dr", "s3-pit-restore"):
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            server = MotoServer(work / "moto.log")
-            try:
-                started = time.monotonic()
-                to, expected, changed = seed(server.url, args.keys, args.changed_share, args.seed)
-                seeded = time.monotonic() - started
-                offset = server.log_size()
-                started = time.monotonic()
-                run_tool(tool, server.url, to, work)
-                wall = time.monotonic() - started
-                writes = server.writes_since(offset)
-                listing = listing_seconds(server.url)
-                states[tool] = visible(server.url)
-                if states[tool] != expected:
-                    raise RuntimeError(f"{tool}: visible state after restore differs from the state at T")
-                results[tool] = (wall, writes, changed, seeded, listing)
-            finally:
-                server.stop()
-    if states["tavari-dr"] != states["s3-pit-restore"]:
-        print("FAIL: the two tools left different visible states")
-        return 1
-    print(f"moto server, {args.keys} keys x 3 versions, {results['tavari-dr'][2]} keys changed after T "
-          f"({args.changed_share:.0%}); both tools end in the state at T: yes")
-    for tool, (wall, writes, changed, seeded, listing) in results.items():
-        print(f"  {tool:<15} restore {wall:7.2f} s   writes {writes:6d}   writes/changed key {writes / changed:6.2f}"
-              f"   (one full version listing on its server: {listing:.2f} s; seeding {seeded:.0f} s, not timed)")
-    ours, theirs = results["tavari-dr"], results["s3-pit-restore"]
-    print(f"  speed-up, wall: {theirs[0] / ours[0]:.1f}x (goal >= 5x on moto)")
-    print(f"  speed-up beyond the shared listing floor: {(theirs[0] - theirs[4]) / max(ours[0] - ours[4], 1e-3):.1f}x")
+    result = harness.compare("bucket point-in-time restore", ("tavari-dr", lambda _rep: side("tavari-dr", args)),
+                             ("s3-pit-restore", lambda _rep: side("s3-pit-restore", args)), args.repetitions)
+    changed = result.samples[0][0].extra["changed"]
+    print(f"moto server, {args.keys} keys x 3 versions, {changed} keys changed after T ({args.changed_share:.0%}); "
+          "both tools end in exactly the state at T: yes")
+    print("\n".join(result.lines()))
+    print("  goal: requests >= 25x fewer, wall faster")
     return 0
 
 

@@ -16,7 +16,7 @@ CPU is this process's too, so the capture's numbers are a lower bound). Measured
 This box is a shared 2-core machine (other work runs beside): sizes are modest, and the ratios,
 not the seconds, are what to read.
 
-    .venv/bin/python benches/changes.py [--rows 40000] [--seconds 30] [--segment-seconds 5]
+    .venv/bin/python benches/changes.py [--rows 40000] [--seconds 30] [--segment-seconds 60]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import sys
@@ -52,7 +53,9 @@ from tavari_dr.database.signing import KmsSigner, KmsVerifier  # noqa: E402
 from tavari_dr.drill.pgcluster import LocalPostgres  # noqa: E402
 
 BUCKET = "bench-backups"
-PAYLOAD = "x" * 1000
+# ~1 KB rows that do not compress: 500 random bytes as hex, from a pool of 1,024 (1 MB, wider than
+# gzip's 32 KB window), so segments fill by size as real rows would ("x" * 1000 gzipped to nothing).
+PAYLOADS = [random.Random(i).randbytes(500).hex() for i in range(1024)]
 ROW_BYTES = 1000 + 8
 
 
@@ -65,8 +68,8 @@ def insert_batches(url: str, rows: int, per_txn: int = 100) -> int:
     with psycopg.connect(url) as conn:
         for start in range(0, rows, per_txn):
             with conn.cursor().copy("COPY public.bench (payload) FROM STDIN") as copy:
-                for _ in range(min(per_txn, rows - start)):
-                    copy.write_row((PAYLOAD,))
+                for i in range(min(per_txn, rows - start)):
+                    copy.write_row((PAYLOADS[(start + i) % len(PAYLOADS)],))
             last = int(conn.execute("SELECT txid_current()").fetchone()[0]) & 0xFFFFFFFF
             conn.commit()
         return last
@@ -78,8 +81,8 @@ def copy_floor(url: str, rows: int) -> float:
         conn.commit()
         begun = time.perf_counter()
         with conn.cursor().copy("COPY public.floor (payload) FROM STDIN") as copy:
-            for _ in range(rows):
-                copy.write_row((PAYLOAD,))
+            for i in range(rows):
+                copy.write_row((PAYLOADS[i % len(PAYLOADS)],))
         conn.commit()
         seconds = time.perf_counter() - begun
         conn.execute("DROP TABLE public.floor")
@@ -117,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--segment-seconds", type=float, default=5)
+    parser.add_argument("--segment-seconds", type=float, default=Settings.segment_seconds)  # the default: 60
     args = parser.parse_args()
     per_day = load_environment(json.loads((ROOT / "cdk.json").read_text())["context"], "prod").drill.changes_per_day
     with LocalPostgres(settings={"wal_level": "logical", "max_wal_senders": "5", "max_replication_slots": "5"}) as pg, \
@@ -168,8 +171,8 @@ def main() -> None:
                 while not stop.is_set():
                     batch = 50
                     with conn.cursor().copy("COPY public.bench (payload) FROM STDIN") as copy:
-                        for _ in range(batch):
-                            copy.write_row((PAYLOAD,))
+                        for i in range(batch):
+                            copy.write_row((PAYLOADS[(sent + i) % len(PAYLOADS)],))
                     last_xid[0] = int(conn.execute("SELECT txid_current()").fetchone()[0]) & 0xFFFFFFFF
                     conn.commit()
                     sent += batch

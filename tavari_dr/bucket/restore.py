@@ -34,9 +34,13 @@ Tags are part of the state: a key whose content is the version at T's but whose 
 that version's tags back (or is reported, with tags=False). S3 keeps no history of one version's
 tags, so a tag change on the very version that was current at T cannot be seen.
 
-While applying, each key's current version is checked just before and just after its write, and
-the whole scope once more after the last write; a key the application changed meanwhile is
-reported "changed during restore" (re-plan), never silently left different from T.
+While applying, each write carries the plan's view of the key as an S3 condition (CopyObject and
+CompleteMultipartUpload: If-Match with the current version's ETag, or If-None-Match: * where the key
+had no live version; DeleteObject: If-Match), so S3 itself refuses to overwrite a key someone changed
+since the plan; after the last write each written key is read back once (one HEAD a write): its
+current entry must be the one this run wrote. A key the application changed meanwhile is reported
+"changed during restore" (re-plan), never silently overwritten nor reported done. Keys this run did
+not write are not read again: no second listing (ADR 0031).
 
 One module over 400 lines: planning and applying share the version model, the plan (saved with
 --plan-out, applied with --plan-in) and the journal that makes a re-run resume; the Batch
@@ -70,7 +74,9 @@ DELETE_MARKER = "delete-marker"
 RESTORE_ARCHIVED = "restore-archived"
 RESTORE_TAGS = "restore-tags"
 LIST_PAGE_SIZE = 1000  # S3's maximum and default page; said explicitly because emulators default lower (moto: 100)
-PLAN_FORMAT = 2  # 2: actions carry the destination's current version at plan time; ambiguous keys; tags
+# 2: actions carry the destination's current version at plan time; ambiguous keys; tags
+# 3: and that version's ETag (or that it is a delete marker), which each write is conditioned on
+PLAN_FORMAT = 3
 VERSIONING_RECHECK_SECONDS = 30.0
 # The change feed's canary writes here in the invoice bucket every hour (docs/formats/inventory-and-feed.md §3):
 # planners, restores and verifications ignore it, so both planners see the same keys.
@@ -115,6 +121,8 @@ class Action:
     storage_class: str | None = None
     reason: str = ""
     current: str | None = None    # the destination's current version or delete marker at plan time (None: no key)
+    current_etag: str | None = None  # that version's ETag (None: a delete marker, no key, or not known)
+    current_marker: bool = False     # the current entry at plan time is a delete marker
 
 
 @dataclass
@@ -448,9 +456,11 @@ def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Ver
     bucket, target_bucket, written = plan.bucket, plan.target_bucket, written or {}
     current_live = current is not None and not current.delete_marker
     current_id = current.version_id if current else None
+    seen = {"current": current_id, "current_etag": current.etag if current_live else None,
+            "current_marker": current is not None and current.delete_marker}
     if at_t is None or at_t.delete_marker:
         if current_live:
-            plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", current=current_id))
+            plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", **seen))
         else:
             plan.absent += 1
         return
@@ -467,15 +477,14 @@ def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Ver
         if _tags(client, bucket, at_t) == _tags(client, plan.destination, current):
             plan.unchanged += 1
         elif plan.tags:
-            plan.actions.append(Action(key, RESTORE_TAGS, at_t.version_id, reason="tags changed after T",
-                                       current=current_id))
+            plan.actions.append(Action(key, RESTORE_TAGS, at_t.version_id, reason="tags changed after T", **seen))
         else:
             plan.tags_not_restored.append(key)
         return
     archived = at_t.storage_class in ARCHIVED_CLASSES and not _restored(client, bucket, at_t)
     plan.actions.append(Action(
         key, RESTORE_ARCHIVED if archived else COPY, at_t.version_id, at_t.size, at_t.storage_class,
-        reason="deleted after T" if not current_live else "changed after T", current=current_id))
+        reason="deleted after T" if not current_live else "changed after T", **seen))
 
 
 # --------------------------------------------------------------------------- apply
@@ -513,17 +522,38 @@ _HEAD_TO_CREATE = ("ContentType", "ContentEncoding", "ContentDisposition", "Cont
                    "Expires", "Metadata")
 
 
+def write_conditions(action: Action) -> dict[str, str] | None:
+    """The S3 condition that makes a write fail (412) unless the destination's current entry is still
+    what the plan saw: If-Match its ETag, or If-None-Match: * where the key had no live version (no
+    entry, or a delete marker: S3 lets such a write through). None: the plan does not know the ETag
+    (a live version without one), so the caller checks with a HEAD instead."""
+    if action.current is None or action.current_marker:
+        return {"IfNoneMatch": "*"}
+    if action.current_etag:
+        return {"IfMatch": action.current_etag}
+    return None
+
+
 def copy_version(client: Any, source_bucket: str, key: str, version_id: str, target_bucket: str, *,
                  encryption: dict[str, Any], multipart_threshold: int = MAX_SINGLE_COPY,
-                 part_size: int = PART_SIZE) -> str | None:
-    """Server-side copy of one version as the newest version; returns the new VersionId."""
+                 part_size: int = PART_SIZE, size: int | None = None,
+                 conditions: dict[str, str] | None = None) -> str | None:
+    """Server-side copy of one version as the newest version; returns the new VersionId. ``size``
+    (the listing's) below the threshold: one CopyObject, which keeps the source's metadata, tags and
+    checksum algorithm (S3 copies the algorithm when the request names none), without a HEAD of the
+    source. ``conditions``: see write_conditions (CopyObject and CompleteMultipartUpload take them)."""
     source = {"Bucket": source_bucket, "Key": key, "VersionId": version_id}
+    conditions = conditions or {}
+    if size is not None and size <= multipart_threshold:
+        response = client.copy_object(Bucket=target_bucket, Key=key, CopySource=source, MetadataDirective="COPY",
+                                      TaggingDirective="COPY", **encryption, **conditions)
+        return response.get("VersionId")
     head = client.head_object(Bucket=source_bucket, Key=key, VersionId=version_id, ChecksumMode="ENABLED")
     checksum = _checksum(head)
     extra = {**encryption, **({"ChecksumAlgorithm": checksum[0]} if checksum else {})}
     if head["ContentLength"] <= multipart_threshold:
         response = client.copy_object(Bucket=target_bucket, Key=key, CopySource=source, MetadataDirective="COPY",
-                                      TaggingDirective="COPY", **extra)
+                                      TaggingDirective="COPY", **extra, **conditions)
         return response.get("VersionId")
     create = {k: head[k] for k in _HEAD_TO_CREATE if k in head}
     upload = client.create_multipart_upload(Bucket=target_bucket, Key=key, **create, **extra)
@@ -538,7 +568,7 @@ def copy_version(client: Any, source_bucket: str, key: str, version_id: str, tar
                           **({f"Checksum{checksum[0]}": result[f"Checksum{checksum[0]}"]}
                              if checksum and result.get(f"Checksum{checksum[0]}") else {})})
         done = client.complete_multipart_upload(Bucket=target_bucket, Key=key, UploadId=upload["UploadId"],
-                                                MultipartUpload={"Parts": parts})
+                                                MultipartUpload={"Parts": parts}, **conditions)
     except Exception:
         client.abort_multipart_upload(Bucket=target_bucket, Key=key, UploadId=upload["UploadId"])
         raise
@@ -618,19 +648,20 @@ class VersioningGuard:
             self._checked = self.clock()
 
 
+PRECONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+
+
 def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path | None = None,
                concurrency: int = 8, multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = PART_SIZE,
                on_result: Callable[[Result], None] | None = None, verify: bool = True,
-               versioning_interval: float = VERSIONING_RECHECK_SECONDS,
-               replan: Callable[[dict[str, str]], Plan] | None = None,
-               verify_written: bool = False) -> ApplySummary:
+               versioning_interval: float = VERSIONING_RECHECK_SECONDS) -> ApplySummary:
     """Write the plan's actions. Raises NotVersioned before writing anything if either bucket's
-    versioning is not Enabled. Each key's current version is checked just before and after its
-    write; a key that is not as the plan saw it is ``changed`` (not written). With ``verify``, the
-    scope is planned once more after the last write (by ``replan``, given what this run wrote; default:
-    the listing planner): any key not at its state at T is ``changed``. With ``verify_written`` instead,
-    each key this run wrote is read back from S3 (one HEAD a key): a plan made from inputs that could
-    be wrong (the inventory planner's) is not checked against those same inputs.
+    versioning is not Enabled. Each write carries the plan's view of the key as an S3 condition
+    (write_conditions; a HEAD just before the write where the plan has no ETag): a key that is not
+    as the plan saw it is ``changed`` (not written). With ``verify``, each key this run wrote is read
+    back from S3 after the last write (one HEAD a key): its current entry must be the one written (a
+    copy of the planned size, or a delete marker), else ``changed``. Keys the run did not write are not
+    read again (ADR 0031).
     Throttling (503 SlowDown) and 5xx answers are retried per call by the client's botocore retry
     policy (tavari_dr.core.aws.RETRIES: standard mode, 10 attempts for S3); an action whose calls
     still fail is reported failed, and the same command run again resumes from the journal."""
@@ -643,8 +674,27 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
                       f"changed during restore ({when}): current version {now or 'none'}, the plan saw "
                       f"{action.current or 'none'}; {REPLAN_HINT}")
 
-    def current(key: str) -> str | None:
-        return current_entry(client, plan.destination, key)
+    def write(action: Action, conditions: dict[str, str]) -> str | None:
+        if action.action == COPY:
+            assert action.version_id is not None
+            return copy_version(client, plan.bucket, action.key, action.version_id, plan.destination,
+                                encryption=encryption, multipart_threshold=multipart_threshold, part_size=part_size,
+                                size=action.size, conditions=conditions)
+        if action.action == DELETE_MARKER:
+            # No VersionId: S3 adds a delete marker; a version is never removed. DeleteObject takes
+            # If-Match only (If-None-Match has no meaning there).
+            only = {k: v for k, v in conditions.items() if k == "IfMatch"}
+            return client.delete_object(Bucket=plan.destination, Key=action.key, **only).get("VersionId")
+        if action.action == RESTORE_TAGS:
+            assert action.version_id is not None and action.current is not None
+            tag_set = client.get_object_tagging(
+                Bucket=plan.bucket, Key=action.key, VersionId=action.version_id).get("TagSet", [])
+            # The tags go on the version the plan saw, and only that one; the check after the last
+            # write finds it still current, or reports the key.
+            client.put_object_tagging(Bucket=plan.destination, Key=action.key, VersionId=action.current,
+                                      Tagging={"TagSet": tag_set})
+            return action.current
+        raise PlanError(f"unknown action {action.action!r}")
 
     def run(action: Action) -> Result:
         from botocore.exceptions import ClientError
@@ -658,32 +708,21 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
                               "Glacier restore requested; run the same command again once it completes "
                               "(Standard tier: 3-5 h, DEEP_ARCHIVE: 12 h)")
             guard.check()
-            before = current(action.key)
-            if before != action.current:
-                return changed(action, before, "before its write")
-            if action.action == COPY:
-                assert action.version_id is not None
-                new = copy_version(client, plan.bucket, action.key, action.version_id, plan.destination,
-                                   encryption=encryption, multipart_threshold=multipart_threshold, part_size=part_size)
-            elif action.action == DELETE_MARKER:
-                # No VersionId: S3 adds a delete marker; a version is never removed.
-                new = client.delete_object(Bucket=plan.destination, Key=action.key).get("VersionId")
-            elif action.action == RESTORE_TAGS:
-                assert action.version_id is not None and action.current is not None
-                tag_set = client.get_object_tagging(
-                    Bucket=plan.bucket, Key=action.key, VersionId=action.version_id).get("TagSet", [])
-                # The tags go on the version the plan saw, and only that one.
-                client.put_object_tagging(Bucket=plan.destination, Key=action.key, VersionId=action.current,
-                                          Tagging={"TagSet": tag_set})
-                new = action.current
-            else:
-                raise PlanError(f"unknown action {action.action!r}")
-            after = current(action.key)
-            if new is not None and after != new:
-                journal.record(action)  # written; do not write it again on a resume
-                return Result(action.key, action.action, "changed",
-                              f"changed during restore (after its write): current version {after or 'none'}, "
-                              f"this restore wrote {new}; {REPLAN_HINT}", version_id=new)
+            conditions = write_conditions(action)
+            if conditions is None or action.action == RESTORE_TAGS:
+                if action.action != RESTORE_TAGS:  # tags: the check after the last write covers the version
+                    before = current_entry(client, plan.destination, action.key)
+                    if before != action.current:
+                        return changed(action, before, "before its write")
+                conditions = {}
+            try:
+                new = write(action, conditions)
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") in PRECONDITION_FAILED:
+                    return Result(action.key, action.action, "changed",
+                                  f"changed during restore (before its write): S3 refused the write, the key's "
+                                  f"current entry is no longer the plan's {action.current or 'none'}; {REPLAN_HINT}")
+                raise
         except NotVersioned as err:
             return Result(action.key, action.action, "failed", f"{err}; nothing written for this key")
         except (ClientError, PlanError) as err:
@@ -706,8 +745,7 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
             for future in as_completed([pool.submit(run, a) for a in plan.actions]):
                 record(future.result())
         if verify:
-            check = _verify_written if verify_written else _verify_after
-            for result in check(client, plan, results, replan):
+            for result in _verify_written(client, plan, results, concurrency):
                 record(result)
     finally:
         if report:
@@ -716,24 +754,6 @@ def apply_plan(client: Any, plan: Plan, *, journal: Journal, report_path: Path |
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     return ApplySummary(counts, results)
-
-
-def _verify_after(client: Any, plan: Plan, results: list[Result],
-                  replan: Callable[[dict[str, str]], Plan] | None = None) -> list[Result]:
-    """Plan the same restore once more: every key whose state is not the state at T, and is not
-    already reported, was changed by someone else while this restore ran."""
-    reported = {r.key for r in results if r.status in ("failed", "pending", "changed")}
-    written = {r.key: r.version_id for r in results if r.status == "done" and r.version_id}
-    again = replan(written) if replan else plan_restore(
-        client, plan.bucket, datetime.fromisoformat(plan.to), prefix=plan.prefix, target_bucket=plan.target_bucket,
-        tags=plan.tags, written=written, erased_prefixes=plan.erased_prefixes)
-    seen_ambiguous = {a["key"] for a in plan.ambiguous}
-    out = [Result(a.key, "verify", "changed", f"changed during restore (after the last write): "
-                  f"{a.action} needed again ({a.reason}); {REPLAN_HINT}")
-           for a in again.actions if a.key not in reported]
-    out += [Result(a["key"], "verify", "changed", f"changed during restore: now ambiguous ({a['reason']})")
-            for a in again.ambiguous if a["key"] not in reported and a["key"] not in seen_ambiguous]
-    return out
 
 
 def head_current(client: Any, bucket: str, key: str) -> tuple[str | None, bool, dict[str, Any]]:
@@ -753,26 +773,28 @@ def head_current(client: Any, bucket: str, key: str) -> tuple[str | None, bool, 
         raise
 
 
-def _verify_written(client: Any, plan: Plan, results: list[Result],
-                    _replan: Callable[[dict[str, str]], Plan] | None = None) -> list[Result]:
-    """Each key this run wrote, read back from S3 after the last write: its current entry must be the
-    one written (a copy of the planned size, or a delete marker)."""
+def _verify_written(client: Any, plan: Plan, results: list[Result], concurrency: int = 8) -> list[Result]:
+    """Each key this run wrote, read back from S3 after the last write (one HEAD a key): its current
+    entry must be the one written (a copy of the planned size, or a delete marker; for tags, the
+    version the plan saw)."""
     planned = {a.key: a for a in plan.actions}
-    out = []
-    for r in results:
-        if r.status != "done" or not r.version_id or r.key not in planned:
-            continue
+    written = [r for r in results if r.status == "done" and r.version_id and r.key in planned]
+
+    def check(r: Result) -> Result | None:
         action = planned[r.key]
         now, marker, head = head_current(client, plan.destination, r.key)
         expected_marker = action.action == DELETE_MARKER
         wrong = (now != r.version_id or marker != expected_marker
                  or (action.action == COPY and head.get("ContentLength") != action.size))
-        if wrong:
-            out.append(Result(r.key, "verify", "changed",
-                              f"changed during restore (after the last write): S3's current entry is "
-                              f"{now or 'none'}{' (a delete marker)' if marker else ''}, this restore wrote "
-                              f"{r.version_id}; {REPLAN_HINT}"))
-    return out
+        if not wrong:
+            return None
+        return Result(r.key, "verify", "changed",
+                      f"changed during restore (after its write): S3's current entry is "
+                      f"{now or 'none'}{' (a delete marker)' if marker else ''}, this restore wrote "
+                      f"{r.version_id}; {REPLAN_HINT}")
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return [found for found in pool.map(check, written) if found is not None]
 
 
 def _request_restore(client: Any, bucket: str, action: Action) -> None:

@@ -88,7 +88,6 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             state_dir, batch_operations, confirm, no_tags, backup_bucket, from_inventory, engine, memory_limit,
             report_bucket, output_format):
     client = target.client("s3")
-    verify_written = False
     ledger, erased_prefixes = _erased_prefixes(config, target, backup_bucket)
     if from_inventory and (plan_in or target_bucket):
         raise click.UsageError("--from-inventory plans an in-place restore: not with --plan-in or --target-bucket")
@@ -102,9 +101,6 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
             source = Deployed(config, target).resource(bucket, outputs.INVOICE_STORAGE, outputs.INVOICE_BUCKET_NAME,
                                                        what="bucket", option="--bucket")
 
-            # The check after the apply reads S3 for each written key: planning again from the same inventory
-            # and feed would agree with them, right or wrong.
-            verify_written = True
             plan, feed = _plan_from_inventory(config, target, source, to, prefix, not no_tags, engine, memory_limit,
                                               erased_prefixes=erased_prefixes)
         except restore_lib.PlanError as err:
@@ -193,8 +189,7 @@ def restore(config, target, bucket, to_text, prefix, target_bucket, plan_out, pl
                     audit["outcome"] = "batch jobs created" + (" (awaiting confirmation)"
                                                                if jobs["confirmation_required"] else "")
                 else:
-                    result = _apply(client, plan, state_dir, concurrency, say, progress_bar=not as_json,
-                                    verify_written=verify_written)
+                    result = _apply(client, plan, state_dir, concurrency, say, progress_bar=not as_json)
                     outcome.update(applied=True, result=result)
                     record.details["counts"] = result["counts"]
                     _refuse_ambiguous(plan)
@@ -234,8 +229,7 @@ def _refuse_ambiguous(plan: restore_lib.Plan) -> None:
 
 
 def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: int,
-           say: Callable[[str], None], *, progress_bar: bool = True,
-           verify_written: bool = False) -> dict[str, Any]:
+           say: Callable[[str], None], *, progress_bar: bool = True) -> dict[str, Any]:
     state_dir.mkdir(parents=True, exist_ok=True)
     stem = state_dir / plan.fingerprint()
     observability.correlate(job="bucket_restore", restore_id=plan.fingerprint())  # the journal's name too
@@ -252,8 +246,7 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
         try:
             summary = restore_lib.apply_plan(client, plan, journal=journal,
                                              report_path=stem.with_suffix(".report.jsonl"),
-                                             concurrency=concurrency, on_result=progress,
-                                             verify_written=verify_written)
+                                             concurrency=concurrency, on_result=progress)
         except restore_lib.NotVersioned as err:
             raise Failed(f"refused before writing anything: {err}") from None
     seconds = time.monotonic() - started
