@@ -11,7 +11,7 @@ from typing import Any
 from tavari_dr.changes import replay as replay_lib
 from tavari_dr.core.config import Tier
 from tavari_dr.database import backup as db_lib
-from tavari_dr.database.manifest import DEFAULT_TIERS, BackupError, Manifest, find_backup, id_time, list_backups
+from tavari_dr.database.manifest import DEFAULT_TIERS, BackupError, Manifest, id_time, list_backups, open_backup
 from tavari_dr.database.signing import KmsVerifier
 
 
@@ -28,7 +28,7 @@ def newest_dump_before(s3: Any, bucket: str, to: datetime, *, verifier: KmsVerif
         if not entry.complete or entry.expired or entry.pre_restore or started is None \
                 or started > to + CLOCK_SKEW:
             continue
-        manifest = find_backup(s3, bucket, entry.backup_id, verifier=verifier, tiers=tiers).manifest
+        manifest = open_backup(s3, bucket, entry, verifier=verifier).manifest  # listed above: not listed again
         if replay_lib.serves(manifest, to):
             return manifest
     raise BackupError(f"no complete backup's snapshot was taken at or before {to.isoformat()} (by the source's "

@@ -237,18 +237,30 @@ def id_time(backup_id: str) -> datetime | None:
         return None
 
 
+def tier_folders(s3: Any, bucket: str) -> list[str]:
+    """The tiers that hold backups (``dumps/<tier>/``), configured or not: one request, whatever the history."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="dumps/", Delimiter="/")
+    return [p["Prefix"].split("/")[1] for page in pages for p in page.get("CommonPrefixes", [])]
+
+
 def list_backups(s3: Any, bucket: str, tiers: tuple[Tier, ...] = DEFAULT_TIERS, *,
-                 newer_than: Mapping[str, datetime] | None = None) -> list[BackupEntry]:
+                 newer_than: Mapping[str, datetime] | None = None, backup_id: str | None = None) -> list[BackupEntry]:
     """Every backup folder, newest first, with every version and delete marker of each key: a
     listing of current objects alone would not see a delete marker hiding a manifest.
     ``newer_than`` (tier name -> time): only those tiers, and in each only the backups whose ID is
     after that time — IDs begin with their UTC time, so the listing starts there (KeyMarker) and
-    reads a window, not the bucket's whole history."""
+    reads a window, not the bucket's whole history. ``backup_id``: that backup's folder alone, in
+    whichever tier holds it (a restore by ID costs the same however many backups the bucket keeps)."""
     days = {t.name: t.retention_days for t in tiers}
     entries: dict[str, BackupEntry] = {}
-    listings = [{"Prefix": "dumps/"}] if newer_than is None else [
-        {"Prefix": f"dumps/{tier}/", "KeyMarker": f"dumps/{tier}/{since.astimezone(UTC).strftime(ID_TIME_FORMAT)}"}
-        for tier, since in newer_than.items()]
+    if backup_id is not None:
+        listings = [{"Prefix": f"dumps/{tier}/{backup_id}/"} for tier in tier_folders(s3, bucket)]
+    elif newer_than is None:
+        listings = [{"Prefix": "dumps/"}]
+    else:
+        listings = [{"Prefix": f"dumps/{tier}/",
+                     "KeyMarker": f"dumps/{tier}/{since.astimezone(UTC).strftime(ID_TIME_FORMAT)}"}
+                    for tier, since in newer_than.items()]
     pages = (page for listing in listings
              for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, **listing))
     for page in pages:
@@ -295,7 +307,7 @@ def find_backup(s3: Any, bucket: str, which: str, *, verifier: KmsVerifier | Non
 
     The newest folder with a manifest is *the* latest: if it was tampered with, that is refused,
     never skipped for an older one (which is what an attacker hiding the newest would want)."""
-    backups = list_backups(s3, bucket, tiers)
+    backups = list_backups(s3, bucket, tiers, backup_id=None if which == "latest" else which)
     if which == "latest":
         complete = [b for b in backups if b.complete and not b.expired and not b.pre_restore]
         if not complete:

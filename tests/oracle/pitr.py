@@ -529,15 +529,18 @@ class History:
         gaps = [(s.at, s.until) for source in self.sources for s in source.states if s.until is not None]
         for start, end in self.rng.sample(gaps, min(len(gaps), self.points)):
             yield start + (end - start) * self.rng.random()
-        from tavari_dr.database.manifest import find_backup, list_backups
+        from tavari_dr.database.manifest import list_backups, open_backup
 
-        ids = sorted(b.backup_id for b in list_backups(self.aws.s3, self.aws.bucket) if not b.pre_restore)
+        entries = {b.backup_id: b for b in list_backups(self.aws.s3, self.aws.bucket)
+                   if b.complete and not b.pre_restore}
+        ids = sorted(entries)
         for backup_id in self.rng.sample(ids, min(len(ids), 2)):
             second = id_time(backup_id)
             if second is None:
                 continue
             yield second + timedelta(microseconds=self.rng.randrange(10**6))
-            manifest = find_backup(self.aws.s3, self.aws.bucket, backup_id, verifier=self.aws.signing.verifier).manifest
+            manifest = open_backup(self.aws.s3, self.aws.bucket, entries[backup_id],
+                                   verifier=self.aws.signing.verifier).manifest
             snapshot_at = replay.served_from(manifest)
             owner = next((s for s in self.sources if s.identity == manifest.source_identity), None)
             if owner is None or snapshot_at is None:

@@ -81,6 +81,8 @@ def describe_rule(check: str, options: dict[str, Any]) -> str:
         return "a non-empty list of {name, description, required} objects, each name once"
     if check == "datasets":
         return "a non-empty list of {name, table, owner, column} objects, each name once"
+    if check == "contacts":
+        return "a list of {name, role, channel, reach} objects, first called first"
     raise KeyError(f"no description of the loader's rule {check!r}: add one to {__name__}.describe_rule")
 
 
@@ -109,6 +111,7 @@ def sections() -> Iterator[tuple[str, type]]:
             yield name, options["cls"]
     yield "secrets.entries[]", cfg.SecretEntry
     yield "data_export.datasets[]", cfg.Dataset
+    yield "escalation.contacts[]", cfg.Contact
 
 
 def rows(path: str, cls: type) -> list[list[str]]:
@@ -145,4 +148,7 @@ def render() -> str:
         if cls is cfg.Dataset:
             blocks.append(_builtin("data_export.datasets", ["name", "table", "owner", "column"],
                                    cfg.DEFAULT_DATASETS))
+        if cls is cfg.Contact:
+            blocks.append(_builtin("escalation.contacts", ["name", "role", "channel", "reach"],
+                                   cfg.DEFAULT_CONTACTS))
     return document("Configuration reference", SOURCE, blocks)
