@@ -39,9 +39,24 @@ NEVER_IN_AN_ASSET = ("cli", "drill")
 # requirements-lambda.txt installed for the Lambda platform by `make install` (synth needs no network);
 # an arm64 app bundles from build/lambda-deps-arm64 (backup_constructs.compute).
 LAMBDA_DEPS = ROOT / "build" / "lambda-deps"
-# What every function bundles besides its own packages: Powertools Logger and Tracer and the X-Ray
-# SDK under the tracer (tavari_dr.core.observability; docs/decisions/0018 says why not the layer).
-OBSERVABILITY = ("aws-lambda-powertools", "typing-extensions", "aws-xray-sdk", "wrapt")
+# What every function bundles besides its own packages: Powertools' Logger and OpenTelemetry with X-Ray's
+# IDs and propagator, botocore's instrumentation and the OTLP/HTTP exporter, each with its closure
+# (tavari_dr.core.observability; docs/decisions/0018 says why bundled, 0029 why OpenTelemetry).
+OBSERVABILITY = ("aws-lambda-powertools", "typing-extensions", "opentelemetry-api", "opentelemetry-sdk",
+                 "opentelemetry-semantic-conventions", "opentelemetry-sdk-extension-aws",
+                 "opentelemetry-propagator-aws-xray", "opentelemetry-instrumentation",
+                 "opentelemetry-instrumentation-botocore", "opentelemetry-exporter-otlp-proto-http",
+                 "opentelemetry-exporter-otlp-proto-common", "opentelemetry-exporter-otlp-common",
+                 "opentelemetry-exporter-http-transport", "opentelemetry-proto", "googleapis-common-protos",
+                 "protobuf", "requests", "charset-normalizer", "idna", "certifi", "packaging", "wrapt")
+# The collector the spans go to: AWS's ADOT collector-only Lambda layer (an extension; its default
+# configuration receives OTLP on localhost:4317/4318 and exports traces to X-Ray). Its ARN,
+# arn:aws:lambda:<region>:901920570463:layer:aws-otel-collector-<amd64|arm64>-ver-0-115-0:<n>, comes from
+# CDK's table of AWS's published layers (aws_lambda.AdotLambdaLayerGenericVersion), pinned here: a newer
+# collector is a deliberate change (tests/test_snapshots.py shows it), not whatever LATEST is that day.
+ADOT_COLLECTOR = lambda_.AdotLambdaLayerGenericVersion.V0_115_0
+# tavari_dr.core.observability exports where this is set: the layer's OTLP/HTTP receiver.
+OTLP_ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"}
 
 
 # The version module every bundle carries beside tavari_dr/__init__.py (which reads it: a bundle has no
@@ -185,13 +200,16 @@ class PythonFunction(Construct):
             timeout=timeout,
             memory_size=memory_size,
             ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mib) if ephemeral_storage_mib else None,
-            environment=environment,
+            environment={**(environment or {}), **OTLP_ENDPOINT},
             role=self.role,
             log_group=self.log_group,
             dead_letter_queue=self.dead_letter_queue,
-            # X-Ray: one trace per invocation (continuing the caller's: a drill's state machine), its
-            # AWS calls as subsegments, annotated with the job and the backup or restore ID.
+            # X-Ray: one trace per invocation (continuing the caller's: a drill's state machine); the
+            # handler's span, annotated with the job and the backup or restore ID, and its AWS calls as
+            # children reach it through the ADOT collector layer (OpenTelemetry, docs/decisions/0029).
             tracing=lambda_.Tracing.ACTIVE,
+            layers=[lambda_.LayerVersion.from_layer_version_arn(
+                self, "AdotCollector", ADOT_COLLECTOR.layer_arn(self, lambda_architecture(self)))],
             # x86_64 stays Lambda's default, undeclared (the templates as they were); arm64 is declared.
             architecture=lambda_architecture(self) if architecture(self) == "arm64" else None,
         )

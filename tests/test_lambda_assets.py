@@ -142,10 +142,23 @@ POSTGRES_DRIVER = ["psycopg", "psycopg-3.2.13.dist-info", "psycopg_binary", "psy
 TOKEN_VERIFICATION = ["jwt", "pyjwt-2.15.1.dist-info", "cryptography", "cryptography-50.0.2.dist-info", "cffi",
                       "cffi-2.1.1.dist-info", "_cffi_backend.cpython-314-x86_64-linux-gnu.so", "pycparser",
                       "pycparser-3.12.dist-info"]
-# Every function: Powertools Logger/Tracer and the X-Ray SDK (tavari_dr.core.observability).
-OBSERVABILITY = ["aws_lambda_powertools", "aws_lambda_powertools-3.37.0.dist-info", "aws_xray_sdk",
-                 "aws_xray_sdk-2.15.0.dist-info", "wrapt", "wrapt-2.5.2.dist-info", "wrapt-stubs",
-                 "typing_extensions-4.16.0.dist-info", "typing_extensions.py"]
+# Every function: Powertools' Logger and OpenTelemetry with its closure (tavari_dr.core.observability);
+# the X-Ray SDK no more (docs/decisions/0029).
+OBSERVABILITY = ["aws_lambda_powertools", "aws_lambda_powertools-3.37.0.dist-info",
+                 "typing_extensions-4.16.0.dist-info", "typing_extensions.py",
+                 "opentelemetry", "opentelemetry_api-1.45.2.dist-info", "opentelemetry_sdk-1.45.2.dist-info",
+                 "opentelemetry_semantic_conventions-0.66b2.dist-info",
+                 "opentelemetry_sdk_extension_aws-2.1.0.dist-info",
+                 "opentelemetry_propagator_aws_xray-1.0.2.dist-info", "opentelemetry_instrumentation-0.66b2.dist-info",
+                 "opentelemetry_instrumentation_botocore-0.66b2.dist-info",
+                 "opentelemetry_exporter_otlp_proto_http-1.45.2.dist-info",
+                 "opentelemetry_exporter_otlp_proto_common-1.45.2.dist-info",
+                 "opentelemetry_exporter_otlp_common-0.66b2.dist-info",
+                 "opentelemetry_exporter_http_transport-0.66b2.dist-info", "opentelemetry_proto-1.45.2.dist-info",
+                 "google", "googleapis_common_protos-1.76.0.dist-info", "protobuf-7.36.2.dist-info",
+                 "requests", "requests-2.34.2.dist-info", "charset_normalizer", "charset_normalizer-3.5.3.dist-info",
+                 "idna", "idna-3.21.dist-info", "certifi", "certifi-2026.10.19.post1.dist-info",
+                 "packaging", "packaging-26.4.dist-info", "wrapt", "wrapt-2.5.2.dist-info", "wrapt-stubs"]
 # What each function carries besides its own code and OBSERVABILITY: the functions that read PostgreSQL
 # the driver, the authorizer PyJWT and cryptography; each only its own.
 THIRD_PARTY = {"Export API: GET /api/account/export[/{export_id}]": POSTGRES_DRIVER,
@@ -160,6 +173,7 @@ def test_the_bundle_holds_our_code_and_nothing_else(synthesized):
         third_party = THIRD_PARTY.get(resource["Properties"]["Description"], [])
         assert top == sorted({"handler.py", "tavari_dr", *OBSERVABILITY, *third_party}), top
         assert not list(asset.rglob("__pycache__"))
+        assert not list(asset.rglob("aws_xray_sdk*")), asset  # past its end of support (docs/decisions/0029)
 
 
 def bundled(asset: Path) -> dict[str, str]:
@@ -171,7 +185,7 @@ def bundled(asset: Path) -> dict[str, str]:
 def test_every_bundled_distribution_has_its_dependencies_on_the_lambda_platform(synthesized):
     """Requires-Dist of each bundled distribution, markers evaluated for CPython 3.14 on Linux x86_64:
     each one it needs is bundled too, at a version it accepts, or is one the runtime's boto3 brings
-    (Powertools needs jmespath, the X-Ray SDK botocore), at a version the one this machine stands in
+    (Powertools needs jmespath, requests urllib3), at a version the one this machine stands in
     with satisfies."""
     checked = 0
     for env, stack, logical_id, resource in functions(synthesized):
@@ -341,30 +355,79 @@ def test_each_asset_carries_core_and_the_capabilities_its_handler_reaches_nothin
         assert packages == sorted({"core", *capabilities}), (where, packages, capabilities)
 
 
-def test_a_handler_traces_and_logs_from_its_asset_as_in_lambda(synthesized, lambda_runtime_site, tmp_path):
-    """Under Lambda's environment (LAMBDA_TASK_ROOT, the invocation's trace header, the X-Ray daemon's
-    address) the drill-steps handler, from its asset alone: Powertools' tracer loads the X-Ray SDK
-    from the asset, patches botocore (and not http.client: a webhook's URL is a secret), and sends the
-    invocation's subsegment, annotated with the job and the drill's execution, to the daemon (here a
-    UDP socket of this test's); the log lines on stderr are JSON with the same keys."""
-    import socket
+class OtlpReceiver:
+    """A stand-in for the ADOT collector layer's OTLP/HTTP receiver on a loopback port: the spans the
+    function exports, decoded with the OTLP protobuf schema."""
 
-    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    daemon.bind(("127.0.0.1", 0))
-    daemon.settimeout(10)
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.requests: list = []
+        received = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = trace_service_pb2.ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                received.append((self.path, self.headers.get("Content-Type"), request))
+                answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def spans(self) -> list:
+        return [span for _path, _type, request in self.requests for resource in request.resource_spans
+                for scope in resource.scope_spans for span in scope.spans]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _attributes(span) -> dict:
+    def value(v):
+        kind = v.WhichOneof("value")
+        return [value(x) for x in v.array_value.values] if kind == "array_value" else getattr(v, kind)
+    return {a.key: value(a.value) for a in span.attributes}
+
+
+def test_a_handler_traces_and_logs_from_its_asset_as_in_lambda(synthesized, lambda_runtime_site, tmp_path):
+    """Under Lambda's environment (LAMBDA_TASK_ROOT, the invocation's trace header) the drill-steps handler,
+    from its asset alone: OpenTelemetry loads from the asset, instruments botocore (and not http.client: a
+    webhook's URL is a secret), and exports the invocation's span, in the invocation's X-Ray trace, annotated
+    with the job and the drill's execution and marked failed, by OTLP/HTTP to the collector layer (here a
+    loopback receiver of this test's) before the handler returns; the log lines on stderr are JSON with the
+    same keys. The function declares that endpoint, and the layer, itself (test_monitoring_stack)."""
     env, _stack, logical_id, resource = next(
         f for f in functions(synthesized) if f[3]["Properties"]["Handler"] == "handler.handler"
         and f[3]["Properties"]["Description"].startswith("Quarterly DR drill"))
     asset = asset_dir(env, resource)
     variables = {k: rendered(v) for k, v in resource["Properties"]["Environment"]["Variables"].items()}
+    assert variables["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
+    receiver = OtlpReceiver()
     variables.update({"LAMBDA_TASK_ROOT": str(asset), "AWS_LAMBDA_FUNCTION_NAME": "drill-steps",
                       "_X_AMZN_TRACE_ID": "Root=1-6750a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
-                      "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}"})
+                      "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
     code = """
-import http.client, importlib, types
-import aws_lambda_powertools, aws_xray_sdk, botocore.client
+import http.client, importlib, importlib.util, types
+import aws_lambda_powertools, opentelemetry.sdk.trace, botocore.client
 m = importlib.import_module("handler")
-assert aws_xray_sdk.__file__.startswith(sys.path[0]) and aws_lambda_powertools.__file__.startswith(sys.path[0])
+assert opentelemetry.sdk.trace.__file__.startswith(sys.path[0])
+assert aws_lambda_powertools.__file__.startswith(sys.path[0])
+assert importlib.util.find_spec("aws_xray_sdk") is None, "the X-Ray SDK is bundled"
 assert hasattr(botocore.client.BaseClient._make_api_call, "__wrapped__"), "botocore is not traced"
 assert not hasattr(http.client.HTTPConnection._send_request, "__wrapped__"), "http.client is traced"
 context = types.SimpleNamespace(function_name="drill-steps", memory_limit_in_mb=256, aws_request_id="req-9",
@@ -372,25 +435,27 @@ context = types.SimpleNamespace(function_name="drill-steps", memory_limit_in_mb=
 try:
     m.handler({"step": "nope", "execution": "arn:aws:states:eu-west-1:123456789012:execution:drill:q1"}, context)
 except ValueError:
-    print("refused")
+    print("refused", flush=True)
+import os
+os._exit(0)  # no exit handler: the span must have left during the invocation, as before Lambda freezes
 """
     scratch = tmp_path / logical_id
     scratch.mkdir()
     try:
         result = run_in_asset(asset, code, scratch, lambda_runtime_site, variables)
-        assert result.returncode == 0 and result.stdout.strip() == "refused", result.stderr
-        documents = []
-        while not any(d.get("annotations") for d in documents):
-            header, _, document = daemon.recv(65536).decode().partition("\n")
-            assert json.loads(header) == {"format": "json", "version": 1}
-            documents.append(json.loads(document))
     finally:
-        daemon.close()
-    (traced,) = [d for d in documents if d.get("annotations")]
-    assert traced["trace_id"] == "1-6750a1b2-0123456789abcdef01234567" and traced["parent_id"] == "53995c3f42cd8ad8"
-    assert traced["annotations"] == {"job": "quarterly_drill", "ColdStart": True, "Service": "tavari",
-                                     "run": "arn:aws:states:eu-west-1:123456789012:execution:drill:q1"}
-    assert traced.get("fault") or traced.get("error")  # the refused step is marked failed in the trace
+        receiver.close()
+    assert result.returncode == 0 and result.stdout.strip() == "refused", result.stderr
+    assert {(path, kind) for path, kind, _request in receiver.requests} == {("/v1/traces", "application/x-protobuf")}
+    (traced,) = [s for s in receiver.spans() if s.name == "quarterly_drill"]
+    assert traced.trace_id.hex() == "6750a1b20123456789abcdef01234567"
+    assert traced.parent_span_id.hex() == "53995c3f42cd8ad8"
+    attributes = _attributes(traced)
+    assert {k: attributes[k] for k in ("job", "run", "faas.coldstart", "faas.invocation_id")} == {
+        "job": "quarterly_drill", "run": "arn:aws:states:eu-west-1:123456789012:execution:drill:q1",
+        "faas.coldstart": True, "faas.invocation_id": "req-9"}
+    assert set(attributes["aws.xray.annotations"]) == {"job", "run"}
+    assert traced.status.code == traced.status.STATUS_CODE_ERROR and traced.status.message == "ValueError"
     (line,) = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]
     assert line["message"] == "invocation_finished" and line["outcome"] == "error" and line["error"] == "ValueError"
     assert line["job"] == "quarterly_drill" and line["function_request_id"] == "req-9"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -182,10 +183,25 @@ def resources(synthesized, kind):
                     yield stack, logical_id, resource, template
 
 
+def layer_arn(value, template) -> str:
+    """A layer ARN as the template holds it: a string, or CDK's Fn::FindInMap into its region table."""
+    if isinstance(value, str):
+        return value
+    mapping, region, key = value["Fn::FindInMap"]
+    region = "eu-west-1" if isinstance(region, dict) else region  # {"Ref": "AWS::Region"}
+    return template["Mappings"][mapping][region][key]
+
+
 def test_every_function_traces_actively_and_may_write_traces_nothing_more_with_resource_star(synthesized):
     checked = 0
     for stack, logical_id, fn, template in resources(synthesized, "AWS::Lambda::Function"):
         assert fn["Properties"]["TracingConfig"] == {"Mode": "Active"}, (stack, logical_id)
+        # Its spans leave by OTLP/HTTP to AWS's ADOT collector layer, of the function's architecture.
+        assert fn["Properties"]["Environment"]["Variables"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
+        (layer,) = fn["Properties"]["Layers"]
+        arch = {"x86_64": "amd64", "arm64": "arm64"}[fn["Properties"].get("Architectures", ["x86_64"])[0]]
+        assert re.fullmatch(rf"arn:aws:lambda:[a-z0-9-]+:901920570463:layer:aws-otel-collector-{arch}-ver-0-115-0:\d+",
+                            layer_arn(layer, template)), (stack, logical_id, layer)
         role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
         policies = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
                     and {"Ref": role} in r["Properties"]["Roles"]]
@@ -234,18 +250,97 @@ def test_every_scheduled_task_logs_json(synthesized):
     assert tasks >= 3 * len(synthesized)
 
 
-def test_traces_record_no_s3_object_key():
-    """What X-Ray's botocore patch would put in an S3 call's subsegment: the bucket, never the key."""
-    from aws_xray_sdk.ext import boto_utils
+# --------------------------------------------------------------------------- traces (OpenTelemetry)
 
+LAMBDA_TRACE_HEADER = "Root=1-6750a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
+_EXPORTER = []  # one in-memory exporter on the process's one tracer provider, emptied by each test
+
+
+@pytest.fixture
+def spans():
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if not _EXPORTER:
+        _EXPORTER.append(InMemorySpanExporter())
+        observability._tracer().provider.add_span_processor(SimpleSpanProcessor(_EXPORTER[0]))
+    _EXPORTER[0].clear()
+    yield _EXPORTER[0]
+    _EXPORTER[0].clear()
+
+
+def xray_trace_id(span) -> str:
+    """A span's trace ID written as X-Ray writes it: 1-<8 hex digits, epoch seconds>-<24 hex digits>."""
+    hex_id = f"{span.context.trace_id:032x}"
+    return f"1-{hex_id[:8]}-{hex_id[8:]}"
+
+
+@pytest.mark.moto
+def test_an_invocation_is_a_span_of_lambda_s_trace_annotated_its_aws_calls_children(monkeypatch, spans):
+    """Under Lambda's trace header the handler's span continues the invocation's X-Ray trace (same trace
+    ID, Lambda's segment its parent), carries job, run and backup_id as X-Ray annotations, and an S3 call
+    made in it is its child span, with the bucket and without the object key."""
+    capture_json_logs(monkeypatch)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)
     key = f"customers/{EMAIL}/invoice-7.pdf"
-    for operation, call in [("GetObject", {"Bucket": "invoices", "Key": key, "VersionId": "v1"}),
-                            ("PutObject", {"Bucket": "invoices", "Key": key}),
-                            ("CopyObject", {"Bucket": "invoices", "Key": key, "CopySource": f"invoices/{key}"})]:
-        recorded = {}
-        boto_utils._extract_whitelisted_params("s3", operation, recorded, (operation, call), {}, None)
-        assert key not in json.dumps(recorded) and EMAIL not in json.dumps(recorded), (operation, recorded)
-    recorded = {}
-    boto_utils._extract_whitelisted_params("s3", "GetObject", recorded, ("GetObject", {"Bucket": "b", "Key": "k"}),
-                                           {}, None)
-    assert recorded == {"bucket_name": "b"}
+
+    @observability.lambda_handler("daily_monitor", correlation=observability.from_event(run="execution"))
+    def handler(event, context):
+        observability.correlate(backup_id="20261125T020000Z-nightly")
+        boto3.client("s3", region_name="eu-west-1").put_object(Bucket="invoices", Key=key, Body=b"x")
+        return {"ok": True}
+
+    with mock_aws():
+        boto3.client("s3", region_name="eu-west-1").create_bucket(
+            Bucket="invoices", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        spans.clear()
+        handler({"execution": "exec-1"}, FakeContext())
+    finished = spans.get_finished_spans()
+    (invocation,) = [s for s in finished if s.name == "daily_monitor"]
+    assert xray_trace_id(invocation) == "1-6750a1b2-0123456789abcdef01234567"
+    assert invocation.parent.span_id == 0x53995C3F42CD8AD8 and invocation.kind.name == "SERVER"
+    assert invocation.attributes["job"] == "daily_monitor" and invocation.attributes["run"] == "exec-1"
+    assert invocation.attributes["backup_id"] == "20261125T020000Z-nightly"
+    assert set(invocation.attributes["aws.xray.annotations"]) == {"job", "run", "backup_id"}
+    assert invocation.attributes["faas.invocation_id"] == FakeContext.aws_request_id
+    (call,) = [s for s in finished if s.name == "S3.PutObject"]
+    assert call.parent.span_id == invocation.context.span_id and call.context.trace_id == invocation.context.trace_id
+    assert call.attributes["rpc.service"] == "S3" and call.attributes["rpc.method"] == "PutObject"
+    recorded = json.dumps([dict(s.attributes) for s in finished] + [s.name for s in finished])
+    assert key not in recorded and EMAIL not in recorded
+
+
+def test_a_failed_invocation_is_a_failed_span_that_names_the_error_s_type_only(monkeypatch, spans):
+    capture_json_logs(monkeypatch)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)
+
+    @observability.lambda_handler("export_worker")
+    def handler(event, context):
+        raise ValueError(f"no row for {EMAIL}")
+
+    with pytest.raises(ValueError):
+        handler({}, FakeContext())
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code.name == "ERROR" and span.status.description == "ValueError"
+    assert not span.events  # no exception event: its message and stack stay out of the trace
+    assert EMAIL not in json.dumps([dict(span.attributes), span.status.description])
+
+
+@pytest.mark.moto
+def test_a_command_where_a_collector_listens_is_one_trace_with_its_aws_calls(monkeypatch, spans):
+    """The scheduled tasks run beside an ADOT sidecar (OTEL_EXPORTER_OTLP_ENDPOINT set): the command is a
+    root span with X-Ray's trace-ID form, its correlation keys annotations, its AWS calls children.
+    Without the variable no span is made and OpenTelemetry is not needed (test_cli_contract)."""
+    import contextlib
+
+    assert isinstance(observability.command_span("tavari-dr db"), contextlib.nullcontext)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # never reached: see below
+    with mock_aws(), observability.command_span("tavari-dr db"):
+        observability.correlate(job="db_backup", backup_id="20261125T020000Z-nightly")
+        boto3.client("sts", region_name="eu-west-1").get_caller_identity()
+    (command,) = [s for s in spans.get_finished_spans() if s.name == "tavari-dr db"]
+    (call,) = [s for s in spans.get_finished_spans() if s.name == "STS.GetCallerIdentity"]
+    assert command.parent is None and call.parent.span_id == command.context.span_id
+    assert set(command.attributes["aws.xray.annotations"]) == {"job", "backup_id"}
+    # X-Ray's ID generator: the first 32 bits are epoch seconds, read just before the span's start time was.
+    assert 0 <= command.start_time // 1_000_000_000 - int(xray_trace_id(command).split("-")[1], 16) <= 1

@@ -54,11 +54,14 @@ class LazyGroup(click.Group):
               envvar="TAVARI_DR_LOG_FORMAT",
               help="Logs on stderr: text (warnings and errors), or json (one structured line per event, with "
                    "the job and backup or restore ID as keys, as the Lambdas write; the scheduled tasks use it).")
-def main(log_format: str) -> None:
+@click.pass_context
+def main(ctx: click.Context, log_format: str) -> None:
     """Tavari backup and disaster-recovery operator tool."""
     from tavari_dr.core import observability
 
     observability.cli_logging(log_format)
+    # One trace per command where a collector listens (the scheduled tasks' sidecar), ended with the command.
+    ctx.with_resource(observability.command_span(f"tavari-dr {ctx.invoked_subcommand}"))
 
 
 def run() -> None:

@@ -1,10 +1,13 @@
-"""Structured logs and traces of the Lambdas and of the CLI's ``--log-format json`` (docs/decisions/0018).
+"""Structured logs and traces of the Lambdas and of the CLI (docs/decisions/0018, 0029).
 
-Powertools for AWS Lambda does the work: its Logger writes one JSON object a line, with the Lambda
-request id and cold start, and the keys appended here; its Tracer (the X-Ray SDK underneath) traces
-each invocation and every boto3 call in it, with the job and the backup or restore ID as annotations,
-so a filter expression such as ``annotation.run = "<drill execution ARN>"`` finds one quarterly
-drill end to end.
+Logs: Powertools for AWS Lambda's Logger writes one JSON object a line, with the Lambda request id and
+cold start, and the keys appended here. Traces: OpenTelemetry (the X-Ray SDK reached its end of support
+on 25 February 2027: docs/decisions/0029), with X-Ray-format trace IDs, the X-Ray propagator (a Lambda
+continues the trace of its invocation, a state machine's or the scheduler's), and botocore's
+instrumentation (every AWS call a child span). Spans go by OTLP/HTTP to an ADOT collector, the Lambda
+layer's or the ECS task's sidecar, which sends them to X-Ray; the job and the backup or restore ID are
+X-Ray annotations, so a filter expression such as ``annotation.run = "<drill execution ARN>"`` finds one
+quarterly drill end to end.
 
 Every module of the runtime logs through the stdlib logger ``tavari.<capability>``; the Powertools
 Logger owns their parent ``tavari``, so those lines are JSON too, with the same keys. What may be logged
@@ -26,8 +29,16 @@ SERVICE = "tavari"  # the stdlib logger every runtime module logs under, as tava
 # The correlation keys: each is a log key and, where set, an X-Ray annotation (indexed, searchable).
 CORRELATION_KEYS = ("job", "run", "backup_id", "restore_id", "export_id")
 
-# The Powertools Logger and Tracer are made on first use, not when this module is imported: Powertools
-# imports botocore and the Tracer the X-Ray SDK, which `tavari-dr --help` or a usage error never needs
+# The X-Ray exporter of the ADOT collector makes the span attributes this list names annotations (indexed,
+# searchable); every other attribute becomes metadata (X-Ray developer guide, "Migrating to OpenTelemetry").
+XRAY_ANNOTATIONS = "aws.xray.annotations"
+# Where spans go: OTLP/HTTP to an ADOT collector on the same host, the Lambda layer's extension or the ECS
+# task's sidecar (backup_constructs sets it on every function and task). Unset (tests, an operator's
+# shell), spans are made and dropped: there is no collector to send them to.
+EXPORT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+# The Powertools Logger and the tracer are made on first use, not when this module is imported: Powertools
+# imports botocore and the tracer OpenTelemetry, which `tavari-dr --help` or a usage error never needs
 # (docs/decisions/0034). A Lambda makes both when its handler is decorated (lambda_handler), as before;
 # `observability.logger`, `.tracer` and `._JSON_HANDLER` are still there (__getattr__ at the end).
 _made: dict[str, Any] = {}
@@ -47,42 +58,108 @@ def _logger() -> Any:
     return _made["logger"]
 
 
-def _import_xray_sdk_without_a_profile() -> None:
-    """The X-Ray SDK builds its sampler's client (to the local daemon, with its own dummy credentials) when
-    it is imported, through a botocore session that still reads AWS_PROFILE: a profile that does not exist
-    (a typo) raised at import, a 56-line traceback before even ``--help``. Imported with the profile
-    hidden; every client of the CLI's own still reads it, and a missing one is then one line."""
-    hidden = {name: os.environ.pop(name) for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE") if name in os.environ}
-    try:
-        import aws_xray_sdk.core  # noqa: F401 - imported for its side effect, see above
-    finally:
-        os.environ.update(hidden)
+class Tracer:
+    """The few things the runtime asks of a tracer, on OpenTelemetry: a span per Lambda invocation
+    (``invocation``) or CLI command (``command``), annotations on the current span (``put_annotation``),
+    and ``flush`` before a Lambda is frozen. ``provider`` is the SDK's TracerProvider (tests add an
+    in-memory exporter to it). Powertools 3.37's Tracer is the X-Ray SDK's and has no OpenTelemetry mode,
+    so this small class stands where it stood."""
+
+    def __init__(self) -> None:
+        from opentelemetry import trace
+        from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+        from opentelemetry.propagators.aws import AwsXRayLambdaPropagator
+        from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+
+        self._trace = trace
+        # X-Ray's trace ID carries its start time: the generator makes IDs X-Ray accepts.
+        self.provider = TracerProvider(id_generator=AwsXRayIdGenerator(),
+                                       resource=Resource.create({"service.name": SERVICE}))
+        if any(os.environ.get(name) for name in EXPORT_VARIABLES):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        self._tracer = self.provider.get_tracer("tavari_dr")
+        self._lambda_parent = AwsXRayLambdaPropagator()  # the invocation's _X_AMZN_TRACE_ID
+        # botocore alone is instrumented (every AWS call a child span: service, operation, region, request
+        # id; for S3 no object key). No HTTP instrumentation: it would record the URLs the alert router
+        # posts to, and a webhook's URL is its secret. skip_dep_check: the Lambda runtime's botocore is
+        # importable but its distribution metadata need not be on the bundle's path.
+        BotocoreInstrumentor().instrument(tracer_provider=self.provider, skip_dep_check=True)
+        self._cold = True
+
+    def put_annotation(self, key: str, value: str) -> None:
+        """``key`` as an X-Ray annotation of the current span (none outside a span: nothing to annotate)."""
+        span = self._trace.get_current_span()
+        if not span.is_recording():
+            return
+        span.set_attribute(key, value)
+        named = list(getattr(span, "attributes", {}).get(XRAY_ANNOTATIONS, ()))
+        if key not in named:
+            span.set_attribute(XRAY_ANNOTATIONS, [*named, key])
+
+    def invocation(self, job: str, context: Any) -> Any:
+        """The span of one Lambda invocation, the child of the one Lambda's active tracing started (read from
+        _X_AMZN_TRACE_ID by the X-Ray Lambda propagator). A server span: X-Ray makes it a segment."""
+        from opentelemetry.trace import SpanKind
+
+        cold, self._cold = self._cold, False
+        attributes = {"faas.coldstart": cold, "cloud.provider": "aws"}
+        request_id = getattr(context, "aws_request_id", None)
+        if isinstance(request_id, str):
+            attributes["faas.invocation_id"] = request_id
+        return self._span(job, self._lambda_parent.extract({}), SpanKind.SERVER, attributes)
+
+    def command(self, name: str) -> Any:
+        """The root span of one CLI command (a scheduled task's run)."""
+        from opentelemetry.trace import SpanKind
+
+        return self._span(name, None, SpanKind.SERVER, {})
+
+    def _span(self, name: str, parent: Any, kind: Any, attributes: dict[str, Any]) -> Any:
+        import contextlib
+
+        from opentelemetry.trace import Status, StatusCode
+
+        @contextlib.contextmanager
+        def span() -> Any:
+            # The exception is neither recorded nor put in the status text: its message may hold what a
+            # log line may not (docs/decisions/0018); its type marks the span failed (an X-Ray fault).
+            with self._tracer.start_as_current_span(name, context=parent, kind=kind, attributes=attributes,
+                                                    record_exception=False, set_status_on_exception=False) as s:
+                try:
+                    yield s
+                except BaseException as err:
+                    s.set_status(Status(StatusCode.ERROR, type(err).__name__))
+                    raise
+
+        return span()
+
+    def flush(self) -> None:
+        """Export what has ended before Lambda freezes the process (a batch would wait for the next call)."""
+        self.provider.force_flush(timeout_millis=2000)
 
 
-def _tracer() -> Any:
+def _tracer() -> Tracer:
     if "tracer" not in _made:
         _logger()
-        _import_xray_sdk_without_a_profile()
-        from aws_lambda_powertools import Tracer
-
-        # Outside Lambda (tests, the CLI) Powertools disables the tracer by itself: no daemon listens there.
-        # botocore alone is patched (every AWS call a subsegment): the X-Ray SDK's HTTP patches would record
-        # the URLs the alert router posts to, and a webhook's URL is its secret.
-        _made["tracer"] = Tracer(service=SERVICE, patch_modules=("botocore",))
-        _no_object_keys_in_traces()
-    return _made["tracer"]
+        _made["tracer"] = Tracer()
+    tracer: Tracer = _made["tracer"]
+    return tracer
 
 
-def _no_object_keys_in_traces() -> None:
-    """The botocore patch copies chosen request parameters into each subsegment, for S3 the object's
-    Key (and CopySource): a key is an application's file name and may name a customer. Traces keep
-    the operation and the bucket; the X-Ray SDK has no setting for this, its table is edited."""
-    from aws_xray_sdk.ext import boto_utils
+def command_span(name: str) -> Any:
+    """The CLI command's root span where a collector takes spans (EXPORT_VARIABLES: the scheduled tasks, beside
+    their ADOT sidecar), so its AWS calls and correlation keys form one trace; elsewhere nothing, and
+    OpenTelemetry is not even imported (a usage error is found after this runs: docs/decisions/0034)."""
+    import contextlib
 
-    for operation in boto_utils.whitelist["services"].get("s3", {}).get("operations", {}).values():
-        if "request_parameters" in operation:
-            operation["request_parameters"] = [p for p in operation["request_parameters"]
-                                               if p not in ("Key", "CopySource")]
+    if not any(os.environ.get(variable) for variable in EXPORT_VARIABLES):
+        return contextlib.nullcontext()
+    return _tracer().command(name)
 
 
 def correlate(**keys: str | None) -> None:
@@ -111,8 +188,8 @@ Handler = Callable[..., Any]
 
 
 def lambda_handler(job: str, *, correlation: Correlation | None = None) -> Callable[[Handler], Handler]:
-    """The handler decorator of every Lambda: JSON logs with the request id and ``job``, an X-Ray
-    subsegment annotated with ``job`` and the event's ``correlation`` keys (``run``: the ID that ties
+    """The handler decorator of every Lambda: JSON logs with the request id and ``job``, a span (an X-Ray
+    segment) annotated with ``job`` and the event's ``correlation`` keys (``run``: the ID that ties
     one scheduled run or one drill together), one ``invocation_finished`` line with its outcome and
     duration.
 
@@ -136,7 +213,14 @@ def lambda_handler(job: str, *, correlation: Correlation | None = None) -> Calla
                                                       "seconds": round(time.monotonic() - started, 3)})
             return response
 
-        traced = tracer.capture_lambda_handler(correlated, capture_response=False, capture_error=False)
+        @functools.wraps(handler)
+        def traced(event: Any, context: Any) -> Any:
+            try:
+                with tracer.invocation(job, context):
+                    return correlated(event, context)
+            finally:
+                tracer.flush()
+
         return logger.inject_lambda_context(traced, log_event=False, clear_state=True)
 
     return decorate
