@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from tavari_dr.core import metrics, observability
+from tavari_dr.core.config import EscalationConfig
 from tests.conftest import ROOT
 from tests.lambda_logs import FakeContext, capture_json_logs
 from tests.test_alerts import ALARM, Webhook, sns_event
@@ -101,6 +102,7 @@ def test_alert_router(monkeypatch):
             monkeypatch.setenv("TAVARI_ENV", "prod")
             monkeypatch.setenv("ALERT_WEBHOOK_SECRET_ARN", arn)
             monkeypatch.delenv("SENTRY_DSN_SECRET_ARN", raising=False)
+            monkeypatch.setenv("ESCALATION", EscalationConfig().to_json())  # what the Monitoring stack sets
             module = handler_module("alert_router", monkeypatch)
             logs = capture_json_logs(monkeypatch)
             alarm = {**ALARM, "NewStateReason": f"{ALARM['NewStateReason']} (reported by {EMAIL})"}
