@@ -12,7 +12,8 @@ PG17 := build/postgresql-17
 PG17_WHEEL := build/postgresql-17-wheel
 # parliament in a venv of its own (requirements-parliament.txt says why).
 PARLIAMENT := build/parliament
-# The same packages for Graviton (compute.architecture = arm64): each has a manylinux2014_aarch64 wheel.
+# The same packages for Graviton (compute.architecture = arm64). Lambda's python3.14 runtime is Amazon Linux 2023
+# (glibc 2.34): manylinux_2_28 wheels run there too, and psycopg-binary 3.3 builds its aarch64 wheel for it only.
 LAMBDA_DEPS_ARM64 := build/lambda-deps-arm64
 ENVS = $(shell $(PY) -c "import json; print(' '.join(json.load(open('cdk.json'))['context']['environments']))")
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
@@ -54,7 +55,7 @@ $(LAMBDA_DEPS)/.installed: requirements-lambda.txt $(VENV)/.installed
 $(LAMBDA_DEPS_ARM64)/.installed: requirements-lambda.txt $(VENV)/.installed
 	rm -rf $(LAMBDA_DEPS_ARM64)
 	$(PY) -m pip install --quiet --target $(LAMBDA_DEPS_ARM64) --implementation cp --python-version 3.14 \
-	  --platform manylinux2014_aarch64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
+	  --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --only-binary=:all: --no-compile --no-deps -r requirements-lambda.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -303,7 +303,7 @@ def test_scope_names_the_accounts_from_the_data_and_the_logs(source, aws_env, tm
             s3, "backups", "latest", verifier=KmsVerifier(kms, key)).manifest)
         patch.setattr(replay_lib, "plan", lambda *a, **k: None)
         patch.setattr(pitr, "restore_to", behind)
-        result = CliRunner(mix_stderr=False).invoke(main, [*args, "--force", "--format", "json"])
+        result = CliRunner().invoke(main, [*args, "--force", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert "the change log cannot show the state at" in result.stderr
     assert json.loads(result.stdout)["result"]["compared_with"]["replayed_to"] is None

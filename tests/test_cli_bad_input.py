@@ -94,7 +94,7 @@ def cases(tmp_path_factory):
 
 
 def _run(args: list[str], env: dict[str, str | None]):
-    return CliRunner(mix_stderr=False).invoke(main, args, env=env)
+    return CliRunner().invoke(main, args, env=env)
 
 
 def _assert_one_short_line(result, case) -> None:

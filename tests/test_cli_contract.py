@@ -48,7 +48,7 @@ def test_every_leaf_command_answers_in_text_or_json(path):
 
 
 def run(*args: str, env: dict[str, str] | None = None):
-    return CliRunner(mix_stderr=False).invoke(main, list(args), env=env)
+    return CliRunner().invoke(main, list(args), env=env)
 
 
 def envelope(result, command: str, *, ok: bool, env: str | None = None) -> dict:

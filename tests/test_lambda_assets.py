@@ -137,9 +137,9 @@ def test_every_handler_imports_from_its_built_asset(synthesized, lambda_runtime_
         assert result.returncode == 0, f"{stack}/{logical_id}: {result.stderr}"
 
 
-POSTGRES_DRIVER = ["psycopg", "psycopg-3.2.13.dist-info", "psycopg_binary", "psycopg_binary-3.2.13.dist-info",
+POSTGRES_DRIVER = ["psycopg", "psycopg-3.3.9.dist-info", "psycopg_binary", "psycopg_binary-3.3.9.dist-info",
                    "psycopg_binary.libs", "typing_extensions-4.16.0.dist-info", "typing_extensions.py"]
-TOKEN_VERIFICATION = ["jwt", "pyjwt-2.15.1.dist-info", "cryptography", "cryptography-50.0.2.dist-info", "cffi",
+TOKEN_VERIFICATION = ["jwt", "pyjwt-2.15.1.dist-info", "cryptography", "cryptography-51.0.1.dist-info", "cffi",
                       "cffi-2.1.1.dist-info", "_cffi_backend.cpython-314-x86_64-linux-gnu.so", "pycparser",
                       "pycparser-3.12.dist-info"]
 # Every function: Powertools' Logger and OpenTelemetry with its closure (tavari_dr.core.observability);
@@ -257,7 +257,7 @@ def test_compiled_code_is_built_for_the_lambda_runtime(synthesized):
             if ".libs" in extension.parent.name:  # vendored C libraries (libpq, OpenSSL), not modules
                 continue
             assert re.search(r"\.(abi3|cpython-314-x86_64-linux-gnu)\.so$", extension.name), extension
-    assert {"psycopg_binary-3.2.13.dist-info", "cryptography-50.0.2.dist-info", "cffi-2.1.1.dist-info"} <= seen
+    assert {"psycopg_binary-3.3.9.dist-info", "cryptography-51.0.1.dist-info", "cffi-2.1.1.dist-info"} <= seen
 
 
 def test_the_authorizer_asset_verifies_real_tokens(synthesized, lambda_runtime_site, tmp_path):

@@ -136,7 +136,7 @@ def test_actionlint_passes_on_every_workflow():
 def test_actionlint_is_live(tmp_path):
     broken = tmp_path / "x.yml"
     broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
-                      "      - uses: actions/checkout@v5\n        with:\n          persist-credential: false\n")
+                      "      - uses: actions/checkout@v7\n        with:\n          persist-credential: false\n")
     result = subprocess.run([str(ACTIONLINT), "-no-color", str(broken)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "persist-credential" in result.stdout
 

@@ -184,7 +184,7 @@ def test_the_capability_check_finds_a_missing_path_and_an_unmapped_folder(tmp_pa
 
 
 def run(*args):
-    return CliRunner(mix_stderr=False).invoke(cli_main, ["config", "show", "--cdk-json", str(ROOT / "cdk.json"), *args])
+    return CliRunner().invoke(cli_main, ["config", "show", "--cdk-json", str(ROOT / "cdk.json"), *args])
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -221,7 +221,7 @@ def test_config_show_refuses_a_bad_value_in_one_line_naming_the_key(tmp_path):
     context["context"]["environments"]["dev"]["changes"] = {"segment_seconds": 1}
     bad = tmp_path / "cdk.json"
     bad.write_text(json.dumps(context))
-    result = CliRunner(mix_stderr=False).invoke(cli_main, ["config", "show", "--env", "dev", "--cdk-json", str(bad)])
+    result = CliRunner().invoke(cli_main, ["config", "show", "--env", "dev", "--cdk-json", str(bad)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "Error: environments.dev.changes.segment_seconds: 1 is not allowed; use a whole number >= 5"]

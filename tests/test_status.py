@@ -97,7 +97,7 @@ def write_signed_backup(env, finished, tier="daily", bucket=None):
 
 
 def status(env, *args):
-    result = CliRunner(mix_stderr=False).invoke(main, ["status", "--env", "prod", "--cdk-json", str(ROOT / "cdk.json"),
+    result = CliRunner().invoke(main, ["status", "--env", "prod", "--cdk-json", str(ROOT / "cdk.json"),
                                        "--endpoint-url", env["url"], "--drill-report", str(env["drill"]), *args])
     assert not (result.exception and not isinstance(result.exception, SystemExit)), result.exception
     return result
@@ -247,7 +247,7 @@ def test_sources_that_cannot_be_read_are_one_line_each_exit_2_and_one_attempt(se
     assert board.exit_code == 2
 
     monkeypatch.setattr(time, "sleep", lambda s: (_ for _ in ()).throw(AssertionError(f"slept {s}")))
-    result = CliRunner(mix_stderr=False).invoke(main, ["status", "--env", "prod", "--cdk-json", str(ROOT / "cdk.json"),
+    result = CliRunner().invoke(main, ["status", "--env", "prod", "--cdk-json", str(ROOT / "cdk.json"),
                                        "--endpoint-url", closed])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one source (the stacks), one line

@@ -48,8 +48,14 @@ class Throttle:
         status, code, message = self.error
         body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message>'
                 f"<RequestId>THROTTLED</RequestId></Error>").encode()
-        return AWSResponse(request.url, status, {"Content-Type": "application/xml",
-                                                 "Content-Length": str(len(body))}, _Raw(body))
+        answer = AWSResponse(request.url, status, {"Content-Type": "application/xml",
+                                                   "Content-Length": str(len(body))}, _Raw(body))
+        # botocore calls every before-send handler and keeps the first answer: moto's stub, called after this
+        # one, would still carry the refused request out (a copy written twice, a delete marker put twice,
+        # which moto 5.2's If-Match on DeleteObject then answers NoSuchKey on the retry). An address no moto
+        # backend serves keeps the refused attempt from reaching it; botocore builds the next attempt anew.
+        request.url = "https://throttled.invalid/"
+        return answer
 
 
 class RecordedSleeps:

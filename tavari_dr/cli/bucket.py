@@ -235,8 +235,8 @@ def _apply(client: Any, plan: restore_lib.Plan, state_dir: Path, concurrency: in
     observability.correlate(job="bucket_restore", restore_id=plan.fingerprint())  # the journal's name too
     journal = restore_lib.Journal(stem.with_suffix(".journal.jsonl"))
     started = time.monotonic()
-    # A program reading --format json gets one document and nothing else, on any stream (click 8.1's
-    # CliRunner, which the CLI pins, mixes stderr into the output a caller reads).
+    # A program reading --format json gets one document and nothing else, on any stream (click's CliRunner
+    # mixes stderr into result.output, the output a caller reads).
     with click.progressbar(length=len(plan.actions), label="restoring", file=sys.stderr if progress_bar
                            else io.StringIO(), show_eta=True, show_pos=True, item_show_func=lambda rate: rate) as bar:
         def progress(_result):

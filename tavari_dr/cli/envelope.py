@@ -112,7 +112,9 @@ class TavariCommand(click.Command):
         except click.UsageError as err:
             if ctx.meta.get(_FORMAT, _given(given, "--format")) != "json":
                 raise
-            env = ctx.params.get("env_name", _given(given, "--env"))
+            env = ctx.params.get("env_name")
+            if not isinstance(env, str):  # not parsed yet (click 8.3+ holds its UNSET sentinel there): as given
+                env = _given(given, "--env")
             self._answer(ctx, "", env=env, error=err)
             raise click.exceptions.Exit(err.exit_code) from None
 
