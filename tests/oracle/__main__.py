@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -102,17 +104,33 @@ def _run(args: argparse.Namespace, probe: str) -> Tally:
         [sys.executable, "-m", "tests.oracle", "--probe", probe, "--major", str(args.major), "--worker",
          "--seed-list", ",".join(map(str, seeds[i::args.jobs]))] + (["--verbose"] if args.verbose else []),
         stdout=subprocess.PIPE, text=True) for i in range(min(args.jobs, len(seeds)))]
-    for worker in workers:  # a record is printed by its worker as it finishes; here in worker order
-        assert worker.stdout is not None
-        for line in worker.stdout:
-            if not line.startswith(RECORD):
-                print(line, end="", flush=True)
-                continue
-            r = json.loads(line[len(RECORD):])
-            tally.add(r)
-            print(f"{probe} seed {r['seed']}: {r['points']} points, exact {r['exact']}, refused "
-                  f"{r['refused_points']}, silent-wrong {len(r['silent_wrong'])}"
-                  + (f", ORACLE ERROR {r['error']}" if r["error"] else ""), flush=True)
+    # Every worker's output read as it comes (one thread each): a worker left unread would block on a full pipe.
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump(stream: Any) -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    for worker in workers:
+        threading.Thread(target=pump, args=(worker.stdout,), daemon=True).start()
+    running = len(workers)
+    while running:
+        line = lines.get()
+        if line is None:
+            running -= 1
+            continue
+        if not line.startswith(RECORD):
+            print(line, end="", flush=True)
+            continue
+        r = json.loads(line[len(RECORD):])
+        tally.add(r)
+        print(f"{probe} seed {r['seed']}: {r['points']} points, exact {r['exact']}, refused "
+              f"{r['refused_points']}, silent-wrong {len(r['silent_wrong'])}"
+              + (f", ORACLE ERROR {r['error']}" if r["error"] else ""), flush=True)
+        for wrong in r["silent_wrong"]:  # said at once, not only in the figures at the end
+            print(f"  SILENT-WRONG {wrong}", flush=True)
+    for worker in workers:
         if worker.wait() != 0:
             tally.errors.append(f"a worker exited {worker.returncode}")
     print(f"{probe}: seeds {args.first}..{args.first + args.seeds - 1} in {len(workers)} process(es), "

@@ -593,8 +593,10 @@ class History:
                 self.out.exact += 1
             else:
                 wrong = sorted(k for k in set(got) | set(truth) if got.get(k) != truth.get(k))
+                # each table as columns|rows|md5, restored then true: whether the columns or the rows differ
+                said = "; ".join(f"{k}: restored {got.get(k)} true {truth.get(k)}" for k in wrong)
                 self.out.silent_wrong.append(f"seed {self.seed} T={t.isoformat()} backup {result.backup_id}: "
-                                             f"{', '.join(wrong)} differ")
+                                             f"{', '.join(wrong)} differ ({said})")
                 self.log(self.out.silent_wrong[-1])
             _drop(self.primary, target_db)
 
