@@ -642,6 +642,7 @@ def _reason(message: str) -> str:
                          ("does not capture", "a table or large objects the log does not capture"),
                          ("past the end of base", "T is past a base reset; the next dump serves it"),
                          ("last time base", "T is after the last coverage check of a base that ended"),
+                         ("capture last saw", "T is after the last time the log saw its tables' columns unchanged"),
                          ("snapshot was taken at", "T is before the dump's snapshot"),
                          ("no complete backup", "no dump's snapshot is at or before T"),
                          ("no change log of this backup's source", "the dump predates its source's base"),
