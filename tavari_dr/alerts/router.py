@@ -142,15 +142,15 @@ def _failure(data: dict[str, Any], environment: str) -> Alert:
         if data.get(key) is not None:
             lines.append(f"{key.capitalize()}: {_truncate(str(data[key]), 500)}")
     env = str(data.get("environment") or environment)
-    common = {"reason": _truncate(str(data["detail"]), 500) if data.get("detail") is not None else None,
-              "account": data.get("account"), "region": data.get("region"),
-              "since": str(data["time"]) if data.get("time") is not None else None,
-              "key": f"{env}:{'tampering' if tampering else 'failure'}:{data.get('job') or ''}:{what}"}
+    reason = _truncate(str(data["detail"]), 500) if data.get("detail") is not None else None
+    since = str(data["time"]) if data.get("time") is not None else None
+    key = f"{env}:{'tampering' if tampering else 'failure'}:{data.get('job') or ''}:{what}"
     if tampering:  # a tamper rule's alert (backup_constructs.tamper_watch) carries its own title
-        return Alert("tampering", str(data.get("title") or "Tampering"), "ALARM", env, tuple(lines),
-                     data.get("runbook"), **common)
-    return Alert("failure", f"{data.get('job', 'Tavari job')} failed", "FAILURE", env, tuple(lines),
-                 data.get("runbook"), **common)
+        kind, title, state = "tampering", str(data.get("title") or "Tampering"), "ALARM"
+    else:
+        kind, title, state = "failure", f"{data.get('job', 'Tavari job')} failed", "FAILURE"
+    return Alert(kind, title, state, env, tuple(lines), data.get("runbook"), reason=reason,
+                 account=data.get("account"), region=data.get("region"), since=since, key=key)
 
 
 # --------------------------------------------------------------------------- delivery

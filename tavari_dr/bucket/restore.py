@@ -61,7 +61,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tavari_dr.core import outputs
 
@@ -442,6 +442,12 @@ def erased_key(plan: Plan, key: str) -> bool:
     return any(key.startswith(p) for p in plan.erased_prefixes)
 
 
+class _Seen(NamedTuple):
+    current: str | None
+    current_etag: str | None
+    current_marker: bool
+
+
 def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Version | None, *,
            written: dict[str, str] | None = None, unknown_at_t: str | None = None) -> None:
     """One key's part of the plan, from its entry at T and its current entry (None: none), whichever
@@ -456,11 +462,12 @@ def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Ver
     bucket, target_bucket, written = plan.bucket, plan.target_bucket, written or {}
     current_live = current is not None and not current.delete_marker
     current_id = current.version_id if current else None
-    seen = {"current": current_id, "current_etag": current.etag if current_live else None,
-            "current_marker": current is not None and current.delete_marker}
+    # What the plan saw of the destination's key (each write is conditional on it: ADR 0031).
+    seen = _Seen(current_id, current.etag if current is not None and current_live else None,
+                 current is not None and current.delete_marker)
     if at_t is None or at_t.delete_marker:
         if current_live:
-            plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", **seen))
+            plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", **seen._asdict()))
         else:
             plan.absent += 1
         return
@@ -477,14 +484,15 @@ def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Ver
         if _tags(client, bucket, at_t) == _tags(client, plan.destination, current):
             plan.unchanged += 1
         elif plan.tags:
-            plan.actions.append(Action(key, RESTORE_TAGS, at_t.version_id, reason="tags changed after T", **seen))
+            plan.actions.append(Action(key, RESTORE_TAGS, at_t.version_id, reason="tags changed after T",
+                                       **seen._asdict()))
         else:
             plan.tags_not_restored.append(key)
         return
     archived = at_t.storage_class in ARCHIVED_CLASSES and not _restored(client, bucket, at_t)
     plan.actions.append(Action(
         key, RESTORE_ARCHIVED if archived else COPY, at_t.version_id, at_t.size, at_t.storage_class,
-        reason="deleted after T" if not current_live else "changed after T", **seen))
+        reason="deleted after T" if not current_live else "changed after T", **seen._asdict()))
 
 
 # --------------------------------------------------------------------------- apply

@@ -88,7 +88,8 @@ class Tracer:
         # id; for S3 no object key). No HTTP instrumentation: it would record the URLs the alert router
         # posts to, and a webhook's URL is its secret. skip_dep_check: the Lambda runtime's botocore is
         # importable but its distribution metadata need not be on the bundle's path.
-        BotocoreInstrumentor().instrument(tracer_provider=self.provider, skip_dep_check=True)
+        instrumentor: Any = BotocoreInstrumentor  # the package ships no type hints
+        instrumentor().instrument(tracer_provider=self.provider, skip_dep_check=True)
         self._cold = True
 
     def put_annotation(self, key: str, value: str) -> None:
@@ -221,7 +222,8 @@ def lambda_handler(job: str, *, correlation: Correlation | None = None) -> Calla
             finally:
                 tracer.flush()
 
-        return logger.inject_lambda_context(traced, log_event=False, clear_state=True)
+        injected: Callable[..., Any] = logger.inject_lambda_context(traced, log_event=False, clear_state=True)
+        return injected
 
     return decorate
 

@@ -270,11 +270,11 @@ def list_backups(s3: Any, bucket: str, tiers: tuple[Tier, ...] = DEFAULT_TIERS, 
                 if len(parts) < 4:
                     continue
                 # dumps/<tier>/<id>/<name>, where a directory-format backup's names are data/<file>
-                _, tier, backup_id, name = *parts[:3], "/".join(parts[3:])
-                entry = entries.get(backup_id)
+                tier, folder, name = parts[1], parts[2], "/".join(parts[3:])
+                entry = entries.get(folder)
                 if entry is None:
-                    started = id_time(backup_id)
-                    entry = entries[backup_id] = BackupEntry(backup_id, tier, "/".join(parts[:3]), expires_at=(
+                    started = id_time(folder)
+                    entry = entries[folder] = BackupEntry(folder, tier, "/".join(parts[:3]), expires_at=(
                         started + timedelta(days=days[tier]) if started and tier in days else None))
                 record = {"VersionId": item["VersionId"], "LastModified": item["LastModified"]}
                 if kind == "versions":
