@@ -16,18 +16,11 @@ import sys
 import threading
 import time
 import traceback
-from collections import Counter
 from typing import Any
 
+from tests.oracle.tally import Tally, record
+
 RECORD = "oracle-record "  # one line per history: its figures as JSON, added up by the parent (--jobs)
-
-
-def _record(probe: str, outcome: Any, error: str = "") -> dict[str, Any]:
-    return {"probe": probe, "seed": outcome.seed, "points": outcome.points, "exact": outcome.exact,
-            "refused_points": getattr(outcome, "refused_points", sum(outcome.refused.values())),
-            "refused": dict(outcome.refused), "silent_wrong": list(outcome.silent_wrong),
-            "skipped": getattr(outcome, "skipped", 0), "events": dict(Counter(getattr(outcome, "events", []))),
-            "by_planner": dict(getattr(outcome, "by_planner", {})), "error": error}
 
 
 def _pitr_seeds(args: argparse.Namespace, seeds: list[int]) -> None:
@@ -47,7 +40,7 @@ def _pitr_seeds(args: argparse.Namespace, seeds: list[int]) -> None:
                 except Exception as err:  # the oracle's own failure: said, counted, never a verdict
                     outcome, error = history.out, f"{type(err).__name__}: {err}"[:300]
                     traceback.print_exc()
-            print(RECORD + json.dumps(_record("pitr", outcome, error)), flush=True)
+            print(RECORD + json.dumps(record("pitr", outcome, error)), flush=True)
     finally:
         primary.stop()
         failover.stop()
@@ -58,41 +51,7 @@ def _bucket_seeds(args: argparse.Namespace, seeds: list[int]) -> None:
 
     for seed in seeds:
         outcome = oracle.run(seed)
-        print(RECORD + json.dumps(_record("bucket", outcome)), flush=True)
-
-
-class Tally:
-    def __init__(self) -> None:
-        self.histories = self.points = self.exact = self.refused_points = self.skipped = 0
-        self.refused: Counter = Counter()
-        self.events: Counter = Counter()
-        self.by_planner: Counter = Counter()
-        self.silent_wrong: list[str] = []
-        self.errors: list[str] = []
-
-    def add(self, r: dict[str, Any]) -> None:
-        self.histories += 1
-        for name in ("points", "exact", "refused_points", "skipped"):
-            setattr(self, name, getattr(self, name) + r[name])
-        self.refused.update(r["refused"])
-        self.events.update(r["events"])
-        self.by_planner.update(r["by_planner"])
-        self.silent_wrong += r["silent_wrong"]
-        if r["error"]:
-            self.errors.append(f"seed {r['seed']}: {r['error']}")
-
-    def lines(self, probe: str) -> list[str]:
-        planners = f" ({', '.join(f'{p} {n}' for p, n in sorted(self.by_planner.items()))})" if self.by_planner else ""
-        out = [f"{probe}: histories {self.histories}, restore points {self.points}{planners}: exact {self.exact}, "
-               f"refused {self.refused_points}, silent-wrong {len(self.silent_wrong)}"
-               + (f", no single truth {self.skipped}" if probe == "pitr" else "")
-               + (f", oracle errors {len(self.errors)}" if self.errors else "")]
-        out += [f"  refused {n}: {reason}" for reason, n in self.refused.most_common()]
-        out += [f"  SILENT-WRONG {line}" for line in self.silent_wrong]
-        out += [f"  ORACLE ERROR {line}" for line in self.errors]
-        if self.events:
-            out.append("  events: " + ", ".join(f"{k} {n}" for k, n in sorted(self.events.items())))
-        return out
+        print(RECORD + json.dumps(record("bucket", outcome)), flush=True)
 
 
 def _run(args: argparse.Namespace, probe: str) -> Tally:

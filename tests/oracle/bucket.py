@@ -260,33 +260,5 @@ def _reason(text: str) -> str:
     return re.sub(r"(?<![A-Za-z])\d+", "N", text)[:160]
 
 
-@dataclass
-class Totals:
-    histories: int = 0
-    points: int = 0
-    exact: int = 0
-    refused_points: int = 0
-    refused: Counter = field(default_factory=Counter)
-    silent_wrong: list[str] = field(default_factory=list)
-    by_planner: Counter = field(default_factory=Counter)
-
-    def add(self, outcome: Outcome) -> None:
-        self.histories += 1
-        self.points += outcome.points
-        self.exact += outcome.exact
-        self.refused_points += outcome.refused_points
-        self.refused.update(outcome.refused)
-        self.silent_wrong += outcome.silent_wrong
-        self.by_planner.update(outcome.by_planner)
-
-    def lines(self) -> list[str]:
-        out = [f"bucket: histories {self.histories}, restore points {self.points} "
-               f"({', '.join(f'{p} {self.by_planner[p]}' for p in PLANNERS)}): exact {self.exact}, "
-               f"refused {self.refused_points}, silent-wrong {len(self.silent_wrong)}"]
-        out += [f"  refused {n}: {reason}" for reason, n in self.refused.most_common()]  # a point may give two
-        out += [f"  SILENT-WRONG {line}" for line in self.silent_wrong]
-        return out
-
-
 def run(seed: int, **options: Any) -> Outcome:
     return BucketHistory(seed, **options).run()

@@ -651,32 +651,3 @@ def _reason(message: str) -> str:
         if needle in message:
             return kind
     return message[:120]
-
-
-@dataclass
-class Totals:
-    histories: int = 0
-    points: int = 0
-    exact: int = 0
-    skipped: int = 0
-    refused: Counter = field(default_factory=Counter)
-    silent_wrong: list[str] = field(default_factory=list)
-    events: Counter = field(default_factory=Counter)
-
-    def add(self, outcome: Outcome) -> None:
-        self.histories += 1
-        self.points += outcome.points
-        self.exact += outcome.exact
-        self.skipped += outcome.skipped
-        self.refused.update(outcome.refused)
-        self.silent_wrong += outcome.silent_wrong
-        self.events.update(outcome.events)
-
-    def lines(self) -> list[str]:
-        refused = sum(self.refused.values())
-        out = [f"histories {self.histories}, restore points {self.points}: exact {self.exact}, refused {refused}, "
-               f"silent-wrong {len(self.silent_wrong)}, no single truth {self.skipped}"]
-        out += [f"  refused {n}: {reason}" for reason, n in self.refused.most_common()]
-        out += [f"  SILENT-WRONG {line}" for line in self.silent_wrong]
-        out.append("  events: " + ", ".join(f"{k} {n}" for k, n in sorted(self.events.items())))
-        return out

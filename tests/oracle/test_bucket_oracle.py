@@ -9,6 +9,7 @@ import pytest
 
 from tavari_dr.bucket import restore as r
 from tests.oracle import bucket as oracle
+from tests.oracle.tally import Tally, record
 
 pytestmark = [pytest.mark.moto, pytest.mark.oracle]
 
@@ -18,9 +19,9 @@ SEEDS = (1, 2, 3, 4)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_every_bucket_restore_equals_the_truth_or_leaves_the_key_alone_saying_why(seed):
     outcome = oracle.run(seed)
-    totals = oracle.Totals()
-    totals.add(outcome)
-    assert not outcome.silent_wrong, "\n".join(totals.lines())
+    tally = Tally()
+    tally.add(record("bucket", outcome))
+    assert not outcome.silent_wrong, "\n".join(tally.lines("bucket"))
     assert outcome.points == 3 * 6 and outcome.exact + outcome.refused_points == outcome.points
     assert set(outcome.by_planner) == set(oracle.PLANNERS)
 

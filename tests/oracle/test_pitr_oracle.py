@@ -15,6 +15,7 @@ from tavari_dr.drill.pgcluster import PostgresUnavailable
 from tests import changes_harness as h
 from tests.backups import backup_s3
 from tests.oracle import pitr as oracle
+from tests.oracle.tally import Tally, record
 
 pytestmark = [pytest.mark.postgres, pytest.mark.oracle]
 
@@ -56,9 +57,9 @@ def _run(seed: int, primary, failover, **options: Any) -> oracle.Outcome:
 
 
 def _judge(outcome: oracle.Outcome) -> None:
-    totals = oracle.Totals()
-    totals.add(outcome)
-    assert not outcome.silent_wrong, "\n".join(totals.lines())
+    tally = Tally()
+    tally.add(record("pitr", outcome))
+    assert not outcome.silent_wrong, "\n".join(tally.lines("pitr"))
     assert outcome.points >= 3 and outcome.exact + sum(outcome.refused.values()) + outcome.skipped == outcome.points
 
 
