@@ -202,7 +202,9 @@ def test_config_show_prints_every_key_with_its_default_resolved(env):
 def test_config_show_json_is_a_cdk_json_entry_the_loader_reads_back_to_the_same_configuration():
     result = run("--env", "prod", "--format", "json")
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    answer = json.loads(result.stdout)  # the CLI's one envelope (docs/decisions/0034)
+    assert (answer["command"], answer["env"], answer["ok"], answer["errors"]) == ("config show", "prod", True, [])
+    document = answer["result"]
     again = cfg.parse_environment("prod", document)
     assert again == cfg.load_from_file("prod", ROOT / "cdk.json")
     assert len(flatten(document)) == len(flatten(as_document(again)))
@@ -228,13 +230,14 @@ def test_config_show_refuses_a_bad_value_in_one_line_naming_the_key(tmp_path):
 
 
 def test_config_show_imports_neither_boto3_nor_the_aws_facing_cli():
-    """The module alone (the package's __init__ registers every group, so it is loaded by path here)."""
+    """The module alone (the package's __init__ registers every group, so it is loaded by path here): the CLI
+    contract's light module (tavari_dr.cli.envelope) and nothing that talks to AWS."""
     code = ("import importlib.util, sys\n"
             "spec = importlib.util.spec_from_file_location('config_show', 'tavari_dr/cli/config.py')\n"
             "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-            "print(sorted(m for m in sys.modules if m == 'boto3' or m.startswith('tavari_dr.cli')))\n")
+            "print(sorted(m for m in sys.modules if m in ('boto3', 'botocore') or m.startswith('tavari_dr.cli')))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "['tavari_dr.cli', 'tavari_dr.cli.envelope']"
 
 
 def test_the_dataclass_document_has_every_section():
