@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tools.refgen.markdown import document, table, text
+from tools.refgen.markdown import anchors, document, table, text
 
 ROOT = Path(__file__).resolve().parents[2]
 MAP = Path(__file__).with_name("capabilities.toml")
@@ -17,8 +17,17 @@ SOURCE = "tools/refgen/capabilities.toml"
 HOPS = (("runtime", "runtime (tavari_dr/)"), ("lambdas", "Lambda handlers"), ("constructs", "constructs"),
         ("stacks", "stacks"), ("cli", "CLI commands"), ("runbooks", "runbooks"), ("adrs", "decision records"),
         ("tests", "tests"))
-# From docs/reference/ to the repository root, for links.
-UP = "../../"
+# Pages under docs/ are linked relatively (they resolve on GitHub and on the docs site alike); code and tests
+# outside docs/ are not part of the site, so they are linked where both readers can open them: the repository.
+REPOSITORY = "https://github.com/tavari/backup-recovery"
+
+
+def _href(path: str, section: str = "") -> str:
+    anchor = f"#{section}" if section else ""
+    if path.startswith("docs/"):
+        return "../" + path.removeprefix("docs/") + anchor
+    kind = "tree" if path.endswith("/") else "blob"
+    return f"{REPOSITORY}/{kind}/main/{path}{anchor}"
 
 
 def load() -> list[dict[str, Any]]:
@@ -30,9 +39,9 @@ def _link(entry: str, hop: str) -> str:
         return f"[`tavari-dr {entry}`](cli.md#tavari-dr-{entry.replace(' ', '-')})"
     if hop == "constructs":
         path, name = entry.split("::")
-        return f"[`{name}`]({UP}{path})"
+        return f"[`{name}`]({_href(path)})"
     path, _, section = entry.partition("#")
-    return f"[`{entry}`]({UP}{path}{'#' + section if section else ''})"
+    return f"[`{entry}`]({_href(path, section)})"
 
 
 def render() -> str:
@@ -67,8 +76,8 @@ def problems(commands: set[str]) -> Iterator[str]:
                 elif hop == "constructs" and not re.search(rf"^(class|def) {re.escape(name)}\b",
                                                            (ROOT / path).read_text(), re.M):
                     yield f"{capability['name']}: {path} defines no {name}"
-                elif hop == "runbooks" and sep and f"{{#{name}}}" not in (ROOT / path).read_text():
-                    yield f"{capability['name']}: {path} has no section {{#{name}}}"
+                elif hop == "runbooks" and sep and name not in anchors((ROOT / path).read_text()):
+                    yield f"{capability['name']}: {path} has no section #{name}"
     named = {Path(e.rstrip("/")).parts[1] for c in capabilities for e in c["runtime"] if e.startswith("tavari_dr/")}
     for folder in sorted(p.name for p in (ROOT / "tavari_dr").iterdir() if (p / "__init__.py").exists()):
         if folder not in named:

@@ -21,8 +21,13 @@ def root() -> click.Group:
 
 
 def walk(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """Every group and command, depth first, in the order they were registered."""
-    for name, command in group.commands.items():
+    """Every group and command, depth first, in the order the group lists them (the top group loads its
+    commands lazily: asked through list_commands/get_command, as click's help does, never ``.commands``)."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None:
+            continue
         yield (*path, name), command
         if isinstance(command, click.Group):
             yield from walk(command, (*path, name))

@@ -5,6 +5,7 @@ escaped (GFM splits cells on it even inside a code span), ``<``/``>`` and ``*`` 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,3 +47,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def document(title: str, source: str, blocks: Iterable[str]) -> str:
     """A page: its generated-from marker, its title, then blocks separated by one blank line."""
     return "\n\n".join([HEADER.format(source=source), f"# {title}", *blocks]) + "\n"
+
+
+def anchors(markdown: str) -> set[str]:
+    """The section IDs a Markdown page offers: each explicit ``<a id="..."></a>`` (the runbooks' alarm sections)
+    and each heading's GitHub slug (lower case, punctuation but ``-`` and ``_`` dropped, spaces to ``-``), which
+    the docs site's slugify reproduces (properdocs.yml)."""
+    explicit = set(re.findall(r'^<a id="([A-Za-z0-9_-]+)"></a>$', markdown, re.M))
+    slugs = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+             for heading in re.findall(r"^#{1,6} (.+)$", markdown, re.M)}
+    return explicit | slugs
