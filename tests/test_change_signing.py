@@ -70,7 +70,7 @@ def segment(s3, signer: KmsSigner, base_id: str) -> str:
                     first_commit=first.isoformat(), last_commit=first.isoformat(), closed_at=first.isoformat(),
                     transactions=0, changes=0, xid_min=0, xid_max=0, relations={}, sequences={},
                     schema_fingerprint="f", tables={}, body_sha256=hashlib.sha256(body.getvalue()).hexdigest(),
-                    body_bytes=len(body.getvalue()), identity=SOURCE, uncovered=[])
+                    body_bytes=len(body.getvalue()), identity=SOURCE, uncovered=[], covered_at=first.isoformat())
     return write_segment(s3, BUCKET, header, body, signer)["key"]
 
 

@@ -244,10 +244,11 @@ def _preflight(s3: Any, bucket: str, the_plan: Plan, verifier: KmsVerifier) -> N
     # DDL is not in the log: a column renamed, added or retyped after the base began shows only as the catalog's
     # schema no longer being the base's. The capture moves covered_at only while it is (capture._coverage_gap),
     # so the segment that holds T's first later commit vouches for the schema at T only if it saw the base's
-    # schema at or after T; otherwise the dump's tables (as the base has them) are not the source's at T.
+    # schema at or after T; otherwise the dump's tables (as the base has them) are not the source's at T. (A log
+    # that does not reach T is refused below, saying so.)
     # None: a capture resumed after a kill never saw that schema again before this segment closed (the DDL came
     # while it was down, at a time nothing records).
-    if last_header is not None and (last_header.covered_at is None or _time(last_header.covered_at) < to):
+    if reached and last_header is not None and (last_header.covered_at is None or _time(last_header.covered_at) < to):
         raise ReplayError(f"{the_plan.opened[-1][0].key}: the capture last saw the source's tables as base "
                           f"{base.base_id} captures them (every column) at {last_header.covered_at or 'no time'}, "
                           f"before {to.isoformat()}: a table's columns may have changed by then (DDL is not in the "
