@@ -138,6 +138,19 @@ def schema_of(cur: Any, publication: str) -> dict[str, list[list[Any]]]:
     return schema
 
 
+def catalog_version(cur: Any, publication: str) -> str:
+    """The published tables' column rows in the catalog as row versions (pg_attribute's xmin, dropped columns
+    included): any DDL on a column (rename, add, drop, retype) writes a new version, also one that a second DDL
+    undoes, which the columns alone (schema_of) would not show. VACUUM and ANALYZE write none (statistics live
+    in pg_statistic; pg_class is updated in place)."""
+    cur.execute(
+        "SELECT p.schemaname || '.' || p.tablename, a.attnum, a.xmin::text FROM pg_publication_tables p "
+        "JOIN pg_namespace n ON n.nspname = p.schemaname JOIN pg_class c ON c.relnamespace = n.oid "
+        "AND c.relname = p.tablename JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+        "WHERE p.pubname = %s ORDER BY 1, 2", (publication,))
+    return hashlib.sha256(json.dumps(cur.fetchall()).encode()).hexdigest()
+
+
 def fingerprint(schema: dict[str, list[list[Any]]]) -> str:
     return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
 
@@ -339,7 +352,8 @@ class Capture:
                     start_lsn=lsn_text(start_lsn), reason=reason, schema_fingerprint=fingerprint(schema),
                     schema=schema, previous=previous.base_id if previous else None, identity=self.identity,
                     uncaptured=uncovered, partitioned=partitioned,
-                    previous_covered_until=self.covered_until if previous else None, tool_version=__version__)
+                    previous_covered_until=self.covered_until if previous else None, tool_version=__version__,
+                    catalog_version=catalog_version(cur, self.settings.publication))
         write_base(self.s3, self.bucket, base, self.signer)
         self.base, self.confirmed, self.covered_until = base, start_lsn, now.isoformat(timespec="microseconds")
         if uncovered:
@@ -461,9 +475,15 @@ class Capture:
         new = sorted(set(uncovered) - set(self.base.uncaptured if self.base else ()))
         if new:
             return now, new
-        if self.base is not None and fingerprint(self._schema(cur)) == self.base.schema_fingerprint:
+        if self.base is not None and fingerprint(self._schema(cur)) == self.base.schema_fingerprint \
+                and not self._catalog_moved(cur):
             self.covered_until = now
         return None
+
+    def _catalog_moved(self, cur: Any) -> bool:
+        """Has any DDL touched the published tables' columns since the base began (even one undone since)?"""
+        return self.base is not None and self.base.catalog_version is not None and \
+            catalog_version(cur, self.settings.publication) != self.base.catalog_version
 
     def _new_base_for_gap(self, cur: Any, gap: tuple[str, list[str]]) -> None:
         """A table the base does not capture exists: alarmed, published where the role may, and a new base."""
@@ -577,6 +597,7 @@ class Capture:
             with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
                 gap = self._coverage_gap(cur)
                 sequences, schema = sample_sequences(cur), self._schema(cur)
+                catalog_moved = self._catalog_moved(cur)
                 # The source's clock, as the commit times are: everything committed before it has been read
                 # (transactions arrive in commit order, and this one's data was all received).
                 closed_at = cur.execute("SELECT clock_timestamp()").fetchone()[0]
@@ -614,6 +635,10 @@ class Capture:
                 t for t in schema if schema[t] != self.base.schema.get(t)})  # type: ignore[union-attr]
             with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
                 self._start_base(cur, f"schema change on {', '.join(changed)}", self.confirmed, reset=True)
+            raise _Reconnect
+        if catalog_moved:  # a DDL the columns no longer show (undone since): the log vouches for nothing after it
+            with _connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
+                self._start_base(cur, "DDL on a published table (undone since)", self.confirmed, reset=True)
             raise _Reconnect
 
     # -- the loop
@@ -688,7 +713,8 @@ class Capture:
                     self._check_source(c)
                     if self.open is None and self.txn is None:
                         gap = self._coverage_gap(c)
-                        if gap or fingerprint(self._schema(c)) != self.base.schema_fingerprint:  # type: ignore[union-attr]
+                        if gap or fingerprint(self._schema(c)) != self.base.schema_fingerprint \
+                                or self._catalog_moved(c):  # type: ignore[union-attr]
                             if gap:
                                 self._new_base_for_gap(c, gap)
                             else:

@@ -140,6 +140,11 @@ class Base:
     # previous base is refused (a table it did not capture may have existed).
     previous_covered_until: str | None = None
     tool_version: str | None = None  # as Header.tool_version
+    # The row versions of the published tables' columns in the catalog at the start (capture.catalog_version):
+    # DDL is not in the log, and one undone before the capture looks again (a column renamed, then back) leaves
+    # the columns as they were but not these; while they differ the capture vouches for no point (covered_at).
+    # None: a base from before it was recorded.
+    catalog_version: str | None = None
 
     @property
     def key(self) -> str:
