@@ -326,7 +326,9 @@ def test_a_column_renamed_and_renamed_back_between_two_looks_is_never_replayed_i
     running.stop()
     with pytest.raises(replay.ReplayError, match=r"columns may have changed|past the end of base|last time base"):
         replay.plan(aws.s3, aws.bucket, first, to, aws.changes.verifier)
-    assert dumps == ["base-reset DDL on a published table (undone since)"]
+    # One reset: at the segment's close (the DDL undone) or, when the capture looked in between, while idle.
+    assert dumps in (["base-reset DDL on a published table (undone since)"],
+                     ["base-reset schema change (seen while idle)"]), dumps
 
 
 def _batches(url: str, running: h.Running, batches: int) -> None:
