@@ -713,8 +713,8 @@ class Capture:
                     self._check_source(c)
                     if self.open is None and self.txn is None:
                         gap = self._coverage_gap(c)
-                        if gap or fingerprint(self._schema(c)) != self.base.schema_fingerprint \
-                                or self._catalog_moved(c):  # type: ignore[union-attr]
+                        moved = fingerprint(self._schema(c)) != self.base.schema_fingerprint  # type: ignore[union-attr]
+                        if gap or moved or self._catalog_moved(c):
                             if gap:
                                 self._new_base_for_gap(c, gap)
                             else:
