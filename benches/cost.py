@@ -539,6 +539,11 @@ RULES: dict[str, tuple[str, str]] = {
     "AWS::IAM::Role": ("free", "IAM has no charge"),
     "AWS::KMS::Alias": ("free", "aliases have no charge"),
     "AWS::KMS::Key": ("priced", "per key a month and its first two rotations (KMS row)"),
+    "AWS::Backup::BackupVault": ("per use", "AWS Backup's storage per GB-month of what the vault holds, and its "
+                                 "restores (priced in the AWS Backup comparison row; the vault itself is free)"),
+    "AWS::Backup::BackupPlan": ("free", "a backup schedule carries no charge; the backups it makes are the vault's"),
+    "AWS::Backup::BackupSelection": ("free", "the resources a plan protects: no charge of its own"),
+    "AWS::Events::EventBusPolicy": ("free", "a resource policy on an event bus: no charge"),
     "AWS::KinesisFirehose::DeliveryStream": ("priced", "per GB ingested (Firehose (feed) row)"),
     "AWS::Lambda::EventInvokeConfig": ("free", "configuration of a function"),
     "AWS::Lambda::Function": ("priced", "scheduled ones at their timeouts (Lambda row); the others per use"),

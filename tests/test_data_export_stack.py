@@ -92,7 +92,9 @@ def test_functions_get_what_they_need_and_the_user_never_comes_from_config(prod)
     assert [d["name"] for d in parsed["datasets"]] == ["business", "call_history", "messages", "usage", "invoices",
                                                       "support_tickets"]
     assert parsed["worker"] == "<ref>"
-    assert set(authorizer["Environment"]["Variables"]) == {"SUPABASE_URL_SECRET_ARN", "SUPABASE_JWT_SECRET_ARN"}
+    # its secrets' ARNs, and where its traces go (every function's ADOT collector layer: docs/decisions/0029)
+    assert set(authorizer["Environment"]["Variables"]) == {"SUPABASE_URL_SECRET_ARN", "SUPABASE_JWT_SECRET_ARN",
+                                                           "OTEL_EXPORTER_OTLP_ENDPOINT"}
 
 
 def statements(env, role_prefix):
