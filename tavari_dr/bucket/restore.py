@@ -463,8 +463,10 @@ def decide(client: Any, plan: Plan, key: str, at_t: Version | None, current: Ver
     current_live = current is not None and not current.delete_marker
     current_id = current.version_id if current else None
     # What the plan saw of the destination's key (each write is conditional on it: ADR 0031).
-    seen = _Seen(current_id, current.etag if current is not None and current_live else None,
-                 current is not None and current.delete_marker)
+    etag = current.etag if current is not None and current_live else None
+    if etag and not etag.startswith('"'):  # the inventory gives it bare; S3's listing and If-Match quote it
+        etag = f'"{etag}"'
+    seen = _Seen(current_id, etag, current is not None and current.delete_marker)
     if at_t is None or at_t.delete_marker:
         if current_live:
             plan.actions.append(Action(key, DELETE_MARKER, reason="absent at T", **seen._asdict()))
